@@ -1,0 +1,315 @@
+//! The configuration's shape. Every field has a default so a partial file still runs.
+
+use chrono::NaiveTime;
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+use crate::domain::{Channel, Currency, Purpose};
+use crate::phone::RegionCode;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    #[serde(default)]
+    pub dispatch: DispatchConfig,
+    #[serde(default)]
+    pub providers: Vec<ProviderConfig>,
+    #[serde(default)]
+    pub prices: Vec<PriceConfig>,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: String,
+    pub max_json_body_bytes: usize,
+    pub max_upload_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: "./herald-data".into(),
+            max_json_body_bytes: 16 << 20,
+            max_upload_bytes: 8 << 30,
+        }
+    }
+}
+
+/// API keys. Keys never appear in logs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    pub api_keys: Vec<String>,
+}
+
+/// Contact snapshot settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotConfig {
+    pub default_region: String,
+    pub max_age_seconds: u64,
+    pub load_path: Option<String>,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            default_region: "CN".into(),
+            max_age_seconds: 86_400,
+            load_path: None,
+        }
+    }
+}
+
+impl SnapshotConfig {
+    /// The parsed default region (validated at load).
+    pub fn region(&self) -> RegionCode {
+        RegionCode::parse(&self.default_region).unwrap_or(RegionCode(*b"ZZ"))
+    }
+}
+
+/// Policy rules that come from configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub quiet_hours: QuietHoursConfig,
+    pub frequency_caps: Vec<FrequencyCapConfig>,
+}
+
+/// The local-time window in which marketing messages may be sent.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuietHoursConfig {
+    pub enabled: bool,
+    /// Start of the allowed window, `HH:MM` local time.
+    pub start: String,
+    /// End of the allowed window, `HH:MM` local time.
+    pub end: String,
+}
+
+impl Default for QuietHoursConfig {
+    fn default() -> Self {
+        QuietHoursConfig {
+            enabled: true,
+            start: "08:00".into(),
+            end: "21:00".into(),
+        }
+    }
+}
+
+impl QuietHoursConfig {
+    /// The allowed window as times (validated at load).
+    pub fn window(&self) -> Option<(NaiveTime, NaiveTime)> {
+        let start = NaiveTime::parse_from_str(&self.start, "%H:%M").ok()?;
+        let end = NaiveTime::parse_from_str(&self.end, "%H:%M").ok()?;
+        Some((start, end))
+    }
+}
+
+/// One frequency-cap rule.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrequencyCapConfig {
+    pub channel: Channel,
+    pub purpose: Purpose,
+    pub max: u32,
+    pub window_seconds: u64,
+}
+
+/// Worker pool and retry settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    pub workers: usize,
+    pub batch_size: usize,
+    pub retry: RetryConfig,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        DispatchConfig {
+            workers: 8,
+            batch_size: 512,
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter for transient provider failures.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    pub max_attempts: u32,
+    pub initial_delay_ms: u64,
+    pub max_delay_ms: u64,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 5,
+            initial_delay_ms: 50,
+            max_delay_ms: 2_000,
+        }
+    }
+}
+
+/// Which adapter a provider uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Sandbox,
+}
+
+/// One provider of one channel.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    pub channel: Channel,
+    pub currency: Currency,
+    /// Message parts per second; 0 turns the limit off.
+    #[serde(default)]
+    pub rate_limit_parts_per_second: u32,
+    #[serde(default = "default_burst")]
+    pub burst_parts: u32,
+    #[serde(default)]
+    pub latency_ms: u64,
+    #[serde(default)]
+    pub transient_failure_rate: f64,
+    #[serde(default)]
+    pub permanent_failure_rate: f64,
+    #[serde(default = "default_delivery_rate")]
+    pub delivery_rate: f64,
+    #[serde(default)]
+    pub receipt_delay_ms: u64,
+}
+
+fn default_burst() -> u32 {
+    1
+}
+
+fn default_delivery_rate() -> f64 {
+    1.0
+}
+
+/// A unit price for (provider, channel, destination country); `*` is the fallback country.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    pub provider: String,
+    pub channel: Channel,
+    pub country: String,
+    pub unit_micros: i64,
+}
+
+impl Config {
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added).
+    pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        if let Some(addr) = env("HERALD_LISTEN").and_then(|v| v.trim().parse().ok()) {
+            self.server.listen = addr;
+        }
+        if let Some(dir) = env("HERALD_DATA_DIR").filter(|v| !v.trim().is_empty()) {
+            self.server.data_dir = dir;
+        }
+        if let Some(keys) = env("HERALD_API_KEYS") {
+            for k in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+                if !self.auth.api_keys.iter().any(|e| e == k) {
+                    self.auth.api_keys.push(k.to_string());
+                }
+            }
+        }
+    }
+
+    /// Checks everything and returns every problem found.
+    pub fn validate(&self) -> Result<(), Vec<String>> {
+        let mut errs = Vec::new();
+        if RegionCode::parse(&self.snapshot.default_region).is_none() {
+            errs.push(format!(
+                "snapshot.default_region: {:?} is not a two-letter region code",
+                self.snapshot.default_region
+            ));
+        }
+        if self.auth.api_keys.iter().any(|k| k.trim().is_empty()) {
+            errs.push("auth.api_keys: keys must not be empty".into());
+        }
+        if self.policy.quiet_hours.window().is_none() {
+            errs.push("policy.quiet_hours: start and end must be HH:MM".into());
+        }
+        for (i, cap) in self.policy.frequency_caps.iter().enumerate() {
+            if cap.max == 0 || cap.window_seconds == 0 {
+                errs.push(format!(
+                    "policy.frequency_caps[{i}]: max and window_seconds must be > 0"
+                ));
+            }
+        }
+        if self.dispatch.workers == 0 {
+            errs.push("dispatch.workers: must be at least 1".into());
+        }
+        if self.dispatch.batch_size == 0 {
+            errs.push("dispatch.batch_size: must be at least 1".into());
+        }
+        if self.dispatch.retry.max_attempts == 0 {
+            errs.push("dispatch.retry.max_attempts: must be at least 1".into());
+        }
+        if self.providers.is_empty() {
+            errs.push("providers: at least one provider is required".into());
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                errs.push(format!(
+                    "providers[{i}].name: {:?} is defined twice",
+                    p.name
+                ));
+            }
+            if p.rate_limit_parts_per_second > 0 && p.burst_parts == 0 {
+                errs.push(format!("providers[{i}].burst_parts: must be at least 1"));
+            }
+            for (field, v) in [
+                ("transient_failure_rate", p.transient_failure_rate),
+                ("permanent_failure_rate", p.permanent_failure_rate),
+                ("delivery_rate", p.delivery_rate),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    errs.push(format!("providers[{i}].{field}: must be between 0 and 1"));
+                }
+            }
+        }
+        for (i, price) in self.prices.iter().enumerate() {
+            if !self.providers.iter().any(|p| p.name == price.provider) {
+                errs.push(format!(
+                    "prices[{i}].provider: no provider named {:?}",
+                    price.provider
+                ));
+            }
+            if price.country != "*" && RegionCode::parse(&price.country).is_none() {
+                errs.push(format!(
+                    "prices[{i}].country: {:?} is not a region code or \"*\"",
+                    price.country
+                ));
+            }
+            if price.unit_micros < 0 {
+                errs.push(format!("prices[{i}].unit_micros: must not be negative"));
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}

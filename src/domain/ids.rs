@@ -1,0 +1,102 @@
+//! Typed identifiers. Message ids are deterministic so that a resend is recognisably the same
+//! message to a provider that deduplicates by idempotency key.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::Channel;
+
+/// A job's id: `job_` followed by a time-ordered UUID (v7) in simple hex form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(String);
+
+impl JobId {
+    /// A fresh, time-ordered id.
+    pub fn generate() -> JobId {
+        JobId(format!("job_{}", uuid::Uuid::now_v7().simple()))
+    }
+
+    /// Accepts only ids of our own shape, so a path segment cannot smuggle anything else in.
+    pub fn parse(s: &str) -> Option<JobId> {
+        let hex = s.strip_prefix("job_")?;
+        (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| JobId(s.to_string()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A message id derived from (job, contact, channel): the same triple always yields the same
+/// id, which is sent to the provider as its idempotency key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(u128);
+
+impl MessageId {
+    /// Derives the id. The hash input separates fields with a byte that cannot occur in ids.
+    pub fn derive(job: &JobId, contact_id: &str, channel: Channel) -> MessageId {
+        let mut buf = Vec::with_capacity(job.as_str().len() + contact_id.len() + 10);
+        buf.extend_from_slice(job.as_str().as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(contact_id.as_bytes());
+        buf.push(0xff);
+        buf.extend_from_slice(channel.as_str().as_bytes());
+        MessageId(xxh3_128(&buf))
+    }
+
+    /// The raw 128-bit value.
+    pub fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "msg_{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Serialize for MessageId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_id_is_deterministic_per_triple() {
+        let job = JobId::generate();
+        let a = MessageId::derive(&job, "c1", Channel::Sms);
+        assert_eq!(a, MessageId::derive(&job, "c1", Channel::Sms));
+        assert_ne!(a, MessageId::derive(&job, "c2", Channel::Sms));
+        assert_ne!(a, MessageId::derive(&job, "c1", Channel::Email));
+        assert_ne!(a, MessageId::derive(&JobId::generate(), "c1", Channel::Sms));
+    }
+
+    #[test]
+    fn job_id_parse_rejects_foreign_shapes() {
+        let id = JobId::generate();
+        assert_eq!(JobId::parse(id.as_str()), Some(id));
+        assert!(JobId::parse("job_../../etc").is_none());
+        assert!(JobId::parse("123").is_none());
+    }
+}

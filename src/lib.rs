@@ -1,0 +1,31 @@
+//! herald: a high-throughput message dispatch gateway.
+//!
+//! A job flows through the modules in this order (see DESIGN.md in the project docs):
+//!
+//! - [`api`]: the HTTP edge. Thin handlers, one error type mapped to statuses, body limits.
+//! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked against.
+//! - [`phone`]: numbering-plan parsing and validation (E.164 as integers), time zones by number.
+//! - [`segment`]: audience expressions over snapshot tags and attributes.
+//! - [`policy`]: the per-recipient decision pipeline, one rule per file, run in batches.
+//! - [`template`]: template compilation, rendering, and SMS part counting as carriers bill it.
+//! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
+//! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
+//! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
+//! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
+//! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
+//! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
+//! - [`app`]: wires the pieces together and runs the server.
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod dispatch;
+pub mod domain;
+pub mod phone;
+pub mod policy;
+pub mod provider;
+pub mod report;
+pub mod segment;
+pub mod snapshot;
+pub mod store;
+pub mod template;
