@@ -1,7 +1,8 @@
 //! Phone numbers: parsed and validated once with real numbering-plan metadata (a libphonenumber
 //! port), then carried as E.164 integers so that every later check is a comparison.
 //!
-//! INTERFACE STUB: the implementation lands with the phone work; signatures are the contract.
+//! The metadata comes from `rlibphonenumber` (a libphonenumber port that scales across threads);
+//! it is kept behind this module so another port could replace it without touching callers.
 
 use std::fmt;
 
@@ -72,8 +73,34 @@ pub enum PhoneError {
 
 /// Parses `input` (E.164, international or national format) with `default_region` for
 /// national numbers, and validates it against the numbering plan.
-pub fn parse(_input: &str, _default_region: RegionCode) -> Result<PhoneInfo, PhoneError> {
-    Err(PhoneError::NotANumber)
+pub fn parse(input: &str, default_region: RegionCode) -> Result<PhoneInfo, PhoneError> {
+    use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region};
+    let region = Region::from_code(default_region.as_str()).ok();
+    let number = PhoneNumber::parse(input, region).map_err(|_| PhoneError::NotANumber)?;
+    if !number.is_valid() {
+        return Err(PhoneError::Invalid);
+    }
+    let e164_text = number.format_as(PhoneNumberFormat::E164);
+    let e164: u64 = e164_text
+        .trim_start_matches('+')
+        .parse()
+        .map_err(|_| PhoneError::Invalid)?;
+    let region = number
+        .get_region_code()
+        .and_then(|r| RegionCode::parse(r.as_region_str().as_str()))
+        .unwrap_or(RegionCode(*b"ZZ"));
+    let line_type = match number.get_type() {
+        PhoneNumberType::Mobile => LineType::Mobile,
+        PhoneNumberType::FixedLineOrMobile => LineType::FixedLineOrMobile,
+        PhoneNumberType::FixedLine => LineType::FixedLine,
+        PhoneNumberType::TollFree => LineType::TollFree,
+        _ => LineType::Other,
+    };
+    Ok(PhoneInfo {
+        e164,
+        region,
+        line_type,
+    })
 }
 
 /// `+` followed by the digits.
@@ -87,4 +114,38 @@ pub fn mask(e164: u64) -> String {
     let keep_tail = 2.min(s.len());
     let head = &s[..2.min(s.len() - keep_tail)];
     format!("+{head}***{}", &s[s.len() - keep_tail..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn national_and_international_forms_agree() {
+        let cn = RegionCode(*b"CN");
+        let a = parse("131 2307 9337", cn).expect("valid");
+        let b = parse("+86 131 2307 9337", RegionCode(*b"US")).expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.e164, 8613123079337);
+        assert_eq!(a.line_type, LineType::Mobile);
+        assert_eq!(a.region.as_str(), "CN");
+    }
+
+    #[test]
+    fn landline_and_garbage_are_told_apart() {
+        let cn = RegionCode(*b"CN");
+        assert_eq!(
+            parse("010 1252 0004", cn).map(|p| p.line_type),
+            Ok(LineType::FixedLine)
+        );
+        assert_eq!(parse("+86131234365495", cn), Err(PhoneError::Invalid));
+        assert_eq!(parse("hello", cn), Err(PhoneError::NotANumber));
+    }
+
+    #[test]
+    fn mask_hides_the_subscriber_number() {
+        let m = mask(8613123079337);
+        assert!(!m.contains("3123079"), "{m}");
+        assert!(m.ends_with("37"));
+    }
 }
