@@ -1,47 +1,143 @@
-//! Wires configuration, state, dispatch and the HTTP API together, and runs the server until
-//! a shutdown signal arrives.
+//! Wires configuration, state, snapshot, providers and the dispatcher together, and runs
+//! the HTTP server until a shutdown signal arrives.
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
 use crate::api;
-use crate::config::LoadedConfig;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{LoadedConfig, ProviderKind, DEMO_SNAPSHOT_CSV};
+use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
+use crate::provider::sandbox::{Sandbox, SandboxSettings};
+use crate::provider::Provider;
+use crate::snapshot::SnapshotStore;
+use crate::store::{MemoryStore, StateStore};
 
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct AppState {
     pub config: LoadedConfig,
+    pub clock: Arc<dyn Clock>,
+    pub snapshots: Arc<SnapshotStore>,
+    pub store: Arc<dyn StateStore>,
+    pub dispatcher: Dispatcher,
+}
+
+impl AppState {
+    /// Whether the snapshot is older than the configured maximum age.
+    pub fn snapshot_stale(&self, now: DateTime<Utc>) -> bool {
+        let max = chrono::Duration::seconds(self.config.config.snapshot.max_age_seconds.min(i64::MAX as u64) as i64);
+        now - self.snapshots.current().as_of() > max
+    }
 }
 
 /// Structured logs to stderr; `RUST_LOG` adjusts the level.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-/// Builds the application state from a validated configuration.
+/// Builds the application with the system clock.
 pub async fn build(config: LoadedConfig) -> anyhow::Result<Arc<AppState>> {
-    std::fs::create_dir_all(&config.config.server.data_dir)
-        .with_context(|| format!("creating data dir {}", config.config.server.data_dir))?;
-    Ok(Arc::new(AppState { config }))
+    build_with_clock(config, Arc::new(SystemClock)).await
 }
 
-/// Binds the configured address and serves until SIGINT/SIGTERM.
+/// Builds the application with an injected clock (tests pin time with it).
+pub async fn build_with_clock(config: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+    let c = &config.config;
+    std::fs::create_dir_all(&c.server.data_dir).with_context(|| format!("creating data dir {}", c.server.data_dir))?;
+    let snapshots = Arc::new(SnapshotStore::new(c.snapshot.region()));
+    load_startup_snapshot(&config, &snapshots, clock.now())?;
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let providers = c
+        .providers
+        .iter()
+        .map(|p| {
+            let provider: Arc<dyn Provider> = match p.kind {
+                ProviderKind::Sandbox => Arc::new(Sandbox::new(SandboxSettings::from_config(p))),
+            };
+            ProviderSlot {
+                provider,
+                channel: p.channel,
+                currency: p.currency,
+                limiter: PartsLimiter::new(p.rate_limit_parts_per_second, p.burst_parts),
+            }
+        })
+        .collect();
+    let dispatcher = Dispatcher::start(DispatcherDeps {
+        store: store.clone(),
+        snapshots: snapshots.clone(),
+        providers,
+        clock: clock.clone(),
+        config: c.dispatch.clone(),
+        max_snapshot_age: chrono::Duration::seconds(c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64),
+    });
+    Ok(Arc::new(AppState { config, clock, snapshots, store, dispatcher }))
+}
+
+/// Loads `snapshot.load_path` if configured. The embedded default config falls back to the
+/// demo snapshot compiled into the binary when the file is not on disk.
+fn load_startup_snapshot(config: &LoadedConfig, snapshots: &SnapshotStore, now: DateTime<Utc>) -> anyhow::Result<()> {
+    let Some(path) = config.config.snapshot.load_path.as_deref() else { return Ok(()) };
+    let resolved = config.resolve(path);
+    let report = match std::fs::File::open(&resolved) {
+        Ok(f) => snapshots.load_csv(std::io::BufReader::with_capacity(1 << 20, f), now),
+        Err(e) if matches!(config.source, crate::config::ConfigSource::Embedded) => {
+            tracing::info!(path = %resolved.display(), error = %e, "demo snapshot not on disk; using the built-in copy");
+            snapshots.load_csv(DEMO_SNAPSHOT_CSV.as_bytes(), now)
+        }
+        Err(e) => return Err(e).with_context(|| format!("opening snapshot {}", resolved.display())),
+    }
+    .with_context(|| format!("loading snapshot {}", resolved.display()))?;
+    tracing::info!(contacts = report.contacts, rejected_rows = report.rejected_rows, "snapshot loaded at start-up");
+    Ok(())
+}
+
+/// A running server: its address and a handle to stop it.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, stops the workers.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = self.task.await;
+        self.state.dispatcher.shutdown();
+    }
+}
+
+/// Binds `state`'s configured address (port 0 picks a free one) and serves in the background.
+pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {
+    let addr = state.config.config.server.listen;
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let router = api::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = rx.await;
+            })
+            .await
+    });
+    Ok(Running { addr, state, shutdown: tx, task })
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
 pub async fn serve(config: LoadedConfig) -> anyhow::Result<()> {
-    let addr = config.config.server.listen;
     let state = build(config).await?;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "herald listening");
-    axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    let running = spawn(state).await?;
+    tracing::info!(addr = %running.addr, "herald listening");
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
     tracing::info!("herald stopped");
     Ok(())
 }
@@ -52,8 +148,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -14,10 +14,12 @@
 //! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
+//! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
 //! - [`app`]: wires the pieces together and runs the server.
 
 pub mod api;
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;

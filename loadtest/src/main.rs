@@ -1,1 +1,139 @@
-fn main() {}
+//! `herald-loadtest`: measures herald end to end on this machine.
+//!
+//! `sandbox` starts a real gateway on loopback with the in-process sandbox provider (rate
+//! limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
+//! and prints snapshot load rate, intake rate, decisions per second and sends per second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use herald::clock::SystemClock;
+use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
+use serde_json::{json, Value};
+
+mod synth;
+
+#[derive(Parser)]
+#[command(name = "herald-loadtest", about = "Rehearse a herald promotion on this machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// One job of N recipients through the in-process sandbox provider, rate limits off.
+    Sandbox {
+        /// Recipients in the job (and contacts in the snapshot).
+        #[arg(long, default_value_t = 1_000_000)]
+        recipients: usize,
+        /// Send workers.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// Sandbox latency per provider call, in milliseconds.
+        #[arg(long, default_value_t = 2)]
+        latency_ms: u64,
+    },
+}
+
+const KEY: &str = "loadtest-key";
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Sandbox { recipients, workers, latency_ms } => rt.block_on(sandbox(recipients, workers, latency_ms)),
+    }
+}
+
+fn bench_config(workers: usize, latency_ms: u64, data_dir: &str) -> anyhow::Result<Config> {
+    let mut c: Config = toml::from_str(DEFAULT_TOML)?;
+    c.server.listen = "127.0.0.1:0".parse()?;
+    c.server.data_dir = data_dir.to_string();
+    c.auth.api_keys = vec![KEY.into()];
+    c.snapshot.load_path = None;
+    c.dispatch.workers = workers;
+    // Throughput, not policy, is measured: no quiet hours or caps holding recipients back.
+    c.policy.quiet_hours.enabled = false;
+    c.policy.frequency_caps.clear();
+    let p = &mut c.providers[0];
+    p.rate_limit_parts_per_second = 0;
+    p.latency_ms = latency_ms;
+    Ok(c)
+}
+
+async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id()));
+    let config = bench_config(workers, latency_ms, &dir.display().to_string())?;
+    let state = herald::app::build_with_clock(LoadedConfig { config, source: ConfigSource::Embedded }, Arc::new(SystemClock))
+        .await?;
+    let running = herald::app::spawn(state).await?;
+    let base = format!("http://{}", running.addr);
+    let http = reqwest::Client::new();
+    println!("herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call");
+
+    let csv = synth::snapshot_csv(n);
+    let t = Instant::now();
+    let r = http
+        .put(format!("{base}/v1/snapshot"))
+        .bearer_auth(KEY)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await?;
+    let report: Value = r.json().await?;
+    let load = t.elapsed();
+    println!(
+        "snapshot: {} contacts in {:.2}s ({:.0} rows/s over HTTP)",
+        report["contacts"],
+        load.as_secs_f64(),
+        n as f64 / load.as_secs_f64()
+    );
+
+    let head = json!({"campaign_id": "bench", "channel": "sms", "purpose": "marketing",
+        "template": {"body": "Hi {{first_name}}, 20% off in {{city}} tonight only"}});
+    let body = synth::ndjson_job(&head, n);
+    let t = Instant::now();
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("job rejected: {}", r.text().await?);
+    }
+    let job: Value = r.json().await?;
+    let intake = t.elapsed();
+    let id = job["id"].as_str().context("job id")?.to_string();
+    println!("intake: {n} recipients streamed in {:.2}s ({:.0} recipients/s)", intake.as_secs_f64(), n as f64 / intake.as_secs_f64());
+
+    let t = Instant::now();
+    let done = loop {
+        let j: Value = http.get(format!("{base}/v1/jobs/{id}")).bearer_auth(KEY).send().await?.json().await?;
+        if j["status"] == "completed" {
+            break j;
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("job did not complete in 10 minutes: {j}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let run = t.elapsed().as_secs_f64();
+    let c = &done["counts"];
+    let rejected: u64 = c["rejected"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+    let decided = c["accepted"].as_u64().unwrap_or(0) + rejected;
+    let sent = c["sent"].as_u64().unwrap_or(0);
+    println!("dispatch: completed in {run:.2}s");
+    println!("  decided  {decided:>9}  ({:.0} recipients/s)", decided as f64 / run);
+    println!("  sent     {sent:>9}  ({:.0} sends/s)", sent as f64 / run);
+    println!("  failed   {:>9}  retries {}", c["failed"], c["retries"]);
+    println!("  rejected {rejected:>9}  {}", c["rejected"]);
+    println!("  segments {:>9}  cost {} micros {}", c["segments"], c["cost_micros"], c["currency"]);
+    running.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,19 +1,58 @@
-//! The HTTP edge: the router lists every route; handlers stay thin.
+//! The HTTP edge. The router below lists every route; handlers are thin and map errors in
+//! one place ([`error`]). JSON bodies are capped; uploads are streamed with their own cap.
+
+mod auth;
+mod body;
+pub mod error;
+mod job_request;
+mod jobs;
+mod snapshot;
+mod suppressions;
 
 use std::sync::Arc;
 
-use axum::routing::get;
-use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{delete, get, post, put};
+use axum::{middleware, Json, Router};
 
 use crate::app::AppState;
 
 /// Every route herald serves.
 pub fn router(state: Arc<AppState>) -> Router {
+    let v1 = Router::new()
+        .route("/v1/snapshot", put(snapshot::put).get(snapshot::get))
+        .route("/v1/contacts", axum::routing::patch(snapshot::patch))
+        .route("/v1/suppressions", put(suppressions::put))
+        .route("/v1/suppressions/{key}", delete(suppressions::delete))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get))
+        .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
+        .route("/v1/jobs/{id}/{action}", post(jobs::transition))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(v1)
+        .fallback(not_found)
+        // Streaming routes enforce their own caps; this guards everything else.
+        .layer(DefaultBodyLimit::max(state.config.config.server.max_json_body_bytes))
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
-    "ok"
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready only with a fresh snapshot.
+async fn readyz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let now = state.clock.now();
+    if state.snapshot_stale(now) {
+        return error::ApiError::unavailable("contact snapshot is stale or not loaded").into_response();
+    }
+    Json(serde_json::json!({ "status": "ready" })).into_response()
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::not_found("route")
 }

@@ -1,1 +1,136 @@
-//! store
+//! The state-store boundary: consent overrides, suppressions, frequency-cap reservations,
+//! idempotency keys and job records. Policy and dispatch only talk to [`StateStore`], so the
+//! in-memory backend here, and durable or Redis backends later, are interchangeable.
+//!
+//! Every operation takes a batch, so a networked backend can answer a whole batch of
+//! recipients in one round trip instead of one per rule per recipient.
+
+mod memory;
+
+pub use memory::MemoryStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Channel, Consent, JobId, Purpose};
+
+/// Why the store could not answer. A rejection is never an error; this means "could not run".
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state backend unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// One entry of the global do-not-contact list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuppressionKey {
+    /// An E.164 number as an integer.
+    Phone(u64),
+    ContactId(String),
+}
+
+/// What the store knows about one recipient beyond the snapshot, fetched in one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecipientFacts {
+    pub suppressed: bool,
+    /// A consent change recorded after the snapshot (inbound STOP, API); wins over the snapshot.
+    pub consent_override: Option<Consent>,
+}
+
+/// A query for [`StateStore::recipient_facts`].
+#[derive(Debug, Clone, Copy)]
+pub struct FactsQuery<'a> {
+    pub contact_id: &'a str,
+    pub phone: u64,
+}
+
+/// A frequency-cap rule: at most `max` messages of (channel, purpose) per `window_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapRule {
+    pub channel: Channel,
+    pub purpose: Purpose,
+    pub max: u32,
+    pub window_seconds: i64,
+}
+
+/// One reservation request: the contact's cap key (a hash of its id) and the send's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapRequest {
+    pub contact_key: u64,
+    pub channel: Channel,
+    pub purpose: Purpose,
+}
+
+/// The answer to an idempotency claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key was free and now names the given job.
+    New,
+    /// The same key with the same body: the existing job.
+    Existing(JobId),
+    /// The same key with a different body.
+    Conflict(JobId),
+}
+
+/// A consent change with its origin, kept for audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConsentChange {
+    pub contact_id: String,
+    pub channel: Channel,
+    pub consent: Consent,
+    pub source: String,
+    pub at: DateTime<Utc>,
+}
+
+/// The state every herald instance must agree on.
+#[async_trait]
+pub trait StateStore: Send + Sync + 'static {
+    /// Facts for each query, in order.
+    async fn recipient_facts(
+        &self,
+        channel: Channel,
+        queries: &[FactsQuery<'_>],
+    ) -> Result<Vec<RecipientFacts>, StoreError>;
+
+    /// Adds entries to the suppression list; answers how many were new.
+    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError>;
+
+    /// Removes one entry; answers whether it was present.
+    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError>;
+
+    /// Records consent changes (they override the snapshot from now on).
+    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError>;
+
+    /// Atomically checks every rule matching each request and, only when all pass, reserves
+    /// a slot at `now`. Answers per request whether it was reserved. Two callers racing for
+    /// the same contact can never exceed a cap together.
+    async fn reserve_caps(
+        &self,
+        rules: &[CapRule],
+        requests: &[CapRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError>;
+
+    /// Gives back reservations made at `reserved_at` (a permanent send failure).
+    async fn release_caps(
+        &self,
+        requests: &[CapRequest],
+        reserved_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Claims an idempotency key for a body fingerprint on behalf of `job`.
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        job: &JobId,
+    ) -> Result<IdempotencyClaim, StoreError>;
+
+    /// Stores a job's latest record (upsert), serialised by the caller.
+    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError>;
+
+    /// Every stored job record.
+    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError>;
+}

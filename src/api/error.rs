@@ -1,0 +1,131 @@
+//! The one place errors become HTTP responses: a status, a stable machine-readable code, a
+//! message for people, and the offending field when there is one.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub field: Option<String>,
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Inner<'a>,
+}
+
+#[derive(Serialize)]
+struct Inner<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+    }
+
+    /// 400: a field is missing or malformed.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let field = field.into();
+        let message = message.into();
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", format!("{field}: {message}"));
+        e.field = Some(field);
+        e
+    }
+
+    /// 400: the body as a whole is unreadable.
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 401: no or wrong API key.
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+    }
+
+    /// 404.
+    pub fn not_found(what: &str) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+    }
+
+    /// 409: the request conflicts with current state.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413: the body exceeds its cap.
+    pub fn too_large(limit: u64) -> ApiError {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+    }
+
+    /// 415: a content type this route does not take.
+    pub fn unsupported_media(expected: &str) -> ApiError {
+        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("Content-Type must be {expected}"))
+    }
+
+    /// 422: well-formed but not acceptable (e.g. no provider for the channel).
+    pub fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", format!("{field}: {}", message.into()));
+        e.field = Some(field.to_string());
+        e
+    }
+
+    /// 503 with Retry-After: a dependency is down; nothing was accepted.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(2);
+        e
+    }
+
+    /// 500 for what should not happen; details go to the log, not the client.
+    pub fn internal(context: &str) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error while {context}"))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        tracing::warn!(error = %e, "state store unavailable");
+        ApiError::unavailable("state backend unavailable, try again")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+/// Parses JSON, naming the path of the offending field in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], prefix: &str) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let field = match (prefix, path.as_str()) {
+            (p, ".") => p.trim_end_matches('.').to_string(),
+            ("", p) => p.to_string(),
+            (pre, p) => format!("{pre}{p}"),
+        };
+        if field.is_empty() || field == "." {
+            ApiError::bad_request(format!("invalid JSON: {inner}"))
+        } else {
+            ApiError::invalid(field, inner.to_string())
+        }
+    })
+}

@@ -1,0 +1,270 @@
+//! Job routes: submit (JSON or streamed NDJSON), read, list, pause, resume, cancel, and the
+//! per-recipient report.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::body::{capped_reader, next_line};
+use super::error::{parse_json, ApiError};
+use super::job_request::{text_variables, validate, JobRequest, RecipientRequest, ValidJob};
+use crate::app::AppState;
+use crate::dispatch::planner;
+use crate::dispatch::{AudienceBuilder, Job, TransitionError};
+use crate::domain::{JobId, JobStatus};
+use crate::report::{job_view, recipients};
+use crate::segment::Segment;
+use crate::store::IdempotencyClaim;
+
+/// Longest NDJSON line: the job line may carry a long template, recipients are short.
+const MAX_JOB_LINE: usize = 1 << 20;
+const MAX_RECIPIENT_LINE: usize = 64 << 10;
+/// Longest accepted Idempotency-Key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// `POST /v1/jobs`.
+pub async fn submit(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let (valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
+        read_ndjson(&state, body).await?
+    } else if content_type.starts_with("application/json") {
+        read_json(&state, body).await?
+    } else {
+        return Err(ApiError::unsupported_media("application/json or application/x-ndjson"));
+    };
+    let id = JobId::generate();
+    if let Some(key) = &idempotency_key {
+        match state.store.claim_idempotency_key(key, fingerprint, &id).await? {
+            IdempotencyClaim::New => {}
+            IdempotencyClaim::Existing(existing) => {
+                let job = state.dispatcher.get(&existing).ok_or_else(|| ApiError::not_found("job"))?;
+                return Ok((StatusCode::OK, Json(job_view::view(&job, state.clock.now()))).into_response());
+            }
+            IdempotencyClaim::Conflict(existing) => {
+                return Err(ApiError::conflict(
+                    "idempotency_conflict",
+                    format!("Idempotency-Key was already used with a different body (job {existing})"),
+                ));
+            }
+        }
+    }
+    let job = planner::plan(
+        &state.dispatcher,
+        &state.config.config,
+        id,
+        valid.spec,
+        valid.template,
+        valid.variables,
+        audience.finish(),
+        true,
+    )
+    .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+    state.dispatcher.submit(job.clone());
+    tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
+    Ok((StatusCode::CREATED, Json(job_view::view(&job, state.clock.now()))).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
+    let s = v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?.trim();
+    if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY {
+        return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// Checks that the job can be dispatched before its audience is read.
+fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
+    planner::check_channel(&state.dispatcher, valid.spec.channel).map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+    let now = state.clock.now();
+    let scheduled_later = valid.spec.send_at.is_some_and(|t| t > now);
+    if !scheduled_later && state.snapshot_stale(now) {
+        return Err(ApiError::conflict(
+            "snapshot_stale",
+            "the contact snapshot is older than snapshot.max_age_seconds; load a fresh snapshot (PUT /v1/snapshot) before sending",
+        ));
+    }
+    Ok(())
+}
+
+async fn read_json(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+    let limit = state.config.config.server.max_json_body_bytes;
+    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit as u64))?;
+    let fingerprint: [u8; 32] = Sha256::digest(&bytes).into();
+    let mut req: JobRequest = parse_json(&bytes, "")?;
+    let valid = validate(&req, state.clock.now())?;
+    precheck(state, &valid)?;
+    let audience = req.audience.take().ok_or_else(|| {
+        ApiError::invalid("audience", "is required (or submit application/x-ndjson with one recipient per line)")
+    })?;
+    let mut builder = AudienceBuilder::new();
+    match (audience.contacts, audience.segment) {
+        (Some(contacts), None) => {
+            for (i, r) in contacts.into_iter().enumerate() {
+                push_recipient(&mut builder, r).map_err(|(f, m)| ApiError::invalid(format!("audience.contacts[{i}].{f}"), m))?;
+            }
+        }
+        (None, Some(expr)) => {
+            let segment = Segment::parse(&expr).map_err(|e| ApiError::invalid("audience.segment", e.to_string()))?;
+            let snapshot = state.snapshots.current();
+            for c in snapshot.iter() {
+                if segment.matches(&c) {
+                    builder
+                        .push(c.contact_id(), None, None)
+                        .map_err(|e| ApiError::invalid("audience.segment", e.to_string()))?;
+                }
+            }
+        }
+        _ => return Err(ApiError::invalid("audience", "give exactly one of contacts or segment")),
+    }
+    if builder.is_empty() {
+        return Err(ApiError::invalid("audience", "selects no recipients"));
+    }
+    Ok((valid, builder, fingerprint))
+}
+
+fn push_recipient(builder: &mut AudienceBuilder, r: RecipientRequest) -> Result<(), (&'static str, String)> {
+    let vars = r.variables.map(text_variables);
+    builder.push(&r.contact_id, r.phone.as_deref(), vars).map_err(|e| {
+        let field = if matches!(e, crate::dispatch::AudienceError::PhoneTooLong) { "phone" } else { "contact_id" };
+        (field, e.to_string())
+    })
+}
+
+async fn read_ndjson(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+    let limit = state.config.config.server.max_upload_bytes;
+    let (mut reader, cap) = capped_reader(body, limit);
+    let mut hasher = Sha256::new();
+    let mut line = Vec::with_capacity(256);
+    let io_err = |e: std::io::Error, cap: &super::body::CapFlag, line_no: u64| {
+        if cap.exceeded() {
+            ApiError::too_large(limit)
+        } else {
+            ApiError::bad_request(format!("line {line_no}: {e}"))
+        }
+    };
+    if !next_line(&mut reader, &mut line, MAX_JOB_LINE).await.map_err(|e| io_err(e, &cap, 1))? {
+        return Err(ApiError::bad_request("empty body: the first line must be the job object"));
+    }
+    hasher.update(&line);
+    hasher.update(b"\n");
+    let req: JobRequest = parse_json(&line, "")?;
+    if req.audience.is_some() {
+        return Err(ApiError::invalid("audience", "must not be in the job line of an NDJSON submission; send one recipient per further line"));
+    }
+    let valid = validate(&req, state.clock.now())?;
+    precheck(state, &valid)?;
+    let mut builder = AudienceBuilder::new();
+    let mut line_no: u64 = 1;
+    loop {
+        line_no += 1;
+        if !next_line(&mut reader, &mut line, MAX_RECIPIENT_LINE).await.map_err(|e| io_err(e, &cap, line_no))? {
+            break;
+        }
+        hasher.update(&line);
+        hasher.update(b"\n");
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let r: RecipientRequest = parse_json(&line, &format!("line {line_no}: "))?;
+        push_recipient(&mut builder, r).map_err(|(f, m)| ApiError::invalid(format!("line {line_no}: {f}"), m))?;
+    }
+    if builder.is_empty() {
+        return Err(ApiError::invalid("audience", "no recipient lines after the job line"));
+    }
+    Ok((valid, builder, hasher.finalize().into()))
+}
+
+fn job_id(raw: &str) -> Result<JobId, ApiError> {
+    JobId::parse(raw).ok_or_else(|| ApiError::not_found("job"))
+}
+
+fn find(state: &AppState, raw: &str) -> Result<Arc<Job>, ApiError> {
+    state.dispatcher.get(&job_id(raw)?).ok_or_else(|| ApiError::not_found("job"))
+}
+
+/// `GET /v1/jobs/{id}`.
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = find(&state, &id)?;
+    Ok(Json(job_view::view(&job, state.clock.now())).into_response())
+}
+
+/// Query of `GET /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    #[serde(default)]
+    pub status: Option<JobStatus>,
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/jobs`: newest first.
+pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
+    }
+    let now = state.clock.now();
+    let jobs = state.dispatcher.list();
+    let views: Vec<_> = jobs
+        .iter()
+        .filter(|j| q.status.is_none_or(|s| j.status() == s))
+        .filter(|j| q.campaign_id.as_deref().is_none_or(|c| j.spec.campaign_id == c))
+        .take(limit)
+        .map(|j| job_view::view(j, now))
+        .collect();
+    Ok(Json(serde_json::json!({ "jobs": views })).into_response())
+}
+
+/// `POST /v1/jobs/{id}/pause`, `/resume`, `/cancel`.
+pub async fn transition(
+    State(state): State<Arc<AppState>>,
+    Path((id, action)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = job_id(&id)?;
+    let result = match action.as_str() {
+        "pause" => state.dispatcher.pause(&id),
+        "resume" => state.dispatcher.resume(&id),
+        "cancel" => state.dispatcher.cancel(&id),
+        _ => return Err(ApiError::not_found("action")),
+    };
+    match result {
+        Ok(_) => get(State(state), Path(id.to_string())).await,
+        Err(TransitionError::NotFound) => Err(ApiError::not_found("job")),
+        Err(e @ TransitionError::NotAllowed(..)) => Err(ApiError::conflict("invalid_transition", e.to_string())),
+    }
+}
+
+/// `GET /v1/jobs/{id}/recipients`: one NDJSON line per recipient, streamed.
+pub async fn recipients(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = find(&state, &id)?;
+    let total = job.audience.len() as u32;
+    const CHUNK: u32 = 4096;
+    let stream = futures::stream::unfold(0u32, move |from| {
+        let job = job.clone();
+        async move {
+            if from >= total {
+                return None;
+            }
+            let to = (from + CHUNK).min(total);
+            let mut buf = Vec::with_capacity((to - from) as usize * 96);
+            for i in from..to {
+                if serde_json::to_writer(&mut buf, &recipients::line(&job, i)).is_ok() {
+                    buf.push(b'\n');
+                }
+            }
+            Some((Ok::<_, std::io::Error>(Bytes::from(buf)), to))
+        }
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+}

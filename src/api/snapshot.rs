@@ -1,0 +1,113 @@
+//! Snapshot routes: `PUT /v1/snapshot` (CSV or NDJSON, streamed, replaced atomically),
+//! `GET /v1/snapshot`, and `PATCH /v1/contacts` (NDJSON upserts and deletes).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio_util::io::SyncIoBridge;
+
+use super::body::{capped_reader, CapFlag};
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::snapshot::SnapshotError;
+
+/// Query of `PUT /v1/snapshot`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutQuery {
+    /// When the export was taken; defaults to now. Freshness is judged from it.
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+enum Format {
+    Csv,
+    Ndjson,
+}
+
+fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if ct.starts_with("text/csv") {
+        Ok(Format::Csv)
+    } else if ct.starts_with("application/x-ndjson") {
+        Ok(Format::Ndjson)
+    } else {
+        Err(ApiError::unsupported_media("text/csv or application/x-ndjson"))
+    }
+}
+
+fn load_error(e: SnapshotError, cap: &CapFlag, limit: u64) -> ApiError {
+    if cap.exceeded() {
+        return ApiError::too_large(limit);
+    }
+    match e {
+        SnapshotError::Io(_) => ApiError::bad_request(format!("could not read the upload: {e}")),
+        other => ApiError::bad_request(other.to_string()),
+    }
+}
+
+/// `PUT /v1/snapshot?as_of=RFC3339`.
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<PutQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let format = format_of(&headers)?;
+    let now = state.clock.now();
+    let as_of = q.as_of.unwrap_or(now);
+    if as_of > now + chrono::Duration::minutes(5) {
+        return Err(ApiError::invalid("as_of", "is in the future"));
+    }
+    let limit = state.config.config.server.max_upload_bytes;
+    let (reader, cap) = capped_reader(body, limit);
+    let snapshots = state.snapshots.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let bridge = SyncIoBridge::new(reader);
+        match format {
+            Format::Csv => snapshots.load_csv(bridge, as_of),
+            Format::Ndjson => snapshots.load_ndjson(std::io::BufReader::with_capacity(1 << 20, bridge), as_of),
+        }
+    })
+    .await
+    .map_err(|_| ApiError::internal("loading the snapshot"))?;
+    let report = result.map_err(|e| load_error(e, &cap, limit))?;
+    tracing::info!(version = report.version, contacts = report.contacts, rejected_rows = report.rejected_rows, "snapshot replaced");
+    Ok(Json(report).into_response())
+}
+
+/// `GET /v1/snapshot`.
+pub async fn get(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let snap = state.snapshots.current();
+    let now = state.clock.now();
+    Json(serde_json::json!({
+        "version": snap.version(),
+        "as_of": snap.as_of(),
+        "contacts": snap.len(),
+        "age_seconds": (now - snap.as_of()).num_seconds().max(0),
+        "stale": state.snapshot_stale(now),
+    }))
+}
+
+/// `PATCH /v1/contacts`: NDJSON upserts and `{"contact_id", "deleted": true}` lines.
+pub async fn patch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    if !matches!(format_of(&headers)?, Format::Ndjson) {
+        return Err(ApiError::unsupported_media("application/x-ndjson"));
+    }
+    let limit = state.config.config.server.max_upload_bytes;
+    let (reader, cap) = capped_reader(body, limit);
+    let snapshots = state.snapshots.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        snapshots.apply_patch(std::io::BufReader::new(SyncIoBridge::new(reader)))
+    })
+    .await
+    .map_err(|_| ApiError::internal("applying the patch"))?;
+    let report = result.map_err(|e| load_error(e, &cap, limit))?;
+    Ok(Json(report).into_response())
+}

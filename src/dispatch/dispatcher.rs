@@ -1,0 +1,319 @@
+//! The dispatcher: the registry of jobs and the worker pool that runs them. Workers pick the
+//! highest-priority runnable job (round-robin among equals), lease a chunk of one of its
+//! shards, and process it. Chunks are sized so that, under a rate limit, a chunk takes a
+//! fraction of a second: pause and cancel take effect quickly, and a small urgent job gets
+//! its first send within moments even behind a multi-million one.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use parking_lot::RwLock;
+use tokio::sync::{mpsc, Notify};
+
+use super::job::Job;
+use super::rate_limit::PartsLimiter;
+use super::worker::{self, ReceiptBatch};
+use crate::clock::Clock;
+use crate::config::DispatchConfig;
+use crate::domain::{Channel, Currency, JobId, JobStatus};
+use crate::provider::Provider;
+use crate::snapshot::SnapshotStore;
+use crate::store::StateStore;
+
+/// A provider with its limiter, as jobs use it.
+pub struct ProviderSlot {
+    pub provider: Arc<dyn Provider>,
+    pub channel: Channel,
+    pub currency: Currency,
+    pub limiter: PartsLimiter,
+}
+
+/// What the dispatcher is built from.
+pub struct DispatcherDeps {
+    pub store: Arc<dyn StateStore>,
+    pub snapshots: Arc<SnapshotStore>,
+    pub providers: Vec<ProviderSlot>,
+    pub clock: Arc<dyn Clock>,
+    pub config: DispatchConfig,
+    /// Jobs hold their sends while the snapshot is older than this.
+    pub max_snapshot_age: chrono::Duration,
+}
+
+/// A status change that is not allowed from the job's current status.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("job not found")]
+    NotFound,
+    #[error("job is {0:?} and cannot be {1}")]
+    NotAllowed(JobStatus, &'static str),
+}
+
+pub(super) struct Inner {
+    pub deps: DispatcherDeps,
+    jobs: DashMap<JobId, Arc<Job>>,
+    order: RwLock<Vec<Arc<Job>>>,
+    rotation: AtomicUsize,
+    pub work_ready: Notify,
+    pub shutdown: AtomicBool,
+    pub receipts: mpsc::Sender<ReceiptBatch>,
+}
+
+/// Handle to the dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+impl Dispatcher {
+    /// Starts the worker pool and the receipt applier on the current tokio runtime.
+    pub fn start(deps: DispatcherDeps) -> Dispatcher {
+        let (tx, rx) = mpsc::channel(4096);
+        let workers = deps.config.workers;
+        let inner = Arc::new(Inner {
+            deps,
+            jobs: DashMap::new(),
+            order: RwLock::new(Vec::new()),
+            rotation: AtomicUsize::new(0),
+            work_ready: Notify::new(),
+            shutdown: AtomicBool::new(false),
+            receipts: tx,
+        });
+        for n in 0..workers {
+            tokio::spawn(worker::run(inner.clone(), n as u64));
+        }
+        tokio::spawn(worker::apply_receipts(rx));
+        Dispatcher { inner }
+    }
+
+    /// The provider slots, in config order.
+    pub fn providers(&self) -> &[ProviderSlot] {
+        &self.inner.deps.providers
+    }
+
+    /// The first provider configured for `channel`.
+    pub fn provider_for(&self, channel: Channel) -> Option<(usize, &ProviderSlot)> {
+        self.inner.deps.providers.iter().enumerate().find(|(_, p)| p.channel == channel)
+    }
+
+    /// The clock jobs are run by.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.deps.clock
+    }
+
+    /// The number of shards a new job is split into.
+    pub fn shards_per_job(&self) -> usize {
+        (self.inner.deps.config.workers * 2).max(1)
+    }
+
+    /// Adds a planned job and wakes the workers.
+    pub fn submit(&self, job: Arc<Job>) {
+        self.inner.jobs.insert(job.id.clone(), job.clone());
+        {
+            let mut order = self.inner.order.write();
+            order.push(job.clone());
+            // Highest priority first; older first among equals.
+            order.sort_by(|a, b| {
+                b.spec.priority.cmp(&a.spec.priority).then(a.spec.created_at.cmp(&b.spec.created_at))
+            });
+        }
+        self.save(&job);
+        self.inner.work_ready.notify_waiters();
+    }
+
+    /// A job by id.
+    pub fn get(&self, id: &JobId) -> Option<Arc<Job>> {
+        self.inner.jobs.get(id).map(|j| j.clone())
+    }
+
+    /// Every job, newest first.
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        let mut all: Vec<Arc<Job>> = self.inner.order.read().clone();
+        all.sort_by(|a, b| b.spec.created_at.cmp(&a.spec.created_at));
+        all
+    }
+
+    /// Pauses a job: workers take no new chunk of it from now on.
+    pub fn pause(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
+        self.transition(id, "paused", |s| match s {
+            JobStatus::Queued | JobStatus::Scheduled | JobStatus::Running => Some(JobStatus::Paused),
+            _ => None,
+        })
+    }
+
+    /// Resumes a paused job from its cursors; nobody is sent twice.
+    pub fn resume(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
+        self.transition(id, "resumed", |s| match s {
+            JobStatus::Paused => Some(JobStatus::Queued),
+            _ => None,
+        })
+    }
+
+    /// Cancels a job: nothing more is sent; recipients not yet sent read as cancelled.
+    pub fn cancel(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
+        let status = self.transition(id, "cancelled", |s| (!s.is_terminal()).then_some(JobStatus::Cancelled))?;
+        if let Some(job) = self.get(id) {
+            job.clear_deferred();
+        }
+        Ok(status)
+    }
+
+    fn transition(
+        &self,
+        id: &JobId,
+        verb: &'static str,
+        next: impl FnOnce(JobStatus) -> Option<JobStatus>,
+    ) -> Result<JobStatus, TransitionError> {
+        let job = self.get(id).ok_or(TransitionError::NotFound)?;
+        let now = self.inner.deps.clock.now();
+        let status = job.with_state(|st| match next(st.status) {
+            Some(n) => {
+                st.status = n;
+                if n.is_terminal() {
+                    st.finished_at = Some(now);
+                }
+                Ok(n)
+            }
+            None => Err(TransitionError::NotAllowed(st.status, verb)),
+        })?;
+        self.save(&job);
+        self.inner.work_ready.notify_waiters();
+        Ok(status)
+    }
+
+    /// Stops the workers after their current chunk.
+    pub fn shutdown(&self) {
+        self.inner.shutdown.store(true, Ordering::SeqCst);
+        self.inner.work_ready.notify_waiters();
+    }
+
+    fn save(&self, job: &Arc<Job>) {
+        self.inner.save(job);
+    }
+}
+
+impl Inner {
+    /// Persists the job's record in the background; the store is the source of truth for
+    /// other instances and restarts, the in-memory job for this process's reads.
+    pub fn save(&self, job: &Arc<Job>) {
+        let store = self.deps.store.clone();
+        let id = job.id.clone();
+        let record = crate::report::job_view::record(job, self.deps.clock.now());
+        tokio::spawn(async move {
+            if let Err(e) = store.save_job(&id, record).await {
+                tracing::warn!(job = %id, error = %e, "could not save job record");
+            }
+        });
+    }
+
+    /// Picks the next unit of work: a job and a lease on some of its recipients.
+    pub fn next_work(&self) -> Option<(Arc<Job>, super::job::Lease)> {
+        let now = self.deps.clock.now();
+        let order = self.order.read().clone();
+        if order.is_empty() {
+            return None;
+        }
+        let snapshot_fresh = self.snapshot_fresh(now);
+        let rot = self.rotation.fetch_add(1, Ordering::Relaxed);
+        let n = order.len();
+        // Group by priority: within the first priority that has work, rotate.
+        let mut i = 0;
+        while i < n {
+            let p = order[i].spec.priority;
+            let mut j = i;
+            while j < n && order[j].spec.priority == p {
+                j += 1;
+            }
+            let group = &order[i..j];
+            for k in 0..group.len() {
+                let job = &group[(rot + k) % group.len()];
+                if let Some(lease) = self.try_lease(job, now, snapshot_fresh) {
+                    return Some((job.clone(), lease));
+                }
+            }
+            i = j;
+        }
+        None
+    }
+
+    fn try_lease(&self, job: &Arc<Job>, now: DateTime<Utc>, snapshot_fresh: bool) -> Option<super::job::Lease> {
+        let runnable = job.with_state(|st| {
+            if st.status == JobStatus::Scheduled && job.spec.send_at.is_none_or(|t| t <= now) {
+                st.status = JobStatus::Queued;
+            }
+            if !matches!(st.status, JobStatus::Queued | JobStatus::Running) {
+                return false;
+            }
+            st.blocked = (!snapshot_fresh).then_some("snapshot_stale");
+            snapshot_fresh
+        });
+        if !runnable {
+            return None;
+        }
+        let max = self.chunk_size(job);
+        match job.lease(max, now) {
+            Some(lease) => {
+                let started = job.with_state(|st| {
+                    if st.status == JobStatus::Queued {
+                        st.status = JobStatus::Running;
+                        st.started_at.get_or_insert(now);
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if started {
+                    self.save(job);
+                }
+                Some(lease)
+            }
+            None => {
+                self.maybe_complete(job, now);
+                None
+            }
+        }
+    }
+
+    /// Marks a job completed once every recipient has a final outcome and no worker holds it.
+    pub fn maybe_complete(&self, job: &Arc<Job>, now: DateTime<Utc>) {
+        if job.remaining() > 0 || job.has_leases() {
+            return;
+        }
+        let done = job.with_state(|st| {
+            if matches!(st.status, JobStatus::Queued | JobStatus::Running) {
+                st.status = JobStatus::Completed;
+                st.finished_at = Some(now);
+                st.started_at.get_or_insert(now);
+                true
+            } else {
+                false
+            }
+        });
+        if done {
+            self.save(job);
+        }
+    }
+
+    fn snapshot_fresh(&self, now: DateTime<Utc>) -> bool {
+        let snap = self.deps.snapshots.current();
+        now - snap.as_of() <= self.deps.max_snapshot_age
+    }
+
+    /// Recipients per chunk: the configured batch without a rate limit; under one, about a
+    /// fifth of a second of the provider's rate shared across the workers.
+    fn chunk_size(&self, job: &Job) -> usize {
+        let batch = self.deps.config.batch_size.max(1);
+        let rate = self.deps.providers[job.provider].limiter.rate() as usize;
+        if rate == 0 {
+            return batch;
+        }
+        (rate / 5 / self.deps.config.workers.max(1)).clamp(1, batch)
+    }
+
+    /// How long an idle worker sleeps before looking again.
+    pub fn idle_wait(&self) -> Duration {
+        Duration::from_millis(25)
+    }
+}

@@ -1,0 +1,319 @@
+//! One job at run time: its spec and policy, its audience split into shards with cursors,
+//! the outcome of every recipient, deferred recipients waiting for quiet hours to end, and
+//! live counters. Workers lease one shard at a time, so each recipient is decided once.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use parking_lot::Mutex;
+
+use super::audience::Audience;
+use super::counters::JobCounters;
+use super::pricing::ProviderPrices;
+use crate::domain::{Channel, Currency, JobId, JobStatus, Purpose, Reason, RecipientOutcome};
+use crate::policy::{JobPolicy, PhoneMismatchPolicy};
+use crate::provider::DeliveryStatus;
+
+/// What the upstream system asked for, as accepted.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobSpec {
+    pub campaign_id: String,
+    pub channel: Channel,
+    pub purpose: Purpose,
+    /// Higher goes first when jobs share a provider.
+    pub priority: u8,
+    pub send_at: Option<DateTime<Utc>>,
+    pub template_body: String,
+    pub phone_mismatch: PhoneMismatchPolicy,
+    pub created_at: DateTime<Utc>,
+}
+
+struct Shard {
+    indices: Vec<u32>,
+    cursor: AtomicUsize,
+    leased: AtomicBool,
+}
+
+/// Where a job's life stands; changed only under its lock.
+#[derive(Debug, Clone)]
+pub struct JobState {
+    pub status: JobStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Why a runnable job is not sending right now (e.g. `snapshot_stale`).
+    pub blocked: Option<&'static str>,
+}
+
+/// A unit of work a worker holds: recipients from one shard, or due deferred recipients.
+pub struct Lease {
+    pub indices: Vec<u32>,
+    shard: Option<(usize, usize)>,
+}
+
+/// A job and everything needed to run it.
+pub struct Job {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub policy: JobPolicy,
+    pub audience: Audience,
+    /// Index of the provider slot in the dispatcher.
+    pub provider: usize,
+    pub provider_name: String,
+    pub currency: Currency,
+    pub prices: ProviderPrices,
+    pub counters: JobCounters,
+    outcomes: Vec<AtomicU8>,
+    delivery: Vec<AtomicU8>,
+    shards: Vec<Shard>,
+    next_shard: AtomicUsize,
+    state: Mutex<JobState>,
+    deferred: Mutex<BTreeMap<DateTime<Utc>, Vec<u32>>>,
+    /// Recipients without a final outcome yet.
+    remaining: AtomicU64,
+    leases: AtomicUsize,
+}
+
+/// Everything [`Job::new`] needs besides the audience.
+pub struct JobParts {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub policy: JobPolicy,
+    pub provider: usize,
+    pub provider_name: String,
+    pub currency: Currency,
+    pub prices: ProviderPrices,
+    pub shards: usize,
+}
+
+impl Job {
+    /// Plans a job: marks duplicates, shards the rest.
+    pub fn new(parts: JobParts, audience: Audience, now: DateTime<Utc>) -> Arc<Job> {
+        let n = audience.len();
+        let outcomes: Vec<AtomicU8> = (0..n).map(|_| AtomicU8::new(0)).collect();
+        let counters = JobCounters::default();
+        counters.audience.store(n as u64, Relaxed);
+        for &d in audience.duplicates() {
+            outcomes[d as usize].store(RecipientOutcome::Rejected(Reason::Duplicate).to_code(), Relaxed);
+        }
+        counters.reject(Reason::Duplicate, audience.duplicates().len() as u64);
+        let shards = audience
+            .shard(parts.shards)
+            .into_iter()
+            .map(|indices| Shard { indices, cursor: AtomicUsize::new(0), leased: AtomicBool::new(false) })
+            .collect();
+        let remaining = (n - audience.duplicates().len()) as u64;
+        let status = match parts.spec.send_at {
+            Some(at) if at > now => JobStatus::Scheduled,
+            _ => JobStatus::Queued,
+        };
+        Arc::new(Job {
+            id: parts.id,
+            spec: parts.spec,
+            policy: parts.policy,
+            provider: parts.provider,
+            provider_name: parts.provider_name,
+            currency: parts.currency,
+            prices: parts.prices,
+            counters,
+            delivery: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            outcomes,
+            audience,
+            shards,
+            next_shard: AtomicUsize::new(0),
+            state: Mutex::new(JobState { status, started_at: None, finished_at: None, blocked: None }),
+            deferred: Mutex::new(BTreeMap::new()),
+            remaining: AtomicU64::new(remaining),
+            leases: AtomicUsize::new(0),
+        })
+    }
+
+    /// The current state.
+    pub fn state(&self) -> JobState {
+        self.state.lock().clone()
+    }
+
+    /// The current status.
+    pub fn status(&self) -> JobStatus {
+        self.state.lock().status
+    }
+
+    /// Runs `f` on the state under the lock.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut JobState) -> R) -> R {
+        f(&mut self.state.lock())
+    }
+
+    /// Recipients without a final outcome.
+    pub fn remaining(&self) -> u64 {
+        self.remaining.load(Acquire)
+    }
+
+    /// Whether a worker holds part of this job right now.
+    pub fn has_leases(&self) -> bool {
+        self.leases.load(Acquire) > 0
+    }
+
+    /// Number of recipients waiting for quiet hours to end.
+    pub fn deferred_len(&self) -> usize {
+        self.deferred.lock().values().map(Vec::len).sum()
+    }
+
+    /// The earliest time a deferred recipient comes due.
+    pub fn next_deferred_due(&self) -> Option<DateTime<Utc>> {
+        self.deferred.lock().keys().next().copied()
+    }
+
+    /// Takes up to `max` recipients: due deferred ones first, then the next chunk of a shard
+    /// nobody else holds. `None` when there is nothing to do right now.
+    pub fn lease(&self, max: usize, now: DateTime<Utc>) -> Option<Lease> {
+        {
+            let mut deferred = self.deferred.lock();
+            let mut due = Vec::new();
+            while due.len() < max {
+                let Some(mut entry) = deferred.first_entry() else { break };
+                if *entry.key() > now {
+                    break;
+                }
+                let list = entry.get_mut();
+                let take = (max - due.len()).min(list.len());
+                due.extend(list.drain(list.len() - take..));
+                if list.is_empty() {
+                    entry.remove();
+                }
+            }
+            if !due.is_empty() {
+                self.leases.fetch_add(1, AcqRel);
+                return Some(Lease { indices: due, shard: None });
+            }
+        }
+        let n = self.shards.len();
+        let start = self.next_shard.fetch_add(1, Relaxed);
+        for k in 0..n {
+            let s_idx = (start + k) % n;
+            let shard = &self.shards[s_idx];
+            if shard.cursor.load(Acquire) >= shard.indices.len() {
+                continue;
+            }
+            if shard.leased.compare_exchange(false, true, AcqRel, Relaxed).is_err() {
+                continue;
+            }
+            let from = shard.cursor.load(Acquire);
+            if from >= shard.indices.len() {
+                shard.leased.store(false, Release);
+                continue;
+            }
+            let to = (from + max).min(shard.indices.len());
+            self.leases.fetch_add(1, AcqRel);
+            return Some(Lease { indices: shard.indices[from..to].to_vec(), shard: Some((s_idx, to)) });
+        }
+        None
+    }
+
+    /// Finishes a lease. `done` advances the shard cursor past the chunk; otherwise (the
+    /// store could not answer) the chunk is offered again. Deferred leases that were not
+    /// done go back to the deferred queue as due now.
+    pub fn release(&self, lease: Lease, done: bool, now: DateTime<Utc>) {
+        match lease.shard {
+            Some((s_idx, to)) => {
+                let shard = &self.shards[s_idx];
+                if done {
+                    shard.cursor.store(to, Release);
+                }
+                shard.leased.store(false, Release);
+            }
+            None if !done => self.deferred.lock().entry(now).or_default().extend(lease.indices),
+            None => {}
+        }
+        self.leases.fetch_sub(1, AcqRel);
+    }
+
+    /// The outcome of recipient `i`, as the per-recipient report shows it.
+    pub fn outcome(&self, i: u32) -> RecipientOutcome {
+        let o = RecipientOutcome::from_code(self.outcomes[i as usize].load(Relaxed));
+        if !o.is_final() && self.status() == JobStatus::Cancelled {
+            RecipientOutcome::Cancelled
+        } else {
+            o
+        }
+    }
+
+    /// The delivery receipt of recipient `i`, if one came.
+    pub fn delivery(&self, i: u32) -> Option<DeliveryStatus> {
+        match self.delivery[i as usize].load(Relaxed) {
+            1 => Some(DeliveryStatus::Delivered),
+            2 => Some(DeliveryStatus::Undelivered),
+            _ => None,
+        }
+    }
+
+    fn was_deferred(&self, i: u32) -> bool {
+        self.outcomes[i as usize].load(Relaxed) == RecipientOutcome::Deferred.to_code()
+    }
+
+    fn set_final(&self, i: u32, outcome: RecipientOutcome) {
+        if self.was_deferred(i) {
+            self.counters.deferred.fetch_sub(1, Relaxed);
+        }
+        self.outcomes[i as usize].store(outcome.to_code(), Relaxed);
+        self.remaining.fetch_sub(1, AcqRel);
+    }
+
+    /// Records a rejection.
+    pub fn record_rejected(&self, i: u32, reason: Reason) {
+        self.set_final(i, RecipientOutcome::Rejected(reason));
+        self.counters.reject(reason, 1);
+    }
+
+    /// Records a deferral until `until`.
+    pub fn record_deferred(&self, i: u32, until: DateTime<Utc>) {
+        if !self.was_deferred(i) {
+            self.counters.deferred.fetch_add(1, Relaxed);
+            self.outcomes[i as usize].store(RecipientOutcome::Deferred.to_code(), Relaxed);
+        }
+        self.deferred.lock().entry(until).or_default().push(i);
+    }
+
+    /// Records a provider acceptance.
+    pub fn record_sent(&self, i: u32, parts: u32, cost_micros: i64) {
+        self.set_final(i, RecipientOutcome::Sent);
+        self.counters.sent.fetch_add(1, Relaxed);
+        self.counters.segments.fetch_add(parts as u64, Relaxed);
+        self.counters.cost_micros.fetch_add(cost_micros, Relaxed);
+    }
+
+    /// Records a permanent failure.
+    pub fn record_failed(&self, i: u32) {
+        self.set_final(i, RecipientOutcome::Failed);
+        self.counters.failed.fetch_add(1, Relaxed);
+    }
+
+    /// Records a delivery receipt; a repeated receipt for the same recipient counts once.
+    pub fn record_receipt(&self, i: u32, status: DeliveryStatus) {
+        let code = match status {
+            DeliveryStatus::Delivered => 1,
+            DeliveryStatus::Undelivered => 2,
+        };
+        if self.delivery[i as usize].compare_exchange(0, code, AcqRel, Relaxed).is_ok() {
+            match status {
+                DeliveryStatus::Delivered => self.counters.delivered.fetch_add(1, Relaxed),
+                DeliveryStatus::Undelivered => self.counters.undelivered.fetch_add(1, Relaxed),
+            };
+        }
+    }
+
+    /// Drops every deferred recipient (on cancel); they read as cancelled.
+    pub fn clear_deferred(&self) {
+        self.deferred.lock().clear();
+    }
+
+    /// Fraction of the audience with a final outcome.
+    pub fn progress(&self) -> f64 {
+        let audience = self.audience.len() as u64;
+        if audience == 0 {
+            return 1.0;
+        }
+        let done = audience - self.remaining().min(audience);
+        done as f64 / audience as f64
+    }
+}

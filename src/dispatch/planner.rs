@@ -1,0 +1,88 @@
+//! Turns an accepted request into a runnable job: compiles the template once, picks the
+//! channel's provider and its prices, fixes the policy (quiet hours, caps) and shards the
+//! audience.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::audience::Audience;
+use super::dispatcher::Dispatcher;
+use super::job::{Job, JobParts, JobSpec};
+use super::pricing::PriceTable;
+use crate::config::Config;
+use crate::domain::{Channel, JobId};
+use crate::policy::quiet_hours::QuietHours;
+use crate::policy::{frequency_cap, JobPolicy};
+use crate::template::Template;
+
+/// Why a request cannot become a job; each names the request field at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no provider is configured for channel {0}")]
+    NoProvider(&'static str),
+}
+
+impl PlanError {
+    /// The request field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PlanError::NoProvider(_) => "channel",
+        }
+    }
+}
+
+/// Checks that the channel can be served, before any audience is read.
+pub fn check_channel(dispatcher: &Dispatcher, channel: Channel) -> Result<(), PlanError> {
+    dispatcher.provider_for(channel).map(|_| ()).ok_or(PlanError::NoProvider(channel.as_str()))
+}
+
+/// Builds the job.
+pub fn plan(
+    dispatcher: &Dispatcher,
+    config: &Config,
+    id: JobId,
+    spec: JobSpec,
+    template: Arc<Template>,
+    job_variables: HashMap<String, String>,
+    audience: Audience,
+    reserve_caps: bool,
+) -> Result<Arc<Job>, PlanError> {
+    let (provider_index, slot) = dispatcher
+        .provider_for(spec.channel)
+        .ok_or(PlanError::NoProvider(spec.channel.as_str()))?;
+    let provider_name = slot.provider.name().to_string();
+    let prices = PriceTable::from_config(&config.prices).for_provider(&provider_name, spec.channel);
+    let quiet_hours = config
+        .policy
+        .quiet_hours
+        .enabled
+        .then(|| config.policy.quiet_hours.window())
+        .flatten()
+        .map(|(start, end)| QuietHours { start, end });
+    let policy = JobPolicy {
+        channel: spec.channel,
+        purpose: spec.purpose,
+        phone_mismatch: spec.phone_mismatch,
+        template,
+        job_variables,
+        default_region: config.snapshot.region(),
+        quiet_hours,
+        cap_rules: frequency_cap::rules_from_config(&config.policy.frequency_caps),
+        reserve_caps,
+    };
+    let now = dispatcher.clock().now();
+    Ok(Job::new(
+        JobParts {
+            id,
+            spec,
+            policy,
+            provider: provider_index,
+            provider_name,
+            currency: slot.currency,
+            prices,
+            shards: dispatcher.shards_per_job(),
+        },
+        audience,
+        now,
+    ))
+}

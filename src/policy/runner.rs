@@ -1,0 +1,204 @@
+//! Runs the rules over a batch of recipients, in reason order. Pure rules run per recipient;
+//! facts from the state store arrive in one call per batch, and frequency caps are reserved in
+//! one more call, last, for the survivors only. Timing and counting live here, not in rules.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::phone_mismatch::MismatchOutcome;
+use super::quiet_hours::QuietHours;
+use super::{consent, frequency_cap, phone_check, phone_mismatch, render, suppression};
+use super::{PhoneMismatchPolicy, Verdict};
+use crate::domain::{Channel, Purpose, Reason};
+use crate::phone::{PhoneInfo, RegionCode};
+use crate::snapshot::{ContactView, Snapshot};
+use crate::store::{CapRequest, CapRule, FactsQuery, StateStore, StoreError};
+use crate::template::{count_parts, SmsParts, Template};
+
+/// One recipient as the job names it.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyInput<'a> {
+    pub contact_id: &'a str,
+    /// The number the upstream system believes is current, if it sent one.
+    pub upstream_phone: Option<&'a str>,
+    pub variables: Option<&'a HashMap<String, String>>,
+}
+
+/// A message that passed every rule, ready for a provider.
+#[derive(Debug, Clone)]
+pub struct ReadyMessage {
+    pub phone: PhoneInfo,
+    pub body: String,
+    pub parts: SmsParts,
+    /// The upstream number differed and the snapshot's was used.
+    pub corrected: bool,
+    /// The cap reservation taken for this message, to release on permanent failure.
+    pub cap: Option<CapRequest>,
+}
+
+/// The pipeline's answer for one recipient.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    Send(ReadyMessage),
+    Reject(Reason),
+    Defer(DateTime<Utc>),
+}
+
+/// Everything the rules need to know about one job, built once when the job is planned.
+pub struct JobPolicy {
+    pub channel: Channel,
+    pub purpose: Purpose,
+    pub phone_mismatch: PhoneMismatchPolicy,
+    pub template: Arc<Template>,
+    pub job_variables: HashMap<String, String>,
+    pub default_region: RegionCode,
+    /// Applied to marketing messages only.
+    pub quiet_hours: Option<QuietHours>,
+    pub cap_rules: Vec<CapRule>,
+    /// False for previews: decide everything, reserve nothing.
+    pub reserve_caps: bool,
+}
+
+/// The rule runner (stateless; all state is in the job policy, snapshot and store).
+pub struct PolicyRunner;
+
+struct Survivor<'s> {
+    index: usize,
+    contact: ContactView<'s>,
+    phone: PhoneInfo,
+    corrected: bool,
+}
+
+impl PolicyRunner {
+    /// Decides a batch. Errors only when the store cannot answer; then nothing was reserved.
+    pub async fn decide_batch(
+        policy: &JobPolicy,
+        snapshot: &Snapshot,
+        store: &dyn StateStore,
+        inputs: &[PolicyInput<'_>],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Decision>, StoreError> {
+        let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
+        let mut survivors: Vec<Survivor<'_>> = Vec::with_capacity(inputs.len());
+
+        // unknown_contact, missing_phone, invalid_phone, not_mobile, phone_mismatch.
+        for (index, input) in inputs.iter().enumerate() {
+            let Some(contact) = snapshot.lookup(input.contact_id) else {
+                decisions[index] = Some(Decision::Reject(Reason::UnknownContact));
+                continue;
+            };
+            let phone = match phone_check::check(contact.phone()) {
+                Ok(p) => p,
+                Err(v) => {
+                    decisions[index] = Some(to_decision(v));
+                    continue;
+                }
+            };
+            let corrected = match phone_mismatch::check(
+                input.upstream_phone,
+                phone.e164,
+                policy.default_region,
+                policy.phone_mismatch,
+            ) {
+                MismatchOutcome::Same => false,
+                MismatchOutcome::Corrected => true,
+                MismatchOutcome::Rejected(v) => {
+                    decisions[index] = Some(to_decision(v));
+                    continue;
+                }
+            };
+            survivors.push(Survivor { index, contact, phone, corrected });
+        }
+
+        // suppressed, opted_out, no_consent: one store round trip for the batch.
+        let queries: Vec<FactsQuery<'_>> = survivors
+            .iter()
+            .map(|s| FactsQuery { contact_id: s.contact.contact_id(), phone: s.phone.e164 })
+            .collect();
+        let facts = if queries.is_empty() {
+            Vec::new()
+        } else {
+            store.recipient_facts(policy.channel, &queries).await?
+        };
+
+        let mut ready: Vec<(usize, ReadyMessage, &str)> = Vec::with_capacity(survivors.len());
+        for (s, facts) in survivors.iter().zip(facts.iter()) {
+            let input = &inputs[s.index];
+            let mut verdict = suppression::check(facts);
+            if verdict == Verdict::Allow {
+                verdict = consent::check(s.contact.consent(policy.channel), facts.consent_override, policy.purpose);
+            }
+            let mut body = String::new();
+            if verdict == Verdict::Allow {
+                verdict = render::render(&policy.template, input.variables, &s.contact, &policy.job_variables, &mut body);
+            }
+            if verdict == Verdict::Allow && policy.purpose == Purpose::Marketing {
+                if let Some(qh) = &policy.quiet_hours {
+                    if let Some(until) = quiet_check(qh, &s.contact, &s.phone, now) {
+                        verdict = Verdict::Defer(until);
+                    }
+                }
+            }
+            if verdict != Verdict::Allow {
+                decisions[s.index] = Some(to_decision(verdict));
+                continue;
+            }
+            let parts = count_parts(&body);
+            ready.push((
+                s.index,
+                ReadyMessage { phone: s.phone, body, parts, corrected: s.corrected, cap: None },
+                s.contact.contact_id(),
+            ));
+        }
+
+        // frequency_capped, last: reserve only for messages that will really go.
+        if policy.reserve_caps && frequency_cap::applies(&policy.cap_rules, policy.channel, policy.purpose) && !ready.is_empty() {
+            let requests: Vec<CapRequest> = ready
+                .iter()
+                .map(|(_, _, id)| frequency_cap::request(id, policy.channel, policy.purpose))
+                .collect();
+            let granted = store.reserve_caps(&policy.cap_rules, &requests, now).await?;
+            for ((index, mut msg, _), (ok, req)) in ready.into_iter().zip(granted.into_iter().zip(requests)) {
+                decisions[index] = Some(if ok {
+                    msg.cap = Some(req);
+                    Decision::Send(msg)
+                } else {
+                    Decision::Reject(Reason::FrequencyCapped)
+                });
+            }
+        } else {
+            for (index, msg, _) in ready {
+                decisions[index] = Some(Decision::Send(msg));
+            }
+        }
+
+        Ok(decisions
+            .into_iter()
+            .map(|d| d.unwrap_or(Decision::Reject(Reason::UnknownContact)))
+            .collect())
+    }
+}
+
+fn quiet_check(
+    qh: &QuietHours,
+    contact: &ContactView<'_>,
+    phone: &PhoneInfo,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    match contact.timezone() {
+        Some(tz) => qh.check(&[tz], now),
+        None => qh.check(crate::phone::timezone::zones_for(phone), now),
+    }
+}
+
+fn to_decision(v: Verdict) -> Decision {
+    match v {
+        Verdict::Reject(r) => Decision::Reject(r),
+        Verdict::Defer(t) => Decision::Defer(t),
+        // Callers only convert non-allow verdicts; an allow here would be a logic error,
+        // and the safe answer is to not send.
+        Verdict::Allow => Decision::Reject(Reason::UnknownContact),
+    }
+}

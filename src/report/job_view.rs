@@ -1,0 +1,89 @@
+//! The JSON view of a job (`GET /v1/jobs/{id}`), also the record saved to the state store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::dispatch::{Counts, Job};
+use crate::domain::{Channel, JobId, JobStatus, Purpose};
+
+/// A job as the API shows it.
+#[derive(Debug, Serialize)]
+pub struct JobView<'a> {
+    pub id: &'a JobId,
+    pub campaign_id: &'a str,
+    pub channel: Channel,
+    pub purpose: Purpose,
+    pub priority: u8,
+    pub provider: &'a str,
+    pub status: JobStatus,
+    /// Why a runnable job is not sending right now, if it is held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<&'static str>,
+    pub progress: f64,
+    pub eta: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub send_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: Counts,
+}
+
+/// Builds the view at `now`.
+pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
+    let state = job.state();
+    let cancelled = if state.status == JobStatus::Cancelled { job.remaining() } else { 0 };
+    let progress = if state.status.is_terminal() { 1.0 } else { job.progress() };
+    JobView {
+        id: &job.id,
+        campaign_id: &job.spec.campaign_id,
+        channel: job.spec.channel,
+        purpose: job.spec.purpose,
+        priority: job.spec.priority,
+        provider: &job.provider_name,
+        status: state.status,
+        blocked: state.blocked,
+        progress: (progress * 10_000.0).round() / 10_000.0,
+        eta: eta(job, &state, now),
+        created_at: job.spec.created_at,
+        send_at: job.spec.send_at,
+        started_at: state.started_at,
+        finished_at: state.finished_at,
+        counts: job.counters.snapshot(job.currency, cancelled),
+    }
+}
+
+/// The record saved to the state store.
+pub fn record(job: &Job, now: DateTime<Utc>) -> serde_json::Value {
+    serde_json::to_value(view(job, now)).unwrap_or(serde_json::Value::Null)
+}
+
+/// Finish estimate from the measured rate since the job started; deferred recipients push it
+/// to when they come due at the earliest.
+fn eta(job: &Job, state: &crate::dispatch::job::JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    match state.status {
+        JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed => return state.finished_at,
+        JobStatus::Running => {}
+        _ => return None,
+    }
+    let started = state.started_at?;
+    let elapsed = (now - started).num_milliseconds().max(1) as f64 / 1000.0;
+    let audience = job.audience.len() as u64;
+    let remaining = job.remaining();
+    let deferred = job.deferred_len() as u64;
+    let done = audience.saturating_sub(remaining);
+    let active = remaining.saturating_sub(deferred);
+    let mut eta = now;
+    if active > 0 {
+        if done == 0 {
+            return None;
+        }
+        let rate = done as f64 / elapsed;
+        eta += chrono::Duration::milliseconds((active as f64 / rate * 1000.0) as i64);
+    }
+    if deferred > 0 {
+        if let Some(due) = job.next_deferred_due() {
+            eta = eta.max(due);
+        }
+    }
+    Some(eta)
+}

@@ -1,0 +1,42 @@
+//! Per-recipient outcomes as NDJSON lines: exactly what happened to every recipient.
+
+use serde::Serialize;
+
+use crate::dispatch::Job;
+use crate::domain::{MessageId, RecipientOutcome};
+use crate::provider::DeliveryStatus;
+
+/// One line of the per-recipient report.
+#[derive(Debug, Serialize)]
+pub struct RecipientLine<'a> {
+    pub line: u32,
+    pub contact_id: &'a str,
+    pub outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<MessageId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<&'static str>,
+}
+
+/// The line for recipient `i` (0-based; `line` is 1-based in submission order).
+pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
+    let contact_id = job.audience.contact_id(i);
+    let outcome = job.outcome(i);
+    let (name, reason) = match outcome {
+        RecipientOutcome::Pending => ("pending", None),
+        RecipientOutcome::Deferred => ("deferred", None),
+        RecipientOutcome::Rejected(r) => ("rejected", Some(r.as_str())),
+        RecipientOutcome::Sent => ("sent", None),
+        RecipientOutcome::Failed => ("failed", None),
+        RecipientOutcome::Cancelled => ("cancelled", None),
+    };
+    let message_id = matches!(outcome, RecipientOutcome::Sent | RecipientOutcome::Failed)
+        .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
+    let delivery = job.delivery(i).map(|d| match d {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Undelivered => "undelivered",
+    });
+    RecipientLine { line: i + 1, contact_id, outcome: name, reason, message_id, delivery }
+}

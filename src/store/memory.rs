@@ -1,0 +1,230 @@
+//! The in-memory state backend: the embedded default for hot state, and the reference the
+//! other backends are tested against.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use super::{
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
+    StoreError, SuppressionKey,
+};
+use crate::domain::{Channel, Consent, JobId, Purpose};
+
+/// State held in concurrent maps; lost on restart (durable backends keep it).
+#[derive(Default)]
+pub struct MemoryStore {
+    suppressed_phones: DashMap<u64, ()>,
+    suppressed_contacts: DashMap<String, ()>,
+    consent: DashMap<(String, Channel), Consent>,
+    consent_history: parking_lot::Mutex<Vec<ConsentChange>>,
+    /// Reservation times (unix seconds) per (contact key, channel, purpose), newest last.
+    caps: DashMap<(u64, Channel, Purpose), Vec<i64>>,
+    idempotency: DashMap<String, ([u8; 32], JobId)>,
+    jobs: DashMap<JobId, serde_json::Value>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> MemoryStore {
+        MemoryStore::default()
+    }
+
+    /// Every consent change recorded, oldest first (for audit views).
+    pub fn consent_history(&self, contact_id: &str) -> Vec<ConsentChange> {
+        self.consent_history
+            .lock()
+            .iter()
+            .filter(|c| c.contact_id == contact_id)
+            .cloned()
+            .collect()
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStore {
+    async fn recipient_facts(
+        &self,
+        channel: Channel,
+        queries: &[FactsQuery<'_>],
+    ) -> Result<Vec<RecipientFacts>, StoreError> {
+        let any_suppressed = !self.suppressed_phones.is_empty() || !self.suppressed_contacts.is_empty();
+        let any_consent = !self.consent.is_empty();
+        if !any_suppressed && !any_consent {
+            return Ok(vec![RecipientFacts::default(); queries.len()]);
+        }
+        Ok(queries
+            .iter()
+            .map(|q| RecipientFacts {
+                suppressed: any_suppressed
+                    && (self.suppressed_phones.contains_key(&q.phone)
+                        || self.suppressed_contacts.contains_key(q.contact_id)),
+                consent_override: if any_consent {
+                    self.consent
+                        .get(&(q.contact_id.to_string(), channel))
+                        .map(|c| *c)
+                } else {
+                    None
+                },
+            })
+            .collect())
+    }
+
+    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+        let mut added = 0;
+        for k in keys {
+            let new = match k {
+                SuppressionKey::Phone(p) => self.suppressed_phones.insert(*p, ()).is_none(),
+                SuppressionKey::ContactId(c) => self.suppressed_contacts.insert(c.clone(), ()).is_none(),
+            };
+            added += usize::from(new);
+        }
+        Ok(added)
+    }
+
+    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+        Ok(match key {
+            SuppressionKey::Phone(p) => self.suppressed_phones.remove(p).is_some(),
+            SuppressionKey::ContactId(c) => self.suppressed_contacts.remove(c).is_some(),
+        })
+    }
+
+    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+        let mut history = self.consent_history.lock();
+        for c in changes {
+            self.consent.insert((c.contact_id.clone(), c.channel), c.consent);
+            history.push(c.clone());
+        }
+        Ok(())
+    }
+
+    async fn reserve_caps(
+        &self,
+        rules: &[CapRule],
+        requests: &[CapRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let now = now.timestamp();
+        Ok(requests
+            .iter()
+            .map(|r| {
+                let applicable = rules
+                    .iter()
+                    .filter(|rule| rule.channel == r.channel && rule.purpose == r.purpose);
+                let longest = applicable.clone().map(|rule| rule.window_seconds).max();
+                let Some(longest) = longest else {
+                    return true;
+                };
+                // The entry lock makes check-and-reserve atomic per contact.
+                let mut entry = self.caps.entry((r.contact_key, r.channel, r.purpose)).or_default();
+                entry.retain(|t| *t > now - longest);
+                let ok = applicable.clone().all(|rule| {
+                    let used = entry.iter().filter(|t| **t > now - rule.window_seconds).count();
+                    used < rule.max as usize
+                });
+                if ok {
+                    entry.push(now);
+                }
+                ok
+            })
+            .collect())
+    }
+
+    async fn release_caps(
+        &self,
+        requests: &[CapRequest],
+        reserved_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let at = reserved_at.timestamp();
+        for r in requests {
+            if let Some(mut entry) = self.caps.get_mut(&(r.contact_key, r.channel, r.purpose)) {
+                if let Some(pos) = entry.iter().rposition(|t| *t == at) {
+                    entry.remove(pos);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        job: &JobId,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        use dashmap::mapref::entry::Entry;
+        Ok(match self.idempotency.entry(key.to_string()) {
+            Entry::Vacant(v) => {
+                v.insert((fingerprint, job.clone()));
+                IdempotencyClaim::New
+            }
+            Entry::Occupied(o) => {
+                let (fp, existing) = o.get();
+                if *fp == fingerprint {
+                    IdempotencyClaim::Existing(existing.clone())
+                } else {
+                    IdempotencyClaim::Conflict(existing.clone())
+                }
+            }
+        })
+    }
+
+    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
+        self.jobs.insert(job.clone(), record);
+        Ok(())
+    }
+
+    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        Ok(self.jobs.iter().map(|e| e.value().clone()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn rules() -> Vec<CapRule> {
+        vec![
+            CapRule { channel: Channel::Sms, purpose: Purpose::Marketing, max: 2, window_seconds: 86_400 },
+            CapRule { channel: Channel::Sms, purpose: Purpose::Marketing, max: 3, window_seconds: 7 * 86_400 },
+        ]
+    }
+
+    fn req(key: u64) -> CapRequest {
+        CapRequest { contact_key: key, channel: Channel::Sms, purpose: Purpose::Marketing }
+    }
+
+    #[tokio::test]
+    async fn caps_hold_per_window_and_release_gives_back() {
+        let s = MemoryStore::new();
+        let t0 = Utc::now();
+        let r = s.reserve_caps(&rules(), &[req(1), req(1), req(1)], t0).await.unwrap();
+        assert_eq!(r, vec![true, true, false]);
+        // A day later the 24h rule has room, but the weekly rule allows one more only.
+        let t1 = t0 + Duration::seconds(86_401);
+        let r = s.reserve_caps(&rules(), &[req(1), req(1)], t1).await.unwrap();
+        assert_eq!(r, vec![true, false]);
+        s.release_caps(&[req(1)], t1).await.unwrap();
+        let r = s.reserve_caps(&rules(), &[req(1)], t1).await.unwrap();
+        assert_eq!(r, vec![true]);
+        // Transactional sends are not capped by marketing rules.
+        let tx = CapRequest { purpose: Purpose::Transactional, ..req(1) };
+        assert_eq!(s.reserve_caps(&rules(), &[tx], t1).await.unwrap(), vec![true]);
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_distinguishes_bodies() {
+        let s = MemoryStore::new();
+        let j = JobId::generate();
+        assert_eq!(s.claim_idempotency_key("k", [1; 32], &j).await.unwrap(), IdempotencyClaim::New);
+        assert_eq!(
+            s.claim_idempotency_key("k", [1; 32], &JobId::generate()).await.unwrap(),
+            IdempotencyClaim::Existing(j.clone())
+        );
+        assert_eq!(
+            s.claim_idempotency_key("k", [2; 32], &JobId::generate()).await.unwrap(),
+            IdempotencyClaim::Conflict(j)
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! Test harness: a real gateway bound to 127.0.0.1:0 with a pinned clock, driven over HTTP.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use herald::app::{self, Running};
+use herald::clock::ManualClock;
+use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
+use serde_json::Value;
+
+pub const KEY: &str = "test-key";
+
+/// 12:00 in Shanghai: inside the default quiet-hours window.
+pub fn noon_shanghai() -> DateTime<Utc> {
+    "2026-11-23T04:00:00Z".parse().expect("time")
+}
+
+/// A gateway under test.
+pub struct Gateway {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub clock: Arc<ManualClock>,
+    pub running: Option<Running>,
+    _dir: tempfile::TempDir,
+}
+
+/// The default config made deterministic: an instant sandbox that never fails, no rate limit.
+pub fn test_config() -> Config {
+    let mut c: Config = toml::from_str(DEFAULT_TOML).expect("default config");
+    c.server.listen = "127.0.0.1:0".parse().expect("addr");
+    c.auth.api_keys = vec![KEY.to_string()];
+    c.snapshot.load_path = None;
+    let p = &mut c.providers[0];
+    p.latency_ms = 0;
+    p.transient_failure_rate = 0.0;
+    p.permanent_failure_rate = 0.0;
+    p.delivery_rate = 1.0;
+    p.receipt_delay_ms = 0;
+    p.rate_limit_parts_per_second = 0;
+    c
+}
+
+impl Gateway {
+    /// Starts a gateway with the test config, adjusted by `adjust`.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Gateway {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = test_config();
+        config.server.data_dir = dir.path().join("data").display().to_string();
+        adjust(&mut config);
+        config.validate().expect("valid test config");
+        let clock = Arc::new(ManualClock::new(noon_shanghai()));
+        let state = app::build_with_clock(LoadedConfig { config, source: ConfigSource::Embedded }, clock.clone())
+            .await
+            .expect("build");
+        let running = app::spawn(state).await.expect("spawn");
+        Gateway {
+            base: format!("http://{}", running.addr),
+            http: reqwest::Client::new(),
+            clock,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    /// Starts a gateway with the plain test config.
+    pub async fn start() -> Gateway {
+        Gateway::start_with(|_| {}).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An authorised request builder.
+    pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path)).bearer_auth(KEY)
+    }
+
+    /// Loads a CSV snapshot; panics unless it is accepted.
+    pub async fn load_csv(&self, csv: &str) -> Value {
+        let r = self
+            .req(reqwest::Method::PUT, "/v1/snapshot")
+            .header("content-type", "text/csv")
+            .body(csv.to_string())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200, "snapshot load failed");
+        r.json().await.expect("json")
+    }
+
+    /// Submits a JSON job and returns (status, body).
+    pub async fn submit(&self, job: &Value) -> (u16, Value) {
+        let r = self.req(reqwest::Method::POST, "/v1/jobs").json(job).send().await.expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Reads a job.
+    pub async fn job(&self, id: &str) -> Value {
+        let r = self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("json")
+    }
+
+    /// Polls until the job's status is `status` (or the timeout passes, which panics).
+    pub async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let j = self.job(id).await;
+            if j["status"] == status {
+                return j;
+            }
+            assert!(start.elapsed() < timeout, "job never became {status}: {j:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls until `pred` holds for the job.
+    pub async fn wait_until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let j = self.job(id).await;
+            if pred(&j) {
+                return j;
+            }
+            assert!(start.elapsed() < timeout, "condition never held: {j:#}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Per-recipient outcomes, by contact id.
+    pub async fn recipients(&self, id: &str) -> Vec<Value> {
+        let r = self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/recipients")).send().await.expect("send");
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.expect("text");
+        text.lines().map(|l| serde_json::from_str(l).expect("ndjson line")).collect()
+    }
+}
+
+/// A marketing SMS job body over inline contacts.
+pub fn sms_job(campaign: &str, body: &str, contacts: Value) -> Value {
+    serde_json::json!({
+        "campaign_id": campaign,
+        "channel": "sms",
+        "purpose": "marketing",
+        "template": { "body": body },
+        "audience": { "contacts": contacts },
+    })
+}
