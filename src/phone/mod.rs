@@ -4,7 +4,11 @@
 //! The metadata comes from `rlibphonenumber` (a libphonenumber port that scales across threads);
 //! it is kept behind this module so another port could replace it without touching callers.
 
+pub mod timezone;
+
 use std::fmt;
+
+pub use timezone::zones_for;
 
 /// An ISO 3166-1 alpha-2 region code such as `CN` or `US`, stored inline.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
@@ -77,9 +81,17 @@ pub fn parse(input: &str, default_region: RegionCode) -> Result<PhoneInfo, Phone
     use rlibphonenumber::{PhoneNumber, PhoneNumberFormat, PhoneNumberType, Region};
     let region = Region::from_code(default_region.as_str()).ok();
     let number = PhoneNumber::parse(input, region).map_err(|_| PhoneError::NotANumber)?;
-    if !number.is_valid() {
-        return Err(PhoneError::Invalid);
-    }
+    // A number is valid exactly when its region's plan gives it a type, so one type lookup
+    // answers both questions. Calling `is_valid` as well would repeat the search for the number's
+    // region, which for calling codes shared by many regions (+1, +7, +44) is most of the cost.
+    let line_type = match number.get_type() {
+        PhoneNumberType::Unknown => return Err(PhoneError::Invalid),
+        PhoneNumberType::Mobile => LineType::Mobile,
+        PhoneNumberType::FixedLineOrMobile => LineType::FixedLineOrMobile,
+        PhoneNumberType::FixedLine => LineType::FixedLine,
+        PhoneNumberType::TollFree => LineType::TollFree,
+        _ => LineType::Other,
+    };
     let e164_text = number.format_as(PhoneNumberFormat::E164);
     let e164: u64 = e164_text
         .trim_start_matches('+')
@@ -89,13 +101,6 @@ pub fn parse(input: &str, default_region: RegionCode) -> Result<PhoneInfo, Phone
         .get_region_code()
         .and_then(|r| RegionCode::parse(r.as_region_str().as_str()))
         .unwrap_or(RegionCode(*b"ZZ"));
-    let line_type = match number.get_type() {
-        PhoneNumberType::Mobile => LineType::Mobile,
-        PhoneNumberType::FixedLineOrMobile => LineType::FixedLineOrMobile,
-        PhoneNumberType::FixedLine => LineType::FixedLine,
-        PhoneNumberType::TollFree => LineType::TollFree,
-        _ => LineType::Other,
-    };
     Ok(PhoneInfo {
         e164,
         region,
@@ -149,3 +154,6 @@ mod tests {
         assert!(m.ends_with("37"));
     }
 }
+
+#[cfg(test)]
+mod vectors_test;
