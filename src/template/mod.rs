@@ -1,3 +1,16 @@
 //! Templates compiled once per job and rendered per recipient; SMS part counting.
 //!
-//! INTERFACE STUB: the implementation lands with the template work.
+//! A job's body is compiled once ([`Template::compile`]), which rejects malformed bodies with a
+//! position the API can show. Each recipient's message is then rendered into a reused buffer
+//! ([`Template::render_into`]) from snapshot attributes and job or recipient variables, and the
+//! rendered text is counted ([`count_parts`]) as the carrier will bill it, before it is priced.
+
+mod compile;
+mod error;
+mod render;
+mod sms;
+
+pub use compile::{Template, MAX_BODY_CHARS};
+pub use error::{TemplateError, TemplateErrorKind};
+pub use render::MissingVariable;
+pub use sms::{count_parts, Encoding, SmsParts};
