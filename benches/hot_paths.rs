@@ -1,12 +1,187 @@
-//! Criterion benchmarks of herald's hot paths.
-use criterion::{criterion_group, criterion_main, Criterion};
+//! Criterion benchmarks of herald's hot paths, with throughput in elements so the output reads
+//! as recipients (or numbers, or messages) per second.
+//!
+//! `cargo bench --bench hot_paths` runs them all; add a filter such as `policy` to run one.
 
-fn placeholder(c: &mut Criterion) {
-    c.bench_function("message_id_derive", |b| {
-        let job = herald::domain::JobId::generate();
-        b.iter(|| herald::domain::MessageId::derive(&job, "c000001", herald::domain::Channel::Sms))
-    });
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, NaiveTime, Utc};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use herald::domain::{Channel, JobId, MessageId, Purpose};
+use herald::phone::{self, RegionCode};
+use herald::policy::quiet_hours::QuietHours;
+use herald::policy::{JobPolicy, PhoneMismatchPolicy, PolicyInput, PolicyRunner};
+use herald::snapshot::{load_csv, Snapshot};
+use herald::store::{CapRule, MemoryStore};
+use herald::template::{count_parts, Template};
+
+const CONTACTS: usize = 200_000;
+const BATCH: usize = 512;
+const CN: RegionCode = RegionCode(*b"CN");
+
+fn snapshot() -> Snapshot {
+    let mut csv = String::from("contact_id,phone,timezone,sms_consent,first_name,city,tier\n");
+    for i in 0..CONTACTS {
+        csv.push_str(&format!(
+            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{},Shanghai,gold\n",
+            20_000_000 + i,
+            i % 100
+        ));
+    }
+    let (snap, _) = load_csv(csv.as_bytes(), Utc::now(), CN).expect("snapshot");
+    snap
 }
 
-criterion_group!(benches, placeholder);
+fn bench_phone(c: &mut Criterion) {
+    let numbers: Vec<String> = (0..1000)
+        .map(|i| format!("+86 131 {:04} {:04}", 2300 + i % 100, i))
+        .collect();
+    let mut g = c.benchmark_group("phone");
+    g.throughput(Throughput::Elements(numbers.len() as u64));
+    g.bench_function("parse_validate", |b| {
+        b.iter(|| {
+            numbers
+                .iter()
+                .filter(|n| phone::parse(n, CN).is_ok())
+                .count()
+        })
+    });
+    g.finish();
+}
+
+fn bench_snapshot(c: &mut Criterion, snap: &Snapshot) {
+    let ids: Vec<String> = (0..BATCH)
+        .map(|i| format!("c{}", (i * 7919) % CONTACTS))
+        .collect();
+    let mut g = c.benchmark_group("snapshot");
+    g.throughput(Throughput::Elements(ids.len() as u64));
+    g.bench_function("lookup_hit", |b| {
+        b.iter(|| ids.iter().filter(|id| snap.lookup(id).is_some()).count())
+    });
+    g.finish();
+}
+
+fn job_policy(caps: bool) -> JobPolicy {
+    JobPolicy {
+        channel: Channel::Sms,
+        purpose: Purpose::Marketing,
+        phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
+        template: Arc::new(
+            Template::compile("Hi {{first_name}}, 20% off in {{city}} tonight").expect("template"),
+        ),
+        job_variables: HashMap::new(),
+        default_region: CN,
+        quiet_hours: Some(QuietHours {
+            start: NaiveTime::from_hms_opt(0, 0, 0).expect("time"),
+            end: NaiveTime::from_hms_opt(23, 59, 59).expect("time"),
+        }),
+        cap_rules: if caps {
+            vec![CapRule {
+                channel: Channel::Sms,
+                purpose: Purpose::Marketing,
+                max: 2,
+                window_seconds: 86_400,
+            }]
+        } else {
+            Vec::new()
+        },
+        reserve_caps: caps,
+    }
+}
+
+fn bench_policy(c: &mut Criterion, snap: &Snapshot) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let store = MemoryStore::new();
+    let ids: Vec<String> = (0..BATCH)
+        .map(|i| format!("c{}", (i * 7919) % CONTACTS))
+        .collect();
+    let inputs: Vec<PolicyInput<'_>> = ids
+        .iter()
+        .map(|id| PolicyInput {
+            contact_id: id,
+            upstream_phone: None,
+            variables: None,
+        })
+        .collect();
+    let mut g = c.benchmark_group("policy");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for (name, caps) in [("decide_batch", false), ("decide_batch_with_caps", true)] {
+        let policy = job_policy(caps);
+        let mut now: DateTime<Utc> = "2026-11-23T04:00:00Z".parse().expect("time");
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                // Two days on each round, so cap windows never fill up.
+                now += Duration::days(2);
+                rt.block_on(PolicyRunner::decide_batch(
+                    &policy, snap, &store, &inputs, now,
+                ))
+                .expect("decide")
+            })
+        });
+    }
+    g.finish();
+}
+
+fn bench_render(c: &mut Criterion) {
+    let t = Template::compile(
+        "Hi {{first_name}}, 20% off everything in {{city}} tonight only. Reply STOP to opt out",
+    )
+    .expect("t");
+    let values = ["Wei", "Shanghai"];
+    let mut g = c.benchmark_group("template");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("render_and_count_parts", |b| {
+        let mut out = String::with_capacity(256);
+        b.iter(|| {
+            out.clear();
+            t.render_into(&mut out, |i| values.get(i).copied())
+                .expect("render");
+            count_parts(&out)
+        })
+    });
+    g.bench_function("count_parts_ucs2", |b| {
+        b.iter(|| count_parts("您好，今晚全场八折，回复TD退订"))
+    });
+    g.finish();
+}
+
+fn bench_rate_limiter(c: &mut Criterion) {
+    let limiter = herald::dispatch::PartsLimiter::new(u32::MAX / 2, u32::MAX / 2);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    let mut g = c.benchmark_group("rate_limiter");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("acquire_uncontended", |b| {
+        b.iter(|| rt.block_on(limiter.acquire(1, &|| true)))
+    });
+    g.finish();
+}
+
+fn bench_ids(c: &mut Criterion) {
+    let job = JobId::generate();
+    let mut g = c.benchmark_group("ids");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("message_id_derive", |b| {
+        b.iter(|| MessageId::derive(&job, "c000001", Channel::Sms))
+    });
+    g.finish();
+}
+
+fn all(c: &mut Criterion) {
+    let snap = snapshot();
+    bench_phone(c);
+    bench_snapshot(c, &snap);
+    bench_policy(c, &snap);
+    bench_render(c);
+    bench_rate_limiter(c);
+    bench_ids(c);
+    let _ = BatchSize::SmallInput;
+}
+
+criterion_group!(benches, all);
 criterion_main!(benches);

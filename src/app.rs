@@ -13,7 +13,7 @@ use crate::config::{LoadedConfig, ProviderKind, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
 use crate::provider::sandbox::{Sandbox, SandboxSettings};
 use crate::provider::Provider;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{load_csv, SnapshotStore};
 use crate::store::{MemoryStore, StateStore};
 
 /// Everything a request handler needs, shared behind one `Arc`.
@@ -28,7 +28,13 @@ pub struct AppState {
 impl AppState {
     /// Whether the snapshot is older than the configured maximum age.
     pub fn snapshot_stale(&self, now: DateTime<Utc>) -> bool {
-        let max = chrono::Duration::seconds(self.config.config.snapshot.max_age_seconds.min(i64::MAX as u64) as i64);
+        let max = chrono::Duration::seconds(
+            self.config
+                .config
+                .snapshot
+                .max_age_seconds
+                .min(i64::MAX as u64) as i64,
+        );
         now - self.snapshots.current().as_of() > max
     }
 }
@@ -37,7 +43,10 @@ impl AppState {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 /// Builds the application with the system clock.
@@ -46,10 +55,14 @@ pub async fn build(config: LoadedConfig) -> anyhow::Result<Arc<AppState>> {
 }
 
 /// Builds the application with an injected clock (tests pin time with it).
-pub async fn build_with_clock(config: LoadedConfig, clock: Arc<dyn Clock>) -> anyhow::Result<Arc<AppState>> {
+pub async fn build_with_clock(
+    config: LoadedConfig,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Arc<AppState>> {
     let c = &config.config;
-    std::fs::create_dir_all(&c.server.data_dir).with_context(|| format!("creating data dir {}", c.server.data_dir))?;
-    let snapshots = Arc::new(SnapshotStore::new(c.snapshot.region()));
+    std::fs::create_dir_all(&c.server.data_dir)
+        .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
+    let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     load_startup_snapshot(&config, &snapshots, clock.now())?;
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let providers = c
@@ -73,26 +86,46 @@ pub async fn build_with_clock(config: LoadedConfig, clock: Arc<dyn Clock>) -> an
         providers,
         clock: clock.clone(),
         config: c.dispatch.clone(),
-        max_snapshot_age: chrono::Duration::seconds(c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64),
+        max_snapshot_age: chrono::Duration::seconds(
+            c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
+        ),
     });
-    Ok(Arc::new(AppState { config, clock, snapshots, store, dispatcher }))
+    Ok(Arc::new(AppState {
+        config,
+        clock,
+        snapshots,
+        store,
+        dispatcher,
+    }))
 }
 
 /// Loads `snapshot.load_path` if configured. The embedded default config falls back to the
 /// demo snapshot compiled into the binary when the file is not on disk.
-fn load_startup_snapshot(config: &LoadedConfig, snapshots: &SnapshotStore, now: DateTime<Utc>) -> anyhow::Result<()> {
-    let Some(path) = config.config.snapshot.load_path.as_deref() else { return Ok(()) };
+fn load_startup_snapshot(
+    config: &LoadedConfig,
+    snapshots: &SnapshotStore,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let Some(path) = config.config.snapshot.load_path.as_deref() else {
+        return Ok(());
+    };
     let resolved = config.resolve(path);
-    let report = match std::fs::File::open(&resolved) {
-        Ok(f) => snapshots.load_csv(std::io::BufReader::with_capacity(1 << 20, f), now),
+    let region = config.config.snapshot.region();
+    let (snapshot, report) = match std::fs::File::open(&resolved) {
+        Ok(f) => load_csv(std::io::BufReader::with_capacity(1 << 20, f), now, region),
         Err(e) if matches!(config.source, crate::config::ConfigSource::Embedded) => {
             tracing::info!(path = %resolved.display(), error = %e, "demo snapshot not on disk; using the built-in copy");
-            snapshots.load_csv(DEMO_SNAPSHOT_CSV.as_bytes(), now)
+            load_csv(DEMO_SNAPSHOT_CSV.as_bytes(), now, region)
         }
         Err(e) => return Err(e).with_context(|| format!("opening snapshot {}", resolved.display())),
     }
     .with_context(|| format!("loading snapshot {}", resolved.display()))?;
-    tracing::info!(contacts = report.contacts, rejected_rows = report.rejected_rows, "snapshot loaded at start-up");
+    snapshots.replace(snapshot)?;
+    tracing::info!(
+        contacts = report.contacts,
+        rejected_rows = report.rejected_rows,
+        "snapshot loaded at start-up"
+    );
     Ok(())
 }
 
@@ -116,7 +149,9 @@ impl Running {
 /// Binds `state`'s configured address (port 0 picks a free one) and serves in the background.
 pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {
     let addr = state.config.config.server.listen;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
     let addr = listener.local_addr()?;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let router = api::router(state.clone());
@@ -127,7 +162,12 @@ pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {
             })
             .await
     });
-    Ok(Running { addr, state, shutdown: tx, task })
+    Ok(Running {
+        addr,
+        state,
+        shutdown: tx,
+        task,
+    })
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -148,7 +188,8 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

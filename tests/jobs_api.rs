@@ -46,7 +46,11 @@ async fn gateway() -> Gateway {
 }
 
 fn by_contact(lines: &[Value], id: &str) -> Value {
-    lines.iter().find(|l| l["contact_id"] == id).cloned().unwrap_or(Value::Null)
+    lines
+        .iter()
+        .find(|l| l["contact_id"] == id)
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 #[tokio::test]
@@ -60,9 +64,20 @@ async fn every_rejection_reason_is_reported_in_order() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // Use the one daily cap slot of `capped` first.
-    let (s, first) = g.submit(&sms_job("warmup", "Hi {{first_name}}", json!([{"contact_id": "capped"}]))).await;
+    let (s, first) = g
+        .submit(&sms_job(
+            "warmup",
+            "Hi {{first_name}}",
+            json!([{"contact_id": "capped"}]),
+        ))
+        .await;
     assert_eq!(s, 201, "{first}");
-    g.wait_status(first["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
+    g.wait_status(
+        first["id"].as_str().unwrap(),
+        "completed",
+        Duration::from_secs(5),
+    )
+    .await;
 
     let mut job = sms_job(
         "reasons",
@@ -85,27 +100,52 @@ async fn every_rejection_reason_is_reported_in_order() {
     assert_eq!(c["sent"], 2, "{c:#}");
     assert_eq!(c["accepted"], 2);
     for reason in [
-        "duplicate", "unknown_contact", "missing_phone", "invalid_phone", "not_mobile", "phone_mismatch",
-        "suppressed", "opted_out", "no_consent", "missing_variable", "frequency_capped",
+        "duplicate",
+        "unknown_contact",
+        "missing_phone",
+        "invalid_phone",
+        "not_mobile",
+        "phone_mismatch",
+        "suppressed",
+        "opted_out",
+        "no_consent",
+        "missing_variable",
+        "frequency_capped",
     ] {
         assert_eq!(c["rejected"][reason], 1, "{reason}: {c:#}");
     }
     let lines = g.recipients(id).await;
     assert_eq!(lines.len(), 13);
-    assert_eq!(lines[1]["reason"], "duplicate", "the second ok1 is the duplicate");
+    assert_eq!(
+        lines[1]["reason"], "duplicate",
+        "the second ok1 is the duplicate"
+    );
     assert_eq!(by_contact(&lines, "moved")["reason"], "phone_mismatch");
     assert_eq!(by_contact(&lines, "ok2")["outcome"], "sent");
-    assert!(by_contact(&lines, "ok2")["message_id"].as_str().unwrap().starts_with("msg_"));
+    assert!(by_contact(&lines, "ok2")["message_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("msg_"));
     assert_eq!(done["progress"], 1.0);
 }
 
 #[tokio::test]
 async fn a_changed_phone_is_corrected_to_the_snapshot() {
     let g = gateway().await;
-    let job = sms_job("fix", "Hello", json!([{"contact_id": "moved", "phone": "+8613123593745"}, {"contact_id": "ok1", "phone": "+8613123079337"}]));
+    let job = sms_job(
+        "fix",
+        "Hello",
+        json!([{"contact_id": "moved", "phone": "+8613123593745"}, {"contact_id": "ok1", "phone": "+8613123079337"}]),
+    );
     let (s, body) = g.submit(&job).await;
     assert_eq!(s, 201, "{body}");
-    let done = g.wait_status(body["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
+    let done = g
+        .wait_status(
+            body["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(done["counts"]["sent"], 2);
     assert_eq!(done["counts"]["phone_corrected"], 1);
 }
@@ -113,11 +153,21 @@ async fn a_changed_phone_is_corrected_to_the_snapshot() {
 #[tokio::test]
 async fn transactional_needs_no_opt_in_but_respects_opt_out() {
     let g = gateway().await;
-    let mut job = sms_job("otp", "Your code is {{code}}", json!([{"contact_id": "tx_only"}, {"contact_id": "optout"}]));
+    let mut job = sms_job(
+        "otp",
+        "Your code is {{code}}",
+        json!([{"contact_id": "tx_only"}, {"contact_id": "optout"}]),
+    );
     job["purpose"] = json!("transactional");
     job["variables"] = json!({"code": 123456});
     let (_, body) = g.submit(&job).await;
-    let done = g.wait_status(body["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
+    let done = g
+        .wait_status(
+            body["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(done["counts"]["sent"], 1);
     assert_eq!(done["counts"]["rejected"]["opted_out"], 1);
 }
@@ -128,12 +178,40 @@ async fn gsm7_and_ucs2_parts_and_cost_are_counted_as_billed() {
     // 161 GSM-7 characters: two parts. A 71-character Chinese text: UCS-2, two parts.
     let gsm = "a".repeat(161);
     let ucs2 = "优".repeat(71);
-    let (_, a) = g.submit(&sms_job("gsm", &gsm, json!([{"contact_id": "ok1"}]))).await;
-    let (_, b) = g.submit(&sms_job("ucs", &ucs2, json!([{"contact_id": "ok2"}]))).await;
-    let (_, c) = g.submit(&sms_job("one", &"€".repeat(80), json!([{"contact_id": "moved"}]))).await;
-    let a = g.wait_status(a["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
-    let b = g.wait_status(b["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
-    let c = g.wait_status(c["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
+    let (_, a) = g
+        .submit(&sms_job("gsm", &gsm, json!([{"contact_id": "ok1"}])))
+        .await;
+    let (_, b) = g
+        .submit(&sms_job("ucs", &ucs2, json!([{"contact_id": "ok2"}])))
+        .await;
+    let (_, c) = g
+        .submit(&sms_job(
+            "one",
+            &"€".repeat(80),
+            json!([{"contact_id": "moved"}]),
+        ))
+        .await;
+    let a = g
+        .wait_status(
+            a["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
+    let b = g
+        .wait_status(
+            b["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
+    let c = g
+        .wait_status(
+            c["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
     assert_eq!(a["counts"]["segments"], 2);
     assert_eq!(b["counts"]["segments"], 2);
     // 80 euro signs are 160 septets (extension characters count two): one part.
@@ -147,7 +225,12 @@ async fn gsm7_and_ucs2_parts_and_cost_are_counted_as_billed() {
 async fn idempotent_resubmission_returns_the_same_job_and_conflicts_on_a_new_body() {
     let g = gateway().await;
     let job = sms_job("idem", "Hi", json!([{"contact_id": "ok1"}]));
-    let send = |body: &Value| g.req(Method::POST, "/v1/jobs").header("Idempotency-Key", "promo-42").json(body).send();
+    let send = |body: &Value| {
+        g.req(Method::POST, "/v1/jobs")
+            .header("Idempotency-Key", "promo-42")
+            .json(body)
+            .send()
+    };
     let r1 = send(&job).await.unwrap();
     assert_eq!(r1.status(), 201);
     let j1: Value = r1.json().await.unwrap();
@@ -160,9 +243,25 @@ async fn idempotent_resubmission_returns_the_same_job_and_conflicts_on_a_new_bod
     assert_eq!(r3.status(), 409);
     let e: Value = r3.json().await.unwrap();
     assert_eq!(e["error"]["code"], "idempotency_conflict");
-    let done = g.wait_status(j1["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
-    assert_eq!(done["counts"]["sent"], 1, "the resubmission sent nothing more");
-    let list: Value = g.req(Method::GET, "/v1/jobs").send().await.unwrap().json().await.unwrap();
+    let done = g
+        .wait_status(
+            j1["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
+    assert_eq!(
+        done["counts"]["sent"], 1,
+        "the resubmission sent nothing more"
+    );
+    let list: Value = g
+        .req(Method::GET, "/v1/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
 }
 
@@ -170,16 +269,35 @@ async fn idempotent_resubmission_returns_the_same_job_and_conflicts_on_a_new_bod
 async fn quiet_hours_defer_until_the_contacts_morning() {
     let g = gateway().await;
     // 12:00 in Shanghai is 23:00 in New York: deferred to 08:00 New York (13:00Z).
-    let (_, body) = g.submit(&sms_job("night", "Hi", json!([{"contact_id": "ny"}, {"contact_id": "ok1"}]))).await;
+    let (_, body) = g
+        .submit(&sms_job(
+            "night",
+            "Hi",
+            json!([{"contact_id": "ny"}, {"contact_id": "ok1"}]),
+        ))
+        .await;
     let id = body["id"].as_str().unwrap().to_string();
-    let j = g.wait_until(&id, Duration::from_secs(5), |j| j["counts"]["sent"] == 1 && j["counts"]["deferred"] == 1).await;
+    let j = g
+        .wait_until(&id, Duration::from_secs(5), |j| {
+            j["counts"]["sent"] == 1 && j["counts"]["deferred"] == 1
+        })
+        .await;
     assert_eq!(j["status"], "running");
-    assert_eq!(by_contact(&g.recipients(&id).await, "ny")["outcome"], "deferred");
+    assert_eq!(
+        by_contact(&g.recipients(&id).await, "ny")["outcome"],
+        "deferred"
+    );
     g.clock.set("2026-11-23T12:59:00Z".parse().unwrap());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(g.job(&id).await["counts"]["deferred"], 1, "still night in New York");
+    assert_eq!(
+        g.job(&id).await["counts"]["deferred"],
+        1,
+        "still night in New York"
+    );
     g.clock.set("2026-11-23T13:00:01Z".parse().unwrap());
-    let done = g.wait_status(&id, "completed", Duration::from_secs(5)).await;
+    let done = g
+        .wait_status(&id, "completed", Duration::from_secs(5))
+        .await;
     assert_eq!(done["counts"]["sent"], 2);
     assert_eq!(done["counts"]["deferred"], 0);
 }
@@ -188,23 +306,71 @@ async fn quiet_hours_defer_until_the_contacts_morning() {
 async fn bad_input_is_a_4xx_naming_the_field() {
     let g = gateway().await;
     let cases = [
-        (json!({"campaign_id": "x", "channel": "fax", "purpose": "marketing", "template": {"body": "a"}, "audience": {"contacts": []}}), 400, "channel"),
-        (sms_job("x", "Hi {{name", json!([{"contact_id": "ok1"}])), 400, "template.body"),
-        (sms_job("", "Hi", json!([{"contact_id": "ok1"}])), 400, "campaign_id"),
-        (sms_job("x", "Hi", json!([{"contact_id": ""}])), 400, "audience.contacts[0].contact_id"),
-        (sms_job("x", "Hi", json!([{"contact_id": "a", "colour": "red"}])), 400, "audience.contacts[0]"),
-        (json!({"campaign_id": "x", "channel": "email", "purpose": "marketing", "template": {"body": "a"}, "audience": {"contacts": [{"contact_id": "ok1"}]}}), 422, "channel"),
-        (json!({"campaign_id": "x", "channel": "sms", "purpose": "marketing", "template": {"body": "a"}}), 400, "audience"),
-        (json!({"campaign_id": "x", "channel": "sms", "purpose": "marketing", "template": {"body": "a"}, "audience": {"segment": "city = "}}), 400, "audience.segment"),
+        (
+            json!({"campaign_id": "x", "channel": "fax", "purpose": "marketing", "template": {"body": "a"}, "audience": {"contacts": []}}),
+            400,
+            "channel",
+        ),
+        (
+            sms_job("x", "Hi {{name", json!([{"contact_id": "ok1"}])),
+            400,
+            "template.body",
+        ),
+        (
+            sms_job("", "Hi", json!([{"contact_id": "ok1"}])),
+            400,
+            "campaign_id",
+        ),
+        (
+            sms_job("x", "Hi", json!([{"contact_id": ""}])),
+            400,
+            "audience.contacts[0].contact_id",
+        ),
+        (
+            sms_job("x", "Hi", json!([{"contact_id": "a", "colour": "red"}])),
+            400,
+            "audience.contacts[0]",
+        ),
+        (
+            json!({"campaign_id": "x", "channel": "email", "purpose": "marketing", "template": {"body": "a"}, "audience": {"contacts": [{"contact_id": "ok1"}]}}),
+            422,
+            "channel",
+        ),
+        (
+            json!({"campaign_id": "x", "channel": "sms", "purpose": "marketing", "template": {"body": "a"}}),
+            400,
+            "audience",
+        ),
+        (
+            json!({"campaign_id": "x", "channel": "sms", "purpose": "marketing", "template": {"body": "a"}, "audience": {"segment": "city = "}}),
+            400,
+            "audience.segment",
+        ),
     ];
     for (body, status, field) in cases {
         let (s, e) = g.submit(&body).await;
         assert_eq!(s, status, "{body} -> {e}");
-        assert!(e["error"]["field"].as_str().unwrap_or("").starts_with(field), "{field} not named in {e}");
+        assert!(
+            e["error"]["field"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with(field),
+            "{field} not named in {e}"
+        );
     }
-    let r = g.req(Method::POST, "/v1/jobs").header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = g
+        .req(Method::POST, "/v1/jobs")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
-    let r = g.req(Method::GET, "/v1/jobs/job_00000000000000000000000000000000").send().await.unwrap();
+    let r = g
+        .req(Method::GET, "/v1/jobs/job_00000000000000000000000000000000")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -213,7 +379,13 @@ async fn every_v1_route_needs_a_key_but_health_does_not() {
     let g = gateway().await;
     let r = g.http.get(g.url("/v1/jobs")).send().await.unwrap();
     assert_eq!(r.status(), 401);
-    let r = g.http.get(g.url("/v1/jobs")).bearer_auth("wrong").send().await.unwrap();
+    let r = g
+        .http
+        .get(g.url("/v1/jobs"))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let r = g.http.get(g.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -229,7 +401,13 @@ async fn a_segment_selects_its_audience_from_the_snapshot() {
     });
     let (s, body) = g.submit(&job).await;
     assert_eq!(s, 201, "{body}");
-    let done = g.wait_status(body["id"].as_str().unwrap(), "completed", Duration::from_secs(5)).await;
+    let done = g
+        .wait_status(
+            body["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(5),
+        )
+        .await;
     // Shanghai contacts without the vip tag: ok2, novar, capped, moved, tx_only.
     assert_eq!(done["counts"]["audience"], 5, "{done:#}");
 }

@@ -16,7 +16,10 @@ use serde_json::{json, Value};
 mod synth;
 
 #[derive(Parser)]
-#[command(name = "herald-loadtest", about = "Rehearse a herald promotion on this machine")]
+#[command(
+    name = "herald-loadtest",
+    about = "Rehearse a herald promotion on this machine"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -42,9 +45,15 @@ const KEY: &str = "loadtest-key";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     match cli.command {
-        Command::Sandbox { recipients, workers, latency_ms } => rt.block_on(sandbox(recipients, workers, latency_ms)),
+        Command::Sandbox {
+            recipients,
+            workers,
+            latency_ms,
+        } => rt.block_on(sandbox(recipients, workers, latency_ms)),
     }
 }
 
@@ -67,8 +76,14 @@ fn bench_config(workers: usize, latency_ms: u64, data_dir: &str) -> anyhow::Resu
 async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id()));
     let config = bench_config(workers, latency_ms, &dir.display().to_string())?;
-    let state = herald::app::build_with_clock(LoadedConfig { config, source: ConfigSource::Embedded }, Arc::new(SystemClock))
-        .await?;
+    let state = herald::app::build_with_clock(
+        LoadedConfig {
+            config,
+            source: ConfigSource::Embedded,
+        },
+        Arc::new(SystemClock),
+    )
+    .await?;
     let running = herald::app::spawn(state).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
@@ -109,11 +124,21 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()
     let job: Value = r.json().await?;
     let intake = t.elapsed();
     let id = job["id"].as_str().context("job id")?.to_string();
-    println!("intake: {n} recipients streamed in {:.2}s ({:.0} recipients/s)", intake.as_secs_f64(), n as f64 / intake.as_secs_f64());
+    println!(
+        "intake: {n} recipients streamed in {:.2}s ({:.0} recipients/s)",
+        intake.as_secs_f64(),
+        n as f64 / intake.as_secs_f64()
+    );
 
     let t = Instant::now();
     let done = loop {
-        let j: Value = http.get(format!("{base}/v1/jobs/{id}")).bearer_auth(KEY).send().await?.json().await?;
+        let j: Value = http
+            .get(format!("{base}/v1/jobs/{id}"))
+            .bearer_auth(KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
         if j["status"] == "completed" {
             break j;
         }
@@ -124,15 +149,24 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()
     };
     let run = t.elapsed().as_secs_f64();
     let c = &done["counts"];
-    let rejected: u64 = c["rejected"].as_object().map(|m| m.values().filter_map(Value::as_u64).sum()).unwrap_or(0);
+    let rejected: u64 = c["rejected"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
     let decided = c["accepted"].as_u64().unwrap_or(0) + rejected;
     let sent = c["sent"].as_u64().unwrap_or(0);
     println!("dispatch: completed in {run:.2}s");
-    println!("  decided  {decided:>9}  ({:.0} recipients/s)", decided as f64 / run);
+    println!(
+        "  decided  {decided:>9}  ({:.0} recipients/s)",
+        decided as f64 / run
+    );
     println!("  sent     {sent:>9}  ({:.0} sends/s)", sent as f64 / run);
     println!("  failed   {:>9}  retries {}", c["failed"], c["retries"]);
     println!("  rejected {rejected:>9}  {}", c["rejected"]);
-    println!("  segments {:>9}  cost {} micros {}", c["segments"], c["cost_micros"], c["currency"]);
+    println!(
+        "  segments {:>9}  cost {} micros {}",
+        c["segments"], c["cost_micros"], c["currency"]
+    );
     running.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

@@ -11,16 +11,31 @@ use super::error::ApiError;
 use crate::app::AppState;
 
 /// Rejects requests without a configured key with 401.
-pub async fn require_key(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_key(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .unwrap_or("");
     let ok = !presented.is_empty()
-        && state.config.config.auth.api_keys.iter().fold(false, |acc, k| acc | ct_eq(k.as_bytes(), presented.as_bytes()));
+        && state
+            .config
+            .config
+            .auth
+            .api_keys
+            .iter()
+            .fold(false, |acc, k| {
+                acc | ct_eq(k.as_bytes(), presented.as_bytes())
+            });
     if ok {
         Ok(next.run(req).await)
     } else {

@@ -26,20 +26,31 @@ pub fn capped_reader(body: Body, limit: u64) -> (impl AsyncBufRead + Unpin + Sen
     let flag = CapFlag::default();
     let seen = flag.clone();
     let mut total: u64 = 0;
-    let stream = body.into_data_stream().map_err(io::Error::other).and_then(move |chunk| {
-        total += chunk.len() as u64;
-        let over = total > limit;
-        if over {
-            seen.0.store(true, Ordering::SeqCst);
-        }
-        futures::future::ready(if over { Err(io::Error::other("body exceeds its size cap")) } else { Ok(chunk) })
-    });
+    let stream = body
+        .into_data_stream()
+        .map_err(io::Error::other)
+        .and_then(move |chunk| {
+            total += chunk.len() as u64;
+            let over = total > limit;
+            if over {
+                seen.0.store(true, Ordering::SeqCst);
+            }
+            futures::future::ready(if over {
+                Err(io::Error::other("body exceeds its size cap"))
+            } else {
+                Ok(chunk)
+            })
+        });
     (StreamReader::new(Box::pin(stream)), flag)
 }
 
 /// Reads one line (without its `\n` / `\r\n`) into `buf`. `Ok(false)` at end of input. A line
 /// longer than `max` is an `InvalidData` error.
-pub async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8>, max: usize) -> io::Result<bool> {
+pub async fn next_line<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> io::Result<bool> {
     buf.clear();
     loop {
         let available = reader.fill_buf().await?;
@@ -51,7 +62,10 @@ pub async fn next_line<R: AsyncBufRead + Unpin>(reader: &mut R, buf: &mut Vec<u8
             None => (available.len(), false),
         };
         if buf.len() + take > max + 2 {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("line longer than {max} bytes")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("line longer than {max} bytes"),
+            ));
         }
         buf.extend_from_slice(&available[..take]);
         reader.consume(take);

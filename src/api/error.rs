@@ -31,14 +31,24 @@ struct Inner<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
 
     /// 400: a field is missing or malformed.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         let field = field.into();
         let message = message.into();
-        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_field", format!("{field}: {message}"));
+        let mut e = ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            format!("{field}: {message}"),
+        );
         e.field = Some(field);
         e
     }
@@ -50,12 +60,20 @@ impl ApiError {
 
     /// 401: no or wrong API key.
     pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "a valid API key is required: Authorization: Bearer <key>")
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+        )
     }
 
     /// 404.
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     /// 409: the request conflicts with current state.
@@ -65,17 +83,29 @@ impl ApiError {
 
     /// 413: the body exceeds its cap.
     pub fn too_large(limit: u64) -> ApiError {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("request body exceeds {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("request body exceeds {limit} bytes"),
+        )
     }
 
     /// 415: a content type this route does not take.
     pub fn unsupported_media(expected: &str) -> ApiError {
-        ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", format!("Content-Type must be {expected}"))
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("Content-Type must be {expected}"),
+        )
     }
 
     /// 422: well-formed but not acceptable (e.g. no provider for the channel).
     pub fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unprocessable", format!("{field}: {}", message.into()));
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable",
+            format!("{field}: {}", message.into()),
+        );
         e.field = Some(field.to_string());
         e
     }
@@ -89,7 +119,11 @@ impl ApiError {
 
     /// 500 for what should not happen; details go to the log, not the client.
     pub fn internal(context: &str) -> ApiError {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error while {context}"))
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error while {context}"),
+        )
     }
 }
 
@@ -102,17 +136,27 @@ impl From<crate::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body { error: Inner { code: self.code, message: &self.message, field: self.field.as_deref() } };
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                field: self.field.as_deref(),
+            },
+        };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
 }
 
 /// Parses JSON, naming the path of the offending field in the error.
-pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], prefix: &str) -> Result<T, ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    prefix: &str,
+) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

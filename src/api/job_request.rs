@@ -102,15 +102,22 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         return Err(ApiError::invalid("campaign_id", "must not be empty"));
     }
     if campaign_id.len() > MAX_CAMPAIGN_ID {
-        return Err(ApiError::invalid("campaign_id", format!("must be at most {MAX_CAMPAIGN_ID} characters")));
+        return Err(ApiError::invalid(
+            "campaign_id",
+            format!("must be at most {MAX_CAMPAIGN_ID} characters"),
+        ));
     }
     if req.template.body.trim().is_empty() {
         return Err(ApiError::invalid("template.body", "must not be empty"));
     }
-    let template = Template::compile(&req.template.body).map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+    let template = Template::compile(&req.template.body)
+        .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
-            return Err(ApiError::invalid("send_at", "is more than a day in the past"));
+            return Err(ApiError::invalid(
+                "send_at",
+                "is more than a day in the past",
+            ));
         }
     }
     let priority = req.priority.unwrap_or(match req.purpose {

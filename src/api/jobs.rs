@@ -28,61 +28,119 @@ const MAX_RECIPIENT_LINE: usize = 64 << 10;
 /// Longest accepted Idempotency-Key.
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// `POST /v1/jobs`.
-pub async fn submit(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let idempotency_key = idempotency_key(&headers)?;
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+/// Query of `POST /v1/jobs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitQuery {
+    /// Run the decision pipeline and the finish-time model; send nothing, reserve nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/jobs` (and `?dry_run=true` for a preview).
+pub async fn submit(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<SubmitQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let idempotency_key = if query.dry_run { None } else { idempotency_key(&headers)? };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
     let (valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
         read_ndjson(&state, body).await?
     } else if content_type.starts_with("application/json") {
         read_json(&state, body).await?
     } else {
-        return Err(ApiError::unsupported_media("application/json or application/x-ndjson"));
+        return Err(ApiError::unsupported_media(
+            "application/json or application/x-ndjson",
+        ));
     };
     let id = JobId::generate();
+    if query.dry_run {
+        let request = planner::PlanRequest {
+            id,
+            spec: valid.spec,
+            template: valid.template,
+            job_variables: valid.variables,
+            audience: audience.finish(),
+            reserve_caps: false,
+        };
+        let job = planner::plan(&state.dispatcher, &state.config.config, request)
+            .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+        let preview = crate::dispatch::preview::preview(&state.dispatcher, &*state.store, &job).await?;
+        return Ok(Json(preview).into_response());
+    }
     if let Some(key) = &idempotency_key {
-        match state.store.claim_idempotency_key(key, fingerprint, &id).await? {
+        match state
+            .store
+            .claim_idempotency_key(key, fingerprint, &id)
+            .await?
+        {
             IdempotencyClaim::New => {}
             IdempotencyClaim::Existing(existing) => {
-                let job = state.dispatcher.get(&existing).ok_or_else(|| ApiError::not_found("job"))?;
-                return Ok((StatusCode::OK, Json(job_view::view(&job, state.clock.now()))).into_response());
+                let job = state
+                    .dispatcher
+                    .get(&existing)
+                    .ok_or_else(|| ApiError::not_found("job"))?;
+                return Ok((
+                    StatusCode::OK,
+                    Json(job_view::view(&job, state.clock.now())),
+                )
+                    .into_response());
             }
             IdempotencyClaim::Conflict(existing) => {
                 return Err(ApiError::conflict(
                     "idempotency_conflict",
-                    format!("Idempotency-Key was already used with a different body (job {existing})"),
+                    format!(
+                        "Idempotency-Key was already used with a different body (job {existing})"
+                    ),
                 ));
             }
         }
     }
-    let job = planner::plan(
-        &state.dispatcher,
-        &state.config.config,
+    let request = planner::PlanRequest {
         id,
-        valid.spec,
-        valid.template,
-        valid.variables,
-        audience.finish(),
-        true,
-    )
-    .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+        spec: valid.spec,
+        template: valid.template,
+        job_variables: valid.variables,
+        audience: audience.finish(),
+        reserve_caps: true,
+    };
+    let job = planner::plan(&state.dispatcher, &state.config.config, request)
+        .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
     state.dispatcher.submit(job.clone());
     tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
-    Ok((StatusCode::CREATED, Json(job_view::view(&job, state.clock.now()))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(job_view::view(&job, state.clock.now())),
+    )
+        .into_response())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(v) = headers.get("idempotency-key") else { return Ok(None) };
-    let s = v.to_str().map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?.trim();
+    let Some(v) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key", "must be printable ASCII"))?
+        .trim();
     if s.is_empty() || s.len() > MAX_IDEMPOTENCY_KEY {
-        return Err(ApiError::invalid("Idempotency-Key", format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters")));
+        return Err(ApiError::invalid(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} characters"),
+        ));
     }
     Ok(Some(s.to_string()))
 }
 
 /// Checks that the job can be dispatched before its audience is read.
 fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
-    planner::check_channel(&state.dispatcher, valid.spec.channel).map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+    planner::check_channel(&state.dispatcher, valid.spec.channel)
+        .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
     let now = state.clock.now();
     let scheduled_later = valid.spec.send_at.is_some_and(|t| t > now);
     if !scheduled_later && state.snapshot_stale(now) {
@@ -94,25 +152,36 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn read_json(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+async fn read_json(
+    state: &AppState,
+    body: Body,
+) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
     let limit = state.config.config.server.max_json_body_bytes;
-    let bytes: Bytes = axum::body::to_bytes(body, limit).await.map_err(|_| ApiError::too_large(limit as u64))?;
+    let bytes: Bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit as u64))?;
     let fingerprint: [u8; 32] = Sha256::digest(&bytes).into();
     let mut req: JobRequest = parse_json(&bytes, "")?;
     let valid = validate(&req, state.clock.now())?;
     precheck(state, &valid)?;
     let audience = req.audience.take().ok_or_else(|| {
-        ApiError::invalid("audience", "is required (or submit application/x-ndjson with one recipient per line)")
+        ApiError::invalid(
+            "audience",
+            "is required (or submit application/x-ndjson with one recipient per line)",
+        )
     })?;
     let mut builder = AudienceBuilder::new();
     match (audience.contacts, audience.segment) {
         (Some(contacts), None) => {
             for (i, r) in contacts.into_iter().enumerate() {
-                push_recipient(&mut builder, r).map_err(|(f, m)| ApiError::invalid(format!("audience.contacts[{i}].{f}"), m))?;
+                push_recipient(&mut builder, r).map_err(|(f, m)| {
+                    ApiError::invalid(format!("audience.contacts[{i}].{f}"), m)
+                })?;
             }
         }
         (None, Some(expr)) => {
-            let segment = Segment::parse(&expr).map_err(|e| ApiError::invalid("audience.segment", e.to_string()))?;
+            let segment = Segment::parse(&expr)
+                .map_err(|e| ApiError::invalid("audience.segment", e.to_string()))?;
             let snapshot = state.snapshots.current();
             for c in snapshot.iter() {
                 if segment.matches(&c) {
@@ -122,7 +191,12 @@ async fn read_json(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBu
                 }
             }
         }
-        _ => return Err(ApiError::invalid("audience", "give exactly one of contacts or segment")),
+        _ => {
+            return Err(ApiError::invalid(
+                "audience",
+                "give exactly one of contacts or segment",
+            ))
+        }
     }
     if builder.is_empty() {
         return Err(ApiError::invalid("audience", "selects no recipients"));
@@ -130,15 +204,27 @@ async fn read_json(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBu
     Ok((valid, builder, fingerprint))
 }
 
-fn push_recipient(builder: &mut AudienceBuilder, r: RecipientRequest) -> Result<(), (&'static str, String)> {
+fn push_recipient(
+    builder: &mut AudienceBuilder,
+    r: RecipientRequest,
+) -> Result<(), (&'static str, String)> {
     let vars = r.variables.map(text_variables);
-    builder.push(&r.contact_id, r.phone.as_deref(), vars).map_err(|e| {
-        let field = if matches!(e, crate::dispatch::AudienceError::PhoneTooLong) { "phone" } else { "contact_id" };
-        (field, e.to_string())
-    })
+    builder
+        .push(&r.contact_id, r.phone.as_deref(), vars)
+        .map_err(|e| {
+            let field = if matches!(e, crate::dispatch::AudienceError::PhoneTooLong) {
+                "phone"
+            } else {
+                "contact_id"
+            };
+            (field, e.to_string())
+        })
 }
 
-async fn read_ndjson(state: &AppState, body: Body) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+async fn read_ndjson(
+    state: &AppState,
+    body: Body,
+) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
     let limit = state.config.config.server.max_upload_bytes;
     let (mut reader, cap) = capped_reader(body, limit);
     let mut hasher = Sha256::new();
@@ -150,8 +236,13 @@ async fn read_ndjson(state: &AppState, body: Body) -> Result<(ValidJob, Audience
             ApiError::bad_request(format!("line {line_no}: {e}"))
         }
     };
-    if !next_line(&mut reader, &mut line, MAX_JOB_LINE).await.map_err(|e| io_err(e, &cap, 1))? {
-        return Err(ApiError::bad_request("empty body: the first line must be the job object"));
+    if !next_line(&mut reader, &mut line, MAX_JOB_LINE)
+        .await
+        .map_err(|e| io_err(e, &cap, 1))?
+    {
+        return Err(ApiError::bad_request(
+            "empty body: the first line must be the job object",
+        ));
     }
     hasher.update(&line);
     hasher.update(b"\n");
@@ -165,7 +256,10 @@ async fn read_ndjson(state: &AppState, body: Body) -> Result<(ValidJob, Audience
     let mut line_no: u64 = 1;
     loop {
         line_no += 1;
-        if !next_line(&mut reader, &mut line, MAX_RECIPIENT_LINE).await.map_err(|e| io_err(e, &cap, line_no))? {
+        if !next_line(&mut reader, &mut line, MAX_RECIPIENT_LINE)
+            .await
+            .map_err(|e| io_err(e, &cap, line_no))?
+        {
             break;
         }
         hasher.update(&line);
@@ -174,10 +268,14 @@ async fn read_ndjson(state: &AppState, body: Body) -> Result<(ValidJob, Audience
             continue;
         }
         let r: RecipientRequest = parse_json(&line, &format!("line {line_no}: "))?;
-        push_recipient(&mut builder, r).map_err(|(f, m)| ApiError::invalid(format!("line {line_no}: {f}"), m))?;
+        push_recipient(&mut builder, r)
+            .map_err(|(f, m)| ApiError::invalid(format!("line {line_no}: {f}"), m))?;
     }
     if builder.is_empty() {
-        return Err(ApiError::invalid("audience", "no recipient lines after the job line"));
+        return Err(ApiError::invalid(
+            "audience",
+            "no recipient lines after the job line",
+        ));
     }
     Ok((valid, builder, hasher.finalize().into()))
 }
@@ -187,11 +285,17 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 fn find(state: &AppState, raw: &str) -> Result<Arc<Job>, ApiError> {
-    state.dispatcher.get(&job_id(raw)?).ok_or_else(|| ApiError::not_found("job"))
+    state
+        .dispatcher
+        .get(&job_id(raw)?)
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// `GET /v1/jobs/{id}`.
-pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let job = find(&state, &id)?;
     Ok(Json(job_view::view(&job, state.clock.now())).into_response())
 }
@@ -209,7 +313,10 @@ pub struct ListQuery {
 }
 
 /// `GET /v1/jobs`: newest first.
-pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "must be between 1 and 1000"));
@@ -219,7 +326,11 @@ pub async fn list(State(state): State<Arc<AppState>>, Query(q): Query<ListQuery>
     let views: Vec<_> = jobs
         .iter()
         .filter(|j| q.status.is_none_or(|s| j.status() == s))
-        .filter(|j| q.campaign_id.as_deref().is_none_or(|c| j.spec.campaign_id == c))
+        .filter(|j| {
+            q.campaign_id
+                .as_deref()
+                .is_none_or(|c| j.spec.campaign_id == c)
+        })
         .take(limit)
         .map(|j| job_view::view(j, now))
         .collect();
@@ -241,12 +352,17 @@ pub async fn transition(
     match result {
         Ok(_) => get(State(state), Path(id.to_string())).await,
         Err(TransitionError::NotFound) => Err(ApiError::not_found("job")),
-        Err(e @ TransitionError::NotAllowed(..)) => Err(ApiError::conflict("invalid_transition", e.to_string())),
+        Err(e @ TransitionError::NotAllowed(..)) => {
+            Err(ApiError::conflict("invalid_transition", e.to_string()))
+        }
     }
 }
 
 /// `GET /v1/jobs/{id}/recipients`: one NDJSON line per recipient, streamed.
-pub async fn recipients(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn recipients(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let job = find(&state, &id)?;
     let total = job.audience.len() as u32;
     const CHUNK: u32 = 4096;
@@ -266,5 +382,9 @@ pub async fn recipients(State(state): State<Arc<AppState>>, Path(id): Path<Strin
             Some((Ok::<_, std::io::Error>(Bytes::from(buf)), to))
         }
     });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response())
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
 }

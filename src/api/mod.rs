@@ -28,14 +28,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
         .route("/v1/jobs/{id}/{action}", post(jobs::transition))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(v1)
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
-        .layer(DefaultBodyLimit::max(state.config.config.server.max_json_body_bytes))
+        .layer(DefaultBodyLimit::max(
+            state.config.config.server.max_json_body_bytes,
+        ))
         .with_state(state)
 }
 
@@ -44,11 +49,14 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 /// Ready only with a fresh snapshot.
-async fn readyz(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> axum::response::Response {
+async fn readyz(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
     let now = state.clock.now();
     if state.snapshot_stale(now) {
-        return error::ApiError::unavailable("contact snapshot is stale or not loaded").into_response();
+        return error::ApiError::unavailable("contact snapshot is stale or not loaded")
+            .into_response();
     }
     Json(serde_json::json!({ "status": "ready" })).into_response()
 }

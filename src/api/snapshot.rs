@@ -15,7 +15,7 @@ use tokio_util::io::SyncIoBridge;
 use super::body::{capped_reader, CapFlag};
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::snapshot::SnapshotError;
+use crate::snapshot::{load_csv, load_ndjson, SnapshotError};
 
 /// Query of `PUT /v1/snapshot`.
 #[derive(Debug, Deserialize)]
@@ -32,13 +32,18 @@ enum Format {
 }
 
 fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if ct.starts_with("text/csv") {
         Ok(Format::Csv)
     } else if ct.starts_with("application/x-ndjson") {
         Ok(Format::Ndjson)
     } else {
-        Err(ApiError::unsupported_media("text/csv or application/x-ndjson"))
+        Err(ApiError::unsupported_media(
+            "text/csv or application/x-ndjson",
+        ))
     }
 }
 
@@ -68,17 +73,30 @@ pub async fn put(
     let limit = state.config.config.server.max_upload_bytes;
     let (reader, cap) = capped_reader(body, limit);
     let snapshots = state.snapshots.clone();
+    let region = state.config.config.snapshot.region();
     let result = tokio::task::spawn_blocking(move || {
         let bridge = SyncIoBridge::new(reader);
-        match format {
-            Format::Csv => snapshots.load_csv(bridge, as_of),
-            Format::Ndjson => snapshots.load_ndjson(std::io::BufReader::with_capacity(1 << 20, bridge), as_of),
-        }
+        let (snapshot, report) = match format {
+            Format::Csv => load_csv(bridge, as_of, region),
+            Format::Ndjson => load_ndjson(
+                std::io::BufReader::with_capacity(1 << 20, bridge),
+                as_of,
+                region,
+            ),
+        }?;
+        // Nothing is swapped unless the whole upload loaded: readers never see half of it.
+        snapshots.replace(snapshot)?;
+        Ok::<_, SnapshotError>(report)
     })
     .await
     .map_err(|_| ApiError::internal("loading the snapshot"))?;
     let report = result.map_err(|e| load_error(e, &cap, limit))?;
-    tracing::info!(version = report.version, contacts = report.contacts, rejected_rows = report.rejected_rows, "snapshot replaced");
+    tracing::info!(
+        version = report.version,
+        contacts = report.contacts,
+        rejected_rows = report.rejected_rows,
+        "snapshot replaced"
+    );
     Ok(Json(report).into_response())
 }
 
@@ -96,7 +114,11 @@ pub async fn get(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
 }
 
 /// `PATCH /v1/contacts`: NDJSON upserts and `{"contact_id", "deleted": true}` lines.
-pub async fn patch(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
     if !matches!(format_of(&headers)?, Format::Ndjson) {
         return Err(ApiError::unsupported_media("application/x-ndjson"));
     }

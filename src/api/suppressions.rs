@@ -39,7 +39,11 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
     loop {
         line_no += 1;
         let more = next_line(&mut reader, &mut buf, 4096).await.map_err(|e| {
-            if cap.exceeded() { ApiError::too_large(limit) } else { ApiError::bad_request(format!("line {line_no}: {e}")) }
+            if cap.exceeded() {
+                ApiError::too_large(limit)
+            } else {
+                ApiError::bad_request(format!("line {line_no}: {e}"))
+            }
         })?;
         if !more {
             break;
@@ -50,10 +54,21 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
         let l: Line = parse_json(&buf, &format!("line {line_no}: "))?;
         let key = match (l.phone, l.contact_id) {
             (Some(p), None) => SuppressionKey::Phone(
-                phone::parse(&p, region).map_err(|e| ApiError::invalid(format!("line {line_no}: phone"), e.to_string()))?.e164,
+                phone::parse(&p, region)
+                    .map_err(|e| {
+                        ApiError::invalid(format!("line {line_no}: phone"), e.to_string())
+                    })?
+                    .e164,
             ),
-            (None, Some(c)) if !c.trim().is_empty() => SuppressionKey::ContactId(c.trim().to_string()),
-            _ => return Err(ApiError::invalid(format!("line {line_no}"), "give exactly one of phone or contact_id")),
+            (None, Some(c)) if !c.trim().is_empty() => {
+                SuppressionKey::ContactId(c.trim().to_string())
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("line {line_no}"),
+                    "give exactly one of phone or contact_id",
+                ))
+            }
         };
         batch.push(key);
         lines += 1;
@@ -67,11 +82,20 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
 }
 
 /// `DELETE /v1/suppressions/{phone-or-id}`: 204 when something was removed, else 404.
-pub async fn delete(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Result<Response, ApiError> {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
     let region = state.config.config.snapshot.region();
-    let mut removed = state.store.remove_suppression(&SuppressionKey::ContactId(key.clone())).await?;
+    let mut removed = state
+        .store
+        .remove_suppression(&SuppressionKey::ContactId(key.clone()))
+        .await?;
     if let Ok(p) = phone::parse(&key, region) {
-        removed |= state.store.remove_suppression(&SuppressionKey::Phone(p.e164)).await?;
+        removed |= state
+            .store
+            .remove_suppression(&SuppressionKey::Phone(p.e164))
+            .await?;
     }
     if removed {
         Ok(StatusCode::NO_CONTENT.into_response())

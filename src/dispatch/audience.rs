@@ -88,13 +88,19 @@ impl AudienceBuilder {
         }
         let a = &mut self.audience;
         let offset = u32::try_from(a.arena.len()).map_err(|_| AudienceError::TooLarge)?;
-        if a.arena.len() + contact_id.len() + phone.len() > u32::MAX as usize || a.entries.len() >= u32::MAX as usize {
+        if a.arena.len() + contact_id.len() + phone.len() > u32::MAX as usize
+            || a.entries.len() >= u32::MAX as usize
+        {
             return Err(AudienceError::TooLarge);
         }
         let index = a.entries.len() as u32;
         a.arena.extend_from_slice(contact_id.as_bytes());
         a.arena.extend_from_slice(phone.as_bytes());
-        a.entries.push(Entry { offset, id_len: contact_id.len() as u16, phone_len: phone.len() as u16 });
+        a.entries.push(Entry {
+            offset,
+            id_len: contact_id.len() as u16,
+            phone_len: phone.len() as u16,
+        });
         if let Some(v) = variables.filter(|v| !v.is_empty()) {
             a.variables.insert(index, v);
         }

@@ -59,6 +59,8 @@ pub(super) struct Inner {
     pub work_ready: Notify,
     pub shutdown: AtomicBool,
     pub receipts: mpsc::Sender<ReceiptBatch>,
+    /// Bounds the retry tasks in flight; a worker waits for a slot (backpressure).
+    pub retry_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handle to the dispatcher; cheap to clone.
@@ -80,6 +82,7 @@ impl Dispatcher {
             work_ready: Notify::new(),
             shutdown: AtomicBool::new(false),
             receipts: tx,
+            retry_slots: Arc::new(tokio::sync::Semaphore::new(4096)),
         });
         for n in 0..workers {
             tokio::spawn(worker::run(inner.clone(), n as u64));
@@ -95,7 +98,17 @@ impl Dispatcher {
 
     /// The first provider configured for `channel`.
     pub fn provider_for(&self, channel: Channel) -> Option<(usize, &ProviderSlot)> {
-        self.inner.deps.providers.iter().enumerate().find(|(_, p)| p.channel == channel)
+        self.inner
+            .deps
+            .providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.channel == channel)
+    }
+
+    /// The snapshot store jobs are checked against.
+    pub fn snapshots(&self) -> &Arc<SnapshotStore> {
+        &self.inner.deps.snapshots
     }
 
     /// The clock jobs are run by.
@@ -116,7 +129,10 @@ impl Dispatcher {
             order.push(job.clone());
             // Highest priority first; older first among equals.
             order.sort_by(|a, b| {
-                b.spec.priority.cmp(&a.spec.priority).then(a.spec.created_at.cmp(&b.spec.created_at))
+                b.spec
+                    .priority
+                    .cmp(&a.spec.priority)
+                    .then(a.spec.created_at.cmp(&b.spec.created_at))
             });
         }
         self.save(&job);
@@ -131,14 +147,16 @@ impl Dispatcher {
     /// Every job, newest first.
     pub fn list(&self) -> Vec<Arc<Job>> {
         let mut all: Vec<Arc<Job>> = self.inner.order.read().clone();
-        all.sort_by(|a, b| b.spec.created_at.cmp(&a.spec.created_at));
+        all.sort_by_key(|j| std::cmp::Reverse(j.spec.created_at));
         all
     }
 
     /// Pauses a job: workers take no new chunk of it from now on.
     pub fn pause(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
         self.transition(id, "paused", |s| match s {
-            JobStatus::Queued | JobStatus::Scheduled | JobStatus::Running => Some(JobStatus::Paused),
+            JobStatus::Queued | JobStatus::Scheduled | JobStatus::Running => {
+                Some(JobStatus::Paused)
+            }
             _ => None,
         })
     }
@@ -153,7 +171,9 @@ impl Dispatcher {
 
     /// Cancels a job: nothing more is sent; recipients not yet sent read as cancelled.
     pub fn cancel(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
-        let status = self.transition(id, "cancelled", |s| (!s.is_terminal()).then_some(JobStatus::Cancelled))?;
+        let status = self.transition(id, "cancelled", |s| {
+            (!s.is_terminal()).then_some(JobStatus::Cancelled)
+        })?;
         if let Some(job) = self.get(id) {
             job.clear_deferred();
         }
@@ -238,7 +258,12 @@ impl Inner {
         None
     }
 
-    fn try_lease(&self, job: &Arc<Job>, now: DateTime<Utc>, snapshot_fresh: bool) -> Option<super::job::Lease> {
+    fn try_lease(
+        &self,
+        job: &Arc<Job>,
+        now: DateTime<Utc>,
+        snapshot_fresh: bool,
+    ) -> Option<super::job::Lease> {
         let runnable = job.with_state(|st| {
             if st.status == JobStatus::Scheduled && job.spec.send_at.is_none_or(|t| t <= now) {
                 st.status = JobStatus::Queued;

@@ -95,13 +95,20 @@ impl Job {
         let counters = JobCounters::default();
         counters.audience.store(n as u64, Relaxed);
         for &d in audience.duplicates() {
-            outcomes[d as usize].store(RecipientOutcome::Rejected(Reason::Duplicate).to_code(), Relaxed);
+            outcomes[d as usize].store(
+                RecipientOutcome::Rejected(Reason::Duplicate).to_code(),
+                Relaxed,
+            );
         }
         counters.reject(Reason::Duplicate, audience.duplicates().len() as u64);
         let shards = audience
             .shard(parts.shards)
             .into_iter()
-            .map(|indices| Shard { indices, cursor: AtomicUsize::new(0), leased: AtomicBool::new(false) })
+            .map(|indices| Shard {
+                indices,
+                cursor: AtomicUsize::new(0),
+                leased: AtomicBool::new(false),
+            })
             .collect();
         let remaining = (n - audience.duplicates().len()) as u64;
         let status = match parts.spec.send_at {
@@ -122,7 +129,12 @@ impl Job {
             audience,
             shards,
             next_shard: AtomicUsize::new(0),
-            state: Mutex::new(JobState { status, started_at: None, finished_at: None, blocked: None }),
+            state: Mutex::new(JobState {
+                status,
+                started_at: None,
+                finished_at: None,
+                blocked: None,
+            }),
             deferred: Mutex::new(BTreeMap::new()),
             remaining: AtomicU64::new(remaining),
             leases: AtomicUsize::new(0),
@@ -171,7 +183,9 @@ impl Job {
             let mut deferred = self.deferred.lock();
             let mut due = Vec::new();
             while due.len() < max {
-                let Some(mut entry) = deferred.first_entry() else { break };
+                let Some(mut entry) = deferred.first_entry() else {
+                    break;
+                };
                 if *entry.key() > now {
                     break;
                 }
@@ -184,7 +198,10 @@ impl Job {
             }
             if !due.is_empty() {
                 self.leases.fetch_add(1, AcqRel);
-                return Some(Lease { indices: due, shard: None });
+                return Some(Lease {
+                    indices: due,
+                    shard: None,
+                });
             }
         }
         let n = self.shards.len();
@@ -195,7 +212,11 @@ impl Job {
             if shard.cursor.load(Acquire) >= shard.indices.len() {
                 continue;
             }
-            if shard.leased.compare_exchange(false, true, AcqRel, Relaxed).is_err() {
+            if shard
+                .leased
+                .compare_exchange(false, true, AcqRel, Relaxed)
+                .is_err()
+            {
                 continue;
             }
             let from = shard.cursor.load(Acquire);
@@ -205,7 +226,10 @@ impl Job {
             }
             let to = (from + max).min(shard.indices.len());
             self.leases.fetch_add(1, AcqRel);
-            return Some(Lease { indices: shard.indices[from..to].to_vec(), shard: Some((s_idx, to)) });
+            return Some(Lease {
+                indices: shard.indices[from..to].to_vec(),
+                shard: Some((s_idx, to)),
+            });
         }
         None
     }
@@ -222,7 +246,12 @@ impl Job {
                 }
                 shard.leased.store(false, Release);
             }
-            None if !done => self.deferred.lock().entry(now).or_default().extend(lease.indices),
+            None if !done => self
+                .deferred
+                .lock()
+                .entry(now)
+                .or_default()
+                .extend(lease.indices),
             None => {}
         }
         self.leases.fetch_sub(1, AcqRel);
@@ -294,7 +323,10 @@ impl Job {
             DeliveryStatus::Delivered => 1,
             DeliveryStatus::Undelivered => 2,
         };
-        if self.delivery[i as usize].compare_exchange(0, code, AcqRel, Relaxed).is_ok() {
+        if self.delivery[i as usize]
+            .compare_exchange(0, code, AcqRel, Relaxed)
+            .is_ok()
+        {
             match status {
                 DeliveryStatus::Delivered => self.counters.delivered.fetch_add(1, Relaxed),
                 DeliveryStatus::Undelivered => self.counters.undelivered.fetch_add(1, Relaxed),

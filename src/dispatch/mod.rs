@@ -8,6 +8,7 @@ pub mod counters;
 pub mod dispatcher;
 pub mod job;
 pub mod planner;
+pub mod preview;
 pub mod pricing;
 pub mod rate_limit;
 pub mod retry;

@@ -33,20 +33,37 @@ impl PlanError {
 
 /// Checks that the channel can be served, before any audience is read.
 pub fn check_channel(dispatcher: &Dispatcher, channel: Channel) -> Result<(), PlanError> {
-    dispatcher.provider_for(channel).map(|_| ()).ok_or(PlanError::NoProvider(channel.as_str()))
+    dispatcher
+        .provider_for(channel)
+        .map(|_| ())
+        .ok_or(PlanError::NoProvider(channel.as_str()))
+}
+
+/// A validated request, ready to plan.
+pub struct PlanRequest {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub template: Arc<Template>,
+    pub job_variables: HashMap<String, String>,
+    pub audience: Audience,
+    /// False for previews.
+    pub reserve_caps: bool,
 }
 
 /// Builds the job.
 pub fn plan(
     dispatcher: &Dispatcher,
     config: &Config,
-    id: JobId,
-    spec: JobSpec,
-    template: Arc<Template>,
-    job_variables: HashMap<String, String>,
-    audience: Audience,
-    reserve_caps: bool,
+    req: PlanRequest,
 ) -> Result<Arc<Job>, PlanError> {
+    let PlanRequest {
+        id,
+        spec,
+        template,
+        job_variables,
+        audience,
+        reserve_caps,
+    } = req;
     let (provider_index, slot) = dispatcher
         .provider_for(spec.channel)
         .ok_or(PlanError::NoProvider(spec.channel.as_str()))?;

@@ -22,7 +22,8 @@ impl PriceTable {
             let price = Micros(p.unit_micros);
             match RegionCode::parse(&p.country) {
                 Some(region) => {
-                    t.exact.insert((p.provider.clone(), p.channel, region), price);
+                    t.exact
+                        .insert((p.provider.clone(), p.channel, region), price);
                 }
                 None => {
                     t.fallback.insert((p.provider.clone(), p.channel), price);
@@ -33,7 +34,12 @@ impl PriceTable {
     }
 
     /// The unit price for one billable unit, if the table has one.
-    pub fn unit_price(&self, provider: &str, channel: Channel, region: RegionCode) -> Option<Micros> {
+    pub fn unit_price(
+        &self,
+        provider: &str,
+        channel: Channel,
+        region: RegionCode,
+    ) -> Option<Micros> {
         self.exact
             .get(&(provider.to_string(), channel, region))
             .or_else(|| self.fallback.get(&(provider.to_string(), channel)))
@@ -64,7 +70,11 @@ pub struct ProviderPrices {
 impl ProviderPrices {
     /// Unit price for a destination region; zero when the table has no line for it.
     pub fn unit_price(&self, region: RegionCode) -> Micros {
-        self.exact.get(&region).copied().or(self.fallback).unwrap_or_default()
+        self.exact
+            .get(&region)
+            .copied()
+            .or(self.fallback)
+            .unwrap_or_default()
     }
 }
 
@@ -75,8 +85,18 @@ mod tests {
     #[test]
     fn exact_country_wins_over_fallback() {
         let t = PriceTable::from_config(&[
-            PriceConfig { provider: "p".into(), channel: Channel::Sms, country: "CN".into(), unit_micros: 45_000 },
-            PriceConfig { provider: "p".into(), channel: Channel::Sms, country: "*".into(), unit_micros: 300_000 },
+            PriceConfig {
+                provider: "p".into(),
+                channel: Channel::Sms,
+                country: "CN".into(),
+                unit_micros: 45_000,
+            },
+            PriceConfig {
+                provider: "p".into(),
+                channel: Channel::Sms,
+                country: "*".into(),
+                unit_micros: 300_000,
+            },
         ]);
         let p = t.for_provider("p", Channel::Sms);
         assert_eq!(p.unit_price(RegionCode(*b"CN")), Micros(45_000));

@@ -23,7 +23,16 @@ impl PartsLimiter {
             let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
             DefaultDirectRateLimiter::direct(Quota::per_second(r).allow_burst(burst))
         });
-        PartsLimiter { limiter, burst: burst.max(1), rate }
+        PartsLimiter {
+            limiter,
+            burst: burst.max(1),
+            rate,
+        }
+    }
+
+    /// The largest burst, in parts.
+    pub fn burst(&self) -> u32 {
+        self.burst
     }
 
     /// Parts per second, 0 for unlimited.
@@ -49,7 +58,9 @@ impl PartsLimiter {
                     if !keep_waiting() {
                         return false;
                     }
-                    let wait = not_until.wait_time_from(clock.now()).max(Duration::from_micros(50));
+                    let wait = not_until
+                        .wait_time_from(clock.now())
+                        .max(Duration::from_micros(50));
                     tokio::time::sleep(wait.min(Duration::from_millis(200))).await;
                 }
                 // Cannot happen: `take` never exceeds the burst.

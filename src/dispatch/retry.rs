@@ -12,7 +12,9 @@ use crate::config::RetryConfig;
 pub fn schedule(config: &RetryConfig, seed: u64) -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(config.initial_delay_ms))
-        .with_max_delay(Duration::from_millis(config.max_delay_ms.max(config.initial_delay_ms)))
+        .with_max_delay(Duration::from_millis(
+            config.max_delay_ms.max(config.initial_delay_ms),
+        ))
         .with_factor(2.0)
         .with_max_times(config.max_attempts.saturating_sub(1) as usize)
         .with_jitter_seed(seed)

@@ -8,11 +8,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::dispatcher::Inner;
-use super::job::{Job, Lease};
+use super::job::Job;
 use super::retry;
 use crate::domain::{JobStatus, MessageId};
 use crate::policy::{Decision, PolicyInput, PolicyRunner};
@@ -49,16 +50,16 @@ pub(super) async fn run(inner: Arc<Inner>, worker_no: u64) {
     }
 }
 
-struct Pending {
+/// What the worker keeps about a message while the provider has it.
+struct Meta {
     index: u32,
-    message: OutboundMessage,
     region: crate::phone::RegionCode,
     cap: Option<CapRequest>,
 }
 
 /// Processes one chunk. Answers false when the chunk must be offered again (the store could
 /// not answer before anything was decided).
-async fn process(inner: &Inner, job: &Arc<Job>, indices: &[u32], seed: u64) -> bool {
+async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64) -> bool {
     let snapshot = inner.deps.snapshots.current();
     let audience = &job.audience;
     let inputs: Vec<PolicyInput<'_>> = indices
@@ -70,16 +71,24 @@ async fn process(inner: &Inner, job: &Arc<Job>, indices: &[u32], seed: u64) -> b
         })
         .collect();
     let decided_at = inner.deps.clock.now();
-    let decisions =
-        match PolicyRunner::decide_batch(&job.policy, &snapshot, &*inner.deps.store, &inputs, decided_at).await {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::warn!(job = %job.id, error = %e, "policy could not run; will retry the chunk");
-                return false;
-            }
-        };
+    let decisions = match PolicyRunner::decide_batch(
+        &job.policy,
+        &snapshot,
+        &*inner.deps.store,
+        &inputs,
+        decided_at,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(job = %job.id, error = %e, "policy could not run; will retry the chunk");
+            return false;
+        }
+    };
 
-    let mut pending: Vec<Pending> = Vec::new();
+    let mut metas: Vec<Meta> = Vec::new();
+    let mut messages: Vec<OutboundMessage> = Vec::new();
     for (&i, decision) in indices.iter().zip(decisions) {
         match decision {
             Decision::Reject(reason) => job.record_rejected(i, reason),
@@ -89,112 +98,174 @@ async fn process(inner: &Inner, job: &Arc<Job>, indices: &[u32], seed: u64) -> b
                 if m.corrected {
                     job.counters.phone_corrected.fetch_add(1, Ordering::Relaxed);
                 }
-                pending.push(Pending {
+                metas.push(Meta {
                     index: i,
-                    message: OutboundMessage {
-                        id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
-                        to: m.phone.e164,
-                        channel: job.spec.channel,
-                        body: m.body,
-                        parts: m.parts.parts,
-                    },
                     region: m.phone.region,
                     cap: m.cap,
+                });
+                messages.push(OutboundMessage {
+                    id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
+                    to: m.phone.e164,
+                    channel: job.spec.channel,
+                    body: m.body,
+                    parts: m.parts.parts,
                 });
             }
         }
     }
-    if pending.is_empty() {
+    if messages.is_empty() {
         return true;
     }
+    if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
+        return true;
+    }
+    let outcomes = inner.deps.providers[job.provider]
+        .provider
+        .send_batch(&messages)
+        .await;
+    let (retry_metas, retry_messages, throttle) =
+        record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
+    if !retry_messages.is_empty() {
+        // Retries wait on their own task, so the worker goes straight on to the next chunk.
+        let permit = inner.retry_slots.clone().acquire_owned().await.ok();
+        let (inner, job) = (inner.clone(), job.clone());
+        tokio::spawn(async move {
+            retry(
+                &inner,
+                &job,
+                retry_metas,
+                retry_messages,
+                throttle,
+                decided_at,
+                seed,
+            )
+            .await;
+            drop(permit);
+        });
+    }
+    true
+}
 
-    // Rate limit: take tokens message by message; a cancel or shutdown abandons the rest.
+/// Waits for rate-limit tokens message by message. A cancel or shutdown abandons the rest:
+/// their cap reservations are given back and they stay unsent. Answers whether any remain.
+async fn take_tokens(
+    inner: &Inner,
+    job: &Job,
+    metas: &mut Vec<Meta>,
+    messages: &mut Vec<OutboundMessage>,
+    decided_at: DateTime<Utc>,
+) -> bool {
     let slot = &inner.deps.providers[job.provider];
-    let keep_waiting = || job.status() != JobStatus::Cancelled && !inner.shutdown.load(Ordering::SeqCst);
+    let keep_waiting =
+        || job.status() != JobStatus::Cancelled && !inner.shutdown.load(Ordering::SeqCst);
     let mut granted = 0;
-    for p in &pending {
-        if !slot.limiter.acquire(p.message.parts, &keep_waiting).await {
+    for m in messages.iter() {
+        if !slot.limiter.acquire(m.parts, &keep_waiting).await {
             break;
         }
         granted += 1;
     }
-    if granted < pending.len() {
-        let abandoned: Vec<CapRequest> = pending[granted..].iter().filter_map(|p| p.cap).collect();
+    if granted < messages.len() {
+        let abandoned: Vec<CapRequest> = metas[granted..].iter().filter_map(|m| m.cap).collect();
         release_caps(inner, &abandoned, decided_at).await;
-        pending.truncate(granted);
+        metas.truncate(granted);
+        messages.truncate(granted);
     }
-
-    send_with_retries(inner, job, pending, decided_at, seed).await;
-    true
+    !messages.is_empty()
 }
 
-/// Sends, retrying transient failures (same message ids) on the backoff schedule.
-async fn send_with_retries(
+/// Records the provider's answers; hands back the messages to try again and how long the
+/// provider asked us to wait.
+async fn record_outcomes(
     inner: &Inner,
     job: &Arc<Job>,
-    mut pending: Vec<Pending>,
-    decided_at: chrono::DateTime<chrono::Utc>,
-    seed: u64,
-) {
+    metas: Vec<Meta>,
+    messages: Vec<OutboundMessage>,
+    outcomes: Vec<SendOutcome>,
+    decided_at: DateTime<Utc>,
+) -> (Vec<Meta>, Vec<OutboundMessage>, Duration) {
     let slot = &inner.deps.providers[job.provider];
-    let mut delays = retry::schedule(&inner.deps.config.retry, seed);
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
-    let mut to_release: Vec<CapRequest> = Vec::new();
-    while !pending.is_empty() {
-        let messages: Vec<OutboundMessage> = pending.iter().map(|p| p.message.clone()).collect();
-        let outcomes = slot.provider.send_batch(&messages).await;
-        let mut retry_list = Vec::new();
-        let mut throttle = Duration::ZERO;
-        for (p, outcome) in pending.into_iter().zip(outcomes) {
-            match outcome {
-                SendOutcome::Accepted { .. } => {
-                    let unit = job.prices.unit_price(p.region);
-                    let cost = unit.times(p.message.parts).0;
-                    job.record_sent(p.index, p.message.parts, cost);
-                    if let Some(r) = slot.provider.simulated_receipt(&p.message) {
-                        receipt_after = r.after;
-                        receipts.push((p.index, r.status));
-                    }
+    let mut to_release = Vec::new();
+    let (mut retry_metas, mut retry_messages, mut throttle) =
+        (Vec::new(), Vec::new(), Duration::ZERO);
+    for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
+        match outcome {
+            SendOutcome::Accepted { .. } => {
+                let cost = job.prices.unit_price(meta.region).times(message.parts).0;
+                job.record_sent(meta.index, message.parts, cost);
+                if let Some(r) = slot.provider.simulated_receipt(&message) {
+                    receipt_after = r.after;
+                    receipts.push((meta.index, r.status));
                 }
-                SendOutcome::Permanent { .. } => {
-                    job.record_failed(p.index);
-                    to_release.extend(p.cap);
-                }
-                SendOutcome::Throttled { retry_after } => {
-                    throttle = throttle.max(retry_after);
-                    retry_list.push(p);
-                }
-                SendOutcome::Transient { .. } => retry_list.push(p),
             }
-        }
-        if retry_list.is_empty() {
-            break;
-        }
-        match delays.next() {
-            Some(d) => {
-                job.counters.retries.fetch_add(retry_list.len() as u64, Ordering::Relaxed);
-                tokio::time::sleep(d.max(throttle)).await;
-                pending = retry_list;
+            SendOutcome::Permanent { .. } => {
+                job.record_failed(meta.index);
+                to_release.extend(meta.cap);
             }
-            None => {
-                for p in retry_list {
-                    job.record_failed(p.index);
-                    to_release.extend(p.cap);
-                }
-                break;
+            SendOutcome::Throttled { retry_after } => {
+                throttle = throttle.max(retry_after);
+                retry_metas.push(meta);
+                retry_messages.push(message);
+            }
+            SendOutcome::Transient { .. } => {
+                retry_metas.push(meta);
+                retry_messages.push(message);
             }
         }
     }
     release_caps(inner, &to_release, decided_at).await;
     if !receipts.is_empty() {
-        let batch = ReceiptBatch { due: Instant::now() + receipt_after, job: job.clone(), receipts };
-        // Backpressure: a full queue slows the worker rather than dropping receipts.
+        let batch = ReceiptBatch {
+            due: Instant::now() + receipt_after,
+            job: job.clone(),
+            receipts,
+        };
+        // Backpressure: a full queue slows the sender rather than dropping receipts.
         let _ = inner.receipts.send(batch).await;
+    }
+    (retry_metas, retry_messages, throttle)
+}
+
+/// Re-sends transient failures with the same message ids on the backoff schedule; what is
+/// still failing when the attempts run out is failed for good (and its cap given back).
+async fn retry(
+    inner: &Arc<Inner>,
+    job: &Arc<Job>,
+    mut metas: Vec<Meta>,
+    mut messages: Vec<OutboundMessage>,
+    mut throttle: Duration,
+    decided_at: DateTime<Utc>,
+    seed: u64,
+) {
+    let mut delays = retry::schedule(&inner.deps.config.retry, seed);
+    while !messages.is_empty() {
+        let Some(delay) = delays.next() else {
+            let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
+            for m in &metas {
+                job.record_failed(m.index);
+            }
+            release_caps(inner, &caps, decided_at).await;
+            return;
+        };
+        job.counters
+            .retries
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        tokio::time::sleep(delay.max(throttle)).await;
+        if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
+            return;
+        }
+        let outcomes = inner.deps.providers[job.provider]
+            .provider
+            .send_batch(&messages)
+            .await;
+        (metas, messages, throttle) =
+            record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     }
 }
 
-async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: chrono::DateTime<chrono::Utc>) {
+async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {
     if caps.is_empty() {
         return;
     }

@@ -22,9 +22,18 @@ mod tests {
     fn marketing_needs_opt_in_transactional_needs_no_opt_out() {
         use Consent::*;
         assert_eq!(check(OptIn, None, Purpose::Marketing), Verdict::Allow);
-        assert_eq!(check(Unknown, None, Purpose::Marketing), Verdict::Reject(Reason::NoConsent));
+        assert_eq!(
+            check(Unknown, None, Purpose::Marketing),
+            Verdict::Reject(Reason::NoConsent)
+        );
         assert_eq!(check(Unknown, None, Purpose::Transactional), Verdict::Allow);
-        assert_eq!(check(OptOut, None, Purpose::Transactional), Verdict::Reject(Reason::OptedOut));
-        assert_eq!(check(OptIn, Some(OptOut), Purpose::Marketing), Verdict::Reject(Reason::OptedOut));
+        assert_eq!(
+            check(OptOut, None, Purpose::Transactional),
+            Verdict::Reject(Reason::OptedOut)
+        );
+        assert_eq!(
+            check(OptIn, Some(OptOut), Purpose::Marketing),
+            Verdict::Reject(Reason::OptedOut)
+        );
     }
 }

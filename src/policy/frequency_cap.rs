@@ -32,5 +32,7 @@ pub fn request(contact_id: &str, channel: Channel, purpose: Purpose) -> CapReque
 
 /// Whether any rule applies to (channel, purpose), so the store call can be skipped.
 pub fn applies(rules: &[CapRule], channel: Channel, purpose: Purpose) -> bool {
-    rules.iter().any(|r| r.channel == channel && r.purpose == purpose)
+    rules
+        .iter()
+        .any(|r| r.channel == channel && r.purpose == purpose)
 }

@@ -57,9 +57,19 @@ mod tests {
 
     #[test]
     fn national_format_of_the_same_number_matches() {
-        let out = check(Some("131 2307 9337"), 8613123079337, CN, PhoneMismatchPolicy::Reject);
+        let out = check(
+            Some("131 2307 9337"),
+            8613123079337,
+            CN,
+            PhoneMismatchPolicy::Reject,
+        );
         assert_eq!(out, MismatchOutcome::Same);
-        let out = check(Some("+8613123079337"), 8613123079337, CN, PhoneMismatchPolicy::Reject);
+        let out = check(
+            Some("+8613123079337"),
+            8613123079337,
+            CN,
+            PhoneMismatchPolicy::Reject,
+        );
         assert_eq!(out, MismatchOutcome::Same);
     }
 

@@ -20,8 +20,10 @@ impl QuietHours {
         if zones.iter().all(|z| self.open_at(*z, now)) {
             return None;
         }
-        let mut candidates: Vec<DateTime<Utc>> =
-            zones.iter().filter_map(|z| self.next_start(*z, now)).collect();
+        let mut candidates: Vec<DateTime<Utc>> = zones
+            .iter()
+            .filter_map(|z| self.next_start(*z, now))
+            .collect();
         candidates.sort();
         candidates
             .iter()
@@ -49,7 +51,10 @@ impl QuietHours {
             let at = zone
                 .from_local_datetime(&local)
                 .earliest()
-                .or_else(|| zone.from_local_datetime(&(local + Duration::hours(1))).earliest())?
+                .or_else(|| {
+                    zone.from_local_datetime(&(local + Duration::hours(1)))
+                        .earliest()
+                })?
                 .with_timezone(&Utc);
             (at > now).then_some(at)
         })
@@ -74,7 +79,10 @@ mod tests {
     #[test]
     fn inside_the_window_sends_now() {
         // 12:00 in Shanghai.
-        assert_eq!(qh().check(&[chrono_tz::Asia::Shanghai], utc("2026-11-23T04:00:00Z")), None);
+        assert_eq!(
+            qh().check(&[chrono_tz::Asia::Shanghai], utc("2026-11-23T04:00:00Z")),
+            None
+        );
     }
 
     #[test]
@@ -87,7 +95,10 @@ mod tests {
     #[test]
     fn ambiguous_zones_wait_for_the_latest_start() {
         // 07:30 in New York, 04:30 in Los Angeles: wait until 08:00 in Los Angeles.
-        let zones = [chrono_tz::America::New_York, chrono_tz::America::Los_Angeles];
+        let zones = [
+            chrono_tz::America::New_York,
+            chrono_tz::America::Los_Angeles,
+        ];
         let until = qh().check(&zones, utc("2026-11-23T12:30:00Z"));
         assert_eq!(until, Some(utc("2026-11-23T16:00:00Z")));
     }
@@ -98,7 +109,10 @@ mod tests {
             start: NaiveTime::from_hms_opt(22, 0, 0).unwrap(),
             end: NaiveTime::from_hms_opt(6, 0, 0).unwrap(),
         };
-        assert_eq!(night.check(&[chrono_tz::UTC], utc("2026-11-23T23:00:00Z")), None);
+        assert_eq!(
+            night.check(&[chrono_tz::UTC], utc("2026-11-23T23:00:00Z")),
+            None
+        );
         assert_eq!(
             night.check(&[chrono_tz::UTC], utc("2026-11-23T12:00:00Z")),
             Some(utc("2026-11-23T22:00:00Z"))

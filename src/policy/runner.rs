@@ -109,13 +109,21 @@ impl PolicyRunner {
                     continue;
                 }
             };
-            survivors.push(Survivor { index, contact, phone, corrected });
+            survivors.push(Survivor {
+                index,
+                contact,
+                phone,
+                corrected,
+            });
         }
 
         // suppressed, opted_out, no_consent: one store round trip for the batch.
         let queries: Vec<FactsQuery<'_>> = survivors
             .iter()
-            .map(|s| FactsQuery { contact_id: s.contact.contact_id(), phone: s.phone.e164 })
+            .map(|s| FactsQuery {
+                contact_id: s.contact.contact_id(),
+                phone: s.phone.e164,
+            })
             .collect();
         let facts = if queries.is_empty() {
             Vec::new()
@@ -128,11 +136,21 @@ impl PolicyRunner {
             let input = &inputs[s.index];
             let mut verdict = suppression::check(facts);
             if verdict == Verdict::Allow {
-                verdict = consent::check(s.contact.consent(policy.channel), facts.consent_override, policy.purpose);
+                verdict = consent::check(
+                    s.contact.consent(policy.channel),
+                    facts.consent_override,
+                    policy.purpose,
+                );
             }
             let mut body = String::new();
             if verdict == Verdict::Allow {
-                verdict = render::render(&policy.template, input.variables, &s.contact, &policy.job_variables, &mut body);
+                verdict = render::render(
+                    &policy.template,
+                    input.variables,
+                    &s.contact,
+                    &policy.job_variables,
+                    &mut body,
+                );
             }
             if verdict == Verdict::Allow && policy.purpose == Purpose::Marketing {
                 if let Some(qh) = &policy.quiet_hours {
@@ -148,19 +166,32 @@ impl PolicyRunner {
             let parts = count_parts(&body);
             ready.push((
                 s.index,
-                ReadyMessage { phone: s.phone, body, parts, corrected: s.corrected, cap: None },
+                ReadyMessage {
+                    phone: s.phone,
+                    body,
+                    parts,
+                    corrected: s.corrected,
+                    cap: None,
+                },
                 s.contact.contact_id(),
             ));
         }
 
         // frequency_capped, last: reserve only for messages that will really go.
-        if policy.reserve_caps && frequency_cap::applies(&policy.cap_rules, policy.channel, policy.purpose) && !ready.is_empty() {
+        if policy.reserve_caps
+            && frequency_cap::applies(&policy.cap_rules, policy.channel, policy.purpose)
+            && !ready.is_empty()
+        {
             let requests: Vec<CapRequest> = ready
                 .iter()
                 .map(|(_, _, id)| frequency_cap::request(id, policy.channel, policy.purpose))
                 .collect();
-            let granted = store.reserve_caps(&policy.cap_rules, &requests, now).await?;
-            for ((index, mut msg, _), (ok, req)) in ready.into_iter().zip(granted.into_iter().zip(requests)) {
+            let granted = store
+                .reserve_caps(&policy.cap_rules, &requests, now)
+                .await?;
+            for ((index, mut msg, _), (ok, req)) in
+                ready.into_iter().zip(granted.into_iter().zip(requests))
+            {
                 decisions[index] = Some(if ok {
                     msg.cap = Some(req);
                     Decision::Send(msg)

@@ -83,29 +83,42 @@ impl Provider for Sandbox {
             .map(|m| {
                 let roll: f64 = rng.gen();
                 if roll < s.permanent_failure_rate {
-                    SendOutcome::Permanent { error: "sandbox: simulated permanent failure".into() }
+                    SendOutcome::Permanent {
+                        error: "sandbox: simulated permanent failure".into(),
+                    }
                 } else if roll < s.permanent_failure_rate + s.transient_failure_rate {
-                    SendOutcome::Transient { error: "sandbox: simulated transient failure".into() }
+                    SendOutcome::Transient {
+                        error: "sandbox: simulated transient failure".into(),
+                    }
                 } else {
-                    SendOutcome::Accepted { provider_message_id: format!("sbx-{:032x}", m.id.as_u128()) }
+                    SendOutcome::Accepted {
+                        provider_message_id: format!("sbx-{:032x}", m.id.as_u128()),
+                    }
                 }
             })
             .collect();
         drop(rng);
-        let accepted = out.iter().filter(|o| matches!(o, SendOutcome::Accepted { .. })).count();
+        let accepted = out
+            .iter()
+            .filter(|o| matches!(o, SendOutcome::Accepted { .. }))
+            .count();
         self.accepted.fetch_add(accepted as u64, Ordering::Relaxed);
         out
     }
 
     fn simulated_receipt(&self, message: &OutboundMessage) -> Option<SimulatedReceipt> {
         // Deterministic per message id, so a resend gets the same fate.
-        let roll = (xxh3_64(&message.id.as_u128().to_le_bytes()) >> 11) as f64 / (1u64 << 53) as f64;
+        let roll =
+            (xxh3_64(&message.id.as_u128().to_le_bytes()) >> 11) as f64 / (1u64 << 53) as f64;
         let status = if roll < self.settings.delivery_rate {
             DeliveryStatus::Delivered
         } else {
             DeliveryStatus::Undelivered
         };
-        Some(SimulatedReceipt { status, after: self.settings.receipt_delay })
+        Some(SimulatedReceipt {
+            status,
+            after: self.settings.receipt_delay,
+        })
     }
 }
 
@@ -143,8 +156,14 @@ mod tests {
     async fn failure_rates_are_roughly_as_configured() {
         let sb = Sandbox::new(settings(0.1, 0.05));
         let out = sb.send_batch(&batch(20_000)).await;
-        let transient = out.iter().filter(|o| matches!(o, SendOutcome::Transient { .. })).count();
-        let permanent = out.iter().filter(|o| matches!(o, SendOutcome::Permanent { .. })).count();
+        let transient = out
+            .iter()
+            .filter(|o| matches!(o, SendOutcome::Transient { .. }))
+            .count();
+        let permanent = out
+            .iter()
+            .filter(|o| matches!(o, SendOutcome::Permanent { .. }))
+            .count();
         assert!((1_600..2_400).contains(&transient), "{transient}");
         assert!((700..1_300).contains(&permanent), "{permanent}");
         assert_eq!(sb.accepted() as usize, 20_000 - transient - permanent);
@@ -156,7 +175,9 @@ mod tests {
         let msgs = batch(10_000);
         let delivered = msgs
             .iter()
-            .filter(|m| sb.simulated_receipt(m).map(|r| r.status) == Some(DeliveryStatus::Delivered))
+            .filter(|m| {
+                sb.simulated_receipt(m).map(|r| r.status) == Some(DeliveryStatus::Delivered)
+            })
             .count();
         assert!((8_700..9_300).contains(&delivered), "{delivered}");
     }

@@ -31,8 +31,16 @@ pub struct JobView<'a> {
 /// Builds the view at `now`.
 pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
     let state = job.state();
-    let cancelled = if state.status == JobStatus::Cancelled { job.remaining() } else { 0 };
-    let progress = if state.status.is_terminal() { 1.0 } else { job.progress() };
+    let cancelled = if state.status == JobStatus::Cancelled {
+        job.remaining()
+    } else {
+        0
+    };
+    let progress = if state.status.is_terminal() {
+        1.0
+    } else {
+        job.progress()
+    };
     JobView {
         id: &job.id,
         campaign_id: &job.spec.campaign_id,
@@ -59,9 +67,15 @@ pub fn record(job: &Job, now: DateTime<Utc>) -> serde_json::Value {
 
 /// Finish estimate from the measured rate since the job started; deferred recipients push it
 /// to when they come due at the earliest.
-fn eta(job: &Job, state: &crate::dispatch::job::JobState, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+fn eta(
+    job: &Job,
+    state: &crate::dispatch::job::JobState,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     match state.status {
-        JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed => return state.finished_at,
+        JobStatus::Completed | JobStatus::Cancelled | JobStatus::Failed => {
+            return state.finished_at
+        }
         JobStatus::Running => {}
         _ => return None,
     }

@@ -38,5 +38,12 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
         DeliveryStatus::Delivered => "delivered",
         DeliveryStatus::Undelivered => "undelivered",
     });
-    RecipientLine { line: i + 1, contact_id, outcome: name, reason, message_id, delivery }
+    RecipientLine {
+        line: i + 1,
+        contact_id,
+        outcome: name,
+        reason,
+        message_id,
+        delivery,
+    }
 }

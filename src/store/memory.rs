@@ -48,7 +48,8 @@ impl StateStore for MemoryStore {
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
-        let any_suppressed = !self.suppressed_phones.is_empty() || !self.suppressed_contacts.is_empty();
+        let any_suppressed =
+            !self.suppressed_phones.is_empty() || !self.suppressed_contacts.is_empty();
         let any_consent = !self.consent.is_empty();
         if !any_suppressed && !any_consent {
             return Ok(vec![RecipientFacts::default(); queries.len()]);
@@ -75,7 +76,9 @@ impl StateStore for MemoryStore {
         for k in keys {
             let new = match k {
                 SuppressionKey::Phone(p) => self.suppressed_phones.insert(*p, ()).is_none(),
-                SuppressionKey::ContactId(c) => self.suppressed_contacts.insert(c.clone(), ()).is_none(),
+                SuppressionKey::ContactId(c) => {
+                    self.suppressed_contacts.insert(c.clone(), ()).is_none()
+                }
             };
             added += usize::from(new);
         }
@@ -92,7 +95,8 @@ impl StateStore for MemoryStore {
     async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
         let mut history = self.consent_history.lock();
         for c in changes {
-            self.consent.insert((c.contact_id.clone(), c.channel), c.consent);
+            self.consent
+                .insert((c.contact_id.clone(), c.channel), c.consent);
             history.push(c.clone());
         }
         Ok(())
@@ -116,10 +120,16 @@ impl StateStore for MemoryStore {
                     return true;
                 };
                 // The entry lock makes check-and-reserve atomic per contact.
-                let mut entry = self.caps.entry((r.contact_key, r.channel, r.purpose)).or_default();
+                let mut entry = self
+                    .caps
+                    .entry((r.contact_key, r.channel, r.purpose))
+                    .or_default();
                 entry.retain(|t| *t > now - longest);
                 let ok = applicable.clone().all(|rule| {
-                    let used = entry.iter().filter(|t| **t > now - rule.window_seconds).count();
+                    let used = entry
+                        .iter()
+                        .filter(|t| **t > now - rule.window_seconds)
+                        .count();
                     used < rule.max as usize
                 });
                 if ok {
@@ -186,44 +196,77 @@ mod tests {
 
     fn rules() -> Vec<CapRule> {
         vec![
-            CapRule { channel: Channel::Sms, purpose: Purpose::Marketing, max: 2, window_seconds: 86_400 },
-            CapRule { channel: Channel::Sms, purpose: Purpose::Marketing, max: 3, window_seconds: 7 * 86_400 },
+            CapRule {
+                channel: Channel::Sms,
+                purpose: Purpose::Marketing,
+                max: 2,
+                window_seconds: 86_400,
+            },
+            CapRule {
+                channel: Channel::Sms,
+                purpose: Purpose::Marketing,
+                max: 3,
+                window_seconds: 7 * 86_400,
+            },
         ]
     }
 
     fn req(key: u64) -> CapRequest {
-        CapRequest { contact_key: key, channel: Channel::Sms, purpose: Purpose::Marketing }
+        CapRequest {
+            contact_key: key,
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+        }
     }
 
     #[tokio::test]
     async fn caps_hold_per_window_and_release_gives_back() {
         let s = MemoryStore::new();
         let t0 = Utc::now();
-        let r = s.reserve_caps(&rules(), &[req(1), req(1), req(1)], t0).await.unwrap();
+        let r = s
+            .reserve_caps(&rules(), &[req(1), req(1), req(1)], t0)
+            .await
+            .unwrap();
         assert_eq!(r, vec![true, true, false]);
         // A day later the 24h rule has room, but the weekly rule allows one more only.
         let t1 = t0 + Duration::seconds(86_401);
-        let r = s.reserve_caps(&rules(), &[req(1), req(1)], t1).await.unwrap();
+        let r = s
+            .reserve_caps(&rules(), &[req(1), req(1)], t1)
+            .await
+            .unwrap();
         assert_eq!(r, vec![true, false]);
         s.release_caps(&[req(1)], t1).await.unwrap();
         let r = s.reserve_caps(&rules(), &[req(1)], t1).await.unwrap();
         assert_eq!(r, vec![true]);
         // Transactional sends are not capped by marketing rules.
-        let tx = CapRequest { purpose: Purpose::Transactional, ..req(1) };
-        assert_eq!(s.reserve_caps(&rules(), &[tx], t1).await.unwrap(), vec![true]);
+        let tx = CapRequest {
+            purpose: Purpose::Transactional,
+            ..req(1)
+        };
+        assert_eq!(
+            s.reserve_caps(&rules(), &[tx], t1).await.unwrap(),
+            vec![true]
+        );
     }
 
     #[tokio::test]
     async fn idempotency_key_distinguishes_bodies() {
         let s = MemoryStore::new();
         let j = JobId::generate();
-        assert_eq!(s.claim_idempotency_key("k", [1; 32], &j).await.unwrap(), IdempotencyClaim::New);
         assert_eq!(
-            s.claim_idempotency_key("k", [1; 32], &JobId::generate()).await.unwrap(),
+            s.claim_idempotency_key("k", [1; 32], &j).await.unwrap(),
+            IdempotencyClaim::New
+        );
+        assert_eq!(
+            s.claim_idempotency_key("k", [1; 32], &JobId::generate())
+                .await
+                .unwrap(),
             IdempotencyClaim::Existing(j.clone())
         );
         assert_eq!(
-            s.claim_idempotency_key("k", [2; 32], &JobId::generate()).await.unwrap(),
+            s.claim_idempotency_key("k", [2; 32], &JobId::generate())
+                .await
+                .unwrap(),
             IdempotencyClaim::Conflict(j)
         );
     }

@@ -51,9 +51,15 @@ impl Gateway {
         adjust(&mut config);
         config.validate().expect("valid test config");
         let clock = Arc::new(ManualClock::new(noon_shanghai()));
-        let state = app::build_with_clock(LoadedConfig { config, source: ConfigSource::Embedded }, clock.clone())
-            .await
-            .expect("build");
+        let state = app::build_with_clock(
+            LoadedConfig {
+                config,
+                source: ConfigSource::Embedded,
+            },
+            clock.clone(),
+        )
+        .await
+        .expect("build");
         let running = app::spawn(state).await.expect("spawn");
         Gateway {
             base: format!("http://{}", running.addr),
@@ -93,14 +99,23 @@ impl Gateway {
 
     /// Submits a JSON job and returns (status, body).
     pub async fn submit(&self, job: &Value) -> (u16, Value) {
-        let r = self.req(reqwest::Method::POST, "/v1/jobs").json(job).send().await.expect("send");
+        let r = self
+            .req(reqwest::Method::POST, "/v1/jobs")
+            .json(job)
+            .send()
+            .await
+            .expect("send");
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// Reads a job.
     pub async fn job(&self, id: &str) -> Value {
-        let r = self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}")).send().await.expect("send");
+        let r = self
+            .req(reqwest::Method::GET, &format!("/v1/jobs/{id}"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), 200);
         r.json().await.expect("json")
     }
@@ -113,13 +128,21 @@ impl Gateway {
             if j["status"] == status {
                 return j;
             }
-            assert!(start.elapsed() < timeout, "job never became {status}: {j:#}");
+            assert!(
+                start.elapsed() < timeout,
+                "job never became {status}: {j:#}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     /// Polls until `pred` holds for the job.
-    pub async fn wait_until(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn wait_until(
+        &self,
+        id: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let start = Instant::now();
         loop {
             let j = self.job(id).await;
@@ -133,10 +156,16 @@ impl Gateway {
 
     /// Per-recipient outcomes, by contact id.
     pub async fn recipients(&self, id: &str) -> Vec<Value> {
-        let r = self.req(reqwest::Method::GET, &format!("/v1/jobs/{id}/recipients")).send().await.expect("send");
+        let r = self
+            .req(reqwest::Method::GET, &format!("/v1/jobs/{id}/recipients"))
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status(), 200);
         let text = r.text().await.expect("text");
-        text.lines().map(|l| serde_json::from_str(l).expect("ndjson line")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson line"))
+            .collect()
     }
 }
 

@@ -1,0 +1,121 @@
+//! Previews (`dry_run`): the whole decision pipeline over a job's audience without sending or
+//! reserving caps, and the finish-time model ops use to answer "will it finish in time, and
+//! what will it cost?". A running job's ETA uses the same model with the measured rate.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::dispatcher::Dispatcher;
+use super::job::Job;
+use crate::domain::{Currency, JobStatus};
+use crate::policy::{Decision, PolicyInput, PolicyRunner};
+use crate::store::{StateStore, StoreError};
+
+/// What a preview answers.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub audience: u64,
+    pub eligible: u64,
+    pub rejected: BTreeMap<&'static str, u64>,
+    pub deferred: u64,
+    pub segments: u64,
+    pub cost_micros: i64,
+    pub currency: Currency,
+    /// Parts per second the provider allows (0 = unlimited).
+    pub rate_limit_parts_per_second: u32,
+    /// Parts of jobs at the same or higher priority on the same provider, sent first.
+    pub parts_queued_ahead: u64,
+    pub predicted_start: DateTime<Utc>,
+    pub predicted_finish: DateTime<Utc>,
+    /// Frequency caps are not reserved by a preview, so they are not counted here.
+    pub frequency_caps_checked: bool,
+}
+
+/// Runs the pipeline over `job` (planned with `reserve_caps = false`).
+pub async fn preview(dispatcher: &Dispatcher, store: &dyn StateStore, job: &Job) -> Result<Preview, StoreError> {
+    let now = dispatcher.clock().now();
+    let snapshot = dispatcher.snapshots().current();
+    let audience = &job.audience;
+    let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let dups = audience.duplicates().len() as u64;
+    if dups > 0 {
+        rejected.insert(crate::domain::Reason::Duplicate.as_str(), dups);
+    }
+    let (mut eligible, mut segments, mut cost, mut deferred_parts) = (0u64, 0u64, 0i64, Vec::new());
+    let indices: Vec<u32> = audience.shard(1).pop().unwrap_or_default();
+    for chunk in indices.chunks(1024) {
+        let inputs: Vec<PolicyInput<'_>> = chunk
+            .iter()
+            .map(|&i| PolicyInput { contact_id: audience.contact_id(i), upstream_phone: audience.phone(i), variables: audience.variables(i) })
+            .collect();
+        let start_at = job.spec.send_at.unwrap_or(now).max(now);
+        for d in PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, start_at).await? {
+            match d {
+                Decision::Reject(r) => *rejected.entry(r.as_str()).or_default() += 1,
+                Decision::Send(m) => {
+                    eligible += 1;
+                    segments += m.parts.parts as u64;
+                    cost += job.prices.unit_price(m.phone.region).times(m.parts.parts).0;
+                }
+                Decision::Defer(until) => {
+                    // Deferred recipients are eligible later; their parts are counted when due.
+                    eligible += 1;
+                    deferred_parts.push(until);
+                }
+            }
+        }
+    }
+    let slot = &dispatcher.providers()[job.provider];
+    let rate = slot.limiter.rate();
+    let ahead = parts_ahead(dispatcher, job);
+    let start = job.spec.send_at.unwrap_or(now).max(now);
+    let burst = slot.limiter.burst() as u64;
+    let sending_start = start + send_duration(ahead, rate, 0);
+    let mut finish = sending_start + send_duration(segments, rate, if ahead == 0 { burst } else { 0 });
+    if let Some(last_due) = deferred_parts.iter().max() {
+        // Deferred messages are one part each at least; they go when due, at the same rate.
+        finish = finish.max(*last_due + send_duration(deferred_parts.len() as u64, rate, 0));
+    }
+    Ok(Preview {
+        audience: audience.len() as u64,
+        eligible,
+        deferred: deferred_parts.len() as u64,
+        rejected,
+        segments,
+        cost_micros: cost,
+        currency: job.currency,
+        rate_limit_parts_per_second: rate,
+        parts_queued_ahead: ahead,
+        predicted_start: sending_start,
+        predicted_finish: finish,
+        frequency_caps_checked: false,
+    })
+}
+
+/// Time to send `parts` at `rate` parts/s when `burst` of them can go at once; unlimited
+/// providers are modelled at the measured in-process capacity.
+pub fn send_duration(parts: u64, rate: u32, burst: u64) -> Duration {
+    const UNLIMITED_PARTS_PER_SECOND: f64 = 500_000.0;
+    let rate = if rate == 0 { UNLIMITED_PARTS_PER_SECOND } else { rate as f64 };
+    let paced = parts.saturating_sub(burst) as f64;
+    Duration::milliseconds((paced / rate * 1000.0).round() as i64)
+}
+
+/// Parts still to send for runnable jobs on the same provider at the same or a higher
+/// priority (estimated at the parts per message measured so far, one when none yet).
+fn parts_ahead(dispatcher: &Dispatcher, job: &Job) -> u64 {
+    dispatcher
+        .list()
+        .iter()
+        .filter(|j| j.provider == job.provider && j.spec.priority >= job.spec.priority)
+        .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
+        .map(|j| {
+            let sent = j.counters.sent.load(std::sync::atomic::Ordering::Relaxed);
+            let segs = j.counters.segments.load(std::sync::atomic::Ordering::Relaxed);
+            let per_msg = if sent == 0 { 1.0 } else { segs as f64 / sent as f64 };
+            (j.remaining().saturating_sub(j.deferred_len() as u64) as f64 * per_msg) as u64
+        })
+        .sum()
+}
