@@ -259,22 +259,48 @@ async fn a_preview_predicts_the_finish_of_a_rate_limited_job_within_five_percent
     g.load_csv(&contacts_csv(300)).await;
     // A 2-part message: 600 parts at 100 parts/s.
     let job = sms_job("eta", &"x".repeat(200), audience(300));
-    let r = g.req(Method::POST, "/v1/jobs?dry_run=true").json(&job).send().await.unwrap();
+    let r = g
+        .req(Method::POST, "/v1/jobs?dry_run=true")
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let p: Value = r.json().await.unwrap();
     assert_eq!(p["eligible"], 300);
     assert_eq!(p["segments"], 600);
     assert_eq!(p["cost_micros"], 600 * 45_000);
-    let predicted = chrono::DateTime::parse_from_rfc3339(p["predicted_finish"].as_str().unwrap()).unwrap()
+    let predicted = chrono::DateTime::parse_from_rfc3339(p["predicted_finish"].as_str().unwrap())
+        .unwrap()
         - chrono::DateTime::parse_from_rfc3339(p["predicted_start"].as_str().unwrap()).unwrap();
-    let list: Value = g.req(Method::GET, "/v1/jobs").send().await.unwrap().json().await.unwrap();
-    assert_eq!(list["jobs"].as_array().unwrap().len(), 0, "a preview creates no job");
+    let list: Value = g
+        .req(Method::GET, "/v1/jobs")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list["jobs"].as_array().unwrap().len(),
+        0,
+        "a preview creates no job"
+    );
 
     let started = Instant::now();
     let (_, body) = g.submit(&job).await;
-    g.wait_status(body["id"].as_str().unwrap(), "completed", Duration::from_secs(20)).await;
+    g.wait_status(
+        body["id"].as_str().unwrap(),
+        "completed",
+        Duration::from_secs(20),
+    )
+    .await;
     let actual = started.elapsed().as_secs_f64();
     let predicted = predicted.num_milliseconds() as f64 / 1000.0;
     let error = (actual - predicted).abs() / actual;
-    assert!(error < 0.05, "predicted {predicted:.2}s, actual {actual:.2}s ({:.1}% off)", error * 100.0);
+    assert!(
+        error < 0.05,
+        "predicted {predicted:.2}s, actual {actual:.2}s ({:.1}% off)",
+        error * 100.0
+    );
 }

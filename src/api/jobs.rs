@@ -44,7 +44,11 @@ pub async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let idempotency_key = if query.dry_run { None } else { idempotency_key(&headers)? };
+    let idempotency_key = if query.dry_run {
+        None
+    } else {
+        idempotency_key(&headers)?
+    };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -70,7 +74,8 @@ pub async fn submit(
         };
         let job = planner::plan(&state.dispatcher, &state.config.config, request)
             .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
-        let preview = crate::dispatch::preview::preview(&state.dispatcher, &*state.store, &job).await?;
+        let preview =
+            crate::dispatch::preview::preview(&state.dispatcher, &*state.store, &job).await?;
         return Ok(Json(preview).into_response());
     }
     if let Some(key) = &idempotency_key {

@@ -34,7 +34,11 @@ pub struct Preview {
 }
 
 /// Runs the pipeline over `job` (planned with `reserve_caps = false`).
-pub async fn preview(dispatcher: &Dispatcher, store: &dyn StateStore, job: &Job) -> Result<Preview, StoreError> {
+pub async fn preview(
+    dispatcher: &Dispatcher,
+    store: &dyn StateStore,
+    job: &Job,
+) -> Result<Preview, StoreError> {
     let now = dispatcher.clock().now();
     let snapshot = dispatcher.snapshots().current();
     let audience = &job.audience;
@@ -48,10 +52,16 @@ pub async fn preview(dispatcher: &Dispatcher, store: &dyn StateStore, job: &Job)
     for chunk in indices.chunks(1024) {
         let inputs: Vec<PolicyInput<'_>> = chunk
             .iter()
-            .map(|&i| PolicyInput { contact_id: audience.contact_id(i), upstream_phone: audience.phone(i), variables: audience.variables(i) })
+            .map(|&i| PolicyInput {
+                contact_id: audience.contact_id(i),
+                upstream_phone: audience.phone(i),
+                variables: audience.variables(i),
+            })
             .collect();
         let start_at = job.spec.send_at.unwrap_or(now).max(now);
-        for d in PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, start_at).await? {
+        for d in
+            PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, start_at).await?
+        {
             match d {
                 Decision::Reject(r) => *rejected.entry(r.as_str()).or_default() += 1,
                 Decision::Send(m) => {
@@ -73,7 +83,8 @@ pub async fn preview(dispatcher: &Dispatcher, store: &dyn StateStore, job: &Job)
     let start = job.spec.send_at.unwrap_or(now).max(now);
     let burst = slot.limiter.burst() as u64;
     let sending_start = start + send_duration(ahead, rate, 0);
-    let mut finish = sending_start + send_duration(segments, rate, if ahead == 0 { burst } else { 0 });
+    let mut finish =
+        sending_start + send_duration(segments, rate, if ahead == 0 { burst } else { 0 });
     if let Some(last_due) = deferred_parts.iter().max() {
         // Deferred messages are one part each at least; they go when due, at the same rate.
         finish = finish.max(*last_due + send_duration(deferred_parts.len() as u64, rate, 0));
@@ -98,7 +109,11 @@ pub async fn preview(dispatcher: &Dispatcher, store: &dyn StateStore, job: &Job)
 /// providers are modelled at the measured in-process capacity.
 pub fn send_duration(parts: u64, rate: u32, burst: u64) -> Duration {
     const UNLIMITED_PARTS_PER_SECOND: f64 = 500_000.0;
-    let rate = if rate == 0 { UNLIMITED_PARTS_PER_SECOND } else { rate as f64 };
+    let rate = if rate == 0 {
+        UNLIMITED_PARTS_PER_SECOND
+    } else {
+        rate as f64
+    };
     let paced = parts.saturating_sub(burst) as f64;
     Duration::milliseconds((paced / rate * 1000.0).round() as i64)
 }
@@ -113,8 +128,15 @@ fn parts_ahead(dispatcher: &Dispatcher, job: &Job) -> u64 {
         .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
         .map(|j| {
             let sent = j.counters.sent.load(std::sync::atomic::Ordering::Relaxed);
-            let segs = j.counters.segments.load(std::sync::atomic::Ordering::Relaxed);
-            let per_msg = if sent == 0 { 1.0 } else { segs as f64 / sent as f64 };
+            let segs = j
+                .counters
+                .segments
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let per_msg = if sent == 0 {
+                1.0
+            } else {
+                segs as f64 / sent as f64
+            };
             (j.remaining().saturating_sub(j.deferred_len() as u64) as f64 * per_msg) as u64
         })
         .sum()

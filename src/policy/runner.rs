@@ -84,8 +84,12 @@ impl PolicyRunner {
         let mut survivors: Vec<Survivor<'_>> = Vec::with_capacity(inputs.len());
 
         // unknown_contact, missing_phone, invalid_phone, not_mobile, phone_mismatch.
-        for (index, input) in inputs.iter().enumerate() {
-            let Some(contact) = snapshot.lookup(input.contact_id) else {
+        // Batched lookups overlap their cache misses (a random lookup is memory-bound).
+        let ids: Vec<&str> = inputs.iter().map(|i| i.contact_id).collect();
+        let mut contacts = Vec::with_capacity(inputs.len());
+        snapshot.lookup_many(&ids, &mut contacts);
+        for ((index, input), contact) in inputs.iter().enumerate().zip(contacts) {
+            let Some(contact) = contact else {
                 decisions[index] = Some(Decision::Reject(Reason::UnknownContact));
                 continue;
             };
