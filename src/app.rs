@@ -11,10 +11,14 @@ use crate::api;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LoadedConfig, ProviderKind, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
+use crate::ledger::Ledger;
 use crate::provider::sandbox::{Sandbox, SandboxSettings};
 use crate::provider::Provider;
 use crate::snapshot::{load_csv, SnapshotStore};
 use crate::store::{MemoryStore, StateStore};
+
+/// The embedded database file inside the data directory.
+pub const DATABASE_FILE: &str = "herald.redb";
 
 /// Everything a request handler needs, shared behind one `Arc`.
 pub struct AppState {
@@ -23,6 +27,7 @@ pub struct AppState {
     pub snapshots: Arc<SnapshotStore>,
     pub store: Arc<dyn StateStore>,
     pub dispatcher: Dispatcher,
+    pub ledger: Ledger,
 }
 
 impl AppState {
@@ -65,6 +70,9 @@ pub async fn build_with_clock(
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     load_startup_snapshot(&config, &snapshots, clock.now())?;
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let db_path = std::path::Path::new(&c.server.data_dir).join(DATABASE_FILE);
+    let ledger =
+        Ledger::open_path(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
     let providers = c
         .providers
         .iter()
@@ -89,6 +97,7 @@ pub async fn build_with_clock(
         max_snapshot_age: chrono::Duration::seconds(
             c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
         ),
+        ledger: c.ledger.enabled.then(|| ledger.clone()),
     });
     Ok(Arc::new(AppState {
         config,
@@ -96,6 +105,7 @@ pub async fn build_with_clock(
         snapshots,
         store,
         dispatcher,
+        ledger,
     }))
 }
 
@@ -143,6 +153,9 @@ impl Running {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
         self.state.dispatcher.shutdown();
+        // Let in-flight chunks finish their ledger writes, then close the database.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.state.ledger.close();
     }
 }
 

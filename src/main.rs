@@ -33,6 +33,25 @@ enum Command {
     },
     /// Print the embedded default configuration.
     DefaultConfig,
+    /// Cost-ledger tools.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Check the ledger's hash chain; exits non-zero if an entry was modified, deleted or
+    /// reordered. Run it on a stopped gateway (the database is locked while herald runs).
+    Verify {
+        /// Configuration file whose data directory holds the ledger.
+        #[arg(long, env = "HERALD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Data directory, overriding the config.
+        #[arg(long)]
+        data_dir: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,6 +74,30 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             runtime.block_on(herald::app::serve(loaded))
+        }
+        Command::Ledger {
+            command: LedgerCommand::Verify { config, data_dir },
+        } => {
+            let loaded = LoadedConfig::load(config.as_deref(), &process_env)?;
+            let dir = data_dir.unwrap_or(loaded.config.server.data_dir);
+            let path = std::path::Path::new(&dir).join(herald::app::DATABASE_FILE);
+            if !path.exists() {
+                anyhow::bail!("no ledger at {}", path.display());
+            }
+            let db = redb::Database::open(&path)?;
+            match herald::ledger::store::verify_db(&db) {
+                Ok(report) => {
+                    println!(
+                        "ledger intact: {} entries, head hash {}",
+                        report.entries, report.head_hash
+                    );
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("LEDGER TAMPERED: {e}");
+                    std::process::exit(2);
+                }
+            }
         }
         Command::DefaultConfig => {
             print!("{}", herald::config::DEFAULT_TOML);

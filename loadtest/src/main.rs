@@ -38,6 +38,9 @@ enum Command {
         /// Sandbox latency per provider call, in milliseconds.
         #[arg(long, default_value_t = 2)]
         latency_ms: u64,
+        /// Turn the durable cost ledger off, to measure the in-memory path alone.
+        #[arg(long)]
+        no_ledger: bool,
     },
 }
 
@@ -53,17 +56,24 @@ fn main() -> anyhow::Result<()> {
             recipients,
             workers,
             latency_ms,
-        } => rt.block_on(sandbox(recipients, workers, latency_ms)),
+            no_ledger,
+        } => rt.block_on(sandbox(recipients, workers, latency_ms, !no_ledger)),
     }
 }
 
-fn bench_config(workers: usize, latency_ms: u64, data_dir: &str) -> anyhow::Result<Config> {
+fn bench_config(
+    workers: usize,
+    latency_ms: u64,
+    ledger: bool,
+    data_dir: &str,
+) -> anyhow::Result<Config> {
     let mut c: Config = toml::from_str(DEFAULT_TOML)?;
     c.server.listen = "127.0.0.1:0".parse()?;
     c.server.data_dir = data_dir.to_string();
     c.auth.api_keys = vec![KEY.into()];
     c.snapshot.load_path = None;
     c.dispatch.workers = workers;
+    c.ledger.enabled = ledger;
     // Throughput, not policy, is measured: no quiet hours or caps holding recipients back.
     c.policy.quiet_hours.enabled = false;
     c.policy.frequency_caps.clear();
@@ -73,9 +83,9 @@ fn bench_config(workers: usize, latency_ms: u64, data_dir: &str) -> anyhow::Resu
     Ok(c)
 }
 
-async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()> {
+async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id()));
-    let config = bench_config(workers, latency_ms, &dir.display().to_string())?;
+    let config = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
     let state = herald::app::build_with_clock(
         LoadedConfig {
             config,
@@ -87,7 +97,10 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64) -> anyhow::Result<()
     let running = herald::app::spawn(state).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
-    println!("herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call");
+    println!(
+        "herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call, ledger {}",
+        if ledger { "on (durable)" } else { "off" }
+    );
 
     let csv = synth::snapshot_csv(n);
     let t = Instant::now();

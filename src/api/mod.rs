@@ -6,6 +6,7 @@ mod body;
 pub mod error;
 mod job_request;
 mod jobs;
+mod ledger;
 mod snapshot;
 mod suppressions;
 
@@ -28,6 +29,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
         .route("/v1/jobs/{id}/{action}", post(jobs::transition))
+        .route("/v1/ledger", get(ledger::entries))
+        .route("/v1/ledger/summary", get(ledger::summary))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -22,6 +22,8 @@ pub struct Config {
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
+    pub ledger: LedgerConfig,
+    #[serde(default)]
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub prices: Vec<PriceConfig>,
@@ -127,6 +129,21 @@ pub struct FrequencyCapConfig {
     pub purpose: Purpose,
     pub max: u32,
     pub window_seconds: u64,
+}
+
+/// The cost ledger.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// Record every billable send durably before it counts as sent. Off only for
+    /// benchmarks that measure the in-memory path.
+    pub enabled: bool,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig { enabled: true }
+    }
 }
 
 /// Worker pool and retry settings.

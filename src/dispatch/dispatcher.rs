@@ -40,6 +40,8 @@ pub struct DispatcherDeps {
     pub config: DispatchConfig,
     /// Jobs hold their sends while the snapshot is older than this.
     pub max_snapshot_age: chrono::Duration,
+    /// Where every billable send is recorded before it counts as sent.
+    pub ledger: Option<crate::ledger::Ledger>,
 }
 
 /// A status change that is not allowed from the job's current status.
@@ -61,6 +63,8 @@ pub(super) struct Inner {
     pub receipts: mpsc::Sender<ReceiptBatch>,
     /// Bounds the retry tasks in flight; a worker waits for a slot (backpressure).
     pub retry_slots: Arc<tokio::sync::Semaphore>,
+    /// Bounds the chunks waiting for their ledger commit.
+    pub ledger_slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// Handle to the dispatcher; cheap to clone.
@@ -83,6 +87,7 @@ impl Dispatcher {
             shutdown: AtomicBool::new(false),
             receipts: tx,
             retry_slots: Arc::new(tokio::sync::Semaphore::new(4096)),
+            ledger_slots: Arc::new(tokio::sync::Semaphore::new(256)),
         });
         for n in 0..workers {
             tokio::spawn(worker::run(inner.clone(), n as u64));

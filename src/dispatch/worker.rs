@@ -16,6 +16,7 @@ use super::dispatcher::Inner;
 use super::job::Job;
 use super::retry;
 use crate::domain::{JobStatus, MessageId};
+use crate::ledger::{EntryKind, Ledger, NewEntry};
 use crate::policy::{Decision, PolicyInput, PolicyRunner};
 use crate::provider::{DeliveryStatus, OutboundMessage, SendOutcome};
 use crate::store::CapRequest;
@@ -190,11 +191,26 @@ async fn record_outcomes(
     let mut to_release = Vec::new();
     let (mut retry_metas, mut retry_messages, mut throttle) =
         (Vec::new(), Vec::new(), Duration::ZERO);
+    let mut sent: Vec<(u32, u32, i64)> = Vec::new();
+    let mut entries = Vec::new();
+    let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
         match outcome {
             SendOutcome::Accepted { .. } => {
-                let cost = job.prices.unit_price(meta.region).times(message.parts).0;
-                job.record_sent(meta.index, message.parts, cost);
+                let unit = job.prices.unit_price(meta.region);
+                let cost = unit.times(message.parts);
+                if inner.deps.ledger.is_some() {
+                    entries.push(ledger_entry(
+                        job,
+                        slot.provider.name(),
+                        &meta,
+                        &message,
+                        unit,
+                        cost,
+                        now,
+                    ));
+                }
+                sent.push((meta.index, message.parts, cost.0));
                 if let Some(r) = slot.provider.simulated_receipt(&message) {
                     receipt_after = r.after;
                     receipts.push((meta.index, r.status));
@@ -212,6 +228,27 @@ async fn record_outcomes(
             SendOutcome::Transient { .. } => {
                 retry_metas.push(meta);
                 retry_messages.push(message);
+            }
+        }
+    }
+    // A send counts as sent only once its ledger entry is durable. The commit is awaited on
+    // its own task (bounded), so workers keep sending while the ledger groups many chunks
+    // into one disk sync.
+    match &inner.deps.ledger {
+        Some(ledger) if !entries.is_empty() => {
+            let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
+            let (ledger, job) = (ledger.clone(), job.clone());
+            tokio::spawn(async move {
+                append_to_ledger(&ledger, &job, entries).await;
+                for (index, parts, cost) in sent {
+                    job.record_sent(index, parts, cost);
+                }
+                drop(permit);
+            });
+        }
+        _ => {
+            for (index, parts, cost) in sent {
+                job.record_sent(index, parts, cost);
             }
         }
     }
@@ -263,6 +300,52 @@ async fn retry(
         (metas, messages, throttle) =
             record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     }
+}
+
+fn ledger_entry(
+    job: &Job,
+    provider: &str,
+    meta: &Meta,
+    message: &OutboundMessage,
+    unit: crate::domain::Micros,
+    cost: crate::domain::Micros,
+    at: DateTime<Utc>,
+) -> NewEntry {
+    NewEntry {
+        kind: EntryKind::Charge,
+        message_id: message.id.to_string(),
+        job_id: job.id.to_string(),
+        campaign_id: job.spec.campaign_id.clone(),
+        channel: job.spec.channel,
+        provider: provider.to_string(),
+        country: meta.region.as_str().to_string(),
+        parts: message.parts,
+        unit_price_micros: unit,
+        cost_micros: cost,
+        currency: job.currency,
+        at,
+        references: None,
+    }
+}
+
+/// Writes the entries, retrying a failing disk a few times; the send already happened, so the
+/// entry must not be dropped silently.
+async fn append_to_ledger(ledger: &Ledger, job: &Job, entries: Vec<NewEntry>) {
+    if entries.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match ledger.append(entries.clone()).await {
+            Ok(_) => return,
+            Err(e) => {
+                tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
 }
 
 async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {

@@ -43,20 +43,34 @@ pub fn test_config() -> Config {
 }
 
 impl Gateway {
-    /// Starts a gateway with the test config, adjusted by `adjust`.
+    /// Starts a gateway with the test config, adjusted by `adjust`, on a pinned clock.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Gateway {
+        Gateway::start_inner(adjust, false).await
+    }
+
+    /// Like [`Gateway::start_with`] but on the system clock, for tests that measure time.
+    pub async fn start_on_system_clock(adjust: impl FnOnce(&mut Config)) -> Gateway {
+        Gateway::start_inner(adjust, true).await
+    }
+
+    async fn start_inner(adjust: impl FnOnce(&mut Config), system_clock: bool) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config();
         config.server.data_dir = dir.path().join("data").display().to_string();
         adjust(&mut config);
         config.validate().expect("valid test config");
         let clock = Arc::new(ManualClock::new(noon_shanghai()));
+        let app_clock: Arc<dyn herald::clock::Clock> = if system_clock {
+            Arc::new(herald::clock::SystemClock)
+        } else {
+            clock.clone()
+        };
         let state = app::build_with_clock(
             LoadedConfig {
                 config,
                 source: ConfigSource::Embedded,
             },
-            clock.clone(),
+            app_clock,
         )
         .await
         .expect("build");

@@ -1,0 +1,191 @@
+//! Ledger routes for finance: `GET /v1/ledger` streams entries as NDJSON or CSV, filtered by
+//! campaign, job and time; `GET /v1/ledger/summary` totals them by campaign, channel,
+//! provider, country and currency.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::ledger::LedgerEntry;
+
+/// Filters shared by both routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    #[serde(default)]
+    pub campaign_id: Option<String>,
+    #[serde(default)]
+    pub job_id: Option<String>,
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub format: Option<String>,
+}
+
+impl LedgerQuery {
+    fn matches(&self, e: &LedgerEntry) -> bool {
+        self.campaign_id
+            .as_deref()
+            .is_none_or(|c| e.entry.campaign_id == c)
+            && self.job_id.as_deref().is_none_or(|j| e.entry.job_id == j)
+            && self.from.is_none_or(|f| e.entry.at >= f)
+            && self.to.is_none_or(|t| e.entry.at < t)
+    }
+}
+
+const CSV_HEADER: &str = "seq,kind,message_id,job_id,campaign_id,channel,provider,country,parts,unit_price_micros,cost_micros,currency,at,references,prev_hash,hash\n";
+
+fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
+    use std::io::Write;
+    let n = &e.entry;
+    let kind = serde_json::to_value(n.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(Vec::new());
+    let _ = w.write_record([
+        e.seq.to_string(),
+        kind,
+        n.message_id.clone(),
+        n.job_id.clone(),
+        n.campaign_id.clone(),
+        n.channel.as_str().to_string(),
+        n.provider.clone(),
+        n.country.clone(),
+        n.parts.to_string(),
+        n.unit_price_micros.0.to_string(),
+        n.cost_micros.0.to_string(),
+        n.currency.to_string(),
+        n.at.to_rfc3339(),
+        n.references.map(|r| r.to_string()).unwrap_or_default(),
+        e.prev_hash.clone(),
+        e.hash.clone(),
+    ]);
+    if let Ok(bytes) = w.into_inner() {
+        let _ = out.write_all(&bytes);
+    }
+}
+
+/// `GET /v1/ledger?campaign_id=&job_id=&from=&to=&format=csv|ndjson`.
+pub async fn entries(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<LedgerQuery>,
+) -> Result<Response, ApiError> {
+    let csv = match q.format.as_deref() {
+        None | Some("ndjson") => false,
+        Some("csv") => true,
+        Some(_) => return Err(ApiError::invalid("format", "must be csv or ndjson")),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let ledger = state.ledger.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(1 << 16);
+        if csv {
+            buf.extend_from_slice(CSV_HEADER.as_bytes());
+        }
+        let result = ledger.scan(|e| {
+            if q.matches(e) {
+                if csv {
+                    csv_line(e, &mut buf);
+                } else if serde_json::to_writer(&mut buf, e).is_ok() {
+                    buf.push(b'\n');
+                }
+            }
+            if buf.len() >= 1 << 16 {
+                let chunk = Bytes::from(std::mem::take(&mut buf));
+                return tx.blocking_send(Ok(chunk)).is_ok();
+            }
+            true
+        });
+        if let Err(e) = result {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        } else if !buf.is_empty() {
+            let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+        }
+    });
+    let content_type = if csv {
+        "text/csv"
+    } else {
+        "application/x-ndjson"
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(ReceiverStream::new(rx)),
+    )
+        .into_response())
+}
+
+/// One row of a summary.
+#[derive(Debug, Default, Serialize)]
+pub struct Total {
+    pub entries: u64,
+    pub parts: u64,
+    pub cost_micros: i64,
+}
+
+/// `GET /v1/ledger/summary`: totals per currency, and per campaign, channel, provider and
+/// country within each currency (money in different currencies is never added up).
+pub async fn summary(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<LedgerQuery>,
+) -> Result<Response, ApiError> {
+    let ledger = state.ledger.clone();
+    type Groups = BTreeMap<String, BTreeMap<String, Total>>;
+    let (totals, groups) = tokio::task::spawn_blocking(move || {
+        let mut totals: BTreeMap<String, Total> = BTreeMap::new();
+        let mut groups: BTreeMap<&'static str, Groups> = BTreeMap::new();
+        ledger.scan(|e| {
+            if q.matches(e) {
+                let n = &e.entry;
+                let cur = n.currency.to_string();
+                let add = |t: &mut Total| {
+                    t.entries += 1;
+                    t.parts += n.parts as u64;
+                    t.cost_micros += n.cost_micros.0;
+                };
+                add(totals.entry(cur.clone()).or_default());
+                for (dim, key) in [
+                    ("by_campaign", n.campaign_id.clone()),
+                    ("by_channel", n.channel.as_str().to_string()),
+                    ("by_provider", n.provider.clone()),
+                    ("by_country", n.country.clone()),
+                ] {
+                    add(groups
+                        .entry(dim)
+                        .or_default()
+                        .entry(cur.clone())
+                        .or_default()
+                        .entry(key)
+                        .or_default());
+                }
+            }
+            true
+        })?;
+        Ok::<_, crate::ledger::LedgerError>((totals, groups))
+    })
+    .await
+    .map_err(|_| ApiError::internal("summing the ledger"))?
+    .map_err(|e| {
+        tracing::error!(error = %e, "ledger read failed");
+        ApiError::internal("reading the ledger")
+    })?;
+    let mut body = serde_json::json!({ "totals": totals });
+    for (dim, g) in groups {
+        body[dim] = serde_json::to_value(g).unwrap_or_default();
+    }
+    Ok(Json(body).into_response())
+}

@@ -1,0 +1,163 @@
+//! The cost ledger end to end: totals equal the job reports, the export streams every entry,
+//! and `herald ledger verify` catches tampering.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::{sms_job, Gateway};
+use redb::ReadableTable;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn contacts_csv(n: usize) -> String {
+    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
+            23_000_000 + i
+        ));
+    }
+    s
+}
+
+#[tokio::test]
+async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
+    let mut g = Gateway::start_with(|c| {
+        c.policy.frequency_caps.clear();
+        c.providers[0].permanent_failure_rate = 0.05;
+    })
+    .await;
+    g.load_csv(&contacts_csv(400)).await;
+    let audience: Vec<Value> = (0..400)
+        .map(|i| json!({"contact_id": format!("c{i}")}))
+        .collect();
+    let (_, a) = g
+        .submit(&sms_job(
+            "camp-a",
+            "Hi {{first_name}}",
+            json!(audience[..250]),
+        ))
+        .await;
+    let (_, b) = g
+        .submit(&sms_job("camp-b", &"长".repeat(80), json!(audience[250..])))
+        .await;
+    let a = g
+        .wait_status(
+            a["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(10),
+        )
+        .await;
+    let b = g
+        .wait_status(
+            b["id"].as_str().unwrap(),
+            "completed",
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        a["counts"]["failed"].as_u64().unwrap() > 0,
+        "some sends failed permanently and cost nothing"
+    );
+
+    let summary: Value = g
+        .req(Method::GET, "/v1/ledger/summary")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let total = summary["totals"]["CNY"]["cost_micros"].as_i64().unwrap();
+    let reports =
+        a["counts"]["cost_micros"].as_i64().unwrap() + b["counts"]["cost_micros"].as_i64().unwrap();
+    assert_eq!(total, reports);
+    assert_eq!(
+        summary["by_campaign"]["CNY"]["camp-b"]["cost_micros"],
+        b["counts"]["cost_micros"]
+    );
+    assert_eq!(
+        summary["by_campaign"]["CNY"]["camp-b"]["parts"],
+        b["counts"]["segments"]
+    );
+
+    let csv = g
+        .req(
+            Method::GET,
+            &format!("/v1/ledger?job_id={}&format=csv", a["id"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        csv.lines().count() as u64,
+        1 + a["counts"]["sent"].as_u64().unwrap()
+    );
+    assert!(csv.starts_with("seq,kind,message_id"));
+
+    // Stop the gateway (closing the database), then verify with the real binary.
+    let data_dir = g
+        .running
+        .as_ref()
+        .unwrap()
+        .state
+        .config
+        .config
+        .server
+        .data_dir
+        .clone();
+    g.running.take().unwrap().stop().await;
+    let verify = || {
+        Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["ledger", "verify", "--data-dir", &data_dir])
+            .output()
+            .expect("run herald")
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("ledger intact"));
+
+    // Change one entry's cost behind herald's back.
+    {
+        let db =
+            redb::Database::create(std::path::Path::new(&data_dir).join("herald.redb")).unwrap();
+        let table: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("ledger_blocks");
+        let w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table(table).unwrap();
+            let (key, block) = {
+                let (k, v) = t.first().unwrap().unwrap();
+                (k.value(), v.value().to_vec())
+            };
+            let mut lines: Vec<Value> = block
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(|l| serde_json::from_slice(l).unwrap())
+                .collect();
+            lines[2]["cost_micros"] = json!(1);
+            let mut out = Vec::new();
+            for l in &lines {
+                out.extend_from_slice(&serde_json::to_vec(l).unwrap());
+                out.push(b'\n');
+            }
+            t.insert(key, out.as_slice()).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let bad = verify();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("entry 3"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}
