@@ -11,6 +11,7 @@
 //! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
 //! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
+//! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
 //! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod metrics;
 pub mod phone;
 pub mod policy;
 pub mod provider;
