@@ -28,6 +28,8 @@ pub struct AppState {
     pub store: Arc<dyn StateStore>,
     pub dispatcher: Dispatcher,
     pub ledger: Ledger,
+    /// Renders `/metrics`; the recorder behind it is process-wide.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ pub async fn build_with_clock(
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<AppState>> {
     let c = &config.config;
+    let metrics = crate::metrics::install();
     std::fs::create_dir_all(&c.server.data_dir)
         .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
@@ -88,6 +91,9 @@ pub async fn build_with_clock(
             }
         })
         .collect();
+    for p in &c.providers {
+        crate::metrics::register_provider(p.channel, &p.name, p.currency);
+    }
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
         snapshots: snapshots.clone(),
@@ -99,14 +105,17 @@ pub async fn build_with_clock(
         ),
         ledger: c.ledger.enabled.then(|| ledger.clone()),
     });
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
         config,
         clock,
         snapshots,
         store,
         dispatcher,
         ledger,
-    }))
+        metrics,
+    });
+    crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
+    Ok(state)
 }
 
 /// Loads `snapshot.load_path` if configured. The embedded default config falls back to the

@@ -12,6 +12,7 @@
 //! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
+//! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
 //! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
@@ -25,6 +26,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod ledger;
+pub mod metrics;
 pub mod phone;
 pub mod policy;
 pub mod provider;

@@ -9,6 +9,7 @@ mod jobs;
 mod ledger;
 mod snapshot;
 mod suppressions;
+mod telemetry;
 
 use std::sync::Arc;
 
@@ -38,12 +39,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(telemetry::metrics))
         .merge(v1)
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
         .layer(DefaultBodyLimit::max(
             state.config.config.server.max_json_body_bytes,
         ))
+        .layer(middleware::from_fn(telemetry::track))
         .with_state(state)
 }
 

@@ -67,6 +67,18 @@ pub(super) struct Inner {
     pub ledger_slots: Arc<tokio::sync::Semaphore>,
 }
 
+/// Retry tasks allowed in flight at once.
+const RETRY_SLOTS: usize = 4096;
+
+/// Queue depths, read at scrape time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Retry tasks waiting for their backoff or sending.
+    pub retry_tasks: usize,
+    /// Receipt batches waiting for the receipt applier.
+    pub receipt_batches: usize,
+}
+
 /// Handle to the dispatcher; cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -86,7 +98,7 @@ impl Dispatcher {
             work_ready: Notify::new(),
             shutdown: AtomicBool::new(false),
             receipts: tx,
-            retry_slots: Arc::new(tokio::sync::Semaphore::new(4096)),
+            retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
             ledger_slots: Arc::new(tokio::sync::Semaphore::new(256)),
         });
         for n in 0..workers {
@@ -94,6 +106,15 @@ impl Dispatcher {
         }
         tokio::spawn(worker::apply_receipts(rx));
         Dispatcher { inner }
+    }
+
+    /// Work waiting inside the dispatcher, for metrics.
+    pub fn queue_depths(&self) -> QueueDepths {
+        let receipts = &self.inner.receipts;
+        QueueDepths {
+            retry_tasks: RETRY_SLOTS.saturating_sub(self.inner.retry_slots.available_permits()),
+            receipt_batches: receipts.max_capacity().saturating_sub(receipts.capacity()),
+        }
     }
 
     /// The provider slots, in config order.
@@ -128,6 +149,19 @@ impl Dispatcher {
 
     /// Adds a planned job and wakes the workers.
     pub fn submit(&self, job: Arc<Job>) {
+        crate::metrics::job_submitted(
+            job.spec.channel,
+            job.spec.purpose,
+            job.audience.len() as u64,
+        );
+        let duplicates = job.audience.duplicates().len() as u64;
+        if duplicates > 0 {
+            crate::metrics::decisions(
+                job.spec.channel,
+                crate::metrics::Decided::Rejected(crate::domain::Reason::Duplicate),
+                duplicates,
+            );
+        }
         self.inner.jobs.insert(job.id.clone(), job.clone());
         {
             let mut order = self.inner.order.write();

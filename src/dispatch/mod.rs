@@ -16,7 +16,7 @@ mod worker;
 
 pub use audience::{Audience, AudienceBuilder, AudienceError};
 pub use counters::{Counts, JobCounters};
-pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, TransitionError};
+pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, QueueDepths, TransitionError};
 pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;
 pub use rate_limit::PartsLimiter;

@@ -17,6 +17,7 @@ use super::job::Job;
 use super::retry;
 use crate::domain::{JobStatus, MessageId};
 use crate::ledger::{EntryKind, Ledger, NewEntry};
+use crate::metrics;
 use crate::policy::{Decision, PolicyInput, PolicyRunner};
 use crate::provider::{DeliveryStatus, OutboundMessage, SendOutcome};
 use crate::store::CapRequest;
@@ -83,6 +84,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
     {
         Ok(d) => d,
         Err(e) => {
+            metrics::policy_error(job.spec.channel);
             tracing::warn!(job = %job.id, error = %e, "policy could not run; will retry the chunk");
             return false;
         }
@@ -90,11 +92,19 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
 
     let mut metas: Vec<Meta> = Vec::new();
     let mut messages: Vec<OutboundMessage> = Vec::new();
+    let mut tally = metrics::DecisionTally::default();
     for (&i, decision) in indices.iter().zip(decisions) {
         match decision {
-            Decision::Reject(reason) => job.record_rejected(i, reason),
-            Decision::Defer(until) => job.record_deferred(i, until),
+            Decision::Reject(reason) => {
+                tally.rejected(reason);
+                job.record_rejected(i, reason);
+            }
+            Decision::Defer(until) => {
+                tally.deferred();
+                job.record_deferred(i, until);
+            }
             Decision::Send(m) => {
+                tally.accepted();
                 job.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 if m.corrected {
                     job.counters.phone_corrected.fetch_add(1, Ordering::Relaxed);
@@ -114,16 +124,14 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
             }
         }
     }
+    tally.record(job.spec.channel);
     if messages.is_empty() {
         return true;
     }
     if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
         return true;
     }
-    let outcomes = inner.deps.providers[job.provider]
-        .provider
-        .send_batch(&messages)
-        .await;
+    let outcomes = send(inner, job, &messages).await;
     let (retry_metas, retry_messages, throttle) =
         record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     if !retry_messages.is_empty() {
@@ -160,12 +168,14 @@ async fn take_tokens(
     let keep_waiting =
         || job.status() != JobStatus::Cancelled && !inner.shutdown.load(Ordering::SeqCst);
     let mut granted = 0;
+    let started = std::time::Instant::now();
     for m in messages.iter() {
         if !slot.limiter.acquire(m.parts, &keep_waiting).await {
             break;
         }
         granted += 1;
     }
+    metrics::rate_limit_wait(job.spec.channel, &job.provider_name, started.elapsed());
     if granted < messages.len() {
         let abandoned: Vec<CapRequest> = metas[granted..].iter().filter_map(|m| m.cap).collect();
         release_caps(inner, &abandoned, decided_at).await;
@@ -173,6 +183,23 @@ async fn take_tokens(
         messages.truncate(granted);
     }
     !messages.is_empty()
+}
+
+/// Hands a chunk to the job's provider, timing the call and counting its answers.
+async fn send(inner: &Inner, job: &Job, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
+    let started = std::time::Instant::now();
+    let outcomes = inner.deps.providers[job.provider]
+        .provider
+        .send_batch(messages)
+        .await;
+    metrics::provider_call(
+        job.spec.channel,
+        &job.provider_name,
+        started.elapsed(),
+        messages,
+        &outcomes,
+    );
+    outcomes
 }
 
 /// Records the provider's answers; hands back the messages to try again and how long the
@@ -189,6 +216,7 @@ async fn record_outcomes(
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
     let mut to_release = Vec::new();
+    let mut cost_total = 0i64;
     let (mut retry_metas, mut retry_messages, mut throttle) =
         (Vec::new(), Vec::new(), Duration::ZERO);
     let mut sent: Vec<(u32, u32, i64)> = Vec::new();
@@ -211,6 +239,7 @@ async fn record_outcomes(
                     ));
                 }
                 sent.push((meta.index, message.parts, cost.0));
+                cost_total = cost_total.saturating_add(cost.0);
                 if let Some(r) = slot.provider.simulated_receipt(&message) {
                     receipt_after = r.after;
                     receipts.push((meta.index, r.status));
@@ -231,6 +260,12 @@ async fn record_outcomes(
             }
         }
     }
+    metrics::cost(
+        job.spec.channel,
+        &job.provider_name,
+        job.currency,
+        cost_total,
+    );
     // A send counts as sent only once its ledger entry is durable. The commit is awaited on
     // its own task (bounded), so workers keep sending while the ledger groups many chunks
     // into one disk sync.
@@ -283,20 +318,24 @@ async fn retry(
             for m in &metas {
                 job.record_failed(m.index);
             }
+            metrics::failed(
+                job.spec.channel,
+                &job.provider_name,
+                metrics::FailureCause::RetriesExhausted,
+                metas.len() as u64,
+            );
             release_caps(inner, &caps, decided_at).await;
             return;
         };
         job.counters
             .retries
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        metrics::retries(job.spec.channel, &job.provider_name, messages.len() as u64);
         tokio::time::sleep(delay.max(throttle)).await;
         if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
             return;
         }
-        let outcomes = inner.deps.providers[job.provider]
-            .provider
-            .send_batch(&messages)
-            .await;
+        let outcomes = send(inner, job, &messages).await;
         (metas, messages, throttle) =
             record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     }
@@ -394,6 +433,11 @@ pub(super) async fn apply_receipts(mut rx: mpsc::Receiver<ReceiptBatch>) {
         let now = Instant::now();
         while heap.peek().is_some_and(|Reverse(d)| d.0.due <= now) {
             if let Some(Reverse(Due(b))) = heap.pop() {
+                metrics::receipts(
+                    b.job.spec.channel,
+                    &b.job.provider_name,
+                    b.receipts.iter().map(|(_, status)| status),
+                );
                 for (i, status) in b.receipts {
                     b.job.record_receipt(i, status);
                 }

@@ -80,6 +80,7 @@ impl PolicyRunner {
         inputs: &[PolicyInput<'_>],
         now: DateTime<Utc>,
     ) -> Result<Vec<Decision>, StoreError> {
+        let started = std::time::Instant::now();
         let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
         let mut survivors: Vec<Survivor<'_>> = Vec::with_capacity(inputs.len());
 
@@ -209,6 +210,7 @@ impl PolicyRunner {
             }
         }
 
+        crate::metrics::policy_batch(policy.channel, started.elapsed());
         Ok(decisions
             .into_iter()
             .map(|d| d.unwrap_or(Decision::Reject(Reason::UnknownContact)))
