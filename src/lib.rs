@@ -9,7 +9,7 @@
 //! - [`policy`]: the per-recipient decision pipeline, one rule per file, run in batches.
 //! - [`template`]: template compilation, rendering, and SMS part counting as carriers bill it.
 //! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
-//! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
+//! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
 //! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
