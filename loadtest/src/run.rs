@@ -231,7 +231,7 @@ async fn drive(
     let intake = bar(
         mp,
         audience,
-        "intake    [{bar:40}] {pos}/{len} recipients {msg}",
+        "intake    [{bar:40}] {human_pos}/{human_len} recipients {msg}",
     );
     let head = json!({"campaign_id": s.template.campaign_id, "channel": "sms",
         "purpose": "marketing", "template": {"body": s.template.body}});
@@ -257,7 +257,7 @@ async fn drive(
     let send = bar(
         mp,
         audience,
-        "dispatch  [{bar:40}] {pos}/{len} decided {msg}",
+        "dispatch  [{bar:40}] {human_pos}/{human_len} decided {msg}",
     );
     let t = Instant::now();
     let mut samples: Vec<(f64, u64)> = Vec::new();
@@ -282,9 +282,9 @@ async fn drive(
         let m = mock.stats(http).await.unwrap_or_default();
         send.set_position(sent + failed + rejected);
         send.set_message(format!(
-            "| sent {} ({:.0}/s) retries {} | mock 429 {} 5xx {} timeouts {}",
+            "| sent {} ({}/s) retries {} | mock 429 {} 5xx {} timeouts {}",
             report::thousands(sent),
-            sent as f64 / elapsed.max(0.001),
+            report::thousands((sent as f64 / elapsed.max(0.001)) as u64),
             c["retries"],
             m.throttled,
             m.errors,
