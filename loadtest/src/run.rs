@@ -327,3 +327,20 @@ async fn drive(
         bail!("the run failed its checks: {}", problems.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_scenario_gives_a_valid_http_config() {
+        let s: Scenario = toml::from_str("name = \"t\"\nrecipients = 10").expect("scenario");
+        let c =
+            herald_config(&s, "http://127.0.0.1:1", "/nonexistent", "Bearer x").expect("config");
+        let p = &c.providers[0];
+        assert_eq!(p.kind, ProviderKind::Http);
+        assert_eq!(p.url.as_deref(), Some("http://127.0.0.1:1/v1/messages"));
+        assert!(p.auth_value.is_some());
+        assert_eq!(c.prices.len(), 7);
+    }
+}

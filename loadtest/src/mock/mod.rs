@@ -353,3 +353,108 @@ mod tests {
         assert!((0.0..1.0).contains(&r));
     }
 }
+
+#[cfg(test)]
+mod server_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn quiet() -> MockSettings {
+        MockSettings {
+            port: 0,
+            latency: Shape::Fixed,
+            latency_p50_ms: 0.0,
+            latency_p99_ms: 0.0,
+            throttle_rate: 0.0,
+            retry_after_s: 1,
+            error_rate: 0.0,
+            timeout_rate: 0.0,
+            timeout_ms: 10,
+            reject_rate: 0.0,
+            retryable_reject_rate: 0.0,
+            seed: 1,
+            threads: 1,
+            exit_on_stdin_eof: false,
+        }
+    }
+
+    async fn serve(settings: MockSettings) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router(settings)).await;
+        });
+        format!("http://{addr}")
+    }
+
+    async fn stats(http: &reqwest::Client, base: &str) -> stats::StatsView {
+        http.get(format!("{base}/stats"))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("json")
+    }
+
+    #[tokio::test]
+    async fn accepted_ids_are_counted_and_a_second_delivery_is_a_duplicate() {
+        let base = serve(quiet()).await;
+        let http = reqwest::Client::new();
+        let a = "msg_0000000000000000000000000000000a";
+        let b = "msg_0000000000000000000000000000000b";
+        let batch = json!({"messages": [
+            {"id": a, "to": "+8613123079000", "from": "X", "channel": "sms", "body": "hi", "parts": 1},
+            {"id": b, "to": "+8613123079001", "from": "X", "channel": "sms", "body": "hi", "parts": 1},
+        ]});
+        let r: serde_json::Value = http
+            .post(format!("{base}/v1/messages"))
+            .json(&batch)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(r["results"][1]["id"], b);
+        assert_eq!(r["results"][1]["status"], "accepted");
+        let single = json!({"id": a, "to": "+8613123079000", "from": "X", "channel": "sms", "body": "hi", "parts": 1});
+        let r = http
+            .post(format!("{base}/v1/messages"))
+            .header("idempotency-key", a)
+            .json(&single)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        let s = stats(&http, &base).await;
+        assert_eq!((s.received, s.distinct, s.duplicates), (3, 2, 1));
+        assert_eq!((s.requests, s.key_mismatches, s.bad_requests), (2, 0, 0));
+    }
+
+    #[tokio::test]
+    async fn throttled_and_failed_requests_commit_nothing() {
+        let base = serve(MockSettings {
+            throttle_rate: 1.0,
+            retry_after_s: 3,
+            ..quiet()
+        })
+        .await;
+        let http = reqwest::Client::new();
+        let single = json!({"id": "msg_0000000000000000000000000000000c", "to": "+1", "from": "X",
+            "channel": "sms", "body": "hi", "parts": 1});
+        let r = http
+            .post(format!("{base}/v1/messages"))
+            .json(&single)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "3");
+        let s = stats(&http, &base).await;
+        assert_eq!((s.throttled, s.received, s.distinct), (1, 0, 0));
+        assert_eq!(s.key_mismatches, 1, "no idempotency key was sent");
+    }
+}

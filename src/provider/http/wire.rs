@@ -7,7 +7,7 @@
 //!   has no id). `accepted` is accepted; `rejected` is permanent unless `retryable: true`. A
 //!   message the results do not mention is transient: resending it under the same id is safe.
 //! - `2xx` with `{"provider_message_id", "status"}`: the outcome of a single message (of every
-//!   message, accepted under its own id, if several were sent).
+//!   message if several were sent, accepted ones under their own ids).
 //! - `2xx` with an empty or unparsable body: every message accepted under its own id.
 //! - `429`: throttled for `Retry-After` (seconds or an HTTP date; 1 s when absent).
 //! - `408`, `5xx` and anything else that is neither `2xx` nor `4xx`: transient.
@@ -185,7 +185,20 @@ fn map_success(messages: &[OutboundMessage], body: &[u8]) -> Vec<SendOutcome> {
             answer.retryable,
         )];
     }
-    messages.iter().map(accepted_as_own).collect()
+    // A single-shaped answer to a batch speaks for the whole batch; its provider id cannot
+    // belong to every message, so accepted messages keep their own ids.
+    messages
+        .iter()
+        .map(|m| {
+            outcome_of(
+                m,
+                answer.status.as_deref(),
+                None,
+                answer.error_code.as_deref(),
+                answer.retryable,
+            )
+        })
+        .collect()
 }
 
 fn map_results(messages: &[OutboundMessage], results: Vec<WireResult>) -> Vec<SendOutcome> {
@@ -341,6 +354,25 @@ mod tests {
                 provider_message_id: "p2".into()
             }
         );
+    }
+
+    #[test]
+    fn a_single_shaped_answer_to_a_batch_speaks_for_all() {
+        let m = msgs(2);
+        let out = map_answer(
+            &m,
+            &answer(200, r#"{"status":"rejected","error_code":"blocked"}"#),
+            now(),
+        );
+        assert!(out
+            .iter()
+            .all(|o| matches!(o, SendOutcome::Permanent { error } if error.contains("blocked"))));
+        let out = map_answer(
+            &m,
+            &answer(200, r#"{"provider_message_id":"p","status":"accepted"}"#),
+            now(),
+        );
+        assert_eq!(out[1], accepted_as_own(&m[1]));
     }
 
     #[test]
