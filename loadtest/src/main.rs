@@ -19,6 +19,7 @@ use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
 mod child;
+mod countries;
 mod mock;
 mod population;
 mod report;
