@@ -9,11 +9,10 @@ use tokio::net::TcpListener;
 
 use crate::api;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{LoadedConfig, ProviderKind, DEMO_SNAPSHOT_CSV};
+use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
 use crate::ledger::Ledger;
-use crate::provider::sandbox::{Sandbox, SandboxSettings};
-use crate::provider::Provider;
+use crate::provider;
 use crate::snapshot::{load_csv, SnapshotStore};
 use crate::store::{MemoryStore, StateStore};
 
@@ -80,17 +79,14 @@ pub async fn build_with_clock(
         .providers
         .iter()
         .map(|p| {
-            let provider: Arc<dyn Provider> = match p.kind {
-                ProviderKind::Sandbox => Arc::new(Sandbox::new(SandboxSettings::from_config(p))),
-            };
-            ProviderSlot {
-                provider,
+            Ok(ProviderSlot {
+                provider: provider::build(p, clock.clone())?,
                 channel: p.channel,
                 currency: p.currency,
                 limiter: PartsLimiter::new(p.rate_limit_parts_per_second, p.burst_parts),
-            }
+            })
         })
-        .collect();
+        .collect::<anyhow::Result<Vec<_>>>()?;
     for p in &c.providers {
         crate::metrics::register_provider(p.channel, &p.name, p.currency);
     }

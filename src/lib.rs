@@ -9,7 +9,7 @@
 //! - [`policy`]: the per-recipient decision pipeline, one rule per file, run in batches.
 //! - [`template`]: template compilation, rendering, and SMS part counting as carriers bill it.
 //! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
-//! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
+//! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
 //! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.

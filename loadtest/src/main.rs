@@ -1,9 +1,14 @@
 //! `herald-loadtest`: measures herald end to end on this machine.
 //!
-//! `sandbox` starts a real gateway on loopback with the in-process sandbox provider (rate
-//! limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
-//! and prints snapshot load rate, intake rate, decisions per second and sends per second.
+//! - `run <scenario.toml>`: rehearses a promotion (see [`run`]): a synthetic multi-country
+//!   audience, the mock provider as a child process, herald in process speaking HTTP to it,
+//!   progress bars, and a summary with throughput, latency, duplicates and losses.
+//! - `mock-provider`: the mock provider itself (see [`mock`]), on 127.0.0.1 only.
+//! - `sandbox`: starts a real gateway on loopback with the in-process sandbox provider (rate
+//!   limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
+//!   and prints snapshot load rate, intake rate, decisions per second and sends per second.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +18,13 @@ use herald::clock::SystemClock;
 use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
+mod child;
+mod countries;
+mod mock;
+mod population;
+mod report;
+mod run;
+mod scenario;
 mod synth;
 
 #[derive(Parser)]
@@ -27,6 +39,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Rehearse a scenario end to end: synthetic audience, mock provider, herald over HTTP.
+    Run {
+        /// A scenario file, e.g. loadtest/scenarios/promotion-1m.toml.
+        scenario: PathBuf,
+        /// Overrides the scenario's number of contacts.
+        #[arg(long)]
+        recipients: Option<usize>,
+    },
+    /// The mock provider (normally started by `run`); prints its address, then serves.
+    MockProvider(mock::MockSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
     Sandbox {
         /// Recipients in the job (and contacts in the snapshot).
@@ -48,10 +70,18 @@ const KEY: &str = "loadtest-key";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::MockProvider(settings) = cli.command {
+        return mock::run(settings);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Run {
+            scenario,
+            recipients,
+        } => rt.block_on(run::run(&scenario, recipients)),
+        Command::MockProvider(_) => Ok(()),
         Command::Sandbox {
             recipients,
             workers,

@@ -1,8 +1,10 @@
 //! Configuration: the commented default TOML compiled into the binary, an optional file, then
 //! environment overrides. Validated once, reporting every problem at once; binds nothing.
 
+mod http;
 mod model;
 
+pub use http::{Secret, MAX_HTTP_BATCH_SIZE};
 pub use model::*;
 
 use std::path::{Path, PathBuf};

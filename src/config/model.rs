@@ -4,6 +4,7 @@ use chrono::NaiveTime;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
+use super::http::{validate_http_provider, Secret};
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 
@@ -189,6 +190,8 @@ impl Default for RetryConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Sandbox,
+    /// The generic HTTP/JSON protocol (see `provider::http`).
+    Http,
 }
 
 /// One provider of one channel.
@@ -214,10 +217,65 @@ pub struct ProviderConfig {
     pub delivery_rate: f64,
     #[serde(default)]
     pub receipt_delay_ms: u64,
+    /// `kind = "http"`: the endpoint messages are POSTed to; `http://` only (no TLS stack is
+    /// built in: put a local TLS-terminating proxy in front of an `https://` provider).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// `kind = "http"`: the header that carries the credential.
+    #[serde(default = "default_auth_header")]
+    pub auth_header: String,
+    /// `kind = "http"`: the environment variable holding the whole header value (for example
+    /// `Bearer ...`). Secrets never go in the config file itself.
+    #[serde(default)]
+    pub auth_header_env: Option<String>,
+    /// The credential read from `auth_header_env` by [`Config::apply_env`].
+    #[serde(skip)]
+    pub auth_value: Option<Secret>,
+    /// `kind = "http"`: messages per request; 1 sends single-message requests with an
+    /// `Idempotency-Key` header, more sends `{"messages": [...]}` batches.
+    #[serde(default = "default_http_batch_size")]
+    pub batch_size: usize,
+    /// `kind = "http"`: requests in flight to this provider at once, across all workers; also
+    /// the number of pooled keep-alive connections kept.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// `kind = "http"`: a request (connect, send, answer) slower than this is a transient failure.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// `kind = "http"`: limit on establishing a connection.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// `kind = "http"`: the `from` of every message (sender id or short code).
+    #[serde(default = "default_sender_id")]
+    pub sender_id: String,
 }
 
 fn default_burst() -> u32 {
     1
+}
+
+fn default_auth_header() -> String {
+    "authorization".into()
+}
+
+fn default_http_batch_size() -> usize {
+    1
+}
+
+fn default_max_in_flight() -> usize {
+    8
+}
+
+fn default_request_timeout_ms() -> u64 {
+    5_000
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1_000
+}
+
+fn default_sender_id() -> String {
+    "herald".into()
 }
 
 fn default_delivery_rate() -> f64 {
@@ -235,7 +293,8 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added).
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added), and
+    /// reads each HTTP provider's credential from the variable its `auth_header_env` names.
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         if let Some(addr) = env("HERALD_LISTEN").and_then(|v| v.trim().parse().ok()) {
             self.server.listen = addr;
@@ -248,6 +307,11 @@ impl Config {
                 if !self.auth.api_keys.iter().any(|e| e == k) {
                     self.auth.api_keys.push(k.to_string());
                 }
+            }
+        }
+        for p in &mut self.providers {
+            if let Some(var) = p.auth_header_env.as_deref() {
+                p.auth_value = env(var).map(Secret::new);
             }
         }
     }
@@ -304,6 +368,9 @@ impl Config {
                 if !(0.0..=1.0).contains(&v) {
                     errs.push(format!("providers[{i}].{field}: must be between 0 and 1"));
                 }
+            }
+            if p.kind == ProviderKind::Http {
+                validate_http_provider(i, p, &mut errs);
             }
         }
         for (i, price) in self.prices.iter().enumerate() {

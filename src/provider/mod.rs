@@ -1,12 +1,16 @@
 //! Provider adapters behind one trait. Adapters only translate: retries, rate limits,
 //! metrics and accounting are done once by the dispatcher, not by each adapter.
 
+pub mod http;
 pub mod sandbox;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::clock::Clock;
+use crate::config::{ProviderConfig, ProviderKind};
 use crate::domain::{Channel, MessageId};
 
 /// One message as handed to a provider. `id` is the provider's idempotency key.
@@ -60,4 +64,20 @@ pub trait Provider: Send + Sync + 'static {
     fn simulated_receipt(&self, _message: &OutboundMessage) -> Option<SimulatedReceipt> {
         None
     }
+}
+
+/// Builds the adapter a provider's config block names.
+pub fn build(
+    config: &ProviderConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn Provider>, http::HttpProviderError> {
+    Ok(match config.kind {
+        ProviderKind::Sandbox => Arc::new(sandbox::Sandbox::new(
+            sandbox::SandboxSettings::from_config(config),
+        )),
+        ProviderKind::Http => Arc::new(http::HttpProvider::new(
+            http::HttpSettings::from_config(config)?,
+            clock,
+        )?),
+    })
 }

@@ -1,0 +1,121 @@
+//! The mock provider as a child process of a run: started from this same executable, its
+//! address read from its first stdout line, killed when the handle drops (at the end of a
+//! run, on an error, or on a panic). Its stdin is a pipe we hold: if this process dies
+//! without dropping the handle, the pipe closes and the mock exits by itself.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+
+use crate::mock::stats::StatsView;
+use crate::mock::TOKEN_ENV;
+use crate::scenario::MockSpec;
+
+/// A running mock provider.
+pub struct MockProcess {
+    child: Child,
+    _stdin: Option<ChildStdin>,
+    _stdout: Option<BufReader<ChildStdout>>,
+    pub addr: SocketAddr,
+}
+
+impl MockProcess {
+    /// Starts `herald-loadtest mock-provider` on 127.0.0.1 with a free port. Requests must
+    /// carry `authorization: <credential>`.
+    pub fn start(
+        spec: &MockSpec,
+        timeout_ms: u64,
+        seed: u64,
+        credential: &str,
+    ) -> anyhow::Result<MockProcess> {
+        let exe = std::env::current_exe().context("locating this executable")?;
+        let mut child = Command::new(exe)
+            .arg("mock-provider")
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(["--latency", shape_name(spec)])
+            .args(["--latency-p50-ms", &spec.latency_p50_ms.to_string()])
+            .args(["--latency-p99-ms", &spec.latency_p99_ms.to_string()])
+            .args(["--throttle-rate", &spec.throttle_rate.to_string()])
+            .args(["--retry-after-s", &spec.retry_after_seconds.to_string()])
+            .args(["--error-rate", &spec.error_rate.to_string()])
+            .args(["--timeout-rate", &spec.timeout_rate.to_string()])
+            .args(["--timeout-ms", &timeout_ms.to_string()])
+            .args(["--reject-rate", &spec.reject_rate.to_string()])
+            .args([
+                "--retryable-reject-rate",
+                &spec.retryable_reject_rate.to_string(),
+            ])
+            .args(["--seed", &seed.to_string()])
+            .args(["--threads", &spec.threads.max(1).to_string()])
+            .env(TOKEN_ENV, credential)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the mock provider")?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let mut process = MockProcess {
+            child,
+            _stdin: stdin,
+            _stdout: None,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let stdout = stdout.ok_or_else(|| anyhow!("mock provider has no stdout"))?;
+        // Read the first line on a thread, so a mock that never speaks cannot hang us.
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line);
+            let _ = tx.send((read.map(|_| line), reader));
+        });
+        let (line, reader) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| anyhow!("mock provider did not report its address within 10 s"))?;
+        process._stdout = Some(reader);
+        let line = line.context("reading the mock provider's address")?;
+        process.addr = line
+            .trim()
+            .parse()
+            .with_context(|| format!("mock provider printed {line:?}, not an address"))?;
+        if !process.addr.ip().is_loopback() {
+            return Err(anyhow!(
+                "mock provider bound {}, not loopback",
+                process.addr
+            ));
+        }
+        Ok(process)
+    }
+
+    /// The mock's counters.
+    pub async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<StatsView> {
+        Ok(http
+            .get(format!("http://{}/stats", self.addr))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+}
+
+fn shape_name(spec: &MockSpec) -> &'static str {
+    use crate::mock::latency::Shape;
+    match spec.latency {
+        Shape::Fixed => "fixed",
+        Shape::Uniform => "uniform",
+        Shape::Lognormal => "lognormal",
+    }
+}
+
+impl Drop for MockProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

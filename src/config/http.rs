@@ -1,0 +1,152 @@
+//! The parts of an HTTP provider's configuration that need more than a field: the credential
+//! read from the environment (never from the file) and the validation of URL, header and limits.
+
+use super::model::ProviderConfig;
+
+/// Largest accepted `batch_size` of an HTTP provider.
+pub const MAX_HTTP_BATCH_SIZE: usize = 10_000;
+
+/// A credential read from the environment; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The checks of a `kind = "http"` provider.
+pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
+    match p.url.as_deref().map(str::trim) {
+        None | Some("") => errs.push(format!("providers[{i}].url: required for kind = \"http\"")),
+        Some(u) => match reqwest::Url::parse(u) {
+            Err(e) => errs.push(format!("providers[{i}].url: {u:?} is not a URL: {e}")),
+            Ok(url) if url.scheme() == "https" => errs.push(format!(
+                "providers[{i}].url: https is not supported (no TLS stack is built in); \
+                 use http://, e.g. through a local TLS-terminating proxy"
+            )),
+            Ok(url) if url.scheme() != "http" || url.host_str().is_none() => errs.push(format!(
+                "providers[{i}].url: {u:?} must be an http:// URL with a host"
+            )),
+            Ok(_) => {}
+        },
+    }
+    if reqwest::header::HeaderName::from_bytes(p.auth_header.trim().as_bytes()).is_err() {
+        errs.push(format!(
+            "providers[{i}].auth_header: {:?} is not a valid header name",
+            p.auth_header
+        ));
+    }
+    if let Some(var) = p.auth_header_env.as_deref() {
+        match &p.auth_value {
+            None => errs.push(format!(
+                "providers[{i}].auth_header_env: environment variable {var:?} is not set"
+            )),
+            Some(v) if reqwest::header::HeaderValue::from_str(v.expose()).is_err() => {
+                errs.push(format!(
+                    "providers[{i}].auth_header_env: the value of {var:?} is not a valid header value"
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if !(1..=MAX_HTTP_BATCH_SIZE).contains(&p.batch_size) {
+        errs.push(format!(
+            "providers[{i}].batch_size: must be between 1 and {MAX_HTTP_BATCH_SIZE}"
+        ));
+    }
+    if p.max_in_flight == 0 {
+        errs.push(format!("providers[{i}].max_in_flight: must be at least 1"));
+    }
+    if p.request_timeout_ms == 0 || p.connect_timeout_ms == 0 {
+        errs.push(format!(
+            "providers[{i}].request_timeout_ms, connect_timeout_ms: must be > 0"
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, ProviderKind, Secret, DEFAULT_TOML};
+
+    fn with_http(adjust: impl FnOnce(&mut crate::config::ProviderConfig)) -> Config {
+        let mut c: Config = toml::from_str(DEFAULT_TOML).expect("default config");
+        let p = &mut c.providers[0];
+        p.kind = ProviderKind::Http;
+        p.url = Some("http://127.0.0.1:9000/v1/messages".into());
+        adjust(p);
+        c
+    }
+
+    #[test]
+    fn a_plain_http_provider_is_valid() {
+        assert_eq!(with_http(|_| {}).validate(), Ok(()));
+    }
+
+    #[test]
+    fn url_is_required_parseable_and_plain_http() {
+        for (url, needle) in [
+            (None, "required"),
+            (Some("not a url"), "not a URL"),
+            (Some("https://sms.example/v1"), "https is not supported"),
+            (Some("ftp://sms.example/"), "must be an http:// URL"),
+        ] {
+            let c = with_http(|p| p.url = url.map(str::to_string));
+            let errs = c.validate().expect_err("invalid");
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains("providers[0].url") && e.contains(needle)),
+                "{url:?}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_credential_comes_from_the_named_variable() {
+        let text = DEFAULT_TOML.replace(
+            "kind = \"sandbox\"",
+            "kind = \"http\"\nurl = \"http://127.0.0.1:9000/\"\nauth_header_env = \"HERALD_PROVIDER_TOKEN\"",
+        );
+        let mut c: Config = toml::from_str(&text).expect("toml");
+        c.apply_env(&|_| None);
+        let errs = c.validate().expect_err("variable missing");
+        assert!(
+            errs.iter().any(|e| e.contains("HERALD_PROVIDER_TOKEN")),
+            "{errs:?}"
+        );
+        c.apply_env(&|k| (k == "HERALD_PROVIDER_TOKEN").then(|| "Bearer s3cret".to_string()));
+        assert_eq!(c.validate(), Ok(()));
+        assert_eq!(
+            c.providers[0].auth_value,
+            Some(Secret::new("Bearer s3cret"))
+        );
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "the secret is never printed"
+        );
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let c = with_http(|p| {
+            p.batch_size = 0;
+            p.max_in_flight = 0;
+            p.request_timeout_ms = 0;
+            p.auth_header = "bad header".into();
+        });
+        let errs = c.validate().expect_err("invalid");
+        assert_eq!(errs.len(), 4, "{errs:?}");
+    }
+}
