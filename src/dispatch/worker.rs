@@ -132,7 +132,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
         return true;
     }
     let outcomes = send(inner, job, &messages).await;
-    let (retry_metas, retry_messages, throttle) =
+    let (retry_metas, retry_messages, throttle, transient) =
         record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     if !retry_messages.is_empty() {
         // Retries wait on their own task, so the worker goes straight on to the next chunk.
@@ -144,7 +144,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
                 &job,
                 retry_metas,
                 retry_messages,
-                throttle,
+                (throttle, transient),
                 decided_at,
                 seed,
             )
@@ -202,8 +202,8 @@ async fn send(inner: &Inner, job: &Job, messages: &[OutboundMessage]) -> Vec<Sen
     outcomes
 }
 
-/// Records the provider's answers; hands back the messages to try again and how long the
-/// provider asked us to wait.
+/// Records the provider's answers; hands back the messages to try again, how long the
+/// provider asked us to wait, and how many of them failed transiently (the rest were throttled).
 async fn record_outcomes(
     inner: &Inner,
     job: &Arc<Job>,
@@ -211,7 +211,7 @@ async fn record_outcomes(
     messages: Vec<OutboundMessage>,
     outcomes: Vec<SendOutcome>,
     decided_at: DateTime<Utc>,
-) -> (Vec<Meta>, Vec<OutboundMessage>, Duration) {
+) -> (Vec<Meta>, Vec<OutboundMessage>, Duration, usize) {
     let slot = &inner.deps.providers[job.provider];
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
@@ -219,6 +219,7 @@ async fn record_outcomes(
     let mut cost_total = 0i64;
     let (mut retry_metas, mut retry_messages, mut throttle) =
         (Vec::new(), Vec::new(), Duration::ZERO);
+    let mut transient = 0usize;
     let mut sent: Vec<(u32, u32, i64)> = Vec::new();
     let mut entries = Vec::new();
     let now = inner.deps.clock.now();
@@ -255,6 +256,7 @@ async fn record_outcomes(
                 retry_messages.push(message);
             }
             SendOutcome::Transient { .. } => {
+                transient += 1;
                 retry_metas.push(meta);
                 retry_messages.push(message);
             }
@@ -297,23 +299,37 @@ async fn record_outcomes(
         // Backpressure: a full queue slows the sender rather than dropping receipts.
         let _ = inner.receipts.send(batch).await;
     }
-    (retry_metas, retry_messages, throttle)
+    (retry_metas, retry_messages, throttle, transient)
 }
+
+/// Most consecutive throttled rounds waited out before they count as failed attempts: a
+/// provider that answers 429 forever must not hold messages forever.
+const MAX_THROTTLED_ROUNDS: u32 = 100;
 
 /// Re-sends transient failures with the same message ids on the backoff schedule; what is
 /// still failing when the attempts run out is failed for good (and its cap given back).
+/// A round in which the provider only throttled (429) is not a failure: it waits the
+/// provider's Retry-After without using up an attempt.
 async fn retry(
     inner: &Arc<Inner>,
     job: &Arc<Job>,
     mut metas: Vec<Meta>,
     mut messages: Vec<OutboundMessage>,
-    mut throttle: Duration,
+    (mut throttle, mut transient): (Duration, usize),
     decided_at: DateTime<Utc>,
     seed: u64,
 ) {
     let mut delays = retry::schedule(&inner.deps.config.retry, seed);
+    let mut throttled_rounds = 0;
     while !messages.is_empty() {
-        let Some(delay) = delays.next() else {
+        let only_throttled = transient == 0 && !throttle.is_zero();
+        let next = if only_throttled && throttled_rounds < MAX_THROTTLED_ROUNDS {
+            throttled_rounds += 1;
+            Some(throttle)
+        } else {
+            delays.next()
+        };
+        let Some(delay) = next else {
             let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
             for m in &metas {
                 job.record_failed(m.index);
@@ -336,7 +352,7 @@ async fn retry(
             return;
         }
         let outcomes = send(inner, job, &messages).await;
-        (metas, messages, throttle) =
+        (metas, messages, throttle, transient) =
             record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
     }
 }

@@ -1,0 +1,125 @@
+//! A provider that throttles (429) is slowed down for, not failed: throttled rounds do not use
+//! up retry attempts.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use herald::clock::SystemClock;
+use herald::config::{Config, DEFAULT_TOML};
+use herald::dispatch::planner::{plan, PlanRequest};
+use herald::dispatch::{
+    AudienceBuilder, Dispatcher, DispatcherDeps, JobSpec, PartsLimiter, ProviderSlot,
+};
+use herald::domain::{Channel, Currency, JobId, JobStatus, Purpose};
+use herald::phone::RegionCode;
+use herald::policy::PhoneMismatchPolicy;
+use herald::provider::{OutboundMessage, Provider, SendOutcome};
+use herald::snapshot::{load_csv, SnapshotStore};
+use herald::store::MemoryStore;
+use herald::template::Template;
+
+/// Answers 429 to the first `throttles` calls, then accepts everything.
+struct ThrottleThenAccept {
+    calls: AtomicU32,
+    throttles: u32,
+}
+
+#[async_trait]
+impl Provider for ThrottleThenAccept {
+    fn name(&self) -> &str {
+        "sandbox"
+    }
+
+    async fn send_batch(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        messages
+            .iter()
+            .map(|m| {
+                if n < self.throttles {
+                    SendOutcome::Throttled {
+                        retry_after: Duration::from_millis(10),
+                    }
+                } else {
+                    SendOutcome::Accepted {
+                        provider_message_id: m.id.to_string(),
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn throttled_rounds_do_not_use_up_retry_attempts() {
+    let mut config: Config = toml::from_str(DEFAULT_TOML).unwrap();
+    config.dispatch.retry.max_attempts = 2;
+    config.dispatch.retry.initial_delay_ms = 1;
+    config.policy.quiet_hours.enabled = false;
+    config.policy.frequency_caps.clear();
+    let cn = RegionCode(*b"CN");
+    let csv = "contact_id,phone,sms_consent\nc1,+8613123079337,opt_in\nc2,+8613126859660,opt_in\n";
+    let snapshots = Arc::new(SnapshotStore::empty(cn));
+    snapshots
+        .replace(load_csv(csv.as_bytes(), chrono::Utc::now(), cn).unwrap().0)
+        .unwrap();
+    let provider = Arc::new(ThrottleThenAccept {
+        calls: AtomicU32::new(0),
+        throttles: 5,
+    });
+    let dispatcher = Dispatcher::start(DispatcherDeps {
+        store: Arc::new(MemoryStore::new()),
+        snapshots,
+        providers: vec![ProviderSlot {
+            provider: provider.clone(),
+            channel: Channel::Sms,
+            currency: Currency::parse("CNY").unwrap(),
+            limiter: PartsLimiter::new(0, 0),
+        }],
+        clock: Arc::new(SystemClock),
+        config: config.dispatch.clone(),
+        max_snapshot_age: chrono::Duration::hours(1),
+        ledger: None,
+    });
+    let mut audience = AudienceBuilder::new();
+    audience.push("c1", None, None).unwrap();
+    audience.push("c2", None, None).unwrap();
+    let job = plan(
+        &dispatcher,
+        &config,
+        PlanRequest {
+            id: JobId::generate(),
+            spec: JobSpec {
+                campaign_id: "t".into(),
+                channel: Channel::Sms,
+                purpose: Purpose::Transactional,
+                priority: 200,
+                send_at: None,
+                template_body: "hi".into(),
+                phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
+                created_at: chrono::Utc::now(),
+            },
+            template: Arc::new(Template::compile("hi").unwrap()),
+            job_variables: Default::default(),
+            audience: audience.finish(),
+            reserve_caps: true,
+        },
+    )
+    .unwrap();
+    dispatcher.submit(job.clone());
+    for _ in 0..200 {
+        if job.status() == JobStatus::Completed {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(job.status(), JobStatus::Completed);
+    assert_eq!(
+        job.counters.sent.load(Ordering::Relaxed),
+        2,
+        "five 429s in a row are not two failed attempts"
+    );
+    assert_eq!(job.counters.failed.load(Ordering::Relaxed), 0);
+    assert!(provider.calls.load(Ordering::SeqCst) >= 6);
+}
