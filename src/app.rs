@@ -8,9 +8,11 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LoadedConfig, ProviderKind, DEMO_SNAPSHOT_CSV};
-use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
+use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
+use crate::links::Tracking;
 use crate::provider::sandbox::{Sandbox, SandboxSettings};
 use crate::provider::Provider;
 use crate::snapshot::{load_csv, SnapshotStore};
@@ -23,6 +25,10 @@ pub struct AppState {
     pub snapshots: Arc<SnapshotStore>,
     pub store: Arc<dyn StateStore>,
     pub dispatcher: Dispatcher,
+    /// Signed receipts and inbound replies, and the provider-id index.
+    pub callbacks: Arc<Callbacks>,
+    /// Tracked links and opens.
+    pub tracking: Arc<Tracking>,
 }
 
 impl AppState {
@@ -65,6 +71,9 @@ pub async fn build_with_clock(
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     load_startup_snapshot(&config, &snapshots, clock.now())?;
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
+    callbacks.spawn_sweeper();
+    let tracking = Arc::new(Tracking::new(&c.tracking));
     let providers = c
         .providers
         .iter()
@@ -89,6 +98,7 @@ pub async fn build_with_clock(
         max_snapshot_age: chrono::Duration::seconds(
             c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
         ),
+        observer: Some(callbacks.clone() as Arc<dyn SendObserver>),
     });
     Ok(Arc::new(AppState {
         config,
@@ -96,6 +106,8 @@ pub async fn build_with_clock(
         snapshots,
         store,
         dispatcher,
+        callbacks,
+        tracking,
     }))
 }
 

@@ -11,7 +11,10 @@
 //! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
 //! - [`provider`]: provider adapters behind one trait (the in-process `sandbox` first).
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
-//! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
+//! - [`callbacks`]: signed delivery receipts and inbound replies (STOP / 退订), matched back to
+//!   messages through the provider-id index.
+//! - [`links`]: tracked links and opens: template rewriting, signed compact tokens.
+//! - [`report`]: job counts, per-recipient outcomes, and job and campaign funnel reports.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
 //! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
@@ -19,10 +22,12 @@
 
 pub mod api;
 pub mod app;
+pub mod callbacks;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod links;
 pub mod phone;
 pub mod policy;
 pub mod provider;

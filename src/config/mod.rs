@@ -1,8 +1,10 @@
 //! Configuration: the commented default TOML compiled into the binary, an optional file, then
 //! environment overrides. Validated once, reporting every problem at once; binds nothing.
 
+mod callbacks;
 mod model;
 
+pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use model::*;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,7 @@ use chrono::NaiveTime;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
+use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 
@@ -25,6 +26,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub prices: Vec<PriceConfig>,
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
+    #[serde(default)]
+    pub tracking: TrackingConfig,
 }
 
 /// HTTP server settings.
@@ -197,6 +202,16 @@ pub struct ProviderConfig {
     pub delivery_rate: f64,
     #[serde(default)]
     pub receipt_delay_ms: u64,
+    /// Environment variables holding the secrets its callbacks are signed with; two may be
+    /// set during a rotation. None set: its callbacks are refused.
+    #[serde(default)]
+    pub callback_secret_envs: Vec<String>,
+    /// How its message ids are compared when receipts come back.
+    #[serde(default)]
+    pub message_id_format: MessageIdFormat,
+    /// The secrets read from `callback_secret_envs`.
+    #[serde(skip)]
+    pub callback_secrets: Vec<Secret>,
 }
 
 fn default_burst() -> u32 {
@@ -218,8 +233,10 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added).
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added), and
+    /// reads the secrets the config names (provider callback secrets, the link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        super::callbacks::read_secrets(self, env);
         if let Some(addr) = env("HERALD_LISTEN").and_then(|v| v.trim().parse().ok()) {
             self.server.listen = addr;
         }
@@ -289,6 +306,7 @@ impl Config {
                 }
             }
         }
+        super::callbacks::validate(self, &mut errs);
         for (i, price) in self.prices.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == price.provider) {
                 errs.push(format!(

@@ -40,6 +40,8 @@ pub struct DispatcherDeps {
     pub config: DispatchConfig,
     /// Jobs hold their sends while the snapshot is older than this.
     pub max_snapshot_age: chrono::Duration,
+    /// Told about provider acceptances (the callbacks index), if anything listens.
+    pub observer: Option<Arc<dyn super::SendObserver>>,
 }
 
 /// A status change that is not allowed from the job's current status.

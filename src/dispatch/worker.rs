@@ -107,7 +107,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
                     id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
                     to: m.phone.e164,
                     channel: job.spec.channel,
-                    body: m.body,
+                    body: job.fill_links(i, m.body),
                     parts: m.parts.parts,
                 });
             }
@@ -188,13 +188,23 @@ async fn record_outcomes(
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
     let mut to_release = Vec::new();
+    let mut accepted = Vec::new();
     let (mut retry_metas, mut retry_messages, mut throttle) =
         (Vec::new(), Vec::new(), Duration::ZERO);
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
         match outcome {
-            SendOutcome::Accepted { .. } => {
+            SendOutcome::Accepted {
+                provider_message_id,
+            } => {
                 let cost = job.prices.unit_price(meta.region).times(message.parts).0;
                 job.record_sent(meta.index, message.parts, cost);
+                accepted.push(super::AcceptedMessage {
+                    index: meta.index,
+                    region: meta.region,
+                    parts: message.parts,
+                    cost_micros: cost,
+                    provider_message_id,
+                });
                 if let Some(r) = slot.provider.simulated_receipt(&message) {
                     receipt_after = r.after;
                     receipts.push((meta.index, r.status));
@@ -216,6 +226,10 @@ async fn record_outcomes(
         }
     }
     release_caps(inner, &to_release, decided_at).await;
+    job.record_accepted(&accepted);
+    if let Some(observer) = &inner.deps.observer {
+        observer.accepted(job, &accepted);
+    }
     if !receipts.is_empty() {
         let batch = ReceiptBatch {
             due: Instant::now() + receipt_after,
