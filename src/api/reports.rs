@@ -84,6 +84,7 @@ pub async fn campaign(
     if jobs.is_empty() {
         return Err(ApiError::not_found("campaign"));
     }
-    jobs.reverse();
+    // Ids are time-ordered, which breaks ties between jobs created in the same instant.
+    jobs.sort_by(|a, b| (a.spec.created_at, &a.id).cmp(&(b.spec.created_at, &b.id)));
     respond(&state, "campaign", campaign_id, &jobs, format).await
 }
