@@ -3,6 +3,9 @@
 //! `sandbox` starts a real gateway on loopback with the in-process sandbox provider (rate
 //! limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
 //! and prints snapshot load rate, intake rate, decisions per second and sends per second.
+//!
+//! `receipts` sends a job the same way, then POSTs signed delivery-receipt batches back over
+//! loopback HTTP with several connections and prints receipts per second (`receipts.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +16,7 @@ use herald::clock::SystemClock;
 use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
+mod receipts;
 mod synth;
 
 #[derive(Parser)]
@@ -39,6 +43,21 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         latency_ms: u64,
     },
+    /// Signed delivery receipts over HTTP: sends a job, then posts its receipts back.
+    Receipts {
+        /// Messages sent, and receipts posted back.
+        #[arg(long, default_value_t = 500_000)]
+        recipients: usize,
+        /// Receipts per request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Concurrent HTTP connections posting receipts.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Send workers for the job that produces the messages.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
 }
 
 const KEY: &str = "loadtest-key";
@@ -54,6 +73,17 @@ fn main() -> anyhow::Result<()> {
             workers,
             latency_ms,
         } => rt.block_on(sandbox(recipients, workers, latency_ms)),
+        Command::Receipts {
+            recipients,
+            batch,
+            connections,
+            workers,
+        } => rt.block_on(receipts::run(receipts::Settings {
+            recipients,
+            batch,
+            connections,
+            workers,
+        })),
     }
 }
 
