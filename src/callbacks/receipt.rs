@@ -12,8 +12,8 @@
 //! - `status`: `delivered`, `undelivered`, `expired` or `rejected` (any case; the SMPP
 //!   spellings `DELIVRD`, `UNDELIV`, `EXPIRED`, `REJECTD` too). `rejected` counts as
 //!   undelivered.
-//! - `error_code` (optional, string or number) and `time` (optional, RFC 3339 or Unix
-//!   seconds): recorded in logs only.
+//! - `error_code` (optional, string or number) is parsed but not stored yet; `time` is
+//!   accepted and ignored: the per-minute series times a receipt by its arrival.
 //! - `part` and `parts` (optional, 1-based, `parts` ≤ 64): for providers that report each part
 //!   of a concatenated SMS; the message is delivered when every part is, and undelivered as
 //!   soon as one part is not. Without them a receipt covers the whole message.
