@@ -8,10 +8,12 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
-use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot};
+use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
 use crate::ledger::Ledger;
+use crate::links::Tracking;
 use crate::provider;
 use crate::snapshot::{load_csv, SnapshotStore};
 use crate::store::{MemoryStore, StateStore};
@@ -29,6 +31,10 @@ pub struct AppState {
     pub ledger: Ledger,
     /// Renders `/metrics`; the recorder behind it is process-wide.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Signed receipts and inbound replies, and the provider-id index.
+    pub callbacks: Arc<Callbacks>,
+    /// Tracked links and opens.
+    pub tracking: Arc<Tracking>,
 }
 
 impl AppState {
@@ -75,6 +81,9 @@ pub async fn build_with_clock(
     let db_path = std::path::Path::new(&c.server.data_dir).join(DATABASE_FILE);
     let ledger =
         Ledger::open_path(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+    let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
+    callbacks.spawn_sweeper();
+    let tracking = Arc::new(Tracking::new(&c.tracking));
     let providers = c
         .providers
         .iter()
@@ -100,6 +109,7 @@ pub async fn build_with_clock(
             c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
         ),
         ledger: c.ledger.enabled.then(|| ledger.clone()),
+        observer: Some(callbacks.clone() as Arc<dyn SendObserver>),
     });
     let state = Arc::new(AppState {
         config,
@@ -109,6 +119,8 @@ pub async fn build_with_clock(
         dispatcher,
         ledger,
         metrics,
+        callbacks,
+        tracking,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)

@@ -13,7 +13,10 @@
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
 //! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
-//! - [`report`]: job counts and per-recipient outcomes as upstream systems read them.
+//! - [`callbacks`]: signed delivery receipts and inbound replies (STOP / 退订), matched back to
+//!   messages through the provider-id index.
+//! - [`links`]: tracked links and opens: template rewriting, signed compact tokens.
+//! - [`report`]: job counts, per-recipient outcomes, and job and campaign funnel reports.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
 //! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
@@ -21,11 +24,13 @@
 
 pub mod api;
 pub mod app;
+pub mod callbacks;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod ledger;
+pub mod links;
 pub mod metrics;
 pub mod phone;
 pub mod policy;

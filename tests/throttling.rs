@@ -81,6 +81,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),
         ledger: None,
+        observer: None,
     });
     let mut audience = AudienceBuilder::new();
     audience.push("c1", None, None).unwrap();

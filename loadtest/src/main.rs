@@ -7,6 +7,8 @@
 //! - `sandbox`: starts a real gateway on loopback with the in-process sandbox provider (rate
 //!   limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
 //!   and prints snapshot load rate, intake rate, decisions per second and sends per second.
+//! - `receipts`: sends a job the same way, then POSTs signed delivery-receipt batches back
+//!   over loopback HTTP with several connections and prints receipts per second.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +24,7 @@ mod child;
 mod countries;
 mod mock;
 mod population;
+mod receipts;
 mod report;
 mod run;
 mod scenario;
@@ -64,6 +67,21 @@ enum Command {
         #[arg(long)]
         no_ledger: bool,
     },
+    /// Signed delivery receipts over HTTP: sends a job, then posts its receipts back.
+    Receipts {
+        /// Messages sent, and receipts posted back.
+        #[arg(long, default_value_t = 500_000)]
+        recipients: usize,
+        /// Receipts per request.
+        #[arg(long, default_value_t = 100)]
+        batch: usize,
+        /// Concurrent HTTP connections posting receipts.
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+        /// Send workers for the job that produces the messages.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
 }
 
 const KEY: &str = "loadtest-key";
@@ -88,6 +106,17 @@ fn main() -> anyhow::Result<()> {
             latency_ms,
             no_ledger,
         } => rt.block_on(sandbox(recipients, workers, latency_ms, !no_ledger)),
+        Command::Receipts {
+            recipients,
+            batch,
+            connections,
+            workers,
+        } => rt.block_on(receipts::run(receipts::Settings {
+            recipients,
+            batch,
+            connections,
+            workers,
+        })),
     }
 }
 

@@ -67,6 +67,11 @@ impl ApiError {
         )
     }
 
+    /// 401 for a callback that is not authentic (bad, stale or missing signature).
+    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    }
+
     /// 404.
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(

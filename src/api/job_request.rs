@@ -34,6 +34,13 @@ pub struct JobRequest {
     /// 0–255, higher first; defaults to 200 for transactional and 100 for marketing.
     #[serde(default)]
     pub priority: Option<u8>,
+    /// Rewrite the template's links to tracked links (and add an open pixel to email).
+    #[serde(default = "default_true")]
+    pub track_links: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// The message template.
@@ -93,6 +100,7 @@ pub struct ValidJob {
     pub spec: JobSpec,
     pub template: Arc<Template>,
     pub variables: HashMap<String, String>,
+    pub track_links: bool,
 }
 
 /// Validates everything but the audience.
@@ -137,5 +145,6 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         },
         template: Arc::new(template),
         variables: text_variables(req.variables.clone()),
+        track_links: req.track_links,
     })
 }

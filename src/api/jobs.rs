@@ -18,9 +18,11 @@ use crate::app::AppState;
 use crate::dispatch::planner;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
 use crate::domain::{JobId, JobStatus};
+use crate::links::Rewritten;
 use crate::report::{job_view, recipients};
 use crate::segment::Segment;
 use crate::store::IdempotencyClaim;
+use crate::template::Template;
 
 /// Longest NDJSON line: the job line may carry a long template, recipients are short.
 const MAX_JOB_LINE: usize = 1 << 20;
@@ -53,7 +55,7 @@ pub async fn submit(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let (valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
+    let (mut valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
         read_ndjson(&state, body).await?
     } else if content_type.starts_with("application/json") {
         read_json(&state, body).await?
@@ -62,6 +64,7 @@ pub async fn submit(
             "application/json or application/x-ndjson",
         ));
     };
+    let links = prepare_links(&state, &mut valid)?;
     let id = JobId::generate();
     if query.dry_run {
         let request = planner::PlanRequest {
@@ -116,6 +119,9 @@ pub async fn submit(
     };
     let job = planner::plan(&state.dispatcher, &state.config.config, request)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+    if let Some(links) = &links {
+        state.tracking.attach(&job, links, job.spec.channel);
+    }
     state.dispatcher.submit(job.clone());
     tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
     Ok((
@@ -123,6 +129,25 @@ pub async fn submit(
         Json(job_view::view(&job, state.clock.now())),
     )
         .into_response())
+}
+
+/// Rewrites the template's links to tracked links (before parts are counted), unless the
+/// job switched tracking off or the template has nothing to track.
+fn prepare_links(state: &AppState, valid: &mut ValidJob) -> Result<Option<Rewritten>, ApiError> {
+    if !valid.track_links {
+        return Ok(None);
+    }
+    let rewritten = state
+        .tracking
+        .prepare(&valid.spec.template_body, valid.spec.channel)
+        .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+    if rewritten.body == valid.spec.template_body {
+        return Ok(None);
+    }
+    let template = Template::compile(&rewritten.body)
+        .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))?;
+    valid.template = Arc::new(template);
+    Ok(Some(rewritten))
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

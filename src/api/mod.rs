@@ -3,13 +3,17 @@
 
 mod auth;
 mod body;
+mod callbacks;
+mod contacts;
 pub mod error;
 mod job_request;
 mod jobs;
 mod ledger;
+mod reports;
 mod snapshot;
 mod suppressions;
 mod telemetry;
+mod tracking;
 
 use std::sync::Arc;
 
@@ -29,6 +33,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::get))
         .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
+        .route("/v1/jobs/{id}/report", get(reports::job))
+        .route("/v1/campaigns/{campaign_id}/report", get(reports::campaign))
+        .route(
+            "/v1/contacts/{id}/consent-history",
+            get(contacts::consent_history),
+        )
         .route("/v1/jobs/{id}/{action}", post(jobs::transition))
         .route("/v1/ledger", get(ledger::entries))
         .route("/v1/ledger/summary", get(ledger::summary))
@@ -36,11 +46,22 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             auth::require_key,
         ));
+    // Provider callbacks are authenticated by their HMAC signature, tracking links by their
+    // signed tokens: neither carries an API key.
+    let public = Router::new()
+        .route(
+            "/v1/callbacks/{provider}/receipts",
+            post(callbacks::receipts),
+        )
+        .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
+        .route("/c/{token}", get(tracking::click))
+        .route("/o/{token}", get(tracking::open));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(telemetry::metrics))
         .merge(v1)
+        .merge(public)
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
         .layer(DefaultBodyLimit::max(

@@ -6,27 +6,6 @@ use super::model::ProviderConfig;
 /// Largest accepted `batch_size` of an HTTP provider.
 pub const MAX_HTTP_BATCH_SIZE: usize = 10_000;
 
-/// A credential read from the environment; never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
 /// The checks of a `kind = "http"` provider.
 pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
     match p.url.as_deref().map(str::trim) {
@@ -54,7 +33,7 @@ pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Ve
             None => errs.push(format!(
                 "providers[{i}].auth_header_env: environment variable {var:?} is not set"
             )),
-            Some(v) if reqwest::header::HeaderValue::from_str(v.expose()).is_err() => {
+            Some(v) if reqwest::header::HeaderValue::from_bytes(v.expose()).is_err() => {
                 errs.push(format!(
                     "providers[{i}].auth_header_env: the value of {var:?} is not a valid header value"
                 ))

@@ -1,10 +1,12 @@
 //! Configuration: the commented default TOML compiled into the binary, an optional file, then
 //! environment overrides. Validated once, reporting every problem at once; binds nothing.
 
+mod callbacks;
 mod http;
 mod model;
 
-pub use http::{Secret, MAX_HTTP_BATCH_SIZE};
+pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
+pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,8 @@ use chrono::NaiveTime;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-use super::http::{validate_http_provider, Secret};
+use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
+use super::http::validate_http_provider;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 
@@ -28,6 +29,10 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub prices: Vec<PriceConfig>,
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
+    #[serde(default)]
+    pub tracking: TrackingConfig,
 }
 
 /// HTTP server settings.
@@ -248,6 +253,16 @@ pub struct ProviderConfig {
     /// `kind = "http"`: the `from` of every message (sender id or short code).
     #[serde(default = "default_sender_id")]
     pub sender_id: String,
+    /// Environment variables holding the secrets its callbacks are signed with; two may be
+    /// set during a rotation. None set: its callbacks are refused.
+    #[serde(default)]
+    pub callback_secret_envs: Vec<String>,
+    /// How its message ids are compared when receipts come back.
+    #[serde(default)]
+    pub message_id_format: MessageIdFormat,
+    /// The secrets read from `callback_secret_envs`.
+    #[serde(skip)]
+    pub callback_secrets: Vec<Secret>,
 }
 
 fn default_burst() -> u32 {
@@ -294,8 +309,10 @@ pub struct PriceConfig {
 
 impl Config {
     /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added), and
-    /// reads each HTTP provider's credential from the variable its `auth_header_env` names.
+    /// reads the secrets the config names (HTTP provider credentials, provider callback
+    /// secrets, the link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
+        super::callbacks::read_secrets(self, env);
         if let Some(addr) = env("HERALD_LISTEN").and_then(|v| v.trim().parse().ok()) {
             self.server.listen = addr;
         }
@@ -373,6 +390,7 @@ impl Config {
                 validate_http_provider(i, p, &mut errs);
             }
         }
+        super::callbacks::validate(self, &mut errs);
         for (i, price) in self.prices.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == price.provider) {
                 errs.push(format!(

@@ -42,6 +42,8 @@ pub struct DispatcherDeps {
     pub max_snapshot_age: chrono::Duration,
     /// Where every billable send is recorded before it counts as sent.
     pub ledger: Option<crate::ledger::Ledger>,
+    /// Told about provider acceptances (the callbacks index), if anything listens.
+    pub observer: Option<Arc<dyn super::SendObserver>>,
 }
 
 /// A status change that is not allowed from the job's current status.

@@ -4,15 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use super::audience::Audience;
 use super::counters::JobCounters;
+use super::delivery::{AcceptedMessage, Delivery, ReceiptEffect, ReceiptStatus, ReceiptUpdate};
 use super::pricing::ProviderPrices;
+use crate::clock::Clock;
 use crate::domain::{Channel, Currency, JobId, JobStatus, Purpose, Reason, RecipientOutcome};
+use crate::links::JobLinks;
 use crate::policy::{JobPolicy, PhoneMismatchPolicy};
 use crate::provider::DeliveryStatus;
 
@@ -65,7 +68,11 @@ pub struct Job {
     pub prices: ProviderPrices,
     pub counters: JobCounters,
     outcomes: Vec<AtomicU8>,
-    delivery: Vec<AtomicU8>,
+    /// Receipts, opens, clicks and the per-minute and per-country figures.
+    pub delivery: Delivery,
+    clock: Arc<dyn Clock>,
+    /// Set once, when the job is accepted with tracked links.
+    links: OnceLock<Arc<JobLinks>>,
     shards: Vec<Shard>,
     next_shard: AtomicUsize,
     state: Mutex<JobState>,
@@ -85,6 +92,8 @@ pub struct JobParts {
     pub currency: Currency,
     pub prices: ProviderPrices,
     pub shards: usize,
+    /// Times receipts, opens and clicks for the per-minute series.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Job {
@@ -124,7 +133,9 @@ impl Job {
             currency: parts.currency,
             prices: parts.prices,
             counters,
-            delivery: (0..n).map(|_| AtomicU8::new(0)).collect(),
+            delivery: Delivery::new(n),
+            clock: parts.clock,
+            links: OnceLock::new(),
             outcomes,
             audience,
             shards,
@@ -267,15 +278,6 @@ impl Job {
         }
     }
 
-    /// The delivery receipt of recipient `i`, if one came.
-    pub fn delivery(&self, i: u32) -> Option<DeliveryStatus> {
-        match self.delivery[i as usize].load(Relaxed) {
-            1 => Some(DeliveryStatus::Delivered),
-            2 => Some(DeliveryStatus::Undelivered),
-            _ => None,
-        }
-    }
-
     fn was_deferred(&self, i: u32) -> bool {
         self.outcomes[i as usize].load(Relaxed) == RecipientOutcome::Deferred.to_code()
     }
@@ -317,21 +319,58 @@ impl Job {
         self.counters.failed.fetch_add(1, Relaxed);
     }
 
-    /// Records a delivery receipt; a repeated receipt for the same recipient counts once.
+    /// Records a simulated delivery receipt; a repeated receipt for the same recipient
+    /// counts once.
     pub fn record_receipt(&self, i: u32, status: DeliveryStatus) {
-        let code = match status {
-            DeliveryStatus::Delivered => 1,
-            DeliveryStatus::Undelivered => 2,
+        let status = match status {
+            DeliveryStatus::Delivered => ReceiptStatus::Delivered,
+            DeliveryStatus::Undelivered => ReceiptStatus::Undelivered,
         };
-        if self.delivery[i as usize]
-            .compare_exchange(0, code, AcqRel, Relaxed)
-            .is_ok()
-        {
-            match status {
-                DeliveryStatus::Delivered => self.counters.delivered.fetch_add(1, Relaxed),
-                DeliveryStatus::Undelivered => self.counters.undelivered.fetch_add(1, Relaxed),
-            };
+        self.apply_receipt(i, ReceiptUpdate { status, part: None });
+    }
+
+    /// Applies a provider's receipt to recipient `i` (see [`Delivery::apply`]).
+    pub fn apply_receipt(&self, i: u32, update: ReceiptUpdate) -> ReceiptEffect {
+        self.delivery
+            .apply(i, update, &self.counters, self.clock.now())
+    }
+
+    /// Marks recipient `i` `unknown` when no receipt came in time.
+    pub fn mark_unknown(&self, i: u32) -> bool {
+        self.delivery.mark_unknown(i, &self.counters)
+    }
+
+    /// Records the accepted messages of one provider answer in the minute and country figures.
+    pub fn record_accepted(&self, batch: &[AcceptedMessage]) {
+        self.delivery.record_accepted(batch, self.clock.now());
+    }
+
+    /// Records an open of recipient `i`'s message.
+    pub fn record_open(&self, i: u32) {
+        self.delivery.record_open(i, self.clock.now());
+    }
+
+    /// Records a click on link `link` of recipient `i`'s message.
+    pub fn record_click(&self, i: u32, link: usize) {
+        self.delivery.record_click(i, link, self.clock.now());
+    }
+
+    /// Gives the job its tracked links (once; later calls are ignored).
+    pub fn set_links(&self, links: JobLinks) {
+        let _ = self.links.set(Arc::new(links));
+    }
+
+    /// The job's tracked links, if it has them.
+    pub fn links(&self) -> Option<&Arc<JobLinks>> {
+        self.links.get()
+    }
+
+    /// Recipient `i`'s rendered body with its link tokens filled in.
+    pub fn fill_links(&self, i: u32, mut body: String) -> String {
+        if let Some(l) = self.links.get() {
+            crate::links::rewrite::fill(&mut body, &l.signer, l.tag, i);
         }
+        body
     }
 
     /// Drops every deferred recipient (on cancel); they read as cancelled.

@@ -5,6 +5,7 @@
 
 pub mod audience;
 pub mod counters;
+pub mod delivery;
 pub mod dispatcher;
 pub mod job;
 pub mod planner;
@@ -16,6 +17,9 @@ mod worker;
 
 pub use audience::{Audience, AudienceBuilder, AudienceError};
 pub use counters::{Counts, JobCounters};
+pub use delivery::{
+    AcceptedMessage, DeliveryState, ReceiptEffect, ReceiptStatus, ReceiptUpdate, SendObserver,
+};
 pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, QueueDepths, TransitionError};
 pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;

@@ -98,6 +98,7 @@ pub fn plan(
             currency: slot.currency,
             prices,
             shards: dispatcher.shards_per_job(),
+            clock: dispatcher.clock().clone(),
         },
         audience,
         now,

@@ -118,7 +118,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
                     id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
                     to: m.phone.e164,
                     channel: job.spec.channel,
-                    body: m.body,
+                    body: job.fill_links(i, m.body),
                     parts: m.parts.parts,
                 });
             }
@@ -217,6 +217,7 @@ async fn record_outcomes(
     let mut receipt_after = Duration::ZERO;
     let mut to_release = Vec::new();
     let mut cost_total = 0i64;
+    let mut accepted = Vec::new();
     let (mut retry_metas, mut retry_messages, mut throttle) =
         (Vec::new(), Vec::new(), Duration::ZERO);
     let mut transient = 0usize;
@@ -225,7 +226,9 @@ async fn record_outcomes(
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
         match outcome {
-            SendOutcome::Accepted { .. } => {
+            SendOutcome::Accepted {
+                provider_message_id,
+            } => {
                 let unit = job.prices.unit_price(meta.region);
                 let cost = unit.times(message.parts);
                 if inner.deps.ledger.is_some() {
@@ -241,6 +244,13 @@ async fn record_outcomes(
                 }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
+                accepted.push(super::AcceptedMessage {
+                    index: meta.index,
+                    region: meta.region,
+                    parts: message.parts,
+                    cost_micros: cost.0,
+                    provider_message_id,
+                });
                 if let Some(r) = slot.provider.simulated_receipt(&message) {
                     receipt_after = r.after;
                     receipts.push((meta.index, r.status));
@@ -290,6 +300,10 @@ async fn record_outcomes(
         }
     }
     release_caps(inner, &to_release, decided_at).await;
+    job.record_accepted(&accepted);
+    if let Some(observer) = &inner.deps.observer {
+        observer.accepted(job, &accepted);
+    }
     if !receipts.is_empty() {
         let batch = ReceiptBatch {
             due: Instant::now() + receipt_after,

@@ -1,5 +1,6 @@
-//! What upstream systems read about a job: its status, progress, ETA and counts, and what
-//! happened to each recipient.
+//! What upstream systems read about a job: its status, progress, ETA and counts, what
+//! happened to each recipient, and funnel reports per job and per campaign.
 
+pub mod campaign;
 pub mod job_view;
 pub mod recipients;

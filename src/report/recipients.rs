@@ -4,7 +4,6 @@ use serde::Serialize;
 
 use crate::dispatch::Job;
 use crate::domain::{MessageId, RecipientOutcome};
-use crate::provider::DeliveryStatus;
 
 /// One line of the per-recipient report.
 #[derive(Debug, Serialize)]
@@ -18,6 +17,10 @@ pub struct RecipientLine<'a> {
     pub message_id: Option<MessageId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<&'static str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub opened: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub clicked: bool,
 }
 
 /// The line for recipient `i` (0-based; `line` is 1-based in submission order).
@@ -34,10 +37,8 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
     };
     let message_id = matches!(outcome, RecipientOutcome::Sent | RecipientOutcome::Failed)
         .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
-    let delivery = job.delivery(i).map(|d| match d {
-        DeliveryStatus::Delivered => "delivered",
-        DeliveryStatus::Undelivered => "undelivered",
-    });
+    let delivery = job.delivery.state(i).map(|d| d.as_str());
+    let (opened, clicked) = job.delivery.engagement(i);
     RecipientLine {
         line: i + 1,
         contact_id,
@@ -45,5 +46,7 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
         reason,
         message_id,
         delivery,
+        opened,
+        clicked,
     }
 }

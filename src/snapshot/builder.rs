@@ -222,6 +222,7 @@ impl Builder {
             attrs: self.attrs,
             zones: self.zones,
             overlay: Overlay::default(),
+            phone_index: Default::default(),
         };
         (snapshot, report)
     }

@@ -39,6 +39,7 @@ mod load;
 mod ndjson;
 mod overlay;
 mod owned;
+mod phone_index;
 mod phones;
 mod record;
 mod store;

@@ -78,6 +78,17 @@ impl Overlay {
             .collect()
     }
 
+    /// Every live upserted contact, whether or not it replaces a loaded one.
+    pub(crate) fn upserted_contacts(&self) -> Vec<Arc<OwnedContact>> {
+        if !self.is_active() {
+            return Vec::new();
+        }
+        self.slots
+            .iter()
+            .filter_map(|slot| slot.contact.clone())
+            .collect()
+    }
+
     /// Inserts or replaces a contact. `base` is its loaded record, if the table has one;
     /// `records` is the table's record count (to size the bitset).
     pub(crate) fn upsert(&self, contact: OwnedContact, base: Option<u32>, records: usize) {

@@ -42,6 +42,8 @@ pub struct Snapshot {
     pub(crate) attrs: Interner,
     pub(crate) zones: ZoneTable,
     pub(crate) overlay: Overlay,
+    /// Loaded contacts by phone, built on first use (`phone_index.rs`).
+    pub(crate) phone_index: std::sync::OnceLock<super::phone_index::PhoneIndex>,
 }
 
 static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
@@ -68,6 +70,7 @@ impl Snapshot {
             attrs: Interner::default(),
             zones: ZoneTable::default(),
             overlay: Overlay::default(),
+            phone_index: Default::default(),
         }
     }
 
@@ -195,7 +198,7 @@ impl Snapshot {
         }
     }
 
-    fn is_dead(&self, i: usize) -> bool {
+    pub(crate) fn is_dead(&self, i: usize) -> bool {
         self.dead
             .get(i / 64)
             .is_some_and(|w| w >> (i % 64) & 1 == 1)

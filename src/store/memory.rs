@@ -29,16 +29,6 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
-
-    /// Every consent change recorded, oldest first (for audit views).
-    pub fn consent_history(&self, contact_id: &str) -> Vec<ConsentChange> {
-        self.consent_history
-            .lock()
-            .iter()
-            .filter(|c| c.contact_id == contact_id)
-            .cloned()
-            .collect()
-    }
 }
 
 #[async_trait]
@@ -100,6 +90,29 @@ impl StateStore for MemoryStore {
             history.push(c.clone());
         }
         Ok(())
+    }
+
+    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+        Ok(self
+            .consent_history
+            .lock()
+            .iter()
+            .filter(|c| c.contact_id == contact_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn consent_changes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
+        Ok(self
+            .consent_history
+            .lock()
+            .iter()
+            .filter(|c| c.at >= since)
+            .cloned()
+            .collect())
     }
 
     async fn reserve_caps(
@@ -247,6 +260,50 @@ mod tests {
             s.reserve_caps(&rules(), &[tx], t1).await.unwrap(),
             vec![true]
         );
+    }
+
+    #[tokio::test]
+    async fn consent_history_keeps_every_change_in_order() {
+        let s = MemoryStore::new();
+        let t0 = Utc::now();
+        let change = |id: &str, consent, secs| ConsentChange {
+            contact_id: id.into(),
+            channel: Channel::Sms,
+            consent,
+            source: "inbound:sandbox".into(),
+            at: t0 + Duration::seconds(secs),
+        };
+        s.record_consent(&[
+            change("a", Consent::OptOut, 0),
+            change("b", Consent::OptOut, 1),
+        ])
+        .await
+        .unwrap();
+        s.record_consent(&[change("a", Consent::OptIn, 2)])
+            .await
+            .unwrap();
+        let h = s.consent_history("a").await.unwrap();
+        assert_eq!(
+            h.iter().map(|c| c.consent).collect::<Vec<_>>(),
+            [Consent::OptOut, Consent::OptIn]
+        );
+        assert_eq!(s.consent_history("zz").await.unwrap(), vec![]);
+        let since = s
+            .consent_changes_since(t0 + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(since.len(), 2);
+        let facts = s
+            .recipient_facts(
+                Channel::Sms,
+                &[FactsQuery {
+                    contact_id: "a",
+                    phone: 1,
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(facts[0].consent_override, Some(Consent::OptIn));
     }
 
     #[tokio::test]

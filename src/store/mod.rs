@@ -103,6 +103,16 @@ pub trait StateStore: Send + Sync + 'static {
     /// Records consent changes (they override the snapshot from now on).
     async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError>;
 
+    /// Every consent change recorded for a contact, oldest first (the audit trail).
+    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError>;
+
+    /// Every consent change recorded at or after `since`, oldest first (reports count the
+    /// opt-outs that followed a send).
+    async fn consent_changes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ConsentChange>, StoreError>;
+
     /// Atomically checks every rule matching each request and, only when all pass, reserves
     /// a slot at `now`. Answers per request whether it was reserved. Two callers racing for
     /// the same contact can never exceed a cap together.

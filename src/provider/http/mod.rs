@@ -89,7 +89,7 @@ impl HttpSettings {
                 };
                 let name = HeaderName::from_bytes(c.auth_header.trim().as_bytes())
                     .map_err(|_| auth_err("invalid header name"))?;
-                let mut value = HeaderValue::from_str(secret.expose())
+                let mut value = HeaderValue::from_bytes(secret.expose())
                     .map_err(|_| auth_err("the credential is not a valid header value"))?;
                 value.set_sensitive(true);
                 Some((name, value))

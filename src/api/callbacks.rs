@@ -1,0 +1,93 @@
+//! Provider callbacks: `POST /v1/callbacks/{provider}/receipts` and
+//! `POST /v1/callbacks/{provider}/inbound`. Authenticated by the provider's HMAC signature,
+//! not an API key (see [`crate::callbacks::signature`]): the raw body is read (capped),
+//! verified, and only then parsed. Replays are answered idempotently ([`crate::callbacks`]).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::error::ApiError;
+use crate::app::AppState;
+use crate::callbacks::inbound::{self, InboundTally};
+use crate::callbacks::receipt::{self, WireError};
+use crate::callbacks::signature::{Verified, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use crate::callbacks::ProviderCallbacks;
+
+/// Reads and verifies a signed callback body.
+async fn signed<'a>(
+    state: &'a AppState,
+    provider: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'a ProviderCallbacks, Bytes, Verified), ApiError> {
+    let cb = &state.callbacks;
+    let p = cb
+        .provider(provider)
+        .ok_or_else(|| ApiError::not_found("provider"))?;
+    let limit = cb.max_body_bytes();
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| ApiError::too_large(limit as u64))?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let verified = cb
+        .authenticate(
+            p,
+            header(TIMESTAMP_HEADER),
+            header(SIGNATURE_HEADER),
+            &bytes,
+        )
+        .map_err(|e| {
+            tracing::info!(provider = %p.name, reason = e.code(), "callback refused");
+            ApiError::unauthenticated(e.code(), e.to_string())
+        })?;
+    Ok((p, bytes, verified))
+}
+
+fn wire_error(e: WireError) -> ApiError {
+    ApiError::invalid(e.field, e.message)
+}
+
+/// `POST /v1/callbacks/{provider}/receipts`: answers `{"applied","duplicates","unknown"}`.
+pub async fn receipts(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
+    let receipts = receipt::parse(&bytes).map_err(wire_error)?;
+    let tally = state.callbacks.apply_receipts(p, &receipts);
+    Ok(Json(tally).into_response())
+}
+
+/// `POST /v1/callbacks/{provider}/inbound`: keyword replies change consent at once.
+pub async fn inbound(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (p, bytes, verified) = signed(&state, &provider, &headers, body).await?;
+    let messages = inbound::parse(&bytes).map_err(wire_error)?;
+    let cb = &state.callbacks;
+    if !cb.first_use(&verified) {
+        return Ok(Json(InboundTally {
+            received: messages.len() as u64,
+            replayed: true,
+            ..InboundTally::default()
+        })
+        .into_response());
+    }
+    match cb.apply_inbound(p, messages).await {
+        Ok(tally) => Ok(Json(tally).into_response()),
+        Err(e) => {
+            cb.forget_use(&verified);
+            Err(e.into())
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The way back from providers: signed delivery receipts and inbound replies.
+//!
+//! - `signature.rs`: HMAC-SHA256 over `timestamp + "." + raw body`, checked before parsing.
+//! - `replay.rs`: recognises a signed request seen before within the window.
+//! - `receipt.rs`, `inbound.rs`, `wire.rs`: the body formats (object, array or NDJSON).
+//! - `message_id.rs`, `index.rs`: provider message id → (job, recipient), filled by workers
+//!   through [`SendObserver`]; early receipts parked; the `unknown` timeout swept.
+//! - `keywords.rs`: STOP / 退订 / START … in replies, width- and case-insensitive.
+//!
+//! **Replays.** Both endpoints accept a replayed request (the same signature again within
+//! the window) idempotently, and it never changes anything twice. Receipts are idempotent by
+//! construction (a message's state only moves forward, the first final receipt wins), so a
+//! replay is applied again and every receipt in it counts as a duplicate; a provider that
+//! retries after losing our answer gets 200. Inbound replies are not idempotent over time
+//! (replaying an old `START` after a `STOP` would subscribe someone again), so a replayed
+//! inbound request is answered 200 with `"replayed": true` and applies nothing.
+
+pub mod inbound;
+pub mod index;
+pub mod keywords;
+pub mod message_id;
+pub mod receipt;
+pub mod replay;
+pub mod signature;
+mod wire;
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::config::{Config, MessageIdFormat};
+use crate::dispatch::{AcceptedMessage, Job, SendObserver};
+use crate::domain::{Channel, Consent};
+use crate::phone::{self, RegionCode};
+use crate::snapshot::SnapshotStore;
+use crate::store::{ConsentChange, StateStore, StoreError, SuppressionKey};
+
+use inbound::{Inbound, InboundTally};
+use index::{IndexLimits, MessageIndex, Resolution, SweepReport};
+use keywords::Intent;
+use receipt::Receipt;
+use replay::ReplayGuard;
+use signature::{SignatureError, Verified, Verifier};
+
+/// One provider as callbacks see it.
+#[derive(Debug)]
+pub struct ProviderCallbacks {
+    pub name: String,
+    /// Its slot in the dispatcher (config order).
+    pub slot: u16,
+    pub channel: Channel,
+    pub format: MessageIdFormat,
+    verifier: Verifier,
+}
+
+impl ProviderCallbacks {
+    /// Whether callbacks are configured (a secret is set); only then are its sends indexed.
+    pub fn accepts_callbacks(&self) -> bool {
+        self.verifier.is_configured()
+    }
+}
+
+/// What a batch of receipts did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ReceiptTally {
+    /// Receipts that moved a message forward (or recorded a new part of it).
+    pub applied: u64,
+    /// Receipts for messages already settled, or parts already reported.
+    pub duplicates: u64,
+    /// Receipts for ids no message is registered under (kept a while in case the send answer
+    /// is still on its way, then dropped).
+    pub unknown: u64,
+}
+
+/// The callbacks service.
+pub struct Callbacks {
+    providers: Vec<ProviderCallbacks>,
+    index: MessageIndex,
+    replay: ReplayGuard,
+    store: Arc<dyn StateStore>,
+    snapshots: Arc<SnapshotStore>,
+    clock: Arc<dyn Clock>,
+    default_region: RegionCode,
+    tolerance_seconds: i64,
+    sweep_interval: Duration,
+    max_body_bytes: usize,
+}
+
+impl Callbacks {
+    /// Builds the service from the configuration (secrets already read from the environment).
+    pub fn new(
+        config: &Config,
+        store: Arc<dyn StateStore>,
+        snapshots: Arc<SnapshotStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Callbacks> {
+        let c = &config.callbacks;
+        let providers = config
+            .providers
+            .iter()
+            .enumerate()
+            .map(|(slot, p)| {
+                if p.callback_secrets.is_empty() {
+                    tracing::warn!(provider = %p.name, "no callback secret set; its receipts and inbound replies will be refused");
+                }
+                ProviderCallbacks {
+                    name: p.name.clone(),
+                    slot: slot as u16,
+                    channel: p.channel,
+                    format: p.message_id_format,
+                    verifier: Verifier::new(&p.callback_secrets, c.signature_tolerance_seconds),
+                }
+            })
+            .collect();
+        let secs = |v: u64| v.min(i64::MAX as u64 / 4) as i64;
+        Arc::new(Callbacks {
+            providers,
+            index: MessageIndex::new(IndexLimits {
+                receipt_timeout_seconds: secs(c.receipt_timeout_seconds),
+                retention_seconds: secs(c.index_retention_seconds),
+                pending_seconds: secs(c.pending_receipt_seconds),
+                max_pending: c.max_pending_receipts,
+            }),
+            replay: ReplayGuard::new(),
+            store,
+            snapshots,
+            clock,
+            default_region: config.snapshot.region(),
+            tolerance_seconds: secs(c.signature_tolerance_seconds),
+            sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
+            max_body_bytes: c.max_body_bytes,
+        })
+    }
+
+    /// The provider of that name.
+    pub fn provider(&self, name: &str) -> Option<&ProviderCallbacks> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+
+    /// Cap on a callback body.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The provider-id index.
+    pub fn index(&self) -> &MessageIndex {
+        &self.index
+    }
+
+    /// Checks a request's signature headers against its raw body.
+    pub fn authenticate(
+        &self,
+        provider: &ProviderCallbacks,
+        timestamp: Option<&str>,
+        signature: Option<&str>,
+        body: &[u8],
+    ) -> Result<Verified, SignatureError> {
+        let now = self.clock.now().timestamp();
+        provider.verifier.verify(timestamp, signature, body, now)
+    }
+
+    /// Records a verified request; false when the same signature was already seen.
+    pub fn first_use(&self, verified: &Verified) -> bool {
+        self.replay.first_use(
+            verified.signature,
+            verified.timestamp + self.tolerance_seconds,
+        )
+    }
+
+    /// Forgets a verified request whose application failed, so the provider's retry applies.
+    pub fn forget_use(&self, verified: &Verified) {
+        self.replay.forget(&verified.signature);
+    }
+
+    /// Applies receipts of `provider`.
+    pub fn apply_receipts(
+        &self,
+        provider: &ProviderCallbacks,
+        receipts: &[Receipt],
+    ) -> ReceiptTally {
+        let now = self.clock.now().timestamp();
+        let mut tally = ReceiptTally::default();
+        let mut first_unknown: Option<&str> = None;
+        for r in receipts {
+            let resolution = match message_id::key(provider.slot, provider.format, &r.message_id) {
+                Some(key) => self.index.apply(key, r.update, now),
+                None => Resolution::Unknown,
+            };
+            match resolution {
+                Resolution::Applied => tally.applied += 1,
+                Resolution::Duplicate => tally.duplicates += 1,
+                Resolution::Unknown => {
+                    tally.unknown += 1;
+                    first_unknown.get_or_insert(&r.message_id);
+                }
+            }
+        }
+        if let Some(example) = first_unknown {
+            tracing::info!(
+                provider = %provider.name,
+                unknown = tally.unknown,
+                example = %example.chars().take(64).collect::<String>(),
+                "receipts for message ids not registered (yet)"
+            );
+        }
+        tally
+    }
+
+    /// Applies inbound replies of `provider`: keyword replies change consent at once.
+    pub async fn apply_inbound(
+        &self,
+        provider: &ProviderCallbacks,
+        messages: Vec<Inbound>,
+    ) -> Result<InboundTally, StoreError> {
+        let now = self.clock.now();
+        let mut tally = InboundTally {
+            received: messages.len() as u64,
+            ..InboundTally::default()
+        };
+        let mut wanted: Vec<(Intent, u64)> = Vec::new();
+        for m in &messages {
+            let Some(intent) = keywords::classify(&m.text) else {
+                tally.ignored += 1;
+                continue;
+            };
+            match phone::parse(&m.from, self.default_region) {
+                Ok(p) => wanted.push((intent, p.e164)),
+                Err(_) => {
+                    tally.unmatched += 1;
+                    tracing::warn!(provider = %provider.name, "keyword reply from an unparsable sender");
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return Ok(tally);
+        }
+        let snapshot = self.snapshots.current();
+        let phones: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
+        let found = tokio::task::spawn_blocking(move || {
+            phones
+                .iter()
+                .map(|&p| {
+                    snapshot
+                        .contacts_with_phone(p)
+                        .iter()
+                        .map(|c| c.contact_id().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("contact lookup: {e}")))?;
+        let source = format!("inbound:{}", provider.name);
+        let mut changes = Vec::new();
+        let mut suppress = Vec::new();
+        for ((intent, e164), contacts) in wanted.into_iter().zip(found) {
+            let consent = match intent {
+                Intent::OptOut => Consent::OptOut,
+                Intent::OptIn => Consent::OptIn,
+            };
+            match (contacts.is_empty(), intent) {
+                (true, Intent::OptOut) => {
+                    tally.suppressed_unknown_sender += 1;
+                    suppress.push(SuppressionKey::Phone(e164));
+                }
+                (true, Intent::OptIn) => tally.unmatched += 1,
+                (false, Intent::OptOut) => tally.opted_out += 1,
+                (false, Intent::OptIn) => tally.opted_in += 1,
+            }
+            tracing::info!(
+                provider = %provider.name,
+                sender = %phone::mask(e164),
+                intent = ?intent,
+                contacts = contacts.len(),
+                "inbound keyword reply"
+            );
+            changes.extend(contacts.into_iter().map(|contact_id| ConsentChange {
+                contact_id,
+                channel: provider.channel,
+                consent,
+                source: source.clone(),
+                at: now,
+            }));
+        }
+        if !changes.is_empty() {
+            self.store.record_consent(&changes).await?;
+        }
+        if !suppress.is_empty() {
+            self.store.add_suppressions(&suppress).await?;
+        }
+        Ok(tally)
+    }
+
+    /// One sweep: receipt timeouts, index retention, parked receipts, replay memory.
+    pub fn sweep(&self) -> SweepReport {
+        let now = self.clock.now().timestamp();
+        self.replay.prune(now);
+        let report = self.index.sweep(now);
+        if report != SweepReport::default() {
+            tracing::debug!(?report, "callbacks sweep");
+        }
+        report
+    }
+
+    /// Runs [`Callbacks::sweep`] every `sweep_interval_ms` until the service is dropped.
+    pub fn spawn_sweeper(self: &Arc<Self>) {
+        let weak: Weak<Callbacks> = Arc::downgrade(self);
+        let interval = self.sweep_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(this) = weak.upgrade() else { return };
+                // Large sweeps walk many keys: keep them off the async workers.
+                let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
+            }
+        });
+    }
+}
+
+impl SendObserver for Callbacks {
+    fn accepted(&self, job: &Arc<Job>, batch: &[AcceptedMessage]) {
+        let Some(p) = self.providers.get(job.provider) else {
+            return;
+        };
+        if !p.accepts_callbacks() || batch.is_empty() {
+            return;
+        }
+        let keys: Vec<_> = batch
+            .iter()
+            .filter_map(|m| {
+                message_id::key(p.slot, p.format, &m.provider_message_id).map(|k| (k, m.index))
+            })
+            .collect();
+        self.index
+            .register(job, &keys, self.clock.now().timestamp());
+    }
+}

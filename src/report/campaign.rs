@@ -1,0 +1,461 @@
+//! Funnel reports for one job (`GET /v1/jobs/{id}/report`) or a campaign (every job with
+//! that campaign id, `GET /v1/campaigns/{campaign_id}/report`), as JSON or CSV.
+//!
+//! The funnel: audience → rejected (by reason) → sent → delivered / undelivered / expired /
+//! unknown → opened → clicked (total events and unique contacts) → opted out after the send;
+//! the rates between the steps; cost by channel, provider and destination country; and a
+//! per-minute series of sends, receipts, opens and clicks.
+//!
+//! Every figure comes from the jobs' atomic counters and per-recipient state, so it is exact
+//! while callbacks keep arriving (each field is read once; a report taken mid-flight is a
+//! consistent lower bound per field). "Opted out after the send" counts contacts that were
+//! sent a message and whose consent for that channel changed to opt-out (any source: inbound
+//! STOP, API) after the job started sending.
+//!
+//! CSV is a long table with a header `metric,dimension,value`: one row per figure, e.g.
+//! `funnel.sent,,120`, `rejected,opted_out,3`, `rate.delivered_of_sent,,0.9750`,
+//! `cost.by_country,CN CNY,5400000` (the dimension names the country and currency),
+//! `series.delivered,2026-11-23T04:01:00Z,57`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::dispatch::delivery::MinuteCounts;
+use crate::dispatch::Job;
+use crate::domain::{Consent, JobId, JobStatus, Reason, RecipientOutcome};
+use crate::store::{StateStore, StoreError};
+
+/// What a report covers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scope {
+    /// `job` or `campaign`.
+    pub kind: &'static str,
+    pub id: String,
+    pub jobs: Vec<JobId>,
+}
+
+/// Events and the contacts behind them.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct Engagement {
+    pub total: u64,
+    pub unique_contacts: u64,
+}
+
+/// Rejections.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Rejected {
+    pub total: u64,
+    pub by_reason: BTreeMap<&'static str, u64>,
+}
+
+/// The funnel's counts.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Funnel {
+    pub audience: u64,
+    pub rejected: Rejected,
+    pub deferred: u64,
+    /// Not decided yet (the job is still running or paused).
+    pub pending: u64,
+    /// Left unsent by a cancel.
+    pub cancelled: u64,
+    pub sent: u64,
+    /// Permanently failed at the provider.
+    pub failed: u64,
+    pub delivered: u64,
+    pub undelivered: u64,
+    pub expired: u64,
+    /// No receipt within the receipt timeout.
+    pub unknown: u64,
+    /// Sent, no receipt yet, timeout not reached.
+    pub awaiting_receipt: u64,
+    pub opened: Engagement,
+    pub clicked: Engagement,
+    pub opted_out_after_send: u64,
+}
+
+/// Ratios between funnel steps (four decimals); `null` when the base is zero.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Rates {
+    pub sent_of_audience: Option<f64>,
+    pub delivered_of_sent: Option<f64>,
+    pub opened_of_delivered: Option<f64>,
+    pub clicked_of_delivered: Option<f64>,
+    pub clicked_of_opened: Option<f64>,
+    pub opted_out_of_sent: Option<f64>,
+}
+
+/// One line of a cost breakdown.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct CostLine {
+    pub key: String,
+    pub currency: String,
+    pub messages: u64,
+    pub parts: u64,
+    pub cost_micros: i64,
+}
+
+/// Cost, in integer micros per currency.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Cost {
+    pub total_micros: BTreeMap<String, i64>,
+    pub by_channel: Vec<CostLine>,
+    pub by_provider: Vec<CostLine>,
+    pub by_country: Vec<CostLine>,
+}
+
+/// Clicks on one tracked link of one job.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LinkLine {
+    pub job: JobId,
+    pub index: usize,
+    pub url: String,
+    pub clicks: u64,
+}
+
+/// One minute of the series.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SeriesPoint {
+    pub minute: DateTime<Utc>,
+    #[serde(flatten)]
+    pub counts: MinuteCounts,
+}
+
+/// A whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scope: Scope,
+    pub generated_at: DateTime<Utc>,
+    pub funnel: Funnel,
+    pub rates: Rates,
+    pub cost: Cost,
+    pub links: Vec<LinkLine>,
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Builds the report of `jobs` (one job, or a campaign's jobs).
+pub async fn build(
+    kind: &'static str,
+    id: String,
+    jobs: &[Arc<Job>],
+    store: &dyn StateStore,
+    now: DateTime<Utc>,
+) -> Result<Report, StoreError> {
+    let mut f = Funnel::default();
+    let mut by_reason: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut cost = CostBook::default();
+    let mut series: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
+    let mut links = Vec::new();
+    for job in jobs {
+        let c = &job.counters;
+        let cancelled = if job.status() == JobStatus::Cancelled {
+            job.remaining()
+        } else {
+            0
+        };
+        let counts = c.snapshot(job.currency, cancelled);
+        f.audience += counts.audience;
+        for (reason, n) in counts.rejected {
+            *by_reason.entry(reason).or_default() += n;
+        }
+        f.deferred += counts.deferred;
+        f.cancelled += cancelled;
+        f.pending += job
+            .remaining()
+            .saturating_sub(counts.deferred)
+            .saturating_sub(cancelled);
+        f.sent += counts.sent;
+        f.failed += counts.failed;
+        f.delivered += counts.delivered;
+        f.undelivered += counts.undelivered;
+        f.expired += counts.expired;
+        f.unknown += counts.unknown;
+        f.opened.total += job.delivery.opened.load(Relaxed);
+        f.clicked.total += job.delivery.clicked.load(Relaxed);
+        let currency = job.currency.to_string();
+        let line = (counts.sent, counts.segments, counts.cost_micros);
+        cost.add(
+            Breakdown::Channel,
+            job.spec.channel.as_str(),
+            &currency,
+            line,
+        );
+        cost.add(Breakdown::Provider, &job.provider_name, &currency, line);
+        for (region, l) in job.delivery.countries() {
+            let l = (l.messages, l.parts, l.cost_micros);
+            cost.add(Breakdown::Country, region.as_str(), &currency, l);
+        }
+        for (minute, m) in job.delivery.series() {
+            series.entry(minute).or_default().add(&m);
+        }
+        if let Some(l) = job.links() {
+            let clicks = job.delivery.link_clicks(l.urls.len());
+            links.extend(
+                l.urls
+                    .iter()
+                    .zip(clicks)
+                    .enumerate()
+                    .map(|(index, (url, clicks))| LinkLine {
+                        job: job.id.clone(),
+                        index,
+                        url: url.clone(),
+                        clicks,
+                    }),
+            );
+        }
+    }
+    f.rejected = Rejected {
+        total: by_reason.values().sum(),
+        by_reason,
+    };
+    f.awaiting_receipt = f
+        .sent
+        .saturating_sub(f.delivered + f.undelivered + f.expired + f.unknown);
+    (f.opened.unique_contacts, f.clicked.unique_contacts) = unique_engagement(jobs);
+    f.opted_out_after_send = opted_out_after_send(jobs, store).await?;
+    let rate =
+        |n: u64, d: u64| (d > 0).then(|| (n as f64 / d as f64 * 10_000.0).round() / 10_000.0);
+    let rates = Rates {
+        sent_of_audience: rate(f.sent, f.audience),
+        delivered_of_sent: rate(f.delivered, f.sent),
+        opened_of_delivered: rate(f.opened.unique_contacts, f.delivered),
+        clicked_of_delivered: rate(f.clicked.unique_contacts, f.delivered),
+        clicked_of_opened: rate(f.clicked.unique_contacts, f.opened.unique_contacts),
+        opted_out_of_sent: rate(f.opted_out_after_send, f.sent),
+    };
+    Ok(Report {
+        scope: Scope {
+            kind,
+            id,
+            jobs: jobs.iter().map(|j| j.id.clone()).collect(),
+        },
+        generated_at: now,
+        funnel: f,
+        rates,
+        cost: cost.finish(),
+        links,
+        series: series
+            .into_iter()
+            .filter_map(|(minute, counts)| {
+                DateTime::from_timestamp(minute.saturating_mul(60), 0)
+                    .map(|minute| SeriesPoint { minute, counts })
+            })
+            .collect(),
+    })
+}
+
+/// Unique contacts that opened and that clicked, across the jobs (a contact reached by two
+/// jobs of a campaign counts once).
+fn unique_engagement(jobs: &[Arc<Job>]) -> (u64, u64) {
+    if let [job] = jobs {
+        return (
+            job.delivery.opened_unique.load(Relaxed),
+            job.delivery.clicked_unique.load(Relaxed),
+        );
+    }
+    let (mut opened, mut clicked) = (HashSet::new(), HashSet::new());
+    for job in jobs {
+        if job.delivery.opened_unique.load(Relaxed) == 0 {
+            continue;
+        }
+        for i in 0..job.audience.len() as u32 {
+            let (o, c) = job.delivery.engagement(i);
+            if o {
+                opened.insert(job.audience.contact_id(i));
+            }
+            if c {
+                clicked.insert(job.audience.contact_id(i));
+            }
+        }
+    }
+    (opened.len() as u64, clicked.len() as u64)
+}
+
+/// Contacts sent a message by one of the jobs who opted out of its channel afterwards.
+async fn opted_out_after_send(
+    jobs: &[Arc<Job>],
+    store: &dyn StateStore,
+) -> Result<u64, StoreError> {
+    let Some(since) = jobs.iter().filter_map(|j| j.state().started_at).min() else {
+        return Ok(0);
+    };
+    let changes = store.consent_changes_since(since).await?;
+    let mut opted_out: HashMap<(&str, crate::domain::Channel), DateTime<Utc>> = HashMap::new();
+    for c in changes.iter().filter(|c| c.consent == Consent::OptOut) {
+        opted_out
+            .entry((c.contact_id.as_str(), c.channel))
+            .or_insert(c.at);
+    }
+    if opted_out.is_empty() {
+        return Ok(0);
+    }
+    let mut contacts = HashSet::new();
+    for job in jobs {
+        let Some(started) = job.state().started_at else {
+            continue;
+        };
+        for i in 0..job.audience.len() as u32 {
+            let contact = job.audience.contact_id(i);
+            let after = opted_out
+                .get(&(contact, job.spec.channel))
+                .is_some_and(|at| *at >= started);
+            if after && job.outcome(i) == RecipientOutcome::Sent {
+                contacts.insert(contact);
+            }
+        }
+    }
+    Ok(contacts.len() as u64)
+}
+
+#[derive(Clone, Copy)]
+enum Breakdown {
+    Channel,
+    Provider,
+    Country,
+}
+
+/// Messages, parts and cost micros.
+type Totals = (u64, u64, i64);
+
+#[derive(Default)]
+struct CostBook {
+    /// Per breakdown: (key, currency) → totals.
+    lines: [BTreeMap<(String, String), Totals>; 3],
+}
+
+impl CostBook {
+    fn add(&mut self, b: Breakdown, key: &str, currency: &str, (m, p, c): Totals) {
+        let e = self.lines[b as usize]
+            .entry((key.to_string(), currency.to_string()))
+            .or_default();
+        e.0 += m;
+        e.1 += p;
+        e.2 += c;
+    }
+
+    fn finish(self) -> Cost {
+        let [channel, provider, country] = self.lines.map(|m| {
+            m.into_iter()
+                .map(
+                    |((key, currency), (messages, parts, cost_micros))| CostLine {
+                        key,
+                        currency,
+                        messages,
+                        parts,
+                        cost_micros,
+                    },
+                )
+                .collect::<Vec<_>>()
+        });
+        let mut total_micros = BTreeMap::new();
+        for l in &channel {
+            *total_micros.entry(l.currency.clone()).or_default() += l.cost_micros;
+        }
+        Cost {
+            total_micros,
+            by_channel: channel,
+            by_provider: provider,
+            by_country: country,
+        }
+    }
+}
+
+/// The report as CSV (`metric,dimension,value`).
+pub fn to_csv(r: &Report) -> String {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut row = |metric: &str, dimension: &str, value: String| {
+        let _ = w.write_record([metric, dimension, value.as_str()]);
+    };
+    row("metric", "dimension", "value".into());
+    row("scope.kind", "", r.scope.kind.into());
+    row("scope.id", "", r.scope.id.clone());
+    for j in &r.scope.jobs {
+        row("scope.job", "", j.to_string());
+    }
+    let f = &r.funnel;
+    for (name, v) in [
+        ("funnel.audience", f.audience),
+        ("funnel.rejected", f.rejected.total),
+        ("funnel.deferred", f.deferred),
+        ("funnel.pending", f.pending),
+        ("funnel.cancelled", f.cancelled),
+        ("funnel.sent", f.sent),
+        ("funnel.failed", f.failed),
+        ("funnel.delivered", f.delivered),
+        ("funnel.undelivered", f.undelivered),
+        ("funnel.expired", f.expired),
+        ("funnel.unknown", f.unknown),
+        ("funnel.awaiting_receipt", f.awaiting_receipt),
+        ("funnel.opened.total", f.opened.total),
+        ("funnel.opened.unique_contacts", f.opened.unique_contacts),
+        ("funnel.clicked.total", f.clicked.total),
+        ("funnel.clicked.unique_contacts", f.clicked.unique_contacts),
+        ("funnel.opted_out_after_send", f.opted_out_after_send),
+    ] {
+        row(name, "", v.to_string());
+    }
+    for reason in Reason::ALL {
+        if let Some(n) = f.rejected.by_reason.get(reason.as_str()) {
+            row("rejected", reason.as_str(), n.to_string());
+        }
+    }
+    let rates = &r.rates;
+    for (name, v) in [
+        ("rate.sent_of_audience", rates.sent_of_audience),
+        ("rate.delivered_of_sent", rates.delivered_of_sent),
+        ("rate.opened_of_delivered", rates.opened_of_delivered),
+        ("rate.clicked_of_delivered", rates.clicked_of_delivered),
+        ("rate.clicked_of_opened", rates.clicked_of_opened),
+        ("rate.opted_out_of_sent", rates.opted_out_of_sent),
+    ] {
+        row(name, "", v.map(|v| format!("{v:.4}")).unwrap_or_default());
+    }
+    for (currency, v) in &r.cost.total_micros {
+        row("cost.total_micros", currency, v.to_string());
+    }
+    for (name, lines) in [
+        ("cost.by_channel", &r.cost.by_channel),
+        ("cost.by_provider", &r.cost.by_provider),
+        ("cost.by_country", &r.cost.by_country),
+    ] {
+        for l in lines {
+            let dim = format!("{} {}", l.key, l.currency);
+            row(&format!("{name}.messages"), &dim, l.messages.to_string());
+            row(&format!("{name}.parts"), &dim, l.parts.to_string());
+            row(
+                &format!("{name}.cost_micros"),
+                &dim,
+                l.cost_micros.to_string(),
+            );
+        }
+    }
+    for l in &r.links {
+        row(
+            "link.clicks",
+            &format!("{} {} {}", l.job, l.index, l.url),
+            l.clicks.to_string(),
+        );
+    }
+    for p in &r.series {
+        let minute = p.minute.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let c = &p.counts;
+        for (name, v) in [
+            ("series.sent", c.sent),
+            ("series.parts", c.parts),
+            ("series.delivered", c.delivered),
+            ("series.undelivered", c.undelivered),
+            ("series.expired", c.expired),
+            ("series.opened", c.opened),
+            ("series.clicked", c.clicked),
+        ] {
+            if v > 0 {
+                row(name, &minute, v.to_string());
+            }
+        }
+    }
+    let bytes = w.into_inner().unwrap_or_default();
+    String::from_utf8(bytes).unwrap_or_default()
+}
