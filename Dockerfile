@@ -1,5 +1,5 @@
 # Build stage: compile the release binary.
-FROM rust:1.88-bookworm AS build
+FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p herald --bin herald

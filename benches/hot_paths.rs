@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::domain::{Channel, JobId, MessageId, Purpose};
 use herald::phone::{self, RegionCode};
 use herald::policy::quiet_hours::QuietHours;
@@ -172,6 +172,97 @@ fn bench_ids(c: &mut Criterion) {
     g.finish();
 }
 
+/// A whole job through the dispatcher and the in-process sandbox (no latency, no failures,
+/// no rate limit, ledger off): decide, render, count parts, send, account.
+fn bench_whole_job(c: &mut Criterion) {
+    use herald::clock::SystemClock;
+    use herald::config::{Config, DEFAULT_TOML};
+    use herald::dispatch::planner::{plan, PlanRequest};
+    use herald::dispatch::{
+        AudienceBuilder, Dispatcher, DispatcherDeps, JobSpec, PartsLimiter, ProviderSlot,
+    };
+    use herald::domain::{Currency, JobStatus};
+    use herald::provider::sandbox::{Sandbox, SandboxSettings};
+    use herald::snapshot::SnapshotStore;
+
+    const JOB: usize = 50_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut config: Config = toml::from_str(DEFAULT_TOML).expect("config");
+    config.policy.quiet_hours.enabled = false;
+    config.policy.frequency_caps.clear();
+    let mut sandbox = config.providers[0].clone();
+    sandbox.latency_ms = 0;
+    sandbox.transient_failure_rate = 0.0;
+    sandbox.permanent_failure_rate = 0.0;
+    let snapshots = Arc::new(SnapshotStore::empty(CN));
+    snapshots.replace(snapshot()).expect("snapshot");
+    let dispatcher = rt.block_on(async {
+        Dispatcher::start(DispatcherDeps {
+            store: Arc::new(MemoryStore::new()),
+            snapshots,
+            providers: vec![ProviderSlot {
+                provider: Arc::new(Sandbox::new(SandboxSettings::from_config(&sandbox))),
+                channel: Channel::Sms,
+                currency: Currency::parse("CNY").expect("currency"),
+                limiter: PartsLimiter::new(0, 0),
+            }],
+            clock: Arc::new(SystemClock),
+            config: config.dispatch.clone(),
+            max_snapshot_age: Duration::hours(1),
+            ledger: None,
+            observer: None,
+        })
+    });
+    let mut g = c.benchmark_group("dispatch");
+    g.throughput(Throughput::Elements(JOB as u64));
+    g.sample_size(10);
+    g.bench_function("whole_job_sandbox_50k", |b| {
+        let _runtime = rt.enter();
+        b.iter(|| {
+            let mut audience = AudienceBuilder::new();
+            for i in 0..JOB {
+                audience
+                    .push(&format!("c{}", i % CONTACTS), None, None)
+                    .expect("push");
+            }
+            let job = plan(
+                &dispatcher,
+                &config,
+                PlanRequest {
+                    id: JobId::generate(),
+                    spec: JobSpec {
+                        campaign_id: "bench".into(),
+                        channel: Channel::Sms,
+                        purpose: Purpose::Marketing,
+                        priority: 100,
+                        send_at: None,
+                        template_body: "Hi {{first_name}}".into(),
+                        phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
+                        created_at: Utc::now(),
+                    },
+                    template: Arc::new(
+                        Template::compile("Hi {{first_name}}, sale in {{city}}").expect("t"),
+                    ),
+                    job_variables: HashMap::new(),
+                    audience: audience.finish(),
+                    reserve_caps: true,
+                },
+            )
+            .expect("plan");
+            dispatcher.submit(job.clone());
+            rt.block_on(async {
+                while job.status() != JobStatus::Completed {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+            });
+        })
+    });
+    g.finish();
+}
+
 fn all(c: &mut Criterion) {
     let snap = snapshot();
     bench_phone(c);
@@ -180,7 +271,7 @@ fn all(c: &mut Criterion) {
     bench_render(c);
     bench_rate_limiter(c);
     bench_ids(c);
-    let _ = BatchSize::SmallInput;
+    bench_whole_job(c);
 }
 
 criterion_group!(benches, all);
