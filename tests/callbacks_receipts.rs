@@ -7,22 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::signed::{receipt, sandbox_id, with_callbacks, NEXT_SECRET, SECRET};
-use common::{sms_job, Gateway};
+use common::{contacts_csv, sms_job, Gateway};
 use herald::config::{Config, Secret};
 use serde_json::{json, Value};
 
 const PATH: &str = "/v1/callbacks/sandbox/receipts";
-
-fn contacts_csv(n: usize) -> String {
-    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
-            23_000_000 + i
-        ));
-    }
-    s
-}
 
 /// A gateway that has sent a completed job to `n` contacts; answers it and the sandbox
 /// message ids by recipient.

@@ -5,22 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{sms_job, Gateway};
+use common::{contacts_csv, sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 
 /// `n` opted-in contacts with valid, distinct Chinese mobile numbers.
-fn contacts_csv(n: usize) -> String {
-    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
-            23_000_000 + i
-        ));
-    }
-    s
-}
-
 fn audience(n: usize) -> Value {
     Value::Array(
         (0..n)

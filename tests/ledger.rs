@@ -6,21 +6,10 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{sms_job, Gateway};
+use common::{contacts_csv, sms_job, Gateway};
 use redb::ReadableTable;
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn contacts_csv(n: usize) -> String {
-    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
-            23_000_000 + i
-        ));
-    }
-    s
-}
 
 #[tokio::test]
 async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {

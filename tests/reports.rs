@@ -6,20 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::signed::{receipt, sandbox_id, with_callbacks};
-use common::{sms_job, Gateway};
+use common::{contacts_csv, sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-fn contacts_csv(n: usize) -> String {
-    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!(
-            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
-            23_000_000 + i
-        ));
-    }
-    s
-}
 
 async fn run(g: &Gateway, campaign: &str, contacts: &[&str]) -> (String, Vec<String>) {
     let audience: Vec<Value> = contacts.iter().map(|c| json!({"contact_id": c})).collect();

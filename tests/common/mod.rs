@@ -195,3 +195,16 @@ pub fn sms_job(campaign: &str, body: &str, contacts: Value) -> Value {
         "audience": { "contacts": contacts },
     })
 }
+
+/// A snapshot CSV of `n` opted-in contacts `c0..c{n-1}` with valid, distinct Chinese mobile
+/// numbers in Asia/Shanghai.
+pub fn contacts_csv(n: usize) -> String {
+    let mut s = String::from("contact_id,phone,timezone,sms_consent,first_name\n");
+    for i in 0..n {
+        s.push_str(&format!(
+            "c{i},+86131{:08},Asia/Shanghai,opt_in,N{i}\n",
+            23_000_000 + i
+        ));
+    }
+    s
+}
