@@ -2,6 +2,7 @@
 //! the HTTP server until a shutdown signal arrives.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -165,13 +166,21 @@ pub struct Running {
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, stops the workers.
+    /// Graceful stop: intake stops at once (in-flight requests finish), then workers stop
+    /// taking chunks and in-flight sends, retries and ledger writes get
+    /// `server.shutdown_timeout_seconds` to finish; the database is closed last.
     pub async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = self.task.await;
-        self.state.dispatcher.shutdown();
-        // Let in-flight chunks finish their ledger writes, then close the database.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let timeout = Duration::from_secs(self.state.config.config.server.shutdown_timeout_seconds);
+        if self.state.dispatcher.drain(timeout).await {
+            tracing::info!("dispatch drained");
+        } else {
+            tracing::warn!(
+                ?timeout,
+                "dispatch did not drain in time; unfinished chunks were not sent"
+            );
+        }
         self.state.ledger.close();
     }
 }

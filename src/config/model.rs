@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub data_dir: String,
     pub max_json_body_bytes: usize,
     pub max_upload_bytes: u64,
+    /// On SIGTERM, how long in-flight sends, retries and ledger writes may take to finish.
+    pub shutdown_timeout_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             data_dir: "./herald-data".into(),
             max_json_body_bytes: 16 << 20,
             max_upload_bytes: 8 << 30,
+            shutdown_timeout_seconds: 10,
         }
     }
 }

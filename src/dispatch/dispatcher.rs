@@ -71,6 +71,8 @@ pub(super) struct Inner {
 
 /// Retry tasks allowed in flight at once.
 const RETRY_SLOTS: usize = 4096;
+/// Chunks that may wait for their ledger commit at once.
+const LEDGER_SLOTS: usize = 256;
 
 /// Queue depths, read at scrape time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +103,7 @@ impl Dispatcher {
             shutdown: AtomicBool::new(false),
             receipts: tx,
             retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
-            ledger_slots: Arc::new(tokio::sync::Semaphore::new(256)),
+            ledger_slots: Arc::new(tokio::sync::Semaphore::new(LEDGER_SLOTS)),
         });
         for n in 0..workers {
             tokio::spawn(worker::run(inner.clone(), n as u64));
@@ -245,6 +247,26 @@ impl Dispatcher {
     }
 
     /// Stops the workers after their current chunk.
+    /// Stops taking new work and waits, up to `timeout`, until no chunk is held, no retry is
+    /// pending and every ledger write has committed. Answers whether everything drained.
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.shutdown();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let busy = self.inner.jobs.iter().any(|j| j.has_leases())
+                || self.inner.retry_slots.available_permits() < RETRY_SLOTS
+                || self.inner.ledger_slots.available_permits() < LEDGER_SLOTS;
+            if !busy {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops the workers after their current chunk (see [`Dispatcher::drain`] to wait).
     pub fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
         self.inner.work_ready.notify_waiters();
