@@ -54,7 +54,7 @@ async fn graceful_shutdown_under_load_loses_nothing() {
         c.sent.load(Ordering::SeqCst),
         c.failed.load(Ordering::SeqCst),
     );
-    assert!(sent >= 300 && sent < 3_000, "stopped mid-job: {sent}");
+    assert!((300..3_000).contains(&sent), "stopped mid-job: {sent}");
     // Everything counted as sent is in the ledger, once, and nothing else is.
     let entries = state.ledger.entries().unwrap();
     let mine: Vec<_> = entries.iter().filter(|e| e.entry.job_id == id).collect();

@@ -87,6 +87,8 @@ pub struct QueueDepths {
 #[derive(Clone)]
 pub struct Dispatcher {
     inner: Arc<Inner>,
+    /// The worker tasks, joined on drain so nothing holds the state afterwards.
+    workers: Arc<parking_lot::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Dispatcher {
@@ -105,11 +107,14 @@ impl Dispatcher {
             retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
             ledger_slots: Arc::new(tokio::sync::Semaphore::new(LEDGER_SLOTS)),
         });
-        for n in 0..workers {
-            tokio::spawn(worker::run(inner.clone(), n as u64));
-        }
+        let handles = (0..workers)
+            .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
+            .collect();
         tokio::spawn(worker::apply_receipts(rx));
-        Dispatcher { inner }
+        Dispatcher {
+            inner,
+            workers: Arc::new(parking_lot::Mutex::new(handles)),
+        }
     }
 
     /// Work waiting inside the dispatcher, for metrics.
@@ -257,13 +262,21 @@ impl Dispatcher {
                 || self.inner.retry_slots.available_permits() < RETRY_SLOTS
                 || self.inner.ledger_slots.available_permits() < LEDGER_SLOTS;
             if !busy {
-                return true;
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let handles: Vec<_> = std::mem::take(&mut *self.workers.lock());
+        for h in handles {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if tokio::time::timeout(left, h).await.is_err() {
+                return false;
+            }
+        }
+        true
     }
 
     /// Stops the workers after their current chunk (see [`Dispatcher::drain`] to wait).
