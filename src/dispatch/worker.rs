@@ -149,6 +149,8 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
                 seed,
             )
             .await;
+            // Release the slot last: a drain that sees it free finds nothing held.
+            drop(inner);
             drop(permit);
         });
     }
@@ -290,6 +292,7 @@ async fn record_outcomes(
                 for (index, parts, cost) in sent {
                     job.record_sent(index, parts, cost);
                 }
+                drop(ledger);
                 drop(permit);
             });
         }
