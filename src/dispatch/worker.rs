@@ -232,15 +232,10 @@ async fn record_outcomes(
                 let unit = job.prices.unit_price(meta.region);
                 let cost = unit.times(message.parts);
                 if inner.deps.ledger.is_some() {
-                    entries.push(ledger_entry(
-                        job,
-                        slot.provider.name(),
-                        &meta,
-                        &message,
-                        unit,
-                        cost,
-                        now,
-                    ));
+                    let mut entry =
+                        ledger_entry(job, slot.provider.name(), &meta, &message, unit, cost, now);
+                    entry.provider_message_id = Some(provider_message_id.clone());
+                    entries.push(entry);
                 }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
@@ -394,6 +389,7 @@ fn ledger_entry(
         currency: job.currency,
         at,
         references: None,
+        provider_message_id: None,
     }
 }
 
