@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::error::ApiError;
 use crate::dispatch::JobSpec;
-use crate::domain::{Channel, Purpose};
+use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
 use crate::template::Template;
 
@@ -37,6 +37,42 @@ pub struct JobRequest {
     /// Rewrite the template's links to tracked links (and add an open pixel to email).
     #[serde(default = "default_true")]
     pub track_links: bool,
+    /// Most the job may spend; it stops (`budget_exhausted`) before a send would pass it.
+    #[serde(default)]
+    pub budget: Option<BudgetRequest>,
+}
+
+/// A spending limit in micros of the provider's currency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    pub amount_micros: i64,
+    /// Required on submission; on resume it may be left out (the job's currency).
+    #[serde(default)]
+    pub currency: Option<Currency>,
+}
+
+impl BudgetRequest {
+    /// Checks the amount, and the currency against the `expected` one; answers the amount.
+    pub fn check(&self, expected: Currency, currency_required: bool) -> Result<i64, ApiError> {
+        if self.amount_micros <= 0 {
+            return Err(ApiError::invalid(
+                "budget.amount_micros",
+                "must be greater than 0",
+            ));
+        }
+        match self.currency {
+            Some(c) if c != expected => Err(ApiError::invalid(
+                "budget.currency",
+                format!("must be {expected}, the currency of the job's provider"),
+            )),
+            None if currency_required => Err(ApiError::invalid(
+                "budget.currency",
+                format!("is required (the provider bills in {expected})"),
+            )),
+            _ => Ok(self.amount_micros),
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -101,6 +137,8 @@ pub struct ValidJob {
     pub template: Arc<Template>,
     pub variables: HashMap<String, String>,
     pub track_links: bool,
+    /// The budget as requested; checked against the provider's currency once it is known.
+    pub budget: Option<BudgetRequest>,
 }
 
 /// Validates everything but the audience.
@@ -146,5 +184,6 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         template: Arc::new(template),
         variables: text_variables(req.variables.clone()),
         track_links: req.track_links,
+        budget: req.budget.clone(),
     })
 }

@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 
 use super::body::{capped_reader, next_line};
 use super::error::{parse_json, ApiError};
-use super::job_request::{text_variables, validate, JobRequest, RecipientRequest, ValidJob};
+use super::job_request::{
+    text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
+};
 use crate::app::AppState;
 use crate::dispatch::planner;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
@@ -65,6 +67,7 @@ pub async fn submit(
         ));
     };
     let links = prepare_links(&state, &mut valid)?;
+    let budget = valid.budget.as_ref().map(|b| b.amount_micros);
     let id = JobId::generate();
     if query.dry_run {
         let request = planner::PlanRequest {
@@ -122,6 +125,9 @@ pub async fn submit(
     if let Some(links) = &links {
         state.tracking.attach(&job, links, job.spec.channel);
     }
+    if let Some(amount) = budget {
+        job.budget.set_limit(amount);
+    }
     state.dispatcher.submit(job.clone());
     tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
     Ok((
@@ -171,6 +177,14 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
     planner::check_channel(&state.dispatcher, valid.spec.channel)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
+    if let Some(budget) = &valid.budget {
+        let currency = state
+            .dispatcher
+            .provider_for(valid.spec.channel)
+            .map(|(_, slot)| slot.currency)
+            .ok_or_else(|| ApiError::unprocessable("channel", "no provider for this channel"))?;
+        budget.check(currency, true)?;
+    }
     let now = state.clock.now();
     let scheduled_later = valid.spec.send_at.is_some_and(|t| t > now);
     if !scheduled_later && state.snapshot_stale(now) {
@@ -367,15 +381,39 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "jobs": views })).into_response())
 }
 
-/// `POST /v1/jobs/{id}/pause`, `/resume`, `/cancel`.
+/// Optional body of `POST /v1/jobs/{id}/resume`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    /// A raised budget; required to resume a `budget_exhausted` job.
+    #[serde(default)]
+    pub budget: Option<BudgetRequest>,
+}
+
+/// `POST /v1/jobs/{id}/pause`, `/resume` (optionally with `{"budget": {...}}`), `/cancel`.
 pub async fn transition(
     State(state): State<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
     let id = job_id(&id)?;
     let result = match action.as_str() {
         "pause" => state.dispatcher.pause(&id),
-        "resume" => state.dispatcher.resume(&id),
+        "resume" => {
+            let budget = if body.iter().all(u8::is_ascii_whitespace) {
+                None
+            } else {
+                let req: ResumeRequest = parse_json(&body, "")?;
+                let job = state
+                    .dispatcher
+                    .get(&id)
+                    .ok_or_else(|| ApiError::not_found("job"))?;
+                req.budget
+                    .map(|b| b.check(job.currency, false))
+                    .transpose()?
+            };
+            state.dispatcher.resume_with_budget(&id, budget)
+        }
         "cancel" => state.dispatcher.cancel(&id),
         _ => return Err(ApiError::not_found("action")),
     };
@@ -384,6 +422,11 @@ pub async fn transition(
         Err(TransitionError::NotFound) => Err(ApiError::not_found("job")),
         Err(e @ TransitionError::NotAllowed(..)) => {
             Err(ApiError::conflict("invalid_transition", e.to_string()))
+        }
+        Err(e @ TransitionError::BudgetNotRaised { .. }) => {
+            let mut err = ApiError::conflict("budget_not_raised", e.to_string());
+            err.field = Some("budget.amount_micros".into());
+            Err(err)
         }
     }
 }

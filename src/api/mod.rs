@@ -9,6 +9,7 @@ pub mod error;
 mod job_request;
 mod jobs;
 mod ledger;
+mod reconcile;
 mod reports;
 mod snapshot;
 mod suppressions;
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/jobs/{id}/{action}", post(jobs::transition))
         .route("/v1/ledger", get(ledger::entries))
         .route("/v1/ledger/summary", get(ledger::summary))
+        .route("/v1/ledger/reconcile", post(reconcile::reconcile))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -46,6 +46,8 @@ pub struct Counts {
     pub phone_corrected: u64,
     pub cancelled: u64,
     pub retries: u64,
+    /// Recipients left unsent because the job's budget ran out (while `budget_exhausted`).
+    pub over_budget: u64,
 }
 
 impl JobCounters {
@@ -83,6 +85,7 @@ impl JobCounters {
             phone_corrected: self.phone_corrected.load(Relaxed),
             cancelled,
             retries: self.retries.load(Relaxed),
+            over_budget: 0,
         }
     }
 }

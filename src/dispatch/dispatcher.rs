@@ -53,6 +53,9 @@ pub enum TransitionError {
     NotFound,
     #[error("job is {0:?} and cannot be {1}")]
     NotAllowed(JobStatus, &'static str),
+    /// A job stopped at its budget resumes only with a higher one.
+    #[error("budget.amount_micros must be above the current budget of {current} micros to resume")]
+    BudgetNotRaised { current: i64 },
 }
 
 pub(super) struct Inner {
@@ -211,10 +214,40 @@ impl Dispatcher {
 
     /// Resumes a paused job from its cursors; nobody is sent twice.
     pub fn resume(&self, id: &JobId) -> Result<JobStatus, TransitionError> {
-        self.transition(id, "resumed", |s| match s {
-            JobStatus::Paused => Some(JobStatus::Queued),
-            _ => None,
-        })
+        self.resume_with_budget(id, None)
+    }
+
+    /// Resumes a paused or `budget_exhausted` job, first raising its budget to `budget`
+    /// micros if given. A job stopped at its budget needs a higher one; recipients held
+    /// back by the budget are offered again first, and nobody is sent twice.
+    pub fn resume_with_budget(
+        &self,
+        id: &JobId,
+        budget: Option<i64>,
+    ) -> Result<JobStatus, TransitionError> {
+        let job = self.get(id).ok_or(TransitionError::NotFound)?;
+        let status = job.with_state(|st| {
+            if !matches!(st.status, JobStatus::Paused | JobStatus::BudgetExhausted) {
+                return Err(TransitionError::NotAllowed(st.status, "resumed"));
+            }
+            match budget {
+                Some(b) => job
+                    .budget
+                    .raise(b)
+                    .map_err(|e| TransitionError::BudgetNotRaised { current: e.current })?,
+                None if st.status == JobStatus::BudgetExhausted => {
+                    return Err(TransitionError::BudgetNotRaised {
+                        current: job.budget.limit().unwrap_or(0),
+                    })
+                }
+                None => {}
+            }
+            st.status = JobStatus::Queued;
+            Ok(JobStatus::Queued)
+        })?;
+        self.save(&job);
+        self.inner.work_ready.notify_waiters();
+        Ok(status)
     }
 
     /// Cancels a job: nothing more is sent; recipients not yet sent read as cancelled.

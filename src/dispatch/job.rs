@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use parking_lot::Mutex;
 
 use super::audience::Audience;
+use super::budget::Budget;
 use super::counters::JobCounters;
 use super::delivery::{AcceptedMessage, Delivery, ReceiptEffect, ReceiptStatus, ReceiptUpdate};
 use super::pricing::ProviderPrices;
@@ -67,6 +68,8 @@ pub struct Job {
     pub currency: Currency,
     pub prices: ProviderPrices,
     pub counters: JobCounters,
+    /// The spending budget (unlimited unless the job was given one).
+    pub budget: Budget,
     outcomes: Vec<AtomicU8>,
     /// Receipts, opens, clicks and the per-minute and per-country figures.
     pub delivery: Delivery,
@@ -77,6 +80,8 @@ pub struct Job {
     next_shard: AtomicUsize,
     state: Mutex<JobState>,
     deferred: Mutex<BTreeMap<DateTime<Utc>, Vec<u32>>>,
+    /// Recipients whose send did not fit the budget: offered again (first) after a resume.
+    over_budget: Mutex<Vec<u32>>,
     /// Recipients without a final outcome yet.
     remaining: AtomicU64,
     leases: AtomicUsize,
@@ -133,6 +138,7 @@ impl Job {
             currency: parts.currency,
             prices: parts.prices,
             counters,
+            budget: Budget::default(),
             delivery: Delivery::new(n),
             clock: parts.clock,
             links: OnceLock::new(),
@@ -147,6 +153,7 @@ impl Job {
                 blocked: None,
             }),
             deferred: Mutex::new(BTreeMap::new()),
+            over_budget: Mutex::new(Vec::new()),
             remaining: AtomicU64::new(remaining),
             leases: AtomicUsize::new(0),
         })
@@ -190,6 +197,18 @@ impl Job {
     /// Takes up to `max` recipients: due deferred ones first, then the next chunk of a shard
     /// nobody else holds. `None` when there is nothing to do right now.
     pub fn lease(&self, max: usize, now: DateTime<Utc>) -> Option<Lease> {
+        {
+            let mut held = self.over_budget.lock();
+            if !held.is_empty() {
+                let from = held.len() - max.min(held.len());
+                let indices = held.drain(from..).collect();
+                self.leases.fetch_add(1, AcqRel);
+                return Some(Lease {
+                    indices,
+                    shard: None,
+                });
+            }
+        }
         {
             let mut deferred = self.deferred.lock();
             let mut due = Vec::new();
@@ -303,6 +322,28 @@ impl Job {
             self.outcomes[i as usize].store(RecipientOutcome::Deferred.to_code(), Relaxed);
         }
         self.deferred.lock().entry(until).or_default().push(i);
+    }
+
+    /// Holds recipient `i`, whose send did not fit the budget, until a resume: it goes back
+    /// to undecided (a deferral is undone) and is offered again before anything else.
+    pub fn hold_over_budget(&self, i: u32) {
+        if self.was_deferred(i) {
+            self.counters.deferred.fetch_sub(1, Relaxed);
+            self.outcomes[i as usize].store(RecipientOutcome::Pending.to_code(), Relaxed);
+        }
+        self.over_budget.lock().push(i);
+    }
+
+    /// Recipients no worker has taken on: the unleased rest of every shard, those held back
+    /// by the budget, and deferred ones. While the job is `budget_exhausted` these are the
+    /// ones its budget left unsent (sends in flight are not among them).
+    pub fn untaken(&self) -> u64 {
+        let in_shards: usize = self
+            .shards
+            .iter()
+            .map(|s| s.indices.len().saturating_sub(s.cursor.load(Acquire)))
+            .sum();
+        (in_shards + self.over_budget.lock().len() + self.deferred_len()) as u64
     }
 
     /// Records a provider acceptance.

@@ -4,6 +4,7 @@
 //! every recipient exactly once.
 
 pub mod audience;
+pub mod budget;
 pub mod counters;
 pub mod delivery;
 pub mod dispatcher;
@@ -16,6 +17,7 @@ pub mod retry;
 mod worker;
 
 pub use audience::{Audience, AudienceBuilder, AudienceError};
+pub use budget::{Budget, BudgetView};
 pub use counters::{Counts, JobCounters};
 pub use delivery::{
     AcceptedMessage, DeliveryState, ReceiptEffect, ReceiptStatus, ReceiptUpdate, SendObserver,

@@ -93,6 +93,9 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
     let mut metas: Vec<Meta> = Vec::new();
     let mut messages: Vec<OutboundMessage> = Vec::new();
     let mut tally = metrics::DecisionTally::default();
+    // Once one message does not fit the budget, the rest of the chunk is held too.
+    let mut over_budget = false;
+    let mut held_caps: Vec<CapRequest> = Vec::new();
     for (&i, decision) in indices.iter().zip(decisions) {
         match decision {
             Decision::Reject(reason) => {
@@ -104,6 +107,13 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
                 job.record_deferred(i, until);
             }
             Decision::Send(m) => {
+                let cost = job.prices.unit_price(m.phone.region).times(m.parts.parts);
+                if over_budget || !job.budget.try_reserve(cost.0) {
+                    over_budget = true;
+                    job.hold_over_budget(i);
+                    held_caps.extend(m.cap);
+                    continue;
+                }
                 tally.accepted();
                 job.counters.accepted.fetch_add(1, Ordering::Relaxed);
                 if m.corrected {
@@ -125,6 +135,20 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
         }
     }
     tally.record(job.spec.channel);
+    if over_budget {
+        release_caps(inner, &held_caps, decided_at).await;
+        let stopped = job.with_state(|st| {
+            let running = matches!(st.status, JobStatus::Queued | JobStatus::Running);
+            if running {
+                st.status = JobStatus::BudgetExhausted;
+            }
+            running
+        });
+        if stopped {
+            tracing::info!(job = %job.id, "budget exhausted; the job stops until resumed with a raised budget");
+            inner.save(job);
+        }
+    }
     if messages.is_empty() {
         return true;
     }
@@ -180,6 +204,9 @@ async fn take_tokens(
     metrics::rate_limit_wait(job.spec.channel, &job.provider_name, started.elapsed());
     if granted < messages.len() {
         let abandoned: Vec<CapRequest> = metas[granted..].iter().filter_map(|m| m.cap).collect();
+        for (m, msg) in metas[granted..].iter().zip(&messages[granted..]) {
+            job.budget.give_back(message_cost(job, m, msg));
+        }
         release_caps(inner, &abandoned, decided_at).await;
         metas.truncate(granted);
         messages.truncate(granted);
@@ -234,15 +261,10 @@ async fn record_outcomes(
                 let unit = job.prices.unit_price(meta.region);
                 let cost = unit.times(message.parts);
                 if inner.deps.ledger.is_some() {
-                    entries.push(ledger_entry(
-                        job,
-                        slot.provider.name(),
-                        &meta,
-                        &message,
-                        unit,
-                        cost,
-                        now,
-                    ));
+                    let mut entry =
+                        ledger_entry(job, slot.provider.name(), &meta, &message, unit, cost, now);
+                    entry.provider_message_id = Some(provider_message_id.clone());
+                    entries.push(entry);
                 }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
@@ -259,6 +281,7 @@ async fn record_outcomes(
                 }
             }
             SendOutcome::Permanent { .. } => {
+                job.budget.give_back(message_cost(job, &meta, &message));
                 job.record_failed(meta.index);
                 to_release.extend(meta.cap);
             }
@@ -348,7 +371,8 @@ async fn retry(
         };
         let Some(delay) = next else {
             let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
-            for m in &metas {
+            for (m, msg) in metas.iter().zip(&messages) {
+                job.budget.give_back(message_cost(job, m, msg));
                 job.record_failed(m.index);
             }
             metrics::failed(
@@ -374,6 +398,11 @@ async fn retry(
     }
 }
 
+/// What a message costs, as reserved against the budget and charged in the ledger.
+fn message_cost(job: &Job, meta: &Meta, message: &OutboundMessage) -> i64 {
+    job.prices.unit_price(meta.region).times(message.parts).0
+}
+
 fn ledger_entry(
     job: &Job,
     provider: &str,
@@ -397,6 +426,7 @@ fn ledger_entry(
         currency: job.currency,
         at,
         references: None,
+        provider_message_id: None,
     }
 }
 

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Reason;
 
-/// Where a job is in its life. Terminal: `completed`, `cancelled`, `failed`.
+/// Where a job is in its life. Terminal: `completed`, `cancelled`, `failed`. A job that
+/// stopped at its budget (`budget_exhausted`) resumes with a raised one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
@@ -15,6 +16,7 @@ pub enum JobStatus {
     Completed,
     Cancelled,
     Failed,
+    BudgetExhausted,
 }
 
 impl JobStatus {
@@ -36,6 +38,7 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Cancelled => "cancelled",
             JobStatus::Failed => "failed",
+            JobStatus::BudgetExhausted => "budget_exhausted",
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct NewEntry {
     /// For refunds and corrections: the sequence number of the entry they adjust.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub references: Option<u64>,
+    /// The provider's id for the message, when it answered with one (entries written before
+    /// this field existed have none; absent fields keep their canonical bytes, so they verify).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
 }
 
 /// A stored entry: its place in the chain, the previous hash and its own.
@@ -130,6 +134,7 @@ mod tests {
             currency: Currency::parse("CNY").unwrap(),
             at: "2026-11-23T04:00:00Z".parse().unwrap(),
             references: None,
+            provider_message_id: None,
         };
         let chained = LedgerEntry::chain(7, e.clone(), GENESIS_HASH);
         let body = canonical_body(&e);

@@ -5,11 +5,13 @@
 //!
 //! - [`entry`]: the entry, its canonical bytes and its hash.
 //! - [`chain`]: verification of a sequence of stored entries.
+//! - [`reconcile`]: a provider invoice diffed against the entries, the ledger streamed past it.
 //! - [`store`]: durable storage in the embedded database, with group commit so that concurrent
 //!   workers share each disk sync.
 
 pub mod chain;
 pub mod entry;
+pub mod reconcile;
 pub mod store;
 
 pub use chain::{verify, TamperError, VerifyReport};

@@ -268,6 +268,7 @@ mod tests {
             currency: Currency::parse("CNY").unwrap(),
             at: "2026-11-23T04:00:00Z".parse().unwrap(),
             references: None,
+            provider_message_id: None,
         }
     }
 

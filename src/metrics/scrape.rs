@@ -20,7 +20,7 @@ use crate::domain::JobStatus;
 /// How long a finished job keeps its per-job series.
 pub const JOB_RETENTION: chrono::Duration = chrono::Duration::hours(1);
 
-const STATUSES: [JobStatus; 7] = [
+const STATUSES: [JobStatus; 8] = [
     JobStatus::Queued,
     JobStatus::Scheduled,
     JobStatus::Running,
@@ -28,6 +28,7 @@ const STATUSES: [JobStatus; 7] = [
     JobStatus::Completed,
     JobStatus::Cancelled,
     JobStatus::Failed,
+    JobStatus::BudgetExhausted,
 ];
 
 /// Sets every scrape-time gauge from `state`. Call right before rendering.

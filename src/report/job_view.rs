@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::dispatch::{Counts, Job};
+use crate::dispatch::{BudgetView, Counts, Job};
 use crate::domain::{Channel, JobId, JobStatus, Purpose};
 
 /// A job as the API shows it.
@@ -26,6 +26,8 @@ pub struct JobView<'a> {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub counts: Counts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetView>,
 }
 
 /// Builds the view at `now`.
@@ -56,7 +58,15 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
         send_at: job.spec.send_at,
         started_at: state.started_at,
         finished_at: state.finished_at,
-        counts: job.counters.snapshot(job.currency, cancelled),
+        counts: Counts {
+            over_budget: if state.status == JobStatus::BudgetExhausted {
+                job.untaken()
+            } else {
+                0
+            },
+            ..job.counters.snapshot(job.currency, cancelled)
+        },
+        budget: job.budget.view(job.currency),
     }
 }
 
