@@ -11,13 +11,14 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
+use crate::config::StateBackend;
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
 use crate::ledger::Ledger;
 use crate::links::Tracking;
 use crate::provider;
 use crate::snapshot::{load_csv, SnapshotStore};
-use crate::store::{MemoryStore, StateStore};
+use crate::store::{EmbeddedStore, MemoryStore, StateStore};
 
 /// The embedded database file inside the data directory.
 pub const DATABASE_FILE: &str = "herald.redb";
@@ -78,10 +79,17 @@ pub async fn build_with_clock(
         .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     load_startup_snapshot(&config, &snapshots, clock.now())?;
-    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let db_path = std::path::Path::new(&c.server.data_dir).join(DATABASE_FILE);
+    let db = Arc::new(
+        redb::Database::create(&db_path)
+            .with_context(|| format!("opening {}", db_path.display()))?,
+    );
+    let store: Arc<dyn StateStore> = match c.state.backend {
+        StateBackend::Memory => Arc::new(MemoryStore::new()),
+        StateBackend::Embedded => Arc::new(EmbeddedStore::open(db.clone())?),
+    };
     let ledger =
-        Ledger::open_path(&db_path).with_context(|| format!("opening {}", db_path.display()))?;
+        Ledger::open(db).with_context(|| format!("opening the ledger in {}", db_path.display()))?;
     let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
     callbacks.spawn_sweeper();
     let tracking = Arc::new(Tracking::new(&c.tracking));

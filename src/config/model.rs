@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(default)]
     pub dispatch: DispatchConfig,
     #[serde(default)]
+    pub state: StateConfig,
+    #[serde(default)]
     pub ledger: LedgerConfig,
     #[serde(default)]
     pub providers: Vec<ProviderConfig>,
@@ -138,6 +140,24 @@ pub struct FrequencyCapConfig {
     pub purpose: Purpose,
     pub max: u32,
     pub window_seconds: u64,
+}
+
+/// Where shared state lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    pub backend: StateBackend,
+}
+
+/// The state backends.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateBackend {
+    /// Durable: the embedded database in the data directory (the default).
+    #[default]
+    Embedded,
+    /// In memory only: lost on restart. For tests and benchmarks.
+    Memory,
 }
 
 /// The cost ledger.

@@ -29,6 +29,41 @@ impl MemoryStore {
     pub fn new() -> MemoryStore {
         MemoryStore::default()
     }
+
+    /// The reservation times of one cap key (for write-through backends).
+    pub(crate) fn cap_times(&self, key: (u64, Channel, Purpose)) -> Vec<i64> {
+        self.caps.get(&key).map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// Restores state read back from a durable backend.
+    pub(crate) fn restore_cap(&self, key: (u64, Channel, Purpose), times: Vec<i64>) {
+        self.caps.insert(key, times);
+    }
+
+    /// Restores a suppression entry.
+    pub(crate) fn restore_suppression(&self, key: SuppressionKey) {
+        match key {
+            SuppressionKey::Phone(p) => self.suppressed_phones.insert(p, ()),
+            SuppressionKey::ContactId(c) => self.suppressed_contacts.insert(c, ()),
+        };
+    }
+
+    /// Restores one consent change (history and current value), in recorded order.
+    pub(crate) fn restore_consent_change(&self, c: ConsentChange) {
+        self.consent
+            .insert((c.contact_id.clone(), c.channel), c.consent);
+        self.consent_history.lock().push(c);
+    }
+
+    /// Restores an idempotency key.
+    pub(crate) fn restore_idempotency(&self, key: String, fingerprint: [u8; 32], job: JobId) {
+        self.idempotency.insert(key, (fingerprint, job));
+    }
+
+    /// Restores a job record.
+    pub(crate) fn restore_job(&self, job: JobId, record: serde_json::Value) {
+        self.jobs.insert(job, record);
+    }
 }
 
 #[async_trait]

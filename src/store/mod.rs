@@ -5,8 +5,10 @@
 //! Every operation takes a batch, so a networked backend can answer a whole batch of
 //! recipients in one round trip instead of one per rule per recipient.
 
+mod embedded;
 mod memory;
 
+pub use embedded::EmbeddedStore;
 pub use memory::MemoryStore;
 
 use async_trait::async_trait;
@@ -75,7 +77,7 @@ pub enum IdempotencyClaim {
 }
 
 /// A consent change with its origin, kept for audit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ConsentChange {
     pub contact_id: String,
     pub channel: Channel,

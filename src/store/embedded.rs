@@ -1,0 +1,351 @@
+//! The durable embedded state backend: the in-memory store stays the hot copy that answers
+//! every read and makes check-and-reserve atomic, and every change is written through to the
+//! embedded database (redb) before the call returns, so suppressions, consent and its history,
+//! frequency-cap reservations, idempotency keys and job records survive a crash or restart.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+
+use super::{
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
+    StateStore, StoreError, SuppressionKey,
+};
+use crate::domain::{Channel, JobId, Purpose};
+
+const SUPPRESSED_PHONES: TableDefinition<u64, u8> = TableDefinition::new("state_suppressed_phones");
+const SUPPRESSED_CONTACTS: TableDefinition<&str, u8> =
+    TableDefinition::new("state_suppressed_contacts");
+const CONSENT_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("state_consent_history");
+const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
+const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
+const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");
+
+/// One change to write through.
+enum Op {
+    Suppress(SuppressionKey),
+    Unsuppress(SuppressionKey),
+    Consent(u64, Vec<u8>),
+    Cap([u8; 10], Vec<u8>),
+    Idempotency(String, Vec<u8>),
+    Job(String, Vec<u8>),
+}
+
+/// Durable state: memory for speed, redb for survival.
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+    hot: MemoryStore,
+    history_seq: AtomicU64,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("embedded database: {e}"))
+}
+
+fn channel_code(c: Channel) -> u8 {
+    c.index() as u8
+}
+
+fn channel_from(code: u8) -> Option<Channel> {
+    [Channel::Sms, Channel::Email, Channel::Push, Channel::Wechat]
+        .get(code as usize)
+        .copied()
+}
+
+fn cap_key(key: (u64, Channel, Purpose)) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[..8].copy_from_slice(&key.0.to_be_bytes());
+    k[8] = channel_code(key.1);
+    k[9] = matches!(key.2, Purpose::Transactional) as u8;
+    k
+}
+
+fn cap_key_from(k: &[u8]) -> Option<(u64, Channel, Purpose)> {
+    let id = u64::from_be_bytes(k.get(..8)?.try_into().ok()?);
+    let purpose = if *k.get(9)? == 1 {
+        Purpose::Transactional
+    } else {
+        Purpose::Marketing
+    };
+    Some((id, channel_from(*k.get(8)?)?, purpose))
+}
+
+fn times_bytes(times: &[i64]) -> Vec<u8> {
+    times.iter().flat_map(|t| t.to_le_bytes()).collect()
+}
+
+impl EmbeddedStore {
+    /// Opens the state tables in `db` and loads them into memory.
+    pub fn open(db: Arc<Database>) -> Result<EmbeddedStore, StoreError> {
+        let w = db.begin_write().map_err(unavailable)?;
+        w.open_table(CONSENT_HISTORY).map_err(unavailable)?;
+        w.open_table(SUPPRESSED_PHONES).map_err(unavailable)?;
+        w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
+        w.open_table(CAPS).map_err(unavailable)?;
+        w.open_table(IDEMPOTENCY).map_err(unavailable)?;
+        w.open_table(JOBS).map_err(unavailable)?;
+        w.commit().map_err(unavailable)?;
+
+        let hot = MemoryStore::new();
+        let r = db.begin_read().map_err(unavailable)?;
+        for row in r
+            .open_table(SUPPRESSED_PHONES)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, _) = row.map_err(unavailable)?;
+            hot.restore_suppression(SuppressionKey::Phone(k.value()));
+        }
+        for row in r
+            .open_table(SUPPRESSED_CONTACTS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, _) = row.map_err(unavailable)?;
+            hot.restore_suppression(SuppressionKey::ContactId(k.value().to_string()));
+        }
+        let mut last_seq = 0;
+        for row in r
+            .open_table(CONSENT_HISTORY)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            last_seq = k.value();
+            let change: ConsentChange = serde_json::from_slice(v.value()).map_err(unavailable)?;
+            hot.restore_consent_change(change);
+        }
+        for row in r
+            .open_table(CAPS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            if let Some(key) = cap_key_from(k.value()) {
+                let times = v
+                    .value()
+                    .chunks_exact(8)
+                    .filter_map(|c| c.try_into().ok().map(i64::from_le_bytes))
+                    .collect();
+                hot.restore_cap(key, times);
+            }
+        }
+        for row in r
+            .open_table(IDEMPOTENCY)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            let v = v.value();
+            let (Some(fp), Some(job)) = (v.get(..32), v.get(32..)) else {
+                continue;
+            };
+            let (Ok(fp), Some(job)) = (
+                fp.try_into(),
+                std::str::from_utf8(job).ok().and_then(JobId::parse),
+            ) else {
+                continue;
+            };
+            hot.restore_idempotency(k.value().to_string(), fp, job);
+        }
+        for row in r
+            .open_table(JOBS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            if let (Some(id), Ok(record)) =
+                (JobId::parse(k.value()), serde_json::from_slice(v.value()))
+            {
+                hot.restore_job(id, record);
+            }
+        }
+        drop(r);
+        Ok(EmbeddedStore {
+            db,
+            hot,
+            history_seq: AtomicU64::new(last_seq),
+        })
+    }
+
+    /// Writes changes in one durable transaction, off the async runtime.
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            let w = db.begin_write().map_err(unavailable)?;
+            apply(&w, ops).map_err(unavailable)?;
+            w.commit().map_err(unavailable)
+        })
+        .await
+        .map_err(unavailable)?
+    }
+}
+
+fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
+    for op in ops {
+        match op {
+            Op::Suppress(SuppressionKey::Phone(p)) => {
+                w.open_table(SUPPRESSED_PHONES)?.insert(p, 1)?;
+            }
+            Op::Suppress(SuppressionKey::ContactId(c)) => {
+                w.open_table(SUPPRESSED_CONTACTS)?.insert(c.as_str(), 1)?;
+            }
+            Op::Unsuppress(SuppressionKey::Phone(p)) => {
+                w.open_table(SUPPRESSED_PHONES)?.remove(p)?;
+            }
+            Op::Unsuppress(SuppressionKey::ContactId(c)) => {
+                w.open_table(SUPPRESSED_CONTACTS)?.remove(c.as_str())?;
+            }
+            Op::Consent(seq, json) => {
+                w.open_table(CONSENT_HISTORY)?
+                    .insert(seq, json.as_slice())?;
+            }
+            Op::Cap(k, times) => {
+                w.open_table(CAPS)?.insert(k.as_slice(), times.as_slice())?;
+            }
+            Op::Idempotency(k, v) => {
+                w.open_table(IDEMPOTENCY)?
+                    .insert(k.as_str(), v.as_slice())?;
+            }
+            Op::Job(k, v) => {
+                w.open_table(JOBS)?.insert(k.as_str(), v.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl StateStore for EmbeddedStore {
+    async fn recipient_facts(
+        &self,
+        channel: Channel,
+        queries: &[FactsQuery<'_>],
+    ) -> Result<Vec<RecipientFacts>, StoreError> {
+        self.hot.recipient_facts(channel, queries).await
+    }
+
+    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+        self.write(keys.iter().cloned().map(Op::Suppress).collect())
+            .await?;
+        self.hot.add_suppressions(keys).await
+    }
+
+    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+        self.write(vec![Op::Unsuppress(key.clone())]).await?;
+        self.hot.remove_suppression(key).await
+    }
+
+    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+        let ops = changes
+            .iter()
+            .map(|c| {
+                let seq = self.history_seq.fetch_add(1, Ordering::SeqCst) + 1;
+                serde_json::to_vec(c)
+                    .map(|json| Op::Consent(seq, json))
+                    .map_err(unavailable)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write(ops).await?;
+        self.hot.record_consent(changes).await
+    }
+
+    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+        self.hot.consent_history(contact_id).await
+    }
+
+    async fn consent_changes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
+        self.hot.consent_changes_since(since).await
+    }
+
+    async fn reserve_caps(
+        &self,
+        rules: &[CapRule],
+        requests: &[CapRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let granted = self.hot.reserve_caps(rules, requests, now).await?;
+        let ops = requests
+            .iter()
+            .zip(&granted)
+            .filter(|(_, ok)| **ok)
+            .map(|(r, _)| {
+                let key = (r.contact_key, r.channel, r.purpose);
+                Op::Cap(cap_key(key), times_bytes(&self.hot.cap_times(key)))
+            })
+            .collect();
+        if let Err(e) = self.write(ops).await {
+            // Not durable: give the reservations back and report the store as unavailable.
+            let taken: Vec<CapRequest> = requests
+                .iter()
+                .zip(&granted)
+                .filter(|(_, ok)| **ok)
+                .map(|(r, _)| *r)
+                .collect();
+            self.hot.release_caps(&taken, now).await?;
+            return Err(e);
+        }
+        Ok(granted)
+    }
+
+    async fn release_caps(
+        &self,
+        requests: &[CapRequest],
+        reserved_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.hot.release_caps(requests, reserved_at).await?;
+        let ops = requests
+            .iter()
+            .map(|r| {
+                let key = (r.contact_key, r.channel, r.purpose);
+                Op::Cap(cap_key(key), times_bytes(&self.hot.cap_times(key)))
+            })
+            .collect();
+        self.write(ops).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        job: &JobId,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let claim = self
+            .hot
+            .claim_idempotency_key(key, fingerprint, job)
+            .await?;
+        if claim == IdempotencyClaim::New {
+            let mut v = fingerprint.to_vec();
+            v.extend_from_slice(job.as_str().as_bytes());
+            self.write(vec![Op::Idempotency(key.to_string(), v)])
+                .await?;
+        }
+        Ok(claim)
+    }
+
+    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&record).map_err(unavailable)?;
+        self.write(vec![Op::Job(job.as_str().to_string(), bytes)])
+            .await?;
+        self.hot.save_job(job, record).await
+    }
+
+    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.hot.load_jobs().await
+    }
+}
