@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 
+use crate::mock::callbacks::SECRET_ENV;
 use crate::mock::stats::StatsView;
 use crate::mock::TOKEN_ENV;
-use crate::scenario::MockSpec;
+use crate::scenario::{MockSpec, ReceiptSpec};
 
 /// A running mock provider.
 pub struct MockProcess {
@@ -25,18 +26,26 @@ pub struct MockProcess {
 
 impl MockProcess {
     /// Starts `herald-loadtest mock-provider` on 127.0.0.1 with a free port. Requests must
-    /// carry `authorization: <credential>`.
+    /// carry `authorization: <credential>`. With a `callback_secret`, it sends receipts and
+    /// clicks back as `receipts` says, once told where herald is ([`MockProcess::set_herald`]).
     pub fn start(
         spec: &MockSpec,
+        receipts: &ReceiptSpec,
         timeout_ms: u64,
         seed: u64,
         credential: &str,
+        callback_secret: Option<&str>,
     ) -> anyhow::Result<MockProcess> {
         let exe = std::env::current_exe().context("locating this executable")?;
-        let mut child = Command::new(exe)
+        let mut command = Command::new(exe);
+        if let Some(secret) = callback_secret {
+            command.env(SECRET_ENV, secret);
+        }
+        let r = receipts;
+        let mut child = command
             .arg("mock-provider")
             .args(["--port", "0", "--exit-on-stdin-eof"])
-            .args(["--latency", shape_name(spec)])
+            .args(["--latency", shape_name(spec.latency)])
             .args(["--latency-p50-ms", &spec.latency_p50_ms.to_string()])
             .args(["--latency-p99-ms", &spec.latency_p99_ms.to_string()])
             .args(["--throttle-rate", &spec.throttle_rate.to_string()])
@@ -51,6 +60,13 @@ impl MockProcess {
             ])
             .args(["--seed", &seed.to_string()])
             .args(["--threads", &spec.threads.max(1).to_string()])
+            .args(["--delivered-rate", &r.delivered_rate.to_string()])
+            .args(["--receipt-delay", shape_name(r.delay)])
+            .args(["--receipt-delay-p50-ms", &r.delay_p50_ms.to_string()])
+            .args(["--receipt-delay-p99-ms", &r.delay_p99_ms.to_string()])
+            .args(["--receipt-batch", &r.batch_size.max(1).to_string()])
+            .args(["--receipt-connections", &r.connections.max(1).to_string()])
+            .args(["--click-rate", &r.click_rate.to_string()])
             .env(TOKEN_ENV, credential)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -92,6 +108,29 @@ impl MockProcess {
         Ok(process)
     }
 
+    /// Tells the mock where herald is, so receipts and clicks can start.
+    pub async fn set_herald(
+        &self,
+        http: &reqwest::Client,
+        credential: &str,
+        base: &str,
+    ) -> anyhow::Result<()> {
+        let r = http
+            .put(format!("http://{}/control/herald", self.addr))
+            .header("authorization", credential)
+            .body(base.to_string())
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            return Err(anyhow!(
+                "mock provider refused herald's address: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
+        }
+        Ok(())
+    }
+
     /// The mock's counters.
     pub async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<StatsView> {
         Ok(http
@@ -104,9 +143,9 @@ impl MockProcess {
     }
 }
 
-fn shape_name(spec: &MockSpec) -> &'static str {
+fn shape_name(shape: crate::mock::latency::Shape) -> &'static str {
     use crate::mock::latency::Shape;
-    match spec.latency {
+    match shape {
         Shape::Fixed => "fixed",
         Shape::Uniform => "uniform",
         Shape::Lognormal => "lognormal",

@@ -29,6 +29,7 @@ mod report;
 mod run;
 mod scenario;
 mod synth;
+mod way_back;
 
 #[derive(Parser)]
 #[command(
@@ -49,6 +50,9 @@ enum Command {
         /// Overrides the scenario's number of contacts.
         #[arg(long)]
         recipients: Option<usize>,
+        /// Also write the figures and checks as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
     },
     /// The mock provider (normally started by `run`); prints its address, then serves.
     MockProvider(mock::MockSettings),
@@ -98,7 +102,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             scenario,
             recipients,
-        } => rt.block_on(run::run(&scenario, recipients)),
+            summary_json,
+        } => rt.block_on(run::run(&scenario, recipients, summary_json.as_deref())),
         Command::MockProvider(_) => Ok(()),
         Command::Sandbox {
             recipients,

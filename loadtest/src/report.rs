@@ -1,15 +1,17 @@
 //! The summary a run prints, and the checks it must pass: no duplicate deliveries, nothing
-//! lost, herald's `sent` equal to the ids the mock holds, and rejections as synthesised.
+//! lost, herald's `sent` equal to the ids the mock holds, rejections as synthesised, and the
+//! way back adding up (see [`crate::way_back`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::mock::stats::StatsView;
 use crate::population::Expected;
 use crate::scenario::Scenario;
+pub use crate::way_back::WayBack;
 
 /// Everything a run measured.
 pub struct Outcome<'a> {
@@ -25,6 +27,8 @@ pub struct Outcome<'a> {
     pub dispatch_wall: Duration,
     /// (seconds since submission, sent) as polled.
     pub samples: &'a [(f64, u64)],
+    /// Receipts and clicks, when the scenario sends them.
+    pub way_back: Option<&'a WayBack>,
 }
 
 /// `1234567` as `1,234,567`.
@@ -48,7 +52,7 @@ fn signed(n: i64) -> String {
     }
 }
 
-fn mark(ok: bool) -> &'static str {
+pub fn mark(ok: bool) -> &'static str {
     if ok {
         "ok"
     } else {
@@ -75,6 +79,36 @@ fn money(micros: i64) -> String {
     )
 }
 
+/// herald's own start → finish of the dispatch, else the wall time the run saw.
+fn dispatch_time(o: &Outcome<'_>) -> Duration {
+    match (time(&o.job["started_at"]), time(&o.job["finished_at"])) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or(o.dispatch_wall),
+        _ => o.dispatch_wall,
+    }
+}
+
+/// The headline figures and the checks as JSON (`run --summary-json`).
+pub fn summary(o: &Outcome<'_>, problems: &[String]) -> Value {
+    let c = &o.job["counts"];
+    let n = |k: &str| c[k].as_u64().unwrap_or(0);
+    let m = o.mock;
+    let sent = n("sent");
+    let mut v = json!({
+        "scenario": o.scenario.name,
+        "sent": sent,
+        "failed": n("failed"),
+        "sends_per_second": (sent as f64 / dispatch_time(o).as_secs_f64().max(1e-9)).round(),
+        "latency_ms": {"p50": m.latency_ms.p50, "p99": m.latency_ms.p99},
+        "duplicates": m.duplicates,
+        "lost": n("accepted") as i64 - m.distinct as i64 - n("failed") as i64,
+        "problems": problems,
+    });
+    if let Some(w) = o.way_back {
+        v["way_back"] = crate::way_back::Figures::read(w, &m.way_back).json();
+    }
+    v
+}
+
 /// Prints the summary; answers the failed checks (empty when the run is sound).
 pub fn print(o: &Outcome<'_>) -> Vec<String> {
     let mut problems = Vec::new();
@@ -82,10 +116,7 @@ pub fn print(o: &Outcome<'_>) -> Vec<String> {
     let n = |k: &str| c[k].as_u64().unwrap_or(0);
     let (sent, failed, accepted, audience) = (n("sent"), n("failed"), n("accepted"), n("audience"));
     let m = o.mock;
-    let herald_dispatch = match (time(&o.job["started_at"]), time(&o.job["finished_at"])) {
-        (Some(a), Some(b)) => (b - a).to_std().unwrap_or(o.dispatch_wall),
-        _ => o.dispatch_wall,
-    };
+    let herald_dispatch = dispatch_time(o);
     let target = (sent as f64 * 0.99).ceil() as u64;
     let t99 = o
         .samples
@@ -282,6 +313,9 @@ pub fn print(o: &Outcome<'_>) -> Vec<String> {
         "snapshot: {} contacts, {} rows rejected",
         o.snapshot["contacts"], o.snapshot["rejected_rows"]
     );
+    if let Some(w) = o.way_back {
+        crate::way_back::print(w, &m.way_back, sent, &mut problems);
+    }
     println!();
     if problems.is_empty() {
         println!("checks: PASS (no duplicates, nothing lost, counts as expected)");

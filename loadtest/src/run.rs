@@ -6,7 +6,16 @@
 //! prints a summary: throughput, provider latency (measured in the mock), duplicates and
 //! losses (which must both be 0), rejections by reason against what the synthesis expects,
 //! and cost. The mock is killed at the end, on error too.
+//!
+//! The way back is rehearsed too (unless `[receipts] enabled = false`): the run draws a
+//! callback secret, gives it to herald through the variable the provider's
+//! `callback_secret_envs` names and to the mock through its environment, and points herald's
+//! tracked links at herald itself on loopback. The mock sends a signed receipt for each
+//! message it accepted and clicks some tracked links; after the job completes the run waits
+//! (up to `receipts.wait_seconds`) until herald has applied them all, and checks herald's
+//! delivered and undelivered counts and recorded clicks against what the mock decided.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,12 +33,26 @@ use crate::mock::stats::StatsView;
 use crate::population::Population;
 use crate::report::{self, Outcome};
 use crate::scenario::Scenario;
+use crate::way_back::WayBack;
 
 const KEY: &str = "loadtest-key";
 /// The variable herald's provider config names for the credential (supplied in process,
 /// never set in the real environment).
 const TOKEN_VAR: &str = "HERALD_LOADTEST_PROVIDER_TOKEN";
+/// The variable the provider's `callback_secret_envs` names (also supplied in process).
+const CALLBACK_SECRET_VAR: &str = "HERALD_LOADTEST_CALLBACK_SECRET";
 const PROVIDER: &str = "mock";
+
+/// Secrets and addresses of one run.
+struct Wiring<'a> {
+    mock_url: &'a str,
+    data_dir: &'a str,
+    credential: &'a str,
+    /// Receipts are signed with it; `None` when the scenario turns receipts off.
+    callback_secret: Option<&'a str>,
+    /// herald's own address, for its listener and its tracked links.
+    herald_port: u16,
+}
 
 /// Removes the run's data directory however the run ends.
 struct TempDir(std::path::PathBuf);
@@ -40,15 +63,14 @@ impl Drop for TempDir {
     }
 }
 
-fn herald_config(
-    s: &Scenario,
-    mock_url: &str,
-    data_dir: &str,
-    credential: &str,
-) -> anyhow::Result<Config> {
+fn herald_config(s: &Scenario, w: &Wiring<'_>) -> anyhow::Result<Config> {
     let mut c: Config = toml::from_str(DEFAULT_TOML)?;
-    c.server.listen = "127.0.0.1:0".parse()?;
-    c.server.data_dir = data_dir.to_string();
+    c.server.listen = SocketAddr::from(([127, 0, 0, 1], w.herald_port));
+    c.server.data_dir = w.data_dir.to_string();
+    if w.herald_port != 0 {
+        // Tracked links point at herald itself, so the mock can click them.
+        c.tracking.base_url = format!("http://127.0.0.1:{}", w.herald_port);
+    }
     c.auth.api_keys = vec![KEY.into()];
     c.snapshot.load_path = None;
     c.snapshot.default_region = "CN".into();
@@ -76,7 +98,7 @@ fn herald_config(
     p.kind = ProviderKind::Http;
     p.channel = Channel::Sms;
     p.currency = currency;
-    p.url = Some(format!("{mock_url}/v1/messages"));
+    p.url = Some(format!("{}/v1/messages", w.mock_url));
     p.auth_header = "authorization".into();
     p.auth_header_env = Some(TOKEN_VAR.into());
     p.batch_size = s.provider.batch_size;
@@ -85,6 +107,7 @@ fn herald_config(
     p.connect_timeout_ms = s.provider.connect_timeout_ms;
     p.rate_limit_parts_per_second = s.provider.rate_limit_parts_per_second;
     p.burst_parts = s.provider.burst_parts;
+    p.callback_secret_envs = vec![CALLBACK_SECRET_VAR.into()];
     c.prices = s
         .prices
         .by_country
@@ -102,7 +125,11 @@ fn herald_config(
             unit_micros: s.prices.default_micros,
         }))
         .collect();
-    c.apply_env(&|k| (k == TOKEN_VAR).then(|| credential.to_string()));
+    c.apply_env(&|k| match k {
+        TOKEN_VAR => Some(w.credential.to_string()),
+        CALLBACK_SECRET_VAR => w.callback_secret.map(str::to_string),
+        _ => None,
+    });
     c.validate().map_err(|errs| {
         anyhow!(
             "herald config for the scenario is invalid:\n  - {}",
@@ -122,8 +149,42 @@ fn bar(mp: &MultiProgress, len: u64, template: &str) -> ProgressBar {
     b
 }
 
-/// Runs the scenario at `path`; `recipients` overrides its size.
-pub async fn run(path: &Path, recipients: Option<usize>) -> anyhow::Result<()> {
+/// A free port on 127.0.0.1 (free when asked: the caller binds it at once).
+fn free_port() -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Builds and starts herald on a port picked in advance (its tracked links must name it);
+/// tries again with another port if someone took it in between.
+async fn start_herald(s: &Scenario, w: &mut Wiring<'_>) -> anyhow::Result<herald::app::Running> {
+    let mut last = None;
+    for _ in 0..3 {
+        w.herald_port = free_port()?;
+        let config = herald_config(s, w)?;
+        let state = herald::app::build_with_clock(
+            LoadedConfig {
+                config,
+                source: ConfigSource::Embedded,
+            },
+            Arc::new(SystemClock),
+        )
+        .await?;
+        match herald::app::spawn(state).await {
+            Ok(running) => return Ok(running),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("herald did not start")))
+}
+
+/// Runs the scenario at `path`; `recipients` overrides its size. With `summary`, the
+/// figures are also written there as JSON.
+pub async fn run(
+    path: &Path,
+    recipients: Option<usize>,
+    summary: Option<&Path>,
+) -> anyhow::Result<()> {
     let mut s = Scenario::load(path)?;
     if let Some(n) = recipients {
         s.recipients = n;
@@ -157,25 +218,41 @@ pub async fn run(path: &Path, recipients: Option<usize>) -> anyhow::Result<()> {
     let synth_time = t.elapsed();
 
     let credential = format!("Bearer {:032x}", rand::thread_rng().gen::<u128>());
+    let callback_secret = s
+        .receipts
+        .enabled
+        .then(|| format!("{:032x}", rand::thread_rng().gen::<u128>()));
     // A timed-out request is held a second past herald's timeout.
     let hold_ms = s.provider.request_timeout_ms + 1_000;
-    let mock = MockProcess::start(&s.mock, hold_ms, s.seed, &credential)?;
+    let mock = MockProcess::start(
+        &s.mock,
+        &s.receipts,
+        hold_ms,
+        s.seed,
+        &credential,
+        callback_secret.as_deref(),
+    )?;
     let mock_url = format!("http://{}", mock.addr);
 
     let dir = TempDir(std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id())));
-    let config = herald_config(&s, &mock_url, &dir.0.display().to_string(), &credential)?;
-    let state = herald::app::build_with_clock(
-        LoadedConfig {
-            config,
-            source: ConfigSource::Embedded,
-        },
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let running = herald::app::spawn(state).await?;
+    let data_dir = dir.0.display().to_string();
+    let mut wiring = Wiring {
+        mock_url: &mock_url,
+        data_dir: &data_dir,
+        credential: &credential,
+        callback_secret: callback_secret.as_deref(),
+        herald_port: 0,
+    };
+    let running = start_herald(&s, &mut wiring).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
-    let result = drive(&s, &pop, csv, &mp, &http, &base, &mock, synth_time).await;
+    let result = async {
+        if s.receipts.enabled {
+            mock.set_herald(&http, &credential, &base).await?;
+        }
+        drive(&s, &pop, csv, &mp, &http, &base, &mock, synth_time, summary).await
+    }
+    .await;
     running.stop().await;
     drop(mock);
     drop(dir);
@@ -193,6 +270,7 @@ async fn drive(
     base: &str,
     mock: &MockProcess,
     synth_time: Duration,
+    summary: Option<&Path>,
 ) -> anyhow::Result<()> {
     // Snapshot, streamed in 1 MiB pieces so the bar follows the upload.
     let bytes = csv.len() as u64;
@@ -306,6 +384,11 @@ async fn drive(
     };
     send.finish();
     let wall = t.elapsed();
+    let way_back = if s.receipts.enabled {
+        Some(await_way_back(s, mp, http, base, mock, &id).await?)
+    } else {
+        None
+    };
     let stats: StatsView = mock.stats(http).await?;
     let outcome = Outcome {
         scenario: s,
@@ -319,13 +402,82 @@ async fn drive(
         intake_time,
         dispatch_wall: wall,
         samples: &samples,
+        way_back: way_back.as_ref(),
     };
     let problems = report::print(&outcome);
+    if let Some(path) = summary {
+        let text = serde_json::to_string_pretty(&report::summary(&outcome, &problems))?;
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the summary to {}", path.display()))?;
+    }
     if problems.is_empty() {
         Ok(())
     } else {
         bail!("the run failed its checks: {}", problems.join("; "))
     }
+}
+
+/// Waits until the mock has sent every receipt and click and herald has applied them (or
+/// `receipts.wait_seconds` pass), then reads herald's job and its funnel report.
+async fn await_way_back(
+    s: &Scenario,
+    mp: &MultiProgress,
+    http: &reqwest::Client,
+    base: &str,
+    mock: &MockProcess,
+    id: &str,
+) -> anyhow::Result<WayBack> {
+    let get = |path: String| async move {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(KEY)
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("GET {path}: {}", r.status());
+        }
+        Ok::<Value, anyhow::Error>(r.json().await?)
+    };
+    let rb = bar(
+        mp,
+        0,
+        "receipts  [{bar:40}] {human_pos}/{human_len} applied {msg}",
+    );
+    let t = Instant::now();
+    let limit = Duration::from_secs(s.receipts.wait_seconds);
+    let complete = loop {
+        let m = mock.stats(http).await?.way_back;
+        let j = get(format!("/v1/jobs/{id}")).await?;
+        let c = &j["counts"];
+        let settled: u64 = ["delivered", "undelivered", "expired"]
+            .iter()
+            .filter_map(|k| c[*k].as_u64())
+            .sum();
+        rb.set_length(m.planned);
+        rb.set_position(settled);
+        rb.set_message(format!(
+            "| posted {} unknown-at-answer {} | clicks {}/{} redirected",
+            report::thousands(m.sent),
+            report::thousands(m.unknown),
+            report::thousands(m.clicks_redirected),
+            report::thousands(m.clicks_planned)
+        ));
+        if m.receipts_pending() == 0 && m.clicks_pending() == 0 && settled >= m.sent {
+            break true;
+        }
+        if t.elapsed() > limit {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    rb.finish();
+    let waited = t.elapsed();
+    Ok(WayBack {
+        complete,
+        waited,
+        job: get(format!("/v1/jobs/{id}")).await?,
+        report: get(format!("/v1/jobs/{id}/report")).await?,
+    })
 }
 
 #[cfg(test)]
@@ -335,12 +487,21 @@ mod tests {
     #[test]
     fn a_minimal_scenario_gives_a_valid_http_config() {
         let s: Scenario = toml::from_str("name = \"t\"\nrecipients = 10").expect("scenario");
-        let c =
-            herald_config(&s, "http://127.0.0.1:1", "/nonexistent", "Bearer x").expect("config");
+        let w = Wiring {
+            mock_url: "http://127.0.0.1:1",
+            data_dir: "/nonexistent",
+            credential: "Bearer x",
+            callback_secret: Some("s3cret"),
+            herald_port: 4321,
+        };
+        let c = herald_config(&s, &w).expect("config");
         let p = &c.providers[0];
         assert_eq!(p.kind, ProviderKind::Http);
         assert_eq!(p.url.as_deref(), Some("http://127.0.0.1:1/v1/messages"));
         assert!(p.auth_value.is_some());
+        assert_eq!(p.callback_secrets.len(), 1);
+        assert_eq!(c.tracking.base_url, "http://127.0.0.1:4321");
+        assert_eq!(c.server.listen.port(), 4321);
         assert_eq!(c.prices.len(), 7);
     }
 }

@@ -34,6 +34,8 @@ pub struct Scenario {
     pub provider: ProviderSpec,
     #[serde(default)]
     pub herald: HeraldSpec,
+    #[serde(default)]
+    pub receipts: ReceiptSpec,
 }
 
 fn default_seed() -> u64 {
@@ -99,7 +101,7 @@ impl Default for TemplateSpec {
     fn default() -> Self {
         TemplateSpec {
             campaign_id: "promotion".into(),
-            body: "Hi {{first_name}}, 20% off at our {{city}} store tonight only. Reply STOP to opt out"
+            body: "Hi {{first_name}}, 20% off at our {{city}} store tonight only: https://shop.example.com/sale Reply STOP to opt out"
                 .into(),
         }
     }
@@ -164,6 +166,46 @@ impl Default for MockSpec {
             reject_rate: 0.001,
             retryable_reject_rate: 0.001,
             threads: 1,
+        }
+    }
+}
+
+/// What comes back from the mock after a send: one signed delivery receipt per accepted
+/// message, after a delay, and clicks on the tracked link of some delivered messages.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiptSpec {
+    /// Off: no receipts or clicks (the run then measures sends only).
+    pub enabled: bool,
+    /// Share of accepted messages reported delivered; the rest are reported undelivered.
+    pub delivered_rate: f64,
+    /// Delay from acceptance to the receipt's send: shape, median and 99th percentile.
+    pub delay: Shape,
+    pub delay_p50_ms: f64,
+    pub delay_p99_ms: f64,
+    /// Receipts per callback request.
+    pub batch_size: usize,
+    /// Concurrent callback requests (and connections).
+    pub connections: usize,
+    /// Share of delivered messages whose tracked link is clicked (after the receipt is sent).
+    pub click_rate: f64,
+    /// The run fails if receipts and clicks have not all been applied this long after the
+    /// job completed.
+    pub wait_seconds: u64,
+}
+
+impl Default for ReceiptSpec {
+    fn default() -> Self {
+        ReceiptSpec {
+            enabled: true,
+            delivered_rate: 0.97,
+            delay: Shape::Lognormal,
+            delay_p50_ms: 1_000.0,
+            delay_p99_ms: 5_000.0,
+            batch_size: 100,
+            connections: 4,
+            click_rate: 0.02,
+            wait_seconds: 120,
         }
     }
 }
@@ -269,6 +311,8 @@ impl Scenario {
                 "mock.retryable_reject_rate",
                 self.mock.retryable_reject_rate,
             ),
+            ("receipts.delivered_rate", self.receipts.delivered_rate),
+            ("receipts.click_rate", self.receipts.click_rate),
         ];
         for (name, r) in rates {
             if !(0.0..=1.0).contains(&r) {
@@ -283,6 +327,13 @@ impl Scenario {
         }
         if self.mock.throttle_rate + self.mock.error_rate + self.mock.timeout_rate > 1.0 {
             errs.push("mock: throttle + error + timeout rates exceed 1".into());
+        }
+        let r = &self.receipts;
+        if r.batch_size == 0 || r.connections == 0 {
+            errs.push("receipts: batch_size and connections must be at least 1".into());
+        }
+        if !(r.delay_p50_ms.is_finite() && r.delay_p99_ms.is_finite() && r.delay_p50_ms >= 0.0) {
+            errs.push("receipts: delays must be finite and >= 0".into());
         }
         if self.template.body.trim().is_empty() {
             errs.push("template.body: must not be empty".into());

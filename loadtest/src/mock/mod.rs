@@ -9,7 +9,13 @@
 //! commits each message unless it is rejected: for good (chosen by a hash of the id, so a
 //! resend meets the same fate) or retryably (chosen per attempt). A message accepted twice
 //! under the same id is a duplicate. `GET /stats` reports the counts.
+//!
+//! With a callback secret set ([`callbacks::SECRET_ENV`]), the mock also sends each first
+//! acceptance's delivery receipt back to herald, and clicks some tracked links (see
+//! [`callbacks`]), once the run has told it where herald is: `PUT /control/herald` with the
+//! base URL as the body (loopback only, authorised like a send).
 
+pub mod callbacks;
 pub mod latency;
 pub mod stats;
 
@@ -80,6 +86,8 @@ pub struct MockSettings {
     /// Exit when standard input closes (the parent that started us has gone).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    #[command(flatten)]
+    pub callbacks: callbacks::CallbackSettings,
 }
 
 /// The credential requests must carry, if any (from `MOCK_PROVIDER_TOKEN`, not the command
@@ -92,6 +100,7 @@ struct Mock {
     token: Option<String>,
     rng: Mutex<SmallRng>,
     stats: Stats,
+    emitter: Option<callbacks::Emitter>,
 }
 
 /// Runs the mock until killed (or until stdin closes, if asked).
@@ -125,6 +134,23 @@ pub fn run(settings: MockSettings) -> anyhow::Result<()> {
 }
 
 fn router(settings: MockSettings) -> Router {
+    let secret = std::env::var(callbacks::SECRET_ENV)
+        .ok()
+        .filter(|s| !s.is_empty());
+    router_with(settings, secret)
+}
+
+/// The mock's routes; receipts go back only with a callback `secret`.
+fn router_with(settings: MockSettings, secret: Option<String>) -> Router {
+    let stats = Stats::new();
+    let emitter = secret.map(|s| {
+        callbacks::Emitter::start(
+            settings.callbacks.clone(),
+            s.into_bytes(),
+            settings.seed,
+            stats.way_back.clone(),
+        )
+    });
     let mock = Arc::new(Mock {
         latency: Latency::new(
             settings.latency,
@@ -133,11 +159,13 @@ fn router(settings: MockSettings) -> Router {
         ),
         token: std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty()),
         rng: Mutex::new(SmallRng::seed_from_u64(settings.seed)),
-        stats: Stats::new(),
+        stats,
+        emitter,
         settings,
     });
     Router::new()
         .route("/stats", get(stats_view))
+        .route("/control/herald", axum::routing::put(set_herald))
         .fallback(post(send))
         .with_state(mock)
 }
@@ -146,11 +174,25 @@ async fn stats_view(State(mock): State<Arc<Mock>>) -> Response {
     Json(mock.stats.view()).into_response()
 }
 
-/// One message of a request; only the id matters to the mock.
+/// `PUT /control/herald`: where receipts and clicks go (a loopback base URL).
+async fn set_herald(State(mock): State<Arc<Mock>>, headers: HeaderMap, body: String) -> Response {
+    if !authorised(&mock, &headers) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    match &mock.emitter {
+        None => (StatusCode::CONFLICT, "no callback secret set").into_response(),
+        Some(e) if e.set_target(&body) => StatusCode::NO_CONTENT.into_response(),
+        Some(_) => (StatusCode::BAD_REQUEST, "not a loopback http:// URL").into_response(),
+    }
+}
+
+/// One message of a request; the mock reads its id, and its body for a tracked link.
 #[derive(Deserialize)]
 struct InMessage<'a> {
     #[serde(borrow)]
     id: Cow<'a, str>,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
 }
 
 /// A single message or a batch.
@@ -158,6 +200,8 @@ struct InMessage<'a> {
 struct InBody<'a> {
     #[serde(borrow, default)]
     id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    body: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     messages: Option<Vec<InMessage<'a>>>,
 }
@@ -222,9 +266,15 @@ async fn send(State(mock): State<Arc<Mock>>, req: Request) -> Response {
         )
             .into_response();
     };
-    let (ids, single): (Vec<Cow<'_, str>>, bool) = match (parsed.messages, parsed.id) {
-        (Some(list), _) => (list.into_iter().map(|m| m.id).collect(), false),
-        (None, Some(id)) => (vec![id], true),
+    let (msgs, single): (Vec<InMessage<'_>>, bool) = match (parsed.messages, parsed.id) {
+        (Some(list), _) => (list, false),
+        (None, Some(id)) => (
+            vec![InMessage {
+                id,
+                body: parsed.body,
+            }],
+            true,
+        ),
         (None, None) => {
             c.bad_requests.fetch_add(1, Relaxed);
             return (StatusCode::BAD_REQUEST, r#"{"error_code":"no_messages"}"#).into_response();
@@ -235,11 +285,11 @@ async fn send(State(mock): State<Arc<Mock>>, req: Request) -> Response {
             .headers
             .get("idempotency-key")
             .and_then(|v| v.to_str().ok());
-        if key != Some(&*ids[0]) {
+        if key != Some(&*msgs[0].id) {
             c.key_mismatches.fetch_add(1, Relaxed);
         }
     }
-    c.offered.fetch_add(ids.len() as u64, Relaxed);
+    c.offered.fetch_add(msgs.len() as u64, Relaxed);
 
     let s = &mock.settings;
     let fate = {
@@ -282,7 +332,7 @@ async fn send(State(mock): State<Arc<Mock>>, req: Request) -> Response {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            let out = accept(&mock, &ids, single);
+            let out = accept(&mock, &msgs, single);
             mock.stats.latency.record(started.elapsed());
             out
         }
@@ -290,21 +340,22 @@ async fn send(State(mock): State<Arc<Mock>>, req: Request) -> Response {
 }
 
 /// Commits the messages of an accepted request and writes the answer.
-fn accept(mock: &Mock, ids: &[Cow<'_, str>], single: bool) -> Response {
+fn accept(mock: &Mock, msgs: &[InMessage<'_>], single: bool) -> Response {
     let s = &mock.settings;
     let c = &mock.stats.counters;
     let retryable_rolls: Vec<bool> = if s.retryable_reject_rate > 0.0 {
         let mut rng = mock.rng.lock();
-        ids.iter()
+        msgs.iter()
             .map(|_| rng.gen::<f64>() < s.retryable_reject_rate)
             .collect()
     } else {
-        vec![false; ids.len()]
+        vec![false; msgs.len()]
     };
-    let mut out = String::with_capacity(32 + ids.len() * 110);
+    let mut out = String::with_capacity(32 + msgs.len() * 110);
     out.push_str(if single { "" } else { "{\"results\":[" });
     let mut single_status = StatusCode::OK;
-    for (n, (id, retry_reject)) in ids.iter().zip(retryable_rolls).enumerate() {
+    for (n, (m, retry_reject)) in msgs.iter().zip(retryable_rolls).enumerate() {
+        let id = &m.id;
         if n > 0 {
             out.push(',');
         }
@@ -327,6 +378,8 @@ fn accept(mock: &Mock, ids: &[Cow<'_, str>], single: bool) -> Response {
             c.received.fetch_add(1, Relaxed);
             if !mock.stats.deliveries.record(key) {
                 c.duplicates.fetch_add(1, Relaxed);
+            } else if let Some(e) = &mock.emitter {
+                e.plan(key, m.body.as_deref());
             }
             out.push_str(&format!(
                 r#"{{"id":{id_json},"provider_message_id":"mock-{:032x}","status":"accepted"}}"#,
@@ -375,6 +428,16 @@ mod server_tests {
             seed: 1,
             threads: 1,
             exit_on_stdin_eof: false,
+            callbacks: callbacks::CallbackSettings {
+                delivered_rate: 0.97,
+                receipt_delay: Shape::Fixed,
+                receipt_delay_p50_ms: 0.0,
+                receipt_delay_p99_ms: 0.0,
+                receipt_batch: 100,
+                receipt_connections: 1,
+                click_rate: 0.0,
+                callback_provider: "mock".into(),
+            },
         }
     }
 

@@ -1,10 +1,11 @@
 //! What the mock provider records: every message id it accepted (to count distinct ids and
-//! duplicate deliveries), request outcomes, and a service-time histogram. Served as JSON on
-//! `GET /stats`.
+//! duplicate deliveries), request outcomes, a service-time histogram, and what went back to
+//! herald (receipts and clicks, with herald's answers). Served as JSON on `GET /stats`.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -121,6 +122,138 @@ pub struct Counters {
     pub key_mismatches: AtomicU64,
 }
 
+/// Receipts and clicks sent back to herald, and herald's answers.
+pub struct WayBack {
+    epoch: Instant,
+    /// Receipts planned (one per first acceptance of an id), by fate.
+    pub planned: AtomicU64,
+    pub planned_delivered: AtomicU64,
+    pub planned_undelivered: AtomicU64,
+    /// Receipts in requests herald answered 2xx.
+    pub sent: AtomicU64,
+    /// Receipts given up on after the last retry (or refused with a 4xx).
+    pub failed: AtomicU64,
+    /// Callback requests, retries included.
+    pub requests: AtomicU64,
+    pub retries: AtomicU64,
+    /// Herald's answers, summed.
+    pub applied: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub unknown: AtomicU64,
+    /// Clicks planned (delivered, chosen, a loopback tracked link in the body).
+    pub clicks_planned: AtomicU64,
+    /// Chosen for a click, but the body held no loopback tracked link.
+    pub clicks_skipped: AtomicU64,
+    pub clicks_sent: AtomicU64,
+    /// Clicks herald answered 302.
+    pub clicks_redirected: AtomicU64,
+    pub clicks_failed: AtomicU64,
+    /// First request start and last answer, microseconds since `epoch` (+1; 0 = none yet).
+    first_us: AtomicU64,
+    last_us: AtomicU64,
+}
+
+impl WayBack {
+    pub fn new() -> WayBack {
+        WayBack {
+            epoch: Instant::now(),
+            planned: AtomicU64::new(0),
+            planned_delivered: AtomicU64::new(0),
+            planned_undelivered: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
+            unknown: AtomicU64::new(0),
+            clicks_planned: AtomicU64::new(0),
+            clicks_skipped: AtomicU64::new(0),
+            clicks_sent: AtomicU64::new(0),
+            clicks_redirected: AtomicU64::new(0),
+            clicks_failed: AtomicU64::new(0),
+            first_us: AtomicU64::new(0),
+            last_us: AtomicU64::new(0),
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    /// A callback request is about to start.
+    pub fn mark_start(&self) {
+        let now = self.now_us();
+        let _ = self.first_us.compare_exchange(0, now, Relaxed, Relaxed);
+    }
+
+    /// A callback request has been answered (or given up on).
+    pub fn mark_done(&self) {
+        self.last_us.fetch_max(self.now_us(), Relaxed);
+    }
+
+    pub fn view(&self) -> WayBackView {
+        let (first, last) = (self.first_us.load(Relaxed), self.last_us.load(Relaxed));
+        WayBackView {
+            planned: self.planned.load(Relaxed),
+            planned_delivered: self.planned_delivered.load(Relaxed),
+            planned_undelivered: self.planned_undelivered.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            retries: self.retries.load(Relaxed),
+            applied: self.applied.load(Relaxed),
+            duplicates: self.duplicates.load(Relaxed),
+            unknown: self.unknown.load(Relaxed),
+            clicks_planned: self.clicks_planned.load(Relaxed),
+            clicks_skipped: self.clicks_skipped.load(Relaxed),
+            clicks_sent: self.clicks_sent.load(Relaxed),
+            clicks_redirected: self.clicks_redirected.load(Relaxed),
+            clicks_failed: self.clicks_failed.load(Relaxed),
+            seconds: if first > 0 && last > first {
+                (last - first) as f64 / 1e6
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// [`WayBack`] as served.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct WayBackView {
+    pub planned: u64,
+    pub planned_delivered: u64,
+    pub planned_undelivered: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub requests: u64,
+    pub retries: u64,
+    pub applied: u64,
+    pub duplicates: u64,
+    pub unknown: u64,
+    pub clicks_planned: u64,
+    pub clicks_skipped: u64,
+    pub clicks_sent: u64,
+    pub clicks_redirected: u64,
+    pub clicks_failed: u64,
+    /// From the first callback request to the last answer.
+    pub seconds: f64,
+}
+
+impl WayBackView {
+    /// Receipts neither sent nor given up on yet.
+    pub fn receipts_pending(&self) -> u64 {
+        self.planned.saturating_sub(self.sent + self.failed)
+    }
+
+    /// Clicks not answered yet.
+    pub fn clicks_pending(&self) -> u64 {
+        self.clicks_planned
+            .saturating_sub(self.clicks_redirected + self.clicks_failed)
+    }
+}
+
 /// `GET /stats`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct StatsView {
@@ -139,6 +272,9 @@ pub struct StatsView {
     /// Service time of answered requests (body read to answer, simulated latency included),
     /// measured in the mock.
     pub latency_ms: LatencyView,
+    /// Receipts and clicks sent back to herald.
+    #[serde(default)]
+    pub way_back: WayBackView,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -154,6 +290,7 @@ pub struct Stats {
     pub counters: Counters,
     pub deliveries: Deliveries,
     pub latency: Histogram,
+    pub way_back: Arc<WayBack>,
 }
 
 impl Stats {
@@ -162,6 +299,7 @@ impl Stats {
             counters: Counters::default(),
             deliveries: Deliveries::new(),
             latency: Histogram::new(),
+            way_back: Arc::new(WayBack::new()),
         }
     }
 
@@ -187,6 +325,7 @@ impl Stats {
                 p99: round(self.latency.quantile_ms(0.99)),
                 max: round(self.latency.quantile_ms(1.0)),
             },
+            way_back: self.way_back.view(),
         }
     }
 }
