@@ -127,6 +127,9 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
                 let (k, v) = t.first().unwrap().unwrap();
                 (k.value(), v.value().to_vec())
             };
+            let block = herald::ledger::store::decode_block(&block)
+                .unwrap()
+                .into_owned();
             let mut lines: Vec<Value> = block
                 .split(|b| *b == b'\n')
                 .filter(|l| !l.is_empty())
@@ -138,7 +141,8 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
                 out.extend_from_slice(&serde_json::to_vec(l).unwrap());
                 out.push(b'\n');
             }
-            t.insert(key, out.as_slice()).unwrap();
+            t.insert(key, herald::ledger::store::encode_block(&out).as_slice())
+                .unwrap();
         }
         w.commit().unwrap();
     }

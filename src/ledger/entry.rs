@@ -87,13 +87,25 @@ pub fn canonical_body(entry: &NewEntry) -> Vec<u8> {
     serde_json::to_vec(entry).unwrap_or_default()
 }
 
-/// The chain hash over the previous hash, the sequence number and the canonical body.
-pub fn hash_body(seq: u64, body: &[u8], prev_hash: &str) -> String {
+/// SHA-256 of an entry's canonical body. Computed by whoever appends (in parallel), so the
+/// single chain writer only hashes a fixed 104-byte input per entry.
+pub fn body_digest(body: &[u8]) -> [u8; 32] {
+    Sha256::digest(body).into()
+}
+
+/// The chain hash over the previous hash, the sequence number and the body's digest. A change
+/// to any field changes the digest (SHA-256 is collision-resistant), hence the chain.
+pub fn chain_hash(seq: u64, digest: &[u8; 32], prev_hash: &str) -> String {
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
-    h.update(body);
+    h.update(digest);
     hex::encode(h.finalize())
+}
+
+/// The chain hash of a body (digest and chain in one step).
+pub fn hash_body(seq: u64, body: &[u8], prev_hash: &str) -> String {
+    chain_hash(seq, &body_digest(body), prev_hash)
 }
 
 /// The stored JSON of an entry, built from its canonical body without re-encoding it:

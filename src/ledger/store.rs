@@ -11,27 +11,55 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
 use super::chain::{self, TamperError, VerifyReport};
-use super::entry::{canonical_body, hash_body, stored_bytes, LedgerEntry, NewEntry, GENESIS_HASH};
+use super::entry::{
+    body_digest, canonical_body, chain_hash, stored_bytes, LedgerEntry, NewEntry, GENESIS_HASH,
+};
 
 /// Blocks of entries, keyed by the sequence number of their first entry. A block is the
 /// entries of one group commit as NDJSON, one stored entry per line, so the chain is written
 /// with one tree insert per commit instead of one per send.
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_blocks");
 
+/// Marks an LZ4-compressed block; a block that starts with `{` is plain NDJSON.
+const LZ4_MAGIC: &[u8] = b"lz4:";
+
+/// Compresses a block of NDJSON entries for storage. The hashes stay inside the text, so
+/// tampering with the compressed bytes still has to get past the chain.
+pub fn encode_block(ndjson: &[u8]) -> Vec<u8> {
+    let mut out = LZ4_MAGIC.to_vec();
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(ndjson));
+    out
+}
+
+/// The NDJSON text of a stored block.
+pub fn decode_block(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    match stored.strip_prefix(LZ4_MAGIC) {
+        Some(c) => lz4_flex::decompress_size_prepended(c)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| e.to_string()),
+        None => Ok(std::borrow::Cow::Borrowed(stored)),
+    }
+}
+
 /// Splits a stored block into its entries.
 fn block_entries(
     key: u64,
-    block: &[u8],
-) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> + '_ {
-    block
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(move |line| {
-            serde_json::from_slice(line).map_err(|e| TamperError::Unreadable {
-                key,
-                message: e.to_string(),
+    stored: &[u8],
+) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> {
+    let entries: Vec<Result<LedgerEntry, TamperError>> = match decode_block(stored) {
+        Err(message) => vec![Err(TamperError::Unreadable { key, message })],
+        Ok(block) => block
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|line| {
+                serde_json::from_slice(line).map_err(|e| TamperError::Unreadable {
+                    key,
+                    message: e.to_string(),
+                })
             })
-        })
+            .collect(),
+    };
+    entries.into_iter()
 }
 
 /// Why the ledger could not be written or read.
@@ -50,8 +78,9 @@ fn db_err(e: impl std::fmt::Display) -> LedgerError {
 }
 
 type Reply = oneshot::Sender<Result<Vec<u64>, String>>;
-/// Canonical entry bodies, encoded by the caller so the single writer only hashes and stores.
-type Bodies = Vec<Vec<u8>>;
+/// Canonical entry bodies with their digests, computed by the caller so the single writer
+/// only chains and stores.
+type Bodies = Vec<(Vec<u8>, [u8; 32])>;
 
 /// The ledger: append through the writer thread, read through snapshots of the database.
 #[derive(Clone)]
@@ -120,7 +149,14 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        let bodies: Bodies = entries.iter().map(canonical_body).collect();
+        let bodies: Bodies = entries
+            .iter()
+            .map(|e| {
+                let body = canonical_body(e);
+                let digest = body_digest(&body);
+                (body, digest)
+            })
+            .collect();
         let (reply, wait) = oneshot::channel();
         let tx = self.writer.tx.lock().clone().ok_or(LedgerError::Stopped)?;
         tx.send((bodies, reply)).map_err(|_| LedgerError::Stopped)?;
@@ -213,9 +249,9 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<(Bodies, Reply)>, mut seq: u64, 
                 let mut block = Vec::with_capacity(round.iter().map(|(b, _)| b.len() * 400).sum());
                 for (entries, _) in &round {
                     let mut seqs = Vec::with_capacity(entries.len());
-                    for body in entries {
+                    for (body, digest) in entries {
                         seq += 1;
-                        let next = hash_body(seq, body, &hash);
+                        let next = chain_hash(seq, digest, &hash);
                         block.extend_from_slice(&stored_bytes(seq, body, &hash, &next));
                         block.push(b'\n');
                         hash = next;
@@ -223,7 +259,7 @@ fn writer(db: Arc<Database>, rx: mpsc::Receiver<(Bodies, Reply)>, mut seq: u64, 
                     }
                     assigned.push(seqs);
                 }
-                t.insert(first_seq, block.as_slice())
+                t.insert(first_seq, encode_block(&block).as_slice())
                     .map_err(|e| e.to_string())?;
             }
             w.commit().map_err(|e| e.to_string())?;
