@@ -125,6 +125,17 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Builds a gateway from `config` on the system clock and serves it on loopback in this
+/// process: the one way every subcommand starts herald.
+pub(crate) async fn start_gateway(config: Config) -> anyhow::Result<herald::app::Running> {
+    let loaded = LoadedConfig {
+        config,
+        source: ConfigSource::Embedded,
+    };
+    let state = herald::app::build_with_clock(loaded, Arc::new(SystemClock)).await?;
+    herald::app::spawn(state).await
+}
+
 fn bench_config(
     workers: usize,
     latency_ms: u64,
@@ -150,15 +161,7 @@ fn bench_config(
 async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id()));
     let config = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
-    let state = herald::app::build_with_clock(
-        LoadedConfig {
-            config,
-            source: ConfigSource::Embedded,
-        },
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let running = herald::app::spawn(state).await?;
+    let running = start_gateway(config).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     println!(

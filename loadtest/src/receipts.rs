@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use herald::callbacks::signature::sign;
-use herald::clock::SystemClock;
-use herald::config::{ConfigSource, LoadedConfig, Secret};
+use herald::config::Secret;
 use serde_json::{json, Value};
 
 use super::{bench_config, synth, KEY};
@@ -47,15 +46,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     p.receipt_delay_ms = 86_400_000;
     p.transient_failure_rate = 0.0;
     p.permanent_failure_rate = 0.0;
-    let state = herald::app::build_with_clock(
-        LoadedConfig {
-            config,
-            source: ConfigSource::Embedded,
-        },
-        Arc::new(SystemClock),
-    )
-    .await?;
-    let running = herald::app::spawn(state).await?;
+    let running = crate::start_gateway(config).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     let n = s.recipients;

@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use herald::clock::SystemClock;
-use herald::config::{Config, ConfigSource, LoadedConfig, PriceConfig, ProviderKind, DEFAULT_TOML};
+use herald::config::{Config, PriceConfig, ProviderKind, DEFAULT_TOML};
 use herald::domain::{Channel, Currency};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use rand::Rng;
@@ -162,15 +161,7 @@ async fn start_herald(s: &Scenario, w: &mut Wiring<'_>) -> anyhow::Result<herald
     for _ in 0..3 {
         w.herald_port = free_port()?;
         let config = herald_config(s, w)?;
-        let state = herald::app::build_with_clock(
-            LoadedConfig {
-                config,
-                source: ConfigSource::Embedded,
-            },
-            Arc::new(SystemClock),
-        )
-        .await?;
-        match herald::app::spawn(state).await {
+        match crate::start_gateway(config).await {
             Ok(running) => return Ok(running),
             Err(e) => last = Some(e),
         }
