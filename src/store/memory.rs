@@ -16,7 +16,9 @@ use crate::domain::{Channel, Consent, JobId, Purpose};
 pub struct MemoryStore {
     suppressed_phones: DashMap<u64, ()>,
     suppressed_contacts: DashMap<String, ()>,
-    consent: DashMap<(String, Channel), Consent>,
+    /// Consent recorded after the snapshot, per contact and channel (indexed by
+    /// [`Channel::index`]); keyed by contact id alone so a lookup borrows the id.
+    consent: DashMap<String, [Option<Consent>; 4]>,
     consent_history: parking_lot::Mutex<Vec<ConsentChange>>,
     /// Reservation times (unix seconds) per (contact key, channel, purpose), newest last.
     caps: DashMap<(u64, Channel, Purpose), Vec<i64>>,
@@ -50,8 +52,7 @@ impl MemoryStore {
 
     /// Restores one consent change (history and current value), in recorded order.
     pub(crate) fn restore_consent_change(&self, c: ConsentChange) {
-        self.consent
-            .insert((c.contact_id.clone(), c.channel), c.consent);
+        self.consent.entry(c.contact_id.clone()).or_default()[c.channel.index()] = Some(c.consent);
         self.consent_history.lock().push(c);
     }
 
@@ -87,8 +88,8 @@ impl StateStore for MemoryStore {
                         || self.suppressed_contacts.contains_key(q.contact_id)),
                 consent_override: if any_consent {
                     self.consent
-                        .get(&(q.contact_id.to_string(), channel))
-                        .map(|c| *c)
+                        .get(q.contact_id)
+                        .and_then(|c| c[channel.index()])
                 } else {
                     None
                 },
@@ -120,8 +121,8 @@ impl StateStore for MemoryStore {
     async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
         let mut history = self.consent_history.lock();
         for c in changes {
-            self.consent
-                .insert((c.contact_id.clone(), c.channel), c.consent);
+            self.consent.entry(c.contact_id.clone()).or_default()[c.channel.index()] =
+                Some(c.consent);
             history.push(c.clone());
         }
         Ok(())
