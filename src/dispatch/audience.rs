@@ -183,11 +183,6 @@ impl Audience {
         }
         out
     }
-
-    /// Approximate heap bytes, for capacity reports.
-    pub fn heap_bytes(&self) -> usize {
-        self.arena.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
-    }
 }
 
 #[cfg(test)]
