@@ -111,20 +111,8 @@ async fn caps_hold_across_two_concurrent_jobs() {
     let a = sms_job("race-a", "A", audience(500));
     let b = sms_job("race-b", "B", audience(500));
     let ((_, ja), (_, jb)) = tokio::join!(g.submit(&a), g.submit(&b));
-    let ja = g
-        .wait_status(
-            ja["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(10),
-        )
-        .await;
-    let jb = g
-        .wait_status(
-            jb["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(10),
-        )
-        .await;
+    let ja = g.wait_completed(&ja, Duration::from_secs(10)).await;
+    let jb = g.wait_completed(&jb, Duration::from_secs(10)).await;
     assert_eq!(
         sent(&ja) + sent(&jb),
         500,
@@ -165,13 +153,7 @@ async fn a_streamed_ndjson_audience_is_sent_in_full() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let job: Value = r.json().await.unwrap();
-    let done = g
-        .wait_status(
-            job["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(20),
-        )
-        .await;
+    let done = g.wait_completed(&job, Duration::from_secs(20)).await;
     assert_eq!(done["counts"]["audience"], n + 1);
     assert_eq!(sent(&done), n as u64);
     assert_eq!(done["counts"]["rejected"]["duplicate"], 1);
@@ -278,13 +260,7 @@ async fn a_preview_predicts_the_finish_of_a_rate_limited_job_within_five_percent
     );
 
     let (_, body) = g.submit(&job).await;
-    let done = g
-        .wait_status(
-            body["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(20),
-        )
-        .await;
+    let done = g.wait_completed(&body, Duration::from_secs(20)).await;
     let at = |k: &str| chrono::DateTime::parse_from_rfc3339(done[k].as_str().unwrap()).unwrap();
     let actual = (at("finished_at") - at("started_at")).num_milliseconds() as f64 / 1000.0;
     let predicted = predicted.num_milliseconds() as f64 / 1000.0;

@@ -103,13 +103,7 @@ async fn every_opt_out_keyword_opts_the_sender_out() {
     job["purpose"] = json!("transactional");
     let (s, body) = g.submit(&job).await;
     assert_eq!(s, 201, "{body}");
-    let done = g
-        .wait_status(
-            body["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let done = g.wait_completed(&body, Duration::from_secs(5)).await;
     assert_eq!(done["counts"]["rejected"]["opted_out"], n as u64);
     assert_eq!(done["counts"]["sent"], 2);
 

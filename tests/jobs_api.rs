@@ -72,12 +72,7 @@ async fn every_rejection_reason_is_reported_in_order() {
         ))
         .await;
     assert_eq!(s, 201, "{first}");
-    g.wait_status(
-        first["id"].as_str().unwrap(),
-        "completed",
-        Duration::from_secs(5),
-    )
-    .await;
+    g.wait_completed(&first, Duration::from_secs(5)).await;
 
     let mut job = sms_job(
         "reasons",
@@ -139,13 +134,7 @@ async fn a_changed_phone_is_corrected_to_the_snapshot() {
     );
     let (s, body) = g.submit(&job).await;
     assert_eq!(s, 201, "{body}");
-    let done = g
-        .wait_status(
-            body["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let done = g.wait_completed(&body, Duration::from_secs(5)).await;
     assert_eq!(done["counts"]["sent"], 2);
     assert_eq!(done["counts"]["phone_corrected"], 1);
 }
@@ -161,13 +150,7 @@ async fn transactional_needs_no_opt_in_but_respects_opt_out() {
     job["purpose"] = json!("transactional");
     job["variables"] = json!({"code": 123456});
     let (_, body) = g.submit(&job).await;
-    let done = g
-        .wait_status(
-            body["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let done = g.wait_completed(&body, Duration::from_secs(5)).await;
     assert_eq!(done["counts"]["sent"], 1);
     assert_eq!(done["counts"]["rejected"]["opted_out"], 1);
 }
@@ -191,27 +174,9 @@ async fn gsm7_and_ucs2_parts_and_cost_are_counted_as_billed() {
             json!([{"contact_id": "moved"}]),
         ))
         .await;
-    let a = g
-        .wait_status(
-            a["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
-    let b = g
-        .wait_status(
-            b["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
-    let c = g
-        .wait_status(
-            c["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let a = g.wait_completed(&a, Duration::from_secs(5)).await;
+    let b = g.wait_completed(&b, Duration::from_secs(5)).await;
+    let c = g.wait_completed(&c, Duration::from_secs(5)).await;
     assert_eq!(a["counts"]["segments"], 2);
     assert_eq!(b["counts"]["segments"], 2);
     // 80 euro signs are 160 septets (extension characters count two): one part.
@@ -243,13 +208,7 @@ async fn idempotent_resubmission_returns_the_same_job_and_conflicts_on_a_new_bod
     assert_eq!(r3.status(), 409);
     let e: Value = r3.json().await.unwrap();
     assert_eq!(e["error"]["code"], "idempotency_conflict");
-    let done = g
-        .wait_status(
-            j1["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let done = g.wait_completed(&j1, Duration::from_secs(5)).await;
     assert_eq!(
         done["counts"]["sent"], 1,
         "the resubmission sent nothing more"
@@ -401,13 +360,7 @@ async fn a_segment_selects_its_audience_from_the_snapshot() {
     });
     let (s, body) = g.submit(&job).await;
     assert_eq!(s, 201, "{body}");
-    let done = g
-        .wait_status(
-            body["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(5),
-        )
-        .await;
+    let done = g.wait_completed(&body, Duration::from_secs(5)).await;
     // Shanghai contacts without the vip tag: ok2, novar, capped, moved, tx_only.
     assert_eq!(done["counts"]["audience"], 5, "{done:#}");
 }

@@ -32,20 +32,8 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
     let (_, b) = g
         .submit(&sms_job("camp-b", &"长".repeat(80), json!(audience[250..])))
         .await;
-    let a = g
-        .wait_status(
-            a["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(10),
-        )
-        .await;
-    let b = g
-        .wait_status(
-            b["id"].as_str().unwrap(),
-            "completed",
-            Duration::from_secs(10),
-        )
-        .await;
+    let a = g.wait_completed(&a, Duration::from_secs(10)).await;
+    let b = g.wait_completed(&b, Duration::from_secs(10)).await;
     assert!(
         a["counts"]["failed"].as_u64().unwrap() > 0,
         "some sends failed permanently and cost nothing"

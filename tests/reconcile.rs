@@ -56,12 +56,7 @@ async fn an_invoice_is_diffed_against_the_ledger() {
         .collect();
     let (status, job) = g.submit(&sms_job("camp", "Hi", json!(audience))).await;
     assert_eq!(status, 201);
-    g.wait_status(
-        job["id"].as_str().unwrap(),
-        "completed",
-        Duration::from_secs(10),
-    )
-    .await;
+    g.wait_completed(&job, Duration::from_secs(10)).await;
     let entries = ledger_entries(&g).await;
     assert_eq!(entries.len(), 5);
     let id = |i: usize| entries[i]["message_id"].as_str().unwrap().to_string();

@@ -152,6 +152,14 @@ impl Gateway {
         }
     }
 
+    /// Polls until the job named by a submission's answer (`{"id": ...}`) is completed.
+    pub async fn wait_completed(&self, submitted: &Value, timeout: Duration) -> Value {
+        let id = submitted["id"]
+            .as_str()
+            .expect("the submission answered a job id");
+        self.wait_status(id, "completed", timeout).await
+    }
+
     /// Polls until `pred` holds for the job.
     pub async fn wait_until(
         &self,
