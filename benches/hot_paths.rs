@@ -86,6 +86,7 @@ fn job_policy(caps: bool) -> JobPolicy {
         } else {
             Vec::new()
         },
+        cap_holder_seed: 0,
         reserve_caps: caps,
     }
 }
@@ -159,7 +160,32 @@ fn bench_rate_limiter(c: &mut Criterion) {
     g.bench_function("acquire_uncontended", |b| {
         b.iter(|| rt.block_on(limiter.acquire(1, &|| true)))
     });
+    // The fleet-wide limiter between two asks: parts come from the block it holds.
+    let shared = herald::dispatch::PartsLimiter::shared(
+        std::sync::Arc::new(AlwaysGrants),
+        "bench",
+        u32::MAX / 2,
+        u32::MAX / 2,
+    );
+    g.bench_function("acquire_shared_from_block", |b| {
+        b.iter(|| rt.block_on(shared.acquire(1, &|| true)))
+    });
     g.finish();
+}
+
+/// A shared bucket that grants every block at once, so the bench sees only the block cache.
+struct AlwaysGrants;
+
+#[async_trait::async_trait]
+impl herald::store::RateBucket for AlwaysGrants {
+    async fn take(
+        &self,
+        _: herald::store::BlockRequest,
+    ) -> Result<herald::store::BlockAnswer, herald::store::StoreError> {
+        Ok(herald::store::BlockAnswer::Granted {
+            after: std::time::Duration::ZERO,
+        })
+    }
 }
 
 fn bench_ids(c: &mut Criterion) {
@@ -208,12 +234,15 @@ fn bench_whole_job(c: &mut Criterion) {
                 channel: Channel::Sms,
                 currency: Currency::parse("CNY").expect("currency"),
                 limiter: PartsLimiter::new(0, 0),
+                idempotent: true,
             }],
             clock: Arc::new(SystemClock),
             config: config.dispatch.clone(),
             max_snapshot_age: Duration::hours(1),
             ledger: None,
             observer: None,
+            journal: None,
+            state_health: Default::default(),
         })
     });
     let mut g = c.benchmark_group("dispatch");

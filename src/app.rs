@@ -13,12 +13,16 @@ use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::config::StateBackend;
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
+use crate::dispatch::journal::Journal;
+use crate::dispatch::recovery;
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
 use crate::ledger::Ledger;
 use crate::links::Tracking;
 use crate::provider;
-use crate::snapshot::{load_csv, SnapshotStore};
-use crate::store::{EmbeddedStore, MemoryStore, StateStore};
+use crate::snapshot::{load_csv, SnapshotFiles, SnapshotStore};
+use crate::store::{
+    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, StateHealth, StateStore, PROBE_EVERY,
+};
 
 /// The embedded database file inside the data directory.
 pub const DATABASE_FILE: &str = "herald.redb";
@@ -28,7 +32,11 @@ pub struct AppState {
     pub config: LoadedConfig,
     pub clock: Arc<dyn Clock>,
     pub snapshots: Arc<SnapshotStore>,
+    /// The snapshot in use, kept in the data directory for the next start.
+    pub snapshot_files: SnapshotFiles,
     pub store: Arc<dyn StateStore>,
+    /// Whether the state store answers (probed in the background): `/readyz` and intake.
+    pub state_health: Arc<StateHealth>,
     pub dispatcher: Dispatcher,
     pub ledger: Ledger,
     /// Renders `/metrics`; the recorder behind it is process-wide.
@@ -78,7 +86,20 @@ pub async fn build_with_clock(
     std::fs::create_dir_all(&c.server.data_dir)
         .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
-    load_startup_snapshot(&config, &snapshots, clock.now())?;
+    let snapshot_files = SnapshotFiles::new(std::path::Path::new(&c.server.data_dir))
+        .with_context(|| format!("creating the snapshot directory in {}", c.server.data_dir))?;
+    // The snapshot loads while the journal is read and jobs are planned again: both take
+    // seconds at millions of rows, and nothing sends before the snapshot is in (an empty
+    // one is stale, so workers hold).
+    let snapshot_load = {
+        let (config, snapshots, files, now) = (
+            config.clone(),
+            snapshots.clone(),
+            snapshot_files.clone(),
+            clock.now(),
+        );
+        tokio::task::spawn_blocking(move || load_startup_snapshot(&config, &snapshots, &files, now))
+    };
     let db_path = std::path::Path::new(&c.server.data_dir).join(DATABASE_FILE);
     let db = Arc::new(
         redb::Database::create(&db_path)
@@ -87,9 +108,28 @@ pub async fn build_with_clock(
     let store: Arc<dyn StateStore> = match c.state.backend {
         StateBackend::Memory => Arc::new(MemoryStore::new()),
         StateBackend::Embedded => Arc::new(EmbeddedStore::open(db.clone())?),
+        StateBackend::Redis => Arc::new(
+            RedisStore::connect(RedisOptions::from_config(&c.state.redis))
+                .await
+                .context("connecting to the Redis state backend")?,
+        ),
     };
     let ledger =
         Ledger::open(db).with_context(|| format!("opening the ledger in {}", db_path.display()))?;
+    // Dispatch is as durable as the state: with embedded (or Redis) state, the jobs this
+    // instance accepted survive its restart. With memory state nothing does.
+    let journal = match c.state.backend {
+        StateBackend::Embedded | StateBackend::Redis => {
+            Some(Journal::open(ledger.clone()).with_context(|| {
+                format!("opening the dispatch journal in {}", db_path.display())
+            })?)
+        }
+        StateBackend::Memory => None,
+    };
+    // Readiness, intake and dispatch read the backend's health from here, never on a
+    // request's path; a background probe keeps it current.
+    let state_health = Arc::new(StateHealth::new());
+    state_health.spawn_probe(&store, PROBE_EVERY);
     let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
     callbacks.spawn_sweeper();
     let tracking = Arc::new(Tracking::new(&c.tracking));
@@ -101,7 +141,13 @@ pub async fn build_with_clock(
                 provider: provider::build(p, clock.clone())?,
                 channel: p.channel,
                 currency: p.currency,
-                limiter: PartsLimiter::new(p.rate_limit_parts_per_second, p.burst_parts),
+                limiter: PartsLimiter::for_state(
+                    &c.state,
+                    &p.name,
+                    p.rate_limit_parts_per_second,
+                    p.burst_parts,
+                )?,
+                idempotent: p.idempotent,
             })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
@@ -119,12 +165,34 @@ pub async fn build_with_clock(
         ),
         ledger: c.ledger.enabled.then(|| ledger.clone()),
         observer: Some(callbacks.clone() as Arc<dyn SendObserver>),
+        journal: journal.clone(),
+        state_health: state_health.clone(),
     });
+    if let Some(journal) = &journal {
+        let started = std::time::Instant::now();
+        let summary = recovery::recover(journal, &dispatcher, c, &tracking).await?;
+        if summary.jobs > 0 || summary.finished_later > 0 {
+            tracing::info!(
+                jobs = summary.jobs,
+                unfinished = summary.unfinished,
+                finished_later = summary.finished_later,
+                resent = summary.resent,
+                in_doubt = summary.in_doubt,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "jobs recovered from the journal"
+            );
+        }
+    }
+    snapshot_load
+        .await
+        .context("loading the snapshot at start-up")??;
     let state = Arc::new(AppState {
         config,
         clock,
         snapshots,
+        snapshot_files,
         store,
+        state_health,
         dispatcher,
         ledger,
         metrics,
@@ -140,8 +208,21 @@ pub async fn build_with_clock(
 fn load_startup_snapshot(
     config: &LoadedConfig,
     snapshots: &SnapshotStore,
+    files: &SnapshotFiles,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    // The snapshot in use before the stop wins over the configured file.
+    if let Some(report) = files
+        .restore(snapshots, config.config.snapshot.region())
+        .context("loading the snapshot kept in the data directory")?
+    {
+        tracing::info!(
+            contacts = report.contacts,
+            as_of = %snapshots.current().as_of(),
+            "snapshot restored from the data directory"
+        );
+        return Ok(());
+    }
     let Some(path) = config.config.snapshot.load_path.as_deref() else {
         return Ok(());
     };

@@ -3,14 +3,18 @@
 //! A job flows through the modules in this order (see DESIGN.md in the project docs):
 //!
 //! - [`api`]: the HTTP edge. Thin handlers, one error type mapped to statuses, body limits.
-//! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked against.
+//! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked
+//!   against, kept in the data directory across restarts.
 //! - [`phone`]: numbering-plan parsing and validation (E.164 as integers), time zones by number.
 //! - [`segment`]: audience expressions over snapshot tags and attributes.
 //! - [`policy`]: the per-recipient decision pipeline, one rule per file, run in batches.
 //! - [`template`]: template compilation, rendering, and SMS part counting as carriers bill it.
-//! - [`dispatch`]: job planning, sharding, workers, rate limits and retries.
+//! - [`dispatch`]: job planning, sharding, workers, rate limits (local or shared in Redis) and
+//!   retries; the dispatch journal that makes jobs survive a crash, and the recovery that
+//!   resumes them on start.
 //! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
-//! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs) and backends.
+//! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs), its
+//!   backends (memory, embedded, Redis), and the cached health of the backend in use.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
 //! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
 //! - [`callbacks`]: signed delivery receipts and inbound replies (STOP / 退订), matched back to

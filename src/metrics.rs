@@ -82,6 +82,8 @@ pub const SNAPSHOT_AGE: &str = "herald_snapshot_age_seconds";
 pub const SNAPSHOT_MAX_AGE: &str = "herald_snapshot_max_age_seconds";
 /// Contacts in the snapshot.
 pub const SNAPSHOT_CONTACTS: &str = "herald_snapshot_contacts";
+/// 1 while the state backend answers its health probe, 0 during an outage.
+pub const STATE_BACKEND_UP: &str = "herald_state_backend_up";
 /// Per job (running, or finished within the last hour): always 1, labels describe the job.
 pub const JOB_INFO: &str = "herald_job_info";
 /// Per job: 1 for its current status, 0 for the others.
@@ -217,6 +219,7 @@ pub const DECLARED: &[Declared] = &[
     gauge(SNAPSHOT_AGE, "Age of the contact snapshot (now minus its as_of time).", &[]),
     gauge(SNAPSHOT_MAX_AGE, "Snapshot age past which jobs refuse to dispatch.", &[]),
     gauge(SNAPSHOT_CONTACTS, "Contacts in the contact snapshot.", &[]),
+    gauge(STATE_BACKEND_UP, "1 while the state backend answers, 0 while it does not (dispatch holds its jobs and intake answers 503).", &[]),
     gauge(JOB_INFO, "Always 1 for each job that is running or finished within the last hour; labels describe it.", &[JOB, CAMPAIGN, CHANNEL, PURPOSE, PROVIDER]),
     gauge(JOB_STATUS, "1 for the job's current status, 0 for the others.", &[JOB, CAMPAIGN, STATUS]),
     gauge(JOB_AUDIENCE, "Recipients in the job's audience, duplicates included.", &[JOB, CAMPAIGN]),

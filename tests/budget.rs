@@ -42,30 +42,6 @@ async fn resume(g: &Gateway, id: &str, body: Option<Value>) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
-async fn ledger_total(g: &Gateway, job_id: &str) -> (i64, Vec<String>) {
-    let text = g
-        .req(Method::GET, &format!("/v1/ledger?job_id={job_id}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let entries: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let total = entries
-        .iter()
-        .map(|e| e["cost_micros"].as_i64().unwrap())
-        .sum();
-    let ids = entries
-        .iter()
-        .map(|e| e["message_id"].as_str().unwrap().to_string())
-        .collect();
-    (total, ids)
-}
-
 #[tokio::test]
 async fn a_budget_stops_the_job_and_a_raised_one_finishes_it() {
     let g = Gateway::start_with(|c| c.policy.frequency_caps.clear()).await;
@@ -103,7 +79,7 @@ async fn a_budget_stops_the_job_and_a_raised_one_finishes_it() {
     let still = g.job(&id).await;
     assert_eq!(still["status"], "budget_exhausted");
     assert_eq!(still["counts"]["sent"], sent);
-    assert_eq!(ledger_total(&g, &id).await.0, cost);
+    assert_eq!(g.ledger_charges(&id).await.1, cost);
 
     // Resuming needs a higher budget, in the job's currency.
     let (status, err) = resume(&g, &id, None).await;
@@ -145,7 +121,7 @@ async fn a_budget_stops_the_job_and_a_raised_one_finishes_it() {
         recipients.iter().all(|r| r["outcome"] == "sent"),
         "{recipients:?}"
     );
-    let (total, ids) = ledger_total(&g, &id).await;
+    let (ids, total) = g.ledger_charges(&id).await;
     assert_eq!(total, cost);
     assert_eq!(ids.len(), n);
     assert_eq!(ids.iter().collect::<HashSet<_>>().len(), n);

@@ -178,14 +178,7 @@ async fn an_ndjson_line_error_names_the_line_and_field() {
         e["error"]["field"].as_str().unwrap().starts_with("line 3"),
         "{e}"
     );
-    let list: Value = g
-        .req(Method::GET, "/v1/jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = g.get_json("/v1/jobs").await;
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),
         0,
@@ -245,14 +238,7 @@ async fn a_preview_predicts_the_finish_of_a_rate_limited_job_within_five_percent
     let predicted = chrono::DateTime::parse_from_rfc3339(p["predicted_finish"].as_str().unwrap())
         .unwrap()
         - chrono::DateTime::parse_from_rfc3339(p["predicted_start"].as_str().unwrap()).unwrap();
-    let list: Value = g
-        .req(Method::GET, "/v1/jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = g.get_json("/v1/jobs").await;
     assert_eq!(
         list["jobs"].as_array().unwrap().len(),
         0,

@@ -213,14 +213,7 @@ async fn idempotent_resubmission_returns_the_same_job_and_conflicts_on_a_new_bod
         done["counts"]["sent"], 1,
         "the resubmission sent nothing more"
     );
-    let list: Value = g
-        .req(Method::GET, "/v1/jobs")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = g.get_json("/v1/jobs").await;
     assert_eq!(list["jobs"].as_array().unwrap().len(), 1);
 }
 

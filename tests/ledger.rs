@@ -39,14 +39,7 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
         "some sends failed permanently and cost nothing"
     );
 
-    let summary: Value = g
-        .req(Method::GET, "/v1/ledger/summary")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = g.get_json("/v1/ledger/summary").await;
     let total = summary["totals"]["CNY"]["cost_micros"].as_i64().unwrap();
     let reports =
         a["counts"]["cost_micros"].as_i64().unwrap() + b["counts"]["cost_micros"].as_i64().unwrap();
@@ -115,21 +108,9 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
                 let (k, v) = t.first().unwrap().unwrap();
                 (k.value(), v.value().to_vec())
             };
-            let block = herald::ledger::store::decode_block(&block)
-                .unwrap()
-                .into_owned();
-            let mut lines: Vec<Value> = block
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(|l| serde_json::from_slice(l).unwrap())
-                .collect();
-            lines[2]["cost_micros"] = json!(1);
-            let mut out = Vec::new();
-            for l in &lines {
-                out.extend_from_slice(&serde_json::to_vec(l).unwrap());
-                out.push(b'\n');
-            }
-            t.insert(key, herald::ledger::store::encode_block(&out).as_slice())
+            let mut entries = herald::ledger::store::read_block(key, &block).unwrap();
+            entries[2].entry.cost_micros = herald::domain::Micros(1);
+            t.insert(key, herald::ledger::store::write_block(&entries).as_slice())
                 .unwrap();
         }
         w.commit().unwrap();

@@ -25,17 +25,7 @@ fn decimal(micros: i64) -> String {
 }
 
 async fn ledger_entries(g: &Gateway) -> Vec<Value> {
-    let text = g
-        .req(Method::GET, "/v1/ledger")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    g.ledger_entries("").await
 }
 
 async fn reconcile(g: &Gateway, query: &str, invoice: &str) -> reqwest::Response {

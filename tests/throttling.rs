@@ -76,12 +76,15 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
             channel: Channel::Sms,
             currency: Currency::parse("CNY").unwrap(),
             limiter: PartsLimiter::new(0, 0),
+            idempotent: false,
         }],
         clock: Arc::new(SystemClock),
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),
         ledger: None,
         observer: None,
+        journal: None,
+        state_health: Default::default(),
     });
     let mut audience = AudienceBuilder::new();
     audience.push("c1", None, None).unwrap();

@@ -67,9 +67,10 @@ enum Command {
         /// Sandbox latency per provider call, in milliseconds.
         #[arg(long, default_value_t = 2)]
         latency_ms: u64,
-        /// Turn the durable cost ledger off, to measure the in-memory path alone.
-        #[arg(long)]
-        no_ledger: bool,
+        /// Nothing durable: in-memory state, no dispatch journal, no cost ledger. Measures the
+        /// in-memory path the durable one is compared with.
+        #[arg(long, alias = "no-ledger")]
+        in_memory: bool,
     },
     /// Signed delivery receipts over HTTP: sends a job, then posts its receipts back.
     Receipts {
@@ -109,8 +110,8 @@ fn main() -> anyhow::Result<()> {
             recipients,
             workers,
             latency_ms,
-            no_ledger,
-        } => rt.block_on(sandbox(recipients, workers, latency_ms, !no_ledger)),
+            in_memory,
+        } => rt.block_on(sandbox(recipients, workers, latency_ms, !in_memory)),
         Command::Receipts {
             recipients,
             batch,
@@ -127,6 +128,36 @@ fn main() -> anyhow::Result<()> {
 
 /// Builds a gateway from `config` on the system clock and serves it on loopback in this
 /// process: the one way every subcommand starts herald.
+/// `GET /v1/jobs/{id}` on the gateway at `base`.
+pub(crate) async fn get_job(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
+    Ok(http
+        .get(format!("{base}/v1/jobs/{id}"))
+        .bearer_auth(KEY)
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+/// Polls the job until it is completed (at most 10 minutes); answers its last view.
+pub(crate) async fn wait_completed(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+) -> anyhow::Result<Value> {
+    let t = Instant::now();
+    loop {
+        let j = get_job(http, base, id).await?;
+        if j["status"] == "completed" {
+            return Ok(j);
+        }
+        if t.elapsed() > Duration::from_secs(600) {
+            bail!("job did not complete in 10 minutes: {j}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 pub(crate) async fn start_gateway(config: Config) -> anyhow::Result<herald::app::Running> {
     let loaded = LoadedConfig {
         config,
@@ -149,6 +180,9 @@ fn bench_config(
     c.snapshot.load_path = None;
     c.dispatch.workers = workers;
     c.ledger.enabled = ledger;
+    if !ledger {
+        c.state.backend = herald::config::StateBackend::Memory;
+    }
     // Throughput, not policy, is measured: no quiet hours or caps holding recipients back.
     c.policy.quiet_hours.enabled = false;
     c.policy.frequency_caps.clear();
@@ -165,8 +199,8 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> any
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     println!(
-        "herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call, ledger {}",
-        if ledger { "on (durable)" } else { "off" }
+        "herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call, {}",
+        if ledger { "durable (embedded state, journal and ledger)" } else { "in memory (nothing durable)" }
     );
 
     let csv = synth::snapshot_csv(n);
@@ -211,22 +245,7 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> any
     );
 
     let t = Instant::now();
-    let done = loop {
-        let j: Value = http
-            .get(format!("{base}/v1/jobs/{id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if j["status"] == "completed" {
-            break j;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("job did not complete in 10 minutes: {j}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let done = wait_completed(&http, &base, &id).await?;
     let run = t.elapsed().as_secs_f64();
     let c = &done["counts"];
     let rejected: u64 = c["rejected"]
@@ -248,6 +267,38 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> any
         c["segments"], c["cost_micros"], c["currency"]
     );
     running.stop().await;
+    if ledger {
+        // What a restart costs with this job in the journal: the kept snapshot is loaded
+        // again and the job planned again from its audience and outcomes.
+        let t = Instant::now();
+        let config = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
+        let again = start_gateway(config).await?;
+        let ready = t.elapsed();
+        let base = format!("http://{}", again.addr);
+        // A finished job is restored in the background after start-up (503 until then).
+        let j: Value = loop {
+            let r = http
+                .get(format!("{base}/v1/jobs/{id}"))
+                .bearer_auth(KEY)
+                .send()
+                .await?;
+            if r.status().is_success() {
+                break r.json().await?;
+            }
+            if t.elapsed() > Duration::from_secs(120) {
+                bail!("the job was not restored in 2 minutes: {}", r.status());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        println!(
+            "restart: ready in {:.2}s with the snapshot loaded; the finished job readable after {:.2}s (status {}, sent {})",
+            ready.as_secs_f64(),
+            t.elapsed().as_secs_f64(),
+            j["status"],
+            j["counts"]["sent"]
+        );
+        again.stop().await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

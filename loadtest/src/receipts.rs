@@ -10,7 +10,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context};
 use bytes::Bytes;
@@ -77,27 +77,12 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
     let job: Value = r.json().await?;
     let id = job["id"].as_str().context("job id")?.to_string();
     let t = Instant::now();
-    loop {
-        let j: Value = http
-            .get(format!("{base}/v1/jobs/{id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
-        if j["status"] == "completed" {
-            println!(
-                "sent {} messages in {:.2}s",
-                j["counts"]["sent"],
-                t.elapsed().as_secs_f64()
-            );
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(600) {
-            bail!("job did not complete in 10 minutes: {j}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let j = crate::wait_completed(&http, &base, &id).await?;
+    println!(
+        "sent {} messages in {:.2}s",
+        j["counts"]["sent"],
+        t.elapsed().as_secs_f64()
+    );
 
     let lines = http
         .get(format!("{base}/v1/jobs/{id}/recipients"))

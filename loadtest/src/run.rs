@@ -332,13 +332,7 @@ async fn drive(
     let mut samples: Vec<(f64, u64)> = Vec::new();
     let limit = Duration::from_secs(s.herald.timeout_seconds);
     let done = loop {
-        let j: Value = http
-            .get(format!("{base}/v1/jobs/{id}"))
-            .bearer_auth(KEY)
-            .send()
-            .await?
-            .json()
-            .await?;
+        let j = crate::get_job(http, base, &id).await?;
         let c = &j["counts"];
         let sent = c["sent"].as_u64().unwrap_or(0);
         let failed = c["failed"].as_u64().unwrap_or(0);

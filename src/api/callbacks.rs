@@ -62,6 +62,12 @@ pub async fn receipts(
     let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
     let receipts = receipt::parse(&bytes).map_err(wire_error)?;
     let tally = state.callbacks.apply_receipts(p, &receipts);
+    // Acknowledged once durable: after a crash before this, the provider sends them again
+    // and applying them again changes nothing.
+    state.dispatcher.flush_deliveries().await.map_err(|e| {
+        tracing::error!(error = %e, "receipts applied but not recorded");
+        ApiError::unavailable("the receipts could not be recorded durably; send them again")
+    })?;
     Ok(Json(tally).into_response())
 }
 

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
+use crate::domain::Hold;
+
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {
@@ -122,6 +124,19 @@ impl ApiError {
         e
     }
 
+    /// 503 with Retry-After: the state backend does not answer, so nothing was accepted or
+    /// changed by this request (a request that changes several batches may have applied the
+    /// first ones; every intake request is safe to repeat).
+    pub fn state_unavailable() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Hold::StateUnavailable.as_str(),
+            "the state backend does not answer; repeat the request after Retry-After seconds",
+        );
+        e.retry_after = Some(STATE_RETRY_AFTER_SECONDS);
+        e
+    }
+
     /// 500 for what should not happen; details go to the log, not the client.
     pub fn internal(context: &str) -> ApiError {
         ApiError::new(
@@ -132,10 +147,14 @@ impl ApiError {
     }
 }
 
+/// What a client is told to wait while the state backend does not answer: about two of its
+/// health probes, so a retry after it finds the outage over if the backend is back.
+pub const STATE_RETRY_AFTER_SECONDS: u64 = 2;
+
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> ApiError {
         tracing::warn!(error = %e, "state store unavailable");
-        ApiError::unavailable("state backend unavailable, try again")
+        ApiError::state_unavailable()
     }
 }
 

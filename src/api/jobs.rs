@@ -48,6 +48,9 @@ pub async fn submit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // Before the body is read: a job is accepted only with the state backend answering
+    // (its caps, consent and idempotency key live there), a preview needs it too.
+    super::health::require_state(&state)?;
     let idempotency_key = if query.dry_run {
         None
     } else {
@@ -95,7 +98,7 @@ pub async fn submit(
                 let job = state
                     .dispatcher
                     .get(&existing)
-                    .ok_or_else(|| ApiError::not_found("job"))?;
+                    .ok_or_else(|| missing_job(&state, &existing))?;
                 return Ok((
                     StatusCode::OK,
                     Json(job_view::view(&job, state.clock.now())),
@@ -128,7 +131,11 @@ pub async fn submit(
     if let Some(amount) = budget {
         job.budget.set_limit(amount);
     }
-    state.dispatcher.submit(job.clone());
+    // Acknowledged only once the job and its audience are durable.
+    state.dispatcher.accept(job.clone()).await.map_err(|e| {
+        tracing::error!(job = %job.id, error = %e, "job could not be recorded");
+        ApiError::unavailable("the job could not be recorded durably; try again")
+    })?;
     tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
     Ok((
         StatusCode::CREATED,
@@ -329,10 +336,20 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
 }
 
 fn find(state: &AppState, raw: &str) -> Result<Arc<Job>, ApiError> {
+    let id = job_id(raw)?;
     state
         .dispatcher
-        .get(&job_id(raw)?)
-        .ok_or_else(|| ApiError::not_found("job"))
+        .get(&id)
+        .ok_or_else(|| missing_job(state, &id))
+}
+
+/// Not found, or not restored yet after a restart (then worth asking again shortly).
+pub fn missing_job(state: &AppState, id: &JobId) -> ApiError {
+    if state.dispatcher.is_recovering(id) {
+        ApiError::unavailable("the job is being restored after a restart; ask again shortly")
+    } else {
+        ApiError::not_found("job")
+    }
 }
 
 /// `GET /v1/jobs/{id}`.
@@ -418,8 +435,17 @@ pub async fn transition(
         _ => return Err(ApiError::not_found("action")),
     };
     match result {
-        Ok(_) => get(State(state), Path(id.to_string())).await,
-        Err(TransitionError::NotFound) => Err(ApiError::not_found("job")),
+        Ok(_) => {
+            // Answered once durable, so a pause or cancel holds across a crash right after.
+            if let Err(e) = state.dispatcher.persist_status(&id).await {
+                tracing::error!(job = %id, error = %e, "status change applied but not journaled");
+                return Err(ApiError::unavailable(
+                    "the status change is in effect but could not be recorded durably; repeat it",
+                ));
+            }
+            get(State(state), Path(id.to_string())).await
+        }
+        Err(TransitionError::NotFound) => Err(missing_job(&state, &id)),
         Err(e @ TransitionError::NotAllowed(..)) => {
             Err(ApiError::conflict("invalid_transition", e.to_string()))
         }

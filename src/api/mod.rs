@@ -6,6 +6,7 @@ mod body;
 mod callbacks;
 mod contacts;
 pub mod error;
+mod health;
 mod job_request;
 mod jobs;
 mod ledger;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Router};
 
 use crate::app::AppState;
 
@@ -59,8 +60,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/c/{token}", get(tracking::click))
         .route("/o/{token}", get(tracking::open));
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/metrics", get(telemetry::metrics))
         .merge(v1)
         .merge(public)
@@ -71,23 +72,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn(telemetry::track))
         .with_state(state)
-}
-
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
-}
-
-/// Ready only with a fresh snapshot.
-async fn readyz(
-    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let now = state.clock.now();
-    if state.snapshot_stale(now) {
-        return error::ApiError::unavailable("contact snapshot is stale or not loaded")
-            .into_response();
-    }
-    Json(serde_json::json!({ "status": "ready" })).into_response()
 }
 
 async fn not_found() -> error::ApiError {

@@ -62,9 +62,11 @@ pub async fn job(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let format = format(&q)?;
-    let job = JobId::parse(&id)
-        .and_then(|id| state.dispatcher.get(&id))
-        .ok_or_else(|| ApiError::not_found("job"))?;
+    let job_id = JobId::parse(&id).ok_or_else(|| ApiError::not_found("job"))?;
+    let job = state
+        .dispatcher
+        .get(&job_id)
+        .ok_or_else(|| super::jobs::missing_job(&state, &job_id))?;
     respond(&state, "job", id, &[job], format).await
 }
 

@@ -15,7 +15,7 @@ use tokio_util::io::SyncIoBridge;
 use super::body::{capped_reader, CapFlag};
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::snapshot::{load_csv, load_ndjson, SnapshotError};
+use crate::snapshot::{load_csv, load_ndjson, SnapshotError, UploadFormat};
 
 /// Query of `PUT /v1/snapshot`.
 #[derive(Debug, Deserialize)]
@@ -73,19 +73,28 @@ pub async fn put(
     let limit = state.config.config.server.max_upload_bytes;
     let (reader, cap) = capped_reader(body, limit);
     let snapshots = state.snapshots.clone();
+    let files = state.snapshot_files.clone();
     let region = state.config.config.snapshot.region();
     let result = tokio::task::spawn_blocking(move || {
-        let bridge = SyncIoBridge::new(reader);
+        // Copied aside while read, so that a restart finds the snapshot in use.
+        let mut tee = files.tee_upload(SyncIoBridge::new(reader))?;
         let (snapshot, report) = match format {
-            Format::Csv => load_csv(bridge, as_of, region),
+            Format::Csv => load_csv(&mut tee, as_of, region),
             Format::Ndjson => load_ndjson(
-                std::io::BufReader::with_capacity(1 << 20, bridge),
+                std::io::BufReader::with_capacity(1 << 20, &mut tee),
                 as_of,
                 region,
             ),
         }?;
         // Nothing is swapped unless the whole upload loaded: readers never see half of it.
         snapshots.replace(snapshot)?;
+        let kept = match format {
+            Format::Csv => UploadFormat::Csv,
+            Format::Ndjson => UploadFormat::Ndjson,
+        };
+        if let Err(e) = files.keep_upload(tee, kept, as_of) {
+            tracing::error!(error = %e, "the new snapshot is in use but could not be kept on disk; a restart would load the previous one");
+        }
         Ok::<_, SnapshotError>(report)
     })
     .await
@@ -125,8 +134,14 @@ pub async fn patch(
     let limit = state.config.config.server.max_upload_bytes;
     let (reader, cap) = capped_reader(body, limit);
     let snapshots = state.snapshots.clone();
+    let files = state.snapshot_files.clone();
     let result = tokio::task::spawn_blocking(move || {
-        snapshots.apply_patch(std::io::BufReader::new(SyncIoBridge::new(reader)))
+        let mut tee = files.tee_patch(SyncIoBridge::new(reader))?;
+        let report = snapshots.apply_patch(std::io::BufReader::new(&mut tee))?;
+        if let Err(e) = files.keep_patch(tee) {
+            tracing::error!(error = %e, "the patch is applied but could not be kept on disk; a restart would lose it");
+        }
+        Ok::<_, SnapshotError>(report)
     })
     .await
     .map_err(|_| ApiError::internal("applying the patch"))?;

@@ -30,6 +30,7 @@ const BATCH: usize = 4096;
 
 /// `PUT /v1/suppressions`: adds every line; answers how many were new.
 pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+    super::health::require_state(&state)?;
     let limit = state.config.config.server.max_upload_bytes;
     let region = state.config.config.snapshot.region();
     let (mut reader, cap) = capped_reader(body, limit);
@@ -86,6 +87,7 @@ pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
+    super::health::require_state(&state)?;
     let region = state.config.config.snapshot.region();
     let mut removed = state
         .store

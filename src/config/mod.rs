@@ -4,10 +4,12 @@
 mod callbacks;
 mod http;
 mod model;
+mod state;
 
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
+pub use state::{RedisStateConfig, StateBackend, StateConfig};
 
 use std::path::{Path, PathBuf};
 

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 use super::http::validate_http_provider;
+use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 
@@ -142,24 +143,6 @@ pub struct FrequencyCapConfig {
     pub window_seconds: u64,
 }
 
-/// Where shared state lives.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StateConfig {
-    pub backend: StateBackend,
-}
-
-/// The state backends.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StateBackend {
-    /// Durable: the embedded database in the data directory (the default).
-    #[default]
-    Embedded,
-    /// In memory only: lost on restart. For tests and benchmarks.
-    Memory,
-}
-
 /// The cost ledger.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -283,6 +266,12 @@ pub struct ProviderConfig {
     /// How its message ids are compared when receipts come back.
     #[serde(default)]
     pub message_id_format: MessageIdFormat,
+    /// Whether the provider deduplicates by herald's message id (its idempotency key). After
+    /// a crash, messages that were in flight are sent again under the same id to such a
+    /// provider; to one that is not (SMPP, most SMS HTTP APIs) they are marked `in_doubt`
+    /// instead, because a resend could reach a phone twice.
+    #[serde(default)]
+    pub idempotent: bool,
     /// The secrets read from `callback_secret_envs`.
     #[serde(skip)]
     pub callback_secrets: Vec<Secret>,
@@ -331,11 +320,12 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR` and `HERALD_API_KEYS` (keys are added), and
-    /// reads the secrets the config names (HTTP provider credentials, provider callback
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added) and
+    /// `HERALD_REDIS_URL`, and reads the secrets the config names (HTTP provider credentials, provider callback
     /// secrets, the link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         super::callbacks::read_secrets(self, env);
+        super::state::apply_env(&mut self.state, env);
         if let Some(addr) = env("HERALD_LISTEN").and_then(|v| v.trim().parse().ok()) {
             self.server.listen = addr;
         }
@@ -414,6 +404,7 @@ impl Config {
             }
         }
         super::callbacks::validate(self, &mut errs);
+        super::state::validate(&self.state, &mut errs);
         for (i, price) in self.prices.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == price.provider) {
                 errs.push(format!(

@@ -71,6 +71,11 @@ impl Budget {
             .is_ok()
     }
 
+    /// Counts spend that already happened (restored after a restart), even past the limit.
+    pub fn force_reserve(&self, cost: i64) {
+        self.committed.fetch_add(cost, AcqRel);
+    }
+
     /// Gives back a reservation whose send will not happen.
     pub fn give_back(&self, cost: i64) {
         self.committed.fetch_sub(cost, AcqRel);

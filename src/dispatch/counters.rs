@@ -16,6 +16,8 @@ pub struct JobCounters {
     pub deferred: AtomicI64,
     pub sent: AtomicU64,
     pub failed: AtomicU64,
+    /// In flight at a crash and not sent again (the provider cannot drop repeats).
+    pub in_doubt: AtomicU64,
     pub delivered: AtomicU64,
     pub undelivered: AtomicU64,
     pub expired: AtomicU64,
@@ -36,6 +38,9 @@ pub struct Counts {
     pub deferred: u64,
     pub sent: u64,
     pub failed: u64,
+    /// Messages in flight at a crash, not sent again because the provider cannot drop
+    /// repeats; a later delivery receipt settles them.
+    pub in_doubt: u64,
     pub delivered: u64,
     pub undelivered: u64,
     pub expired: u64,
@@ -75,6 +80,7 @@ impl JobCounters {
             deferred: self.deferred.load(Relaxed).max(0) as u64,
             sent: self.sent.load(Relaxed),
             failed: self.failed.load(Relaxed),
+            in_doubt: self.in_doubt.load(Relaxed),
             delivered: self.delivered.load(Relaxed),
             undelivered: self.undelivered.load(Relaxed),
             expired: self.expired.load(Relaxed),

@@ -43,7 +43,8 @@ impl DeliveryState {
         }
     }
 
-    fn code(self) -> u8 {
+    /// One-byte code, as the journal stores it.
+    pub fn code(self) -> u8 {
         match self {
             DeliveryState::Delivered => 1,
             DeliveryState::Undelivered => 2,
@@ -52,7 +53,8 @@ impl DeliveryState {
         }
     }
 
-    fn from_code(code: u8) -> Option<DeliveryState> {
+    /// Inverse of [`DeliveryState::code`].
+    pub fn from_code(code: u8) -> Option<DeliveryState> {
         match code {
             1 => Some(DeliveryState::Delivered),
             2 => Some(DeliveryState::Undelivered),
@@ -279,6 +281,26 @@ impl Delivery {
             DeliveryState::Unknown => {}
         });
         ReceiptEffect::Applied
+    }
+
+    /// Restores a final delivery state recorded before a restart (counted once).
+    pub fn restore(&self, i: u32, state: DeliveryState, counters: &JobCounters) {
+        let Some(slot) = self.state.get(i as usize) else {
+            return;
+        };
+        if slot
+            .compare_exchange(AWAITING, state.code(), AcqRel, Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let counter = match state {
+            DeliveryState::Delivered => &counters.delivered,
+            DeliveryState::Undelivered => &counters.undelivered,
+            DeliveryState::Expired => &counters.expired,
+            DeliveryState::Unknown => &counters.unknown,
+        };
+        counter.fetch_add(1, Relaxed);
     }
 
     /// Marks recipient `i` `unknown` if no receipt settled it; answers whether it did.
@@ -525,6 +547,7 @@ pub(crate) mod test_support {
                     default_region: RegionCode(*b"CN"),
                     quiet_hours: None,
                     cap_rules: Vec::new(),
+                    cap_holder_seed: 0,
                     reserve_caps: false,
                 },
                 provider: 0,

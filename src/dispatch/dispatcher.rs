@@ -18,10 +18,10 @@ use super::rate_limit::PartsLimiter;
 use super::worker::{self, ReceiptBatch};
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
-use crate::domain::{Channel, Currency, JobId, JobStatus};
+use crate::domain::{Channel, Currency, Hold, JobId, JobStatus};
 use crate::provider::Provider;
 use crate::snapshot::SnapshotStore;
-use crate::store::StateStore;
+use crate::store::{StateHealth, StateStore};
 
 /// A provider with its limiter, as jobs use it.
 pub struct ProviderSlot {
@@ -29,6 +29,9 @@ pub struct ProviderSlot {
     pub channel: Channel,
     pub currency: Currency,
     pub limiter: PartsLimiter,
+    /// Whether the provider drops a repeated message id, so a message in flight at a crash
+    /// may be sent again (otherwise it is marked in doubt).
+    pub idempotent: bool,
 }
 
 /// What the dispatcher is built from.
@@ -44,6 +47,12 @@ pub struct DispatcherDeps {
     pub ledger: Option<crate::ledger::Ledger>,
     /// Told about provider acceptances (the callbacks index), if anything listens.
     pub observer: Option<Arc<dyn super::SendObserver>>,
+    /// Where jobs, `sending` chunks and provider answers are recorded so that a restart
+    /// finishes every job without sending twice. None: nothing survives a restart.
+    pub journal: Option<super::journal::Journal>,
+    /// Whether the state store answers. While it does not, no chunk is leased (jobs read
+    /// `blocked: state_unavailable`); a worker whose store call fails reports it here.
+    pub state_health: Arc<StateHealth>,
 }
 
 /// A status change that is not allowed from the job's current status.
@@ -61,8 +70,12 @@ pub enum TransitionError {
 pub(super) struct Inner {
     pub deps: DispatcherDeps,
     jobs: DashMap<JobId, Arc<Job>>,
+    /// Finished jobs still being restored from the journal after a restart.
+    recovering: dashmap::DashSet<JobId>,
     order: RwLock<Vec<Arc<Job>>>,
     rotation: AtomicUsize,
+    /// The hold every job was last told about (see [`Inner::apply_hold`]).
+    last_hold: parking_lot::Mutex<Option<Hold>>,
     pub work_ready: Notify,
     pub shutdown: AtomicBool,
     pub receipts: mpsc::Sender<ReceiptBatch>,
@@ -102,8 +115,10 @@ impl Dispatcher {
         let inner = Arc::new(Inner {
             deps,
             jobs: DashMap::new(),
+            recovering: dashmap::DashSet::new(),
             order: RwLock::new(Vec::new()),
             rotation: AtomicUsize::new(0),
+            last_hold: parking_lot::Mutex::new(None),
             work_ready: Notify::new(),
             shutdown: AtomicBool::new(false),
             receipts: tx,
@@ -114,6 +129,9 @@ impl Dispatcher {
             .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
             .collect();
         tokio::spawn(worker::apply_receipts(rx));
+        if inner.deps.journal.is_some() {
+            tokio::spawn(flush_deliveries_periodically(Arc::downgrade(&inner)));
+        }
         Dispatcher {
             inner,
             workers: Arc::new(parking_lot::Mutex::new(handles)),
@@ -174,6 +192,9 @@ impl Dispatcher {
                 duplicates,
             );
         }
+        if let Some(journal) = &self.inner.deps.journal {
+            job.journal_deliveries(journal.delivery_notes());
+        }
         self.inner.jobs.insert(job.id.clone(), job.clone());
         {
             let mut order = self.inner.order.write();
@@ -188,6 +209,81 @@ impl Dispatcher {
         }
         self.save(&job);
         self.inner.work_ready.notify_waiters();
+    }
+
+    /// Records a newly accepted job durably (when the journal is on), then adds it. A job is
+    /// acknowledged only after this, so an acknowledged job survives a crash.
+    pub async fn accept(&self, job: Arc<Job>) -> Result<(), super::journal::JournalError> {
+        if let Some(journal) = &self.inner.deps.journal {
+            journal.record_job(job.clone()).await?;
+        }
+        self.submit(job);
+        Ok(())
+    }
+
+    /// Sends again, under the same message ids, messages that were in flight when the
+    /// previous process stopped (only for providers that drop repeated ids).
+    pub fn resend_in_flight(&self, job: &Arc<Job>, items: Vec<super::journal::codec::SendingItem>) {
+        if items.is_empty() {
+            return;
+        }
+        tokio::spawn(worker::resend(self.inner.clone(), job.clone(), items));
+    }
+
+    /// Lets receipts settle the job's in-doubt messages (charged through the journal).
+    pub fn settle_in_doubt_on_receipt(&self, job: &Arc<Job>) {
+        job.in_doubt
+            .set_settler(Arc::new(worker::Settler(Arc::downgrade(&self.inner))));
+    }
+
+    /// Makes the job's current status and budget durable (status changes are otherwise
+    /// journaled in the background).
+    pub async fn persist_status(&self, id: &JobId) -> Result<(), super::journal::JournalError> {
+        match (&self.inner.deps.journal, self.get(id)) {
+            (Some(journal), Some(job)) => {
+                journal.record_control(&job)?.wait().await?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Makes every delivery state applied so far durable; a receipt is acknowledged only
+    /// after this, so a crash before it makes the provider send the receipt again.
+    pub async fn flush_deliveries(&self) -> Result<(), super::journal::JournalError> {
+        match &self.inner.deps.journal {
+            Some(journal) => {
+                journal.flush_deliveries()?.wait().await?;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Tells the observer (the receipts index) about sends restored after a restart.
+    pub fn observe_restored(&self, job: &Arc<Job>, accepted: &[super::AcceptedMessage]) {
+        if let Some(observer) = &self.inner.deps.observer {
+            observer.accepted(job, accepted);
+        }
+    }
+
+    /// Notes jobs that exist but are still being restored after a restart.
+    pub fn mark_recovering(&self, ids: &[JobId]) {
+        for id in ids {
+            self.inner.recovering.insert(id.clone());
+        }
+    }
+
+    /// Notes that the restoring of these jobs ended.
+    pub fn mark_recovered(&self, ids: &[JobId]) {
+        for id in ids {
+            self.inner.recovering.remove(id);
+        }
+    }
+
+    /// Whether a job exists but is still being restored after a restart.
+    pub fn is_recovering(&self, id: &JobId) -> bool {
+        self.inner.recovering.contains(id)
     }
 
     /// A job by id.
@@ -309,6 +405,9 @@ impl Dispatcher {
                 return false;
             }
         }
+        if let Err(e) = self.flush_deliveries().await {
+            tracing::warn!(error = %e, "delivery states applied last could not be journaled");
+        }
         true
     }
 
@@ -327,6 +426,20 @@ impl Inner {
     /// Persists the job's record in the background; the store is the source of truth for
     /// other instances and restarts, the in-memory job for this process's reads.
     pub fn save(&self, job: &Arc<Job>) {
+        if let Some(journal) = &self.deps.journal {
+            // Handed over here, in order; only the wait runs in the background.
+            match journal.record_control(job) {
+                Ok(pending) => {
+                    let id = job.id.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = pending.wait().await {
+                            tracing::warn!(job = %id, error = %e, "could not journal job status");
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(job = %job.id, error = %e, "could not journal job status"),
+            }
+        }
         let store = self.deps.store.clone();
         let id = job.id.clone();
         let record = crate::report::job_view::record(job, self.deps.clock.now());
@@ -337,6 +450,11 @@ impl Inner {
         });
     }
 
+    /// A job by id.
+    pub fn job(&self, id: &JobId) -> Option<Arc<Job>> {
+        self.jobs.get(id).map(|j| j.clone())
+    }
+
     /// Picks the next unit of work: a job and a lease on some of its recipients.
     pub fn next_work(&self) -> Option<(Arc<Job>, super::job::Lease)> {
         let now = self.deps.clock.now();
@@ -344,7 +462,8 @@ impl Inner {
         if order.is_empty() {
             return None;
         }
-        let snapshot_fresh = self.snapshot_fresh(now);
+        let hold = self.hold(now);
+        self.apply_hold(hold, &order);
         let rot = self.rotation.fetch_add(1, Ordering::Relaxed);
         let n = order.len();
         // Group by priority: within the first priority that has work, rotate.
@@ -358,7 +477,7 @@ impl Inner {
             let group = &order[i..j];
             for k in 0..group.len() {
                 let job = &group[(rot + k) % group.len()];
-                if let Some(lease) = self.try_lease(job, now, snapshot_fresh) {
+                if let Some(lease) = self.try_lease(job, now, hold) {
                     return Some((job.clone(), lease));
                 }
             }
@@ -371,7 +490,7 @@ impl Inner {
         &self,
         job: &Arc<Job>,
         now: DateTime<Utc>,
-        snapshot_fresh: bool,
+        hold: Option<Hold>,
     ) -> Option<super::job::Lease> {
         let runnable = job.with_state(|st| {
             if st.status == JobStatus::Scheduled && job.spec.send_at.is_none_or(|t| t <= now) {
@@ -380,8 +499,8 @@ impl Inner {
             if !matches!(st.status, JobStatus::Queued | JobStatus::Running) {
                 return false;
             }
-            st.blocked = (!snapshot_fresh).then_some("snapshot_stale");
-            snapshot_fresh
+            st.blocked = hold.map(Hold::as_str);
+            hold.is_none()
         });
         if !runnable {
             return None;
@@ -435,6 +554,35 @@ impl Inner {
         now - snap.as_of() <= self.deps.max_snapshot_age
     }
 
+    /// Why no job may send right now, if something holds them all.
+    fn hold(&self, now: DateTime<Utc>) -> Option<Hold> {
+        if !self.snapshot_fresh(now) {
+            Some(Hold::SnapshotStale)
+        } else if !self.deps.state_health.is_up() {
+            Some(Hold::StateUnavailable)
+        } else {
+            None
+        }
+    }
+
+    /// Tells every runnable job when the hold changes. `try_lease` keeps `blocked` current
+    /// for the jobs it visits, but a job queued behind a busier one is not visited, and must
+    /// not keep reading `blocked` after the hold cleared.
+    fn apply_hold(&self, hold: Option<Hold>, order: &[Arc<Job>]) {
+        let mut last = self.last_hold.lock();
+        if *last == hold {
+            return;
+        }
+        *last = hold;
+        for job in order {
+            job.with_state(|st| {
+                if matches!(st.status, JobStatus::Queued | JobStatus::Running) {
+                    st.blocked = hold.map(Hold::as_str);
+                }
+            });
+        }
+    }
+
     /// Recipients per chunk: the configured batch without a rate limit; under one, about a
     /// fifth of a second of the provider's rate shared across the workers.
     fn chunk_size(&self, job: &Job) -> usize {
@@ -449,5 +597,29 @@ impl Inner {
     /// How long an idle worker sleeps before looking again.
     pub fn idle_wait(&self) -> Duration {
         Duration::from_millis(25)
+    }
+}
+
+/// Delivery states noted by receipts nobody waits on (the sandbox's simulated ones) are
+/// flushed every 100 ms; stops with the dispatcher. Holds the dispatcher (and so the
+/// database) only while flushing, so a stopped gateway closes its database at once.
+async fn flush_deliveries_periodically(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let Some(journal) = inner
+            .upgrade()
+            .filter(|i| !i.shutdown.load(Ordering::SeqCst))
+            .and_then(|i| i.deps.journal.clone())
+        else {
+            return;
+        };
+        if journal.deliveries_pending() {
+            if let Ok(pending) = journal.flush_deliveries() {
+                if let Err(e) = pending.wait().await {
+                    tracing::warn!(error = %e, "could not journal delivery states");
+                }
+            }
+        }
     }
 }

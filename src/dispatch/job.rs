@@ -13,6 +13,8 @@ use super::audience::Audience;
 use super::budget::Budget;
 use super::counters::JobCounters;
 use super::delivery::{AcceptedMessage, Delivery, ReceiptEffect, ReceiptStatus, ReceiptUpdate};
+use super::in_doubt::{InDoubt, InDoubtSet};
+use super::journal::DeliveryNotes;
 use super::pricing::ProviderPrices;
 use crate::clock::Clock;
 use crate::domain::{Channel, Currency, JobId, JobStatus, Purpose, Reason, RecipientOutcome};
@@ -21,7 +23,7 @@ use crate::policy::{JobPolicy, PhoneMismatchPolicy};
 use crate::provider::DeliveryStatus;
 
 /// What the upstream system asked for, as accepted.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobSpec {
     pub campaign_id: String,
     pub channel: Channel,
@@ -38,6 +40,9 @@ struct Shard {
     indices: Vec<u32>,
     cursor: AtomicUsize,
     leased: AtomicBool,
+    /// The end of the chunk a worker holds (meaningful while `leased`): those recipients are
+    /// taken even though the cursor has not moved past them yet.
+    leased_to: AtomicUsize,
 }
 
 /// Where a job's life stands; changed only under its lock.
@@ -76,6 +81,10 @@ pub struct Job {
     clock: Arc<dyn Clock>,
     /// Set once, when the job is accepted with tracked links.
     links: OnceLock<Arc<JobLinks>>,
+    /// Messages in flight at a crash and not sent again, waiting for a receipt to settle them.
+    pub in_doubt: InDoubtSet,
+    /// Where final delivery states are noted, when dispatch is journaled.
+    delivery_notes: OnceLock<DeliveryNotes>,
     shards: Vec<Shard>,
     next_shard: AtomicUsize,
     state: Mutex<JobState>,
@@ -122,6 +131,7 @@ impl Job {
                 indices,
                 cursor: AtomicUsize::new(0),
                 leased: AtomicBool::new(false),
+                leased_to: AtomicUsize::new(0),
             })
             .collect();
         let remaining = (n - audience.duplicates().len()) as u64;
@@ -142,6 +152,8 @@ impl Job {
             delivery: Delivery::new(n),
             clock: parts.clock,
             links: OnceLock::new(),
+            in_doubt: InDoubtSet::default(),
+            delivery_notes: OnceLock::new(),
             outcomes,
             audience,
             shards,
@@ -255,9 +267,18 @@ impl Job {
                 continue;
             }
             let to = (from + max).min(shard.indices.len());
+            shard.leased_to.store(to, Release);
             self.leases.fetch_add(1, AcqRel);
+            // After a restart, recipients settled before the crash (or being sent again)
+            // are still in their shard: only the undecided ones are taken.
+            let pending = RecipientOutcome::Pending.to_code();
+            let indices = shard.indices[from..to]
+                .iter()
+                .copied()
+                .filter(|&i| self.outcomes[i as usize].load(Relaxed) == pending)
+                .collect();
             return Some(Lease {
-                indices: shard.indices[from..to].to_vec(),
+                indices,
                 shard: Some((s_idx, to)),
             });
         }
@@ -341,7 +362,14 @@ impl Job {
         let in_shards: usize = self
             .shards
             .iter()
-            .map(|s| s.indices.len().saturating_sub(s.cursor.load(Acquire)))
+            .map(|s| {
+                let taken = if s.leased.load(Acquire) {
+                    s.leased_to.load(Acquire)
+                } else {
+                    s.cursor.load(Acquire)
+                };
+                s.indices.len().saturating_sub(taken)
+            })
             .sum();
         (in_shards + self.over_budget.lock().len() + self.deferred_len()) as u64
     }
@@ -352,6 +380,70 @@ impl Job {
         self.counters.sent.fetch_add(1, Relaxed);
         self.counters.segments.fetch_add(parts as u64, Relaxed);
         self.counters.cost_micros.fetch_add(cost_micros, Relaxed);
+    }
+
+    /// Restores a send settled before a restart: counted as sent and charged to the budget.
+    pub fn restore_sent(&self, i: u32, parts: u32, cost_micros: i64) {
+        if self.outcome_code(i) != RecipientOutcome::Pending.to_code() {
+            return;
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        self.budget.force_reserve(cost_micros);
+        self.record_sent(i, parts, cost_micros);
+    }
+
+    /// Restores a failure settled before a restart.
+    pub fn restore_failed(&self, i: u32) {
+        if self.outcome_code(i) != RecipientOutcome::Pending.to_code() {
+            return;
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        self.record_failed(i);
+    }
+
+    /// Marks recipient `i`, in flight at a crash, as being sent again; its cost stays
+    /// reserved against the budget.
+    pub fn restore_sending(&self, i: u32, cost_micros: i64) {
+        if self.outcome_code(i) != RecipientOutcome::Pending.to_code() {
+            return;
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        self.budget.force_reserve(cost_micros);
+        self.outcomes[i as usize].store(RecipientOutcome::Sending.to_code(), Relaxed);
+    }
+
+    /// Marks recipient `i`, in flight at a crash, as in doubt (not sent again). Its cost
+    /// stays reserved: the provider may have charged it.
+    pub fn restore_in_doubt(&self, i: u32, message: InDoubt) {
+        if self.outcome_code(i) != RecipientOutcome::Pending.to_code() {
+            return;
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        self.counters.in_doubt.fetch_add(1, Relaxed);
+        self.budget.force_reserve(message.cost_micros);
+        self.set_final(i, RecipientOutcome::InDoubt);
+        self.in_doubt.insert(i, message);
+    }
+
+    /// Counts an in-doubt message as sent: a receipt proved it reached the provider, and its
+    /// charge is durable. Its budget reservation was kept, so only the counters move.
+    pub fn settle_in_doubt(&self, i: u32, message: InDoubt) {
+        if self.outcome_code(i) != RecipientOutcome::InDoubt.to_code() {
+            return;
+        }
+        self.outcomes[i as usize].store(RecipientOutcome::Sent.to_code(), Relaxed);
+        self.counters.in_doubt.fetch_sub(1, Relaxed);
+        self.counters.sent.fetch_add(1, Relaxed);
+        self.counters
+            .segments
+            .fetch_add(message.parts as u64, Relaxed);
+        self.counters
+            .cost_micros
+            .fetch_add(message.cost_micros, Relaxed);
+    }
+
+    fn outcome_code(&self, i: u32) -> u8 {
+        self.outcomes[i as usize].load(Relaxed)
     }
 
     /// Records a permanent failure.
@@ -372,8 +464,22 @@ impl Job {
 
     /// Applies a provider's receipt to recipient `i` (see [`Delivery::apply`]).
     pub fn apply_receipt(&self, i: u32, update: ReceiptUpdate) -> ReceiptEffect {
-        self.delivery
-            .apply(i, update, &self.counters, self.clock.now())
+        self.in_doubt.receipt_for(&self.id, i);
+        let effect = self
+            .delivery
+            .apply(i, update, &self.counters, self.clock.now());
+        if effect == ReceiptEffect::Applied {
+            if let (Some(notes), Some(state)) = (self.delivery_notes.get(), self.delivery.state(i))
+            {
+                notes.note(&self.id, i, state.code());
+            }
+        }
+        effect
+    }
+
+    /// Notes final delivery states for the journal from now on (once; later calls are ignored).
+    pub fn journal_deliveries(&self, notes: DeliveryNotes) {
+        let _ = self.delivery_notes.set(notes);
     }
 
     /// Marks recipient `i` `unknown` when no receipt came in time.

@@ -2,17 +2,24 @@
 //! leases shards, runs the policy on a chunk of recipients, waits for rate-limit tokens,
 //! sends through the provider, retries transient failures with backoff, and accounts for
 //! every recipient exactly once.
+//!
+//! Surviving a crash: [`journal`] records each job, each chunk before it is sent and each
+//! provider answer (with its ledger charge); [`recovery`] plans the jobs again on start and
+//! sends again, or marks [`in_doubt`], what was in flight.
 
 pub mod audience;
 pub mod budget;
 pub mod counters;
 pub mod delivery;
 pub mod dispatcher;
+pub mod in_doubt;
 pub mod job;
+pub mod journal;
 pub mod planner;
 pub mod preview;
 pub mod pricing;
 pub mod rate_limit;
+pub mod recovery;
 pub mod retry;
 mod worker;
 

@@ -85,6 +85,7 @@ pub fn plan(
         default_region: config.snapshot.region(),
         quiet_hours,
         cap_rules: frequency_cap::rules_from_config(&config.policy.frequency_caps),
+        cap_holder_seed: frequency_cap::holder_seed(&id),
         reserve_caps,
     };
     let now = dispatcher.clock().now();

@@ -13,7 +13,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::dispatcher::Inner;
+use super::in_doubt::InDoubtSettler;
 use super::job::Job;
+use super::journal::codec::{SendingItem, SettledItem, Settlement};
+use super::journal::{Journal, JournalError};
 use super::retry;
 use crate::domain::{JobStatus, MessageId};
 use crate::ledger::{EntryKind, Ledger, NewEntry};
@@ -62,6 +65,9 @@ struct Meta {
 /// Processes one chunk. Answers false when the chunk must be offered again (the store could
 /// not answer before anything was decided).
 async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64) -> bool {
+    if indices.is_empty() {
+        return true;
+    }
     let snapshot = inner.deps.snapshots.current();
     let audience = &job.audience;
     let inputs: Vec<PolicyInput<'_>> = indices
@@ -84,8 +90,11 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
     {
         Ok(d) => d,
         Err(e) => {
+            // Nothing was sent or rejected: the chunk is offered again once the store
+            // answers. The outage (not each chunk) is logged, and it stops further leases.
             metrics::policy_error(job.spec.channel);
-            tracing::warn!(job = %job.id, error = %e, "policy could not run; will retry the chunk");
+            inner.deps.state_health.failed(&e);
+            tracing::debug!(job = %job.id, error = %e, "policy could not run; the chunk waits for the state store");
             return false;
         }
     };
@@ -155,6 +164,9 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
     if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
         return true;
     }
+    if !journal_sending(inner, job, &metas, &messages, decided_at).await {
+        return true;
+    }
     let outcomes = send(inner, job, &messages).await;
     let (retry_metas, retry_messages, throttle, transient) =
         record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
@@ -214,6 +226,98 @@ async fn take_tokens(
     !messages.is_empty()
 }
 
+/// Records the chunk as handed to the provider, durably, before it is: after a crash its
+/// messages are known to be in flight. A journal that cannot be written stops the chunk: its
+/// messages fail (caps and budget given back) rather than go out unrecorded.
+async fn journal_sending(
+    inner: &Inner,
+    job: &Job,
+    metas: &[Meta],
+    messages: &[OutboundMessage],
+    decided_at: DateTime<Utc>,
+) -> bool {
+    let Some(journal) = &inner.deps.journal else {
+        return true;
+    };
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        let items = metas
+            .iter()
+            .zip(messages)
+            .map(|(m, msg)| (m.index, m.region, msg));
+        let result = match journal.sending(&job.id, items) {
+            Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return true,
+            Err(e) => {
+                tracing::error!(job = %job.id, attempt, error = %e, "could not journal a chunk before sending");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    for (m, msg) in metas.iter().zip(messages) {
+        job.budget.give_back(message_cost(job, m, msg));
+        job.record_failed(m.index);
+    }
+    let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
+    release_caps(inner, &caps, decided_at).await;
+    false
+}
+
+/// Sends again, under the same ids, messages that were in flight when the previous process
+/// stopped; they were decided, reserved and journaled then, so they skip the policy.
+pub(super) async fn resend(inner: Arc<Inner>, job: Arc<Job>, items: Vec<SendingItem>) {
+    // Holding a retry slot makes a drain wait for the resend.
+    let permit = inner.retry_slots.clone().acquire_owned().await.ok();
+    let batch = inner.deps.config.batch_size.max(1);
+    let mut seed = 0x5EED_u64;
+    for chunk in items.chunks(batch) {
+        seed = seed.wrapping_add(1);
+        let now = inner.deps.clock.now();
+        let mut metas: Vec<Meta> = chunk
+            .iter()
+            .map(|it| Meta {
+                index: it.index,
+                region: it.region,
+                cap: None,
+            })
+            .collect();
+        let mut messages: Vec<OutboundMessage> = chunk
+            .iter()
+            .map(|it| OutboundMessage {
+                id: MessageId::derive(&job.id, job.audience.contact_id(it.index), job.spec.channel),
+                to: it.to,
+                channel: job.spec.channel,
+                body: it.body.clone(),
+                parts: it.parts,
+            })
+            .collect();
+        if !take_tokens(&inner, &job, &mut metas, &mut messages, now).await {
+            break;
+        }
+        let outcomes = send(&inner, &job, &messages).await;
+        let (retry_metas, retry_messages, throttle, transient) =
+            record_outcomes(&inner, &job, metas, messages, outcomes, now).await;
+        if !retry_messages.is_empty() {
+            retry(
+                &inner,
+                &job,
+                retry_metas,
+                retry_messages,
+                (throttle, transient),
+                now,
+                seed,
+            )
+            .await;
+        }
+    }
+    tracing::info!(job = %job.id, count = items.len(), "messages in flight at the last stop were sent again");
+    drop(permit);
+}
+
 /// Hands a chunk to the job's provider, timing the call and counting its answers.
 async fn send(inner: &Inner, job: &Job, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
     let started = std::time::Instant::now();
@@ -252,6 +356,8 @@ async fn record_outcomes(
     let mut transient = 0usize;
     let mut sent: Vec<(u32, u32, i64)> = Vec::new();
     let mut entries = Vec::new();
+    let journaled = inner.deps.journal.is_some();
+    let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
         match outcome {
@@ -265,6 +371,16 @@ async fn record_outcomes(
                         ledger_entry(job, slot.provider.name(), &meta, &message, unit, cost, now);
                     entry.provider_message_id = Some(provider_message_id.clone());
                     entries.push(entry);
+                }
+                if journaled {
+                    settled.push(SettledItem {
+                        index: meta.index,
+                        settlement: Settlement::Sent,
+                        parts: message.parts,
+                        cost_micros: cost.0,
+                        region: meta.region,
+                        provider_message_id: provider_message_id.clone(),
+                    });
                 }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
@@ -281,6 +397,9 @@ async fn record_outcomes(
                 }
             }
             SendOutcome::Permanent { .. } => {
+                if journaled {
+                    settled.push(failed_item(&meta, &message));
+                }
                 job.budget.give_back(message_cost(job, &meta, &message));
                 job.record_failed(meta.index);
                 to_release.extend(meta.cap);
@@ -306,23 +425,24 @@ async fn record_outcomes(
     // A send counts as sent only once its ledger entry is durable. The commit is awaited on
     // its own task (bounded), so workers keep sending while the ledger groups many chunks
     // into one disk sync.
-    match &inner.deps.ledger {
-        Some(ledger) if !entries.is_empty() => {
-            let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
-            let (ledger, job) = (ledger.clone(), job.clone());
-            tokio::spawn(async move {
-                append_to_ledger(&ledger, &job, entries).await;
-                for (index, parts, cost) in sent {
-                    job.record_sent(index, parts, cost);
-                }
-                drop(ledger);
-                drop(permit);
-            });
-        }
-        _ => {
+    if !entries.is_empty() || !settled.is_empty() {
+        let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
+        let durable = Durable {
+            ledger: inner.deps.ledger.clone(),
+            journal: inner.deps.journal.clone(),
+        };
+        let job = job.clone();
+        tokio::spawn(async move {
+            durable.settle(&job, settled, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
+            drop(durable);
+            drop(permit);
+        });
+    } else {
+        for (index, parts, cost) in sent {
+            job.record_sent(index, parts, cost);
         }
     }
     release_caps(inner, &to_release, decided_at).await;
@@ -371,6 +491,18 @@ async fn retry(
         };
         let Some(delay) = next else {
             let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
+            if inner.deps.journal.is_some() {
+                let failed = metas
+                    .iter()
+                    .zip(&messages)
+                    .map(|(m, msg)| failed_item(m, msg))
+                    .collect();
+                let durable = Durable {
+                    ledger: None,
+                    journal: inner.deps.journal.clone(),
+                };
+                durable.settle(job, failed, Vec::new()).await;
+            }
             for (m, msg) in metas.iter().zip(&messages) {
                 job.budget.give_back(message_cost(job, m, msg));
                 job.record_failed(m.index);
@@ -430,24 +562,108 @@ fn ledger_entry(
     }
 }
 
-/// Writes the entries, retrying a failing disk a few times; the send already happened, so the
-/// entry must not be dropped silently.
-async fn append_to_ledger(ledger: &Ledger, job: &Job, entries: Vec<NewEntry>) {
-    if entries.is_empty() {
-        return;
+/// Settles in-doubt messages when a receipt proves they reached the provider.
+pub(super) struct Settler(pub std::sync::Weak<Inner>);
+
+impl InDoubtSettler for Settler {
+    fn settle(&self, id: &crate::domain::JobId, index: u32) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let Some(job) = inner.job(id) else {
+            return;
+        };
+        let Some(message) = job.in_doubt.take(index) else {
+            return;
+        };
+        let message_id =
+            MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
+        let settled = vec![SettledItem {
+            index,
+            settlement: Settlement::Sent,
+            parts: message.parts,
+            cost_micros: message.cost_micros,
+            region: message.region,
+            provider_message_id: message_id.to_string(),
+        }];
+        let entries = match inner.deps.ledger {
+            Some(_) => vec![NewEntry {
+                kind: EntryKind::Charge,
+                message_id: message_id.to_string(),
+                job_id: job.id.to_string(),
+                campaign_id: job.spec.campaign_id.clone(),
+                channel: job.spec.channel,
+                provider: job.provider_name.clone(),
+                country: message.region.as_str().to_string(),
+                parts: message.parts,
+                unit_price_micros: job.prices.unit_price(message.region),
+                cost_micros: crate::domain::Micros(message.cost_micros),
+                currency: job.currency,
+                at: inner.deps.clock.now(),
+                references: None,
+                provider_message_id: Some(message_id.to_string()),
+            }],
+            None => Vec::new(),
+        };
+        let durable = Durable {
+            ledger: inner.deps.ledger.clone(),
+            journal: inner.deps.journal.clone(),
+        };
+        tokio::spawn(async move {
+            durable.settle(&job, settled, entries).await;
+            job.settle_in_doubt(index, message);
+            tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
+        });
     }
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        match ledger.append(entries.clone()).await {
-            Ok(_) => return,
-            Err(e) => {
-                tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
+}
+
+fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem {
+    SettledItem {
+        index: meta.index,
+        settlement: Settlement::Failed,
+        parts: message.parts,
+        cost_micros: 0,
+        region: meta.region,
+        provider_message_id: String::new(),
+    }
+}
+
+/// Where provider answers are made durable: the journal (with the charges in the same
+/// commit) when it is on, the ledger alone otherwise.
+struct Durable {
+    ledger: Option<Ledger>,
+    journal: Option<Journal>,
+}
+
+impl Durable {
+    /// Writes the answers and charges, retrying a failing disk a few times; the sends already
+    /// happened, so they must not be dropped silently.
+    async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: Vec<NewEntry>) {
+        let entries: Arc<[NewEntry]> = entries.into();
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            let result = match (&self.journal, &self.ledger) {
+                (Some(journal), _) => match journal.settle(&job.id, &settled, entries.clone()) {
+                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+                    Err(e) => Err(e),
+                },
+                (None, Some(ledger)) => match ledger.commit(entries.clone(), Vec::new()) {
+                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+                    Err(e) => Err(e.into()),
+                },
+                (None, None) => Ok(()),
+            };
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
             }
         }
+        tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
     }
-    tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
 }
 
 async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {

@@ -58,6 +58,12 @@ pub enum RecipientOutcome {
     Failed,
     /// The job was cancelled before this recipient was sent.
     Cancelled,
+    /// Handed to the provider before a crash without a recorded answer; being sent again
+    /// under the same message id (the provider drops repeats).
+    Sending,
+    /// Handed to the provider before a crash without a recorded answer, and not sent again
+    /// because the provider cannot drop repeats; a later delivery receipt settles it.
+    InDoubt,
 }
 
 impl RecipientOutcome {
@@ -69,6 +75,8 @@ impl RecipientOutcome {
             RecipientOutcome::Sent => 2,
             RecipientOutcome::Failed => 3,
             RecipientOutcome::Cancelled => 4,
+            RecipientOutcome::Sending => 5,
+            RecipientOutcome::InDoubt => 6,
             RecipientOutcome::Rejected(r) => 16 + r.index() as u8,
         }
     }
@@ -80,6 +88,8 @@ impl RecipientOutcome {
             2 => RecipientOutcome::Sent,
             3 => RecipientOutcome::Failed,
             4 => RecipientOutcome::Cancelled,
+            5 => RecipientOutcome::Sending,
+            6 => RecipientOutcome::InDoubt,
             c if c >= 16 && ((c - 16) as usize) < Reason::ALL.len() => {
                 RecipientOutcome::Rejected(Reason::ALL[(c - 16) as usize])
             }
@@ -89,7 +99,10 @@ impl RecipientOutcome {
 
     /// A final outcome never changes (deferred and pending do).
     pub fn is_final(self) -> bool {
-        !matches!(self, RecipientOutcome::Pending | RecipientOutcome::Deferred)
+        !matches!(
+            self,
+            RecipientOutcome::Pending | RecipientOutcome::Deferred | RecipientOutcome::Sending
+        )
     }
 }
 
@@ -105,6 +118,8 @@ mod tests {
             RecipientOutcome::Sent,
             RecipientOutcome::Failed,
             RecipientOutcome::Cancelled,
+            RecipientOutcome::Sending,
+            RecipientOutcome::InDoubt,
         ];
         all.extend(Reason::ALL.iter().map(|r| RecipientOutcome::Rejected(*r)));
         for o in all {

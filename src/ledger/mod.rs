@@ -4,11 +4,13 @@
 //! new entry that references the original.
 //!
 //! - [`entry`]: the entry, its canonical bytes and its hash.
+//! - [`block`]: the compact binary form a group commit's entries are stored in.
 //! - [`chain`]: verification of a sequence of stored entries.
 //! - [`reconcile`]: a provider invoice diffed against the entries, the ledger streamed past it.
 //! - [`store`]: durable storage in the embedded database, with group commit so that concurrent
 //!   workers share each disk sync.
 
+pub mod block;
 pub mod chain;
 pub mod entry;
 pub mod reconcile;
@@ -16,4 +18,4 @@ pub mod store;
 
 pub use chain::{verify, TamperError, VerifyReport};
 pub use entry::{EntryKind, LedgerEntry, NewEntry};
-pub use store::{Ledger, LedgerError};
+pub use store::{ExtraWrite, Ledger, LedgerError, PendingCommit};

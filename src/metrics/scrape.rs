@@ -1,5 +1,6 @@
 //! Gauges observed at scrape time from the gateway's own state: jobs by status, queue depths,
-//! provider rate limits, snapshot age, and per-job progress for the promotion dashboard.
+//! provider rate limits, snapshot age, state backend health, and per-job progress for the
+//! promotion dashboard.
 //! Reading them here, rather than keeping gauges up to date on the hot path, costs the
 //! workers nothing and can never drift from what the API reports.
 //!
@@ -36,6 +37,7 @@ pub fn observe(state: &AppState) {
     let now = state.clock.now();
     gauge!(BUILD_INFO, VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
     observe_snapshot(state, now);
+    gauge!(STATE_BACKEND_UP).set(if state.state_health.is_up() { 1.0 } else { 0.0 });
     let depths = state.dispatcher.queue_depths();
     gauge!(RETRY_TASKS).set(depths.retry_tasks as f64);
     gauge!(RECEIPT_QUEUE).set(depths.receipt_batches as f64);

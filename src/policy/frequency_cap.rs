@@ -2,10 +2,10 @@
 //! campaigns. Checked last, as one atomic check-and-reserve per batch in the state store, so a
 //! cap slot is only taken for a message that will really go, and racing jobs cannot exceed it.
 
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::config::FrequencyCapConfig;
-use crate::domain::{Channel, Purpose};
+use crate::domain::{Channel, JobId, Purpose};
 use crate::store::{CapRequest, CapRule};
 
 /// The cap rules from the configuration.
@@ -20,13 +20,32 @@ pub fn rules_from_config(caps: &[FrequencyCapConfig]) -> Vec<CapRule> {
         .collect()
 }
 
+/// The seed of a job's cap holders. Derived from the job id alone, so a job resumed after a
+/// restart asks with the same holders and its earlier reservations are found again.
+pub fn holder_seed(job: &JobId) -> u64 {
+    xxh3_64(job.as_str().as_bytes())
+}
+
 /// The cap request for one contact. Keys are 64-bit hashes of contact ids: a collision
-/// (about one in 10^12 pairs) would make two contacts share a cap, never exceed one.
-pub fn request(contact_id: &str, channel: Channel, purpose: Purpose) -> CapRequest {
+/// (about one in 10^12 pairs) would make two contacts share a cap, never exceed one. The
+/// holder names the message (job seed, contact, channel), so re-deciding the same message
+/// reuses its reservation instead of taking another.
+pub fn request(
+    holder_seed: u64,
+    contact_id: &str,
+    channel: Channel,
+    purpose: Purpose,
+) -> CapRequest {
+    let mut holder = Xxh3::with_seed(holder_seed);
+    holder.update(contact_id.as_bytes());
+    // A separator no contact id contains keeps ("ab", sms) apart from ("a", "bsms").
+    holder.update(&[0xff]);
+    holder.update(channel.as_str().as_bytes());
     CapRequest {
         contact_key: xxh3_64(contact_id.as_bytes()),
         channel,
         purpose,
+        holder: holder.digest(),
     }
 }
 
@@ -35,4 +54,44 @@ pub fn applies(rules: &[CapRule], channel: Channel, purpose: Purpose) -> bool {
     rules
         .iter()
         .any(|r| r.channel == channel && r.purpose == purpose)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_are_stable_per_job_contact_and_channel() {
+        let job = JobId::generate();
+        let seed = holder_seed(&job);
+        let a = request(seed, "c1", Channel::Sms, Purpose::Marketing);
+        assert_eq!(
+            a,
+            request(
+                holder_seed(&JobId::parse(job.as_str()).expect("id")),
+                "c1",
+                Channel::Sms,
+                Purpose::Marketing
+            ),
+            "the same job id gives the same holder after a restart"
+        );
+        assert_ne!(
+            a.holder,
+            request(seed, "c2", Channel::Sms, Purpose::Marketing).holder
+        );
+        assert_ne!(
+            a.holder,
+            request(seed, "c1", Channel::Email, Purpose::Marketing).holder
+        );
+        assert_ne!(
+            a.holder,
+            request(
+                holder_seed(&JobId::generate()),
+                "c1",
+                Channel::Sms,
+                Purpose::Marketing
+            )
+            .holder
+        );
+    }
 }

@@ -57,6 +57,9 @@ pub struct JobPolicy {
     /// Applied to marketing messages only.
     pub quiet_hours: Option<QuietHours>,
     pub cap_rules: Vec<CapRule>,
+    /// Seeds the cap holder of each message (see [`frequency_cap::holder_seed`]); derived
+    /// from the job id so a resumed job finds its own reservations.
+    pub cap_holder_seed: u64,
     /// False for previews: decide everything, reserve nothing.
     pub reserve_caps: bool,
 }
@@ -72,7 +75,9 @@ struct Survivor<'s> {
 }
 
 impl PolicyRunner {
-    /// Decides a batch. Errors only when the store cannot answer; then nothing was reserved.
+    /// Decides a batch. Errors only when the store cannot answer; then nothing was reserved,
+    /// or (a networked store that timed out after reserving) what was reserved belongs to
+    /// this batch's holders and is found again, not taken twice, when the batch is retried.
     pub async fn decide_batch(
         policy: &JobPolicy,
         snapshot: &Snapshot,
@@ -189,7 +194,14 @@ impl PolicyRunner {
         {
             let requests: Vec<CapRequest> = ready
                 .iter()
-                .map(|(_, _, id)| frequency_cap::request(id, policy.channel, policy.purpose))
+                .map(|(_, _, id)| {
+                    frequency_cap::request(
+                        policy.cap_holder_seed,
+                        id,
+                        policy.channel,
+                        policy.purpose,
+                    )
+                })
                 .collect();
             let granted = store
                 .reserve_caps(&policy.cap_rules, &requests, now)

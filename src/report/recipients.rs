@@ -34,9 +34,17 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
         RecipientOutcome::Sent => ("sent", None),
         RecipientOutcome::Failed => ("failed", None),
         RecipientOutcome::Cancelled => ("cancelled", None),
+        RecipientOutcome::Sending => ("sending", None),
+        RecipientOutcome::InDoubt => ("in_doubt", None),
     };
-    let message_id = matches!(outcome, RecipientOutcome::Sent | RecipientOutcome::Failed)
-        .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
+    let message_id = matches!(
+        outcome,
+        RecipientOutcome::Sent
+            | RecipientOutcome::Failed
+            | RecipientOutcome::Sending
+            | RecipientOutcome::InDoubt
+    )
+    .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
     let delivery = job.delivery.state(i).map(|d| d.as_str());
     let (opened, clicked) = job.delivery.engagement(i);
     RecipientLine {

@@ -15,6 +15,8 @@
 //!   (`phones.rs`, driven by `load.rs`).
 //! - Freshness: [`SnapshotStore`] (`store.rs`) swaps whole snapshots atomically and applies
 //!   NDJSON patches to an overlay (`overlay.rs`, `owned.rs`) instead of copying the table.
+//! - Durability: [`SnapshotFiles`] (`persist.rs`) keeps every accepted upload and patch in
+//!   the data directory and loads them again on start.
 //! - Reading: [`ContactView`] (`view.rs`) presents a contact the same way whether it was
 //!   loaded or patched, and implements [`crate::segment::SegmentSubject`].
 //!
@@ -39,6 +41,7 @@ mod load;
 mod ndjson;
 mod overlay;
 mod owned;
+pub mod persist;
 mod phone_index;
 mod phones;
 mod record;
@@ -53,6 +56,7 @@ pub use csv_load::load_csv;
 pub use error::{LoadReport, PatchReport, RowError, SnapshotError, MAX_REPORTED_ERRORS};
 pub use intern::{AttrId, TagId};
 pub use ndjson::load_ndjson;
+pub use persist::{SnapshotFiles, UploadFormat};
 pub use record::PhoneStatus;
 pub use store::SnapshotStore;
 pub use table::{Iter, Snapshot};

@@ -20,7 +20,11 @@ const SUPPRESSED_PHONES: TableDefinition<u64, u8> = TableDefinition::new("state_
 const SUPPRESSED_CONTACTS: TableDefinition<&str, u8> =
     TableDefinition::new("state_suppressed_contacts");
 const CONSENT_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("state_consent_history");
-const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
+/// Reservations as 16-byte (time, holder) entries per cap key.
+const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps_v2");
+/// The earlier format (8-byte times, no holders): read once at open, moved into [`CAPS`] and
+/// dropped, so reservations made before an upgrade still count.
+const CAPS_V1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");
 
@@ -73,8 +77,56 @@ fn cap_key_from(k: &[u8]) -> Option<(u64, Channel, Purpose)> {
     Some((id, channel_from(*k.get(8)?)?, purpose))
 }
 
-fn times_bytes(times: &[i64]) -> Vec<u8> {
-    times.iter().flat_map(|t| t.to_le_bytes()).collect()
+fn entries_bytes(entries: &[(i64, u64)]) -> Vec<u8> {
+    entries
+        .iter()
+        .flat_map(|(t, h)| t.to_le_bytes().into_iter().chain(h.to_le_bytes()))
+        .collect()
+}
+
+fn entries_from(bytes: &[u8]) -> Vec<(i64, u64)> {
+    bytes
+        .chunks_exact(16)
+        .filter_map(|c| {
+            let t = i64::from_le_bytes(c.get(..8)?.try_into().ok()?);
+            let h = u64::from_le_bytes(c.get(8..)?.try_into().ok()?);
+            Some((t, h))
+        })
+        .collect()
+}
+
+/// Moves reservations from the holder-less format into the current table. Each old entry
+/// gets a holder of its own that no message will ask with, so it counts until it expires.
+fn migrate_caps_v1(w: &WriteTransaction) -> Result<(), redb::Error> {
+    let old: Vec<(Vec<u8>, Vec<u8>)> = {
+        let t = w.open_table(CAPS_V1)?;
+        let rows = t
+            .iter()?
+            .map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
+            .collect::<Result<_, _>>()?;
+        rows
+    };
+    if !old.is_empty() {
+        let mut caps = w.open_table(CAPS)?;
+        for (k, v) in old {
+            let mut entries = caps
+                .get(k.as_slice())?
+                .map(|e| entries_from(e.value()))
+                .unwrap_or_default();
+            for (i, c) in v.chunks_exact(8).enumerate() {
+                let Ok(t) = c.try_into().map(i64::from_le_bytes) else {
+                    continue;
+                };
+                let mut seed = k.clone();
+                seed.extend_from_slice(&(i as u64).to_le_bytes());
+                entries.push((t, xxhash_rust::xxh3::xxh3_64_with_seed(&seed, 0x5eed_ca95)));
+            }
+            entries.sort_unstable();
+            caps.insert(k.as_slice(), entries_bytes(&entries).as_slice())?;
+        }
+    }
+    w.delete_table(CAPS_V1)?;
+    Ok(())
 }
 
 impl EmbeddedStore {
@@ -85,6 +137,7 @@ impl EmbeddedStore {
         w.open_table(SUPPRESSED_PHONES).map_err(unavailable)?;
         w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
         w.open_table(CAPS).map_err(unavailable)?;
+        migrate_caps_v1(&w).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(JOBS).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
@@ -129,12 +182,7 @@ impl EmbeddedStore {
         {
             let (k, v) = row.map_err(unavailable)?;
             if let Some(key) = cap_key_from(k.value()) {
-                let times = v
-                    .value()
-                    .chunks_exact(8)
-                    .filter_map(|c| c.try_into().ok().map(i64::from_le_bytes))
-                    .collect();
-                hot.restore_cap(key, times);
+                hot.restore_cap(key, entries_from(v.value()));
             }
         }
         for row in r
@@ -212,8 +260,9 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
                 w.open_table(CONSENT_HISTORY)?
                     .insert(seq, json.as_slice())?;
             }
-            Op::Cap(k, times) => {
-                w.open_table(CAPS)?.insert(k.as_slice(), times.as_slice())?;
+            Op::Cap(k, entries) => {
+                w.open_table(CAPS)?
+                    .insert(k.as_slice(), entries.as_slice())?;
             }
             Op::Idempotency(k, v) => {
                 w.open_table(IDEMPOTENCY)?
@@ -229,6 +278,11 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
 
 #[async_trait]
 impl StateStore for EmbeddedStore {
+    /// The database is a file in this process: it answers whenever the process does.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn recipient_facts(
         &self,
         channel: Channel,
@@ -279,6 +333,8 @@ impl StateStore for EmbeddedStore {
         requests: &[CapRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError> {
+        // Holders with a reservation already are not rolled back below: theirs is durable.
+        let held_before: Vec<bool> = requests.iter().map(|r| self.hot.holds(r)).collect();
         let granted = self.hot.reserve_caps(rules, requests, now).await?;
         let ops = requests
             .iter()
@@ -286,15 +342,15 @@ impl StateStore for EmbeddedStore {
             .filter(|(_, ok)| **ok)
             .map(|(r, _)| {
                 let key = (r.contact_key, r.channel, r.purpose);
-                Op::Cap(cap_key(key), times_bytes(&self.hot.cap_times(key)))
+                Op::Cap(cap_key(key), entries_bytes(&self.hot.cap_entries(key)))
             })
             .collect();
         if let Err(e) = self.write(ops).await {
-            // Not durable: give the reservations back and report the store as unavailable.
+            // Not durable: give the new reservations back and report the store as unavailable.
             let taken: Vec<CapRequest> = requests
                 .iter()
-                .zip(&granted)
-                .filter(|(_, ok)| **ok)
+                .zip(granted.iter().zip(&held_before))
+                .filter(|(_, (ok, held))| **ok && !**held)
                 .map(|(r, _)| *r)
                 .collect();
             self.hot.release_caps(&taken, now).await?;
@@ -313,7 +369,7 @@ impl StateStore for EmbeddedStore {
             .iter()
             .map(|r| {
                 let key = (r.contact_key, r.channel, r.purpose);
-                Op::Cap(cap_key(key), times_bytes(&self.hot.cap_times(key)))
+                Op::Cap(cap_key(key), entries_bytes(&self.hot.cap_entries(key)))
             })
             .collect();
         self.write(ops).await
@@ -347,5 +403,69 @@ impl StateStore for EmbeddedStore {
 
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.hot.load_jobs().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> Vec<CapRule> {
+        vec![CapRule {
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            max: 3,
+            window_seconds: 86_400,
+        }]
+    }
+
+    fn req(holder: u64) -> CapRequest {
+        CapRequest {
+            contact_key: 5,
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            holder,
+        }
+    }
+
+    #[tokio::test]
+    async fn reservations_from_before_holders_still_count_after_an_upgrade() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+        let now = Utc::now();
+        {
+            let w = db.begin_write().expect("write");
+            let old_times: Vec<u8> = [now.timestamp() - 10, now.timestamp() - 5]
+                .iter()
+                .flat_map(|t| t.to_le_bytes())
+                .collect();
+            w.open_table(CAPS_V1)
+                .expect("old table")
+                .insert(
+                    cap_key((5, Channel::Sms, Purpose::Marketing)).as_slice(),
+                    old_times.as_slice(),
+                )
+                .expect("insert");
+            w.commit().expect("commit");
+        }
+        let s = EmbeddedStore::open(db.clone()).expect("open");
+        assert_eq!(
+            s.reserve_caps(&rules(), &[req(1), req(2)], now)
+                .await
+                .expect("reserve"),
+            vec![true, false],
+            "the two old reservations count"
+        );
+        let r = db.begin_read().expect("read");
+        assert!(r.open_table(CAPS_V1).is_err(), "the old table is gone");
+        drop((r, s));
+        let s = EmbeddedStore::open(db).expect("reopen");
+        assert_eq!(
+            s.reserve_caps(&rules(), &[req(1), req(3)], now)
+                .await
+                .expect("reserve"),
+            vec![true, false],
+            "migrated and new reservations survive a reopen"
+        );
     }
 }

@@ -20,8 +20,9 @@ pub struct MemoryStore {
     /// [`Channel::index`]); keyed by contact id alone so a lookup borrows the id.
     consent: DashMap<String, [Option<Consent>; 4]>,
     consent_history: parking_lot::Mutex<Vec<ConsentChange>>,
-    /// Reservation times (unix seconds) per (contact key, channel, purpose), newest last.
-    caps: DashMap<(u64, Channel, Purpose), Vec<i64>>,
+    /// Reservations as (unix seconds, holder) per (contact key, channel, purpose), newest
+    /// last.
+    caps: DashMap<(u64, Channel, Purpose), Vec<(i64, u64)>>,
     idempotency: DashMap<String, ([u8; 32], JobId)>,
     jobs: DashMap<JobId, serde_json::Value>,
 }
@@ -32,14 +33,21 @@ impl MemoryStore {
         MemoryStore::default()
     }
 
-    /// The reservation times of one cap key (for write-through backends).
-    pub(crate) fn cap_times(&self, key: (u64, Channel, Purpose)) -> Vec<i64> {
+    /// The reservations (time, holder) of one cap key (for write-through backends).
+    pub(crate) fn cap_entries(&self, key: (u64, Channel, Purpose)) -> Vec<(i64, u64)> {
         self.caps.get(&key).map(|e| e.clone()).unwrap_or_default()
     }
 
+    /// Whether the request's holder has a reservation for its cap key, in any window.
+    pub(crate) fn holds(&self, r: &CapRequest) -> bool {
+        self.caps
+            .get(&(r.contact_key, r.channel, r.purpose))
+            .is_some_and(|e| e.iter().any(|(_, h)| *h == r.holder))
+    }
+
     /// Restores state read back from a durable backend.
-    pub(crate) fn restore_cap(&self, key: (u64, Channel, Purpose), times: Vec<i64>) {
-        self.caps.insert(key, times);
+    pub(crate) fn restore_cap(&self, key: (u64, Channel, Purpose), entries: Vec<(i64, u64)>) {
+        self.caps.insert(key, entries);
     }
 
     /// Restores a suppression entry.
@@ -69,6 +77,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl StateStore for MemoryStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn recipient_facts(
         &self,
         channel: Channel,
@@ -173,16 +185,19 @@ impl StateStore for MemoryStore {
                     .caps
                     .entry((r.contact_key, r.channel, r.purpose))
                     .or_default();
-                entry.retain(|t| *t > now - longest);
+                entry.retain(|(t, _)| *t > now - longest);
+                if entry.iter().any(|(_, holder)| *holder == r.holder) {
+                    return true;
+                }
                 let ok = applicable.clone().all(|rule| {
                     let used = entry
                         .iter()
-                        .filter(|t| **t > now - rule.window_seconds)
+                        .filter(|(t, _)| *t > now - rule.window_seconds)
                         .count();
                     used < rule.max as usize
                 });
                 if ok {
-                    entry.push(now);
+                    entry.push((now, r.holder));
                 }
                 ok
             })
@@ -192,12 +207,11 @@ impl StateStore for MemoryStore {
     async fn release_caps(
         &self,
         requests: &[CapRequest],
-        reserved_at: DateTime<Utc>,
+        _reserved_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let at = reserved_at.timestamp();
         for r in requests {
             if let Some(mut entry) = self.caps.get_mut(&(r.contact_key, r.channel, r.purpose)) {
-                if let Some(pos) = entry.iter().rposition(|t| *t == at) {
+                if let Some(pos) = entry.iter().rposition(|(_, h)| *h == r.holder) {
                     entry.remove(pos);
                 }
             }
@@ -260,11 +274,12 @@ mod tests {
         ]
     }
 
-    fn req(key: u64) -> CapRequest {
+    fn req(key: u64, holder: u64) -> CapRequest {
         CapRequest {
             contact_key: key,
             channel: Channel::Sms,
             purpose: Purpose::Marketing,
+            holder,
         }
     }
 
@@ -273,24 +288,24 @@ mod tests {
         let s = MemoryStore::new();
         let t0 = Utc::now();
         let r = s
-            .reserve_caps(&rules(), &[req(1), req(1), req(1)], t0)
+            .reserve_caps(&rules(), &[req(1, 1), req(1, 2), req(1, 3)], t0)
             .await
             .unwrap();
         assert_eq!(r, vec![true, true, false]);
         // A day later the 24h rule has room, but the weekly rule allows one more only.
         let t1 = t0 + Duration::seconds(86_401);
         let r = s
-            .reserve_caps(&rules(), &[req(1), req(1)], t1)
+            .reserve_caps(&rules(), &[req(1, 4), req(1, 5)], t1)
             .await
             .unwrap();
         assert_eq!(r, vec![true, false]);
-        s.release_caps(&[req(1)], t1).await.unwrap();
-        let r = s.reserve_caps(&rules(), &[req(1)], t1).await.unwrap();
+        s.release_caps(&[req(1, 4)], t1).await.unwrap();
+        let r = s.reserve_caps(&rules(), &[req(1, 6)], t1).await.unwrap();
         assert_eq!(r, vec![true]);
         // Transactional sends are not capped by marketing rules.
         let tx = CapRequest {
             purpose: Purpose::Transactional,
-            ..req(1)
+            ..req(1, 7)
         };
         assert_eq!(
             s.reserve_caps(&rules(), &[tx], t1).await.unwrap(),
@@ -340,27 +355,5 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(facts[0].consent_override, Some(Consent::OptIn));
-    }
-
-    #[tokio::test]
-    async fn idempotency_key_distinguishes_bodies() {
-        let s = MemoryStore::new();
-        let j = JobId::generate();
-        assert_eq!(
-            s.claim_idempotency_key("k", [1; 32], &j).await.unwrap(),
-            IdempotencyClaim::New
-        );
-        assert_eq!(
-            s.claim_idempotency_key("k", [1; 32], &JobId::generate())
-                .await
-                .unwrap(),
-            IdempotencyClaim::Existing(j.clone())
-        );
-        assert_eq!(
-            s.claim_idempotency_key("k", [2; 32], &JobId::generate())
-                .await
-                .unwrap(),
-            IdempotencyClaim::Conflict(j)
-        );
     }
 }

@@ -1,15 +1,23 @@
 //! The state-store boundary: consent overrides, suppressions, frequency-cap reservations,
-//! idempotency keys and job records. Policy and dispatch only talk to [`StateStore`], so the
-//! in-memory backend here, and durable or Redis backends later, are interchangeable.
+//! idempotency keys and job records ([`StateStore`]), and the provider rate-limit bucket
+//! several instances share ([`RateBucket`]). Policy and dispatch only talk to these traits,
+//! so the in-memory, embedded (durable, one instance) and Redis (shared by many instances)
+//! backends are interchangeable.
 //!
 //! Every operation takes a batch, so a networked backend can answer a whole batch of
 //! recipients in one round trip instead of one per rule per recipient.
 
 mod embedded;
+mod health;
 mod memory;
+mod rate_bucket;
+mod redis;
 
 pub use embedded::EmbeddedStore;
+pub use health::{StateHealth, PROBE_EVERY};
 pub use memory::MemoryStore;
+pub use rate_bucket::{BlockAnswer, BlockRequest, RateBucket};
+pub use redis::{RedisOptions, RedisRateBucket, RedisStore};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -57,12 +65,18 @@ pub struct CapRule {
     pub window_seconds: i64,
 }
 
-/// One reservation request: the contact's cap key (a hash of its id) and the send's kind.
+/// One reservation request: the contact's cap key (a hash of its id), the send's kind, and
+/// the message asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapRequest {
     pub contact_key: u64,
     pub channel: Channel,
     pub purpose: Purpose,
+    /// The message's identity (a hash of job id, contact id and channel), stable across
+    /// restarts. A holder that already holds a reservation inside the window is granted again
+    /// without taking a second slot, so a retry after a crash between reserving and sending
+    /// does not count twice against the contact.
+    pub holder: u64,
 }
 
 /// The answer to an idempotency claim.
@@ -116,8 +130,10 @@ pub trait StateStore: Send + Sync + 'static {
     ) -> Result<Vec<ConsentChange>, StoreError>;
 
     /// Atomically checks every rule matching each request and, only when all pass, reserves
-    /// a slot at `now`. Answers per request whether it was reserved. Two callers racing for
-    /// the same contact can never exceed a cap together.
+    /// a slot at `now` for the request's holder. Answers per request whether it was reserved.
+    /// Two callers racing for the same contact can never exceed a cap together. A holder that
+    /// already holds a reservation inside the longest matching window is granted without a
+    /// second slot (idempotent retries).
     async fn reserve_caps(
         &self,
         rules: &[CapRule],
@@ -125,7 +141,9 @@ pub trait StateStore: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
 
-    /// Gives back reservations made at `reserved_at` (a permanent send failure).
+    /// Gives back the reservations the requests' holders hold (a permanent send failure).
+    /// Reservations are found by holder, not by `reserved_at`: a retry granted against an
+    /// earlier reservation releases that one.
     async fn release_caps(
         &self,
         requests: &[CapRequest],
@@ -145,4 +163,9 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every stored job record.
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Whether the backend answers right now, within its usual timeout: one cheap round trip
+    /// for a networked backend, always yes for one inside the process. Readiness and the
+    /// dispatch gate read it through [`StateHealth`], never on a request's path.
+    async fn ping(&self) -> Result<(), StoreError>;
 }

@@ -55,6 +55,26 @@ impl Gateway {
         Gateway::start_inner(adjust, true).await
     }
 
+    /// Starts a gateway on an existing data directory (a restart keeps it), pinned clock.
+    pub async fn start_at(data_dir: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> Gateway {
+        let path = data_dir.display().to_string();
+        Gateway::start_inner(
+            move |c| {
+                c.server.data_dir = path;
+                adjust(c)
+            },
+            false,
+        )
+        .await
+    }
+
+    /// Stops the gateway gracefully (drains, closes the database).
+    pub async fn stop(mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+
     async fn start_inner(adjust: impl FnOnce(&mut Config), system_clock: bool) -> Gateway {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = test_config();
@@ -98,6 +118,17 @@ impl Gateway {
     /// An authorised request builder.
     pub fn req(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, self.url(path)).bearer_auth(KEY)
+    }
+
+    /// GETs `path` (authorised) and parses the JSON answer, whatever its status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json")
     }
 
     /// Loads a CSV snapshot; panics unless it is accepted.
@@ -176,6 +207,36 @@ impl Gateway {
             assert!(start.elapsed() < timeout, "condition never held: {j:#}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Ledger entries as NDJSON objects, filtered by `query` (e.g. `job_id=...`, or "").
+    pub async fn ledger_entries(&self, query: &str) -> Vec<Value> {
+        let r = self
+            .req(reqwest::Method::GET, &format!("/v1/ledger?{query}"))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+        r.text()
+            .await
+            .expect("text")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("ndjson line"))
+            .collect()
+    }
+
+    /// The message ids charged in the ledger for `job`, and their total cost.
+    pub async fn ledger_charges(&self, job: &str) -> (Vec<String>, i64) {
+        let entries = self.ledger_entries(&format!("job_id={job}")).await;
+        let total = entries
+            .iter()
+            .map(|e| e["cost_micros"].as_i64().expect("cost_micros"))
+            .sum();
+        let ids = entries
+            .iter()
+            .map(|e| e["message_id"].as_str().expect("message_id").to_string())
+            .collect();
+        (ids, total)
     }
 
     /// Per-recipient outcomes, by contact id.

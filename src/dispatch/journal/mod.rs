@@ -1,0 +1,509 @@
+//! The dispatch journal: what a restart needs to finish every job without sending anything
+//! twice. It lives in the embedded database beside the cost ledger and is written by the
+//! ledger's group-commit writer, so a message is marked settled in the same transaction that
+//! writes its charge.
+//!
+//! - A job's plan (request without the audience) and its audience, once, before the job is
+//!   acknowledged; its control record (status, budget) on every status change.
+//! - A `sending` record for each chunk, durable before the chunk reaches the provider.
+//! - A `settled` record for each provider answer (sent or failed), with the ledger charge.
+//!
+//! On start, recipients with a settled record keep their outcome, recipients in `sending`
+//! without one were in flight at the crash, and everything else is decided again.
+
+pub mod codec;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::audience::{Audience, AudienceBuilder};
+use super::job::{Job, JobSpec};
+use crate::domain::{JobId, JobStatus};
+use crate::ledger::{ExtraWrite, Ledger, LedgerError, NewEntry, PendingCommit};
+use crate::phone::RegionCode;
+use crate::provider::OutboundMessage;
+use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
+
+const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_jobs");
+const AUDIENCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("journal_audience");
+const CONTROLS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_control");
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_log");
+
+/// Why the journal could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal database: {0}")]
+    Db(String),
+    #[error(transparent)]
+    Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+fn db_err(e: impl std::fmt::Display) -> JournalError {
+    JournalError::Db(e.to_string())
+}
+
+/// A job as accepted, minus its audience: with the audience, enough to plan it again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredJob {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub variables: HashMap<String, String>,
+    /// Whether the template's links were tracked.
+    pub track_links: bool,
+    pub audience_len: u64,
+}
+
+/// The mutable part of a job, written on every status change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobControl {
+    pub status: JobStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub budget_micros: Option<i64>,
+}
+
+impl JobControl {
+    /// The job's control record as it stands.
+    pub fn of(job: &Job) -> JobControl {
+        let st = job.state();
+        JobControl {
+            status: st.status,
+            started_at: st.started_at,
+            finished_at: st.finished_at,
+            budget_micros: job.budget.limit(),
+        }
+    }
+}
+
+/// A job read back from the journal.
+pub struct RecoveredJob {
+    pub stored: StoredJob,
+    pub audience: Audience,
+    pub control: Option<JobControl>,
+    /// Messages handed to the provider whose answer was never recorded, by recipient.
+    pub in_flight: HashMap<u32, SendingItem>,
+    /// Final provider answers, in the order they were recorded.
+    pub settled: Vec<SettledItem>,
+    /// Final delivery states from receipts: (recipient, state code).
+    pub deliveries: Vec<(u32, u8)>,
+}
+
+/// Final delivery states waiting for a flush: (recipient, state code) by job.
+type NotedDeliveries = HashMap<JobId, Vec<(u32, u8)>>;
+
+/// Where jobs note final delivery states for the journal to flush. Holds no database handle,
+/// so a job outliving its gateway (in a late receipt's queue) keeps nothing open.
+#[derive(Clone, Default)]
+pub struct DeliveryNotes(Arc<parking_lot::Mutex<NotedDeliveries>>);
+
+impl DeliveryNotes {
+    /// Notes a message's final delivery state; [`Journal::flush_deliveries`] makes it durable.
+    pub fn note(&self, job: &JobId, index: u32, state: u8) {
+        let mut noted = self.0.lock();
+        // Called per receipt: the job's id is copied only for its first one since a flush.
+        match noted.get_mut(job) {
+            Some(list) => list.push((index, state)),
+            None => {
+                noted.insert(job.clone(), vec![(index, state)]);
+            }
+        }
+    }
+}
+
+/// Handle to the journal; cheap to clone.
+#[derive(Clone)]
+pub struct Journal {
+    ledger: Ledger,
+    next_seq: Arc<AtomicU64>,
+    /// Delivery states noted since the last flush.
+    deliveries: DeliveryNotes,
+}
+
+impl Journal {
+    /// Opens the journal's tables in the ledger's database.
+    pub fn open(ledger: Ledger) -> Result<Journal, JournalError> {
+        let db = ledger.database();
+        let w = db.begin_write().map_err(db_err)?;
+        w.open_table(PLANS).map_err(db_err)?;
+        w.open_table(AUDIENCES).map_err(db_err)?;
+        w.open_table(CONTROLS).map_err(db_err)?;
+        w.open_table(LOG).map_err(db_err)?;
+        w.commit().map_err(db_err)?;
+        let r = db.begin_read().map_err(db_err)?;
+        let last = r
+            .open_table(LOG)
+            .map_err(db_err)?
+            .last()
+            .map_err(db_err)?
+            .map(|(k, _)| k.value())
+            .unwrap_or(0);
+        Ok(Journal {
+            ledger,
+            next_seq: Arc::new(AtomicU64::new(last + 1)),
+            deliveries: DeliveryNotes::default(),
+        })
+    }
+
+    /// Stores a newly accepted job and its audience; answers once they are durable.
+    pub async fn record_job(&self, job: Arc<Job>) -> Result<(), JournalError> {
+        let stored = StoredJob {
+            id: job.id.clone(),
+            spec: job.spec.clone(),
+            variables: job.policy.job_variables.clone(),
+            track_links: job.links().is_some(),
+            audience_len: job.audience.len() as u64,
+        };
+        let control = JobControl::of(&job);
+        // Encoding a multi-million audience takes a moment: off the async runtime.
+        let extra = tokio::task::spawn_blocking(move || -> Result<ExtraWrite, JournalError> {
+            let plan = serde_json::to_vec(&stored).map_err(db_err)?;
+            let control = serde_json::to_vec(&control).map_err(db_err)?;
+            let chunks = audience_chunks(&job.audience);
+            let id = job.id.as_str().to_string();
+            Ok(Box::new(move |w: &redb::WriteTransaction| {
+                w.open_table(PLANS)?.insert(id.as_str(), plan.as_slice())?;
+                w.open_table(CONTROLS)?
+                    .insert(id.as_str(), control.as_slice())?;
+                let mut t = w.open_table(AUDIENCES)?;
+                for (n, chunk) in chunks.iter().enumerate() {
+                    t.insert((id.as_str(), n as u32), chunk.as_slice())?;
+                }
+                Ok(())
+            }))
+        })
+        .await
+        .map_err(db_err)??;
+        self.ledger
+            .commit(Arc::from([]), vec![extra])?
+            .wait()
+            .await?;
+        Ok(())
+    }
+
+    /// Hands the job's control record to the writer. Hand-over order is commit order, so
+    /// the last status change handed over is the one a restart sees.
+    pub fn record_control(&self, job: &Job) -> Result<PendingCommit, JournalError> {
+        let control = serde_json::to_vec(&JobControl::of(job)).map_err(db_err)?;
+        let id = job.id.as_str().to_string();
+        let extra: ExtraWrite = Box::new(move |w| {
+            w.open_table(CONTROLS)?
+                .insert(id.as_str(), control.as_slice())?;
+            Ok(())
+        });
+        Ok(self.ledger.commit(Arc::from([]), vec![extra])?)
+    }
+
+    /// Records a chunk as handed to the provider; wait on the answer before sending.
+    pub fn sending<'a>(
+        &self,
+        job: &JobId,
+        items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
+    ) -> Result<PendingCommit, JournalError> {
+        let record = codec::encode_sending(job.as_str(), items);
+        Ok(self
+            .ledger
+            .commit(Arc::from([]), vec![self.log_write(record)])?)
+    }
+
+    /// Records provider answers together with their ledger charges, in one transaction.
+    pub fn settle(
+        &self,
+        job: &JobId,
+        items: &[SettledItem],
+        charges: Arc<[NewEntry]>,
+    ) -> Result<PendingCommit, JournalError> {
+        let record = codec::encode_settled(job.as_str(), items);
+        Ok(self.ledger.commit(charges, vec![self.log_write(record)])?)
+    }
+
+    /// Where jobs note final delivery states.
+    pub fn delivery_notes(&self) -> DeliveryNotes {
+        self.deliveries.clone()
+    }
+
+    /// Hands every delivery state noted so far to the writer. Commits land in hand-over
+    /// order, so once this commit is durable every state noted before the call is too (even
+    /// those a concurrent flush took).
+    pub fn flush_deliveries(&self) -> Result<PendingCommit, JournalError> {
+        let pending = std::mem::take(&mut *self.deliveries.0.lock());
+        let writes = pending
+            .iter()
+            .map(|(job, items)| self.log_write(codec::encode_delivered(job.as_str(), items)))
+            .collect();
+        Ok(self.ledger.commit(Arc::from([]), writes)?)
+    }
+
+    /// Whether delivery states wait for a flush.
+    pub fn deliveries_pending(&self) -> bool {
+        !self.deliveries.0.lock().is_empty()
+    }
+
+    fn log_write(&self, record: Vec<u8>) -> ExtraWrite {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        Box::new(move |w| {
+            w.open_table(LOG)?.insert(seq, record.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// Reads every job back, oldest first. Blocking: run it off the async runtime.
+    pub fn load(&self) -> Result<Vec<RecoveredJob>, JournalError> {
+        self.load_where(|_| true)
+    }
+
+    /// The ids of the stored jobs whose control record satisfies `keep` (a job without one
+    /// is offered as `None`).
+    pub fn job_ids_where(
+        &self,
+        keep: impl Fn(Option<&JobControl>) -> bool,
+    ) -> Result<Vec<JobId>, JournalError> {
+        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        let plans = r.open_table(PLANS).map_err(db_err)?;
+        let controls = r.open_table(CONTROLS).map_err(db_err)?;
+        let mut ids = Vec::new();
+        for row in plans.iter().map_err(db_err)? {
+            let (k, _) = row.map_err(db_err)?;
+            if keep(control_of(&controls, k.value())?.as_ref()) {
+                ids.extend(JobId::parse(k.value()));
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Reads back the jobs whose control record satisfies `keep`, oldest first; the others'
+    /// audiences and records are skipped. Blocking: run it off the async runtime.
+    pub fn load_where(
+        &self,
+        keep: impl Fn(Option<&JobControl>) -> bool,
+    ) -> Result<Vec<RecoveredJob>, JournalError> {
+        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        let plans = r.open_table(PLANS).map_err(db_err)?;
+        let audiences = r.open_table(AUDIENCES).map_err(db_err)?;
+        let controls = r.open_table(CONTROLS).map_err(db_err)?;
+        let mut jobs = Vec::new();
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for row in plans.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            let stored: StoredJob = match serde_json::from_slice(v.value()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(job = k.value(), error = %e, "unreadable job plan; the job is not recovered");
+                    continue;
+                }
+            };
+            let id = k.value().to_string();
+            let control = control_of(&controls, &id)?;
+            if !keep(control.as_ref()) {
+                continue;
+            }
+            let mut builder = AudienceBuilder::new();
+            for chunk in audiences
+                .range((id.as_str(), 0u32)..=(id.as_str(), u32::MAX))
+                .map_err(db_err)?
+            {
+                let (_, bytes) = chunk.map_err(db_err)?;
+                codec::decode_audience_chunk(bytes.value(), |cid, phone, vars| {
+                    builder
+                        .push(cid, phone, vars)
+                        .map_err(|_| codec::CodecError("recipient"))
+                })?;
+            }
+            if builder.len() as u64 != stored.audience_len {
+                tracing::error!(job = %id, stored = builder.len(), expected = stored.audience_len, "audience incomplete; the job is not recovered");
+                continue;
+            }
+            by_id.insert(id, jobs.len());
+            jobs.push(RecoveredJob {
+                stored,
+                audience: builder.finish(),
+                control,
+                in_flight: HashMap::new(),
+                settled: Vec::new(),
+                deliveries: Vec::new(),
+            });
+        }
+        let log = r.open_table(LOG).map_err(db_err)?;
+        for row in log.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            if !by_id.contains_key(&codec::record_job(v.value())?) {
+                continue;
+            }
+            match codec::decode_record(v.value())? {
+                LogRecord::Sending { job, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        let in_flight = &mut jobs[j].in_flight;
+                        in_flight.extend(items.into_iter().map(|i| (i.index, i)));
+                    }
+                }
+                LogRecord::Settled { job, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        jobs[j].settled.extend(items);
+                    }
+                }
+                LogRecord::Delivered { job, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        jobs[j].deliveries.extend(items);
+                    }
+                }
+            }
+        }
+        // A settled answer wins over its sending record, whatever their order.
+        for job in &mut jobs {
+            for s in &job.settled {
+                job.in_flight.remove(&s.index);
+            }
+        }
+        jobs.sort_by_key(|j| j.stored.spec.created_at);
+        Ok(jobs)
+    }
+}
+
+/// A job's control record, if it has a readable one.
+fn control_of(
+    controls: &redb::ReadOnlyTable<&str, &[u8]>,
+    id: &str,
+) -> Result<Option<JobControl>, JournalError> {
+    Ok(controls
+        .get(id)
+        .map_err(db_err)?
+        .and_then(|v| serde_json::from_slice(v.value()).ok()))
+}
+
+fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
+    let n = audience.len() as u32;
+    (0..n)
+        .step_by(AUDIENCE_CHUNK)
+        .map(|from| {
+            let to = (from + AUDIENCE_CHUNK as u32).min(n);
+            codec::encode_audience_chunk((from..to).map(|i| StoredRecipient {
+                contact_id: audience.contact_id(i),
+                phone: audience.phone(i),
+                variables: audience.variables(i),
+            }))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Channel, MessageId, Purpose};
+    use crate::policy::PhoneMismatchPolicy;
+    use codec::Settlement;
+
+    fn spec() -> JobSpec {
+        JobSpec {
+            campaign_id: "c".into(),
+            channel: Channel::Sms,
+            purpose: Purpose::Transactional,
+            priority: 200,
+            send_at: None,
+            template_body: "hi".into(),
+            phone_mismatch: PhoneMismatchPolicy::default(),
+            created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn message(job: &JobId, contact: &str) -> OutboundMessage {
+        OutboundMessage {
+            id: MessageId::derive(job, contact, Channel::Sms),
+            to: 8613123000000,
+            channel: Channel::Sms,
+            body: "hi".into(),
+            parts: 1,
+        }
+    }
+
+    /// Writes a plan and audience the way `record_job` does, without a planned `Job`.
+    async fn store_plan(journal: &Journal, id: &JobId, contacts: &[&str]) {
+        let mut b = AudienceBuilder::new();
+        for c in contacts {
+            b.push(c, None, None).unwrap();
+        }
+        let audience = b.finish();
+        let stored = StoredJob {
+            id: id.clone(),
+            spec: spec(),
+            variables: HashMap::new(),
+            track_links: false,
+            audience_len: audience.len() as u64,
+        };
+        let plan = serde_json::to_vec(&stored).unwrap();
+        let chunks = audience_chunks(&audience);
+        let key = id.as_str().to_string();
+        let extra: ExtraWrite = Box::new(move |w| {
+            w.open_table(PLANS)?.insert(key.as_str(), plan.as_slice())?;
+            let mut t = w.open_table(AUDIENCES)?;
+            for (n, c) in chunks.iter().enumerate() {
+                t.insert((key.as_str(), n as u32), c.as_slice())?;
+            }
+            Ok(())
+        });
+        journal
+            .ledger
+            .commit(Arc::from([]), vec![extra])
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn messages_sent_without_a_recorded_answer_read_as_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let ledger = Ledger::open_path(&path).unwrap();
+        let journal = Journal::open(ledger.clone()).unwrap();
+        let id = JobId::generate();
+        store_plan(&journal, &id, &["a", "b", "c", "a"]).await;
+        let msgs: Vec<OutboundMessage> = ["a", "b", "c"].iter().map(|c| message(&id, c)).collect();
+        let cn = RegionCode(*b"CN");
+        let items = msgs.iter().enumerate().map(|(i, m)| (i as u32, cn, m));
+        journal.sending(&id, items).unwrap().wait().await.unwrap();
+        let settled = vec![SettledItem {
+            index: 1,
+            settlement: Settlement::Sent,
+            parts: 1,
+            cost_micros: 45_000,
+            region: cn,
+            provider_message_id: "p1".into(),
+        }];
+        journal
+            .settle(&id, &settled, Arc::from([]))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        ledger.close();
+        drop((journal, ledger));
+
+        // Reopened, as after a crash.
+        let journal = Journal::open(Ledger::open_path(&path).unwrap()).unwrap();
+        let jobs = journal.load().unwrap();
+        assert_eq!(jobs.len(), 1);
+        let job = &jobs[0];
+        assert_eq!(job.stored.id, id);
+        assert_eq!(job.audience.len(), 4);
+        assert_eq!(job.audience.duplicates(), &[3]);
+        assert_eq!(job.settled, settled);
+        let mut in_flight: Vec<u32> = job.in_flight.keys().copied().collect();
+        in_flight.sort_unstable();
+        assert_eq!(in_flight, vec![0, 2]);
+        assert_eq!(job.in_flight[&2].body, "hi");
+        // New log records continue after the old ones.
+        journal
+            .settle(&id, &settled, Arc::from([]))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(journal.load().unwrap()[0].settled.len(), 2);
+    }
+}

@@ -1,0 +1,154 @@
+//! Per-provider rate limits counted in message parts per second, as providers and carriers
+//! bill them (a 3-part SMS uses three). One process alone limits in memory ([`local`]);
+//! instances that share state through Redis hold the limit together ([`shared`]): the call
+//! sites see one [`PartsLimiter`] either way.
+
+mod local;
+mod shared;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use self::local::LocalLimiter;
+use self::shared::SharedLimiter;
+use crate::config::{StateBackend, StateConfig};
+use crate::store::{RateBucket, RedisOptions, RedisRateBucket, StoreError};
+
+/// One provider's limiter; unlimited when the rate is 0.
+pub struct PartsLimiter {
+    rate: u32,
+    burst: u32,
+    kind: Kind,
+}
+
+enum Kind {
+    Unlimited,
+    Local(LocalLimiter),
+    Shared(SharedLimiter),
+}
+
+impl PartsLimiter {
+    /// `rate` parts per second with bursts of at most `burst` parts, counted by this process
+    /// alone; `rate == 0` is unlimited.
+    pub fn new(rate: u32, burst: u32) -> PartsLimiter {
+        let kind = match NonZeroU32::new(rate) {
+            Some(r) => Kind::Local(LocalLimiter::new(r, burst)),
+            None => Kind::Unlimited,
+        };
+        PartsLimiter {
+            rate,
+            burst: burst.max(1),
+            kind,
+        }
+    }
+
+    /// The same limit held by every instance that takes its parts from `bucket` (the
+    /// provider's bucket in Redis): together they send at most `rate` parts per second with
+    /// bursts of at most `burst`. `provider` names the bucket in logs.
+    pub fn shared(
+        bucket: Arc<dyn RateBucket>,
+        provider: &str,
+        rate: u32,
+        burst: u32,
+    ) -> PartsLimiter {
+        let kind = match NonZeroU32::new(rate) {
+            Some(r) => Kind::Shared(SharedLimiter::new(bucket, provider, r, burst)),
+            None => Kind::Unlimited,
+        };
+        PartsLimiter {
+            rate,
+            burst: burst.max(1),
+            kind,
+        }
+    }
+
+    /// The limiter a provider gets under the configured state backend: instances that share
+    /// state through Redis share the provider's limit there too, or N instances would send N
+    /// times the rate; any other backend means one process, which limits alone. Opens no
+    /// connection yet.
+    pub fn for_state(
+        state: &StateConfig,
+        provider: &str,
+        rate: u32,
+        burst: u32,
+    ) -> Result<PartsLimiter, StoreError> {
+        if state.backend != StateBackend::Redis || rate == 0 {
+            return Ok(PartsLimiter::new(rate, burst));
+        }
+        let bucket = RedisRateBucket::open(&RedisOptions::from_config(&state.redis), provider)?;
+        Ok(PartsLimiter::shared(
+            Arc::new(bucket),
+            provider,
+            rate,
+            burst,
+        ))
+    }
+
+    /// The largest burst, in parts, as configured (ETAs start with it).
+    pub fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// Parts per second, 0 for unlimited.
+    pub fn rate(&self) -> u32 {
+        self.rate
+    }
+
+    /// Waits until `parts` tokens are granted. `keep_waiting` is asked between waits; when it
+    /// answers false the wait is abandoned (tokens already taken stay spent) and this returns
+    /// false. A shared limit that cannot reach its bucket waits for it, never sends without
+    /// a decision.
+    pub async fn acquire(&self, parts: u32, keep_waiting: &(dyn Fn() -> bool + Sync)) -> bool {
+        match &self.kind {
+            Kind::Unlimited => true,
+            Kind::Local(l) => l.acquire(parts, keep_waiting).await,
+            Kind::Shared(s) => s.acquire(parts, keep_waiting).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[tokio::test]
+    async fn holds_the_rate_counting_parts() {
+        let l = PartsLimiter::new(200, 10);
+        let start = Instant::now();
+        // 10 burst + 100 more parts at 200/s takes about half a second.
+        for _ in 0..55 {
+            assert!(l.acquire(2, &|| true).await);
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn unlimited_never_waits() {
+        let l = PartsLimiter::new(0, 0);
+        assert!(l.acquire(1_000_000, &|| true).await);
+    }
+
+    #[tokio::test]
+    async fn a_stop_request_abandons_the_wait() {
+        let l = PartsLimiter::new(1, 1);
+        assert!(l.acquire(1, &|| true).await);
+        assert!(!l.acquire(1, &|| false).await);
+    }
+
+    #[test]
+    fn only_a_redis_backend_with_a_rate_shares_the_limit() {
+        let mut state = StateConfig::default();
+        let l = PartsLimiter::for_state(&state, "p", 100, 10).expect("local");
+        assert!(matches!(l.kind, Kind::Local(_)));
+        state.backend = StateBackend::Redis;
+        let l = PartsLimiter::for_state(&state, "p", 0, 10).expect("unlimited");
+        assert!(matches!(l.kind, Kind::Unlimited));
+        // Opening connects nothing, so no Redis is needed here.
+        let l = PartsLimiter::for_state(&state, "p", 100, 10).expect("shared");
+        assert!(matches!(l.kind, Kind::Shared(_)));
+        assert_eq!((l.rate(), l.burst()), (100, 10));
+    }
+}

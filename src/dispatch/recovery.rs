@@ -1,0 +1,238 @@
+//! Start-up recovery: every job in the journal is planned again from its stored request and
+//! audience, recipients settled before the stop keep their outcome, messages caught in flight
+//! are sent again under the same id (providers that drop repeats) or marked in doubt (those
+//! that cannot), and the rest is decided again by the workers as usual.
+
+use std::sync::Arc;
+
+use super::in_doubt::InDoubt;
+use super::journal::codec::Settlement;
+use super::journal::{JobControl, Journal, RecoveredJob};
+use super::planner::{self, PlanRequest};
+use super::{AcceptedMessage, DeliveryState, Dispatcher, Job};
+use crate::config::Config;
+use crate::domain::{JobStatus, MessageId};
+use crate::links::Tracking;
+use crate::template::Template;
+
+/// What a recovery found, for the start-up log.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RecoverySummary {
+    pub jobs: usize,
+    /// Jobs that still have work to do.
+    pub unfinished: usize,
+    pub resent: usize,
+    pub in_doubt: usize,
+    /// Finished jobs restored in the background after start-up.
+    pub finished_later: usize,
+}
+
+/// Reads the journal and hands every recovered job to the dispatcher. Jobs with work left
+/// come first, before this returns, so sending resumes as soon as the gateway is up;
+/// finished jobs (only read by reports) are restored afterwards in the background, and
+/// read as "being recovered" until then.
+pub async fn recover(
+    journal: &Journal,
+    dispatcher: &Dispatcher,
+    config: &Config,
+    tracking: &Arc<Tracking>,
+) -> anyhow::Result<RecoverySummary> {
+    let unfinished = |c: Option<&JobControl>| c.is_none_or(|c| !c.status.is_terminal());
+    let reader = journal.clone();
+    let jobs = tokio::task::spawn_blocking(move || reader.load_where(unfinished)).await??;
+    let mut summary = restore_all(jobs, dispatcher, config, tracking);
+
+    let reader = journal.clone();
+    let finished =
+        tokio::task::spawn_blocking(move || reader.job_ids_where(|c| !unfinished(c))).await??;
+    summary.finished_later = finished.len();
+    if !finished.is_empty() {
+        dispatcher.mark_recovering(&finished);
+        let (reader, dispatcher, config, tracking) = (
+            journal.clone(),
+            dispatcher.clone(),
+            config.clone(),
+            tracking.clone(),
+        );
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let loaded =
+                tokio::task::spawn_blocking(move || reader.load_where(|c| !unfinished(c))).await;
+            match loaded {
+                Ok(Ok(jobs)) => {
+                    let s = restore_all(jobs, &dispatcher, &config, &tracking);
+                    tracing::info!(
+                        jobs = s.jobs,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "finished jobs recovered"
+                    );
+                }
+                Ok(Err(e)) => tracing::error!(error = %e, "finished jobs could not be recovered"),
+                Err(e) => tracing::error!(error = %e, "finished jobs could not be recovered"),
+            }
+            dispatcher.mark_recovered(&finished);
+        });
+    }
+    Ok(summary)
+}
+
+fn restore_all(
+    jobs: Vec<RecoveredJob>,
+    dispatcher: &Dispatcher,
+    config: &Config,
+    tracking: &Tracking,
+) -> RecoverySummary {
+    let mut summary = RecoverySummary::default();
+    for recovered in jobs {
+        let id = recovered.stored.id.clone();
+        match restore(recovered, dispatcher, config, tracking) {
+            Ok((job, resent, in_doubt)) => {
+                summary.jobs += 1;
+                summary.resent += resent;
+                summary.in_doubt += in_doubt;
+                if !job.status().is_terminal() {
+                    summary.unfinished += 1;
+                }
+            }
+            Err(e) => tracing::error!(job = %id, error = %e, "job could not be recovered"),
+        }
+    }
+    summary
+}
+
+fn restore(
+    r: RecoveredJob,
+    dispatcher: &Dispatcher,
+    config: &Config,
+    tracking: &Tracking,
+) -> anyhow::Result<(Arc<Job>, usize, usize)> {
+    let RecoveredJob {
+        stored,
+        audience,
+        control,
+        in_flight,
+        settled,
+        deliveries,
+    } = r;
+    let channel = stored.spec.channel;
+    let rewritten = if stored.track_links {
+        Some(tracking.prepare(&stored.spec.template_body, channel)?)
+    } else {
+        None
+    };
+    let body = rewritten
+        .as_ref()
+        .map_or(stored.spec.template_body.as_str(), |r| r.body.as_str());
+    let template = Arc::new(Template::compile(body)?);
+    let job = planner::plan(
+        dispatcher,
+        config,
+        PlanRequest {
+            id: stored.id.clone(),
+            spec: stored.spec,
+            template,
+            job_variables: stored.variables,
+            audience,
+            reserve_caps: true,
+        },
+    )?;
+    if let Some(rewritten) = &rewritten {
+        tracking.attach(&job, rewritten, channel);
+    }
+    if let Some(control) = &control {
+        if let Some(limit) = control.budget_micros {
+            job.budget.set_limit(limit);
+        }
+        job.with_state(|st| {
+            // A job that was running is queued again; the first lease marks it running.
+            st.status = match control.status {
+                JobStatus::Running => JobStatus::Queued,
+                s => s,
+            };
+            st.started_at = control.started_at;
+            st.finished_at = control.finished_at;
+        });
+    }
+
+    let mut accepted = Vec::new();
+    for s in &settled {
+        match s.settlement {
+            Settlement::Sent => {
+                job.restore_sent(s.index, s.parts, s.cost_micros);
+                accepted.push(AcceptedMessage {
+                    index: s.index,
+                    region: s.region,
+                    parts: s.parts,
+                    cost_micros: s.cost_micros,
+                    provider_message_id: s.provider_message_id.clone(),
+                });
+            }
+            Settlement::Failed => job.restore_failed(s.index),
+        }
+    }
+    dispatcher.observe_restored(&job, &accepted);
+    for (index, code) in deliveries {
+        if let Some(state) = DeliveryState::from_code(code) {
+            job.delivery.restore(index, state, &job.counters);
+        }
+    }
+
+    let idempotent = dispatcher
+        .providers()
+        .get(job.provider)
+        .is_some_and(|p| p.idempotent);
+    let cancelled = job.status() == JobStatus::Cancelled;
+    let mut resend = Vec::new();
+    let mut in_doubt = 0;
+    let mut items: Vec<_> = in_flight.into_values().collect();
+    items.sort_by_key(|i| i.index);
+    let mut doubtful = Vec::new();
+    for item in items {
+        let cost = job.prices.unit_price(item.region).times(item.parts).0;
+        if idempotent && !cancelled {
+            job.restore_sending(item.index, cost);
+            resend.push(item);
+        } else {
+            job.restore_in_doubt(
+                item.index,
+                InDoubt {
+                    parts: item.parts,
+                    cost_micros: cost,
+                    region: item.region,
+                },
+            );
+            // The provider never answered, so its id is unknown: a receipt can only name
+            // the message by herald's own id (which the generic protocol uses by default).
+            doubtful.push(AcceptedMessage {
+                index: item.index,
+                region: item.region,
+                parts: item.parts,
+                cost_micros: cost,
+                provider_message_id: MessageId::derive(
+                    &job.id,
+                    job.audience.contact_id(item.index),
+                    channel,
+                )
+                .to_string(),
+            });
+            in_doubt += 1;
+        }
+    }
+    if !doubtful.is_empty() {
+        dispatcher.settle_in_doubt_on_receipt(&job);
+        dispatcher.observe_restored(&job, &doubtful);
+    }
+    let resent = resend.len();
+    dispatcher.submit(job.clone());
+    dispatcher.resend_in_flight(&job, resend);
+    tracing::info!(
+        job = %job.id,
+        status = ?job.status(),
+        sent = job.counters.sent.load(std::sync::atomic::Ordering::Relaxed),
+        resent,
+        in_doubt,
+        remaining = job.remaining(),
+        "job recovered"
+    );
+    Ok((job, resent, in_doubt))
+}

@@ -1,0 +1,356 @@
+//! The Redis state backend: what several herald instances share (suppressions, consent and
+//! its history, frequency-cap reservations, idempotency keys, job records) lives in one Redis
+//! or Redis Cluster, so any instance can decide for any recipient.
+//!
+//! Every call is one round trip: a pipeline (or one MULTI) over keys that share a hash slot,
+//! or, for caps, one Lua script per call (per contact on a cluster, all in flight at once).
+//! Layout and hash tags: [`keys`]. Connections and timeouts: [`conn`]. Caps: [`caps`].
+//! Provider rate limits shared by the fleet: [`rate`] (its own connection, one script call
+//! per block of parts).
+
+mod caps;
+mod conn;
+mod keys;
+mod rate;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::Pipeline;
+
+use self::caps::CapScript;
+use self::conn::{unavailable, Conn};
+use self::keys::Keys;
+pub use self::rate::RedisRateBucket;
+use super::{
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
+    StoreError, SuppressionKey,
+};
+use crate::config::RedisStateConfig;
+use crate::domain::{Channel, Consent, JobId};
+
+/// How to reach Redis; built from `[state.redis]` or by tests. Not `Debug`: a URL may carry
+/// a password.
+#[derive(Clone)]
+pub struct RedisOptions {
+    /// One URL, or a cluster's seed nodes.
+    pub urls: Vec<String>,
+    /// Speak the cluster protocol: follow slot redirections and fan out across nodes.
+    pub cluster: bool,
+    /// Multiplexed connections kept; each carries many concurrent calls.
+    pub pool_size: usize,
+    /// Starts every key (see the key layout in `keys.rs`).
+    pub key_prefix: String,
+    /// Bound on one store call, connection wait included.
+    pub timeout: Duration,
+}
+
+impl RedisOptions {
+    /// The options a validated config names.
+    pub fn from_config(c: &RedisStateConfig) -> RedisOptions {
+        RedisOptions {
+            urls: c.urls(),
+            cluster: c.cluster,
+            pool_size: c.pool_size,
+            key_prefix: c.key_prefix.clone(),
+            timeout: Duration::from_millis(c.timeout_ms),
+        }
+    }
+}
+
+/// State shared through Redis. Cheap to share behind an `Arc`; the pool is inside.
+pub struct RedisStore {
+    conn: Conn,
+    keys: Keys,
+    caps: CapScript,
+    cluster: bool,
+}
+
+impl RedisStore {
+    /// Builds the pool and checks that Redis answers, so a wrong URL fails at start-up rather
+    /// than on the first job.
+    pub async fn connect(opts: RedisOptions) -> Result<RedisStore, StoreError> {
+        let store = RedisStore {
+            conn: Conn::open(&opts)?,
+            keys: Keys::new(&opts.key_prefix),
+            caps: CapScript::new(),
+            cluster: opts.cluster,
+        };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// How many times this store has waited on Redis, for tests and benchmarks that check
+    /// calls stay batch-shaped (one per batch, not one per recipient). A cluster fan-out,
+    /// all in flight at once, counts once.
+    pub fn round_trips(&self) -> u64 {
+        self.conn.round_trips()
+    }
+}
+
+/// A consent value as stored: its two-bit code in decimal.
+fn consent_from(code: &[u8]) -> Result<Consent, StoreError> {
+    match code {
+        b"0" | b"1" | b"2" => Ok(Consent::from_bits(code[0] - b'0')),
+        _ => Err(unavailable("a stored consent value is not 0, 1 or 2")),
+    }
+}
+
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| unavailable(format_args!("stored record: {e}")))
+}
+
+#[async_trait]
+impl StateStore for RedisStore {
+    /// One PING through the pool, bounded by the store's timeout. On a cluster it reaches
+    /// one node, so a cluster missing some masters may still answer it.
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("PING");
+        let (_pong,): (String,) = self.conn.query(&pipe).await?;
+        Ok(())
+    }
+
+    async fn recipient_facts(
+        &self,
+        channel: Channel,
+        queries: &[FactsQuery<'_>],
+    ) -> Result<Vec<RecipientFacts>, StoreError> {
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_phones());
+        for q in queries {
+            pipe.arg(q.phone);
+        }
+        pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_contacts());
+        for q in queries {
+            pipe.arg(q.contact_id);
+        }
+        pipe.cmd("HMGET").arg(self.keys.consent(channel));
+        for q in queries {
+            pipe.arg(q.contact_id);
+        }
+        let (phones, contacts, consent): (Vec<bool>, Vec<bool>, Vec<Option<Vec<u8>>>) =
+            self.conn.query(&pipe).await?;
+        if phones.len() != queries.len()
+            || contacts.len() != queries.len()
+            || consent.len() != queries.len()
+        {
+            return Err(unavailable(
+                "a batch lookup answered the wrong number of items",
+            ));
+        }
+        phones
+            .into_iter()
+            .zip(contacts)
+            .zip(consent)
+            .map(|((phone, contact), consent)| {
+                Ok(RecipientFacts {
+                    suppressed: phone || contact,
+                    consent_override: consent.as_deref().map(consent_from).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+        let phones: Vec<u64> = keys
+            .iter()
+            .filter_map(|k| match k {
+                SuppressionKey::Phone(p) => Some(*p),
+                SuppressionKey::ContactId(_) => None,
+            })
+            .collect();
+        let contacts: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| match k {
+                SuppressionKey::ContactId(c) => Some(c.as_str()),
+                SuppressionKey::Phone(_) => None,
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        if !phones.is_empty() {
+            pipe.cmd("SADD")
+                .arg(self.keys.suppressed_phones())
+                .arg(&phones);
+        }
+        if !contacts.is_empty() {
+            pipe.cmd("SADD")
+                .arg(self.keys.suppressed_contacts())
+                .arg(&contacts);
+        }
+        if pipe.is_empty() {
+            return Ok(0);
+        }
+        let added: Vec<usize> = self.conn.query(&pipe).await?;
+        Ok(added.into_iter().sum())
+    }
+
+    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        match key {
+            SuppressionKey::Phone(p) => pipe.cmd("SREM").arg(self.keys.suppressed_phones()).arg(*p),
+            SuppressionKey::ContactId(c) => pipe
+                .cmd("SREM")
+                .arg(self.keys.suppressed_contacts())
+                .arg(c.as_str()),
+        };
+        let (removed,): (usize,) = self.conn.query(&pipe).await?;
+        Ok(removed > 0)
+    }
+
+    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // One MULTI: the current value, the contact's trail and the time index change together.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for c in changes {
+            let entry = serde_json::to_vec(c).map_err(unavailable)?;
+            // A unique head keeps two identical changes apart in the time index.
+            let mut member = uuid::Uuid::now_v7().to_string().into_bytes();
+            member.push(b' ');
+            member.extend_from_slice(&entry);
+            pipe.cmd("HSET")
+                .arg(self.keys.consent(c.channel))
+                .arg(c.contact_id.as_str())
+                .arg(c.consent.to_bits())
+                .ignore();
+            pipe.cmd("RPUSH")
+                .arg(self.keys.consent_log(&c.contact_id))
+                .arg(entry)
+                .ignore();
+            pipe.cmd("ZADD")
+                .arg(self.keys.consent_since())
+                .arg(c.at.timestamp_micros())
+                .arg(member)
+                .ignore();
+        }
+        self.conn.query::<()>(&pipe).await
+    }
+
+    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("LRANGE")
+            .arg(self.keys.consent_log(contact_id))
+            .arg(0)
+            .arg(-1);
+        let (entries,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        entries.iter().map(|e| json(e)).collect()
+    }
+
+    async fn consent_changes_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZRANGE")
+            .arg(self.keys.consent_since())
+            .arg(since.timestamp_micros())
+            .arg("+inf")
+            .arg("BYSCORE");
+        let (members,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        let mut changes = Vec::with_capacity(members.len());
+        for m in members {
+            let entry = m
+                .iter()
+                .position(|b| *b == b' ')
+                .map(|space| &m[space + 1..])
+                .ok_or_else(|| unavailable("a consent index entry has no record"))?;
+            let change: ConsentChange = json(entry)?;
+            // Scores are whole microseconds; the exact bound is checked here.
+            if change.at >= since {
+                changes.push(change);
+            }
+        }
+        Ok(changes)
+    }
+
+    async fn reserve_caps(
+        &self,
+        rules: &[CapRule],
+        requests: &[CapRequest],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, StoreError> {
+        caps::reserve(
+            &self.conn,
+            &self.keys,
+            &self.caps,
+            self.cluster,
+            rules,
+            requests,
+            now,
+        )
+        .await
+    }
+
+    async fn release_caps(
+        &self,
+        requests: &[CapRequest],
+        _reserved_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        caps::release(&self.conn, &self.keys, requests).await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        key: &str,
+        fingerprint: [u8; 32],
+        job: &JobId,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut value = hex::encode(fingerprint);
+        value.push_str(job.as_str());
+        // SET NX GET: claims the key, or answers who holds it, atomically.
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.idempotency(key))
+            .arg(value)
+            .arg("NX")
+            .arg("GET");
+        let (previous,): (Option<String>,) = self.conn.query(&pipe).await?;
+        let Some(previous) = previous else {
+            return Ok(IdempotencyClaim::New);
+        };
+        let (fp, existing) = (previous.get(..64), previous.get(64..));
+        let (Some(fp), Some(existing)) = (fp, existing.and_then(JobId::parse)) else {
+            return Err(unavailable("a stored idempotency key is malformed"));
+        };
+        Ok(if fp == hex::encode(fingerprint) {
+            IdempotencyClaim::Existing(existing)
+        } else {
+            IdempotencyClaim::Conflict(existing)
+        })
+    }
+
+    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(&record).map_err(unavailable)?;
+        let mut pipe: Pipeline = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.keys.jobs())
+            .arg(job.as_str())
+            .arg(bytes)
+            .ignore();
+        self.conn.query::<()>(&pipe).await
+    }
+
+    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HVALS").arg(self.keys.jobs());
+        let (records,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        Ok(records
+            .iter()
+            .filter_map(|r| match serde_json::from_slice(r) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    // Like the embedded store: one unreadable record must not hide the rest.
+                    tracing::warn!(error = %e, "skipping an unreadable job record");
+                    None
+                }
+            })
+            .collect())
+    }
+}
