@@ -278,6 +278,7 @@ fn bench_whole_job(c: &mut Criterion) {
                     job_variables: HashMap::new(),
                     audience: audience.finish(),
                     reserve_caps: true,
+                    shards: None,
                 },
             )
             .expect("plan");

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
+use crate::cluster::Cluster;
 use crate::config::StateBackend;
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::journal::Journal;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub callbacks: Arc<Callbacks>,
     /// Tracked links and opens.
     pub tracking: Arc<Tracking>,
+    /// Set when several instances share the work of every job.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl AppState {
@@ -118,7 +121,9 @@ pub async fn build_with_clock(
         Ledger::open(db).with_context(|| format!("opening the ledger in {}", db_path.display()))?;
     // Dispatch is as durable as the state: with embedded (or Redis) state, the jobs this
     // instance accepted survive its restart. With memory state nothing does.
+    // With shared work, jobs and outcomes live in Redis, not in one instance's journal.
     let journal = match c.state.backend {
+        StateBackend::Redis if c.state.cluster.enabled => None,
         StateBackend::Embedded | StateBackend::Redis => {
             Some(Journal::open(ledger.clone()).with_context(|| {
                 format!("opening the dispatch journal in {}", db_path.display())
@@ -183,6 +188,15 @@ pub async fn build_with_clock(
             );
         }
     }
+    let cluster = if c.state.cluster.enabled {
+        Some(
+            Cluster::join(c, &c.state.cluster, dispatcher.clone(), tracking.clone())
+                .await
+                .context("joining the cluster")?,
+        )
+    } else {
+        None
+    };
     snapshot_load
         .await
         .context("loading the snapshot at start-up")??;
@@ -198,6 +212,7 @@ pub async fn build_with_clock(
         metrics,
         callbacks,
         tracking,
+        cluster,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)
@@ -269,6 +284,9 @@ impl Running {
                 ?timeout,
                 "dispatch did not drain in time; unfinished chunks were not sent"
             );
+        }
+        if let Some(cluster) = &self.state.cluster {
+            cluster.leave().await;
         }
         self.state.ledger.close();
     }

@@ -224,6 +224,7 @@ fn submit(s: &Setup, priority: u8, range: std::ops::Range<usize>) -> Arc<Job> {
             job_variables: Default::default(),
             audience: audience.finish(),
             reserve_caps: true,
+            shards: None,
         },
     )
     .expect("plan");

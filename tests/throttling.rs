@@ -108,6 +108,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
             job_variables: Default::default(),
             audience: audience.finish(),
             reserve_caps: true,
+            shards: None,
         },
     )
     .unwrap();

@@ -80,6 +80,7 @@ pub async fn submit(
             job_variables: valid.variables,
             audience: audience.finish(),
             reserve_caps: false,
+            shards: None,
         };
         let job = planner::plan(&state.dispatcher, &state.config.config, request)
             .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
@@ -122,6 +123,7 @@ pub async fn submit(
         job_variables: valid.variables,
         audience: audience.finish(),
         reserve_caps: true,
+        shards: None,
     };
     let job = planner::plan(&state.dispatcher, &state.config.config, request)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
@@ -130,6 +132,13 @@ pub async fn submit(
     }
     if let Some(amount) = budget {
         job.budget.set_limit(amount);
+    }
+    // With several instances the job is published for all of them first.
+    if let Some(cluster) = &state.cluster {
+        cluster.publish(&job).await.map_err(|e| {
+            tracing::error!(job = %job.id, error = %e, "job could not be published to the cluster");
+            ApiError::unavailable("the job could not be shared with the other instances; try again")
+        })?;
     }
     // Acknowledged only once the job and its audience are durable.
     state.dispatcher.accept(job.clone()).await.map_err(|e| {
@@ -437,7 +446,18 @@ pub async fn transition(
     match result {
         Ok(_) => {
             // Answered once durable, so a pause or cancel holds across a crash right after.
-            if let Err(e) = state.dispatcher.persist_status(&id).await {
+            let persisted = match (&state.cluster, state.dispatcher.get(&id)) {
+                (Some(cluster), Some(job)) => cluster
+                    .status_changed(&job)
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => state
+                    .dispatcher
+                    .persist_status(&id)
+                    .await
+                    .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = persisted {
                 tracing::error!(job = %id, error = %e, "status change applied but not journaled");
                 return Err(ApiError::unavailable(
                     "the status change is in effect but could not be recorded durably; repeat it",

@@ -9,7 +9,7 @@ mod state;
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
-pub use state::{RedisStateConfig, StateBackend, StateConfig};
+pub use state::{ClusterConfig, RedisStateConfig, StateBackend, StateConfig};
 
 use std::path::{Path, PathBuf};
 

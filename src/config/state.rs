@@ -12,6 +12,49 @@ pub struct StateConfig {
     pub backend: StateBackend,
     /// Read only when `backend = "redis"`.
     pub redis: RedisStateConfig,
+    /// Several instances sharing the work of every job (needs `backend = "redis"`).
+    pub cluster: ClusterConfig,
+}
+
+/// Work sharing between instances: the `[state.cluster]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// Off: each instance runs the jobs it accepted. On: every instance takes shards of
+    /// every job.
+    pub enabled: bool,
+    /// This instance's name in shard leases; empty for host name plus process id.
+    pub instance_id: String,
+    /// A dead instance's shards are taken over by the others within this time.
+    pub lease_ttl_ms: u64,
+    /// How often jobs, statuses and shared counters are read from Redis.
+    pub poll_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            instance_id: String::new(),
+            lease_ttl_ms: 10_000,
+            poll_ms: 500,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// The configured id, or one made of the host name and process id (unique per process).
+    pub fn instance_id(&self) -> String {
+        if !self.instance_id.trim().is_empty() {
+            return self.instance_id.trim().to_string();
+        }
+        let host = std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "herald".into());
+        format!("{host}-{}", std::process::id())
+    }
 }
 
 /// The state backends.
@@ -100,11 +143,35 @@ pub(super) fn apply_env(state: &mut StateConfig, env: &dyn Fn(&str) -> Option<St
     if let Some(url) = env("HERALD_REDIS_URL").filter(|v| !v.trim().is_empty()) {
         state.redis.url = url.trim().to_string();
     }
+    if let Some(on) = env("HERALD_CLUSTER") {
+        state.cluster.enabled = matches!(on.trim(), "1" | "true" | "yes" | "on");
+    }
+    if let Some(id) = env("HERALD_INSTANCE_ID").filter(|v| !v.trim().is_empty()) {
+        state.cluster.instance_id = id.trim().to_string();
+    }
 }
 
 /// Adds every problem with the state settings to `errs`. The Redis table is checked only
 /// when it is used, so a stray value cannot stop an embedded deployment.
 pub(super) fn validate(state: &StateConfig, errs: &mut Vec<String>) {
+    if state.cluster.enabled {
+        if state.backend != StateBackend::Redis {
+            errs.push(
+                "state.cluster.enabled: work sharing needs backend = \"redis\" (the instances share it)"
+                    .into(),
+            );
+        }
+        if state.cluster.lease_ttl_ms < 300 {
+            errs.push("state.cluster.lease_ttl_ms: must be at least 300".into());
+        }
+        if state.cluster.poll_ms == 0 {
+            errs.push("state.cluster.poll_ms: must be at least 1".into());
+        }
+        let id = &state.cluster.instance_id;
+        if id.len() > 128 || id.chars().any(char::is_whitespace) {
+            errs.push("state.cluster.instance_id: at most 128 characters, no spaces".into());
+        }
+    }
     if state.backend != StateBackend::Redis {
         return;
     }
@@ -151,6 +218,7 @@ mod tests {
         let mut s = StateConfig {
             backend: StateBackend::Redis,
             redis: RedisStateConfig::default(),
+            cluster: ClusterConfig::default(),
         };
         f(&mut s.redis);
         s

@@ -286,6 +286,11 @@ impl Dispatcher {
         self.inner.recovering.contains(id)
     }
 
+    /// Wakes idle workers (new work became available, e.g. a shard lease was taken).
+    pub fn wake(&self) {
+        self.inner.work_ready.notify_waiters();
+    }
+
     /// A job by id.
     pub fn get(&self, id: &JobId) -> Option<Arc<Job>> {
         self.inner.jobs.get(id).map(|j| j.clone())

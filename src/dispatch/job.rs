@@ -16,6 +16,7 @@ use super::delivery::{AcceptedMessage, Delivery, ReceiptEffect, ReceiptStatus, R
 use super::in_doubt::{InDoubt, InDoubtSet};
 use super::journal::DeliveryNotes;
 use super::pricing::ProviderPrices;
+use super::share::ShardShare;
 use crate::clock::Clock;
 use crate::domain::{Channel, Currency, JobId, JobStatus, Purpose, Reason, RecipientOutcome};
 use crate::links::JobLinks;
@@ -86,6 +87,8 @@ pub struct Job {
     /// Where final delivery states are noted, when dispatch is journaled.
     delivery_notes: OnceLock<DeliveryNotes>,
     shards: Vec<Shard>,
+    /// Set when several instances share this job's shards.
+    share: OnceLock<ShardShare>,
     next_shard: AtomicUsize,
     state: Mutex<JobState>,
     deferred: Mutex<BTreeMap<DateTime<Utc>, Vec<u32>>>,
@@ -157,6 +160,7 @@ impl Job {
             outcomes,
             audience,
             shards,
+            share: OnceLock::new(),
             next_shard: AtomicUsize::new(0),
             state: Mutex::new(JobState {
                 status,
@@ -238,6 +242,10 @@ impl Job {
                     entry.remove();
                 }
             }
+            if let Some(share) = self.share.get() {
+                // Shards this instance lost are decided by their new holder.
+                due.retain(|&i| share.owns_recipient(i));
+            }
             if !due.is_empty() {
                 self.leases.fetch_add(1, AcqRel);
                 return Some(Lease {
@@ -252,6 +260,9 @@ impl Job {
             let s_idx = (start + k) % n;
             let shard = &self.shards[s_idx];
             if shard.cursor.load(Acquire) >= shard.indices.len() {
+                continue;
+            }
+            if self.share.get().is_some_and(|s| !s.owns(s_idx)) {
                 continue;
             }
             if shard
@@ -322,17 +333,26 @@ impl Job {
         self.outcomes[i as usize].load(Relaxed) == RecipientOutcome::Deferred.to_code()
     }
 
-    fn set_final(&self, i: u32, outcome: RecipientOutcome) {
+    fn set_final(&self, i: u32, outcome: RecipientOutcome, parts: u32, cost_micros: i64) {
         if self.was_deferred(i) {
             self.counters.deferred.fetch_sub(1, Relaxed);
         }
-        self.outcomes[i as usize].store(outcome.to_code(), Relaxed);
+        self.put_code(i, outcome.to_code(), parts, cost_micros);
         self.remaining.fetch_sub(1, AcqRel);
+    }
+
+    /// Sets recipient `i`'s outcome code, noting it for the other instances when they share
+    /// the job.
+    fn put_code(&self, i: u32, code: u8, parts: u32, cost_micros: i64) {
+        self.outcomes[i as usize].store(code, Relaxed);
+        if let Some(share) = self.share.get() {
+            share.note(i, code, parts, cost_micros);
+        }
     }
 
     /// Records a rejection.
     pub fn record_rejected(&self, i: u32, reason: Reason) {
-        self.set_final(i, RecipientOutcome::Rejected(reason));
+        self.set_final(i, RecipientOutcome::Rejected(reason), 0, 0);
         self.counters.reject(reason, 1);
     }
 
@@ -340,7 +360,7 @@ impl Job {
     pub fn record_deferred(&self, i: u32, until: DateTime<Utc>) {
         if !self.was_deferred(i) {
             self.counters.deferred.fetch_add(1, Relaxed);
-            self.outcomes[i as usize].store(RecipientOutcome::Deferred.to_code(), Relaxed);
+            self.put_code(i, RecipientOutcome::Deferred.to_code(), 0, 0);
         }
         self.deferred.lock().entry(until).or_default().push(i);
     }
@@ -350,7 +370,7 @@ impl Job {
     pub fn hold_over_budget(&self, i: u32) {
         if self.was_deferred(i) {
             self.counters.deferred.fetch_sub(1, Relaxed);
-            self.outcomes[i as usize].store(RecipientOutcome::Pending.to_code(), Relaxed);
+            self.put_code(i, RecipientOutcome::Pending.to_code(), 0, 0);
         }
         self.over_budget.lock().push(i);
     }
@@ -376,7 +396,7 @@ impl Job {
 
     /// Records a provider acceptance.
     pub fn record_sent(&self, i: u32, parts: u32, cost_micros: i64) {
-        self.set_final(i, RecipientOutcome::Sent);
+        self.set_final(i, RecipientOutcome::Sent, parts, cost_micros);
         self.counters.sent.fetch_add(1, Relaxed);
         self.counters.segments.fetch_add(parts as u64, Relaxed);
         self.counters.cost_micros.fetch_add(cost_micros, Relaxed);
@@ -409,7 +429,7 @@ impl Job {
         }
         self.counters.accepted.fetch_add(1, Relaxed);
         self.budget.force_reserve(cost_micros);
-        self.outcomes[i as usize].store(RecipientOutcome::Sending.to_code(), Relaxed);
+        self.put_code(i, RecipientOutcome::Sending.to_code(), 0, 0);
     }
 
     /// Marks recipient `i`, in flight at a crash, as in doubt (not sent again). Its cost
@@ -421,7 +441,7 @@ impl Job {
         self.counters.accepted.fetch_add(1, Relaxed);
         self.counters.in_doubt.fetch_add(1, Relaxed);
         self.budget.force_reserve(message.cost_micros);
-        self.set_final(i, RecipientOutcome::InDoubt);
+        self.set_final(i, RecipientOutcome::InDoubt, 0, 0);
         self.in_doubt.insert(i, message);
     }
 
@@ -431,7 +451,12 @@ impl Job {
         if self.outcome_code(i) != RecipientOutcome::InDoubt.to_code() {
             return;
         }
-        self.outcomes[i as usize].store(RecipientOutcome::Sent.to_code(), Relaxed);
+        self.put_code(
+            i,
+            RecipientOutcome::Sent.to_code(),
+            message.parts,
+            message.cost_micros,
+        );
         self.counters.in_doubt.fetch_sub(1, Relaxed);
         self.counters.sent.fetch_add(1, Relaxed);
         self.counters
@@ -448,7 +473,7 @@ impl Job {
 
     /// Records a permanent failure.
     pub fn record_failed(&self, i: u32) {
-        self.set_final(i, RecipientOutcome::Failed);
+        self.set_final(i, RecipientOutcome::Failed, 0, 0);
         self.counters.failed.fetch_add(1, Relaxed);
     }
 
@@ -523,6 +548,76 @@ impl Job {
     /// Drops every deferred recipient (on cancel); they read as cancelled.
     pub fn clear_deferred(&self) {
         self.deferred.lock().clear();
+    }
+
+    /// How many shards the job is split into.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The shared-work side of the job, when several instances share it.
+    pub fn share(&self) -> Option<&ShardShare> {
+        self.share.get()
+    }
+
+    /// Makes the job's shards shared work: from now on this instance takes work only from
+    /// shards whose lease it holds, and notes every outcome for the others. Idempotent.
+    pub fn share_work(&self) -> &ShardShare {
+        self.share.get_or_init(|| {
+            let shards: Vec<&[u32]> = self.shards.iter().map(|s| s.indices.as_slice()).collect();
+            ShardShare::new(&shards, self.outcomes.len())
+        })
+    }
+
+    /// Whether a worker here holds a chunk of shard `k` right now.
+    pub fn shard_busy(&self, k: usize) -> bool {
+        self.shards[k].leased.load(Acquire)
+    }
+
+    /// Takes shard `k` over from the outcome codes another instance wrote (by position; a
+    /// missing code is undecided). Final outcomes are kept, deferred recipients wait here
+    /// again (due now, so quiet hours are checked again), and the shard goes on from its
+    /// first undecided recipient; anything after it already decided is skipped. Answers
+    /// the position it goes on from. Local counters are not corrected: with shared work,
+    /// reports read the shared counters.
+    pub fn adopt_shard(&self, k: usize, codes: &[u8], now: DateTime<Utc>) -> usize {
+        let shard = &self.shards[k];
+        let mut first_open = shard.indices.len();
+        let mut deferred = Vec::new();
+        for (pos, &i) in shard.indices.iter().enumerate() {
+            let code = codes.get(pos).copied().unwrap_or(0);
+            let shared = RecipientOutcome::from_code(code);
+            let local = RecipientOutcome::from_code(self.outcome_code(i));
+            let slot = &self.outcomes[i as usize];
+            if shared.is_final() {
+                if !local.is_final() {
+                    slot.store(code, Relaxed);
+                    self.remaining.fetch_sub(1, AcqRel);
+                }
+            } else {
+                if local.is_final() {
+                    self.remaining.fetch_add(1, AcqRel);
+                }
+                if shared == RecipientOutcome::Deferred {
+                    if local != RecipientOutcome::Deferred {
+                        deferred.push(i);
+                    }
+                    slot.store(code, Relaxed);
+                } else {
+                    slot.store(RecipientOutcome::Pending.to_code(), Relaxed);
+                    first_open = first_open.min(pos);
+                }
+            }
+        }
+        if !deferred.is_empty() {
+            self.deferred
+                .lock()
+                .entry(now)
+                .or_default()
+                .extend(deferred);
+        }
+        shard.cursor.store(first_open, Release);
+        first_open
     }
 
     /// Fraction of the audience with a final outcome.

@@ -21,6 +21,7 @@ pub mod pricing;
 pub mod rate_limit;
 pub mod recovery;
 pub mod retry;
+pub mod share;
 mod worker;
 
 pub use audience::{Audience, AudienceBuilder, AudienceError};
@@ -33,3 +34,4 @@ pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, QueueDepths, Tran
 pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;
 pub use rate_limit::PartsLimiter;
+pub use share::{ShardShare, SharedCounts};

@@ -48,6 +48,9 @@ pub struct PlanRequest {
     pub audience: Audience,
     /// False for previews.
     pub reserve_caps: bool,
+    /// Shards to split into; `None` for this instance's default. A job planned again from
+    /// its stored form keeps its shard count, so every instance shards it the same way.
+    pub shards: Option<usize>,
 }
 
 /// Builds the job.
@@ -63,6 +66,7 @@ pub fn plan(
         job_variables,
         audience,
         reserve_caps,
+        shards,
     } = req;
     let (provider_index, slot) = dispatcher
         .provider_for(spec.channel)
@@ -98,7 +102,9 @@ pub fn plan(
             provider_name,
             currency: slot.currency,
             prices,
-            shards: dispatcher.shards_per_job(),
+            shards: shards
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| dispatcher.shards_per_job()),
             clock: dispatcher.clock().clone(),
         },
         audience,

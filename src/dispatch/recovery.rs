@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use super::in_doubt::InDoubt;
 use super::journal::codec::Settlement;
-use super::journal::{JobControl, Journal, RecoveredJob};
+use super::journal::{JobControl, Journal, RecoveredJob, StoredJob};
 use super::planner::{self, PlanRequest};
-use super::{AcceptedMessage, DeliveryState, Dispatcher, Job};
+use super::{AcceptedMessage, Audience, DeliveryState, Dispatcher, Job};
 use crate::config::Config;
 use crate::domain::{JobStatus, MessageId};
 use crate::links::Tracking;
@@ -100,20 +100,15 @@ fn restore_all(
     summary
 }
 
-fn restore(
-    r: RecoveredJob,
+/// Plans a job again from its stored form and audience (links tracked as before); not yet
+/// handed to the dispatcher.
+pub fn rebuild(
+    stored: StoredJob,
+    audience: Audience,
     dispatcher: &Dispatcher,
     config: &Config,
     tracking: &Tracking,
-) -> anyhow::Result<(Arc<Job>, usize, usize)> {
-    let RecoveredJob {
-        stored,
-        audience,
-        control,
-        in_flight,
-        settled,
-        deliveries,
-    } = r;
+) -> anyhow::Result<Arc<Job>> {
     let channel = stored.spec.channel;
     let rewritten = if stored.track_links {
         Some(tracking.prepare(&stored.spec.template_body, channel)?)
@@ -134,11 +129,31 @@ fn restore(
             job_variables: stored.variables,
             audience,
             reserve_caps: true,
+            shards: Some(stored.shards),
         },
     )?;
     if let Some(rewritten) = &rewritten {
         tracking.attach(&job, rewritten, channel);
     }
+    Ok(job)
+}
+
+fn restore(
+    r: RecoveredJob,
+    dispatcher: &Dispatcher,
+    config: &Config,
+    tracking: &Tracking,
+) -> anyhow::Result<(Arc<Job>, usize, usize)> {
+    let RecoveredJob {
+        stored,
+        audience,
+        control,
+        in_flight,
+        settled,
+        deliveries,
+    } = r;
+    let channel = stored.spec.channel;
+    let job = rebuild(stored, audience, dispatcher, config, tracking)?;
     if let Some(control) = &control {
         if let Some(limit) = control.budget_micros {
             job.budget.set_limit(limit);

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::dispatch::{BudgetView, Counts, Job};
-use crate::domain::{Channel, JobId, JobStatus, Purpose};
+use crate::domain::{Channel, JobId, JobStatus, Purpose, Reason};
 
 /// A job as the API shows it.
 #[derive(Debug, Serialize)]
@@ -38,10 +38,14 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
     } else {
         0
     };
+    let shared_progress = job.share().and_then(|s| s.counts()).map(|c| {
+        let audience = job.audience.len().max(1) as f64;
+        ((c.finals + job.audience.duplicates().len() as u64) as f64 / audience).min(1.0)
+    });
     let progress = if state.status.is_terminal() {
         1.0
     } else {
-        job.progress()
+        shared_progress.unwrap_or_else(|| job.progress())
     };
     JobView {
         id: &job.id,
@@ -58,15 +62,46 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
         send_at: job.spec.send_at,
         started_at: state.started_at,
         finished_at: state.finished_at,
-        counts: Counts {
-            over_budget: if state.status == JobStatus::BudgetExhausted {
-                job.untaken()
-            } else {
-                0
+        counts: shared_counts(
+            job,
+            Counts {
+                over_budget: if state.status == JobStatus::BudgetExhausted {
+                    job.untaken()
+                } else {
+                    0
+                },
+                ..job.counters.snapshot(job.currency, cancelled)
             },
-            ..job.counters.snapshot(job.currency, cancelled)
-        },
+        ),
         budget: job.budget.view(job.currency),
+    }
+}
+
+/// With shared work, the counts every instance wrote (duplicates, found at planning, and
+/// receipts stay this instance's own).
+fn shared_counts(job: &Job, local: Counts) -> Counts {
+    let Some(shared) = job.share().and_then(|s| s.counts()) else {
+        return local;
+    };
+    let mut rejected: std::collections::BTreeMap<&'static str, u64> = shared
+        .rejected
+        .iter()
+        .map(|(r, n)| (r.as_str(), *n))
+        .collect();
+    let duplicates = job.audience.duplicates().len() as u64;
+    if duplicates > 0 {
+        *rejected.entry(Reason::Duplicate.as_str()).or_default() += duplicates;
+    }
+    Counts {
+        accepted: shared.sent + shared.failed + shared.in_doubt + shared.sending,
+        rejected,
+        deferred: shared.deferred,
+        sent: shared.sent,
+        failed: shared.failed,
+        in_doubt: shared.in_doubt,
+        segments: shared.segments,
+        cost_micros: shared.cost_micros,
+        ..local
     }
 }
 

@@ -17,7 +17,9 @@ pub use embedded::EmbeddedStore;
 pub use health::{StateHealth, PROBE_EVERY};
 pub use memory::MemoryStore;
 pub use rate_bucket::{BlockAnswer, BlockRequest, RateBucket};
-pub use redis::{RedisOptions, RedisRateBucket, RedisStore};
+pub use redis::{
+    CommitAnswer, PublishedJob, RedisOptions, RedisRateBucket, RedisStore, RedisWork, ShardStats,
+};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -77,6 +79,16 @@ pub struct CapRequest {
     /// without taking a second slot, so a retry after a crash between reserving and sending
     /// does not count twice against the contact.
     pub holder: u64,
+}
+
+/// One recipient's outcome change, written to its shard's shared record: its position in
+/// the shard, its outcome code, and for a send its parts and cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeUpdate {
+    pub pos: u32,
+    pub code: u8,
+    pub segments: u32,
+    pub cost_micros: i64,
 }
 
 /// The answer to an idempotency claim.

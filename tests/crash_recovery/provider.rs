@@ -8,6 +8,8 @@ pub(crate) struct Received {
     pub(crate) by_id: Mutex<HashMap<String, u32>>,
     pub(crate) requests: AtomicU64,
     pub(crate) malformed: AtomicU64,
+    /// When each id arrived (a batch's ids share its arrival), for rate checks.
+    pub(crate) arrivals: Mutex<Vec<Instant>>,
 }
 
 /// A tally of [`Received`] at one moment.
@@ -65,6 +67,8 @@ pub(crate) async fn receive(rec: &Received, rng: &Mutex<SmallRng>, body: &[u8]) 
         for id in &ids {
             *by_id.entry(id.clone()).or_default() += 1;
         }
+        let now = Instant::now();
+        rec.arrivals.lock().extend(ids.iter().map(|_| now));
     }
     let latency = rng.lock().gen_range(1..=5);
     tokio::time::sleep(Duration::from_millis(latency)).await;

@@ -58,6 +58,42 @@ pub struct StoredJob {
     /// Whether the template's links were tracked.
     pub track_links: bool,
     pub audience_len: u64,
+    /// Shards the job was split into (0 in records older than this field: the default).
+    #[serde(default)]
+    pub shards: usize,
+}
+
+impl StoredJob {
+    /// The stored form of a planned job.
+    pub fn of(job: &Job) -> StoredJob {
+        StoredJob {
+            id: job.id.clone(),
+            spec: job.spec.clone(),
+            variables: job.policy.job_variables.clone(),
+            track_links: job.links().is_some(),
+            audience_len: job.audience.len() as u64,
+            shards: job.shard_count(),
+        }
+    }
+}
+
+/// Reads an audience back from its chunks; `expected` recipients or an error.
+pub fn decode_audience(chunks: &[Vec<u8>], expected: u64) -> Result<Audience, JournalError> {
+    let mut builder = AudienceBuilder::new();
+    for chunk in chunks {
+        codec::decode_audience_chunk(chunk, |cid, phone, vars| {
+            builder
+                .push(cid, phone, vars)
+                .map_err(|_| codec::CodecError("recipient"))
+        })?;
+    }
+    if builder.len() as u64 != expected {
+        return Err(JournalError::Db(format!(
+            "audience incomplete: {} of {expected} recipients",
+            builder.len()
+        )));
+    }
+    Ok(builder.finish())
 }
 
 /// The mutable part of a job, written on every status change.
@@ -153,13 +189,7 @@ impl Journal {
 
     /// Stores a newly accepted job and its audience; answers once they are durable.
     pub async fn record_job(&self, job: Arc<Job>) -> Result<(), JournalError> {
-        let stored = StoredJob {
-            id: job.id.clone(),
-            spec: job.spec.clone(),
-            variables: job.policy.job_variables.clone(),
-            track_links: job.links().is_some(),
-            audience_len: job.audience.len() as u64,
-        };
+        let stored = StoredJob::of(&job);
         let control = JobControl::of(&job);
         // Encoding a multi-million audience takes a moment: off the async runtime.
         let extra = tokio::task::spawn_blocking(move || -> Result<ExtraWrite, JournalError> {
@@ -376,7 +406,8 @@ fn control_of(
         .and_then(|v| serde_json::from_slice(v.value()).ok()))
 }
 
-fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
+/// An audience as LZ4 chunks, the form it is stored and shared in.
+pub fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
     let n = audience.len() as u32;
     (0..n)
         .step_by(AUDIENCE_CHUNK)
@@ -434,6 +465,7 @@ mod tests {
             variables: HashMap::new(),
             track_links: false,
             audience_len: audience.len() as u64,
+            shards: 0,
         };
         let plan = serde_json::to_vec(&stored).unwrap();
         let chunks = audience_chunks(&audience);

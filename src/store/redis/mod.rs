@@ -6,12 +6,13 @@
 //! or, for caps, one Lua script per call (per contact on a cluster, all in flight at once).
 //! Layout and hash tags: [`keys`]. Connections and timeouts: [`conn`]. Caps: [`caps`].
 //! Provider rate limits shared by the fleet: [`rate`] (its own connection, one script call
-//! per block of parts).
+//! per block of parts). Jobs, shard leases and outcomes shared by the fleet: [`work`].
 
 mod caps;
 mod conn;
 mod keys;
 mod rate;
+mod work;
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ use self::caps::CapScript;
 use self::conn::{unavailable, Conn};
 use self::keys::Keys;
 pub use self::rate::RedisRateBucket;
+pub use self::work::{CommitAnswer, PublishedJob, RedisWork, ShardStats};
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
     StoreError, SuppressionKey,

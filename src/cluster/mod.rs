@@ -1,0 +1,235 @@
+//! Several instances sharing the work of every job through Redis.
+//!
+//! A job accepted by any instance is published: its request and audience go to Redis and
+//! every instance plans it from there. Its shards are leased (lease keys with expiry): an
+//! instance takes up to its fair share of the open shards (open shards over live instances)
+//! and renews its leases while it lives. The outcome of every recipient is written to the
+//! shard's record a moment after it is decided, fenced by the lease. When an instance dies
+//! its leases run out (`lease_ttl_ms`, 10 s by default) and the others take its shards over,
+//! going on from the first recipient with no outcome written; messages it had in flight are
+//! sent again under the same message id, which an idempotent provider drops. Job status
+//! (pause, resume, cancel, completion) and the counters reports show live in the job's
+//! record, so every instance answers the same report.
+
+mod sync;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+
+use crate::config::{ClusterConfig, Config};
+use crate::dispatch::journal::{audience_chunks, StoredJob};
+use crate::dispatch::{Dispatcher, Job};
+use crate::domain::{JobId, RecipientOutcome};
+use crate::links::Tracking;
+use crate::store::{CommitAnswer, PublishedJob, RedisOptions, RedisWork, StoreError};
+
+/// How often changes are written and leases looked after.
+const TICK: Duration = Duration::from_millis(100);
+
+/// This instance's part in the cluster.
+pub struct Cluster {
+    work: RedisWork,
+    me: String,
+    lease_ttl: Duration,
+    poll: Duration,
+    dispatcher: Dispatcher,
+    config: Config,
+    tracking: Arc<Tracking>,
+    /// Jobs this instance knows of, by id.
+    jobs: DashMap<JobId, Arc<Job>>,
+    /// Which outcome codes are final, as the commit script reads it.
+    finals: String,
+    stopping: AtomicBool,
+}
+
+impl Cluster {
+    /// Joins the cluster: loads every published job, then keeps leases, outcomes and
+    /// statuses in step with the others in the background.
+    pub async fn join(
+        config: &Config,
+        cluster: &ClusterConfig,
+        dispatcher: Dispatcher,
+        tracking: Arc<Tracking>,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        let work = RedisWork::open(&RedisOptions::from_config(&config.state.redis))?;
+        let finals: String = (0..=255u8)
+            .map(|c| {
+                if c != 0 && RecipientOutcome::from_code(c).is_final() && valid_code(c) {
+                    '1'
+                } else {
+                    '0'
+                }
+            })
+            .collect();
+        let me = cluster.instance_id();
+        let c = Arc::new(Cluster {
+            work,
+            me,
+            lease_ttl: Duration::from_millis(cluster.lease_ttl_ms.max(300)),
+            poll: Duration::from_millis(cluster.poll_ms.max(50)),
+            dispatcher,
+            config: config.clone(),
+            tracking,
+            jobs: DashMap::new(),
+            finals,
+            stopping: AtomicBool::new(false),
+        });
+        let loaded = sync::load_jobs(&c, true).await?;
+        tracing::info!(instance = %c.me, jobs = loaded, "joined the cluster");
+        tokio::spawn(run(Arc::downgrade(&c)));
+        Ok(c)
+    }
+
+    /// This instance's id in leases.
+    pub fn instance(&self) -> &str {
+        &self.me
+    }
+
+    /// Publishes a newly accepted job for every instance (before it is acknowledged), and
+    /// makes this instance's copy share its shards.
+    pub async fn publish(&self, job: &Arc<Job>) -> Result<(), StoreError> {
+        let share = job.share_work();
+        let stored = StoredJob::of(job);
+        let (spec, audience) = {
+            let job = job.clone();
+            tokio::task::spawn_blocking(move || {
+                let spec = serde_json::to_vec(&stored).unwrap_or_default();
+                (spec, audience_chunks(&job.audience))
+            })
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        };
+        let need = (job.audience.len() - job.audience.duplicates().len()) as u64;
+        // Known here before it is listed, so this instance never loads it a second time.
+        self.jobs.insert(job.id.clone(), job.clone());
+        let published = self
+            .work
+            .publish(
+                job.id.as_str(),
+                &PublishedJob { spec, audience },
+                need,
+                share.shards() as u32,
+                job.status().as_str(),
+            )
+            .await;
+        if published.is_err() {
+            self.jobs.remove(&job.id);
+        }
+        published
+    }
+
+    /// Writes a status changed through this instance's API, so every instance applies it.
+    pub async fn status_changed(&self, job: &Job) -> Result<(), StoreError> {
+        let st = job.state();
+        let field = match st.status {
+            crate::domain::JobStatus::Cancelled => st.finished_at.map(|t| ("finished_at", t)),
+            _ => None,
+        };
+        self.work
+            .set_status(
+                job.id.as_str(),
+                st.status.as_str(),
+                field.map(|(f, t)| (f, t.timestamp_micros())),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Leaves the cluster on a graceful stop: writes what is left and gives up every lease,
+    /// so the others take the shards over at once.
+    pub async fn leave(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        flush(self).await;
+        for entry in self.jobs.iter() {
+            if let Some(share) = entry.value().share() {
+                let owned = share.owned_shards();
+                for &k in &owned {
+                    share.set_owned(k as usize, false);
+                }
+                if let Err(e) = self
+                    .work
+                    .release(entry.key().as_str(), &owned, &self.me)
+                    .await
+                {
+                    tracing::warn!(job = %entry.key(), error = %e, "leases not released; they run out by themselves");
+                }
+            }
+        }
+        tracing::info!(instance = %self.me, "left the cluster");
+    }
+}
+
+/// Codes a recipient outcome really has (the rest decode as pending).
+fn valid_code(c: u8) -> bool {
+    RecipientOutcome::from_code(c).to_code() == c
+}
+
+/// The background loop: writes outcomes every tick, looks after leases a few times per
+/// lease period, and follows other instances' jobs and statuses every poll.
+async fn run(cluster: std::sync::Weak<Cluster>) {
+    let mut last_leases = Instant::now() - Duration::from_secs(3600);
+    let mut last_poll = Instant::now();
+    let mut live = 1usize;
+    loop {
+        tokio::time::sleep(TICK).await;
+        let Some(c) = cluster.upgrade() else { return };
+        if c.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        flush(&c).await;
+        if last_leases.elapsed() >= c.lease_ttl / 4 {
+            last_leases = Instant::now();
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            match c
+                .work
+                .heartbeat(&c.me, now_ms, c.lease_ttl.as_millis() as u64)
+                .await
+            {
+                Ok(n) => live = n.max(1),
+                Err(e) => tracing::debug!(error = %e, "cluster heartbeat failed"),
+            }
+            sync::look_after_leases(&c, live).await;
+        }
+        if last_poll.elapsed() >= c.poll {
+            last_poll = Instant::now();
+            if let Err(e) = sync::load_jobs(&c, false).await {
+                tracing::debug!(error = %e, "could not list the cluster's jobs");
+            }
+            sync::follow_jobs(&c).await;
+        }
+    }
+}
+
+/// Writes every shard's noted outcome changes, fenced by its lease.
+async fn flush(c: &Cluster) {
+    let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
+    let now = chrono::Utc::now().timestamp_micros();
+    for job in jobs {
+        let Some(share) = job.share() else { continue };
+        for k in 0..share.shards() {
+            let updates = share.take_pending(k);
+            if updates.is_empty() {
+                continue;
+            }
+            match c
+                .work
+                .commit(job.id.as_str(), k as u32, &c.me, &c.finals, now, &updates)
+                .await
+            {
+                Ok(CommitAnswer::Written { .. }) => {}
+                Ok(CommitAnswer::LeaseLost) => {
+                    tracing::warn!(job = %job.id, shard = k, dropped = updates.len(), "shard lease lost; its new holder decides these recipients again");
+                    share.set_owned(k, false);
+                    share.forget(k);
+                }
+                Err(e) => {
+                    tracing::debug!(job = %job.id, shard = k, error = %e, "outcomes not written yet");
+                    share.put_back(k, updates);
+                }
+            }
+        }
+    }
+}

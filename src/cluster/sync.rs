@@ -1,0 +1,236 @@
+//! Keeping this instance in step with the cluster: loading jobs other instances accepted,
+//! taking and renewing shard leases, and following each job's shared status and counters.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use super::Cluster;
+use crate::dispatch::journal::{decode_audience, StoredJob};
+use crate::dispatch::{recovery, Job};
+use crate::domain::{JobId, JobStatus};
+use crate::store::StoreError;
+
+/// Loads the published jobs this instance does not have yet (finished ones too at start-up,
+/// for their reports). Answers how many it loaded.
+pub(super) async fn load_jobs(c: &Arc<Cluster>, include_done: bool) -> Result<usize, StoreError> {
+    let ids = if include_done {
+        c.work.all_jobs().await?
+    } else {
+        c.work.active_jobs().await?
+    };
+    let mut loaded = 0;
+    for id in ids {
+        let Some(job_id) = JobId::parse(&id) else {
+            tracing::warn!(job = %id, "a published job id is malformed; skipped");
+            continue;
+        };
+        if c.jobs.contains_key(&job_id) {
+            continue;
+        }
+        match load_one(c, &job_id).await {
+            Ok(true) => loaded += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(job = %id, error = %e, "a published job could not be loaded; trying again")
+            }
+        }
+    }
+    Ok(loaded)
+}
+
+async fn load_one(c: &Arc<Cluster>, id: &JobId) -> anyhow::Result<bool> {
+    let Some(published) = c.work.load(id.as_str()).await? else {
+        return Ok(false);
+    };
+    let (c2, id2) = (c.clone(), id.clone());
+    let job = tokio::task::spawn_blocking(move || -> anyhow::Result<Arc<Job>> {
+        let stored: StoredJob = serde_json::from_slice(&published.spec)?;
+        anyhow::ensure!(stored.id == id2, "the published job names another id");
+        let audience = decode_audience(&published.audience, stored.audience_len)?;
+        let job = recovery::rebuild(stored, audience, &c2.dispatcher, &c2.config, &c2.tracking)?;
+        job.share_work();
+        Ok(job)
+    })
+    .await??;
+    let control = c.work.control(id.as_str()).await?;
+    apply_control(c, &job, &control);
+    c.jobs.insert(id.clone(), job.clone());
+    c.dispatcher.submit(job);
+    Ok(true)
+}
+
+/// Renews this instance's leases and takes its fair share of open shards: the open shards
+/// of a job over the live instances, rounded up. A taken shard goes on from the outcomes
+/// its previous holder wrote.
+pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
+    let ttl_ms = c.lease_ttl.as_millis() as u64;
+    let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
+    for job in jobs {
+        let Some(share) = job.share() else { continue };
+        let status = job.status();
+        let owned = share.owned_shards();
+        if status.is_terminal() {
+            if !owned.is_empty() && !share.has_pending() {
+                for &k in &owned {
+                    share.set_owned(k as usize, false);
+                }
+                let _ = c.work.release(job.id.as_str(), &owned, &c.me).await;
+            }
+            continue;
+        }
+        match c.work.renew(job.id.as_str(), &owned, &c.me, ttl_ms).await {
+            Ok(kept) => {
+                for (&k, still) in owned.iter().zip(kept) {
+                    if !still {
+                        tracing::warn!(job = %job.id, shard = k, "shard lease lost to another instance");
+                        share.set_owned(k as usize, false);
+                    }
+                }
+                share.renewed();
+            }
+            Err(e) => {
+                // Without Redis nothing is sent anyway (no cap or rate decision); once the
+                // leases may have run out, this instance stops taking work from them.
+                if share.renewed_ago() > c.lease_ttl.mul_f32(0.8) {
+                    for &k in &owned {
+                        share.set_owned(k as usize, false);
+                    }
+                }
+                tracing::debug!(job = %job.id, error = %e, "leases not renewed");
+                continue;
+            }
+        }
+        if !matches!(
+            status,
+            JobStatus::Queued | JobStatus::Running | JobStatus::Scheduled
+        ) {
+            continue;
+        }
+        let open = share.open_shards();
+        let fair = open.len().div_ceil(live.max(1));
+        let mut mine = open.iter().filter(|&&k| share.owns(k)).count();
+        // Instances start their search at different shards, so they rarely race for one.
+        let offset = (xxhash_rust::xxh3::xxh3_64(c.me.as_bytes()) as usize) % open.len().max(1);
+        for step in 0..open.len() {
+            if mine >= fair {
+                break;
+            }
+            let k = open[(offset + step) % open.len()];
+            if share.owns(k) || job.shard_busy(k) {
+                continue;
+            }
+            match c
+                .work
+                .acquire(job.id.as_str(), k as u32, &c.me, ttl_ms)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::debug!(job = %job.id, error = %e, "shard lease not taken");
+                    break;
+                }
+            }
+            match c.work.codes(job.id.as_str(), k as u32).await {
+                Ok(codes) => {
+                    let resumed_at = job.adopt_shard(k, &codes, c.dispatcher.clock().now());
+                    share.set_owned(k, true);
+                    mine += 1;
+                    tracing::info!(job = %job.id, shard = k, from = resumed_at, "shard taken");
+                    c.dispatcher.wake();
+                }
+                Err(e) => {
+                    tracing::debug!(job = %job.id, error = %e, "shard outcomes not read; lease given back");
+                    let _ = c.work.release(job.id.as_str(), &[k as u32], &c.me).await;
+                }
+            }
+        }
+    }
+}
+
+/// Applies every job's shared status and counters to this instance's copy; moves finished
+/// jobs off the active list.
+pub(super) async fn follow_jobs(c: &Cluster) {
+    let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
+    for job in jobs {
+        let Some(share) = job.share() else { continue };
+        if job.status().is_terminal() && share.counts().is_some_and(|s| s.settled) {
+            continue;
+        }
+        let control = match c.work.control(job.id.as_str()).await {
+            Ok(ctl) => ctl,
+            Err(e) => {
+                tracing::debug!(job = %job.id, error = %e, "job record not read");
+                continue;
+            }
+        };
+        apply_control(c, &job, &control);
+        // A job that started here is marked running for everyone.
+        let local = job.state();
+        if local.status == JobStatus::Running
+            && control.get("status").map(String::as_str) == Some("queued")
+        {
+            let at = local
+                .started_at
+                .map(|t| ("started_at", t.timestamp_micros()));
+            let _ = c.work.set_status(job.id.as_str(), "running", at).await;
+        }
+        if let Ok(stats) = c
+            .work
+            .shard_stats(job.id.as_str(), share.shards() as u32)
+            .await
+        {
+            let terminal = job.status().is_terminal();
+            share.set_shared(&stats, terminal && !share.has_pending());
+        }
+        if job.status().is_terminal() {
+            let _ = c.work.retire(job.id.as_str()).await;
+        }
+    }
+}
+
+/// Applies a job record's status to the local copy.
+fn apply_control(c: &Cluster, job: &Job, control: &std::collections::HashMap<String, String>) {
+    let time = |f: &str| -> Option<DateTime<Utc>> {
+        control
+            .get(f)
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|us| Utc.timestamp_micros(us).single())
+    };
+    let Some(status) = control.get("status") else {
+        return;
+    };
+    let started = time("started_at");
+    let finished = time("finished_at");
+    let now = c.dispatcher.clock().now();
+    match status.as_str() {
+        "completed" => job.with_state(|st| {
+            if !st.status.is_terminal() {
+                st.status = JobStatus::Completed;
+            }
+            st.finished_at.get_or_insert(finished.unwrap_or(now));
+            st.started_at = st.started_at.or(started).or(Some(now));
+        }),
+        "cancelled" if !job.status().is_terminal() => {
+            let _ = c.dispatcher.cancel(&job.id);
+        }
+        "paused" if matches!(job.status(), JobStatus::Queued | JobStatus::Running) => {
+            let _ = c.dispatcher.pause(&job.id);
+        }
+        "queued" | "running" => {
+            if job.status() == JobStatus::Paused {
+                let _ = c.dispatcher.resume(&job.id);
+            }
+            if status == "running" {
+                job.with_state(|st| {
+                    if st.status == JobStatus::Queued {
+                        st.status = JobStatus::Running;
+                    }
+                    st.started_at = st.started_at.or(started);
+                });
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,427 @@
+//! Work sharing in Redis: jobs every instance can load, shard leases with expiry, and each
+//! shard's recipient outcome codes with the counters a report needs.
+//!
+//! A shard's outcomes are one string (a byte per recipient, at its position in the shard)
+//! and its counters one hash (recipients per outcome code, parts and cost sent, how many are
+//! final). Both change only through one Lua script that first checks the caller still holds
+//! the shard's lease, so an instance that lost a lease (stalled, then came back) cannot
+//! overwrite what the new holder decided. The same script adds to the job's count of final
+//! recipients and marks the job completed when that reaches its audience: whichever instance
+//! settles the last recipient finishes the job, exactly once.
+//!
+//! Every key of one job carries the job's hash tag, so in a cluster each script call and
+//! each per-job pipeline touches one slot.
+
+use std::collections::HashMap;
+
+use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
+
+use super::conn::{unavailable, Conn};
+use super::keys::{JobKeys, Keys};
+use super::RedisOptions;
+use crate::store::{OutcomeUpdate, StoreError};
+
+/// KEYS: lease, codes, shard counters, job control. ARGV: holder, a 256-character table of
+/// which codes are final ('1'), now (µs); then per update: position, code, parts, cost.
+/// Answers -1 when the lease is not the caller's, else the job's final count after the call.
+const COMMIT_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local finals = ARGV[2]
+local hist, dfin, dseg, dcost = {}, 0, 0, 0
+for j = 4, #ARGV, 4 do
+  local pos, code = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
+  local old = redis.call('GETRANGE', KEYS[2], pos, pos)
+  local oc = 0
+  if #old == 1 then oc = string.byte(old) end
+  if oc ~= code then
+    redis.call('SETRANGE', KEYS[2], pos, string.char(code))
+    hist[oc] = (hist[oc] or 0) - 1
+    hist[code] = (hist[code] or 0) + 1
+    local was = string.sub(finals, oc + 1, oc + 1) == '1'
+    local now = string.sub(finals, code + 1, code + 1) == '1'
+    if now and not was then dfin = dfin + 1 elseif was and not now then dfin = dfin - 1 end
+    if code == 2 then
+      dseg = dseg + tonumber(ARGV[j + 2])
+      dcost = dcost + tonumber(ARGV[j + 3])
+    end
+  end
+end
+for c, n in pairs(hist) do
+  if c ~= 0 and n ~= 0 then redis.call('HINCRBY', KEYS[3], 'c' .. c, n) end
+end
+if dseg ~= 0 then redis.call('HINCRBY', KEYS[3], 'seg', dseg) end
+if dcost ~= 0 then redis.call('HINCRBY', KEYS[3], 'cost', dcost) end
+if dfin ~= 0 then redis.call('HINCRBY', KEYS[3], 'fin', dfin) end
+local fin = redis.call('HINCRBY', KEYS[4], 'fin', dfin)
+local need = tonumber(redis.call('HGET', KEYS[4], 'need') or '-1')
+local status = redis.call('HGET', KEYS[4], 'status')
+if fin >= need and need >= 0 and status ~= 'completed' and status ~= 'cancelled' and status ~= 'failed' then
+  redis.call('HSET', KEYS[4], 'status', 'completed', 'finished_at', ARGV[3])
+end
+return fin
+"#;
+
+/// KEYS: leases. ARGV: holder, ttl (ms). Extends the caller's leases; answers 1 or 0 each.
+const RENEW_LUA: &str = r#"
+local out = {}
+for k = 1, #KEYS do
+  if redis.call('GET', KEYS[k]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[k], ARGV[2])
+    out[k] = 1
+  else
+    out[k] = 0
+  end
+end
+return out
+"#;
+
+/// KEYS: leases. ARGV: holder. Gives up the caller's leases (on shutdown).
+const RELEASE_LUA: &str = r#"
+for k = 1, #KEYS do
+  if redis.call('GET', KEYS[k]) == ARGV[1] then redis.call('DEL', KEYS[k]) end
+end
+return 1
+"#;
+
+/// KEYS: control. ARGV: status, field, value. Sets a status unless the job already ended.
+const STATUS_LUA: &str = r#"
+local s = redis.call('HGET', KEYS[1], 'status')
+if s == 'completed' or s == 'cancelled' or s == 'failed' then return s end
+redis.call('HSET', KEYS[1], 'status', ARGV[1])
+if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) end
+return ARGV[1]
+"#;
+
+/// A job as published for every instance: its stored request and audience chunks.
+pub struct PublishedJob {
+    pub spec: Vec<u8>,
+    pub audience: Vec<Vec<u8>>,
+}
+
+/// A shard's counters as the commit script keeps them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShardStats {
+    /// Recipients per outcome code.
+    pub by_code: HashMap<u8, i64>,
+    pub segments: i64,
+    pub cost_micros: i64,
+    pub finals: i64,
+}
+
+/// What a commit answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitAnswer {
+    /// The lease is someone else's now: the changes were not written.
+    LeaseLost,
+    /// Written; the job's count of final recipients afterwards.
+    Written { finals: i64 },
+}
+
+/// Work sharing's access to Redis.
+pub struct RedisWork {
+    conn: Conn,
+    keys: Keys,
+    commit: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
+    status: redis::Script,
+}
+
+impl RedisWork {
+    /// Opens a pool of its own (connects lazily).
+    pub fn open(opts: &RedisOptions) -> Result<RedisWork, StoreError> {
+        Ok(RedisWork {
+            conn: Conn::open(opts)?,
+            keys: Keys::new(&opts.key_prefix),
+            commit: redis::Script::new(COMMIT_LUA),
+            renew: redis::Script::new(RENEW_LUA),
+            release: redis::Script::new(RELEASE_LUA),
+            status: redis::Script::new(STATUS_LUA),
+        })
+    }
+
+    fn job(&self, id: &str) -> JobKeys {
+        self.keys.job(id)
+    }
+
+    /// Writes a job for every instance to find: its request and audience, then its control
+    /// record (`need` = recipients to settle), then lists it as active, in that order, so an
+    /// instance that sees the id finds everything.
+    pub async fn publish(
+        &self,
+        id: &str,
+        job: &PublishedJob,
+        need: u64,
+        shards: u32,
+        status: &str,
+    ) -> Result<(), StoreError> {
+        let k = self.job(id);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.set(k.spec(), &job.spec).ignore();
+        for (n, chunk) in job.audience.iter().enumerate() {
+            pipe.set(k.audience(n as u32), chunk).ignore();
+        }
+        pipe.hset_multiple(
+            k.control(),
+            &[
+                ("status", status.to_string()),
+                ("need", need.to_string()),
+                ("shards", shards.to_string()),
+                ("chunks", job.audience.len().to_string()),
+                ("fin", "0".to_string()),
+            ],
+        )
+        .ignore();
+        self.conn.query::<()>(&pipe).await?;
+        let mut add = redis::pipe();
+        add.sadd(self.keys.work_active(), id).ignore();
+        self.conn.query::<()>(&add).await
+    }
+
+    /// Ids of the jobs that are not finished.
+    pub async fn active_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.smembers(self.keys.work_active());
+        let (ids,): (Vec<String>,) = self.conn.query(&pipe).await?;
+        Ok(ids)
+    }
+
+    /// Ids of every job, finished or not.
+    pub async fn all_jobs(&self) -> Result<Vec<String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.smembers(self.keys.work_active());
+        pipe.smembers(self.keys.work_done());
+        let (mut a, b): (Vec<String>, Vec<String>) = self.conn.query(&pipe).await?;
+        a.extend(b);
+        a.sort();
+        a.dedup();
+        Ok(a)
+    }
+
+    /// Moves a finished job off the active list.
+    pub async fn retire(&self, id: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.sadd(self.keys.work_done(), id).ignore();
+        pipe.srem(self.keys.work_active(), id).ignore();
+        self.conn.query::<()>(&pipe).await
+    }
+
+    /// A published job's request and audience, if it exists.
+    pub async fn load(&self, id: &str) -> Result<Option<PublishedJob>, StoreError> {
+        let k = self.job(id);
+        let mut pipe = redis::pipe();
+        pipe.get(k.spec());
+        pipe.hget(k.control(), "chunks");
+        let (spec, chunks): (Option<Vec<u8>>, Option<u32>) = self.conn.query(&pipe).await?;
+        let (Some(spec), Some(chunks)) = (spec, chunks) else {
+            return Ok(None);
+        };
+        let mut audience = Vec::with_capacity(chunks as usize);
+        // A few chunks per round trip: each is up to a few hundred kilobytes.
+        for start in (0..chunks).step_by(8) {
+            let mut pipe = redis::pipe();
+            for n in start..(start + 8).min(chunks) {
+                pipe.get(k.audience(n));
+            }
+            let part: Vec<Option<Vec<u8>>> = self.conn.query(&pipe).await?;
+            for c in part {
+                audience.push(c.ok_or_else(|| unavailable("a job's audience chunk is missing"))?);
+            }
+        }
+        Ok(Some(PublishedJob { spec, audience }))
+    }
+
+    /// The job's control record (status, times, counts of final recipients).
+    pub async fn control(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.hgetall(self.job(id).control());
+        let (c,): (HashMap<String, String>,) = self.conn.query(&pipe).await?;
+        Ok(c)
+    }
+
+    /// Sets the job's status unless it already ended, and `field` (a time) if not set yet.
+    /// Answers the status the job has afterwards.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: &str,
+        field: Option<(&str, i64)>,
+    ) -> Result<String, StoreError> {
+        let (f, v) = field.map_or((String::new(), String::new()), |(f, v)| {
+            (f.to_string(), v.to_string())
+        });
+        let keys = vec![self.job(id).control()];
+        self.run_script(STATUS_LUA, &self.status, &keys, &[status.to_string(), f, v])
+            .await
+    }
+
+    /// Says this instance is alive for `ttl_ms`; answers how many instances are.
+    pub async fn heartbeat(&self, me: &str, now_ms: i64, ttl_ms: u64) -> Result<usize, StoreError> {
+        let key = self.keys.work_instances();
+        let mut pipe = redis::pipe();
+        pipe.zrembyscore(key, "-inf", now_ms).ignore();
+        pipe.zadd(key, me, now_ms + ttl_ms as i64).ignore();
+        pipe.zcard(key);
+        let (n,): (usize,) = self.conn.query(&pipe).await?;
+        Ok(n)
+    }
+
+    /// Tries to take shard `shard`'s lease for `ttl_ms`.
+    pub async fn acquire(
+        &self,
+        id: &str,
+        shard: u32,
+        me: &str,
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.job(id).lease(shard))
+            .arg(me)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        let (v,): (Option<String>,) = self.conn.query(&pipe).await?;
+        Ok(v.is_some())
+    }
+
+    /// Extends the caller's leases on `shards`; answers which are still its own.
+    pub async fn renew(
+        &self,
+        id: &str,
+        shards: &[u32],
+        me: &str,
+        ttl_ms: u64,
+    ) -> Result<Vec<bool>, StoreError> {
+        if shards.is_empty() {
+            return Ok(Vec::new());
+        }
+        let k = self.job(id);
+        let keys: Vec<String> = shards.iter().map(|&s| k.lease(s)).collect();
+        let args = [me.to_string(), ttl_ms.to_string()];
+        let out: Vec<i64> = self
+            .run_script(RENEW_LUA, &self.renew, &keys, &args)
+            .await?;
+        Ok(out.into_iter().map(|v| v == 1).collect())
+    }
+
+    /// Gives up the caller's leases on `shards`, so others take them at once.
+    pub async fn release(&self, id: &str, shards: &[u32], me: &str) -> Result<(), StoreError> {
+        if shards.is_empty() {
+            return Ok(());
+        }
+        let k = self.job(id);
+        let keys: Vec<String> = shards.iter().map(|&s| k.lease(s)).collect();
+        let _: i64 = self
+            .run_script(RELEASE_LUA, &self.release, &keys, &[me.to_string()])
+            .await?;
+        Ok(())
+    }
+
+    /// Shard `shard`'s outcome codes, by position (missing positions are undecided).
+    pub async fn codes(&self, id: &str, shard: u32) -> Result<Vec<u8>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.get(self.job(id).codes(shard));
+        let (v,): (Option<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        Ok(v.unwrap_or_default())
+    }
+
+    /// Writes outcome changes of shard `shard`, if the caller still holds its lease.
+    pub async fn commit(
+        &self,
+        id: &str,
+        shard: u32,
+        me: &str,
+        finals: &str,
+        now_micros: i64,
+        updates: &[OutcomeUpdate],
+    ) -> Result<CommitAnswer, StoreError> {
+        let k = self.job(id);
+        let keys = vec![k.lease(shard), k.codes(shard), k.shard(shard), k.control()];
+        let mut args = Vec::with_capacity(3 + updates.len() * 4);
+        args.extend([me.to_string(), finals.to_string(), now_micros.to_string()]);
+        for u in updates {
+            args.extend([
+                u.pos.to_string(),
+                u.code.to_string(),
+                u.segments.to_string(),
+                u.cost_micros.to_string(),
+            ]);
+        }
+        let v: i64 = self
+            .run_script(COMMIT_LUA, &self.commit, &keys, &args)
+            .await?;
+        Ok(if v < 0 {
+            CommitAnswer::LeaseLost
+        } else {
+            CommitAnswer::Written { finals: v }
+        })
+    }
+
+    /// Every shard's counters, in one round trip.
+    pub async fn shard_stats(&self, id: &str, shards: u32) -> Result<Vec<ShardStats>, StoreError> {
+        let k = self.job(id);
+        let mut pipe = redis::pipe();
+        for s in 0..shards {
+            pipe.hgetall(k.shard(s));
+        }
+        let raw: Vec<HashMap<String, i64>> = self.conn.query(&pipe).await?;
+        Ok(raw
+            .into_iter()
+            .map(|h| {
+                let mut st = ShardStats::default();
+                for (f, v) in h {
+                    match f.as_str() {
+                        "seg" => st.segments = v,
+                        "cost" => st.cost_micros = v,
+                        "fin" => st.finals = v,
+                        c => {
+                            if let Some(code) = c.strip_prefix('c').and_then(|n| n.parse().ok()) {
+                                st.by_code.insert(code, v);
+                            }
+                        }
+                    }
+                }
+                st
+            })
+            .collect())
+    }
+
+    /// Runs a script by hash, and with its body when the server does not know it yet.
+    async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        body: &str,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let by_hash = eval("EVALSHA", script.get_hash(), keys, args);
+        let first = self.conn.query_each(std::slice::from_ref(&by_hash)).await?;
+        let value = match first.into_iter().next() {
+            Some(Ok(v)) => v,
+            Some(Err(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                let with_body = eval("EVAL", body, keys, args);
+                let again = self
+                    .conn
+                    .query_each(std::slice::from_ref(&with_body))
+                    .await?;
+                match again.into_iter().next() {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => return Err(unavailable(e)),
+                    None => Value::Nil,
+                }
+            }
+            Some(Err(e)) => return Err(unavailable(e)),
+            None => Value::Nil,
+        };
+        redis::from_redis_value(value).map_err(unavailable)
+    }
+}
+
+/// `EVALSHA hash` or `EVAL body`, with the keys and arguments.
+fn eval(first: &str, script: &str, keys: &[String], args: &[String]) -> Cmd {
+    let mut cmd = redis::cmd(first);
+    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+    cmd
+}
