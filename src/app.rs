@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use crate::api;
 use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, IndexedSends};
 use crate::config::StateBackend;
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::journal::Journal;
@@ -159,6 +159,16 @@ pub async fn build_with_clock(
     for p in &c.providers {
         crate::metrics::register_provider(p.channel, &p.name, p.currency);
     }
+    // With shared work, sends are indexed in Redis too, so any instance places any receipt.
+    let indexed = c
+        .state
+        .cluster
+        .enabled
+        .then(|| Arc::new(IndexedSends::new(callbacks.clone())));
+    let observer: Arc<dyn SendObserver> = match &indexed {
+        Some(i) => i.clone(),
+        None => callbacks.clone(),
+    };
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
         snapshots: snapshots.clone(),
@@ -169,7 +179,7 @@ pub async fn build_with_clock(
             c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
         ),
         ledger: c.ledger.enabled.then(|| ledger.clone()),
-        observer: Some(callbacks.clone() as Arc<dyn SendObserver>),
+        observer: Some(observer),
         journal: journal.clone(),
         state_health: state_health.clone(),
     });
@@ -188,14 +198,19 @@ pub async fn build_with_clock(
             );
         }
     }
-    let cluster = if c.state.cluster.enabled {
-        Some(
-            Cluster::join(c, &c.state.cluster, dispatcher.clone(), tracking.clone())
-                .await
-                .context("joining the cluster")?,
-        )
-    } else {
-        None
+    let cluster = match &indexed {
+        Some(indexed) => Some(
+            Cluster::join(
+                c,
+                &c.state.cluster,
+                dispatcher.clone(),
+                tracking.clone(),
+                indexed.queue(),
+            )
+            .await
+            .context("joining the cluster")?,
+        ),
+        None => None,
     };
     snapshot_load
         .await

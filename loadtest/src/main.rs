@@ -21,6 +21,7 @@ use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
 mod child;
+mod cluster;
 mod countries;
 mod mock;
 mod population;
@@ -72,6 +73,21 @@ enum Command {
         #[arg(long, alias = "no-ledger")]
         in_memory: bool,
     },
+    /// One job shared by N gateways with work sharing on one Redis (sandbox provider).
+    Cluster {
+        /// Gateways sharing the job.
+        #[arg(long, default_value_t = 3)]
+        instances: usize,
+        /// Recipients in the job (and contacts in the snapshot).
+        #[arg(long, default_value_t = 300_000)]
+        recipients: usize,
+        /// Send workers per gateway.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        /// The Redis the gateways share (a key prefix of their own; deleted after).
+        #[arg(long, default_value = "redis://127.0.0.1:6379")]
+        redis: String,
+    },
     /// Signed delivery receipts over HTTP: sends a job, then posts its receipts back.
     Receipts {
         /// Messages sent, and receipts posted back.
@@ -112,6 +128,17 @@ fn main() -> anyhow::Result<()> {
             latency_ms,
             in_memory,
         } => rt.block_on(sandbox(recipients, workers, latency_ms, !in_memory)),
+        Command::Cluster {
+            instances,
+            recipients,
+            workers,
+            redis,
+        } => rt.block_on(cluster::run(cluster::Settings {
+            instances,
+            recipients,
+            workers,
+            redis_url: redis,
+        })),
         Command::Receipts {
             recipients,
             batch,

@@ -61,7 +61,26 @@ pub async fn receipts(
 ) -> Result<Response, ApiError> {
     let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
     let receipts = receipt::parse(&bytes).map_err(wire_error)?;
-    let tally = state.callbacks.apply_receipts(p, &receipts);
+    let mut unknown = Vec::new();
+    let mut tally = state
+        .callbacks
+        .apply_receipts_noting_unknown(p, &receipts, &mut unknown);
+    // With shared work, a receipt may be for a message another instance sent.
+    if let (Some(cluster), false) = (&state.cluster, unknown.is_empty()) {
+        let ids: Vec<&str> = unknown
+            .iter()
+            .map(|&n| receipts[n].message_id.as_str())
+            .collect();
+        let placed = cluster
+            .place_receipts(&state.callbacks, p, &ids)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "receipts could not be looked up in the shared index");
+                ApiError::unavailable("the shared receipts index did not answer; send them again")
+            })?;
+        tally.unknown -= placed;
+        tally.applied += placed;
+    }
     // Acknowledged once durable: after a crash before this, the provider sends them again
     // and applying them again changes nothing.
     state.dispatcher.flush_deliveries().await.map_err(|e| {

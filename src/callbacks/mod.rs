@@ -180,10 +180,21 @@ impl Callbacks {
         provider: &ProviderCallbacks,
         receipts: &[Receipt],
     ) -> ReceiptTally {
+        self.apply_receipts_noting_unknown(provider, receipts, &mut Vec::new())
+    }
+
+    /// Applies receipts of `provider`; adds the positions of those whose message is not
+    /// registered here to `unknown` (they are parked, and applied if it is registered soon).
+    pub fn apply_receipts_noting_unknown(
+        &self,
+        provider: &ProviderCallbacks,
+        receipts: &[Receipt],
+        unknown: &mut Vec<usize>,
+    ) -> ReceiptTally {
         let now = self.clock.now().timestamp();
         let mut tally = ReceiptTally::default();
         let mut first_unknown: Option<&str> = None;
-        for r in receipts {
+        for (n, r) in receipts.iter().enumerate() {
             let resolution = match message_id::key(provider.slot, provider.format, &r.message_id) {
                 Some(key) => self.index.apply(key, r.update, now),
                 None => Resolution::Unknown,
@@ -193,6 +204,7 @@ impl Callbacks {
                 Resolution::Duplicate => tally.duplicates += 1,
                 Resolution::Unknown => {
                     tally.unknown += 1;
+                    unknown.push(n);
                     first_unknown.get_or_insert(&r.message_id);
                 }
             }
@@ -206,6 +218,25 @@ impl Callbacks {
             );
         }
         tally
+    }
+
+    /// Registers a message another instance sent (found in the shared index), applying the
+    /// receipts parked under its id. Answers false for an id this provider cannot have.
+    pub fn adopt_message(
+        &self,
+        provider: &ProviderCallbacks,
+        message_id: &str,
+        job: &Arc<Job>,
+        index: u32,
+    ) -> bool {
+        match message_id::key(provider.slot, provider.format, message_id) {
+            Some(key) => {
+                self.index
+                    .register(job, &[(key, index)], self.clock.now().timestamp());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Applies inbound replies of `provider`: keyword replies change consent at once.

@@ -11,7 +11,10 @@
 //! (pause, resume, cancel, completion) and the counters reports show live in the job's
 //! record, so every instance answers the same report.
 
+mod receipts;
 mod sync;
+
+pub use receipts::{IndexQueue, IndexedSends};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +45,10 @@ pub struct Cluster {
     jobs: DashMap<JobId, Arc<Job>>,
     /// Which outcome codes are final, as the commit script reads it.
     finals: String,
+    /// Sent messages waiting to be indexed for receipts.
+    index_queue: IndexQueue,
+    /// How long a sent message stays in the receipts index.
+    index_ttl: u64,
     stopping: AtomicBool,
 }
 
@@ -53,6 +60,7 @@ impl Cluster {
         cluster: &ClusterConfig,
         dispatcher: Dispatcher,
         tracking: Arc<Tracking>,
+        index_queue: IndexQueue,
     ) -> anyhow::Result<Arc<Cluster>> {
         let work = RedisWork::open(&RedisOptions::from_config(&config.state.redis))?;
         let finals: String = (0..=255u8)
@@ -75,6 +83,8 @@ impl Cluster {
             tracking,
             jobs: DashMap::new(),
             finals,
+            index_queue,
+            index_ttl: config.callbacks.index_retention_seconds.max(60),
             stopping: AtomicBool::new(false),
         });
         let loaded = sync::load_jobs(&c, true).await?;
@@ -203,8 +213,10 @@ async fn run(cluster: std::sync::Weak<Cluster>) {
     }
 }
 
-/// Writes every shard's noted outcome changes, fenced by its lease.
+/// Writes every shard's noted outcome changes (fenced by its lease), delivery states and
+/// the receipts index.
 async fn flush(c: &Cluster) {
+    c.flush_index().await;
     let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
     let now = chrono::Utc::now().timestamp_micros();
     for job in jobs {
@@ -229,6 +241,20 @@ async fn flush(c: &Cluster) {
                     tracing::debug!(job = %job.id, shard = k, error = %e, "outcomes not written yet");
                     share.put_back(k, updates);
                 }
+            }
+        }
+        for k in 0..share.shards() {
+            let states = share.take_deliveries(k);
+            if states.is_empty() {
+                continue;
+            }
+            if let Err(e) = c
+                .work
+                .record_deliveries(job.id.as_str(), k as u32, &states)
+                .await
+            {
+                tracing::debug!(job = %job.id, shard = k, error = %e, "delivery states not written yet");
+                share.put_back_deliveries(k, states);
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::Cluster;
@@ -151,11 +153,31 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
 
 /// Applies every job's shared status and counters to this instance's copy; moves finished
 /// jobs off the active list.
+/// Finished jobs only change by receipts: their counts are read this often.
+const FINISHED_REFRESH: Duration = Duration::from_secs(5);
+
 pub(super) async fn follow_jobs(c: &Cluster) {
     let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
+    let now = c.dispatcher.clock().now();
+    let receipts_window = chrono::Duration::seconds(c.index_ttl.min(i64::MAX as u64) as i64);
     for job in jobs {
         let Some(share) = job.share() else { continue };
         if job.status().is_terminal() && share.counts().is_some_and(|s| s.settled) {
+            // Receipts keep coming after a job ends (placed by any instance), for as long as
+            // messages stay in the receipts index.
+            let recent = job
+                .state()
+                .finished_at
+                .is_none_or(|t| now - t <= receipts_window);
+            if recent && share.refreshed_ago() >= FINISHED_REFRESH {
+                if let Ok(stats) = c
+                    .work
+                    .shard_stats(job.id.as_str(), share.shards() as u32)
+                    .await
+                {
+                    share.set_shared(&stats, true);
+                }
+            }
             continue;
         }
         let control = match c.work.control(job.id.as_str()).await {
@@ -184,7 +206,7 @@ pub(super) async fn follow_jobs(c: &Cluster) {
             let terminal = job.status().is_terminal();
             share.set_shared(&stats, terminal && !share.has_pending());
         }
-        if job.status().is_terminal() {
+        if job.status().is_terminal() && share.counts().is_some_and(|s| s.settled) {
             let _ = c.work.retire(job.id.as_str()).await;
         }
     }

@@ -498,6 +498,11 @@ impl Job {
             {
                 notes.note(&self.id, i, state.code());
             }
+            if let (Some(share), Some(state)) = (self.share.get(), self.delivery.state(i)) {
+                if state != super::DeliveryState::Unknown {
+                    share.note_delivery(i, state.code());
+                }
+            }
         }
         effect
     }

@@ -25,10 +25,12 @@ pub struct ShardShare {
     loc: Vec<(u32, u32)>,
     lens: Vec<u32>,
     pending: Vec<Mutex<Vec<OutcomeUpdate>>>,
+    /// Final delivery states from receipts not written yet: (position, state code).
+    deliveries: Vec<Mutex<Vec<(u32, u8)>>>,
     /// Final recipients per shard, as last read from the shared record.
     finals: Vec<AtomicI64>,
     renewed: Mutex<Instant>,
-    counts: Mutex<Option<SharedCounts>>,
+    counts: Mutex<Option<(SharedCounts, Instant)>>,
 }
 
 /// A job's counters summed over every shard's shared record: what any instance reports.
@@ -43,6 +45,10 @@ pub struct SharedCounts {
     pub rejected: Vec<(Reason, u64)>,
     pub segments: u64,
     pub cost_micros: i64,
+    /// Final delivery states from receipts, whichever instance applied them.
+    pub delivered: u64,
+    pub undelivered: u64,
+    pub expired: u64,
     /// Recipients with a final outcome (duplicates not included).
     pub finals: u64,
     /// Read after the job ended with nothing left to write: these are its last figures.
@@ -67,6 +73,15 @@ impl SharedCounts {
                     RecipientOutcome::Deferred => out.deferred += n,
                     RecipientOutcome::Sending => out.sending += n,
                     RecipientOutcome::Rejected(r) => rejected[r.index()] += n,
+                    _ => {}
+                }
+            }
+            for (&code, &n) in &st.by_delivery {
+                let n = n.max(0) as u64;
+                match code {
+                    1 => out.delivered += n,
+                    2 => out.undelivered += n,
+                    3 => out.expired += n,
                     _ => {}
                 }
             }
@@ -97,6 +112,7 @@ impl ShardShare {
             loc,
             lens: shards.iter().map(|s| s.len() as u32).collect(),
             pending: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            deliveries: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
             finals: shards.iter().map(|_| AtomicI64::new(0)).collect(),
             renewed: Mutex::new(Instant::now()),
             counts: Mutex::new(None),
@@ -115,12 +131,20 @@ impl ShardShare {
         for (k, st) in stats.iter().enumerate().take(self.shards()) {
             self.finals[k].store(st.finals, Ordering::Relaxed);
         }
-        *self.counts.lock() = Some(SharedCounts::sum(stats, settled));
+        *self.counts.lock() = Some((SharedCounts::sum(stats, settled), Instant::now()));
     }
 
     /// The job's counters over every instance, once read.
     pub fn counts(&self) -> Option<SharedCounts> {
-        self.counts.lock().clone()
+        self.counts.lock().as_ref().map(|(c, _)| c.clone())
+    }
+
+    /// How long ago the shared counters were read (long ago if never).
+    pub fn refreshed_ago(&self) -> Duration {
+        self.counts
+            .lock()
+            .as_ref()
+            .map_or(Duration::MAX, |(_, at)| at.elapsed())
     }
 
     /// Notes that this instance's leases were just renewed.
@@ -183,6 +207,27 @@ impl ShardShare {
             segments,
             cost_micros,
         });
+    }
+
+    /// Notes recipient `i`'s final delivery state (from a receipt this instance applied).
+    pub fn note_delivery(&self, i: u32, state: u8) {
+        if let Some(&(k, pos)) = self.loc.get(i as usize) {
+            if k != NO_SHARD {
+                self.deliveries[k as usize].lock().push((pos, state));
+            }
+        }
+    }
+
+    /// Takes shard `k`'s unwritten delivery states.
+    pub fn take_deliveries(&self, k: usize) -> Vec<(u32, u8)> {
+        std::mem::take(&mut *self.deliveries[k].lock())
+    }
+
+    /// Puts back delivery states that could not be written.
+    pub fn put_back_deliveries(&self, k: usize, mut older: Vec<(u32, u8)>) {
+        let mut pending = self.deliveries[k].lock();
+        older.append(&mut pending);
+        *pending = older;
     }
 
     /// Takes shard `k`'s unwritten changes, oldest first.

@@ -77,8 +77,8 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
     }
 }
 
-/// With shared work, the counts every instance wrote (duplicates, found at planning, and
-/// receipts stay this instance's own).
+/// With shared work, the counts every instance wrote (duplicates are found at planning;
+/// `unknown`, opens and clicks stay this instance's own).
 fn shared_counts(job: &Job, local: Counts) -> Counts {
     let Some(shared) = job.share().and_then(|s| s.counts()) else {
         return local;
@@ -101,6 +101,9 @@ fn shared_counts(job: &Job, local: Counts) -> Counts {
         in_doubt: shared.in_doubt,
         segments: shared.segments,
         cost_micros: shared.cost_micros,
+        delivered: shared.delivered,
+        undelivered: shared.undelivered,
+        expired: shared.expired,
         ..local
     }
 }

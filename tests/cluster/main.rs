@@ -195,6 +195,43 @@ async fn wait_completed(h: &Herald, job: &JobId) -> Value {
     }
 }
 
+/// Posts signed `delivered` receipts, in batches of 500, for these provider message ids.
+async fn post_delivered(h: &Herald, ids: &[String]) {
+    for batch in ids.chunks(500) {
+        let body = serde_json::to_string(
+            &batch
+                .iter()
+                .map(|id| json!({"message_id": id, "status": "delivered"}))
+                .collect::<Vec<_>>(),
+        )
+        .expect("receipts json");
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs()
+            .to_string();
+        let sig =
+            herald::callbacks::signature::sign(CALLBACK_SECRET.as_bytes(), &ts, body.as_bytes());
+        let r = h
+            .http
+            .post(h.url("/v1/callbacks/cluster-sms/receipts"))
+            .header("x-herald-timestamp", ts)
+            .header("x-herald-signature", sig)
+            .body(body)
+            .send()
+            .await
+            .expect("post receipts");
+        let status = r.status();
+        let text = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "receipts: {text}");
+        let tally: Value = serde_json::from_str(&text).expect("tally");
+        assert_eq!(
+            tally["unknown"], 0,
+            "receipts no instance could place: {tally}"
+        );
+    }
+}
+
 fn count(view: &Value, path: &[&str]) -> u64 {
     let mut v = view;
     for p in path {
@@ -233,9 +270,8 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
             Herald::new(cfg, dir.path().join(format!("herald-{n}.log")), port)
         })
         .collect();
-    for h in fleet.iter_mut() {
-        h.start().await;
-    }
+    // Started together: each loads the 300,000-contact snapshot.
+    futures::future::join_all(fleet.iter_mut().map(|h| h.start())).await;
 
     // The first job, submitted to instance 0, read back from instance 1.
     let first = submit(&fleet[0], "cluster-first", FIRST_JOB).await;
@@ -362,6 +398,41 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
         max10 as f64 <= bound,
         "{max10} ids in one 10-second window: over {bound:.0}"
     );
+
+    // Receipts reach any instance: 3,000 messages sent by whichever instance held their shard
+    // are reported delivered to instance 0, then again to instance 1; both count each once.
+    let sample: Vec<String> = (FIRST_JOB..FIRST_JOB + 3_000)
+        .map(|i| {
+            format!(
+                "p-{}",
+                MessageId::derive(&second, &format!("c{i}"), Channel::Sms)
+            )
+        })
+        .collect();
+    post_delivered(&fleet[0], &sample).await;
+    post_delivered(&fleet[1], &sample).await;
+    let started = Instant::now();
+    loop {
+        let mut seen = Vec::new();
+        for h in &fleet[..2] {
+            let (_, v) = h.get(&format!("/v1/jobs/{second}")).await.expect("read");
+            seen.push(count(&v, &["counts", "delivered"]));
+        }
+        if seen.iter().all(|&d| d == sample.len() as u64) {
+            break;
+        }
+        assert!(
+            seen.iter().all(|&d| d <= sample.len() as u64),
+            "a receipt counted twice: delivered {seen:?} of {}",
+            sample.len()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "delivered counts {seen:?}, expected {} on both instances",
+            sample.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     for h in fleet.iter_mut().filter(|h| h.child.is_some()) {
         let status = h.stop().await;

@@ -92,6 +92,23 @@ if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) end
 return ARGV[1]
 "#;
 
+/// KEYS: delivery states, shard counters. ARGV: pairs of position and state code. The first
+/// final state of a message counts; a repeat (another instance applied the same receipt) does
+/// not. Answers how many counted.
+const DELIVERY_LUA: &str = r#"
+local n = 0
+for j = 1, #ARGV, 2 do
+  local pos = tonumber(ARGV[j])
+  local old = redis.call('GETRANGE', KEYS[1], pos, pos)
+  if #old == 0 or string.byte(old) == 0 then
+    redis.call('SETRANGE', KEYS[1], pos, string.char(tonumber(ARGV[j + 1])))
+    redis.call('HINCRBY', KEYS[2], 'd' .. ARGV[j + 1], 1)
+    n = n + 1
+  end
+end
+return n
+"#;
+
 /// A job as published for every instance: its stored request and audience chunks.
 pub struct PublishedJob {
     pub spec: Vec<u8>,
@@ -103,6 +120,8 @@ pub struct PublishedJob {
 pub struct ShardStats {
     /// Recipients per outcome code.
     pub by_code: HashMap<u8, i64>,
+    /// Messages per final delivery state code.
+    pub by_delivery: HashMap<u8, i64>,
     pub segments: i64,
     pub cost_micros: i64,
     pub finals: i64,
@@ -125,6 +144,7 @@ pub struct RedisWork {
     renew: redis::Script,
     release: redis::Script,
     status: redis::Script,
+    delivery: redis::Script,
 }
 
 impl RedisWork {
@@ -137,6 +157,7 @@ impl RedisWork {
             renew: redis::Script::new(RENEW_LUA),
             release: redis::Script::new(RELEASE_LUA),
             status: redis::Script::new(STATUS_LUA),
+            delivery: redis::Script::new(DELIVERY_LUA),
         })
     }
 
@@ -359,6 +380,72 @@ impl RedisWork {
         })
     }
 
+    /// Records final delivery states of shard `shard`'s messages; answers how many counted.
+    pub async fn record_deliveries(
+        &self,
+        id: &str,
+        shard: u32,
+        states: &[(u32, u8)],
+    ) -> Result<i64, StoreError> {
+        let k = self.job(id);
+        let keys = vec![k.deliveries(shard), k.shard(shard)];
+        let args: Vec<String> = states
+            .iter()
+            .flat_map(|&(pos, code)| [pos.to_string(), code.to_string()])
+            .collect();
+        self.run_script(DELIVERY_LUA, &self.delivery, &keys, &args)
+            .await
+    }
+
+    /// Indexes sent messages by provider and provider message id (value: job id and
+    /// recipient index), for `ttl_seconds`, so any instance can place any receipt.
+    pub async fn index_messages(
+        &self,
+        entries: &[(String, String, String)],
+        ttl_seconds: u64,
+    ) -> Result<(), StoreError> {
+        let cmds: Vec<Cmd> = entries
+            .iter()
+            .map(|(provider, message_id, value)| {
+                let mut c = redis::cmd("SET");
+                c.arg(self.keys.receipt(provider, message_id))
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl_seconds.max(1));
+                c
+            })
+            .collect();
+        for r in self.conn.query_each(&cmds).await? {
+            r.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    /// Looks provider message ids up in the index; answers the stored value of each, if any.
+    pub async fn resolve_messages(
+        &self,
+        provider: &str,
+        message_ids: &[&str],
+    ) -> Result<Vec<Option<String>>, StoreError> {
+        let cmds: Vec<Cmd> = message_ids
+            .iter()
+            .map(|m| {
+                let mut c = redis::cmd("GET");
+                c.arg(self.keys.receipt(provider, m));
+                c
+            })
+            .collect();
+        self.conn
+            .query_each(&cmds)
+            .await?
+            .into_iter()
+            .map(|r| {
+                let v = r.map_err(unavailable)?;
+                redis::from_redis_value::<Option<String>>(v).map_err(unavailable)
+            })
+            .collect()
+    }
+
     /// Every shard's counters, in one round trip.
     pub async fn shard_stats(&self, id: &str, shards: u32) -> Result<Vec<ShardStats>, StoreError> {
         let k = self.job(id);
@@ -379,6 +466,10 @@ impl RedisWork {
                         c => {
                             if let Some(code) = c.strip_prefix('c').and_then(|n| n.parse().ok()) {
                                 st.by_code.insert(code, v);
+                            } else if let Some(code) =
+                                c.strip_prefix('d').and_then(|n| n.parse().ok())
+                            {
+                                st.by_delivery.insert(code, v);
                             }
                         }
                     }
