@@ -71,15 +71,23 @@ impl Outage {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_pauses_while_redis_is_down_and_resumes_when_it_restarts() {
-    outage(Outage::Killed).await;
+    outage(Outage::Killed, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_pauses_while_redis_does_not_answer_and_resumes_when_it_does() {
-    outage(Outage::Stalled).await;
+    outage(Outage::Stalled, false).await;
 }
 
-async fn outage(how: Outage) {
+/// With work sharing the shard leases run out during the outage (1 s here): afterwards the
+/// instance takes its shards again, writing first what it decided before, so nobody is sent
+/// or charged twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_work_pauses_while_redis_is_down_and_resumes_when_it_restarts() {
+    outage(Outage::Killed, true).await;
+}
+
+async fn outage(how: Outage, shared_work: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut redis = RedisServer::start(
         dir.path(),
@@ -94,6 +102,9 @@ async fn outage(how: Outage) {
         c.policy.frequency_caps[0].max = 1;
         c.providers[0].rate_limit_parts_per_second = RATE;
         c.providers[0].burst_parts = 100;
+        c.state.cluster.enabled = shared_work;
+        c.state.cluster.lease_ttl_ms = 1_000;
+        c.state.cluster.poll_ms = 100;
     })
     .await;
     // Ten more contacts than the long job names, for a job submitted as Redis goes away.

@@ -162,6 +162,22 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
     a.release(job, &[0], "a").await.expect("release");
     assert!(b.acquire(job, 0, "b", 300).await.expect("acquire"));
     tokio::time::sleep(Duration::from_millis(450)).await;
+    let unheld = b
+        .commit(
+            job,
+            0,
+            "b",
+            &finals,
+            3,
+            &[update(2, RecipientOutcome::Failed)],
+        )
+        .await
+        .expect("commit");
+    assert_eq!(
+        unheld,
+        CommitAnswer::Unheld,
+        "nobody holds an expired lease"
+    );
     assert!(a
         .acquire(job, 0, "a", 10_000)
         .await

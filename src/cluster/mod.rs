@@ -172,6 +172,44 @@ impl Cluster {
     }
 }
 
+/// Writes shard `k`'s noted outcome changes, if this instance holds its lease. Answers
+/// false when they could not be written and are still waiting.
+async fn flush_shard(c: &Cluster, job: &Job, k: usize) -> bool {
+    let Some(share) = job.share() else {
+        return true;
+    };
+    let updates = share.take_pending(k);
+    if updates.is_empty() {
+        return true;
+    }
+    let now = chrono::Utc::now().timestamp_micros();
+    match c
+        .work
+        .commit(job.id.as_str(), k as u32, &c.me, &c.finals, now, &updates)
+        .await
+    {
+        Ok(CommitAnswer::Written { .. }) => true,
+        Ok(CommitAnswer::LeaseLost) => {
+            tracing::warn!(job = %job.id, shard = k, dropped = updates.len(), "shard lease lost; its new holder decides these recipients again");
+            share.set_owned(k, false);
+            share.forget(k);
+            true
+        }
+        Ok(CommitAnswer::Unheld) => {
+            // The lease ran out (Redis was away): kept until this instance holds it again,
+            // or forgotten if another instance takes it first.
+            share.set_owned(k, false);
+            share.put_back(k, updates);
+            false
+        }
+        Err(e) => {
+            tracing::debug!(job = %job.id, shard = k, error = %e, "outcomes not written yet");
+            share.put_back(k, updates);
+            false
+        }
+    }
+}
+
 /// Codes a recipient outcome really has (the rest decode as pending).
 fn valid_code(c: u8) -> bool {
     RecipientOutcome::from_code(c).to_code() == c
@@ -218,30 +256,10 @@ async fn run(cluster: std::sync::Weak<Cluster>) {
 async fn flush(c: &Cluster) {
     c.flush_index().await;
     let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
-    let now = chrono::Utc::now().timestamp_micros();
     for job in jobs {
         let Some(share) = job.share() else { continue };
         for k in 0..share.shards() {
-            let updates = share.take_pending(k);
-            if updates.is_empty() {
-                continue;
-            }
-            match c
-                .work
-                .commit(job.id.as_str(), k as u32, &c.me, &c.finals, now, &updates)
-                .await
-            {
-                Ok(CommitAnswer::Written { .. }) => {}
-                Ok(CommitAnswer::LeaseLost) => {
-                    tracing::warn!(job = %job.id, shard = k, dropped = updates.len(), "shard lease lost; its new holder decides these recipients again");
-                    share.set_owned(k, false);
-                    share.forget(k);
-                }
-                Err(e) => {
-                    tracing::debug!(job = %job.id, shard = k, error = %e, "outcomes not written yet");
-                    share.put_back(k, updates);
-                }
-            }
+            flush_shard(c, &job, k).await;
         }
         for k in 0..share.shards() {
             let states = share.take_deliveries(k);

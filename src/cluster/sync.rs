@@ -134,6 +134,12 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
                     break;
                 }
             }
+            // What this instance decided while it did not hold the lease (Redis was away)
+            // is written first, so it is not decided a second time.
+            if !super::flush_shard(c, &job, k).await {
+                let _ = c.work.release(job.id.as_str(), &[k as u32], &c.me).await;
+                continue;
+            }
             match c.work.codes(job.id.as_str(), k as u32).await {
                 Ok(codes) => {
                     let resumed_at = job.adopt_shard(k, &codes, c.dispatcher.clock().now());
@@ -187,6 +193,18 @@ pub(super) async fn follow_jobs(c: &Cluster) {
                 continue;
             }
         };
+        // Counts first, then status: the record says completed only once every outcome is
+        // written, so a job never reads completed with counts from before.
+        if let Ok(stats) = c
+            .work
+            .shard_stats(job.id.as_str(), share.shards() as u32)
+            .await
+        {
+            let terminal = control
+                .get("status")
+                .is_some_and(|s| matches!(s.as_str(), "completed" | "cancelled" | "failed"));
+            share.set_shared(&stats, terminal && !share.has_pending());
+        }
         apply_control(c, &job, &control);
         // A job that started here is marked running for everyone.
         let local = job.state();
@@ -197,14 +215,6 @@ pub(super) async fn follow_jobs(c: &Cluster) {
                 .started_at
                 .map(|t| ("started_at", t.timestamp_micros()));
             let _ = c.work.set_status(job.id.as_str(), "running", at).await;
-        }
-        if let Ok(stats) = c
-            .work
-            .shard_stats(job.id.as_str(), share.shards() as u32)
-            .await
-        {
-            let terminal = job.status().is_terminal();
-            share.set_shared(&stats, terminal && !share.has_pending());
         }
         if job.status().is_terminal() && share.counts().is_some_and(|s| s.settled) {
             let _ = c.work.retire(job.id.as_str()).await;

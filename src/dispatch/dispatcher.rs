@@ -536,7 +536,8 @@ impl Inner {
 
     /// Marks a job completed once every recipient has a final outcome and no worker holds it.
     pub fn maybe_complete(&self, job: &Arc<Job>, now: DateTime<Utc>) {
-        if job.remaining() > 0 || job.has_leases() {
+        // A shared job completes in its shared record, once every outcome is written there.
+        if job.remaining() > 0 || job.has_leases() || job.share().is_some() {
             return;
         }
         let done = job.with_state(|st| {

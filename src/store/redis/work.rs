@@ -23,9 +23,12 @@ use crate::store::{OutcomeUpdate, StoreError};
 
 /// KEYS: lease, codes, shard counters, job control. ARGV: holder, a 256-character table of
 /// which codes are final ('1'), now (µs); then per update: position, code, parts, cost.
-/// Answers -1 when the lease is not the caller's, else the job's final count after the call.
+/// Answers -1 when another instance holds the lease, -2 when nobody does, else the job's
+/// final count after the call.
 const COMMIT_LUA: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local holder = redis.call('GET', KEYS[1])
+if not holder then return -2 end
+if holder ~= ARGV[1] then return -1 end
 local finals = ARGV[2]
 local hist, dfin, dseg, dcost = {}, 0, 0, 0
 for j = 4, #ARGV, 4 do
@@ -132,6 +135,8 @@ pub struct ShardStats {
 pub enum CommitAnswer {
     /// The lease is someone else's now: the changes were not written.
     LeaseLost,
+    /// Nobody holds the lease (it ran out): not written; the caller may take it again.
+    Unheld,
     /// Written; the job's count of final recipients afterwards.
     Written { finals: i64 },
 }
@@ -373,10 +378,10 @@ impl RedisWork {
         let v: i64 = self
             .run_script(COMMIT_LUA, &self.commit, &keys, &args)
             .await?;
-        Ok(if v < 0 {
-            CommitAnswer::LeaseLost
-        } else {
-            CommitAnswer::Written { finals: v }
+        Ok(match v {
+            -2 => CommitAnswer::Unheld,
+            v if v < 0 => CommitAnswer::LeaseLost,
+            v => CommitAnswer::Written { finals: v },
         })
     }
 
