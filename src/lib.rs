@@ -13,6 +13,8 @@
 //!   retries; the dispatch journal that makes jobs survive a crash, and the recovery that
 //!   resumes them on start.
 //! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
+//! - [`cluster`]: several instances sharing the work of every job through Redis: published
+//!   jobs, shard leases, fenced outcome writes, shared counts and receipts index.
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs), its
 //!   backends (memory, embedded, Redis), and the cached health of the backend in use.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.

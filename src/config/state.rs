@@ -242,6 +242,29 @@ mod tests {
     }
 
     #[test]
+    fn work_sharing_needs_redis_and_sane_timings() {
+        let mut s = redis(|_| {});
+        s.cluster.enabled = true;
+        let mut errs = Vec::new();
+        validate(&s, &mut errs);
+        assert!(errs.is_empty(), "{errs:?}");
+        s.backend = StateBackend::Embedded;
+        s.cluster.lease_ttl_ms = 10;
+        s.cluster.instance_id = "has space".into();
+        validate(&s, &mut errs);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].starts_with("state.cluster.enabled"), "{errs:?}");
+        let mut env_on = StateConfig::default();
+        apply_env(&mut env_on, &|k| match k {
+            "HERALD_CLUSTER" => Some("1".into()),
+            "HERALD_INSTANCE_ID" => Some(" node-7 ".into()),
+            _ => None,
+        });
+        assert!(env_on.cluster.enabled);
+        assert_eq!(env_on.cluster.instance_id(), "node-7");
+    }
+
+    #[test]
     fn cluster_accepts_seed_lists() {
         let mut errs = Vec::new();
         validate(
