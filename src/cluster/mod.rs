@@ -87,6 +87,14 @@ impl Cluster {
             index_ttl: config.callbacks.index_retention_seconds.max(60),
             stopping: AtomicBool::new(false),
         });
+        for p in config.providers.iter().filter(|p| !p.idempotent) {
+            tracing::warn!(
+                provider = %p.name,
+                "with shared work, messages in flight when an instance dies are sent again by \
+                 the instance taking its shards over; this provider is not marked idempotent, \
+                 so it may get those few twice"
+            );
+        }
         let loaded = sync::load_jobs(&c, true).await?;
         tracing::info!(instance = %c.me, jobs = loaded, "joined the cluster");
         tokio::spawn(run(Arc::downgrade(&c)));
