@@ -24,10 +24,12 @@ use dashmap::DashMap;
 
 use crate::config::{ClusterConfig, Config};
 use crate::dispatch::journal::{audience_chunks, StoredJob};
-use crate::dispatch::{Dispatcher, Job};
+use crate::dispatch::{Dispatcher, Job, SendingMarks};
 use crate::domain::{JobId, RecipientOutcome};
 use crate::links::Tracking;
-use crate::store::{CommitAnswer, PublishedJob, RedisOptions, RedisWork, StoreError};
+use crate::store::{
+    CommitAnswer, OutcomeUpdate, PublishedJob, RedisOptions, RedisWork, StoreError,
+};
 
 /// How often changes are written and leases looked after.
 const TICK: Duration = Duration::from_millis(100);
@@ -87,14 +89,8 @@ impl Cluster {
             index_ttl: config.callbacks.index_retention_seconds.max(60),
             stopping: AtomicBool::new(false),
         });
-        for p in config.providers.iter().filter(|p| !p.idempotent) {
-            tracing::warn!(
-                provider = %p.name,
-                "with shared work, messages in flight when an instance dies are sent again by \
-                 the instance taking its shards over; this provider is not marked idempotent, \
-                 so it may get those few twice"
-            );
-        }
+        c.dispatcher
+            .set_sending_marks(Arc::new(Marks(Arc::downgrade(&c))));
         let loaded = sync::load_jobs(&c, true).await?;
         tracing::info!(instance = %c.me, jobs = loaded, "joined the cluster");
         tokio::spawn(run(Arc::downgrade(&c)));
@@ -283,5 +279,55 @@ async fn flush(c: &Cluster) {
                 share.put_back_deliveries(k, states);
             }
         }
+    }
+}
+
+/// The cluster's `sending` marks, as the dispatcher's workers call them (held weakly: the
+/// cluster holds the dispatcher).
+struct Marks(std::sync::Weak<Cluster>);
+
+#[async_trait::async_trait]
+impl SendingMarks for Marks {
+    async fn mark_sending(&self, job: &Job, indices: &[u32]) -> bool {
+        let (Some(c), Some(share)) = (self.0.upgrade(), job.share()) else {
+            return true;
+        };
+        let mut by_shard: std::collections::BTreeMap<usize, Vec<OutcomeUpdate>> =
+            std::collections::BTreeMap::new();
+        for &i in indices {
+            if let Some((k, pos)) = share.locate(i) {
+                by_shard.entry(k).or_default().push(OutcomeUpdate {
+                    pos,
+                    code: RecipientOutcome::Sending.to_code(),
+                    segments: 0,
+                    cost_micros: 0,
+                });
+            }
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        for (k, marks) in by_shard {
+            // Changes noted earlier go first, so a mark is never overwritten by an older one.
+            let mut updates = share.take_pending(k);
+            let older = updates.len();
+            updates.extend(marks);
+            match c
+                .work
+                .commit(job.id.as_str(), k as u32, &c.me, &c.finals, now, &updates)
+                .await
+            {
+                Ok(CommitAnswer::Written { .. }) => {}
+                Ok(CommitAnswer::LeaseLost) => {
+                    share.set_owned(k, false);
+                    share.forget(k);
+                    return false;
+                }
+                Ok(CommitAnswer::Unheld) | Err(_) => {
+                    updates.truncate(older);
+                    share.put_back(k, updates);
+                    return false;
+                }
+            }
+        }
+        true
     }
 }

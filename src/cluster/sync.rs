@@ -142,7 +142,12 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
             }
             match c.work.codes(job.id.as_str(), k as u32).await {
                 Ok(codes) => {
-                    let resumed_at = job.adopt_shard(k, &codes, c.dispatcher.clock().now());
+                    let resend = c
+                        .dispatcher
+                        .providers()
+                        .get(job.provider)
+                        .is_some_and(|p| p.idempotent);
+                    let resumed_at = job.adopt_shard(k, &codes, resend, c.dispatcher.clock().now());
                     share.set_owned(k, true);
                     mine += 1;
                     tracing::info!(job = %job.id, shard = k, from = resumed_at, "shard taken");

@@ -83,6 +83,8 @@ pub(super) struct Inner {
     pub retry_slots: Arc<tokio::sync::Semaphore>,
     /// Bounds the chunks waiting for their ledger commit.
     pub ledger_slots: Arc<tokio::sync::Semaphore>,
+    /// With shared work: writes `sending` marks for providers that cannot drop repeats.
+    pub sending_marks: std::sync::OnceLock<Arc<dyn super::SendingMarks>>,
 }
 
 /// Retry tasks allowed in flight at once.
@@ -124,6 +126,7 @@ impl Dispatcher {
             receipts: tx,
             retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
             ledger_slots: Arc::new(tokio::sync::Semaphore::new(LEDGER_SLOTS)),
+            sending_marks: std::sync::OnceLock::new(),
         });
         let handles = (0..workers)
             .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
@@ -284,6 +287,11 @@ impl Dispatcher {
     /// Whether a job exists but is still being restored after a restart.
     pub fn is_recovering(&self, id: &JobId) -> bool {
         self.inner.recovering.contains(id)
+    }
+
+    /// Installs the writer of `sending` marks (with shared work; once).
+    pub fn set_sending_marks(&self, marks: Arc<dyn super::SendingMarks>) {
+        let _ = self.inner.sending_marks.set(marks);
     }
 
     /// Wakes idle workers (new work became available, e.g. a shard lease was taken).

@@ -585,7 +585,9 @@ impl Job {
     /// first undecided recipient; anything after it already decided is skipped. Answers
     /// the position it goes on from. Local counters are not corrected: with shared work,
     /// reports read the shared counters.
-    pub fn adopt_shard(&self, k: usize, codes: &[u8], now: DateTime<Utc>) -> usize {
+    /// A message marked `sending` (in flight when its holder died) is sent again when the
+    /// provider drops repeats (`resend`), else it is marked in doubt.
+    pub fn adopt_shard(&self, k: usize, codes: &[u8], resend: bool, now: DateTime<Utc>) -> usize {
         let shard = &self.shards[k];
         let mut first_open = shard.indices.len();
         let mut deferred = Vec::new();
@@ -608,6 +610,9 @@ impl Job {
                         deferred.push(i);
                     }
                     slot.store(code, Relaxed);
+                } else if shared == RecipientOutcome::Sending && !resend {
+                    self.put_code(i, RecipientOutcome::InDoubt.to_code(), 0, 0);
+                    self.remaining.fetch_sub(1, AcqRel);
                 } else {
                     slot.store(RecipientOutcome::Pending.to_code(), Relaxed);
                     first_open = first_open.min(pos);

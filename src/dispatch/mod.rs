@@ -34,4 +34,4 @@ pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, QueueDepths, Tran
 pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;
 pub use rate_limit::PartsLimiter;
-pub use share::{ShardShare, SharedCounts};
+pub use share::{SendingMarks, ShardShare, SharedCounts};

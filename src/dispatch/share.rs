@@ -15,6 +15,15 @@ use parking_lot::Mutex;
 use crate::domain::{Reason, RecipientOutcome};
 use crate::store::{OutcomeUpdate, ShardStats};
 
+/// Writes `sending` marks to the shared record before a chunk goes to a provider that cannot
+/// drop repeated ids: an instance taking the shard over then knows which messages may have
+/// reached the provider and marks them in doubt instead of sending them again.
+#[async_trait::async_trait]
+pub trait SendingMarks: Send + Sync {
+    /// Answers false when the marks could not be written: the chunk must not be sent.
+    async fn mark_sending(&self, job: &super::Job, indices: &[u32]) -> bool;
+}
+
 /// Marks duplicates, which belong to no shard.
 const NO_SHARD: u32 = u32::MAX;
 
@@ -170,6 +179,14 @@ impl ShardShare {
     /// Whether this instance holds the lease on shard `k` (and may take work from it).
     pub fn owns(&self, k: usize) -> bool {
         self.owned[k].load(Ordering::Acquire)
+    }
+
+    /// Recipient `i`'s shard and position in it (`None` for a duplicate).
+    pub fn locate(&self, i: u32) -> Option<(usize, u32)> {
+        match self.loc.get(i as usize) {
+            Some(&(k, pos)) if k != NO_SHARD => Some((k as usize, pos)),
+            _ => None,
+        }
     }
 
     /// Whether this instance holds the shard recipient `i` belongs to.

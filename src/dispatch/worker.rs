@@ -167,6 +167,9 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
     if !journal_sending(inner, job, &metas, &messages, decided_at).await {
         return true;
     }
+    if !mark_sending(inner, job, &metas, &messages, decided_at).await {
+        return true;
+    }
     let outcomes = send(inner, job, &messages).await;
     let (retry_metas, retry_messages, throttle, transient) =
         record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
@@ -258,6 +261,43 @@ async fn journal_sending(
             }
         }
     }
+    for (m, msg) in metas.iter().zip(messages) {
+        job.budget.give_back(message_cost(job, m, msg));
+        job.record_failed(m.index);
+    }
+    let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
+    release_caps(inner, &caps, decided_at).await;
+    false
+}
+
+/// With shared work and a provider that cannot drop repeats: writes the chunk's `sending`
+/// marks to the shared record before it goes out, so an instance taking the shard over after
+/// a crash marks these in doubt rather than sending them again. When the marks cannot be
+/// written the chunk does not go out: its messages fail (caps and budget given back).
+async fn mark_sending(
+    inner: &Inner,
+    job: &Job,
+    metas: &[Meta],
+    messages: &[OutboundMessage],
+    decided_at: DateTime<Utc>,
+) -> bool {
+    let Some(marks) = inner.sending_marks.get() else {
+        return true;
+    };
+    if job.share().is_none() || inner.deps.providers[job.provider].idempotent {
+        return true;
+    }
+    let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=4 {
+        if marks.mark_sending(job, &indices).await {
+            return true;
+        }
+        tracing::debug!(job = %job.id, attempt, "sending marks not written");
+        tokio::time::sleep(delay).await;
+        delay *= 2;
+    }
+    tracing::warn!(job = %job.id, count = indices.len(), "sending marks could not be written; the chunk was not sent");
     for (m, msg) in metas.iter().zip(messages) {
         job.budget.give_back(message_cost(job, m, msg));
         job.record_failed(m.index);

@@ -59,10 +59,30 @@ const RATE: u64 = 6_000;
 /// test short, the mechanism is the same).
 const LEASE_TTL_MS: u64 = 3_000;
 
-fn config(dir: &Path, n: usize, port: u16, provider_url: &str, prefix: &str) -> PathBuf {
+/// What one fleet runs with.
+struct Setup {
+    contacts: usize,
+    /// The provider's limit in parts per second, shared by the fleet.
+    rate: u64,
+    /// Whether the provider drops repeated ids.
+    idempotent: bool,
+}
+
+/// The tests share two cores: one fleet at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn config(
+    dir: &Path,
+    n: usize,
+    port: u16,
+    provider_url: &str,
+    prefix: &str,
+    setup: &Setup,
+) -> PathBuf {
     let contacts = dir.join("contacts.csv");
     if !contacts.exists() {
-        std::fs::write(&contacts, common::contacts_csv(SECOND_JOB)).expect("write the snapshot");
+        std::fs::write(&contacts, common::contacts_csv(setup.contacts))
+            .expect("write the snapshot");
     }
     let text = format!(
         r#"[server]
@@ -116,9 +136,9 @@ url = "{provider_url}"
 batch_size = 200
 max_in_flight = 4
 request_timeout_ms = 2_000
-rate_limit_parts_per_second = {RATE}
+rate_limit_parts_per_second = {rate}
 burst_parts = 200
-idempotent = true
+idempotent = {idempotent}
 callback_secret_envs = ["{CALLBACK_SECRET_ENV}"]
 
 [[prices]]
@@ -130,6 +150,8 @@ unit_micros = 45_000
         data_dir = toml_str(&dir.join(format!("data-{n}"))),
         contacts = toml_str(&contacts),
         redis = redis_support::SHARED_URL,
+        rate = setup.rate,
+        idempotent = setup.idempotent,
     );
     let path = dir.join(format!("herald-{n}.toml"));
     std::fs::write(&path, text).expect("write the config");
@@ -256,6 +278,12 @@ fn max_in_window(arrivals: &mut [Instant], window: Duration) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_a_job_and_survive_losing_one() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let setup = Setup {
+        contacts: SECOND_JOB,
+        rate: RATE,
+        idempotent: true,
+    };
     let prefix = redis_support::unique_prefix();
     let _cleanup = redis_support::Cleanup {
         prefix: prefix.clone(),
@@ -266,7 +294,7 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
     let mut fleet: Vec<Herald> = (0..INSTANCES)
         .map(|n| {
             let port = redis_support::free_port();
-            let cfg = config(dir.path(), n, port, &url, &prefix);
+            let cfg = config(dir.path(), n, port, &url, &prefix, &setup);
             Herald::new(cfg, dir.path().join(format!("herald-{n}.log")), port)
         })
         .collect();
@@ -438,4 +466,68 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
         let status = h.stop().await;
         assert!(status.success(), "herald exited badly: {status}");
     }
+}
+
+/// A provider that cannot drop repeats: what the dead instance had in flight is marked in
+/// doubt by the instance taking its shards over, never sent a second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_never_resends_to_a_provider_without_dedup() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    const RECIPIENTS: usize = 40_000;
+    let setup = Setup {
+        contacts: RECIPIENTS,
+        rate: 4_000,
+        idempotent: false,
+    };
+    let prefix = redis_support::unique_prefix();
+    let _cleanup = redis_support::Cleanup {
+        prefix: prefix.clone(),
+        node_urls: vec![redis_support::SHARED_URL.to_string()],
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (url, received) = recording_provider(11).await;
+    let mut fleet: Vec<Herald> = (0..2)
+        .map(|n| {
+            let port = redis_support::free_port();
+            let cfg = config(dir.path(), n, port, &url, &prefix, &setup);
+            Herald::new(cfg, dir.path().join(format!("herald-{n}.log")), port)
+        })
+        .collect();
+    futures::future::join_all(fleet.iter_mut().map(|h| h.start())).await;
+    let job = submit(&fleet[0], "no-dedup", RECIPIENTS).await;
+    let started = Instant::now();
+    while received.tally().distinct < RECIPIENTS / 3 {
+        assert!(started.elapsed() < COMPLETION_TIMEOUT, "the job stalled");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    fleet[1].sigkill();
+    let view = wait_completed(&fleet[0], &job).await;
+    let sent = count(&view, &["counts", "sent"]);
+    let in_doubt = count(&view, &["counts", "in_doubt"]);
+    let by_id = received.by_id.lock().clone();
+    let twice: Vec<&String> = by_id
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(id, _)| id)
+        .take(5)
+        .collect();
+    println!(
+        "no dedup: sent {sent}, in doubt {in_doubt}, {} distinct ids at the provider",
+        by_id.len()
+    );
+    assert!(twice.is_empty(), "ids the provider got twice: {twice:?}");
+    assert_eq!(sent + in_doubt, RECIPIENTS as u64, "{view:#}");
+    assert!(
+        by_id.len() as u64 >= sent,
+        "every sent message reached the provider"
+    );
+    assert!(
+        by_id.len() as u64 <= sent + in_doubt,
+        "only in-doubt messages may have reached it besides the sent ones"
+    );
+    // In doubt: at most what the dead instance had in flight (workers × batch, a few times over
+    // for the marks written ahead of the rate limiter).
+    assert!(in_doubt <= 4 * 200 * 4, "{in_doubt} in doubt");
+    let status = fleet[0].stop().await;
+    assert!(status.success(), "herald exited badly: {status}");
 }
