@@ -72,6 +72,10 @@ enum Command {
         /// in-memory path the durable one is compared with.
         #[arg(long, alias = "no-ledger")]
         in_memory: bool,
+        /// Keep only one durable part, to see what each costs: `journal` (embedded state and
+        /// dispatch journal, no ledger) or `ledger` (cost ledger, in-memory state, no journal).
+        #[arg(long, value_enum, conflicts_with = "in_memory")]
+        only: Option<DurablePart>,
     },
     /// One job shared by N gateways with work sharing on one Redis (sandbox provider).
     Cluster {
@@ -107,6 +111,13 @@ enum Command {
 
 const KEY: &str = "loadtest-key";
 
+/// One durable part of the dispatch path, measured alone.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum DurablePart {
+    Journal,
+    Ledger,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Command::MockProvider(settings) = cli.command {
@@ -127,7 +138,8 @@ fn main() -> anyhow::Result<()> {
             workers,
             latency_ms,
             in_memory,
-        } => rt.block_on(sandbox(recipients, workers, latency_ms, !in_memory)),
+            only,
+        } => rt.block_on(sandbox(recipients, workers, latency_ms, !in_memory, only)),
         Command::Cluster {
             instances,
             recipients,
@@ -219,15 +231,34 @@ fn bench_config(
     Ok(c)
 }
 
-async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> anyhow::Result<()> {
+async fn sandbox(
+    n: usize,
+    workers: usize,
+    latency_ms: u64,
+    ledger: bool,
+    only: Option<DurablePart>,
+) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id()));
-    let config = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
-    let running = start_gateway(config).await?;
+    let config = |dir: &std::path::Path| -> anyhow::Result<Config> {
+        let mut c = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
+        match only {
+            Some(DurablePart::Journal) => c.ledger.enabled = false,
+            Some(DurablePart::Ledger) => c.state.backend = herald::config::StateBackend::Memory,
+            None => {}
+        }
+        Ok(c)
+    };
+    let running = start_gateway(config(&dir)?).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
     println!(
         "herald sandbox benchmark: {n} recipients, {workers} workers, sandbox latency {latency_ms} ms/call, {}",
-        if ledger { "durable (embedded state, journal and ledger)" } else { "in memory (nothing durable)" }
+        match (ledger, only) {
+            (false, _) => "in memory (nothing durable)",
+            (true, None) => "durable (embedded state, journal and ledger)",
+            (true, Some(DurablePart::Journal)) => "journal only (embedded state and journal, no ledger)",
+            (true, Some(DurablePart::Ledger)) => "ledger only (in-memory state, no journal)",
+        }
     );
 
     let csv = synth::snapshot_csv(n);
@@ -294,12 +325,11 @@ async fn sandbox(n: usize, workers: usize, latency_ms: u64, ledger: bool) -> any
         c["segments"], c["cost_micros"], c["currency"]
     );
     running.stop().await;
-    if ledger {
+    if ledger && only.is_none() {
         // What a restart costs with this job in the journal: the kept snapshot is loaded
         // again and the job planned again from its audience and outcomes.
         let t = Instant::now();
-        let config = bench_config(workers, latency_ms, ledger, &dir.display().to_string())?;
-        let again = start_gateway(config).await?;
+        let again = start_gateway(config(&dir)?).await?;
         let ready = t.elapsed();
         let base = format!("http://{}", again.addr);
         // A finished job is restored in the background after start-up (503 until then).
