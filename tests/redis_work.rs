@@ -154,7 +154,8 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
         a.set_status(job, "running", None).await.expect("status"),
         "completed"
     );
-    a.retire(job).await.expect("retire");
+    // Finished: off the active list, its records kept for one second here.
+    a.retire(job, 1).await.expect("retire");
     assert!(a.active_jobs().await.expect("list").is_empty());
     assert_eq!(a.all_jobs().await.expect("list"), vec![job.to_string()]);
 
@@ -188,6 +189,15 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
     assert_eq!(a.heartbeat("a", now, 1_000).await.expect("beat"), 1);
     assert_eq!(b.heartbeat("b", now, 1_000).await.expect("beat"), 2);
     assert_eq!(b.heartbeat("b", now + 5_000, 1_000).await.expect("beat"), 1);
+
+    // After its retention the finished job's records are gone; the list forgets it.
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(a.load(job).await.expect("load").is_none());
+    assert!(a.shard_stats(job, 2).await.expect("stats")[0]
+        .by_code
+        .is_empty());
+    a.forget(job).await.expect("forget");
+    assert!(a.all_jobs().await.expect("list").is_empty());
 }
 
 #[tokio::test]

@@ -51,6 +51,8 @@ pub struct Cluster {
     index_queue: IndexQueue,
     /// How long a sent message stays in the receipts index.
     index_ttl: u64,
+    /// How long a finished job's records stay in Redis.
+    retention: u64,
     stopping: AtomicBool,
 }
 
@@ -87,6 +89,7 @@ impl Cluster {
             finals,
             index_queue,
             index_ttl: config.callbacks.index_retention_seconds.max(60),
+            retention: cluster.finished_job_retention_seconds,
             stopping: AtomicBool::new(false),
         });
         c.dispatcher

@@ -43,6 +43,8 @@ pub(super) async fn load_jobs(c: &Arc<Cluster>, include_done: bool) -> Result<us
 
 async fn load_one(c: &Arc<Cluster>, id: &JobId) -> anyhow::Result<bool> {
     let Some(published) = c.work.load(id.as_str()).await? else {
+        // Its records expired after their retention: nothing left to report.
+        c.work.forget(id.as_str()).await?;
         return Ok(false);
     };
     let (c2, id2) = (c.clone(), id.clone());
@@ -222,7 +224,7 @@ pub(super) async fn follow_jobs(c: &Cluster) {
             let _ = c.work.set_status(job.id.as_str(), "running", at).await;
         }
         if job.status().is_terminal() && share.counts().is_some_and(|s| s.settled) {
-            let _ = c.work.retire(job.id.as_str()).await;
+            let _ = c.work.retire(job.id.as_str(), c.retention).await;
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct ClusterConfig {
     pub lease_ttl_ms: u64,
     /// How often jobs, statuses and shared counters are read from Redis.
     pub poll_ms: u64,
+    /// How long a finished job's records (audience, outcomes, counts) stay in Redis for
+    /// reports; then they expire.
+    pub finished_job_retention_seconds: u64,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +41,7 @@ impl Default for ClusterConfig {
             instance_id: String::new(),
             lease_ttl_ms: 10_000,
             poll_ms: 500,
+            finished_job_retention_seconds: 30 * 86_400,
         }
     }
 }
@@ -166,6 +170,9 @@ pub(super) fn validate(state: &StateConfig, errs: &mut Vec<String>) {
         }
         if state.cluster.poll_ms == 0 {
             errs.push("state.cluster.poll_ms: must be at least 1".into());
+        }
+        if state.cluster.finished_job_retention_seconds < 60 {
+            errs.push("state.cluster.finished_job_retention_seconds: must be at least 60".into());
         }
         let id = &state.cluster.instance_id;
         if id.len() > 128 || id.chars().any(char::is_whitespace) {

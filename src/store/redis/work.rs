@@ -225,10 +225,37 @@ impl RedisWork {
         Ok(a)
     }
 
-    /// Moves a finished job off the active list.
-    pub async fn retire(&self, id: &str) -> Result<(), StoreError> {
+    /// Moves a finished job off the active list, and lets its records (request, audience,
+    /// outcomes, counts) expire after `retention_seconds`: reports read them until then.
+    pub async fn retire(&self, id: &str, retention_seconds: u64) -> Result<(), StoreError> {
+        let k = self.job(id);
+        let mut pipe = redis::pipe();
+        pipe.hget(k.control(), "shards");
+        pipe.hget(k.control(), "chunks");
+        let (shards, chunks): (Option<u32>, Option<u32>) = self.conn.query(&pipe).await?;
+        let ttl = retention_seconds.clamp(1, i64::MAX as u64) as i64;
+        let mut pipe = redis::pipe();
+        pipe.expire(k.spec(), ttl).ignore();
+        pipe.expire(k.control(), ttl).ignore();
+        for n in 0..chunks.unwrap_or(0) {
+            pipe.expire(k.audience(n), ttl).ignore();
+        }
+        for s in 0..shards.unwrap_or(0) {
+            pipe.expire(k.codes(s), ttl).ignore();
+            pipe.expire(k.shard(s), ttl).ignore();
+            pipe.expire(k.deliveries(s), ttl).ignore();
+        }
+        self.conn.query::<()>(&pipe).await?;
         let mut pipe = redis::pipe();
         pipe.sadd(self.keys.work_done(), id).ignore();
+        pipe.srem(self.keys.work_active(), id).ignore();
+        self.conn.query::<()>(&pipe).await
+    }
+
+    /// Forgets a job whose records are gone (expired after its retention).
+    pub async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.srem(self.keys.work_done(), id).ignore();
         pipe.srem(self.keys.work_active(), id).ignore();
         self.conn.query::<()>(&pipe).await
     }
