@@ -306,3 +306,33 @@ async fn no_redis_at_all_fails_at_connect() {
         "connect",
     );
 }
+
+#[tokio::test]
+async fn a_redis_that_comes_back_empty_is_noticed_and_not_trusted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut server = RedisServer::start(dir.path(), &[]);
+    let prefix = unique_prefix();
+    let a = RedisStore::connect(options(vec![server.url()], false, &prefix))
+        .await
+        .expect("private Redis");
+    let b = RedisStore::connect(options(vec![server.url()], false, &prefix))
+        .await
+        .expect("a second instance");
+    a.ping().await.expect("up");
+    b.ping().await.expect("up");
+
+    // Restarted without persistence: every reservation and key is gone.
+    server.kill();
+    server.restart();
+    for store in [&a, &b] {
+        let err = store.ping().await.expect_err("the data loss is noticed");
+        assert!(err.to_string().contains("lost its data"), "{err}");
+        // And it stays noticed: the first probe after the loss re-created the marker.
+        assert!(store.ping().await.is_err());
+    }
+    // A herald started now (an operator's restart) accepts the Redis as it is.
+    let fresh = RedisStore::connect(options(vec![server.url()], false, &prefix))
+        .await
+        .expect("a restarted instance");
+    fresh.ping().await.expect("up");
+}

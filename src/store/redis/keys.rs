@@ -15,6 +15,7 @@
 //! | `{P:rate:<provider>}:v1:gcra` | string | the provider's GCRA theoretical arrival time (µs) |
 //! | `{P}:v1:work:active`, `{P}:v1:work:done` | set | ids of shared jobs, running or finished |
 //! | `{P}:v1:work:instances` | sorted set | live instance id → heartbeat expiry (ms) |
+//! | `{P}:v1:epoch` | string | data-set marker: a Redis that lost its data lacks it |
 //! | `{P:job:<id>}:v1:spec` | string | a shared job's request (JSON) |
 //! | `{P:job:<id>}:v1:aud:<n>` | string | its audience, LZ4 chunks |
 //! | `{P:job:<id>}:v1:ctl` | hash | status, times, recipients to settle, final so far |
@@ -101,6 +102,11 @@ impl Keys {
             work_done: dir("work:done"),
             work_instances: dir("work:instances"),
         }
+    }
+
+    /// The data-set marker: created once, checked by every health probe.
+    pub(super) fn epoch(&self) -> String {
+        format!("{{{}}}:v1:epoch", self.prefix)
     }
 
     pub(super) fn work_active(&self) -> &str {

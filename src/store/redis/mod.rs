@@ -67,6 +67,10 @@ pub struct RedisStore {
     keys: Keys,
     caps: CapScript,
     cluster: bool,
+    /// The data-set marker this store first saw (see [`RedisStore::ping`]).
+    epoch: parking_lot::Mutex<Option<String>>,
+    /// Set for good once the marker changed: Redis lost its data under this process.
+    lost_data: std::sync::atomic::AtomicBool,
 }
 
 impl RedisStore {
@@ -78,6 +82,8 @@ impl RedisStore {
             keys: Keys::new(&opts.key_prefix),
             caps: CapScript::new(),
             cluster: opts.cluster,
+            epoch: parking_lot::Mutex::new(None),
+            lost_data: std::sync::atomic::AtomicBool::new(false),
         };
         store.ping().await?;
         Ok(store)
@@ -89,6 +95,10 @@ impl RedisStore {
     pub fn round_trips(&self) -> u64 {
         self.conn.round_trips()
     }
+}
+
+fn lost_data_error() -> StoreError {
+    unavailable("Redis lost its data since herald started (restart herald to accept the loss)")
 }
 
 /// A consent value as stored: its two-bit code in decimal.
@@ -105,13 +115,46 @@ fn json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 
 #[async_trait]
 impl StateStore for RedisStore {
-    /// One PING through the pool, bounded by the store's timeout. On a cluster it reaches
-    /// one node, so a cluster missing some masters may still answer it.
+    /// One round trip through the pool, bounded by the store's timeout, that also checks
+    /// Redis still holds the data it held before: a marker key is created once (by whichever
+    /// instance comes first) and must keep its value. A Redis that came back empty (restarted
+    /// without persistence, flushed, failed over to an empty replica) has forgotten cap
+    /// reservations and idempotency keys; sending on would break caps, so from then on the
+    /// store reads as unavailable (dispatch holds, `/readyz` answers 503) until herald is
+    /// restarted, which is how an operator accepts the loss. On a cluster it reaches the
+    /// marker's node only.
     async fn ping(&self) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if self.lost_data.load(Ordering::Acquire) {
+            return Err(lost_data_error());
+        }
+        let candidate = uuid::Uuid::now_v7().simple().to_string();
         let mut pipe = redis::pipe();
-        pipe.cmd("PING");
-        let (_pong,): (String,) = self.conn.query(&pipe).await?;
-        Ok(())
+        pipe.cmd("SET")
+            .arg(self.keys.epoch())
+            .arg(&candidate)
+            .arg("NX")
+            .ignore();
+        pipe.get(self.keys.epoch());
+        let (now,): (Option<String>,) = self.conn.query(&pipe).await?;
+        let now = now.ok_or_else(|| unavailable("the data-set marker could not be read"))?;
+        let mut epoch = self.epoch.lock();
+        match epoch.as_deref() {
+            None => {
+                *epoch = Some(now);
+                Ok(())
+            }
+            Some(seen) if seen == now => Ok(()),
+            Some(_) => {
+                self.lost_data.store(true, Ordering::Release);
+                tracing::error!(
+                    "Redis lost its data (its data-set marker changed): cap reservations and \
+                     idempotency keys taken before are gone; dispatch and intake hold until \
+                     herald is restarted"
+                );
+                Err(lost_data_error())
+            }
+        }
     }
 
     async fn recipient_facts(
