@@ -9,12 +9,12 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde_json::{json, Value};
 
 use herald::config::{Config, DEFAULT_TOML};
 
-use crate::{bench_config, start_gateway, synth, wait_completed, KEY};
+use crate::{bench_config, start_gateway, submit_ndjson, synth, wait_completed, KEY};
 
 /// What to run.
 pub struct Settings {
@@ -73,18 +73,7 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         "template": {"body": "Hi {{first_name}}, 20% off in {{city}} tonight only"}});
     let body = synth::ndjson_job(&head, s.recipients);
     let t = Instant::now();
-    let r = http
-        .post(format!("{}/v1/jobs", bases[0]))
-        .bearer_auth(KEY)
-        .header("content-type", "application/x-ndjson")
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("job rejected: {}", r.text().await?);
-    }
-    let job: Value = r.json().await?;
-    let id = job["id"].as_str().context("job id")?.to_string();
+    let id = submit_ndjson(&http, &bases[0], reqwest::Body::wrap_stream(body)).await?;
     println!(
         "intake: {} recipients accepted and published in {:.2}s",
         s.recipients,

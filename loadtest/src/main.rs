@@ -167,6 +167,26 @@ fn main() -> anyhow::Result<()> {
 
 /// Builds a gateway from `config` on the system clock and serves it on loopback in this
 /// process: the one way every subcommand starts herald.
+/// `POST /v1/jobs` with an NDJSON body (usually streamed); answers the new job's id.
+pub(crate) async fn submit_ndjson(
+    http: &reqwest::Client,
+    base: &str,
+    body: reqwest::Body,
+) -> anyhow::Result<String> {
+    let r = http
+        .post(format!("{base}/v1/jobs"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await?;
+    if !r.status().is_success() {
+        bail!("job rejected: {}", r.text().await?);
+    }
+    let job: Value = r.json().await?;
+    Ok(job["id"].as_str().context("job id")?.to_string())
+}
+
 /// `GET /v1/jobs/{id}` on the gateway at `base`.
 pub(crate) async fn get_job(http: &reqwest::Client, base: &str, id: &str) -> anyhow::Result<Value> {
     Ok(http
@@ -283,19 +303,8 @@ async fn sandbox(
         "template": {"body": "Hi {{first_name}}, 20% off in {{city}} tonight only"}});
     let body = synth::ndjson_job(&head, n);
     let t = Instant::now();
-    let r = http
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth(KEY)
-        .header("content-type", "application/x-ndjson")
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("job rejected: {}", r.text().await?);
-    }
-    let job: Value = r.json().await?;
+    let id = submit_ndjson(&http, &base, reqwest::Body::wrap_stream(body)).await?;
     let intake = t.elapsed();
-    let id = job["id"].as_str().context("job id")?.to_string();
     println!(
         "intake: {n} recipients streamed in {:.2}s ({:.0} recipients/s)",
         intake.as_secs_f64(),

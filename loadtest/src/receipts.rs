@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use herald::callbacks::signature::sign;
 use herald::config::Secret;
@@ -64,18 +64,8 @@ pub async fn run(s: Settings) -> anyhow::Result<()> {
         .error_for_status()?;
     let head = json!({"campaign_id": "receipts", "channel": "sms", "purpose": "marketing",
         "template": {"body": "Hi {{first_name}}, 20% off in {{city}} tonight only"}});
-    let r = http
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth(KEY)
-        .header("content-type", "application/x-ndjson")
-        .body(reqwest::Body::wrap_stream(synth::ndjson_job(&head, n)))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("job rejected: {}", r.text().await?);
-    }
-    let job: Value = r.json().await?;
-    let id = job["id"].as_str().context("job id")?.to_string();
+    let body = reqwest::Body::wrap_stream(synth::ndjson_job(&head, n));
+    let id = crate::submit_ndjson(&http, &base, body).await?;
     let t = Instant::now();
     let j = crate::wait_completed(&http, &base, &id).await?;
     println!(

@@ -307,20 +307,9 @@ async fn drive(
     let ib = intake.clone();
     let body = pop.ndjson_job(&head, move |n| ib.inc(n));
     let t = Instant::now();
-    let r = http
-        .post(format!("{base}/v1/jobs"))
-        .bearer_auth(KEY)
-        .header("content-type", "application/x-ndjson")
-        .body(reqwest::Body::wrap_stream(body))
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("job rejected: {}", r.text().await?);
-    }
-    let job: Value = r.json().await?;
+    let id = crate::submit_ndjson(http, base, reqwest::Body::wrap_stream(body)).await?;
     let intake_time = t.elapsed();
     intake.finish_with_message(format!("in {:.1} s", intake_time.as_secs_f64()));
-    let id = job["id"].as_str().context("job id")?.to_string();
 
     // Dispatch, watched until the job completes.
     let send = bar(

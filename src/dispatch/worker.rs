@@ -261,13 +261,25 @@ async fn journal_sending(
             }
         }
     }
+    fail_unsent(inner, job, metas, messages, decided_at).await;
+    false
+}
+
+/// Fails a chunk that must not go out unrecorded: its messages count as failed, their
+/// budget and cap reservations are given back.
+async fn fail_unsent(
+    inner: &Inner,
+    job: &Job,
+    metas: &[Meta],
+    messages: &[OutboundMessage],
+    decided_at: DateTime<Utc>,
+) {
     for (m, msg) in metas.iter().zip(messages) {
         job.budget.give_back(message_cost(job, m, msg));
         job.record_failed(m.index);
     }
     let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
     release_caps(inner, &caps, decided_at).await;
-    false
 }
 
 /// With shared work and a provider that cannot drop repeats: writes the chunk's `sending`
@@ -298,12 +310,7 @@ async fn mark_sending(
         delay *= 2;
     }
     tracing::warn!(job = %job.id, count = indices.len(), "sending marks could not be written; the chunk was not sent");
-    for (m, msg) in metas.iter().zip(messages) {
-        job.budget.give_back(message_cost(job, m, msg));
-        job.record_failed(m.index);
-    }
-    let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
-    release_caps(inner, &caps, decided_at).await;
+    fail_unsent(inner, job, metas, messages, decided_at).await;
     false
 }
 

@@ -158,6 +158,42 @@ unit_micros = 45_000
     path
 }
 
+/// Herald processes sharing one Redis prefix and one recording provider.
+struct Fleet {
+    /// Declared first: the processes are killed before their keys and files go.
+    instances: Vec<Herald>,
+    received: Arc<Received>,
+    _cleanup: redis_support::Cleanup,
+    _dir: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts `n` instances together (each loads the snapshot) and waits until all are ready.
+    async fn start(n: usize, seed: u64, setup: &Setup) -> Fleet {
+        let prefix = redis_support::unique_prefix();
+        let cleanup = redis_support::Cleanup {
+            prefix: prefix.clone(),
+            node_urls: vec![redis_support::SHARED_URL.to_string()],
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, received) = recording_provider(seed).await;
+        let mut instances: Vec<Herald> = (0..n)
+            .map(|k| {
+                let port = redis_support::free_port();
+                let cfg = config(dir.path(), k, port, &url, &prefix, setup);
+                Herald::new(cfg, dir.path().join(format!("herald-{k}.log")), port)
+            })
+            .collect();
+        futures::future::join_all(instances.iter_mut().map(|h| h.start())).await;
+        Fleet {
+            instances,
+            received,
+            _cleanup: cleanup,
+            _dir: dir,
+        }
+    }
+}
+
 fn toml_str(p: &Path) -> String {
     toml::Value::String(p.display().to_string()).to_string()
 }
@@ -284,22 +320,9 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
         rate: RATE,
         idempotent: true,
     };
-    let prefix = redis_support::unique_prefix();
-    let _cleanup = redis_support::Cleanup {
-        prefix: prefix.clone(),
-        node_urls: vec![redis_support::SHARED_URL.to_string()],
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (url, received) = recording_provider(7).await;
-    let mut fleet: Vec<Herald> = (0..INSTANCES)
-        .map(|n| {
-            let port = redis_support::free_port();
-            let cfg = config(dir.path(), n, port, &url, &prefix, &setup);
-            Herald::new(cfg, dir.path().join(format!("herald-{n}.log")), port)
-        })
-        .collect();
-    // Started together: each loads the 300,000-contact snapshot.
-    futures::future::join_all(fleet.iter_mut().map(|h| h.start())).await;
+    let mut fleet = Fleet::start(INSTANCES, 7, &setup).await;
+    let received = fleet.received.clone();
+    let fleet = &mut fleet.instances;
 
     // The first job, submitted to instance 0, read back from instance 1.
     let first = submit(&fleet[0], "cluster-first", FIRST_JOB).await;
@@ -336,12 +359,10 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
         killed_at.elapsed()
     );
 
-    // Every instance still up reports the same figures.
+    // Every instance still up reports the same figures (each learns of the completion at its
+    // next read of the job's record).
     let eligible = (SECOND_JOB - FIRST_JOB) as u64;
-    let (_, other) = fleet[1]
-        .get(&format!("/v1/jobs/{second}"))
-        .await
-        .expect("read the job on instance 1");
+    let other = wait_completed(&fleet[1], &second).await;
     for v in [&view, &other] {
         assert_eq!(v["status"], "completed", "{v:#}");
         assert_eq!(count(v, &["counts", "sent"]), eligible, "{v:#}");
@@ -479,21 +500,9 @@ async fn a_takeover_never_resends_to_a_provider_without_dedup() {
         rate: 4_000,
         idempotent: false,
     };
-    let prefix = redis_support::unique_prefix();
-    let _cleanup = redis_support::Cleanup {
-        prefix: prefix.clone(),
-        node_urls: vec![redis_support::SHARED_URL.to_string()],
-    };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (url, received) = recording_provider(11).await;
-    let mut fleet: Vec<Herald> = (0..2)
-        .map(|n| {
-            let port = redis_support::free_port();
-            let cfg = config(dir.path(), n, port, &url, &prefix, &setup);
-            Herald::new(cfg, dir.path().join(format!("herald-{n}.log")), port)
-        })
-        .collect();
-    futures::future::join_all(fleet.iter_mut().map(|h| h.start())).await;
+    let mut fleet = Fleet::start(2, 11, &setup).await;
+    let received = fleet.received.clone();
+    let fleet = &mut fleet.instances;
     let job = submit(&fleet[0], "no-dedup", RECIPIENTS).await;
     let started = Instant::now();
     while received.tally().distinct < RECIPIENTS / 3 {
