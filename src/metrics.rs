@@ -84,6 +84,12 @@ pub const SNAPSHOT_MAX_AGE: &str = "herald_snapshot_max_age_seconds";
 pub const SNAPSHOT_CONTACTS: &str = "herald_snapshot_contacts";
 /// 1 while the state backend answers its health probe, 0 during an outage.
 pub const STATE_BACKEND_UP: &str = "herald_state_backend_up";
+/// With shared work: instances alive at the last heartbeat.
+pub const CLUSTER_INSTANCES: &str = "herald_cluster_instances";
+/// With shared work: shard leases this instance holds on unfinished jobs.
+pub const CLUSTER_SHARDS_HELD: &str = "herald_cluster_shards_held";
+/// With shared work: outcome changes decided here and not yet written to Redis.
+pub const CLUSTER_OUTCOMES_UNWRITTEN: &str = "herald_cluster_outcomes_unwritten";
 /// Per job (running, or finished within the last hour): always 1, labels describe the job.
 pub const JOB_INFO: &str = "herald_job_info";
 /// Per job: 1 for its current status, 0 for the others.
@@ -220,6 +226,9 @@ pub const DECLARED: &[Declared] = &[
     gauge(SNAPSHOT_MAX_AGE, "Snapshot age past which jobs refuse to dispatch.", &[]),
     gauge(SNAPSHOT_CONTACTS, "Contacts in the contact snapshot.", &[]),
     gauge(STATE_BACKEND_UP, "1 while the state backend answers, 0 while it does not (dispatch holds its jobs and intake answers 503).", &[]),
+    gauge(CLUSTER_INSTANCES, "With shared work: herald instances alive at this instance's last heartbeat.", &[]),
+    gauge(CLUSTER_SHARDS_HELD, "With shared work: shard leases this instance holds on unfinished jobs.", &[]),
+    gauge(CLUSTER_OUTCOMES_UNWRITTEN, "With shared work: recipient outcomes decided here and not yet written to Redis (grows while Redis is away).", &[]),
     gauge(JOB_INFO, "Always 1 for each job that is running or finished within the last hour; labels describe it.", &[JOB, CAMPAIGN, CHANNEL, PURPOSE, PROVIDER]),
     gauge(JOB_STATUS, "1 for the job's current status, 0 for the others.", &[JOB, CAMPAIGN, STATUS]),
     gauge(JOB_AUDIENCE, "Recipients in the job's audience, duplicates included.", &[JOB, CAMPAIGN]),

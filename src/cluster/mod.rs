@@ -54,6 +54,16 @@ pub struct Cluster {
     /// How long a finished job's records stay in Redis.
     retention: u64,
     stopping: AtomicBool,
+    /// Instances alive at the last heartbeat.
+    live: std::sync::atomic::AtomicUsize,
+}
+
+/// What this instance sees of the cluster, for its metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub instances: usize,
+    pub shards_held: usize,
+    pub outcomes_unwritten: usize,
 }
 
 impl Cluster {
@@ -91,6 +101,7 @@ impl Cluster {
             index_ttl: config.callbacks.index_retention_seconds.max(60),
             retention: cluster.finished_job_retention_seconds,
             stopping: AtomicBool::new(false),
+            live: std::sync::atomic::AtomicUsize::new(1),
         });
         c.dispatcher
             .set_sending_marks(Arc::new(Marks(Arc::downgrade(&c))));
@@ -98,6 +109,25 @@ impl Cluster {
         tracing::info!(instance = %c.me, jobs = loaded, "joined the cluster");
         tokio::spawn(run(Arc::downgrade(&c)));
         Ok(c)
+    }
+
+    /// Live instances, shards held here and outcomes not written yet.
+    pub fn seen(&self) -> Seen {
+        let mut seen = Seen {
+            instances: self.live.load(Ordering::Relaxed),
+            shards_held: 0,
+            outcomes_unwritten: 0,
+        };
+        for entry in self.jobs.iter() {
+            let job = entry.value();
+            if let Some(share) = job.share() {
+                if !job.status().is_terminal() {
+                    seen.shards_held += share.owned_shards().len();
+                }
+                seen.outcomes_unwritten += share.pending_len();
+            }
+        }
+        seen
     }
 
     /// This instance's id in leases.
@@ -243,7 +273,10 @@ async fn run(cluster: std::sync::Weak<Cluster>) {
                 .heartbeat(&c.me, now_ms, c.lease_ttl.as_millis() as u64)
                 .await
             {
-                Ok(n) => live = n.max(1),
+                Ok(n) => {
+                    live = n.max(1);
+                    c.live.store(live, Ordering::Relaxed);
+                }
                 Err(e) => tracing::debug!(error = %e, "cluster heartbeat failed"),
             }
             sync::look_after_leases(&c, live).await;

@@ -264,6 +264,11 @@ impl ShardShare {
         self.pending[k].lock().clear();
     }
 
+    /// How many outcome changes wait to be written, over every shard.
+    pub fn pending_len(&self) -> usize {
+        self.pending.iter().map(|p| p.lock().len()).sum()
+    }
+
     /// Whether any shard has changes waiting to be written.
     pub fn has_pending(&self) -> bool {
         self.pending.iter().any(|p| !p.lock().is_empty())

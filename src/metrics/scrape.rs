@@ -38,6 +38,12 @@ pub fn observe(state: &AppState) {
     gauge!(BUILD_INFO, VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
     observe_snapshot(state, now);
     gauge!(STATE_BACKEND_UP).set(if state.state_health.is_up() { 1.0 } else { 0.0 });
+    if let Some(cluster) = &state.cluster {
+        let seen = cluster.seen();
+        gauge!(CLUSTER_INSTANCES).set(seen.instances as f64);
+        gauge!(CLUSTER_SHARDS_HELD).set(seen.shards_held as f64);
+        gauge!(CLUSTER_OUTCOMES_UNWRITTEN).set(seen.outcomes_unwritten as f64);
+    }
     let depths = state.dispatcher.queue_depths();
     gauge!(RETRY_TASKS).set(depths.retry_tasks as f64);
     gauge!(RECEIPT_QUEUE).set(depths.receipt_batches as f64);

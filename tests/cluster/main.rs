@@ -537,6 +537,38 @@ async fn a_takeover_never_resends_to_a_provider_without_dedup() {
     // In doubt: at most what the dead instance had in flight (workers × batch, a few times over
     // for the marks written ahead of the rate limiter).
     assert!(in_doubt <= 4 * 200 * 4, "{in_doubt} in doubt");
+
+    // Ops see the fleet shrink and nothing left unwritten.
+    let started = Instant::now();
+    loop {
+        let metrics = fleet[0]
+            .http
+            .get(fleet[0].url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text");
+        let has = |line: &str| metrics.lines().any(|l| l == line);
+        if has("herald_cluster_instances 1") && has("herald_cluster_outcomes_unwritten 0") {
+            assert!(
+                has("herald_cluster_shards_held 0"),
+                "a finished job holds no shard"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "cluster gauges: {}",
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("herald_cluster"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let status = fleet[0].stop().await;
     assert!(status.success(), "herald exited badly: {status}");
 }
