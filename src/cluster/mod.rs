@@ -130,11 +130,6 @@ impl Cluster {
         seen
     }
 
-    /// This instance's id in leases.
-    pub fn instance(&self) -> &str {
-        &self.me
-    }
-
     /// Publishes a newly accepted job for every instance (before it is acknowledged), and
     /// makes this instance's copy share its shards.
     pub async fn publish(&self, job: &Arc<Job>) -> Result<(), StoreError> {
@@ -192,10 +187,7 @@ impl Cluster {
         flush(self).await;
         for entry in self.jobs.iter() {
             if let Some(share) = entry.value().share() {
-                let owned = share.owned_shards();
-                for &k in &owned {
-                    share.set_owned(k as usize, false);
-                }
+                let owned = share.disown_all();
                 if let Err(e) = self
                     .work
                     .release(entry.key().as_str(), &owned, &self.me)

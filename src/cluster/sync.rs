@@ -76,10 +76,10 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
         let owned = share.owned_shards();
         if status.is_terminal() {
             if !owned.is_empty() && !share.has_pending() {
-                for &k in &owned {
-                    share.set_owned(k as usize, false);
-                }
-                let _ = c.work.release(job.id.as_str(), &owned, &c.me).await;
+                let _ = c
+                    .work
+                    .release(job.id.as_str(), &share.disown_all(), &c.me)
+                    .await;
             }
             continue;
         }
@@ -97,9 +97,7 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
                 // Without Redis nothing is sent anyway (no cap or rate decision); once the
                 // leases may have run out, this instance stops taking work from them.
                 if share.renewed_ago() > c.lease_ttl.mul_f32(0.8) {
-                    for &k in &owned {
-                        share.set_owned(k as usize, false);
-                    }
+                    share.disown_all();
                 }
                 tracing::debug!(job = %job.id, error = %e, "leases not renewed");
                 continue;

@@ -494,13 +494,14 @@ impl Job {
             .delivery
             .apply(i, update, &self.counters, self.clock.now());
         if effect == ReceiptEffect::Applied {
-            if let (Some(notes), Some(state)) = (self.delivery_notes.get(), self.delivery.state(i))
-            {
-                notes.note(&self.id, i, state.code());
-            }
-            if let (Some(share), Some(state)) = (self.share.get(), self.delivery.state(i)) {
-                if state != super::DeliveryState::Unknown {
-                    share.note_delivery(i, state.code());
+            if let Some(state) = self.delivery.state(i) {
+                if let Some(notes) = self.delivery_notes.get() {
+                    notes.note(&self.id, i, state.code());
+                }
+                if let Some(share) = self.share.get() {
+                    if state != super::DeliveryState::Unknown {
+                        share.note_delivery(i, state.code());
+                    }
                 }
             }
         }

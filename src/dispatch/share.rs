@@ -171,11 +171,6 @@ impl ShardShare {
         self.owned.len()
     }
 
-    /// How many recipients shard `k` holds.
-    pub fn shard_len(&self, k: usize) -> u32 {
-        self.lens[k]
-    }
-
     /// Whether this instance holds the lease on shard `k` (and may take work from it).
     pub fn owns(&self, k: usize) -> bool {
         self.owned[k].load(Ordering::Acquire)
@@ -200,6 +195,16 @@ impl ShardShare {
     /// Records that the lease on shard `k` was won or lost.
     pub fn set_owned(&self, k: usize, owned: bool) {
         self.owned[k].store(owned, Ordering::Release);
+    }
+
+    /// Gives up every shard this instance holds (locally); answers which they were, for
+    /// releasing their leases in Redis.
+    pub fn disown_all(&self) -> Vec<u32> {
+        let owned = self.owned_shards();
+        for &k in &owned {
+            self.set_owned(k as usize, false);
+        }
+        owned
     }
 
     /// Shards this instance holds.

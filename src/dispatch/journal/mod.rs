@@ -81,11 +81,7 @@ impl StoredJob {
 pub fn decode_audience(chunks: &[Vec<u8>], expected: u64) -> Result<Audience, JournalError> {
     let mut builder = AudienceBuilder::new();
     for chunk in chunks {
-        codec::decode_audience_chunk(chunk, |cid, phone, vars| {
-            builder
-                .push(cid, phone, vars)
-                .map_err(|_| codec::CodecError("recipient"))
-        })?;
+        push_audience_chunk(&mut builder, chunk)?;
     }
     if builder.len() as u64 != expected {
         return Err(JournalError::Db(format!(
@@ -94,6 +90,16 @@ pub fn decode_audience(chunks: &[Vec<u8>], expected: u64) -> Result<Audience, Jo
         )));
     }
     Ok(builder.finish())
+}
+
+/// Adds the recipients of one stored audience chunk.
+fn push_audience_chunk(builder: &mut AudienceBuilder, chunk: &[u8]) -> Result<(), JournalError> {
+    codec::decode_audience_chunk(chunk, |cid, phone, vars| {
+        builder
+            .push(cid, phone, vars)
+            .map_err(|_| codec::CodecError("recipient"))
+    })?;
+    Ok(())
 }
 
 /// The mutable part of a job, written on every status change.
@@ -283,11 +289,6 @@ impl Journal {
         })
     }
 
-    /// Reads every job back, oldest first. Blocking: run it off the async runtime.
-    pub fn load(&self) -> Result<Vec<RecoveredJob>, JournalError> {
-        self.load_where(|_| true)
-    }
-
     /// The ids of the stored jobs whose control record satisfies `keep` (a job without one
     /// is offered as `None`).
     pub fn job_ids_where(
@@ -339,11 +340,7 @@ impl Journal {
                 .map_err(db_err)?
             {
                 let (_, bytes) = chunk.map_err(db_err)?;
-                codec::decode_audience_chunk(bytes.value(), |cid, phone, vars| {
-                    builder
-                        .push(cid, phone, vars)
-                        .map_err(|_| codec::CodecError("recipient"))
-                })?;
+                push_audience_chunk(&mut builder, bytes.value())?;
             }
             if builder.len() as u64 != stored.audience_len {
                 tracing::error!(job = %id, stored = builder.len(), expected = stored.audience_len, "audience incomplete; the job is not recovered");
@@ -518,7 +515,7 @@ mod tests {
 
         // Reopened, as after a crash.
         let journal = Journal::open(Ledger::open_path(&path).unwrap()).unwrap();
-        let jobs = journal.load().unwrap();
+        let jobs = journal.load_where(|_| true).unwrap();
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];
         assert_eq!(job.stored.id, id);
@@ -536,6 +533,6 @@ mod tests {
             .wait()
             .await
             .unwrap();
-        assert_eq!(journal.load().unwrap()[0].settled.len(), 2);
+        assert_eq!(journal.load_where(|_| true).unwrap()[0].settled.len(), 2);
     }
 }
