@@ -117,8 +117,8 @@ pub async fn build_with_clock(
                 .context("connecting to the Redis state backend")?,
         ),
     };
-    let ledger =
-        Ledger::open(db).with_context(|| format!("opening the ledger in {}", db_path.display()))?;
+    let ledger = Ledger::open(db, &crate::ledger::store::wal_dir_for(&db_path))
+        .with_context(|| format!("opening the ledger in {}", db_path.display()))?;
     // Dispatch is as durable as the state: with embedded (or Redis) state, the jobs this
     // instance accepted survive its restart. With memory state nothing does.
     // With shared work, jobs and outcomes live in Redis, not in one instance's journal.

@@ -84,8 +84,7 @@ fn main() -> anyhow::Result<()> {
             if !path.exists() {
                 anyhow::bail!("no ledger at {}", path.display());
             }
-            let db = redb::Database::open(&path)?;
-            match herald::ledger::store::verify_db(&db) {
+            match herald::ledger::store::verify_path(&path) {
                 Ok(report) => {
                     println!(
                         "ledger intact: {} entries, head hash {}",

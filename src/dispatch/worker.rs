@@ -19,7 +19,7 @@ use super::journal::codec::{SendingItem, SettledItem, Settlement};
 use super::journal::{Journal, JournalError};
 use super::retry;
 use crate::domain::{JobStatus, MessageId};
-use crate::ledger::{EntryKind, Ledger, NewEntry};
+use crate::ledger::{EntryBatch, EntryBatchBuilder, EntryKind, EntryRef, Ledger, NewEntry};
 use crate::metrics;
 use crate::policy::{Decision, PolicyInput, PolicyRunner};
 use crate::provider::{DeliveryStatus, OutboundMessage, SendOutcome};
@@ -402,7 +402,11 @@ async fn record_outcomes(
         (Vec::new(), Vec::new(), Duration::ZERO);
     let mut transient = 0usize;
     let mut sent: Vec<(u32, u32, i64)> = Vec::new();
-    let mut entries = Vec::new();
+    let mut entries = EntryBatchBuilder::with_capacity(match inner.deps.ledger {
+        Some(_) => metas.len(),
+        None => 0,
+    });
+    let mut id_text = [0u8; 36];
     let journaled = inner.deps.journal.is_some();
     let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
@@ -414,10 +418,22 @@ async fn record_outcomes(
                 let unit = job.prices.unit_price(meta.region);
                 let cost = unit.times(message.parts);
                 if inner.deps.ledger.is_some() {
-                    let mut entry =
-                        ledger_entry(job, slot.provider.name(), &meta, &message, unit, cost, now);
-                    entry.provider_message_id = Some(provider_message_id.clone());
-                    entries.push(entry);
+                    entries.push(&EntryRef {
+                        kind: EntryKind::Charge,
+                        message_id: message.id.write_str(&mut id_text),
+                        job_id: job.id.as_str(),
+                        campaign_id: &job.spec.campaign_id,
+                        channel: job.spec.channel,
+                        provider: slot.provider.name(),
+                        country: meta.region.as_str(),
+                        parts: message.parts,
+                        unit_price_micros: unit,
+                        cost_micros: cost,
+                        currency: job.currency,
+                        at: now,
+                        references: None,
+                        provider_message_id: Some(&provider_message_id),
+                    });
                 }
                 if journaled {
                     settled.push(SettledItem {
@@ -479,6 +495,7 @@ async fn record_outcomes(
             journal: inner.deps.journal.clone(),
         };
         let job = job.clone();
+        let entries = entries.finish();
         tokio::spawn(async move {
             durable.settle(&job, settled, entries).await;
             for (index, parts, cost) in sent {
@@ -548,7 +565,7 @@ async fn retry(
                     ledger: None,
                     journal: inner.deps.journal.clone(),
                 };
-                durable.settle(job, failed, Vec::new()).await;
+                durable.settle(job, failed, EntryBatch::empty()).await;
             }
             for (m, msg) in metas.iter().zip(&messages) {
                 job.budget.give_back(message_cost(job, m, msg));
@@ -582,33 +599,6 @@ fn message_cost(job: &Job, meta: &Meta, message: &OutboundMessage) -> i64 {
     job.prices.unit_price(meta.region).times(message.parts).0
 }
 
-fn ledger_entry(
-    job: &Job,
-    provider: &str,
-    meta: &Meta,
-    message: &OutboundMessage,
-    unit: crate::domain::Micros,
-    cost: crate::domain::Micros,
-    at: DateTime<Utc>,
-) -> NewEntry {
-    NewEntry {
-        kind: EntryKind::Charge,
-        message_id: message.id.to_string(),
-        job_id: job.id.to_string(),
-        campaign_id: job.spec.campaign_id.clone(),
-        channel: job.spec.channel,
-        provider: provider.to_string(),
-        country: meta.region.as_str().to_string(),
-        parts: message.parts,
-        unit_price_micros: unit,
-        cost_micros: cost,
-        currency: job.currency,
-        at,
-        references: None,
-        provider_message_id: None,
-    }
-}
-
 /// Settles in-doubt messages when a receipt proves they reached the provider.
 pub(super) struct Settler(pub std::sync::Weak<Inner>);
 
@@ -634,7 +624,7 @@ impl InDoubtSettler for Settler {
             provider_message_id: message_id.to_string(),
         }];
         let entries = match inner.deps.ledger {
-            Some(_) => vec![NewEntry {
+            Some(_) => EntryBatch::of(&[NewEntry {
                 kind: EntryKind::Charge,
                 message_id: message_id.to_string(),
                 job_id: job.id.to_string(),
@@ -649,8 +639,8 @@ impl InDoubtSettler for Settler {
                 at: inner.deps.clock.now(),
                 references: None,
                 provider_message_id: Some(message_id.to_string()),
-            }],
-            None => Vec::new(),
+            }]),
+            None => EntryBatch::empty(),
         };
         let durable = Durable {
             ledger: inner.deps.ledger.clone(),
@@ -685,16 +675,15 @@ struct Durable {
 impl Durable {
     /// Writes the answers and charges, retrying a failing disk a few times; the sends already
     /// happened, so they must not be dropped silently.
-    async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: Vec<NewEntry>) {
-        let entries: Arc<[NewEntry]> = entries.into();
+    async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: EntryBatch) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             let result = match (&self.journal, &self.ledger) {
-                (Some(journal), _) => match journal.settle(&job.id, &settled, entries.clone()) {
+                (Some(journal), _) => match journal.settle(&job.id, &settled, &entries) {
                     Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                     Err(e) => Err(e),
                 },
-                (None, Some(ledger)) => match ledger.commit(entries.clone(), Vec::new()) {
+                (None, Some(ledger)) => match ledger.commit(&entries, Vec::new()) {
                     Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                     Err(e) => Err(e.into()),
                 },

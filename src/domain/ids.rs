@@ -58,6 +58,13 @@ impl MessageId {
     pub fn as_u128(self) -> u128 {
         self.0
     }
+
+    /// The id's text, as `Display` writes it, in `buf`: for hot paths that must not allocate.
+    pub fn write_str(self, buf: &mut [u8; 36]) -> &str {
+        buf[..4].copy_from_slice(b"msg_");
+        let _ = hex::encode_to_slice(self.0.to_be_bytes(), &mut buf[4..]);
+        std::str::from_utf8(buf).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for MessageId {
@@ -90,6 +97,15 @@ mod tests {
         assert_ne!(a, MessageId::derive(&job, "c2", Channel::Sms));
         assert_ne!(a, MessageId::derive(&job, "c1", Channel::Email));
         assert_ne!(a, MessageId::derive(&JobId::generate(), "c1", Channel::Sms));
+    }
+
+    #[test]
+    fn message_id_text_without_allocating_matches_display() {
+        let mut buf = [0u8; 36];
+        for n in [0u128, 1, 0xabc, u128::MAX, 1 << 100] {
+            let id = MessageId(n);
+            assert_eq!(id.write_str(&mut buf), id.to_string());
+        }
     }
 
     #[test]

@@ -1,4 +1,13 @@
-//! The stored form of one group commit's entries: a compact binary block, LZ4-compressed.
+//! The stored form of one group commit's entries.
+//!
+//! Blocks written now are `hb2` blocks: a header with the first entry's sequence number and
+//! the hash before it, then one segment per caller's batch: its canonical rows as the caller
+//! packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and previous
+//! hashes follow from the position, so they are not stored per entry.
+//! `hb2:` layout (little-endian): `u64 first_seq, [32] prev_hash, u32 segments, segment*`,
+//! a segment being `u32 count, u8 packing, u32 len, packed rows, [32]×count hashes`.
+//!
+//! Earlier blocks (`hb1`, form 1 entries) are still read; they are described below.
 //!
 //! The block's strings that repeat from entry to entry (job, campaign, channel, provider,
 //! country, currency) are written once in a table at the head of the block and referred to by
@@ -15,11 +24,117 @@
 
 use chrono::{DateTime, Utc};
 
-use super::entry::{EntryKind, LedgerEntry, NewEntry};
+use super::batch::{self, EntryBatch, Packing};
+use super::canonical;
+use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
 
-/// Marks a binary block.
+/// Marks a binary block of form 1 entries.
 pub const BINARY_MAGIC: &[u8] = b"hb1:";
+
+/// Marks a block of segments of form 2 rows.
+pub const SEGMENTS_MAGIC: &[u8] = b"hb2:";
+
+/// Builds one `hb2` block from callers' batches.
+pub struct SegmentBlockWriter {
+    out: Vec<u8>,
+    segments: u32,
+}
+
+impl SegmentBlockWriter {
+    /// A block whose first entry is `first_seq`, chained after `prev_hash`.
+    pub fn new(first_seq: u64, prev_hash: &[u8; 32]) -> SegmentBlockWriter {
+        let mut out = Vec::with_capacity(1 << 16);
+        out.extend_from_slice(SEGMENTS_MAGIC);
+        out.extend_from_slice(&first_seq.to_le_bytes());
+        out.extend_from_slice(prev_hash);
+        out.extend_from_slice(&0u32.to_le_bytes());
+        SegmentBlockWriter { out, segments: 0 }
+    }
+
+    /// Adds a batch with the chain hash of each of its entries.
+    pub fn push(&mut self, batch: &EntryBatch, hashes: &[[u8; 32]]) {
+        self.push_packed(batch.packed(), hashes);
+    }
+
+    fn push_packed(&mut self, (packing, packed): (Packing, &[u8]), hashes: &[[u8; 32]]) {
+        let out = &mut self.out;
+        out.reserve(packed.len() + 32 * hashes.len() + 9);
+        out.extend_from_slice(&(hashes.len() as u32).to_le_bytes());
+        out.push(packing as u8);
+        out.extend_from_slice(&(packed.len() as u32).to_le_bytes());
+        out.extend_from_slice(packed);
+        for h in hashes {
+            out.extend_from_slice(h);
+        }
+        self.segments += 1;
+    }
+
+    /// Whether no segment was added.
+    pub fn is_empty(&self) -> bool {
+        self.segments == 0
+    }
+
+    /// The stored bytes of the block.
+    pub fn finish(mut self) -> Vec<u8> {
+        let at = SEGMENTS_MAGIC.len() + 8 + 32;
+        self.out[at..at + 4].copy_from_slice(&self.segments.to_le_bytes());
+        self.out
+    }
+}
+
+/// The `hb2` block of `entries` (form 2, consecutive), as one unpacked segment.
+pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
+    let (first_seq, prev) = entries
+        .first()
+        .map(|e| (e.seq, hash_bytes(&e.prev_hash)))
+        .unwrap_or((1, [0; 32]));
+    let mut rows = Vec::new();
+    for e in entries {
+        let row = canonical::to_bytes(&e.entry.as_ref());
+        rows.extend_from_slice(&(row.len() as u32).to_le_bytes());
+        rows.extend_from_slice(&row);
+    }
+    let hashes: Vec<[u8; 32]> = entries.iter().map(|e| hash_bytes(&e.hash)).collect();
+    let mut w = SegmentBlockWriter::new(first_seq, &prev);
+    w.push_packed((Packing::Raw, &rows), &hashes);
+    w.finish()
+}
+
+/// Decodes an `hb2` block (without its magic) into its entries, in stored order.
+pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
+    let mut r = Reader(stored);
+    let mut seq = r.u64()?;
+    let mut prev: [u8; 32] = r.array()?;
+    let segments = r.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..segments {
+        let count = r.u32()? as usize;
+        let packing = Packing::from_code(r.u8()?).ok_or("unknown packing")?;
+        let len = r.u32()? as usize;
+        let rows = batch::unpack(packing, r.take(len)?)?;
+        let rows = batch::split_rows(&rows)?;
+        if rows.len() != count {
+            return Err(format!("segment holds {} rows, says {count}", rows.len()));
+        }
+        for row in rows {
+            let hash: [u8; 32] = r.array()?;
+            out.push(LedgerEntry {
+                seq,
+                entry: canonical::decode(row)?,
+                prev_hash: hex::encode(prev),
+                hash: hex::encode(hash),
+                form: BodyForm::Binary,
+            });
+            seq += 1;
+            prev = hash;
+        }
+    }
+    if !r.0.is_empty() {
+        return Err("trailing bytes after the last segment".into());
+    }
+    Ok(out)
+}
 
 /// Builds one block.
 #[derive(Default)]
@@ -239,6 +354,7 @@ pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
             },
             prev_hash: hex::encode(prev),
             hash: hex::encode(hash),
+            form: BodyForm::Json,
         });
     }
     if !r.0.is_empty() {
@@ -262,13 +378,18 @@ mod tests {
         for i in 0..20 {
             let e = sample_entry(i);
             let seq = i as u64 + 1;
-            let hash = chain_hash(seq, &body_digest(&canonical_body(&e)), &prev);
+            let hash = chain_hash(
+                seq,
+                &body_digest(&canonical_body(&e, BodyForm::Json)),
+                &prev,
+            );
             w.push(seq, &e, &prev, &hash);
             expected.push(LedgerEntry {
                 seq,
                 entry: e,
                 prev_hash: prev.clone(),
                 hash: hash.clone(),
+                form: BodyForm::Json,
             });
             prev = hash;
         }
@@ -277,5 +398,45 @@ mod tests {
         assert_eq!(decoded, expected);
         assert!(decoded.iter().all(|e| e.expected_hash() == e.hash));
         assert!(decode(&stored[BINARY_MAGIC.len()..stored.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn segment_blocks_round_trip_and_chain_across_batches() {
+        let first: Vec<NewEntry> = (0..7).map(sample_entry).collect();
+        let second: Vec<NewEntry> = (7..20).map(sample_entry).collect();
+        let genesis = [0u8; 32];
+        let mut w = SegmentBlockWriter::new(1, &genesis);
+        let mut prev = GENESIS_HASH.to_string();
+        let mut seq = 0;
+        let mut expected = Vec::new();
+        for entries in [&first, &second] {
+            let batch = EntryBatch::of(entries);
+            let mut hashes = Vec::new();
+            for (e, digest) in entries.iter().zip(batch.digests()) {
+                seq += 1;
+                let hash = chain_hash(seq, digest, &prev);
+                hashes.push(hash_bytes(&hash));
+                expected.push(LedgerEntry {
+                    seq,
+                    entry: e.clone(),
+                    prev_hash: prev.clone(),
+                    hash: hash.clone(),
+                    form: BodyForm::Binary,
+                });
+                prev = hash;
+            }
+            w.push(&batch, &hashes);
+        }
+        let stored = w.finish();
+        let decoded = decode_segments(&stored[SEGMENTS_MAGIC.len()..]).unwrap();
+        assert_eq!(decoded, expected);
+        assert!(decoded.iter().all(|e| e.expected_hash() == e.hash));
+        assert!(decode_segments(&stored[SEGMENTS_MAGIC.len()..stored.len() - 1]).is_err());
+        // The one-segment form written for tools reads back the same.
+        let again = segments_block(&decoded);
+        assert_eq!(
+            decode_segments(&again[SEGMENTS_MAGIC.len()..]).unwrap(),
+            expected
+        );
     }
 }

@@ -1,5 +1,9 @@
 //! One ledger entry and its hash. The hash covers the previous entry's hash and every field of
 //! this one in a fixed order, so changing any field, or the order, breaks the chain.
+//!
+//! An entry's fields are digested in one of two canonical forms: form 1 is the entry's JSON
+//! (entries written before form 2 existed), form 2 the binary row of [`super::canonical`],
+//! which is what new entries use. The chain itself is the same for both.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -44,6 +48,17 @@ pub struct NewEntry {
     pub provider_message_id: Option<String>,
 }
 
+/// Which canonical form an entry's body digest was taken over. Not part of the entry's JSON:
+/// it follows from how the entry was stored (text and `hb1` blocks hold form 1 entries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BodyForm {
+    /// The entry's JSON, fields in declaration order.
+    #[default]
+    Json,
+    /// The binary row of [`super::canonical`].
+    Binary,
+}
+
 /// A stored entry: its place in the chain, the previous hash and its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -54,37 +69,45 @@ pub struct LedgerEntry {
     pub prev_hash: String,
     /// Hex SHA-256 over `prev_hash` and this entry's fields.
     pub hash: String,
+    /// The canonical form `hash` was computed over.
+    #[serde(skip)]
+    pub form: BodyForm,
 }
 
 /// The hash of the entry before the first.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 impl LedgerEntry {
-    /// Places `entry` after the entry with hash `prev_hash`, at `seq`.
+    /// Places `entry` after the entry with hash `prev_hash`, at `seq`, in the current form.
     pub fn chain(seq: u64, entry: NewEntry, prev_hash: &str) -> LedgerEntry {
-        let hash = compute_hash(seq, &entry, prev_hash);
+        let form = BodyForm::Binary;
+        let hash = hash_body(seq, &canonical_body(&entry, form), prev_hash);
         LedgerEntry {
             seq,
             entry,
             prev_hash: prev_hash.to_string(),
             hash,
+            form,
         }
     }
 
     /// Recomputes this entry's hash from its fields.
     pub fn expected_hash(&self) -> String {
-        compute_hash(self.seq, &self.entry, &self.prev_hash)
+        hash_body(
+            self.seq,
+            &canonical_body(&self.entry, self.form),
+            &self.prev_hash,
+        )
     }
 }
 
-fn compute_hash(seq: u64, entry: &NewEntry, prev_hash: &str) -> String {
-    hash_body(seq, &canonical_body(entry), prev_hash)
-}
-
-/// The canonical bytes of an entry's fields: serde_json writes struct fields in declaration
-/// order, so the same entry always gives the same bytes.
-pub fn canonical_body(entry: &NewEntry) -> Vec<u8> {
-    serde_json::to_vec(entry).unwrap_or_default()
+/// The canonical bytes of an entry's fields in `form`. Form 1: serde_json writes struct
+/// fields in declaration order, so the same entry always gives the same bytes.
+pub fn canonical_body(entry: &NewEntry, form: BodyForm) -> Vec<u8> {
+    match form {
+        BodyForm::Json => serde_json::to_vec(entry).unwrap_or_default(),
+        BodyForm::Binary => super::canonical::to_bytes(&entry.as_ref()),
+    }
 }
 
 /// SHA-256 of an entry's canonical body. Computed by whoever appends (in parallel), so the

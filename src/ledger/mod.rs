@@ -4,18 +4,32 @@
 //! new entry that references the original.
 //!
 //! - [`entry`]: the entry, its canonical bytes and its hash.
-//! - [`block`]: the compact binary form a group commit's entries are stored in.
+//! - [`canonical`]: the binary canonical form new entries are digested in and stored as.
+//! - [`batch`]: entries as callers hand them over: encoded and digested on their own threads.
+//! - [`block`]: the binary form a group commit's entries are stored in.
 //! - [`chain`]: verification of a sequence of stored entries.
 //! - [`reconcile`]: a provider invoice diffed against the entries, the ledger streamed past it.
-//! - [`store`]: durable storage in the embedded database, with group commit so that concurrent
-//!   workers share each disk sync.
+//! - [`store`]: durable storage in the embedded database: the ledger handle, reads, verification.
+//! - [`writer`]: the single writer: group commit in two stages, so that concurrent workers share
+//!   each disk sync, and the record log other modules commit with the entries.
+//! - [`committer`]: the writer's second stage: rounds made durable in a write-ahead log and
+//!   applied to the database in the background.
+//! - [`wal`]: the write-ahead log's segment files.
 
+pub mod batch;
 pub mod block;
+pub mod canonical;
 pub mod chain;
+pub mod committer;
 pub mod entry;
 pub mod reconcile;
 pub mod store;
+pub mod wal;
+pub mod writer;
 
+pub use batch::{EntryBatch, EntryBatchBuilder};
+pub use canonical::EntryRef;
 pub use chain::{verify, TamperError, VerifyReport};
 pub use entry::{EntryKind, LedgerEntry, NewEntry};
-pub use store::{ExtraWrite, Ledger, LedgerError, PendingCommit};
+pub use store::{Ledger, LedgerError, PendingCommit};
+pub use writer::ExtraWrite;

@@ -1,25 +1,26 @@
-//! Durable ledger storage in the embedded database (redb). One writer appends; callers
-//! hand it batches and wait for the commit, and batches that arrive while a commit is running
-//! are written together in the next one (group commit), so durability costs one disk sync per
-//! round, not one per send.
+//! Durable ledger storage in the embedded database (redb). One writer appends ([`super::writer`]);
+//! callers hand it batches and wait for the commit, and batches that arrive while a commit is
+//! running are written together in the next one (group commit), so durability costs one disk
+//! sync per round, not one per send. Reads and verification go through snapshots of the
+//! database.
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::thread;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::block::{self, BlockWriter, BINARY_MAGIC};
+use super::batch::EntryBatch;
+use super::block::{self, BlockWriter, BINARY_MAGIC, SEGMENTS_MAGIC};
 use super::chain::{self, TamperError, VerifyReport};
-use super::entry::{
-    body_digest, canonical_body, chain_hash_raw, LedgerEntry, NewEntry, GENESIS_HASH,
-};
+use super::entry::{BodyForm, LedgerEntry, NewEntry, GENESIS_HASH};
+use super::writer::{self, ExtraWrite, Head, Request};
 
 /// Blocks of entries, keyed by the sequence number of their first entry. A block is the
 /// entries of one group commit (binary, `block.rs`), so the chain is written with one tree
 /// insert per commit instead of one per send.
-const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_blocks");
+pub(super) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_blocks");
 
 /// Marks an LZ4-compressed NDJSON block (the earlier text form); a block that starts with `{`
 /// is plain NDJSON. New blocks are binary (`block.rs`).
@@ -41,8 +42,12 @@ pub fn read_block(key: u64, stored: &[u8]) -> Result<Vec<LedgerEntry>, TamperErr
     block_entries(key, stored).collect()
 }
 
-/// The stored form of `entries`, as the writer would store them.
+/// The stored form of `entries` (consecutive), in the block form their canonical form is
+/// stored in.
 pub fn write_block(entries: &[LedgerEntry]) -> Vec<u8> {
+    if entries.iter().all(|e| e.form == BodyForm::Binary) {
+        return block::segments_block(entries);
+    }
     let mut w = BlockWriter::new();
     for e in entries {
         w.push(e.seq, &e.entry, &e.prev_hash, &e.hash);
@@ -55,8 +60,13 @@ fn block_entries(
     key: u64,
     stored: &[u8],
 ) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> {
-    if let Some(binary) = stored.strip_prefix(BINARY_MAGIC) {
-        let entries: Vec<Result<LedgerEntry, TamperError>> = match block::decode(binary) {
+    let decoded = if let Some(segments) = stored.strip_prefix(SEGMENTS_MAGIC) {
+        Some(block::decode_segments(segments))
+    } else {
+        stored.strip_prefix(BINARY_MAGIC).map(block::decode)
+    };
+    if let Some(decoded) = decoded {
+        let entries: Vec<Result<LedgerEntry, TamperError>> = match decoded {
             Ok(es) => es.into_iter().map(Ok).collect(),
             Err(message) => vec![Err(TamperError::Unreadable { key, message })],
         };
@@ -89,26 +99,8 @@ pub enum LedgerError {
     Tampered(#[from] TamperError),
 }
 
-fn db_err(e: impl std::fmt::Display) -> LedgerError {
+pub(super) fn db_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Db(e.to_string())
-}
-
-type Reply = oneshot::Sender<Result<Vec<u64>, String>>;
-/// The digests of entries' canonical bodies, computed by the caller so the single writer only
-/// chains and stores.
-type Digests = Vec<[u8; 32]>;
-
-/// A write to another table of the same database, committed in the same transaction as the
-/// entries it travels with: a message is marked sent in the very step that writes its charge.
-pub type ExtraWrite = Box<dyn FnOnce(&WriteTransaction) -> Result<(), redb::Error> + Send>;
-
-/// One caller's share of a group commit.
-struct Request {
-    /// Shared with the caller, which keeps them to try again if the commit fails.
-    entries: Arc<[NewEntry]>,
-    digests: Digests,
-    extra: Vec<ExtraWrite>,
-    reply: Reply,
 }
 
 /// A commit handed to the writer: wait on it to learn the entries' sequence numbers.
@@ -136,20 +128,40 @@ struct Writer {
     thread: parking_lot::Mutex<Option<thread::JoinHandle<()>>>,
 }
 
+/// Where the write-ahead log of the database file at `db_path` lives: beside it.
+pub fn wal_dir_for(db_path: &Path) -> std::path::PathBuf {
+    db_path.with_extension("wal")
+}
+
 impl Ledger {
-    /// Opens (or creates) the ledger in `db` and starts its writer thread.
-    pub fn open(db: Arc<Database>) -> Result<Ledger, LedgerError> {
+    /// Opens (or creates) the ledger in `db`, first applying what its write-ahead log in
+    /// `wal_dir` still holds, and starts its writer.
+    pub fn open(db: Arc<Database>, wal_dir: &Path) -> Result<Ledger, LedgerError> {
         {
             let w = db.begin_write().map_err(db_err)?;
             w.open_table(ENTRIES).map_err(db_err)?;
+            w.open_table(writer::RECORDS).map_err(db_err)?;
             w.commit().map_err(db_err)?;
         }
-        let (last_seq, last_hash) = read_head(&db)?;
+        let replayed = super::committer::replay(&db, wal_dir)?;
+        if replayed > 0 {
+            tracing::info!(
+                rounds = replayed,
+                "ledger rounds from the write-ahead log applied"
+            );
+        }
+        let (seq, hash) = read_head(&db)?;
+        let head = Head {
+            seq,
+            hash,
+            records_key: writer::next_records_key(&db)?,
+            wal_dir: wal_dir.to_path_buf(),
+        };
         let (tx, rx) = mpsc::channel::<Request>();
         let writer_db = db.clone();
         let thread = thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || chainer(writer_db, rx, last_seq, last_hash))
+            .spawn(move || writer::chainer(writer_db, rx, head))
             .map_err(db_err)?;
         let writer = Writer {
             tx: parking_lot::Mutex::new(Some(tx)),
@@ -169,9 +181,12 @@ impl Ledger {
         }
     }
 
-    /// Opens the database file at `path` (created if missing).
+    /// Opens the database file at `path` (created if missing), its log beside it.
     pub fn open_path(path: &Path) -> Result<Ledger, LedgerError> {
-        Ledger::open(Arc::new(Database::create(path).map_err(db_err)?))
+        Ledger::open(
+            Arc::new(Database::create(path).map_err(db_err)?),
+            &wal_dir_for(path),
+        )
     }
 
     /// Appends entries durably; answers their sequence numbers once committed.
@@ -179,7 +194,9 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.commit(entries.into(), Vec::new())?.wait().await
+        self.commit(&EntryBatch::of(&entries), Vec::new())?
+            .wait()
+            .await
     }
 
     /// Hands entries and writes to other tables to the writer, which commits them together
@@ -187,19 +204,51 @@ impl Ledger {
     /// after the other by the same caller land in that order.
     pub fn commit(
         &self,
-        entries: Arc<[NewEntry]>,
+        entries: &EntryBatch,
         extra: Vec<ExtraWrite>,
     ) -> Result<PendingCommit, LedgerError> {
-        let digests: Digests = entries
-            .iter()
-            .map(|e| body_digest(&canonical_body(e)))
-            .collect();
+        self.submit(entries, Vec::new(), extra, false)
+    }
+
+    /// Hands entries and records for the record log to the writer, committed together in
+    /// one transaction and in hand-over order (read back with [`writer::scan_records`]).
+    pub fn commit_records(
+        &self,
+        entries: &EntryBatch,
+        records: Vec<Vec<u8>>,
+    ) -> Result<PendingCommit, LedgerError> {
+        self.submit(entries, records, Vec::new(), false)
+    }
+
+    /// Waits until everything committed so far is in the database, where readers look. A
+    /// stopped writer applied everything when it stopped. Blocking: run it off the async
+    /// runtime.
+    pub fn flush(&self) -> Result<(), LedgerError> {
+        let pending = match self.submit(&EntryBatch::empty(), Vec::new(), Vec::new(), true) {
+            Ok(p) => p,
+            Err(LedgerError::Stopped) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match futures::executor::block_on(pending.wait()) {
+            Ok(_) | Err(LedgerError::Stopped) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn submit(
+        &self,
+        entries: &EntryBatch,
+        records: Vec<Vec<u8>>,
+        extra: Vec<ExtraWrite>,
+        flush: bool,
+    ) -> Result<PendingCommit, LedgerError> {
         let (reply, wait) = oneshot::channel();
         let tx = self.writer.tx.lock().clone().ok_or(LedgerError::Stopped)?;
         tx.send(Request {
-            entries,
-            digests,
+            entries: entries.clone(),
+            records,
             extra,
+            flush,
             reply,
         })
         .map_err(|_| LedgerError::Stopped)?;
@@ -224,6 +273,7 @@ impl Ledger {
     /// Calls `f` on every entry in order from one consistent snapshot, until it answers false.
     /// Blocking: run it off the async runtime.
     pub fn scan(&self, mut f: impl FnMut(&LedgerEntry) -> bool) -> Result<(), LedgerError> {
+        self.flush()?;
         let r = self.db.begin_read().map_err(db_err)?;
         let t = r.open_table(ENTRIES).map_err(db_err)?;
         for row in t.iter().map_err(db_err)? {
@@ -239,8 +289,17 @@ impl Ledger {
 
     /// Verifies the whole chain.
     pub fn verify(&self) -> Result<VerifyReport, LedgerError> {
+        self.flush()?;
         verify_db(&self.db)
     }
+}
+
+/// Verifies the ledger in the database file at `db_path` of a stopped gateway (`herald ledger
+/// verify`), after applying what its write-ahead log still holds, as a start would.
+pub fn verify_path(db_path: &Path) -> Result<VerifyReport, LedgerError> {
+    let db = Database::open(db_path).map_err(db_err)?;
+    super::committer::replay(&db, &wal_dir_for(db_path))?;
+    verify_db(&db)
 }
 
 /// Verifies the chain stored in `db` (used by `herald ledger verify` on a stopped gateway).
@@ -280,7 +339,7 @@ pub fn verify_db(db: &Database) -> Result<VerifyReport, LedgerError> {
 }
 
 /// The sequence number and hash of the last committed entry.
-fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
+pub(super) fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
     let r = db.begin_read().map_err(db_err)?;
     let t = r.open_table(ENTRIES).map_err(db_err)?;
     let last = match t.last().map_err(db_err)? {
@@ -294,145 +353,6 @@ fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
         None => (0, GENESIS_HASH.to_string()),
     };
     Ok(last)
-}
-
-/// A round chained and encoded, waiting for its commit.
-struct Prepared {
-    /// The failure epoch it was chained in: a round chained on top of a failed commit must
-    /// not be committed (its sequence numbers would leave a gap).
-    epoch: u64,
-    block: Option<(u64, Vec<u8>)>,
-    extras: Vec<ExtraWrite>,
-    replies: Vec<(Reply, Vec<u64>)>,
-}
-
-/// The first stage of the writer: takes every request waiting, chains and compresses the
-/// round, and hands it to the committing stage, so that the next round is chained while the
-/// disk syncs the previous one.
-fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, mut seq: u64, mut hash: String) {
-    let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (to_commit, commits) = mpsc::sync_channel::<Prepared>(1);
-    let committer = {
-        let (db, epoch) = (db.clone(), epoch.clone());
-        thread::Builder::new()
-            .name("ledger-commit".into())
-            .spawn(move || committer(db, commits, epoch))
-    };
-    let committer = match committer {
-        Ok(handle) => handle,
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the ledger's commit thread");
-            return;
-        }
-    };
-    let mut my_epoch = 0;
-    while let Ok(first) = rx.recv() {
-        let mut round = vec![first];
-        while let Ok(more) = rx.try_recv() {
-            round.push(more);
-        }
-        let current = epoch.load(std::sync::atomic::Ordering::Acquire);
-        if current != my_epoch {
-            // A commit failed: what is on disk is the chain head again.
-            match read_head(&db) {
-                Ok((s, h)) => {
-                    (seq, hash) = (s, h);
-                    my_epoch = current;
-                }
-                Err(e) => {
-                    for r in round {
-                        let _ = r.reply.send(Err(e.to_string()));
-                    }
-                    continue;
-                }
-            }
-        }
-        let first_seq = seq + 1;
-        let mut block = BlockWriter::new();
-        let mut extras = Vec::new();
-        let mut replies = Vec::with_capacity(round.len());
-        // The head stays raw through the round; only the chain input needs its hex form.
-        let mut head = [0u8; 32];
-        let mut head_hex = [0u8; 64];
-        let _ = hex::decode_to_slice(&hash, &mut head);
-        head_hex.copy_from_slice(hash.as_bytes().get(..64).unwrap_or(&[b'0'; 64]));
-        for request in round {
-            let mut seqs = Vec::with_capacity(request.digests.len());
-            for (entry, digest) in request.entries.iter().zip(&request.digests) {
-                seq += 1;
-                let next = chain_hash_raw(seq, digest, &head_hex);
-                block.push_raw(seq, entry, &head, &next);
-                head = next;
-                let _ = hex::encode_to_slice(next, &mut head_hex);
-                seqs.push(seq);
-            }
-            extras.extend(request.extra);
-            replies.push((request.reply, seqs));
-        }
-        hash = String::from_utf8_lossy(&head_hex).into_owned();
-        let block = (!block.is_empty()).then(|| (first_seq, block.finish()));
-        let prepared = Prepared {
-            epoch: my_epoch,
-            block,
-            extras,
-            replies,
-        };
-        if to_commit.send(prepared).is_err() {
-            break;
-        }
-    }
-    drop(to_commit);
-    let _ = committer.join();
-}
-
-/// The second stage: commits prepared rounds in order, one transaction (one disk sync) each.
-fn committer(
-    db: Arc<Database>,
-    rounds: mpsc::Receiver<Prepared>,
-    epoch: Arc<std::sync::atomic::AtomicU64>,
-) {
-    use std::sync::atomic::Ordering;
-    while let Ok(p) = rounds.recv() {
-        if p.epoch != epoch.load(Ordering::Acquire) {
-            for (reply, _) in p.replies {
-                let _ = reply.send(Err("an earlier ledger commit failed; try again".into()));
-            }
-            continue;
-        }
-        let Prepared {
-            block,
-            extras,
-            replies,
-            ..
-        } = p;
-        let result = (|| -> Result<(), String> {
-            let w = db.begin_write().map_err(|e| e.to_string())?;
-            if let Some((first_seq, bytes)) = &block {
-                let mut t = w.open_table(ENTRIES).map_err(|e| e.to_string())?;
-                t.insert(*first_seq, bytes.as_slice())
-                    .map_err(|e| e.to_string())?;
-            }
-            for write in extras {
-                write(&w).map_err(|e| e.to_string())?;
-            }
-            w.commit().map_err(|e| e.to_string())
-        })();
-        match result {
-            Ok(()) => {
-                for (reply, seqs) in replies {
-                    let _ = reply.send(Ok(seqs));
-                }
-            }
-            Err(e) => {
-                // Nothing of this round was committed; rounds chained after it are refused
-                // until the chainer has read the head back from disk.
-                epoch.fetch_add(1, Ordering::AcqRel);
-                for (reply, _) in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -483,12 +403,7 @@ mod tests {
     fn write_blocks(t: &mut redb::Table<u64, &[u8]>, blocks: &[(u64, Vec<LedgerEntry>)]) {
         t.retain(|_, _| false).unwrap();
         for (k, entries) in blocks {
-            let mut b = Vec::new();
-            for e in entries {
-                b.extend_from_slice(&serde_json::to_vec(e).unwrap());
-                b.push(b'\n');
-            }
-            t.insert(*k, b.as_slice()).unwrap();
+            t.insert(*k, write_block(entries).as_slice()).unwrap();
         }
     }
 
@@ -547,10 +462,14 @@ mod tests {
                 es[3] = LedgerEntry::chain(4, forged, &es[3].prev_hash);
             })
         });
+        // Entry 5 no longer follows: its stored link (or, within a block, the hash it was
+        // computed over) is entry 4's original hash.
         let db = Database::create(&path).unwrap();
         assert!(matches!(
             verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Broken { seq: 5 }))
+            Err(LedgerError::Tampered(
+                TamperError::Broken { seq: 5 } | TamperError::Modified { seq: 5 }
+            ))
         ));
     }
 
@@ -587,10 +506,63 @@ mod tests {
         l.close();
         drop(l);
         rewrite(&path, |t| edit(t, |es| es.swap(2, 5)));
+        // Blocks store sequence numbers by position, so the entry moved into place 3 is read
+        // as entry 3, whose hash its fields do not give.
         let db = Database::create(&path).unwrap();
         assert!(matches!(
             verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Sequence { .. }))
+            Err(LedgerError::Tampered(
+                TamperError::Sequence { .. } | TamperError::Modified { seq: 3 }
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_ledger_of_form_1_entries_verifies_and_grows_with_form_2_entries() {
+        // A ledger as an earlier version wrote it: one hb1 block of JSON-digested entries.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let mut old = Vec::new();
+        let mut prev = GENESIS_HASH.to_string();
+        for i in 0..4 {
+            let entry = sample_entry(i);
+            let seq = i as u64 + 1;
+            let body = super::super::entry::canonical_body(&entry, BodyForm::Json);
+            let hash = super::super::entry::hash_body(seq, &body, &prev);
+            old.push(LedgerEntry {
+                seq,
+                entry,
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+                form: BodyForm::Json,
+            });
+        }
+        {
+            let db = Database::create(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(ENTRIES)
+                .unwrap()
+                .insert(1, write_block(&old).as_slice())
+                .unwrap();
+            w.commit().unwrap();
+        }
+        let l = Ledger::open_path(&path).unwrap();
+        assert_eq!(l.append(vec![sample_entry(7)]).await.unwrap(), vec![5]);
+        let report = l.verify().unwrap();
+        assert_eq!(report.entries, 5);
+        let entries = l.entries().unwrap();
+        assert_eq!(entries[3].form, BodyForm::Json);
+        assert_eq!(entries[4].form, BodyForm::Binary);
+        assert_eq!(entries[4].prev_hash, entries[3].hash);
+        l.close();
+        drop(l);
+
+        // The old entries are still guarded.
+        rewrite(&path, |t| edit(t, |es| es[1].entry.parts = 9));
+        let db = Database::create(&path).unwrap();
+        assert!(matches!(
+            verify_db(&db),
+            Err(LedgerError::Tampered(TamperError::Modified { seq: 2 }))
         ));
     }
 }

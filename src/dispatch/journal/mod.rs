@@ -8,13 +8,16 @@
 //! - A `sending` record for each chunk, durable before the chunk reaches the provider.
 //! - A `settled` record for each provider answer (sent or failed), with the ledger charge.
 //!
+//! The message records go in the ledger writer's record log, so a group commit writes all of
+//! a round's records as one value; records written before that (the `journal_log` table) are
+//! still read, before the record log.
+//!
 //! On start, recipients with a settled record keep their outcome, recipients in `sending`
 //! without one were in flight at the crash, and everything else is decided again.
 
 pub mod codec;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +27,8 @@ use serde::{Deserialize, Serialize};
 use super::audience::{Audience, AudienceBuilder};
 use super::job::{Job, JobSpec};
 use crate::domain::{JobId, JobStatus};
-use crate::ledger::{ExtraWrite, Ledger, LedgerError, NewEntry, PendingCommit};
+use crate::ledger::writer::scan_records;
+use crate::ledger::{EntryBatch, ExtraWrite, Ledger, LedgerError, PendingCommit};
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
 use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
@@ -32,6 +36,7 @@ use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK
 const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_jobs");
 const AUDIENCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("journal_audience");
 const CONTROLS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_control");
+/// Message records of earlier versions, one per key; new ones are in the record log.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_log");
 
 /// Why the journal could not be written or read.
@@ -163,7 +168,6 @@ impl DeliveryNotes {
 #[derive(Clone)]
 pub struct Journal {
     ledger: Ledger,
-    next_seq: Arc<AtomicU64>,
     /// Delivery states noted since the last flush.
     deliveries: DeliveryNotes,
 }
@@ -178,17 +182,8 @@ impl Journal {
         w.open_table(CONTROLS).map_err(db_err)?;
         w.open_table(LOG).map_err(db_err)?;
         w.commit().map_err(db_err)?;
-        let r = db.begin_read().map_err(db_err)?;
-        let last = r
-            .open_table(LOG)
-            .map_err(db_err)?
-            .last()
-            .map_err(db_err)?
-            .map(|(k, _)| k.value())
-            .unwrap_or(0);
         Ok(Journal {
             ledger,
-            next_seq: Arc::new(AtomicU64::new(last + 1)),
             deliveries: DeliveryNotes::default(),
         })
     }
@@ -217,7 +212,7 @@ impl Journal {
         .await
         .map_err(db_err)??;
         self.ledger
-            .commit(Arc::from([]), vec![extra])?
+            .commit(&EntryBatch::empty(), vec![extra])?
             .wait()
             .await?;
         Ok(())
@@ -233,7 +228,7 @@ impl Journal {
                 .insert(id.as_str(), control.as_slice())?;
             Ok(())
         });
-        Ok(self.ledger.commit(Arc::from([]), vec![extra])?)
+        Ok(self.ledger.commit(&EntryBatch::empty(), vec![extra])?)
     }
 
     /// Records a chunk as handed to the provider; wait on the answer before sending.
@@ -245,7 +240,7 @@ impl Journal {
         let record = codec::encode_sending(job.as_str(), items);
         Ok(self
             .ledger
-            .commit(Arc::from([]), vec![self.log_write(record)])?)
+            .commit_records(&EntryBatch::empty(), vec![record])?)
     }
 
     /// Records provider answers together with their ledger charges, in one transaction.
@@ -253,10 +248,10 @@ impl Journal {
         &self,
         job: &JobId,
         items: &[SettledItem],
-        charges: Arc<[NewEntry]>,
+        charges: &EntryBatch,
     ) -> Result<PendingCommit, JournalError> {
         let record = codec::encode_settled(job.as_str(), items);
-        Ok(self.ledger.commit(charges, vec![self.log_write(record)])?)
+        Ok(self.ledger.commit_records(charges, vec![record])?)
     }
 
     /// Where jobs note final delivery states.
@@ -269,24 +264,16 @@ impl Journal {
     /// those a concurrent flush took).
     pub fn flush_deliveries(&self) -> Result<PendingCommit, JournalError> {
         let pending = std::mem::take(&mut *self.deliveries.0.lock());
-        let writes = pending
+        let records = pending
             .iter()
-            .map(|(job, items)| self.log_write(codec::encode_delivered(job.as_str(), items)))
+            .map(|(job, items)| codec::encode_delivered(job.as_str(), items))
             .collect();
-        Ok(self.ledger.commit(Arc::from([]), writes)?)
+        Ok(self.ledger.commit_records(&EntryBatch::empty(), records)?)
     }
 
     /// Whether delivery states wait for a flush.
     pub fn deliveries_pending(&self) -> bool {
         !self.deliveries.0.lock().is_empty()
-    }
-
-    fn log_write(&self, record: Vec<u8>) -> ExtraWrite {
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        Box::new(move |w| {
-            w.open_table(LOG)?.insert(seq, record.as_slice())?;
-            Ok(())
-        })
     }
 
     /// The ids of the stored jobs whose control record satisfies `keep` (a job without one
@@ -295,6 +282,7 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<JobId>, JournalError> {
+        self.ledger.flush()?;
         let r = self.ledger.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let controls = r.open_table(CONTROLS).map_err(db_err)?;
@@ -314,6 +302,7 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<RecoveredJob>, JournalError> {
+        self.ledger.flush()?;
         let r = self.ledger.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let audiences = r.open_table(AUDIENCES).map_err(db_err)?;
@@ -356,13 +345,11 @@ impl Journal {
                 deliveries: Vec::new(),
             });
         }
-        let log = r.open_table(LOG).map_err(db_err)?;
-        for row in log.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            if !by_id.contains_key(&codec::record_job(v.value())?) {
-                continue;
+        let mut apply = |stored: &[u8]| -> Result<(), JournalError> {
+            if !by_id.contains_key(&codec::record_job(stored)?) {
+                return Ok(());
             }
-            match codec::decode_record(v.value())? {
+            match codec::decode_record(stored)? {
                 LogRecord::Sending { job, items } => {
                     if let Some(&j) = by_id.get(&job) {
                         let in_flight = &mut jobs[j].in_flight;
@@ -380,7 +367,14 @@ impl Journal {
                     }
                 }
             }
+            Ok(())
+        };
+        let log = r.open_table(LOG).map_err(db_err)?;
+        for row in log.iter().map_err(db_err)? {
+            let (_, v) = row.map_err(db_err)?;
+            apply(v.value())?;
         }
+        scan_records(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
             for s in &job.settled {
@@ -477,7 +471,7 @@ mod tests {
         });
         journal
             .ledger
-            .commit(Arc::from([]), vec![extra])
+            .commit(&EntryBatch::empty(), vec![extra])
             .unwrap()
             .wait()
             .await
@@ -505,7 +499,7 @@ mod tests {
             provider_message_id: "p1".into(),
         }];
         journal
-            .settle(&id, &settled, Arc::from([]))
+            .settle(&id, &settled, &EntryBatch::empty())
             .unwrap()
             .wait()
             .await
@@ -528,7 +522,7 @@ mod tests {
         assert_eq!(job.in_flight[&2].body, "hi");
         // New log records continue after the old ones.
         journal
-            .settle(&id, &settled, Arc::from([]))
+            .settle(&id, &settled, &EntryBatch::empty())
             .unwrap()
             .wait()
             .await

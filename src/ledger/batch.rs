@@ -1,0 +1,184 @@
+//! Entries as a caller hands them to the ledger: already in their canonical binary form and
+//! digested, so the work that grows with the number of sends (encoding, hashing, compressing)
+//! runs on the callers' threads in parallel, and the single chain writer only links digests
+//! and copies bytes.
+
+use std::sync::Arc;
+
+use super::canonical::{self, EntryRef};
+use super::entry::{body_digest, NewEntry};
+
+/// How a batch's rows are packed in storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Packing {
+    /// Rows as they are.
+    Raw = 0,
+    /// Rows LZ4-compressed, with LZ4's size prefix.
+    Lz4 = 1,
+}
+
+impl Packing {
+    /// The packing a stored code names.
+    pub fn from_code(code: u8) -> Option<Packing> {
+        match code {
+            0 => Some(Packing::Raw),
+            1 => Some(Packing::Lz4),
+            _ => None,
+        }
+    }
+}
+
+/// Builds one batch, entry by entry.
+#[derive(Default)]
+pub struct EntryBatchBuilder {
+    rows: Vec<u8>,
+    digests: Vec<[u8; 32]>,
+}
+
+impl EntryBatchBuilder {
+    /// An empty batch with room for about `n` entries.
+    pub fn with_capacity(n: usize) -> EntryBatchBuilder {
+        EntryBatchBuilder {
+            rows: Vec::with_capacity(n * 200),
+            digests: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds an entry: its canonical row, length-prefixed, and the row's digest.
+    pub fn push(&mut self, e: &EntryRef<'_>) {
+        let at = self.rows.len();
+        self.rows.extend_from_slice(&[0; 4]);
+        canonical::encode(e, &mut self.rows);
+        let row = &self.rows[at + 4..];
+        let digest = body_digest(row);
+        let len = (row.len() as u32).to_le_bytes();
+        self.rows[at..at + 4].copy_from_slice(&len);
+        self.digests.push(digest);
+    }
+
+    /// How many entries were pushed.
+    pub fn len(&self) -> usize {
+        self.digests.len()
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
+
+    /// The batch, its rows packed for storage.
+    pub fn finish(self) -> EntryBatch {
+        let packing = Packing::Lz4;
+        let packed = match packing {
+            Packing::Raw => self.rows,
+            Packing::Lz4 => lz4_flex::compress_prepend_size(&self.rows),
+        };
+        EntryBatch(Arc::new(Sealed {
+            packing,
+            packed,
+            digests: self.digests,
+        }))
+    }
+}
+
+struct Sealed {
+    packing: Packing,
+    packed: Vec<u8>,
+    digests: Vec<[u8; 32]>,
+}
+
+/// Entries ready for the ledger; cheap to clone, so a caller keeps it to try a failed commit
+/// again.
+#[derive(Clone)]
+pub struct EntryBatch(Arc<Sealed>);
+
+impl EntryBatch {
+    /// A batch of no entries.
+    pub fn empty() -> EntryBatch {
+        EntryBatch(Arc::new(Sealed {
+            packing: Packing::Raw,
+            packed: Vec::new(),
+            digests: Vec::new(),
+        }))
+    }
+
+    /// The batch of `entries`, in order.
+    pub fn of(entries: &[NewEntry]) -> EntryBatch {
+        let mut b = EntryBatchBuilder::with_capacity(entries.len());
+        for e in entries {
+            b.push(&e.as_ref());
+        }
+        b.finish()
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.0.digests.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.0.digests.is_empty()
+    }
+
+    /// The digests of the entries' canonical rows, in order.
+    pub fn digests(&self) -> &[[u8; 32]] {
+        &self.0.digests
+    }
+
+    /// How the rows are packed, and the packed bytes.
+    pub fn packed(&self) -> (Packing, &[u8]) {
+        (self.0.packing, &self.0.packed)
+    }
+}
+
+/// Splits unpacked rows into the rows themselves.
+pub fn split_rows(mut rows: &[u8]) -> Result<Vec<&[u8]>, String> {
+    let mut out = Vec::new();
+    while !rows.is_empty() {
+        if rows.len() < 4 {
+            return Err("row length truncated".into());
+        }
+        let n = u32::from_le_bytes([rows[0], rows[1], rows[2], rows[3]]) as usize;
+        let rest = &rows[4..];
+        if rest.len() < n {
+            return Err("row truncated".into());
+        }
+        out.push(&rest[..n]);
+        rows = &rest[n..];
+    }
+    Ok(out)
+}
+
+/// The rows of a packed batch, unpacked.
+pub fn unpack(packing: Packing, packed: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+    match packing {
+        Packing::Raw => Ok(std::borrow::Cow::Borrowed(packed)),
+        Packing::Lz4 => lz4_flex::decompress_size_prepended(packed)
+            .map(std::borrow::Cow::Owned)
+            .map_err(|e| e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::{canonical_body, sample_entry, BodyForm};
+
+    #[test]
+    fn a_batch_holds_each_row_and_its_digest() {
+        let entries: Vec<NewEntry> = (0..30).map(sample_entry).collect();
+        let batch = EntryBatch::of(&entries);
+        assert_eq!(batch.len(), 30);
+        let (packing, packed) = batch.packed();
+        let rows = unpack(packing, packed).unwrap();
+        let rows = split_rows(&rows).unwrap();
+        assert_eq!(rows.len(), 30);
+        for ((row, e), digest) in rows.iter().zip(&entries).zip(batch.digests()) {
+            assert_eq!(*row, canonical_body(e, BodyForm::Binary).as_slice());
+            assert_eq!(body_digest(row), *digest);
+            assert_eq!(&canonical::decode(row).unwrap(), e);
+        }
+        assert!(EntryBatch::empty().is_empty());
+    }
+}

@@ -1,0 +1,369 @@
+//! The second stage of the ledger writer: makes chained rounds durable, in order.
+//!
+//! An ordinary round (entries and records) is appended to the write-ahead log and synced
+//! ([`super::wal`]); a full segment is applied to the database by the applier thread in one
+//! transaction and then deleted. A round that also writes other tables (job plans, controls),
+//! and a reader's flush, go to the database directly, after every round logged before them has
+//! been applied, so the database always holds rounds in commit order.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use redb::{Database, WriteTransaction};
+
+use super::store::{db_err, LedgerError, ENTRIES};
+use super::wal::{self, Round, Wal};
+use super::writer::{ExtraWrite, Reply, RECORDS};
+
+/// Bytes of rounds a segment takes before it is applied to the database.
+const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// A round chained and laid out, waiting for its commit.
+pub(super) struct Prepared {
+    /// The failure epoch it was chained in: a round chained on top of a failed commit must
+    /// not be committed (its sequence numbers would leave a gap).
+    pub epoch: u64,
+    pub round: Round,
+    pub extras: Vec<ExtraWrite>,
+    /// Whether a reader waits for everything committed so far to be in the database.
+    pub flush: bool,
+    pub replies: Vec<(Reply, Vec<u64>)>,
+}
+
+/// Writes rounds' values into a transaction.
+fn write_round(w: &WriteTransaction, round: &Round) -> Result<(), redb::Error> {
+    if let Some((key, bytes)) = &round.block {
+        w.open_table(ENTRIES)?.insert(*key, bytes.as_slice())?;
+    }
+    if let Some((key, bytes)) = &round.records {
+        w.open_table(RECORDS)?.insert(*key, bytes.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Applies rounds to the database in one durable transaction.
+fn apply(db: &Database, rounds: &[Round]) -> Result<(), LedgerError> {
+    let w = db.begin_write().map_err(db_err)?;
+    for round in rounds {
+        write_round(&w, round).map_err(db_err)?;
+    }
+    w.commit().map_err(db_err)
+}
+
+/// Applies whatever a crash left in the write-ahead log in `dir`, then deletes it. Run
+/// before anything reads the ledger.
+pub fn replay(db: &Database, dir: &std::path::Path) -> Result<usize, LedgerError> {
+    let segments = wal::read_all(dir).map_err(db_err)?;
+    let rounds: Vec<Round> = segments
+        .iter()
+        .flat_map(|(_, r)| r.iter().cloned())
+        .collect();
+    if !rounds.is_empty() {
+        apply(db, &rounds)?;
+    }
+    for (n, _) in &segments {
+        wal::remove_segment(dir, *n).map_err(db_err)?;
+    }
+    Ok(rounds.len())
+}
+
+/// The thread that applies closed segments in the background.
+struct Applier {
+    tx: Option<mpsc::Sender<(u64, Vec<Round>)>>,
+    done: mpsc::Receiver<()>,
+    in_flight: usize,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Applier {
+    fn start(db: Arc<Database>, dir: PathBuf) -> std::io::Result<Applier> {
+        let (tx, rx) = mpsc::channel::<(u64, Vec<Round>)>();
+        let (done_tx, done) = mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("ledger-apply".into())
+            .spawn(move || {
+                while let Ok((number, rounds)) = rx.recv() {
+                    apply_segment(&db, &dir, number, &rounds);
+                    let _ = done_tx.send(());
+                }
+            })?;
+        Ok(Applier {
+            tx: Some(tx),
+            done,
+            in_flight: 0,
+            thread: Some(thread),
+        })
+    }
+
+    fn hand_over(&mut self, number: u64, rounds: Vec<Round>) {
+        if let Some(tx) = &self.tx {
+            if tx.send((number, rounds)).is_ok() {
+                self.in_flight += 1;
+            }
+        }
+    }
+
+    /// Waits until every segment handed over is in the database.
+    fn wait_idle(&mut self) {
+        while self.in_flight > 0 {
+            if self.done.recv().is_err() {
+                break;
+            }
+            self.in_flight -= 1;
+        }
+    }
+
+    fn stop(&mut self) {
+        self.wait_idle();
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Applies one closed segment, retrying a failing database; the segment file is deleted only
+/// once its rounds are durable there (otherwise the next start applies it).
+fn apply_segment(db: &Database, dir: &std::path::Path, number: u64, rounds: &[Round]) {
+    let mut delay = std::time::Duration::from_millis(20);
+    for attempt in 1..=6 {
+        match apply(db, rounds) {
+            Ok(()) => {
+                if let Err(e) = wal::remove_segment(dir, number) {
+                    tracing::warn!(error = %e, segment = number, "applied log segment not deleted; it is applied again at the next start");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, attempt, segment = number, "could not apply a ledger log segment to the database");
+                thread::sleep(delay);
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(
+        segment = number,
+        "ledger log segment kept on disk; it is applied at the next start"
+    );
+}
+
+/// The committing stage's state.
+struct Committer {
+    db: Arc<Database>,
+    wal: Wal,
+    /// Rounds in the current segment, not yet in the database.
+    pending: Vec<Round>,
+    applier: Applier,
+}
+
+impl Committer {
+    /// Closes the current segment and hands its rounds to the applier.
+    fn rotate(&mut self) -> Result<(), String> {
+        let closed = self.wal.rotate().map_err(|e| e.to_string())?;
+        let rounds = std::mem::take(&mut self.pending);
+        self.applier.hand_over(closed, rounds);
+        Ok(())
+    }
+
+    /// Logs ordinary rounds, with one disk sync for all of them.
+    fn log(&mut self, rounds: Vec<Round>) -> Result<(), String> {
+        if let Err(e) = self.wal.append(&rounds) {
+            // The segment may end in a torn frame now: later frames go to a new one.
+            let _ = self.rotate();
+            return Err(e.to_string());
+        }
+        self.pending.extend(rounds);
+        if self.wal.bytes() >= SEGMENT_BYTES {
+            // Durable already; a failed rotation only delays applying.
+            if let Err(e) = self.rotate() {
+                tracing::warn!(error = %e, "could not start a new ledger log segment");
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits a round to the database directly, after everything logged before it.
+    fn direct(&mut self, round: &Round, extras: Vec<ExtraWrite>) -> Result<(), String> {
+        if !self.pending.is_empty() {
+            self.rotate()?;
+        }
+        self.applier.wait_idle();
+        if round.is_empty() && extras.is_empty() {
+            return Ok(());
+        }
+        let w = self.db.begin_write().map_err(|e| e.to_string())?;
+        write_round(&w, round).map_err(|e| e.to_string())?;
+        for write in extras {
+            write(&w).map_err(|e| e.to_string())?;
+        }
+        w.commit().map_err(|e| e.to_string())
+    }
+
+    /// Applies what is logged and stops, leaving no segment behind.
+    fn finish(mut self) {
+        let rounds = std::mem::take(&mut self.pending);
+        let number = self.wal.number();
+        let dir = self.wal.dir().to_path_buf();
+        drop(self.wal);
+        if rounds.is_empty() {
+            let _ = wal::remove_segment(&dir, number);
+        } else {
+            self.applier.hand_over(number, rounds);
+        }
+        self.applier.stop();
+    }
+}
+
+/// Runs the committing stage until the chainer stops.
+pub(super) fn run(
+    db: Arc<Database>,
+    wal_dir: PathBuf,
+    rounds: mpsc::Receiver<Prepared>,
+    epoch: Arc<AtomicU64>,
+) {
+    let start = || -> std::io::Result<Committer> {
+        Ok(Committer {
+            db: db.clone(),
+            wal: Wal::create(&wal_dir)?,
+            pending: Vec::new(),
+            applier: Applier::start(db.clone(), wal_dir.clone())?,
+        })
+    };
+    let mut committer = match start() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, dir = %wal_dir.display(), "could not start the ledger's log");
+            for p in rounds {
+                for (reply, _) in p.replies {
+                    let _ = reply.send(Err(format!("ledger log unavailable: {e}")));
+                }
+            }
+            return;
+        }
+    };
+    // Rounds that queued up while the disk synced are logged together, with one sync.
+    let mut queued: std::collections::VecDeque<Prepared> = std::collections::VecDeque::new();
+    loop {
+        if queued.is_empty() {
+            match rounds.recv() {
+                Ok(p) => queued.push_back(p),
+                Err(_) => break,
+            }
+        }
+        while let Ok(p) = rounds.try_recv() {
+            queued.push_back(p);
+        }
+        let mut group = Vec::new();
+        while queued
+            .front()
+            .is_some_and(|p| !p.flush && p.extras.is_empty())
+        {
+            group.extend(queued.pop_front());
+        }
+        if group.is_empty() {
+            group.extend(queued.pop_front());
+        }
+        let current = epoch.load(Ordering::Acquire);
+        let (mut group, stale): (Vec<Prepared>, Vec<Prepared>) =
+            group.into_iter().partition(|p| p.epoch == current);
+        for p in stale {
+            for (reply, _) in p.replies {
+                let _ = reply.send(Err("an earlier ledger commit failed; try again".into()));
+            }
+        }
+        if group.is_empty() {
+            continue;
+        }
+        let mut replies = Vec::new();
+        let result = if group.len() == 1 && (group[0].flush || !group[0].extras.is_empty()) {
+            let p = group.pop().map(|p| {
+                replies = p.replies;
+                (p.round, p.extras)
+            });
+            match p {
+                Some((round, extras)) => committer.direct(&round, extras),
+                None => Ok(()),
+            }
+        } else {
+            let mut logged = Vec::with_capacity(group.len());
+            for p in group {
+                replies.extend(p.replies);
+                if !p.round.is_empty() {
+                    logged.push(p.round);
+                }
+            }
+            if logged.is_empty() {
+                Ok(())
+            } else {
+                committer.log(logged)
+            }
+        };
+        match result {
+            Ok(()) => {
+                for (reply, seqs) in replies {
+                    let _ = reply.send(Ok(seqs));
+                }
+            }
+            Err(e) => {
+                // Nothing of these rounds was committed; rounds chained after them are
+                // refused until the chainer has read the head back from the database, so
+                // everything logged goes there first.
+                if !committer.pending.is_empty() {
+                    let _ = committer.rotate();
+                }
+                committer.applier.wait_idle();
+                epoch.fetch_add(1, Ordering::AcqRel);
+                for (reply, _) in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+    committer.finish();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::entry::{sample_entry, LedgerEntry, GENESIS_HASH};
+    use crate::ledger::store::{wal_dir_for, Ledger};
+
+    #[tokio::test]
+    async fn rounds_left_in_the_log_by_a_crash_are_applied_when_the_ledger_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        // What a crash leaves: rounds synced to the log, never applied to the database.
+        let mut entries = Vec::new();
+        let mut prev = GENESIS_HASH.to_string();
+        for i in 0..3u32 {
+            let e = LedgerEntry::chain(i as u64 + 1, sample_entry(i), &prev);
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        {
+            let mut wal = Wal::create(&wal_dir_for(&path)).unwrap();
+            wal.append(&[Round {
+                block: Some((1, crate::ledger::store::write_block(&entries))),
+                records: Some((1, [3u32.to_le_bytes().as_slice(), b"abc"].concat())),
+            }])
+            .unwrap();
+        }
+        let ledger = Ledger::open_path(&path).unwrap();
+        assert_eq!(ledger.entries().unwrap(), entries);
+        // The chain goes on after the replayed entries, and the log is gone.
+        assert_eq!(ledger.append(vec![sample_entry(9)]).await.unwrap(), vec![4]);
+        assert_eq!(ledger.verify().unwrap().entries, 4);
+        let mut records = Vec::new();
+        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
+        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
+            records.push(rec.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(records, vec![b"abc".to_vec()]);
+        ledger.close();
+        assert!(wal::read_all(&wal_dir_for(&path)).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,198 @@
+//! The ledger's single writer: group commit in two stages. The chainer takes every request
+//! waiting, links their entries into the hash chain and lays out the round's bytes; the
+//! committer ([`super::committer`]) makes the round durable with one disk sync while the
+//! chainer prepares the next one.
+//!
+//! A round is at most two values however many callers share it: one block of entries and one
+//! value holding every record of the round's record log, plus whatever other writes callers
+//! handed over. The record log is how the dispatch journal's message records travel with the
+//! charges they belong to.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::batch::EntryBatch;
+use super::block::SegmentBlockWriter;
+use super::committer::{self, Prepared};
+use super::entry::chain_hash_raw;
+use super::store::{read_head, LedgerError};
+use super::wal::Round;
+
+/// The record log: per round, every record handed over with it, each as `u32 len, bytes`,
+/// keyed by a number that grows with every round.
+pub(super) const RECORDS: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_records");
+
+pub(super) type Reply = oneshot::Sender<Result<Vec<u64>, String>>;
+
+/// A write to another table of the same database, committed in the same transaction as the
+/// entries it travels with.
+pub type ExtraWrite = Box<dyn FnOnce(&WriteTransaction) -> Result<(), redb::Error> + Send>;
+
+/// One caller's share of a group commit.
+pub(super) struct Request {
+    /// Encoded and digested by the caller, which keeps a handle to try again if the commit
+    /// fails.
+    pub entries: EntryBatch,
+    /// Records for the record log, in order.
+    pub records: Vec<Vec<u8>>,
+    pub extra: Vec<ExtraWrite>,
+    /// Asks for everything committed so far to be in the database once this one is.
+    pub flush: bool,
+    pub reply: Reply,
+}
+
+/// The key the next round's records go under.
+pub(super) fn next_records_key(db: &Database) -> Result<u64, LedgerError> {
+    use redb::ReadableDatabase;
+    let r = db.begin_read().map_err(super::store::db_err)?;
+    let t = r.open_table(RECORDS).map_err(super::store::db_err)?;
+    let last = t.last().map_err(super::store::db_err)?;
+    Ok(last.map(|(k, _)| k.value() + 1).unwrap_or(1))
+}
+
+/// Calls `f` on every record of the record log, in the order they were handed over.
+pub fn scan_records<E: From<LedgerError>>(
+    r: &redb::ReadTransaction,
+    mut f: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let db_err = |e: redb::Error| E::from(super::store::db_err(e));
+    let t = match r.open_table(RECORDS) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+        Err(e) => return Err(db_err(e.into())),
+    };
+    for row in t.iter().map_err(|e| db_err(e.into()))? {
+        let (_, v) = row.map_err(|e| db_err(e.into()))?;
+        let mut rest = v.value();
+        while !rest.is_empty() {
+            let record = (rest.len() >= 4)
+                .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
+                .and_then(|n| rest.get(4..4 + n));
+            let Some(record) = record else {
+                return Err(E::from(LedgerError::Db(
+                    "record log value truncated".into(),
+                )));
+            };
+            f(record)?;
+            rest = &rest[4 + record.len()..];
+        }
+    }
+    Ok(())
+}
+
+/// Where the chain stands when the writer starts.
+pub(super) struct Head {
+    pub seq: u64,
+    pub hash: String,
+    pub records_key: u64,
+    /// Where the write-ahead log lives.
+    pub wal_dir: PathBuf,
+}
+
+/// The first stage of the writer: takes every request waiting, chains the round and lays out
+/// its bytes, and hands it to the committing stage, so that the next round is chained while
+/// the disk syncs the previous one.
+pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head) {
+    let Head {
+        mut seq,
+        mut hash,
+        mut records_key,
+        wal_dir,
+    } = head;
+    let epoch = Arc::new(AtomicU64::new(0));
+    // Deep enough that the chainer never waits for a sync: rounds that queue up are synced
+    // together.
+    let (to_commit, commits) = mpsc::sync_channel::<Prepared>(64);
+    let committer = {
+        let (db, epoch) = (db.clone(), epoch.clone());
+        thread::Builder::new()
+            .name("ledger-commit".into())
+            .spawn(move || committer::run(db, wal_dir, commits, epoch))
+    };
+    let committer = match committer {
+        Ok(handle) => handle,
+        Err(e) => {
+            tracing::error!(error = %e, "could not start the ledger's commit thread");
+            return;
+        }
+    };
+    let mut my_epoch = 0;
+    while let Ok(first) = rx.recv() {
+        let mut round = vec![first];
+        while let Ok(more) = rx.try_recv() {
+            round.push(more);
+        }
+        let current = epoch.load(Ordering::Acquire);
+        if current != my_epoch {
+            // A commit failed: what is on disk is the chain head again.
+            match read_head(&db) {
+                Ok((s, h)) => {
+                    (seq, hash) = (s, h);
+                    my_epoch = current;
+                }
+                Err(e) => {
+                    for r in round {
+                        let _ = r.reply.send(Err(e.to_string()));
+                    }
+                    continue;
+                }
+            }
+        }
+        let first_seq = seq + 1;
+        let mut extras = Vec::new();
+        let mut records = Vec::new();
+        let mut flush = false;
+        let mut replies = Vec::with_capacity(round.len());
+        // The chain input takes the previous hash in hex; the block header takes it raw.
+        let mut prev = [0u8; 32];
+        let mut head_hex = [0u8; 64];
+        let _ = hex::decode_to_slice(&hash, &mut prev);
+        head_hex.copy_from_slice(hash.as_bytes().get(..64).unwrap_or(&[b'0'; 64]));
+        let mut block = SegmentBlockWriter::new(first_seq, &prev);
+        let mut hashes = Vec::new();
+        for request in round {
+            let mut seqs = Vec::with_capacity(request.entries.len());
+            hashes.clear();
+            for digest in request.entries.digests() {
+                seq += 1;
+                let next = chain_hash_raw(seq, digest, &head_hex);
+                hashes.push(next);
+                let _ = hex::encode_to_slice(next, &mut head_hex);
+                seqs.push(seq);
+            }
+            if !hashes.is_empty() {
+                block.push(&request.entries, &hashes);
+            }
+            for record in &request.records {
+                records.extend_from_slice(&(record.len() as u32).to_le_bytes());
+                records.extend_from_slice(record);
+            }
+            extras.extend(request.extra);
+            flush |= request.flush;
+            replies.push((request.reply, seqs));
+        }
+        hash = String::from_utf8_lossy(&head_hex).into_owned();
+        let block = (!block.is_empty()).then(|| (first_seq, block.finish()));
+        let records = (!records.is_empty()).then(|| {
+            records_key += 1;
+            (records_key - 1, records)
+        });
+        let prepared = Prepared {
+            epoch: my_epoch,
+            round: Round { block, records },
+            extras,
+            flush,
+            replies,
+        };
+        if to_commit.send(prepared).is_err() {
+            break;
+        }
+    }
+    drop(to_commit);
+    let _ = committer.join();
+}
