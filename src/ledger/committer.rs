@@ -1,4 +1,4 @@
-//! The second stage of the ledger writer: makes chained rounds durable, in order.
+//! How the ledger writer makes chained rounds durable, in order.
 //!
 //! An ordinary round (entries and records) is appended to the write-ahead log and synced
 //! ([`super::wal`]); a full segment is applied to the database by the applier thread in one
@@ -6,7 +6,7 @@
 //! and a reader's flush, go to the database directly, after every round logged before them has
 //! been applied, so the database always holds rounds in commit order.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
@@ -150,7 +150,7 @@ fn apply_segment(db: &Database, dir: &std::path::Path, number: u64, rounds: &[Ro
 }
 
 /// The committing stage's state.
-struct Committer {
+pub(super) struct Committer {
     db: Arc<Database>,
     wal: Wal,
     /// Rounds in the current segment, not yet in the database.
@@ -167,14 +167,14 @@ impl Committer {
         Ok(())
     }
 
-    /// Logs ordinary rounds, with one disk sync for all of them.
-    fn log(&mut self, rounds: Vec<Round>) -> Result<(), String> {
-        if let Err(e) = self.wal.append(&rounds) {
+    /// Logs an ordinary round: one write, one disk sync.
+    fn log(&mut self, round: Round) -> Result<(), String> {
+        if let Err(e) = self.wal.append(std::slice::from_ref(&round)) {
             // The segment may end in a torn frame now: later frames go to a new one.
             let _ = self.rotate();
             return Err(e.to_string());
         }
-        self.pending.extend(rounds);
+        self.pending.push(round);
         if self.wal.bytes() >= SEGMENT_BYTES {
             // Durable already; a failed rotation only delays applying.
             if let Err(e) = self.rotate() {
@@ -202,7 +202,7 @@ impl Committer {
     }
 
     /// Applies what is logged and stops, leaving no segment behind.
-    fn finish(mut self) {
+    pub(super) fn finish(mut self) {
         let rounds = std::mem::take(&mut self.pending);
         let number = self.wal.number();
         let dir = self.wal.dir().to_path_buf();
@@ -216,112 +216,54 @@ impl Committer {
     }
 }
 
-/// Runs the committing stage until the chainer stops.
-pub(super) fn run(
-    db: Arc<Database>,
-    wal_dir: PathBuf,
-    rounds: mpsc::Receiver<Prepared>,
-    epoch: Arc<AtomicU64>,
-) {
-    let start = || -> std::io::Result<Committer> {
+impl Committer {
+    /// Starts a new log segment in `wal_dir` and the applier behind it.
+    pub(super) fn start(db: Arc<Database>, wal_dir: &Path) -> std::io::Result<Committer> {
         Ok(Committer {
             db: db.clone(),
-            wal: Wal::create(&wal_dir)?,
+            wal: Wal::create(wal_dir)?,
             pending: Vec::new(),
-            applier: Applier::start(db.clone(), wal_dir.clone())?,
+            applier: Applier::start(db, wal_dir.to_path_buf())?,
         })
-    };
-    let mut committer = match start() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, dir = %wal_dir.display(), "could not start the ledger's log");
-            for p in rounds {
-                for (reply, _) in p.replies {
-                    let _ = reply.send(Err(format!("ledger log unavailable: {e}")));
-                }
-            }
-            return;
-        }
-    };
-    // Rounds that queued up while the disk synced are logged together, with one sync.
-    let mut queued: std::collections::VecDeque<Prepared> = std::collections::VecDeque::new();
-    loop {
-        if queued.is_empty() {
-            match rounds.recv() {
-                Ok(p) => queued.push_back(p),
-                Err(_) => break,
-            }
-        }
-        while let Ok(p) = rounds.try_recv() {
-            queued.push_back(p);
-        }
-        let mut group = Vec::new();
-        while queued
-            .front()
-            .is_some_and(|p| !p.flush && p.extras.is_empty())
-        {
-            group.extend(queued.pop_front());
-        }
-        if group.is_empty() {
-            group.extend(queued.pop_front());
-        }
-        let current = epoch.load(Ordering::Acquire);
-        let (mut group, stale): (Vec<Prepared>, Vec<Prepared>) =
-            group.into_iter().partition(|p| p.epoch == current);
-        for p in stale {
+    }
+
+    /// Makes a chained round durable and answers its callers. A failure bumps `epoch`:
+    /// rounds chained on top of this one are refused until the chainer has read the head
+    /// back from the database.
+    pub(super) fn commit(&mut self, p: Prepared, epoch: &AtomicU64) {
+        if p.epoch != epoch.load(Ordering::Acquire) {
             for (reply, _) in p.replies {
                 let _ = reply.send(Err("an earlier ledger commit failed; try again".into()));
             }
+            return;
         }
-        if group.is_empty() {
-            continue;
-        }
-        let mut replies = Vec::new();
-        let result = if group.len() == 1 && (group[0].flush || !group[0].extras.is_empty()) {
-            let p = group.pop().map(|p| {
-                replies = p.replies;
-                (p.round, p.extras)
-            });
-            match p {
-                Some((round, extras)) => committer.direct(&round, extras),
-                None => Ok(()),
-            }
+        let result = if p.flush || !p.extras.is_empty() {
+            self.direct(&p.round, p.extras)
+        } else if p.round.is_empty() {
+            Ok(())
         } else {
-            let mut logged = Vec::with_capacity(group.len());
-            for p in group {
-                replies.extend(p.replies);
-                if !p.round.is_empty() {
-                    logged.push(p.round);
-                }
-            }
-            if logged.is_empty() {
-                Ok(())
-            } else {
-                committer.log(logged)
-            }
+            self.log(p.round)
         };
         match result {
             Ok(()) => {
-                for (reply, seqs) in replies {
+                for (reply, seqs) in p.replies {
                     let _ = reply.send(Ok(seqs));
                 }
             }
             Err(e) => {
-                // Nothing of these rounds was committed; rounds chained after them are
-                // refused until the chainer has read the head back from the database, so
-                // everything logged goes there first.
-                if !committer.pending.is_empty() {
-                    let _ = committer.rotate();
+                // Nothing of this round was committed. Everything logged before it goes to
+                // the database first, since that is where the chainer reads the head back.
+                if !self.pending.is_empty() {
+                    let _ = self.rotate();
                 }
-                committer.applier.wait_idle();
+                self.applier.wait_idle();
                 epoch.fetch_add(1, Ordering::AcqRel);
-                for (reply, _) in replies {
+                for (reply, _) in p.replies {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
     }
-    committer.finish();
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! The ledger's single writer: group commit in two stages. The chainer takes every request
-//! waiting, links their entries into the hash chain and lays out the round's bytes; the
-//! committer ([`super::committer`]) makes the round durable with one disk sync while the
-//! chainer prepares the next one.
+//! The ledger's single writer: group commit. It takes every request waiting, links their
+//! entries into the hash chain, lays out the round's bytes and makes the round durable with
+//! one disk sync ([`super::committer`]); requests that arrive meanwhile form the next round.
+//! One thread does it all: a round's chaining is short next to its sync, and every hand-over
+//! between threads would add a wake-up to each caller's wait.
 //!
 //! A round is at most two values however many callers share it: one block of entries and one
 //! value holding every record of the round's record log, plus whatever other writes callers
@@ -11,14 +12,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
-use std::thread;
 
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::batch::EntryBatch;
 use super::block::SegmentBlockWriter;
-use super::committer::{self, Prepared};
+use super::committer::{Committer, Prepared};
 use super::entry::chain_hash_raw;
 use super::store::{read_head, LedgerError};
 use super::wal::Round;
@@ -104,20 +104,14 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
         mut records_key,
         wal_dir,
     } = head;
-    let epoch = Arc::new(AtomicU64::new(0));
-    // Deep enough that the chainer never waits for a sync: rounds that queue up are synced
-    // together.
-    let (to_commit, commits) = mpsc::sync_channel::<Prepared>(64);
-    let committer = {
-        let (db, epoch) = (db.clone(), epoch.clone());
-        thread::Builder::new()
-            .name("ledger-commit".into())
-            .spawn(move || committer::run(db, wal_dir, commits, epoch))
-    };
-    let committer = match committer {
-        Ok(handle) => handle,
+    let epoch = AtomicU64::new(0);
+    let mut committer = match Committer::start(db.clone(), &wal_dir) {
+        Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "could not start the ledger's commit thread");
+            tracing::error!(error = %e, dir = %wal_dir.display(), "could not start the ledger's log");
+            for r in rx {
+                let _ = r.reply.send(Err(format!("ledger log unavailable: {e}")));
+            }
             return;
         }
     };
@@ -189,10 +183,7 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
             flush,
             replies,
         };
-        if to_commit.send(prepared).is_err() {
-            break;
-        }
+        committer.commit(prepared, &epoch);
     }
-    drop(to_commit);
-    let _ = committer.join();
+    committer.finish();
 }
