@@ -15,7 +15,8 @@ use tokio::sync::{mpsc, Notify};
 
 use super::job::Job;
 use super::rate_limit::PartsLimiter;
-use super::worker::{self, ReceiptBatch};
+use super::simulated_receipts::{self, ReceiptBatch};
+use super::{settle, worker};
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
 use crate::domain::{Channel, Currency, Hold, JobId, JobStatus};
@@ -131,7 +132,7 @@ impl Dispatcher {
         let handles = (0..workers)
             .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
             .collect();
-        tokio::spawn(worker::apply_receipts(rx));
+        tokio::spawn(simulated_receipts::apply_receipts(rx));
         if inner.deps.journal.is_some() {
             tokio::spawn(flush_deliveries_periodically(Arc::downgrade(&inner)));
         }
@@ -236,7 +237,7 @@ impl Dispatcher {
     /// Lets receipts settle the job's in-doubt messages (charged through the journal).
     pub fn settle_in_doubt_on_receipt(&self, job: &Arc<Job>) {
         job.in_doubt
-            .set_settler(Arc::new(worker::Settler(Arc::downgrade(&self.inner))));
+            .set_settler(Arc::new(settle::Settler(Arc::downgrade(&self.inner))));
     }
 
     /// Makes the job's current status and budget durable (status changes are otherwise

@@ -21,7 +21,9 @@ pub mod pricing;
 pub mod rate_limit;
 pub mod recovery;
 pub mod retry;
+mod settle;
 pub mod share;
+mod simulated_receipts;
 mod worker;
 
 pub use audience::{Audience, AudienceBuilder, AudienceError};

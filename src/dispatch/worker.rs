@@ -1,72 +1,161 @@
 //! One worker's loop and the processing of one chunk: decide, wait for rate-limit tokens,
-//! send, retry transient failures with backoff, and record every recipient's outcome.
-//! Also the task that applies simulated delivery receipts when they come due.
+//! record it as `sending`, send, and retry transient failures with backoff. What is done with
+//! the provider's answers is in [`super::settle`].
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::dispatcher::Inner;
-use super::in_doubt::InDoubtSettler;
-use super::job::Job;
-use super::journal::codec::{SendingItem, SettledItem, Settlement};
-use super::journal::{Journal, JournalError};
+use super::job::{Job, Lease};
+use super::journal::codec::{self, SendingItem};
+use super::journal::JournalError;
 use super::retry;
+use super::settle::{failed_item, record_outcomes, Durable};
 use crate::domain::{JobStatus, MessageId};
-use crate::ledger::{EntryBatch, EntryBatchBuilder, EntryKind, EntryRef, Ledger, NewEntry};
+use crate::ledger::EntryBatch;
 use crate::metrics;
 use crate::policy::{Decision, PolicyInput, PolicyRunner};
-use crate::provider::{DeliveryStatus, OutboundMessage, SendOutcome};
+use crate::provider::{OutboundMessage, SendOutcome};
 use crate::store::CapRequest;
 
-/// Receipts of one chunk that come due together.
-pub struct ReceiptBatch {
-    due: Instant,
-    job: Arc<Job>,
-    receipts: Vec<(u32, DeliveryStatus)>,
-}
-
-/// A worker: takes work until shutdown.
+/// A worker: takes work until shutdown. It keeps one chunk at the provider and prepares the
+/// next one meanwhile (decisions, rate-limit tokens, the durable `sending` record), so the
+/// provider gets the next chunk as soon as it has answered the last, and the time spent
+/// deciding and syncing overlaps the time spent waiting for the provider.
 pub(super) async fn run(inner: Arc<Inner>, worker_no: u64) {
     let mut seed = worker_no.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    while !inner.shutdown.load(Ordering::SeqCst) {
-        let notified = inner.work_ready.notified();
-        match inner.next_work() {
-            Some((job, lease)) => {
-                seed = seed.wrapping_add(1);
-                let done = process(&inner, &job, &lease.indices, seed).await;
-                let now = inner.deps.clock.now();
-                job.release(lease, done, now);
-                if !done {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut at_provider: Option<ReadyChunk> = None;
+    loop {
+        let stopping = inner.shutdown.load(Ordering::SeqCst);
+        if stopping && at_provider.is_none() {
+            break;
+        }
+        let current = at_provider.take();
+        let (next, ()) = tokio::join!(
+            async {
+                match stopping {
+                    true => None,
+                    false => prepare_next(&inner, &mut seed).await,
                 }
-                inner.maybe_complete(&job, now);
+            },
+            async {
+                if let Some(chunk) = current {
+                    deliver(&inner, chunk).await;
+                }
             }
-            None => {
-                let _ = tokio::time::timeout(inner.idle_wait(), notified).await;
-            }
+        );
+        at_provider = next;
+    }
+}
+
+/// A chunk decided, given its rate-limit tokens and recorded as `sending`: ready to go to
+/// the provider. Its lease is held until the provider's answers are recorded.
+struct ReadyChunk {
+    job: Arc<Job>,
+    lease: Lease,
+    metas: Vec<Meta>,
+    messages: Vec<OutboundMessage>,
+    decided_at: DateTime<Utc>,
+    seed: u64,
+}
+
+/// What preparing a chunk came to.
+enum Prepared {
+    /// Messages ready for the provider.
+    Ready(Vec<Meta>, Vec<OutboundMessage>, DateTime<Utc>),
+    /// Every recipient has its outcome (or is deferred); nothing to send.
+    Finished,
+    /// The store could not answer before anything was decided: offer the chunk again.
+    Again,
+}
+
+/// Leases the next chunk and prepares it; answers it if it has messages for the provider.
+async fn prepare_next(inner: &Arc<Inner>, seed: &mut u64) -> Option<ReadyChunk> {
+    let notified = inner.work_ready.notified();
+    let Some((job, lease)) = inner.next_work() else {
+        let _ = tokio::time::timeout(inner.idle_wait(), notified).await;
+        return None;
+    };
+    *seed = seed.wrapping_add(1);
+    match prepare(inner, &job, &lease.indices).await {
+        Prepared::Ready(metas, messages, decided_at) => Some(ReadyChunk {
+            job,
+            lease,
+            metas,
+            messages,
+            decided_at,
+            seed: *seed,
+        }),
+        Prepared::Finished => {
+            release(inner, &job, lease, true);
+            None
+        }
+        Prepared::Again => {
+            release(inner, &job, lease, false);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            None
         }
     }
 }
 
-/// What the worker keeps about a message while the provider has it.
-struct Meta {
-    index: u32,
-    region: crate::phone::RegionCode,
-    cap: Option<CapRequest>,
+/// Gives a chunk's lease back (`done`: its recipients are taken care of) and completes the
+/// job if that was its last work.
+fn release(inner: &Inner, job: &Arc<Job>, lease: Lease, done: bool) {
+    let now = inner.deps.clock.now();
+    job.release(lease, done, now);
+    inner.maybe_complete(job, now);
 }
 
-/// Processes one chunk. Answers false when the chunk must be offered again (the store could
-/// not answer before anything was decided).
-async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64) -> bool {
+/// Hands a ready chunk to the provider and records the answers; transient failures are
+/// retried on their own task, so the worker goes straight on.
+async fn deliver(inner: &Arc<Inner>, chunk: ReadyChunk) {
+    let ReadyChunk {
+        job,
+        lease,
+        metas,
+        messages,
+        decided_at,
+        seed,
+    } = chunk;
+    let outcomes = send(inner, &job, &messages).await;
+    let (retry_metas, retry_messages, throttle, transient) =
+        record_outcomes(inner, &job, metas, messages, outcomes, decided_at).await;
+    if !retry_messages.is_empty() {
+        let permit = inner.retry_slots.clone().acquire_owned().await.ok();
+        let (inner, job) = (inner.clone(), job.clone());
+        tokio::spawn(async move {
+            retry(
+                &inner,
+                &job,
+                retry_metas,
+                retry_messages,
+                (throttle, transient),
+                decided_at,
+                seed,
+            )
+            .await;
+            // Release the slot last: a drain that sees it free finds nothing held.
+            drop(inner);
+            drop(permit);
+        });
+    }
+    release(inner, &job, lease, true);
+}
+
+/// What the worker keeps about a message while the provider has it.
+pub(super) struct Meta {
+    pub index: u32,
+    pub region: crate::phone::RegionCode,
+    pub cap: Option<CapRequest>,
+}
+
+/// Decides a chunk, waits for its rate-limit tokens and records it as `sending`.
+async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepared {
     if indices.is_empty() {
-        return true;
+        return Prepared::Finished;
     }
     let snapshot = inner.deps.snapshots.current();
     let audience = &job.audience;
@@ -95,7 +184,7 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
             metrics::policy_error(job.spec.channel);
             inner.deps.state_health.failed(&e);
             tracing::debug!(job = %job.id, error = %e, "policy could not run; the chunk waits for the state store");
-            return false;
+            return Prepared::Again;
         }
     };
 
@@ -159,41 +248,16 @@ async fn process(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32], seed: u64)
         }
     }
     if messages.is_empty() {
-        return true;
+        return Prepared::Finished;
     }
     if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
-        return true;
+        return Prepared::Finished;
     }
-    if !journal_sending(inner, job, &metas, &messages, decided_at).await {
-        return true;
+    let (journaled, messages) = journal_sending(inner, job, &metas, messages, decided_at).await;
+    if !journaled || !mark_sending(inner, job, &metas, &messages, decided_at).await {
+        return Prepared::Finished;
     }
-    if !mark_sending(inner, job, &metas, &messages, decided_at).await {
-        return true;
-    }
-    let outcomes = send(inner, job, &messages).await;
-    let (retry_metas, retry_messages, throttle, transient) =
-        record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
-    if !retry_messages.is_empty() {
-        // Retries wait on their own task, so the worker goes straight on to the next chunk.
-        let permit = inner.retry_slots.clone().acquire_owned().await.ok();
-        let (inner, job) = (inner.clone(), job.clone());
-        tokio::spawn(async move {
-            retry(
-                &inner,
-                &job,
-                retry_metas,
-                retry_messages,
-                (throttle, transient),
-                decided_at,
-                seed,
-            )
-            .await;
-            // Release the slot last: a drain that sees it free finds nothing held.
-            drop(inner);
-            drop(permit);
-        });
-    }
-    true
+    Prepared::Ready(metas, messages, decided_at)
 }
 
 /// Waits for rate-limit tokens message by message. A cancel or shutdown abandons the rest:
@@ -236,24 +300,45 @@ async fn journal_sending(
     inner: &Inner,
     job: &Job,
     metas: &[Meta],
-    messages: &[OutboundMessage],
+    messages: Vec<OutboundMessage>,
     decided_at: DateTime<Utc>,
-) -> bool {
+) -> (bool, Vec<OutboundMessage>) {
     let Some(journal) = &inner.deps.journal else {
-        return true;
+        return (true, messages);
+    };
+    // Encoding (and compressing) the chunk's bodies is CPU work: off the runtime's threads.
+    let (record, messages) = {
+        let messages = Arc::new(messages);
+        let places: Vec<_> = metas.iter().map(|m| (m.index, m.region)).collect();
+        let (id, shared) = (job.id.clone(), messages.clone());
+        let record = tokio::task::spawn_blocking(move || {
+            let items = places
+                .iter()
+                .zip(shared.iter())
+                .map(|(&(index, region), msg)| (index, region, msg));
+            codec::encode_sending(id.as_str(), items)
+        })
+        .await;
+        // The encoding task has let go of its handle, whatever became of it.
+        let messages = Arc::try_unwrap(messages).unwrap_or_else(|shared| (*shared).clone());
+        (record, messages)
+    };
+    let record = match record {
+        Ok(record) => record,
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "could not encode a chunk's sending record");
+            fail_unsent(inner, job, metas, &messages, decided_at).await;
+            return (false, messages);
+        }
     };
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
-        let items = metas
-            .iter()
-            .zip(messages)
-            .map(|(m, msg)| (m.index, m.region, msg));
-        let result = match journal.sending(&job.id, items) {
+        let result = match journal.sending_record(record.clone()) {
             Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
             Err(e) => Err(e),
         };
         match result {
-            Ok(()) => return true,
+            Ok(()) => return (true, messages),
             Err(e) => {
                 tracing::error!(job = %job.id, attempt, error = %e, "could not journal a chunk before sending");
                 tokio::time::sleep(delay).await;
@@ -261,8 +346,8 @@ async fn journal_sending(
             }
         }
     }
-    fail_unsent(inner, job, metas, messages, decided_at).await;
-    false
+    fail_unsent(inner, job, metas, &messages, decided_at).await;
+    (false, messages)
 }
 
 /// Fails a chunk that must not go out unrecorded: its messages count as failed, their
@@ -382,150 +467,6 @@ async fn send(inner: &Inner, job: &Job, messages: &[OutboundMessage]) -> Vec<Sen
     outcomes
 }
 
-/// Records the provider's answers; hands back the messages to try again, how long the
-/// provider asked us to wait, and how many of them failed transiently (the rest were throttled).
-async fn record_outcomes(
-    inner: &Inner,
-    job: &Arc<Job>,
-    metas: Vec<Meta>,
-    messages: Vec<OutboundMessage>,
-    outcomes: Vec<SendOutcome>,
-    decided_at: DateTime<Utc>,
-) -> (Vec<Meta>, Vec<OutboundMessage>, Duration, usize) {
-    let slot = &inner.deps.providers[job.provider];
-    let mut receipts = Vec::new();
-    let mut receipt_after = Duration::ZERO;
-    let mut to_release = Vec::new();
-    let mut cost_total = 0i64;
-    let mut accepted = Vec::new();
-    let (mut retry_metas, mut retry_messages, mut throttle) =
-        (Vec::new(), Vec::new(), Duration::ZERO);
-    let mut transient = 0usize;
-    let mut sent: Vec<(u32, u32, i64)> = Vec::new();
-    let mut entries = EntryBatchBuilder::with_capacity(match inner.deps.ledger {
-        Some(_) => metas.len(),
-        None => 0,
-    });
-    let mut id_text = [0u8; 36];
-    let journaled = inner.deps.journal.is_some();
-    let mut settled: Vec<SettledItem> = Vec::new();
-    let now = inner.deps.clock.now();
-    for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
-        match outcome {
-            SendOutcome::Accepted {
-                provider_message_id,
-            } => {
-                let unit = job.prices.unit_price(meta.region);
-                let cost = unit.times(message.parts);
-                if inner.deps.ledger.is_some() {
-                    entries.push(&EntryRef {
-                        kind: EntryKind::Charge,
-                        message_id: message.id.write_str(&mut id_text),
-                        job_id: job.id.as_str(),
-                        campaign_id: &job.spec.campaign_id,
-                        channel: job.spec.channel,
-                        provider: slot.provider.name(),
-                        country: meta.region.as_str(),
-                        parts: message.parts,
-                        unit_price_micros: unit,
-                        cost_micros: cost,
-                        currency: job.currency,
-                        at: now,
-                        references: None,
-                        provider_message_id: Some(&provider_message_id),
-                    });
-                }
-                if journaled {
-                    settled.push(SettledItem {
-                        index: meta.index,
-                        settlement: Settlement::Sent,
-                        parts: message.parts,
-                        cost_micros: cost.0,
-                        region: meta.region,
-                        provider_message_id: provider_message_id.clone(),
-                    });
-                }
-                sent.push((meta.index, message.parts, cost.0));
-                cost_total = cost_total.saturating_add(cost.0);
-                accepted.push(super::AcceptedMessage {
-                    index: meta.index,
-                    region: meta.region,
-                    parts: message.parts,
-                    cost_micros: cost.0,
-                    provider_message_id,
-                });
-                if let Some(r) = slot.provider.simulated_receipt(&message) {
-                    receipt_after = r.after;
-                    receipts.push((meta.index, r.status));
-                }
-            }
-            SendOutcome::Permanent { .. } => {
-                if journaled {
-                    settled.push(failed_item(&meta, &message));
-                }
-                job.budget.give_back(message_cost(job, &meta, &message));
-                job.record_failed(meta.index);
-                to_release.extend(meta.cap);
-            }
-            SendOutcome::Throttled { retry_after } => {
-                throttle = throttle.max(retry_after);
-                retry_metas.push(meta);
-                retry_messages.push(message);
-            }
-            SendOutcome::Transient { .. } => {
-                transient += 1;
-                retry_metas.push(meta);
-                retry_messages.push(message);
-            }
-        }
-    }
-    metrics::cost(
-        job.spec.channel,
-        &job.provider_name,
-        job.currency,
-        cost_total,
-    );
-    // A send counts as sent only once its ledger entry is durable. The commit is awaited on
-    // its own task (bounded), so workers keep sending while the ledger groups many chunks
-    // into one disk sync.
-    if !entries.is_empty() || !settled.is_empty() {
-        let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
-        let durable = Durable {
-            ledger: inner.deps.ledger.clone(),
-            journal: inner.deps.journal.clone(),
-        };
-        let job = job.clone();
-        let entries = entries.finish();
-        tokio::spawn(async move {
-            durable.settle(&job, settled, entries).await;
-            for (index, parts, cost) in sent {
-                job.record_sent(index, parts, cost);
-            }
-            drop(durable);
-            drop(permit);
-        });
-    } else {
-        for (index, parts, cost) in sent {
-            job.record_sent(index, parts, cost);
-        }
-    }
-    release_caps(inner, &to_release, decided_at).await;
-    job.record_accepted(&accepted);
-    if let Some(observer) = &inner.deps.observer {
-        observer.accepted(job, &accepted);
-    }
-    if !receipts.is_empty() {
-        let batch = ReceiptBatch {
-            due: Instant::now() + receipt_after,
-            job: job.clone(),
-            receipts,
-        };
-        // Backpressure: a full queue slows the sender rather than dropping receipts.
-        let _ = inner.receipts.send(batch).await;
-    }
-    (retry_metas, retry_messages, throttle, transient)
-}
-
 /// Most consecutive throttled rounds waited out before they count as failed attempts: a
 /// provider that answers 429 forever must not hold messages forever.
 const MAX_THROTTLED_ROUNDS: u32 = 100;
@@ -595,168 +536,15 @@ async fn retry(
 }
 
 /// What a message costs, as reserved against the budget and charged in the ledger.
-fn message_cost(job: &Job, meta: &Meta, message: &OutboundMessage) -> i64 {
+pub(super) fn message_cost(job: &Job, meta: &Meta, message: &OutboundMessage) -> i64 {
     job.prices.unit_price(meta.region).times(message.parts).0
 }
 
-/// Settles in-doubt messages when a receipt proves they reached the provider.
-pub(super) struct Settler(pub std::sync::Weak<Inner>);
-
-impl InDoubtSettler for Settler {
-    fn settle(&self, id: &crate::domain::JobId, index: u32) {
-        let Some(inner) = self.0.upgrade() else {
-            return;
-        };
-        let Some(job) = inner.job(id) else {
-            return;
-        };
-        let Some(message) = job.in_doubt.take(index) else {
-            return;
-        };
-        let message_id =
-            MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
-        let settled = vec![SettledItem {
-            index,
-            settlement: Settlement::Sent,
-            parts: message.parts,
-            cost_micros: message.cost_micros,
-            region: message.region,
-            provider_message_id: message_id.to_string(),
-        }];
-        let entries = match inner.deps.ledger {
-            Some(_) => EntryBatch::of(&[NewEntry {
-                kind: EntryKind::Charge,
-                message_id: message_id.to_string(),
-                job_id: job.id.to_string(),
-                campaign_id: job.spec.campaign_id.clone(),
-                channel: job.spec.channel,
-                provider: job.provider_name.clone(),
-                country: message.region.as_str().to_string(),
-                parts: message.parts,
-                unit_price_micros: job.prices.unit_price(message.region),
-                cost_micros: crate::domain::Micros(message.cost_micros),
-                currency: job.currency,
-                at: inner.deps.clock.now(),
-                references: None,
-                provider_message_id: Some(message_id.to_string()),
-            }]),
-            None => EntryBatch::empty(),
-        };
-        let durable = Durable {
-            ledger: inner.deps.ledger.clone(),
-            journal: inner.deps.journal.clone(),
-        };
-        tokio::spawn(async move {
-            durable.settle(&job, settled, entries).await;
-            job.settle_in_doubt(index, message);
-            tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
-        });
-    }
-}
-
-fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem {
-    SettledItem {
-        index: meta.index,
-        settlement: Settlement::Failed,
-        parts: message.parts,
-        cost_micros: 0,
-        region: meta.region,
-        provider_message_id: String::new(),
-    }
-}
-
-/// Where provider answers are made durable: the journal (with the charges in the same
-/// commit) when it is on, the ledger alone otherwise.
-struct Durable {
-    ledger: Option<Ledger>,
-    journal: Option<Journal>,
-}
-
-impl Durable {
-    /// Writes the answers and charges, retrying a failing disk a few times; the sends already
-    /// happened, so they must not be dropped silently.
-    async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: EntryBatch) {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=5 {
-            let result = match (&self.journal, &self.ledger) {
-                (Some(journal), _) => match journal.settle(&job.id, &settled, &entries) {
-                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-                    Err(e) => Err(e),
-                },
-                (None, Some(ledger)) => match ledger.commit(&entries, Vec::new()) {
-                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-                    Err(e) => Err(e.into()),
-                },
-                (None, None) => Ok(()),
-            };
-            match result {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-        tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
-    }
-}
-
-async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {
+pub(super) async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {
     if caps.is_empty() {
         return;
     }
     if let Err(e) = inner.deps.store.release_caps(caps, reserved_at).await {
         tracing::warn!(error = %e, count = caps.len(), "could not release frequency-cap reservations");
-    }
-}
-
-struct Due(ReceiptBatch);
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.due == other.0.due
-    }
-}
-impl Eq for Due {}
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.due.cmp(&other.0.due)
-    }
-}
-
-/// Applies simulated receipts when they come due.
-pub(super) async fn apply_receipts(mut rx: mpsc::Receiver<ReceiptBatch>) {
-    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
-    loop {
-        let next_due = heap.peek().map(|Reverse(d)| d.0.due);
-        tokio::select! {
-            msg = rx.recv() => match msg {
-                Some(b) => heap.push(Reverse(Due(b))),
-                None if heap.is_empty() => return,
-                None => {
-                    if let Some(due) = next_due { tokio::time::sleep_until(due).await; }
-                }
-            },
-            _ = async { match next_due { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}
-        }
-        let now = Instant::now();
-        while heap.peek().is_some_and(|Reverse(d)| d.0.due <= now) {
-            if let Some(Reverse(Due(b))) = heap.pop() {
-                metrics::receipts(
-                    b.job.spec.channel,
-                    &b.job.provider_name,
-                    b.receipts.iter().map(|(_, status)| status),
-                );
-                for (i, status) in b.receipts {
-                    b.job.record_receipt(i, status);
-                }
-            }
-        }
     }
 }

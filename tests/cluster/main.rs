@@ -534,8 +534,8 @@ async fn a_takeover_never_resends_to_a_provider_without_dedup() {
         by_id.len() as u64 <= sent + in_doubt,
         "only in-doubt messages may have reached it besides the sent ones"
     );
-    // In doubt: at most what the dead instance had in flight (workers × batch, a few times over
-    // for the marks written ahead of the rate limiter).
+    // In doubt: at most what the dead instance had in flight: two chunks per worker (one at the
+    // provider, one ready to go), and as much again for marks written ahead of the rate limiter.
     assert!(in_doubt <= 4 * 200 * 4, "{in_doubt} in doubt");
 
     // Ops see the fleet shrink and nothing left unwritten.

@@ -75,9 +75,10 @@ pub(crate) struct Scenario {
 }
 
 impl Scenario {
-    /// Most messages that can be in flight (handed over, answer not recorded) at one crash.
+    /// Most messages that can be in flight (recorded as sending, answer not recorded) at one
+    /// crash: each worker's chunk at the provider and the one it has ready to go next.
     fn in_flight_window(&self) -> usize {
-        self.workers * self.batch
+        2 * self.workers * self.batch
     }
 }
 
@@ -190,8 +191,8 @@ async fn a_provider_without_dedup_never_gets_a_message_twice() {
         strangers.len()
     );
     println!(
-        "job counts: {}; in doubt: {in_doubt} (at most {window}: {} kills x {} workers x {} \
-         per batch)",
+        "job counts: {}; in doubt: {in_doubt} (at most {window}: {} kills x 2 chunks x {} \
+         workers x {} per batch)",
         view["counts"], h.scenario.kills, h.scenario.workers, h.scenario.batch
     );
 

@@ -237,7 +237,12 @@ impl Journal {
         job: &JobId,
         items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
     ) -> Result<PendingCommit, JournalError> {
-        let record = codec::encode_sending(job.as_str(), items);
+        self.sending_record(codec::encode_sending(job.as_str(), items))
+    }
+
+    /// [`Journal::sending`] with the chunk already encoded ([`codec::encode_sending`]), for
+    /// callers that encode off the async runtime.
+    pub fn sending_record(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
         Ok(self
             .ledger
             .commit_records(&EntryBatch::empty(), vec![record])?)
@@ -250,7 +255,16 @@ impl Journal {
         items: &[SettledItem],
         charges: &EntryBatch,
     ) -> Result<PendingCommit, JournalError> {
-        let record = codec::encode_settled(job.as_str(), items);
+        self.settle_record(codec::encode_settled(job.as_str(), items), charges)
+    }
+
+    /// [`Journal::settle`] with the answers already encoded ([`codec::encode_settled`]), for
+    /// callers that encode off the async runtime.
+    pub fn settle_record(
+        &self,
+        record: Vec<u8>,
+        charges: &EntryBatch,
+    ) -> Result<PendingCommit, JournalError> {
         Ok(self.ledger.commit_records(charges, vec![record])?)
     }
 

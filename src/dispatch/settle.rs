@@ -1,0 +1,313 @@
+//! What happens after the provider answers a chunk: each answer recorded (sent, failed, to
+//! retry), the job's counts and receipts updated, and the answers made durable with their
+//! ledger charges on a task of their own, so the worker goes straight on. Also the settling
+//! of in-doubt messages that a receipt proves were sent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::dispatcher::Inner;
+use super::in_doubt::InDoubtSettler;
+use super::job::Job;
+use super::journal::codec::{self, SettledItem, Settlement};
+use super::journal::{Journal, JournalError};
+use super::simulated_receipts::ReceiptBatch;
+use super::worker::{message_cost, release_caps, Meta};
+use crate::domain::{MessageId, Micros};
+use crate::ledger::{EntryBatch, EntryBatchBuilder, EntryKind, EntryRef, Ledger, NewEntry};
+use crate::metrics;
+use crate::provider::{OutboundMessage, SendOutcome};
+
+/// Records the provider's answers; hands back the messages to try again, how long the
+/// provider asked us to wait, and how many of them failed transiently (the rest were throttled).
+pub(super) async fn record_outcomes(
+    inner: &Inner,
+    job: &Arc<Job>,
+    metas: Vec<Meta>,
+    messages: Vec<OutboundMessage>,
+    outcomes: Vec<SendOutcome>,
+    decided_at: DateTime<Utc>,
+) -> (Vec<Meta>, Vec<OutboundMessage>, Duration, usize) {
+    let slot = &inner.deps.providers[job.provider];
+    let mut receipts = Vec::new();
+    let mut receipt_after = Duration::ZERO;
+    let mut to_release = Vec::new();
+    let mut cost_total = 0i64;
+    let mut accepted = Vec::new();
+    let (mut retry_metas, mut retry_messages, mut throttle) =
+        (Vec::new(), Vec::new(), Duration::ZERO);
+    let mut transient = 0usize;
+    let mut sent: Vec<(u32, u32, i64)> = Vec::new();
+    // Charges are encoded and hashed on the settling task, off the worker's path: here only
+    // what they need is kept, the message id and unit price of each sent item in `settled`.
+    let charging = inner.deps.ledger.is_some();
+    let mut charged: Vec<(MessageId, Micros)> = Vec::new();
+    let journaled = inner.deps.journal.is_some();
+    let mut settled: Vec<SettledItem> = Vec::new();
+    let now = inner.deps.clock.now();
+    for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
+        match outcome {
+            SendOutcome::Accepted {
+                provider_message_id,
+            } => {
+                let unit = job.prices.unit_price(meta.region);
+                let cost = unit.times(message.parts);
+                if charging {
+                    charged.push((message.id, unit));
+                }
+                if journaled || charging {
+                    settled.push(SettledItem {
+                        index: meta.index,
+                        settlement: Settlement::Sent,
+                        parts: message.parts,
+                        cost_micros: cost.0,
+                        region: meta.region,
+                        provider_message_id: provider_message_id.clone(),
+                    });
+                }
+                sent.push((meta.index, message.parts, cost.0));
+                cost_total = cost_total.saturating_add(cost.0);
+                accepted.push(super::AcceptedMessage {
+                    index: meta.index,
+                    region: meta.region,
+                    parts: message.parts,
+                    cost_micros: cost.0,
+                    provider_message_id,
+                });
+                if let Some(r) = slot.provider.simulated_receipt(&message) {
+                    receipt_after = r.after;
+                    receipts.push((meta.index, r.status));
+                }
+            }
+            SendOutcome::Permanent { .. } => {
+                if journaled {
+                    settled.push(failed_item(&meta, &message));
+                }
+                job.budget.give_back(message_cost(job, &meta, &message));
+                job.record_failed(meta.index);
+                to_release.extend(meta.cap);
+            }
+            SendOutcome::Throttled { retry_after } => {
+                throttle = throttle.max(retry_after);
+                retry_metas.push(meta);
+                retry_messages.push(message);
+            }
+            SendOutcome::Transient { .. } => {
+                transient += 1;
+                retry_metas.push(meta);
+                retry_messages.push(message);
+            }
+        }
+    }
+    metrics::cost(
+        job.spec.channel,
+        &job.provider_name,
+        job.currency,
+        cost_total,
+    );
+    // A send counts as sent only once its ledger entry is durable. The commit is awaited on
+    // its own task (bounded), so workers keep sending while the ledger groups many chunks
+    // into one disk sync.
+    if !settled.is_empty() {
+        let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
+        let durable = Durable {
+            ledger: inner.deps.ledger.clone(),
+            journal: inner.deps.journal.clone(),
+        };
+        let job = job.clone();
+        let provider = slot.provider.name().to_string();
+        tokio::spawn(async move {
+            // Encoding and hashing the answers and charges is the CPU-heavy part: off the
+            // runtime's threads, whose timers and wake-ups the workers' sends wait on.
+            let encoding = {
+                let (job, journaled) = (job.clone(), durable.journal.is_some());
+                tokio::task::spawn_blocking(move || {
+                    let entries = charges(&job, &provider, &settled, &charged, now);
+                    let record =
+                        journaled.then(|| codec::encode_settled(job.id.as_str(), &settled));
+                    (record, entries)
+                })
+            };
+            match encoding.await {
+                Ok((record, entries)) => durable.settle_encoded(&job, record, entries).await,
+                Err(e) => {
+                    tracing::error!(job = %job.id, error = %e, "answers and charges could not be encoded; sends are counted but unrecorded");
+                }
+            }
+            for (index, parts, cost) in sent {
+                job.record_sent(index, parts, cost);
+            }
+            drop(durable);
+            drop(permit);
+        });
+    } else {
+        for (index, parts, cost) in sent {
+            job.record_sent(index, parts, cost);
+        }
+    }
+    release_caps(inner, &to_release, decided_at).await;
+    job.record_accepted(&accepted);
+    if let Some(observer) = &inner.deps.observer {
+        observer.accepted(job, &accepted);
+    }
+    if !receipts.is_empty() {
+        let batch = ReceiptBatch {
+            due: Instant::now() + receipt_after,
+            job: job.clone(),
+            receipts,
+        };
+        // Backpressure: a full queue slows the sender rather than dropping receipts.
+        let _ = inner.receipts.send(batch).await;
+    }
+    (retry_metas, retry_messages, throttle, transient)
+}
+
+/// The ledger charges of the sent items in `settled`, in order; `charged` holds the message id
+/// and unit price of each of them.
+fn charges(
+    job: &Job,
+    provider: &str,
+    settled: &[SettledItem],
+    charged: &[(MessageId, Micros)],
+    at: DateTime<Utc>,
+) -> EntryBatch {
+    let mut batch = EntryBatchBuilder::with_capacity(charged.len());
+    let mut id_text = [0u8; 36];
+    let sent = settled.iter().filter(|s| s.settlement == Settlement::Sent);
+    for (item, (id, unit)) in sent.zip(charged) {
+        batch.push(&EntryRef {
+            kind: EntryKind::Charge,
+            message_id: id.write_str(&mut id_text),
+            job_id: job.id.as_str(),
+            campaign_id: &job.spec.campaign_id,
+            channel: job.spec.channel,
+            provider,
+            country: item.region.as_str(),
+            parts: item.parts,
+            unit_price_micros: *unit,
+            cost_micros: Micros(item.cost_micros),
+            currency: job.currency,
+            at,
+            references: None,
+            provider_message_id: Some(&item.provider_message_id),
+        });
+    }
+    batch.finish()
+}
+
+/// Settles in-doubt messages when a receipt proves they reached the provider.
+pub(super) struct Settler(pub std::sync::Weak<Inner>);
+
+impl InDoubtSettler for Settler {
+    fn settle(&self, id: &crate::domain::JobId, index: u32) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let Some(job) = inner.job(id) else {
+            return;
+        };
+        let Some(message) = job.in_doubt.take(index) else {
+            return;
+        };
+        let message_id =
+            MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
+        let settled = vec![SettledItem {
+            index,
+            settlement: Settlement::Sent,
+            parts: message.parts,
+            cost_micros: message.cost_micros,
+            region: message.region,
+            provider_message_id: message_id.to_string(),
+        }];
+        let entries = match inner.deps.ledger {
+            Some(_) => EntryBatch::of(&[NewEntry {
+                kind: EntryKind::Charge,
+                message_id: message_id.to_string(),
+                job_id: job.id.to_string(),
+                campaign_id: job.spec.campaign_id.clone(),
+                channel: job.spec.channel,
+                provider: job.provider_name.clone(),
+                country: message.region.as_str().to_string(),
+                parts: message.parts,
+                unit_price_micros: job.prices.unit_price(message.region),
+                cost_micros: crate::domain::Micros(message.cost_micros),
+                currency: job.currency,
+                at: inner.deps.clock.now(),
+                references: None,
+                provider_message_id: Some(message_id.to_string()),
+            }]),
+            None => EntryBatch::empty(),
+        };
+        let durable = Durable {
+            ledger: inner.deps.ledger.clone(),
+            journal: inner.deps.journal.clone(),
+        };
+        tokio::spawn(async move {
+            durable.settle(&job, settled, entries).await;
+            job.settle_in_doubt(index, message);
+            tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
+        });
+    }
+}
+
+pub(super) fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem {
+    SettledItem {
+        index: meta.index,
+        settlement: Settlement::Failed,
+        parts: message.parts,
+        cost_micros: 0,
+        region: meta.region,
+        provider_message_id: String::new(),
+    }
+}
+
+/// Where provider answers are made durable: the journal (with the charges in the same
+/// commit) when it is on, the ledger alone otherwise.
+pub(super) struct Durable {
+    pub ledger: Option<Ledger>,
+    pub journal: Option<Journal>,
+}
+
+impl Durable {
+    /// Writes the answers and charges, retrying a failing disk a few times; the sends already
+    /// happened, so they must not be dropped silently.
+    pub async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: EntryBatch) {
+        let record = self
+            .journal
+            .as_ref()
+            .map(|_| codec::encode_settled(job.id.as_str(), &settled));
+        self.settle_encoded(job, record, entries).await;
+    }
+
+    /// [`Durable::settle`] with the answers already encoded (`None` without a journal).
+    async fn settle_encoded(&self, job: &Job, record: Option<Vec<u8>>, entries: EntryBatch) {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            let result = match (&self.journal, &self.ledger, &record) {
+                (Some(journal), _, Some(record)) => {
+                    match journal.settle_record(record.clone(), &entries) {
+                        Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+                        Err(e) => Err(e),
+                    }
+                }
+                (_, Some(ledger), _) => match ledger.commit(&entries, Vec::new()) {
+                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+                    Err(e) => Err(e.into()),
+                },
+                (_, None, _) => Ok(()),
+            };
+            match result {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
+    }
+}
