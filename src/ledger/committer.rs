@@ -1,10 +1,12 @@
 //! How the ledger writer makes chained rounds durable, in order.
 //!
 //! An ordinary round (entries and records) is appended to the write-ahead log and synced
-//! ([`super::wal`]); a full segment is applied to the database by the applier thread in one
-//! transaction and then deleted. A round that also writes other tables (job plans, controls),
-//! and a reader's flush, go to the database directly, after every round logged before them has
-//! been applied, so the database always holds rounds in commit order.
+//! ([`super::wal`]). Full segments are applied to the database by the applier thread, one
+//! transaction per segment, read back from disk, and then deleted: when the writer has been
+//! idle a moment, or when closed segments pile up, so that applying does not compete with a
+//! busy send for the disk and the cores. A round that also writes other tables (job plans,
+//! controls), and a reader's flush, go to the database directly, after every round logged
+//! before them has been applied, so the database always holds rounds in commit order.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,8 +19,15 @@ use super::store::{db_err, LedgerError, ENTRIES};
 use super::wal::{self, Round, Wal};
 use super::writer::{ExtraWrite, Reply, RECORDS};
 
-/// Bytes of rounds a segment takes before it is applied to the database.
+/// Bytes of rounds a segment takes before the next one is started.
 const SEGMENT_BYTES: u64 = 32 << 20;
+
+/// Bytes of closed segments that may wait for an idle moment before they are applied anyway;
+/// it also bounds what a start after a crash applies before it is ready.
+const BACKLOG_BYTES: u64 = 128 << 20;
+
+/// How long the writer waits without a request before it counts as idle.
+pub(super) const IDLE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// A round chained and laid out, waiting for its commit.
 pub(super) struct Prepared {
@@ -71,7 +80,7 @@ pub fn replay(db: &Database, dir: &std::path::Path) -> Result<usize, LedgerError
 
 /// The thread that applies closed segments in the background.
 struct Applier {
-    tx: Option<mpsc::Sender<(u64, Vec<Round>)>>,
+    tx: Option<mpsc::Sender<u64>>,
     done: mpsc::Receiver<()>,
     in_flight: usize,
     thread: Option<thread::JoinHandle<()>>,
@@ -79,13 +88,13 @@ struct Applier {
 
 impl Applier {
     fn start(db: Arc<Database>, dir: PathBuf) -> std::io::Result<Applier> {
-        let (tx, rx) = mpsc::channel::<(u64, Vec<Round>)>();
+        let (tx, rx) = mpsc::channel::<u64>();
         let (done_tx, done) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("ledger-apply".into())
             .spawn(move || {
-                while let Ok((number, rounds)) = rx.recv() {
-                    apply_segment(&db, &dir, number, &rounds);
+                while let Ok(number) = rx.recv() {
+                    apply_segment(&db, &dir, number);
                     let _ = done_tx.send(());
                 }
             })?;
@@ -97,9 +106,9 @@ impl Applier {
         })
     }
 
-    fn hand_over(&mut self, number: u64, rounds: Vec<Round>) {
+    fn hand_over(&mut self, number: u64) {
         if let Some(tx) = &self.tx {
-            if tx.send((number, rounds)).is_ok() {
+            if tx.send(number).is_ok() {
                 self.in_flight += 1;
             }
         }
@@ -126,10 +135,13 @@ impl Applier {
 
 /// Applies one closed segment, retrying a failing database; the segment file is deleted only
 /// once its rounds are durable there (otherwise the next start applies it).
-fn apply_segment(db: &Database, dir: &std::path::Path, number: u64, rounds: &[Round]) {
+fn apply_segment(db: &Database, dir: &std::path::Path, number: u64) {
     let mut delay = std::time::Duration::from_millis(20);
     for attempt in 1..=6 {
-        match apply(db, rounds) {
+        let applied = wal::read_segment(dir, number)
+            .map_err(db_err)
+            .and_then(|rounds| apply(db, &rounds));
+        match applied {
             Ok(()) => {
                 if let Err(e) = wal::remove_segment(dir, number) {
                     tracing::warn!(error = %e, segment = number, "applied log segment not deleted; it is applied again at the next start");
@@ -153,43 +165,75 @@ fn apply_segment(db: &Database, dir: &std::path::Path, number: u64, rounds: &[Ro
 pub(super) struct Committer {
     db: Arc<Database>,
     wal: Wal,
-    /// Rounds in the current segment, not yet in the database.
-    pending: Vec<Round>,
+    /// Closed segments not handed to the applier yet, and their bytes.
+    closed: Vec<u64>,
+    closed_bytes: u64,
     applier: Applier,
 }
 
 impl Committer {
-    /// Closes the current segment and hands its rounds to the applier.
-    fn rotate(&mut self) -> Result<(), String> {
+    /// Closes the current segment and starts the next; an empty segment is kept unless
+    /// `always` (after a failed write, which may have left a torn frame in it).
+    fn rotate(&mut self, always: bool) -> Result<(), String> {
+        if self.wal.bytes() == 0 && !always {
+            return Ok(());
+        }
+        let bytes = self.wal.bytes();
         let closed = self.wal.rotate().map_err(|e| e.to_string())?;
-        let rounds = std::mem::take(&mut self.pending);
-        self.applier.hand_over(closed, rounds);
+        self.closed.push(closed);
+        self.closed_bytes += bytes;
         Ok(())
+    }
+
+    /// Hands every closed segment to the applier.
+    fn apply_closed(&mut self) {
+        for number in self.closed.drain(..) {
+            self.applier.hand_over(number);
+        }
+        self.closed_bytes = 0;
+    }
+
+    /// Brings the database up to date with everything logged.
+    fn catch_up(&mut self) -> Result<(), String> {
+        let rotated = self.rotate(false);
+        self.apply_closed();
+        self.applier.wait_idle();
+        rotated
     }
 
     /// Logs an ordinary round: one write, one disk sync.
     fn log(&mut self, round: Round) -> Result<(), String> {
         if let Err(e) = self.wal.append(std::slice::from_ref(&round)) {
             // The segment may end in a torn frame now: later frames go to a new one.
-            let _ = self.rotate();
+            let _ = self.rotate(true);
             return Err(e.to_string());
         }
-        self.pending.push(round);
         if self.wal.bytes() >= SEGMENT_BYTES {
             // Durable already; a failed rotation only delays applying.
-            if let Err(e) = self.rotate() {
+            if let Err(e) = self.rotate(false) {
                 tracing::warn!(error = %e, "could not start a new ledger log segment");
+            }
+            if self.closed_bytes >= BACKLOG_BYTES {
+                self.apply_closed();
             }
         }
         Ok(())
     }
 
+    /// The writer has had nothing to do for a moment: applies what is logged.
+    pub(super) fn idle(&mut self) {
+        if self.wal.bytes() == 0 && self.closed.is_empty() {
+            return;
+        }
+        if let Err(e) = self.rotate(false) {
+            tracing::warn!(error = %e, "could not start a new ledger log segment");
+        }
+        self.apply_closed();
+    }
+
     /// Commits a round to the database directly, after everything logged before it.
     fn direct(&mut self, round: &Round, extras: Vec<ExtraWrite>) -> Result<(), String> {
-        if !self.pending.is_empty() {
-            self.rotate()?;
-        }
-        self.applier.wait_idle();
+        self.catch_up()?;
         if round.is_empty() && extras.is_empty() {
             return Ok(());
         }
@@ -203,14 +247,17 @@ impl Committer {
 
     /// Applies what is logged and stops, leaving no segment behind.
     pub(super) fn finish(mut self) {
-        let rounds = std::mem::take(&mut self.pending);
         let number = self.wal.number();
         let dir = self.wal.dir().to_path_buf();
+        let logged = self.wal.bytes() > 0;
         drop(self.wal);
-        if rounds.is_empty() {
-            let _ = wal::remove_segment(&dir, number);
+        if logged {
+            self.closed.push(number);
         } else {
-            self.applier.hand_over(number, rounds);
+            let _ = wal::remove_segment(&dir, number);
+        }
+        for number in self.closed.drain(..) {
+            self.applier.hand_over(number);
         }
         self.applier.stop();
     }
@@ -222,7 +269,8 @@ impl Committer {
         Ok(Committer {
             db: db.clone(),
             wal: Wal::create(wal_dir)?,
-            pending: Vec::new(),
+            closed: Vec::new(),
+            closed_bytes: 0,
             applier: Applier::start(db, wal_dir.to_path_buf())?,
         })
     }
@@ -253,10 +301,7 @@ impl Committer {
             Err(e) => {
                 // Nothing of this round was committed. Everything logged before it goes to
                 // the database first, since that is where the chainer reads the head back.
-                if !self.pending.is_empty() {
-                    let _ = self.rotate();
-                }
-                self.applier.wait_idle();
+                let _ = self.catch_up();
                 epoch.fetch_add(1, Ordering::AcqRel);
                 for (reply, _) in p.replies {
                     let _ = reply.send(Err(e.clone()));
@@ -307,5 +352,37 @@ mod tests {
         assert_eq!(records, vec![b"abc".to_vec()]);
         ledger.close();
         assert!(wal::read_all(&wal_dir_for(&path)).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_writer_with_nothing_to_do_applies_its_log_and_deletes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let ledger = Ledger::open_path(&path).unwrap();
+        ledger
+            .append((0..5).map(sample_entry).collect())
+            .await
+            .unwrap();
+        // Read the database as it is, without asking the writer to bring it up to date.
+        let stored = || {
+            let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
+            let t = r.open_table(ENTRIES).unwrap();
+            redb::ReadableTableMetadata::len(&t).unwrap()
+        };
+        let logged = || {
+            wal::read_all(&wal_dir_for(&path))
+                .unwrap()
+                .iter()
+                .map(|(_, rounds)| rounds.len())
+                .sum::<usize>()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while (stored() == 0 || logged() > 0) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(IDLE).await;
+        }
+        assert_eq!(stored(), 1, "the round's block is in the database");
+        assert_eq!(logged(), 0, "no round is left in the log");
+        assert_eq!(ledger.verify().unwrap().entries, 5);
+        ledger.close();
     }
 }

@@ -122,6 +122,11 @@ pub fn read_all(dir: &Path) -> io::Result<Vec<(u64, Vec<Round>)>> {
         .collect()
 }
 
+/// The rounds kept in segment `number` of `dir`.
+pub fn read_segment(dir: &Path, number: u64) -> io::Result<Vec<Round>> {
+    Ok(decode_segment(&fs::read(segment_path(dir, number))?))
+}
+
 /// Deletes segment `number` of `dir` (its rounds are in the database).
 pub fn remove_segment(dir: &Path, number: u64) -> io::Result<()> {
     match fs::remove_file(segment_path(dir, number)) {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 
 use super::batch::EntryBatch;
 use super::block::SegmentBlockWriter;
-use super::committer::{Committer, Prepared};
+use super::committer::{self, Committer, Prepared};
 use super::entry::chain_hash_raw;
 use super::store::{read_head, LedgerError};
 use super::wal::Round;
@@ -116,7 +116,15 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
         }
     };
     let mut my_epoch = 0;
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.recv_timeout(committer::IDLE) {
+            Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                committer.idle();
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         let mut round = vec![first];
         while let Ok(more) = rx.try_recv() {
             round.push(more);
