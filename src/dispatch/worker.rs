@@ -22,9 +22,10 @@ use crate::provider::{OutboundMessage, SendOutcome};
 use crate::store::CapRequest;
 
 /// A worker: takes work until shutdown. It keeps one chunk at the provider and prepares the
-/// next one meanwhile (decisions, rate-limit tokens, the durable `sending` record), so the
-/// provider gets the next chunk as soon as it has answered the last, and the time spent
-/// deciding and syncing overlaps the time spent waiting for the provider.
+/// next one meanwhile (decisions, the durable `sending` record), so the provider gets the
+/// next chunk as soon as it has answered the last, and the time spent deciding and syncing
+/// overlaps the time spent waiting for the provider. Chunks for a rate-limited provider are
+/// sent as soon as they are prepared (see [`prepare_next`]).
 pub(super) async fn run(inner: Arc<Inner>, worker_no: u64) {
     let mut seed = worker_no.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut at_provider: Option<ReadyChunk> = None;
@@ -81,14 +82,24 @@ async fn prepare_next(inner: &Arc<Inner>, seed: &mut u64) -> Option<ReadyChunk> 
     };
     *seed = seed.wrapping_add(1);
     match prepare(inner, &job, &lease.indices).await {
-        Prepared::Ready(metas, messages, decided_at) => Some(ReadyChunk {
-            job,
-            lease,
-            metas,
-            messages,
-            decided_at,
-            seed: *seed,
-        }),
+        Prepared::Ready(metas, messages, decided_at) => {
+            let chunk = ReadyChunk {
+                job,
+                lease,
+                metas,
+                messages,
+                decided_at,
+                seed: *seed,
+            };
+            // A rate-limited provider's chunk goes out as soon as its tokens are granted:
+            // granted tokens held while the previous chunk is at the provider would bunch
+            // sends past the limit, and the limit, not latency, bounds such a provider anyway.
+            if inner.deps.providers[chunk.job.provider].limiter.rate() > 0 {
+                deliver(inner, chunk).await;
+                return None;
+            }
+            Some(chunk)
+        }
         Prepared::Finished => {
             release(inner, &job, lease, true);
             None

@@ -25,6 +25,7 @@
 use chrono::{DateTime, Utc};
 
 use super::batch::{self, EntryBatch, Packing};
+use super::bytes::Reader;
 use super::canonical;
 use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
@@ -247,43 +248,6 @@ impl BlockWriter {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("block truncated".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, String> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, String> {
-        Ok(u32::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, String> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn i64(&mut self) -> Result<i64, String> {
-        Ok(i64::from_le_bytes(self.array()?))
-    }
-    fn str(&mut self) -> Result<String, String> {
-        let n = self.u16()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "text is not UTF-8".to_string())
-    }
-}
-
 fn channel(s: &str) -> Result<Channel, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string()))
         .map_err(|_| format!("unknown channel {s:?}"))
@@ -296,7 +260,7 @@ pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
     let n_strings = r.u32()? as usize;
     let mut strings = Vec::with_capacity(n_strings.min(1 << 16));
     for _ in 0..n_strings {
-        strings.push(r.str()?);
+        strings.push(r.str16()?);
     }
     let s = |i: u16| -> Result<&String, String> {
         strings
@@ -313,7 +277,7 @@ pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
             2 => EntryKind::Correction,
             k => return Err(format!("unknown entry kind {k}")),
         };
-        let message_id = r.str()?;
+        let message_id = r.str16()?;
         let refs = [r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?];
         let parts = r.u32()?;
         let unit = r.i64()?;
@@ -328,7 +292,7 @@ pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
         };
         let provider_message_id = match r.u8()? {
             0 => None,
-            _ => Some(r.str()?),
+            _ => Some(r.str16()?),
         };
         let prev: [u8; 32] = r.array()?;
         let hash: [u8; 32] = r.array()?;

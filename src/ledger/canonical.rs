@@ -12,6 +12,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::bytes::Reader;
 use super::entry::{EntryKind, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
 
@@ -112,38 +113,6 @@ pub fn to_bytes(e: &EntryRef<'_>) -> Vec<u8> {
     out
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("entry truncated".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-    fn flag(&mut self) -> Result<bool, String> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            f => Err(format!("bad flag {f}")),
-        }
-    }
-    fn str(&mut self) -> Result<String, String> {
-        let n = u32::from_le_bytes(self.array()?) as usize;
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "text is not UTF-8".to_string())
-    }
-}
-
 /// Decodes one canonical row (all of `row`) into its entry.
 pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
     let mut r = Reader(row);
@@ -157,9 +126,9 @@ pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
         2 => EntryKind::Correction,
         k => return Err(format!("unknown entry kind {k}")),
     };
-    let message_id = r.str()?;
-    let job_id = r.str()?;
-    let campaign_id = r.str()?;
+    let message_id = r.str32()?;
+    let job_id = r.str32()?;
+    let campaign_id = r.str32()?;
     let channel = match r.u8()? {
         0 => Channel::Sms,
         1 => Channel::Email,
@@ -167,26 +136,26 @@ pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
         3 => Channel::Wechat,
         c => return Err(format!("unknown channel {c}")),
     };
-    let provider = r.str()?;
-    let country = r.str()?;
-    let parts = u32::from_le_bytes(r.array()?);
-    let unit = i64::from_le_bytes(r.array()?);
-    let cost = i64::from_le_bytes(r.array()?);
+    let provider = r.str32()?;
+    let country = r.str32()?;
+    let parts = r.u32()?;
+    let unit = r.i64()?;
+    let cost = r.i64()?;
     let code: [u8; 3] = r.array()?;
     let currency = std::str::from_utf8(&code)
         .ok()
         .and_then(Currency::parse)
         .filter(|c| c.as_str().as_bytes() == code)
         .ok_or_else(|| format!("bad currency {code:?}"))?;
-    let secs = i64::from_le_bytes(r.array()?);
-    let nanos = u32::from_le_bytes(r.array()?);
+    let secs = r.i64()?;
+    let nanos = r.u32()?;
     let at = DateTime::from_timestamp(secs, nanos).ok_or("time out of range".to_string())?;
     let references = match r.flag()? {
-        true => Some(u64::from_le_bytes(r.array()?)),
+        true => Some(r.u64()?),
         false => None,
     };
     let provider_message_id = match r.flag()? {
-        true => Some(r.str()?),
+        true => Some(r.str32()?),
         false => None,
     };
     if !r.0.is_empty() {

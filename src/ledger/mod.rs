@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod block;
+mod bytes;
 pub mod canonical;
 pub mod chain;
 pub mod committer;

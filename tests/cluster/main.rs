@@ -55,6 +55,8 @@ const FIRST_JOB: usize = 20_000;
 const SECOND_JOB: usize = 300_000;
 /// The provider's limit, shared by the three instances.
 const RATE: u64 = 6_000;
+/// The provider's `burst_parts`.
+const BURST: u64 = 200;
 /// How long a dead instance's shard leases live (the default is 10 s; shorter keeps the
 /// test short, the mechanism is the same).
 const LEASE_TTL_MS: u64 = 3_000;
@@ -137,7 +139,7 @@ batch_size = 200
 max_in_flight = 4
 request_timeout_ms = 2_000
 rate_limit_parts_per_second = {rate}
-burst_parts = 200
+burst_parts = {BURST}
 idempotent = {idempotent}
 callback_secret_envs = ["{CALLBACK_SECRET_ENV}"]
 
@@ -433,11 +435,15 @@ async fn three_instances_share_a_job_and_survive_losing_one() {
         by_id.len()
     );
 
-    // The shared rate limit held across the instances (repeats are sends too).
+    // The shared rate limit held across the instances (repeats are sends too). The limiter
+    // bounds when parts are handed out (the burst plus the rate over any window); the mock
+    // counts when requests arrive, which on this machine (three gateways, Redis and the mock
+    // on two cores) can lag a hand-out by a scheduling hiccup. The bound allows the burst and
+    // a quarter of a second of the rate for that lag: 2.8% over 10 s.
     let mut arrivals = received.arrivals.lock().clone();
     let window = Duration::from_secs(10);
     let max10 = max_in_window(&mut arrivals, window);
-    let bound = (RATE * 10) as f64 * 1.02;
+    let bound = (RATE * 10 + BURST + RATE / 4) as f64;
     println!(
         "rate: at most {max10} ids in any 10 s (limit {} per 10 s, bound {bound:.0}); {:.0} ids/s over the second job",
         RATE * 10,
