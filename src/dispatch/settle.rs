@@ -21,8 +21,16 @@ use crate::ledger::{EntryBatch, EntryBatchBuilder, EntryKind, EntryRef, Ledger, 
 use crate::metrics;
 use crate::provider::{OutboundMessage, SendOutcome};
 
-/// Records the provider's answers; hands back the messages to try again, how long the
-/// provider asked us to wait, and how many of them failed transiently (the rest were throttled).
+/// What the provider did not take this time: the messages to send again, how long it asked
+/// us to wait, and how many of them failed transiently (the rest were throttled).
+pub(super) struct Unanswered {
+    pub metas: Vec<Meta>,
+    pub messages: Vec<OutboundMessage>,
+    pub throttle: Duration,
+    pub transient: usize,
+}
+
+/// Records the provider's answers; hands back what it did not take.
 pub(super) async fn record_outcomes(
     inner: &Inner,
     job: &Arc<Job>,
@@ -30,7 +38,7 @@ pub(super) async fn record_outcomes(
     messages: Vec<OutboundMessage>,
     outcomes: Vec<SendOutcome>,
     decided_at: DateTime<Utc>,
-) -> (Vec<Meta>, Vec<OutboundMessage>, Duration, usize) {
+) -> Unanswered {
     let slot = &inner.deps.providers[job.provider];
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
@@ -162,7 +170,12 @@ pub(super) async fn record_outcomes(
         // Backpressure: a full queue slows the sender rather than dropping receipts.
         let _ = inner.receipts.send(batch).await;
     }
-    (retry_metas, retry_messages, throttle, transient)
+    Unanswered {
+        metas: retry_metas,
+        messages: retry_messages,
+        throttle,
+        transient,
+    }
 }
 
 /// The ledger charges of the sent items in `settled`, in order; `charged` holds the message id
@@ -288,7 +301,7 @@ impl Durable {
         for attempt in 1..=5 {
             let result = match (&self.journal, &self.ledger, &record) {
                 (Some(journal), _, Some(record)) => {
-                    match journal.settle_record(record.clone(), &entries) {
+                    match journal.settle(record.clone(), &entries) {
                         Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                         Err(e) => Err(e),
                     }

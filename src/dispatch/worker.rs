@@ -13,7 +13,7 @@ use super::job::{Job, Lease};
 use super::journal::codec::{self, SendingItem};
 use super::journal::JournalError;
 use super::retry;
-use super::settle::{failed_item, record_outcomes, Durable};
+use super::settle::{failed_item, record_outcomes, Durable, Unanswered};
 use crate::domain::{JobStatus, MessageId};
 use crate::ledger::EntryBatch;
 use crate::metrics;
@@ -131,23 +131,12 @@ async fn deliver(inner: &Arc<Inner>, chunk: ReadyChunk) {
         decided_at,
         seed,
     } = chunk;
-    let outcomes = send(inner, &job, &messages).await;
-    let (retry_metas, retry_messages, throttle, transient) =
-        record_outcomes(inner, &job, metas, messages, outcomes, decided_at).await;
-    if !retry_messages.is_empty() {
+    let left = send_and_record(inner, &job, metas, messages, decided_at).await;
+    if !left.messages.is_empty() {
         let permit = inner.retry_slots.clone().acquire_owned().await.ok();
         let (inner, job) = (inner.clone(), job.clone());
         tokio::spawn(async move {
-            retry(
-                &inner,
-                &job,
-                retry_metas,
-                retry_messages,
-                (throttle, transient),
-                decided_at,
-                seed,
-            )
-            .await;
+            retry(&inner, &job, left, decided_at, seed).await;
             // Release the slot last: a drain that sees it free finds nothing held.
             drop(inner);
             drop(permit);
@@ -344,7 +333,7 @@ async fn journal_sending(
     };
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
-        let result = match journal.sending_record(record.clone()) {
+        let result = match journal.sending(record.clone()) {
             Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
             Err(e) => Err(e),
         };
@@ -441,24 +430,23 @@ pub(super) async fn resend(inner: Arc<Inner>, job: Arc<Job>, items: Vec<SendingI
         if !take_tokens(&inner, &job, &mut metas, &mut messages, now).await {
             break;
         }
-        let outcomes = send(&inner, &job, &messages).await;
-        let (retry_metas, retry_messages, throttle, transient) =
-            record_outcomes(&inner, &job, metas, messages, outcomes, now).await;
-        if !retry_messages.is_empty() {
-            retry(
-                &inner,
-                &job,
-                retry_metas,
-                retry_messages,
-                (throttle, transient),
-                now,
-                seed,
-            )
-            .await;
-        }
+        let left = send_and_record(&inner, &job, metas, messages, now).await;
+        retry(&inner, &job, left, now, seed).await;
     }
     tracing::info!(job = %job.id, count = items.len(), "messages in flight at the last stop were sent again");
     drop(permit);
+}
+
+/// Hands messages to the provider and records its answers; hands back what it did not take.
+async fn send_and_record(
+    inner: &Arc<Inner>,
+    job: &Arc<Job>,
+    metas: Vec<Meta>,
+    messages: Vec<OutboundMessage>,
+    decided_at: DateTime<Utc>,
+) -> Unanswered {
+    let outcomes = send(inner, job, &messages).await;
+    record_outcomes(inner, job, metas, messages, outcomes, decided_at).await
 }
 
 /// Hands a chunk to the job's provider, timing the call and counting its answers.
@@ -489,12 +477,16 @@ const MAX_THROTTLED_ROUNDS: u32 = 100;
 async fn retry(
     inner: &Arc<Inner>,
     job: &Arc<Job>,
-    mut metas: Vec<Meta>,
-    mut messages: Vec<OutboundMessage>,
-    (mut throttle, mut transient): (Duration, usize),
+    left: Unanswered,
     decided_at: DateTime<Utc>,
     seed: u64,
 ) {
+    let Unanswered {
+        mut metas,
+        mut messages,
+        mut throttle,
+        mut transient,
+    } = left;
     let mut delays = retry::schedule(&inner.deps.config.retry, seed);
     let mut throttled_rounds = 0;
     while !messages.is_empty() {
@@ -540,9 +532,12 @@ async fn retry(
         if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
             return;
         }
-        let outcomes = send(inner, job, &messages).await;
-        (metas, messages, throttle, transient) =
-            record_outcomes(inner, job, metas, messages, outcomes, decided_at).await;
+        Unanswered {
+            metas,
+            messages,
+            throttle,
+            transient,
+        } = send_and_record(inner, job, metas, messages, decided_at).await;
     }
 }
 

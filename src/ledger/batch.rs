@@ -56,16 +56,6 @@ impl EntryBatchBuilder {
         self.digests.push(digest);
     }
 
-    /// How many entries were pushed.
-    pub fn len(&self) -> usize {
-        self.digests.len()
-    }
-
-    /// Whether nothing was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.digests.is_empty()
-    }
-
     /// The batch, its rows packed for storage.
     pub fn finish(self) -> EntryBatch {
         let packing = Packing::Lz4;
@@ -103,8 +93,8 @@ impl EntryBatch {
     }
 
     /// The batch of `entries`, in order.
-    pub fn of(entries: &[NewEntry]) -> EntryBatch {
-        let mut b = EntryBatchBuilder::with_capacity(entries.len());
+    pub fn of<'a>(entries: impl IntoIterator<Item = &'a NewEntry>) -> EntryBatch {
+        let mut b = EntryBatchBuilder::default();
         for e in entries {
             b.push(&e.as_ref());
         }

@@ -55,10 +55,7 @@ impl SegmentBlockWriter {
 
     /// Adds a batch with the chain hash of each of its entries.
     pub fn push(&mut self, batch: &EntryBatch, hashes: &[[u8; 32]]) {
-        self.push_packed(batch.packed(), hashes);
-    }
-
-    fn push_packed(&mut self, (packing, packed): (Packing, &[u8]), hashes: &[[u8; 32]]) {
+        let (packing, packed) = batch.packed();
         let out = &mut self.out;
         out.reserve(packed.len() + 32 * hashes.len() + 9);
         out.extend_from_slice(&(hashes.len() as u32).to_le_bytes());
@@ -84,21 +81,16 @@ impl SegmentBlockWriter {
     }
 }
 
-/// The `hb2` block of `entries` (form 2, consecutive), as one unpacked segment.
+/// The `hb2` block of `entries` (form 2, consecutive) with their stored hashes, as one
+/// segment: how tools write entries back.
 pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
     let (first_seq, prev) = entries
         .first()
         .map(|e| (e.seq, hash_bytes(&e.prev_hash)))
         .unwrap_or((1, [0; 32]));
-    let mut rows = Vec::new();
-    for e in entries {
-        let row = canonical::to_bytes(&e.entry.as_ref());
-        rows.extend_from_slice(&(row.len() as u32).to_le_bytes());
-        rows.extend_from_slice(&row);
-    }
     let hashes: Vec<[u8; 32]> = entries.iter().map(|e| hash_bytes(&e.hash)).collect();
     let mut w = SegmentBlockWriter::new(first_seq, &prev);
-    w.push_packed((Packing::Raw, &rows), &hashes);
+    w.push(&EntryBatch::of(entries.iter().map(|e| &e.entry)), &hashes);
     w.finish()
 }
 
@@ -160,14 +152,6 @@ fn hash_bytes(hex_hash: &str) -> [u8; 32] {
     out
 }
 
-fn kind_code(k: EntryKind) -> u8 {
-    match k {
-        EntryKind::Charge => 0,
-        EntryKind::Refund => 1,
-        EntryKind::Correction => 2,
-    }
-}
-
 impl BlockWriter {
     /// An empty block.
     pub fn new() -> BlockWriter {
@@ -189,11 +173,6 @@ impl BlockWriter {
 
     /// Adds the entry at `seq`, chained after `prev_hash` with hash `hash` (both hex).
     pub fn push(&mut self, seq: u64, e: &NewEntry, prev_hash: &str, hash: &str) {
-        self.push_raw(seq, e, &hash_bytes(prev_hash), &hash_bytes(hash));
-    }
-
-    /// [`BlockWriter::push`] with raw hashes.
-    pub fn push_raw(&mut self, seq: u64, e: &NewEntry, prev_hash: &[u8; 32], hash: &[u8; 32]) {
         let refs = [
             self.string(&e.job_id),
             self.string(&e.campaign_id),
@@ -204,7 +183,7 @@ impl BlockWriter {
         ];
         let out = &mut self.entries;
         out.extend_from_slice(&seq.to_le_bytes());
-        out.push(kind_code(e.kind));
+        out.push(e.kind.code());
         put_str(out, &e.message_id);
         for r in refs {
             out.extend_from_slice(&r.to_le_bytes());
@@ -228,8 +207,8 @@ impl BlockWriter {
             }
             None => out.push(0),
         }
-        out.extend_from_slice(prev_hash);
-        out.extend_from_slice(hash);
+        out.extend_from_slice(&hash_bytes(prev_hash));
+        out.extend_from_slice(&hash_bytes(hash));
         self.count += 1;
     }
 
@@ -271,12 +250,7 @@ pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
     let mut out = Vec::with_capacity(count.min(1 << 20));
     for _ in 0..count {
         let seq = r.u64()?;
-        let kind = match r.u8()? {
-            0 => EntryKind::Charge,
-            1 => EntryKind::Refund,
-            2 => EntryKind::Correction,
-            k => return Err(format!("unknown entry kind {k}")),
-        };
+        let kind = EntryKind::from_code(r.u8()?)?;
         let message_id = r.str16()?;
         let refs = [r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?];
         let parts = r.u32()?;

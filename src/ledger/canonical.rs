@@ -60,14 +60,6 @@ impl NewEntry {
     }
 }
 
-fn kind_code(k: EntryKind) -> u8 {
-    match k {
-        EntryKind::Charge => 0,
-        EntryKind::Refund => 1,
-        EntryKind::Correction => 2,
-    }
-}
-
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -77,7 +69,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 pub fn encode(e: &EntryRef<'_>, out: &mut Vec<u8>) {
     out.reserve(96 + e.message_id.len() + e.job_id.len() + e.campaign_id.len());
     out.push(FORM_BINARY);
-    out.push(kind_code(e.kind));
+    out.push(e.kind.code());
     put_str(out, e.message_id);
     put_str(out, e.job_id);
     put_str(out, e.campaign_id);
@@ -120,12 +112,7 @@ pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
     if form != FORM_BINARY {
         return Err(format!("unknown entry form {form}"));
     }
-    let kind = match r.u8()? {
-        0 => EntryKind::Charge,
-        1 => EntryKind::Refund,
-        2 => EntryKind::Correction,
-        k => return Err(format!("unknown entry kind {k}")),
-    };
+    let kind = EntryKind::from_code(r.u8()?)?;
     let message_id = r.str32()?;
     let job_id = r.str32()?;
     let campaign_id = r.str32()?;

@@ -23,6 +23,27 @@ pub enum EntryKind {
     Correction,
 }
 
+impl EntryKind {
+    /// The kind's code in the binary forms (blocks and canonical rows).
+    pub fn code(self) -> u8 {
+        match self {
+            EntryKind::Charge => 0,
+            EntryKind::Refund => 1,
+            EntryKind::Correction => 2,
+        }
+    }
+
+    /// The kind a stored code names.
+    pub fn from_code(code: u8) -> Result<EntryKind, String> {
+        match code {
+            0 => Ok(EntryKind::Charge),
+            1 => Ok(EntryKind::Refund),
+            2 => Ok(EntryKind::Correction),
+            k => Err(format!("unknown entry kind {k}")),
+        }
+    }
+}
+
 /// An entry as the dispatcher hands it over, before it has a place in the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewEntry {

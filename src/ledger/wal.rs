@@ -25,12 +25,6 @@ pub struct Round {
 }
 
 impl Round {
-    /// Bytes the round's values take.
-    pub fn len(&self) -> usize {
-        self.block.as_ref().map_or(0, |b| b.1.len())
-            + self.records.as_ref().map_or(0, |r| r.1.len())
-    }
-
     /// Whether the round writes nothing.
     pub fn is_empty(&self) -> bool {
         self.block.is_none() && self.records.is_none()

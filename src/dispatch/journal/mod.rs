@@ -29,8 +29,6 @@ use super::job::{Job, JobSpec};
 use crate::domain::{JobId, JobStatus};
 use crate::ledger::writer::scan_records;
 use crate::ledger::{EntryBatch, ExtraWrite, Ledger, LedgerError, PendingCommit};
-use crate::phone::RegionCode;
-use crate::provider::OutboundMessage;
 use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
 
 const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_jobs");
@@ -231,36 +229,17 @@ impl Journal {
         Ok(self.ledger.commit(&EntryBatch::empty(), vec![extra])?)
     }
 
-    /// Records a chunk as handed to the provider; wait on the answer before sending.
-    pub fn sending<'a>(
-        &self,
-        job: &JobId,
-        items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
-    ) -> Result<PendingCommit, JournalError> {
-        self.sending_record(codec::encode_sending(job.as_str(), items))
-    }
-
-    /// [`Journal::sending`] with the chunk already encoded ([`codec::encode_sending`]), for
-    /// callers that encode off the async runtime.
-    pub fn sending_record(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
+    /// Records a chunk as handed to the provider ([`codec::encode_sending`]; callers encode
+    /// off the async runtime); wait on the answer before sending.
+    pub fn sending(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
         Ok(self
             .ledger
             .commit_records(&EntryBatch::empty(), vec![record])?)
     }
 
-    /// Records provider answers together with their ledger charges, in one transaction.
+    /// Records provider answers ([`codec::encode_settled`]) together with their ledger
+    /// charges, in one transaction.
     pub fn settle(
-        &self,
-        job: &JobId,
-        items: &[SettledItem],
-        charges: &EntryBatch,
-    ) -> Result<PendingCommit, JournalError> {
-        self.settle_record(codec::encode_settled(job.as_str(), items), charges)
-    }
-
-    /// [`Journal::settle`] with the answers already encoded ([`codec::encode_settled`]), for
-    /// callers that encode off the async runtime.
-    pub fn settle_record(
         &self,
         record: Vec<u8>,
         charges: &EntryBatch,
@@ -431,7 +410,9 @@ pub fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::domain::{Channel, MessageId, Purpose};
+    use crate::phone::RegionCode;
     use crate::policy::PhoneMismatchPolicy;
+    use crate::provider::OutboundMessage;
     use codec::Settlement;
 
     fn spec() -> JobSpec {
@@ -503,7 +484,12 @@ mod tests {
         let msgs: Vec<OutboundMessage> = ["a", "b", "c"].iter().map(|c| message(&id, c)).collect();
         let cn = RegionCode(*b"CN");
         let items = msgs.iter().enumerate().map(|(i, m)| (i as u32, cn, m));
-        journal.sending(&id, items).unwrap().wait().await.unwrap();
+        journal
+            .sending(codec::encode_sending(id.as_str(), items))
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
         let settled = vec![SettledItem {
             index: 1,
             settlement: Settlement::Sent,
@@ -513,7 +499,10 @@ mod tests {
             provider_message_id: "p1".into(),
         }];
         journal
-            .settle(&id, &settled, &EntryBatch::empty())
+            .settle(
+                codec::encode_settled(id.as_str(), &settled),
+                &EntryBatch::empty(),
+            )
             .unwrap()
             .wait()
             .await
@@ -536,7 +525,10 @@ mod tests {
         assert_eq!(job.in_flight[&2].body, "hi");
         // New log records continue after the old ones.
         journal
-            .settle(&id, &settled, &EntryBatch::empty())
+            .settle(
+                codec::encode_settled(id.as_str(), &settled),
+                &EntryBatch::empty(),
+            )
             .unwrap()
             .wait()
             .await
