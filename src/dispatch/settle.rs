@@ -128,23 +128,14 @@ pub(super) async fn record_outcomes(
         let job = job.clone();
         let provider = slot.provider.name().to_string();
         tokio::spawn(async move {
-            // Encoding and hashing the answers and charges is the CPU-heavy part: off the
-            // runtime's threads, whose timers and wake-ups the workers' sends wait on.
-            let encoding = {
-                let (job, journaled) = (job.clone(), durable.journal.is_some());
-                tokio::task::spawn_blocking(move || {
-                    let entries = charges(&job, &provider, &settled, &charged, now);
-                    let record =
-                        journaled.then(|| codec::encode_settled(job.id.as_str(), &settled));
-                    (record, entries)
-                })
-            };
-            match encoding.await {
-                Ok((record, entries)) => durable.settle_encoded(&job, record, entries).await,
-                Err(e) => {
-                    tracing::error!(job = %job.id, error = %e, "answers and charges could not be encoded; sends are counted but unrecorded");
-                }
-            }
+            // Encoded and hashed on the runtime's threads: a hand-over to a blocking thread
+            // would cost two wake-ups per chunk, more than the work itself on two cores.
+            let entries = charges(&job, &provider, &settled, &charged, now);
+            let record = durable
+                .journal
+                .is_some()
+                .then(|| codec::encode_settled(job.id.as_str(), &settled));
+            durable.settle_encoded(&job, record, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
@@ -306,7 +297,7 @@ impl Durable {
                         Err(e) => Err(e),
                     }
                 }
-                (_, Some(ledger), _) => match ledger.commit(&entries, Vec::new()) {
+                (_, Some(ledger), _) => match ledger.commit_records_soon(&entries, Vec::new()) {
                     Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                     Err(e) => Err(e.into()),
                 },

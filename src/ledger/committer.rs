@@ -12,12 +12,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
+use std::time::Instant;
 
 use redb::{Database, WriteTransaction};
 
 use super::store::{db_err, LedgerError, ENTRIES};
 use super::wal::{self, Round, Wal};
-use super::writer::{ExtraWrite, Reply, RECORDS};
+use super::writer::{ExtraWrite, Reply, RECORDS, SYNC_SOON};
 
 /// Bytes of rounds a segment takes before the next one is started.
 const SEGMENT_BYTES: u64 = 32 << 20;
@@ -38,6 +39,8 @@ pub(super) struct Prepared {
     pub extras: Vec<ExtraWrite>,
     /// Whether a reader waits for everything committed so far to be in the database.
     pub flush: bool,
+    /// Whether every request of the round may wait up to [`SYNC_SOON`] for its sync.
+    pub soon: bool,
     pub replies: Vec<(Reply, Vec<u64>)>,
 }
 
@@ -169,6 +172,10 @@ pub(super) struct Committer {
     closed: Vec<u64>,
     closed_bytes: u64,
     applier: Applier,
+    /// Callers of rounds written to the log and not synced yet, in order.
+    unsynced: Vec<(Reply, Vec<u64>)>,
+    /// When the oldest of them must be synced.
+    sync_by: Option<Instant>,
 }
 
 impl Committer {
@@ -177,6 +184,10 @@ impl Committer {
     fn rotate(&mut self, always: bool) -> Result<(), String> {
         if self.wal.bytes() == 0 && !always {
             return Ok(());
+        }
+        if !always {
+            // A closed segment holds only synced rounds.
+            self.wal.sync().map_err(|e| e.to_string())?;
         }
         let bytes = self.wal.bytes();
         let closed = self.wal.rotate().map_err(|e| e.to_string())?;
@@ -220,6 +231,46 @@ impl Committer {
         Ok(())
     }
 
+    /// Writes a round whose callers can wait for a later sync; they are answered once a
+    /// round syncs, or at the latest [`SYNC_SOON`] from now ([`Committer::sync_soon`]).
+    fn log_soon(&mut self, round: Round, replies: Vec<(Reply, Vec<u64>)>) -> Result<(), String> {
+        if let Err(e) = self.wal.write(std::slice::from_ref(&round)) {
+            let _ = self.rotate(true);
+            return Err(e.to_string());
+        }
+        self.unsynced.extend(replies);
+        self.sync_by
+            .get_or_insert_with(|| Instant::now() + SYNC_SOON);
+        Ok(())
+    }
+
+    /// When rounds written without a sync must be synced, if any are waiting.
+    pub(super) fn sync_by(&self) -> Option<Instant> {
+        self.sync_by
+    }
+
+    /// Syncs the rounds written without one and answers their callers; a failed sync fails
+    /// them, as a failed round would ([`Committer::commit`]).
+    pub(super) fn sync_soon(&mut self, epoch: &AtomicU64) {
+        let result = self.wal.sync().map_err(|e| e.to_string());
+        if result.is_err() {
+            // Later frames go to a new segment, after whatever this one ends in.
+            let _ = self.rotate(true);
+            let _ = self.catch_up();
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.answer_unsynced(&result);
+    }
+
+    /// Answers the callers of rounds written without a sync, which a sync (or a failure)
+    /// has settled.
+    fn answer_unsynced(&mut self, result: &Result<(), String>) {
+        self.sync_by = None;
+        for (reply, seqs) in self.unsynced.drain(..) {
+            let _ = reply.send(result.clone().map(|()| seqs));
+        }
+    }
+
     /// The writer has had nothing to do for a moment: applies what is logged.
     pub(super) fn idle(&mut self) {
         if self.wal.bytes() == 0 && self.closed.is_empty() {
@@ -247,6 +298,8 @@ impl Committer {
 
     /// Applies what is logged and stops, leaving no segment behind.
     pub(super) fn finish(mut self) {
+        let synced = self.wal.sync().map_err(|e| e.to_string());
+        self.answer_unsynced(&synced);
         let number = self.wal.number();
         let dir = self.wal.dir().to_path_buf();
         let logged = self.wal.bytes() > 0;
@@ -272,6 +325,8 @@ impl Committer {
             closed: Vec::new(),
             closed_bytes: 0,
             applier: Applier::start(db, wal_dir.to_path_buf())?,
+            unsynced: Vec::new(),
+            sync_by: None,
         })
     }
 
@@ -288,25 +343,36 @@ impl Committer {
         let result = if p.flush || !p.extras.is_empty() {
             self.direct(&p.round, p.extras)
         } else if p.round.is_empty() {
-            Ok(())
+            // Answered in hand-over order: after the rounds written before it are durable.
+            self.wal.sync().map_err(|e| e.to_string())
+        } else if p.soon {
+            match self.log_soon(p.round, p.replies) {
+                Ok(()) => return,
+                Err(e) => {
+                    let _ = self.catch_up();
+                    epoch.fetch_add(1, Ordering::AcqRel);
+                    let failed = Err(e);
+                    self.answer_unsynced(&failed);
+                    return;
+                }
+            }
         } else {
+            // The round's sync makes the rounds written before it durable too.
             self.log(p.round)
         };
-        match result {
-            Ok(()) => {
-                for (reply, seqs) in p.replies {
-                    let _ = reply.send(Ok(seqs));
-                }
+        if result.is_err() {
+            // Nothing of this round was committed. Everything logged before it goes to
+            // the database first, since that is where the chainer reads the head back.
+            if self.wal.unsynced() {
+                // Later frames go to a new segment, after whatever this one ends in.
+                let _ = self.rotate(true);
             }
-            Err(e) => {
-                // Nothing of this round was committed. Everything logged before it goes to
-                // the database first, since that is where the chainer reads the head back.
-                let _ = self.catch_up();
-                epoch.fetch_add(1, Ordering::AcqRel);
-                for (reply, _) in p.replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+            let _ = self.catch_up();
+            epoch.fetch_add(1, Ordering::AcqRel);
+        }
+        self.answer_unsynced(&result);
+        for (reply, seqs) in p.replies {
+            let _ = reply.send(result.clone().map(|()| seqs));
         }
     }
 }
@@ -383,6 +449,49 @@ mod tests {
         assert_eq!(stored(), 1, "the round's block is in the database");
         assert_eq!(logged(), 0, "no round is left in the log");
         assert_eq!(ledger.verify().unwrap().entries, 5);
+        ledger.close();
+    }
+
+    #[tokio::test]
+    async fn a_commit_that_may_sync_later_is_answered_after_its_sync_and_in_order() {
+        use crate::ledger::EntryBatch;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let ledger = Ledger::open_path(&path).unwrap();
+        // Alone, a later-sync commit is answered once its deadline's sync has run.
+        let alone = ledger
+            .commit_records_soon(&EntryBatch::of(&[sample_entry(1)]), vec![b"one".to_vec()])
+            .unwrap();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), alone.wait()).await;
+        assert_eq!(
+            answer.expect("answered within its sync deadline").unwrap(),
+            vec![1]
+        );
+        // Followed by a commit that syncs at once, it is answered no later than that one.
+        let soon = ledger
+            .commit_records_soon(&EntryBatch::of(&[sample_entry(2)]), vec![b"two".to_vec()])
+            .unwrap();
+        let now = ledger
+            .commit_records(&EntryBatch::of(&[sample_entry(3)]), vec![b"three".to_vec()])
+            .unwrap();
+        let mut soon = Box::pin(soon.wait());
+        assert_eq!(now.wait().await.unwrap(), vec![3]);
+        let answered = futures::poll!(soon.as_mut());
+        assert!(
+            matches!(answered, std::task::Poll::Ready(Ok(ref seqs)) if seqs == &vec![2]),
+            "the earlier commit was answered by the later one's sync: {answered:?}"
+        );
+        // All three are durable, in hand-over order.
+        ledger.flush().unwrap();
+        let mut records = Vec::new();
+        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
+        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
+            records.push(rec.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(records, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(ledger.verify().unwrap().entries, 3);
         ledger.close();
     }
 }

@@ -15,7 +15,7 @@ use super::batch::EntryBatch;
 use super::block::{self, BlockWriter, BINARY_MAGIC, SEGMENTS_MAGIC};
 use super::chain::{self, TamperError, VerifyReport};
 use super::entry::{BodyForm, LedgerEntry, NewEntry, GENESIS_HASH};
-use super::writer::{self, ExtraWrite, Head, Request};
+use super::writer::{self, Durability, ExtraWrite, Head, Request};
 
 /// Blocks of entries, keyed by the sequence number of their first entry. A block is the
 /// entries of one group commit (binary, `block.rs`), so the chain is written with one tree
@@ -207,7 +207,7 @@ impl Ledger {
         entries: &EntryBatch,
         extra: Vec<ExtraWrite>,
     ) -> Result<PendingCommit, LedgerError> {
-        self.submit(entries, Vec::new(), extra, false)
+        self.submit(entries, Vec::new(), extra, Durability::Now)
     }
 
     /// Hands entries and records for the record log to the writer, committed together in
@@ -217,14 +217,31 @@ impl Ledger {
         entries: &EntryBatch,
         records: Vec<Vec<u8>>,
     ) -> Result<PendingCommit, LedgerError> {
-        self.submit(entries, records, Vec::new(), false)
+        self.submit(entries, records, Vec::new(), Durability::Now)
+    }
+
+    /// [`Ledger::commit_records`] for writes no send waits on (provider answers and their
+    /// charges): the disk sync may wait up to [`writer::SYNC_SOON`] for a round that syncs
+    /// anyway, so that such writes do not cost a sync of their own. Still in hand-over order,
+    /// and the commit is answered only once it is durable.
+    pub fn commit_records_soon(
+        &self,
+        entries: &EntryBatch,
+        records: Vec<Vec<u8>>,
+    ) -> Result<PendingCommit, LedgerError> {
+        self.submit(entries, records, Vec::new(), Durability::Soon)
     }
 
     /// Waits until everything committed so far is in the database, where readers look. A
     /// stopped writer applied everything when it stopped. Blocking: run it off the async
     /// runtime.
     pub fn flush(&self) -> Result<(), LedgerError> {
-        let pending = match self.submit(&EntryBatch::empty(), Vec::new(), Vec::new(), true) {
+        let pending = match self.submit(
+            &EntryBatch::empty(),
+            Vec::new(),
+            Vec::new(),
+            Durability::Flush,
+        ) {
             Ok(p) => p,
             Err(LedgerError::Stopped) => return Ok(()),
             Err(e) => return Err(e),
@@ -240,7 +257,7 @@ impl Ledger {
         entries: &EntryBatch,
         records: Vec<Vec<u8>>,
         extra: Vec<ExtraWrite>,
-        flush: bool,
+        durability: Durability,
     ) -> Result<PendingCommit, LedgerError> {
         let (reply, wait) = oneshot::channel();
         let tx = self.writer.tx.lock().clone().ok_or(LedgerError::Stopped)?;
@@ -248,7 +265,8 @@ impl Ledger {
             entries: entries.clone(),
             records,
             extra,
-            flush,
+            flush: durability == Durability::Flush,
+            soon: durability == Durability::Soon,
             reply,
         })
         .map_err(|_| LedgerError::Stopped)?;

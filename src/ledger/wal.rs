@@ -140,6 +140,8 @@ pub struct Wal {
     number: u64,
     bytes: u64,
     frame: Vec<u8>,
+    /// Whether rounds were written since the last sync.
+    unsynced: bool,
 }
 
 impl Wal {
@@ -163,18 +165,40 @@ impl Wal {
             number,
             bytes: 0,
             frame: Vec::new(),
+            unsynced: false,
         })
     }
 
     /// Appends rounds, in order, with one write and one sync.
     pub fn append(&mut self, rounds: &[Round]) -> io::Result<()> {
+        self.write(rounds)?;
+        self.sync()
+    }
+
+    /// Appends rounds, in order, with one write; they are durable after the next
+    /// [`Wal::sync`] (or rotation).
+    pub fn write(&mut self, rounds: &[Round]) -> io::Result<()> {
         self.frame.clear();
         for round in rounds {
             round.encode_into(&mut self.frame);
         }
+        self.unsynced = true;
         self.file.write_all(&self.frame)?;
-        self.file.sync_data()?;
         self.bytes += self.frame.len() as u64;
+        Ok(())
+    }
+
+    /// Whether rounds were written since the last sync.
+    pub fn unsynced(&self) -> bool {
+        self.unsynced
+    }
+
+    /// Makes every round written so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
         Ok(())
     }
 
@@ -184,6 +208,7 @@ impl Wal {
     }
 
     /// Closes the current segment and starts the next; answers the closed segment's number.
+    /// Rounds written and not synced must be synced first (or given up as failed).
     pub fn rotate(&mut self) -> io::Result<u64> {
         let next = Wal::start(self.dir.clone(), self.number + 1)?;
         let closed = std::mem::replace(self, next);

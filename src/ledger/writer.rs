@@ -33,6 +33,22 @@ pub(super) type Reply = oneshot::Sender<Result<Vec<u64>, String>>;
 /// entries it travels with.
 pub type ExtraWrite = Box<dyn FnOnce(&WriteTransaction) -> Result<(), redb::Error> + Send>;
 
+/// How long a round of [`Request::soon`] writes may stay written but unsynced: short next to
+/// the time their callers wait anyway (a provider call), long enough that the next chunk's
+/// `sending` record usually syncs them.
+pub const SYNC_SOON: std::time::Duration = std::time::Duration::from_millis(4);
+
+/// When a request must be durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Durability {
+    /// With its own round's sync.
+    Now,
+    /// Within [`SYNC_SOON`], with whichever round syncs first.
+    Soon,
+    /// Now, and with everything committed before it in the database, where readers look.
+    Flush,
+}
+
 /// One caller's share of a group commit.
 pub(super) struct Request {
     /// Encoded and digested by the caller, which keeps a handle to try again if the commit
@@ -43,6 +59,8 @@ pub(super) struct Request {
     pub extra: Vec<ExtraWrite>,
     /// Asks for everything committed so far to be in the database once this one is.
     pub flush: bool,
+    /// May wait up to [`SYNC_SOON`] for its disk sync (see [`super::Ledger::commit_records_soon`]).
+    pub soon: bool,
     pub reply: Reply,
 }
 
@@ -117,8 +135,15 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
     };
     let mut my_epoch = 0;
     loop {
-        let first = match rx.recv_timeout(committer::IDLE) {
+        let wait = committer.sync_by().map_or(committer::IDLE, |by| {
+            by.saturating_duration_since(std::time::Instant::now())
+        });
+        let first = match rx.recv_timeout(wait) {
             Ok(request) => request,
+            Err(mpsc::RecvTimeoutError::Timeout) if committer.sync_by().is_some() => {
+                committer.sync_soon(&epoch);
+                continue;
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 committer.idle();
                 continue;
@@ -149,6 +174,7 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
         let mut extras = Vec::new();
         let mut records = Vec::new();
         let mut flush = false;
+        let mut soon = true;
         let mut replies = Vec::with_capacity(round.len());
         // The chain input takes the previous hash in hex; the block header takes it raw.
         let mut prev = [0u8; 32];
@@ -176,6 +202,7 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
             }
             extras.extend(request.extra);
             flush |= request.flush;
+            soon &= request.soon;
             replies.push((request.reply, seqs));
         }
         hash = String::from_utf8_lossy(&head_hex).into_owned();
@@ -189,9 +216,17 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
             round: Round { block, records },
             extras,
             flush,
+            soon,
             replies,
         };
         committer.commit(prepared, &epoch);
+        if committer
+            .sync_by()
+            .is_some_and(|by| by <= std::time::Instant::now())
+        {
+            // Requests keep coming, none of them syncing: the waiting rounds are due.
+            committer.sync_soon(&epoch);
+        }
     }
     committer.finish();
 }

@@ -238,13 +238,14 @@ impl Journal {
     }
 
     /// Records provider answers ([`codec::encode_settled`]) together with their ledger
-    /// charges, in one transaction.
+    /// charges, in one transaction; its sync may wait for the next chunk's (nothing is sent
+    /// on the strength of an answer being durable).
     pub fn settle(
         &self,
         record: Vec<u8>,
         charges: &EntryBatch,
     ) -> Result<PendingCommit, JournalError> {
-        Ok(self.ledger.commit_records(charges, vec![record])?)
+        Ok(self.ledger.commit_records_soon(charges, vec![record])?)
     }
 
     /// Where jobs note final delivery states.
