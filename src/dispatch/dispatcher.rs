@@ -133,6 +133,7 @@ impl Dispatcher {
             .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
             .collect();
         tokio::spawn(simulated_receipts::apply_receipts(rx));
+        tokio::spawn(watch_holds(Arc::downgrade(&inner)));
         if inner.deps.journal.is_some() {
             tokio::spawn(flush_deliveries_periodically(Arc::downgrade(&inner)));
         }
@@ -612,6 +613,24 @@ impl Inner {
     /// How long an idle worker sleeps before looking again.
     pub fn idle_wait(&self) -> Duration {
         Duration::from_millis(25)
+    }
+}
+
+/// Keeps jobs' `blocked` current while no worker reaches [`Inner::next_work`] (all of them
+/// waiting on a store that is down, say), so a report shows why a job stopped moving.
+/// Stops with the dispatcher.
+async fn watch_holds(inner: std::sync::Weak<Inner>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner
+            .upgrade()
+            .filter(|i| !i.shutdown.load(Ordering::SeqCst))
+        else {
+            return;
+        };
+        let order = inner.order.read().clone();
+        inner.apply_hold(inner.hold(inner.deps.clock.now()), &order);
     }
 }
 
