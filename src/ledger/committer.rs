@@ -96,6 +96,7 @@ impl Applier {
         let thread = thread::Builder::new()
             .name("ledger-apply".into())
             .spawn(move || {
+                yield_to_sends();
                 while let Ok(number) = rx.recv() {
                     apply_segment(&db, &dir, number);
                     let _ = done_tx.send(());
@@ -132,6 +133,23 @@ impl Applier {
         self.tx.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// Gives the applier thread the lowest CPU priority. Its work is already durable in the log
+/// and only has to be done eventually; when a long send keeps the log growing past the
+/// backlog, applying then should take the cores the workers leave idle rather than share
+/// them. (Readers waiting for the database still get it: nothing else needs those cores
+/// when the workers are idle.)
+fn yield_to_sends() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority reads no memory of ours; on Linux, `who = 0` with
+        // PRIO_PROCESS is the calling thread. A failure only leaves the priority as it was.
+        let lowered = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
+        if lowered != 0 {
+            tracing::debug!("could not lower the ledger applier's priority");
         }
     }
 }
