@@ -616,6 +616,14 @@ impl Inner {
     }
 }
 
+/// The dispatcher, for a background task that holds it only while it works; `None` once it
+/// is dropped or shutting down, when the task should stop.
+fn still_running(inner: &std::sync::Weak<Inner>) -> Option<Arc<Inner>> {
+    inner
+        .upgrade()
+        .filter(|i| !i.shutdown.load(Ordering::SeqCst))
+}
+
 /// Keeps jobs' `blocked` current while no worker reaches [`Inner::next_work`] (all of them
 /// waiting on a store that is down, say), so a report shows why a job stopped moving.
 /// Stops with the dispatcher.
@@ -623,10 +631,7 @@ async fn watch_holds(inner: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     loop {
         tick.tick().await;
-        let Some(inner) = inner
-            .upgrade()
-            .filter(|i| !i.shutdown.load(Ordering::SeqCst))
-        else {
+        let Some(inner) = still_running(&inner) else {
             return;
         };
         let order = inner.order.read().clone();
@@ -641,11 +646,7 @@ async fn flush_deliveries_periodically(inner: std::sync::Weak<Inner>) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
-        let Some(journal) = inner
-            .upgrade()
-            .filter(|i| !i.shutdown.load(Ordering::SeqCst))
-            .and_then(|i| i.deps.journal.clone())
-        else {
+        let Some(journal) = still_running(&inner).and_then(|i| i.deps.journal.clone()) else {
             return;
         };
         if journal.deliveries_pending() {

@@ -131,11 +131,7 @@ pub(super) async fn record_outcomes(
             // Encoded and hashed on the runtime's threads: a hand-over to a blocking thread
             // would cost two wake-ups per chunk, more than the work itself on two cores.
             let entries = charges(&job, &provider, &settled, &charged, now);
-            let record = durable
-                .journal
-                .is_some()
-                .then(|| codec::encode_settled(job.id.as_str(), &settled));
-            durable.settle_encoded(&job, record, entries).await;
+            durable.settle(&job, settled, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
@@ -283,11 +279,6 @@ impl Durable {
             .journal
             .as_ref()
             .map(|_| codec::encode_settled(job.id.as_str(), &settled));
-        self.settle_encoded(job, record, entries).await;
-    }
-
-    /// [`Durable::settle`] with the answers already encoded (`None` without a journal).
-    async fn settle_encoded(&self, job: &Job, record: Option<Vec<u8>>, entries: EntryBatch) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             let result = match (&self.journal, &self.ledger, &record) {

@@ -232,11 +232,9 @@ impl Committer {
 
     /// Logs an ordinary round: one write, one disk sync.
     fn log(&mut self, round: Round) -> Result<(), String> {
-        if let Err(e) = self.wal.append(std::slice::from_ref(&round)) {
-            // The segment may end in a torn frame now: later frames go to a new one.
-            let _ = self.rotate(true);
-            return Err(e.to_string());
-        }
+        self.wal
+            .append(std::slice::from_ref(&round))
+            .map_err(|e| e.to_string())?;
         if self.wal.bytes() >= SEGMENT_BYTES {
             // Durable already; a failed rotation only delays applying.
             if let Err(e) = self.rotate(false) {
@@ -249,14 +247,12 @@ impl Committer {
         Ok(())
     }
 
-    /// Writes a round whose callers can wait for a later sync; they are answered once a
-    /// round syncs, or at the latest [`SYNC_SOON`] from now ([`Committer::sync_soon`]).
-    fn log_soon(&mut self, round: Round, replies: Vec<(Reply, Vec<u64>)>) -> Result<(), String> {
-        if let Err(e) = self.wal.write(std::slice::from_ref(&round)) {
-            let _ = self.rotate(true);
-            return Err(e.to_string());
-        }
-        self.unsynced.extend(replies);
+    /// Writes a round whose callers can wait for a later sync: it is synced with the next
+    /// round that syncs, or at the latest [`SYNC_SOON`] from now ([`Committer::sync_soon`]).
+    fn log_soon(&mut self, round: Round) -> Result<(), String> {
+        self.wal
+            .write(std::slice::from_ref(&round))
+            .map_err(|e| e.to_string())?;
         self.sync_by
             .get_or_insert_with(|| Instant::now() + SYNC_SOON);
         Ok(())
@@ -272,12 +268,21 @@ impl Committer {
     pub(super) fn sync_soon(&mut self, epoch: &AtomicU64) {
         let result = self.wal.sync().map_err(|e| e.to_string());
         if result.is_err() {
-            // Later frames go to a new segment, after whatever this one ends in.
-            let _ = self.rotate(true);
-            let _ = self.catch_up();
-            epoch.fetch_add(1, Ordering::AcqRel);
+            self.recover(epoch);
         }
         self.answer_unsynced(&result);
+    }
+
+    /// After a failed write or sync, nothing of the failed rounds counts as committed: later
+    /// frames go to a new segment (this one may end in a torn frame), everything logged goes
+    /// to the database, where the chainer reads the head back, and rounds chained on top of
+    /// the failed ones are refused (`epoch`).
+    fn recover(&mut self, epoch: &AtomicU64) {
+        if self.wal.unsynced() {
+            let _ = self.rotate(true);
+        }
+        let _ = self.catch_up();
+        epoch.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Answers the callers of rounds written without a sync, which a sync (or a failure)
@@ -364,29 +369,19 @@ impl Committer {
             // Answered in hand-over order: after the rounds written before it are durable.
             self.wal.sync().map_err(|e| e.to_string())
         } else if p.soon {
-            match self.log_soon(p.round, p.replies) {
-                Ok(()) => return,
-                Err(e) => {
-                    let _ = self.catch_up();
-                    epoch.fetch_add(1, Ordering::AcqRel);
-                    let failed = Err(e);
-                    self.answer_unsynced(&failed);
+            match self.log_soon(p.round) {
+                Ok(()) => {
+                    self.unsynced.extend(p.replies);
                     return;
                 }
+                Err(e) => Err(e),
             }
         } else {
             // The round's sync makes the rounds written before it durable too.
             self.log(p.round)
         };
         if result.is_err() {
-            // Nothing of this round was committed. Everything logged before it goes to
-            // the database first, since that is where the chainer reads the head back.
-            if self.wal.unsynced() {
-                // Later frames go to a new segment, after whatever this one ends in.
-                let _ = self.rotate(true);
-            }
-            let _ = self.catch_up();
-            epoch.fetch_add(1, Ordering::AcqRel);
+            self.recover(epoch);
         }
         self.answer_unsynced(&result);
         for (reply, seqs) in p.replies {
@@ -400,6 +395,18 @@ mod tests {
     use super::*;
     use crate::ledger::entry::{sample_entry, LedgerEntry, GENESIS_HASH};
     use crate::ledger::store::{wal_dir_for, Ledger};
+
+    /// The record log as the database holds it.
+    fn stored_records(ledger: &Ledger) -> Vec<Vec<u8>> {
+        let mut records = Vec::new();
+        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
+        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
+            records.push(rec.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        records
+    }
 
     #[tokio::test]
     async fn rounds_left_in_the_log_by_a_crash_are_applied_when_the_ledger_opens() {
@@ -426,14 +433,7 @@ mod tests {
         // The chain goes on after the replayed entries, and the log is gone.
         assert_eq!(ledger.append(vec![sample_entry(9)]).await.unwrap(), vec![4]);
         assert_eq!(ledger.verify().unwrap().entries, 4);
-        let mut records = Vec::new();
-        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
-        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
-            records.push(rec.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(records, vec![b"abc".to_vec()]);
+        assert_eq!(stored_records(&ledger), vec![b"abc".to_vec()]);
         ledger.close();
         assert!(wal::read_all(&wal_dir_for(&path)).unwrap().is_empty());
     }
@@ -501,14 +501,7 @@ mod tests {
         );
         // All three are durable, in hand-over order.
         ledger.flush().unwrap();
-        let mut records = Vec::new();
-        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
-        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
-            records.push(rec.to_vec());
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(records, [&b"one"[..], b"two", b"three"]);
+        assert_eq!(stored_records(&ledger), [&b"one"[..], b"two", b"three"]);
         assert_eq!(ledger.verify().unwrap().entries, 3);
         ledger.close();
     }
