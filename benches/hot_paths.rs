@@ -198,6 +198,82 @@ fn bench_ids(c: &mut Criterion) {
     g.finish();
 }
 
+/// What durability adds to every chunk of 512 sends, on the workers' threads: the `sending`
+/// record before the provider call, and after it the `settled` record and the ledger
+/// charges (canonical rows digested, then packed for storage).
+fn bench_durable_records(c: &mut Criterion) {
+    use herald::dispatch::journal::codec::{
+        encode_sending, encode_settled, SettledItem, Settlement,
+    };
+    use herald::domain::{Currency, Micros};
+    use herald::ledger::{EntryBatchBuilder, EntryKind, EntryRef};
+    use herald::provider::OutboundMessage;
+
+    let job = JobId::generate();
+    let messages: Vec<OutboundMessage> = (0..BATCH)
+        .map(|i| OutboundMessage {
+            id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
+            to: 8_613_120_000_000 + i as u64 * 7,
+            channel: Channel::Sms,
+            body: format!("Hi N{}, 20% off in Shanghai tonight only", i % 100),
+            parts: 1,
+        })
+        .collect();
+    let settled: Vec<SettledItem> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| SettledItem {
+            index: i as u32,
+            settlement: Settlement::Sent,
+            parts: 1,
+            cost_micros: 45_000,
+            region: CN,
+            provider_message_id: format!("sbx-{:032x}", m.id.as_u128()),
+        })
+        .collect();
+    let cny = Currency::parse("CNY").expect("currency");
+    let at = Utc::now();
+    let mut g = c.benchmark_group("durable");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("sending_record", |b| {
+        b.iter(|| {
+            encode_sending(
+                job.as_str(),
+                messages.iter().enumerate().map(|(i, m)| (i as u32, CN, m)),
+            )
+        })
+    });
+    g.bench_function("settled_record", |b| {
+        b.iter(|| encode_settled(job.as_str(), &settled))
+    });
+    g.bench_function("ledger_charges", |b| {
+        b.iter(|| {
+            let mut batch = EntryBatchBuilder::with_capacity(BATCH);
+            let mut id_text = [0u8; 36];
+            for (m, s) in messages.iter().zip(&settled) {
+                batch.push(&EntryRef {
+                    kind: EntryKind::Charge,
+                    message_id: m.id.write_str(&mut id_text),
+                    job_id: job.as_str(),
+                    campaign_id: "bench",
+                    channel: Channel::Sms,
+                    provider: "sandbox",
+                    country: "CN",
+                    parts: 1,
+                    unit_price_micros: Micros(45_000),
+                    cost_micros: Micros(45_000),
+                    currency: cny,
+                    at,
+                    references: None,
+                    provider_message_id: Some(&s.provider_message_id),
+                });
+            }
+            batch.finish()
+        })
+    });
+    g.finish();
+}
+
 /// A whole job through the dispatcher and the in-process sandbox (no latency, no failures,
 /// no rate limit, ledger off): decide, render, count parts, send, account.
 fn bench_whole_job(c: &mut Criterion) {
@@ -301,6 +377,7 @@ fn all(c: &mut Criterion) {
     bench_render(c);
     bench_rate_limiter(c);
     bench_ids(c);
+    bench_durable_records(c);
     bench_whole_job(c);
 }
 

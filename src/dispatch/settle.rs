@@ -275,24 +275,22 @@ impl Durable {
     /// Writes the answers and charges, retrying a failing disk a few times; the sends already
     /// happened, so they must not be dropped silently.
     pub async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: EntryBatch) {
-        let record = self
-            .journal
-            .as_ref()
-            .map(|_| codec::encode_settled(job.id.as_str(), &settled));
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
-            let result = match (&self.journal, &self.ledger, &record) {
-                (Some(journal), _, Some(record)) => {
-                    match journal.settle(record.clone(), &entries) {
+            let result = match (&self.journal, &self.ledger) {
+                (Some(journal), _) => {
+                    // Encoded again for a retry: cheaper than a copy kept for one.
+                    let record = codec::encode_settled(job.id.as_str(), &settled);
+                    match journal.settle(record, &entries) {
                         Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                         Err(e) => Err(e),
                     }
                 }
-                (_, Some(ledger), _) => match ledger.commit_records_soon(&entries, Vec::new()) {
+                (_, Some(ledger)) => match ledger.commit_records_soon(&entries, Vec::new()) {
                     Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                     Err(e) => Err(e.into()),
                 },
-                (_, None, _) => Ok(()),
+                (_, None) => Ok(()),
             };
             match result {
                 Ok(()) => return,

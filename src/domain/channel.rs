@@ -28,6 +28,13 @@ impl Channel {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The channel at an index, as stored forms keep it.
+    pub fn from_index(index: usize) -> Option<Channel> {
+        [Channel::Sms, Channel::Email, Channel::Push, Channel::Wechat]
+            .get(index)
+            .copied()
+    }
 }
 
 /// Why a message is sent: marketing needs explicit consent, transactional only no opt-out.

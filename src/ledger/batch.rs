@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use super::canonical::{self, EntryRef};
 use super::entry::{body_digest, NewEntry};
+use super::packed_rows::{self, RowPacker};
 
 /// How a batch's rows are packed in storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packing {
     /// Rows as they are.
     Raw = 0,
-    /// Rows LZ4-compressed, with LZ4's size prefix.
+    /// Rows LZ4-compressed, with LZ4's size prefix (batches written before `Fields`).
     Lz4 = 1,
+    /// Each row's fields written against the row before ([`super::packed_rows`]).
+    Fields = 2,
 }
 
 impl Packing {
@@ -23,6 +26,7 @@ impl Packing {
         match code {
             0 => Some(Packing::Raw),
             1 => Some(Packing::Lz4),
+            2 => Some(Packing::Fields),
             _ => None,
         }
     }
@@ -31,7 +35,9 @@ impl Packing {
 /// Builds one batch, entry by entry.
 #[derive(Default)]
 pub struct EntryBatchBuilder {
-    rows: Vec<u8>,
+    /// The canonical row being digested, reused from entry to entry.
+    row: Vec<u8>,
+    packer: RowPacker,
     digests: Vec<[u8; 32]>,
 }
 
@@ -39,33 +45,25 @@ impl EntryBatchBuilder {
     /// An empty batch with room for about `n` entries.
     pub fn with_capacity(n: usize) -> EntryBatchBuilder {
         EntryBatchBuilder {
-            rows: Vec::with_capacity(n * 200),
+            row: Vec::with_capacity(256),
+            packer: RowPacker::with_capacity(n),
             digests: Vec::with_capacity(n),
         }
     }
 
-    /// Adds an entry: its canonical row, length-prefixed, and the row's digest.
+    /// Adds an entry: the digest of its canonical row, and the row packed for storage.
     pub fn push(&mut self, e: &EntryRef<'_>) {
-        let at = self.rows.len();
-        self.rows.extend_from_slice(&[0; 4]);
-        canonical::encode(e, &mut self.rows);
-        let row = &self.rows[at + 4..];
-        let digest = body_digest(row);
-        let len = (row.len() as u32).to_le_bytes();
-        self.rows[at..at + 4].copy_from_slice(&len);
-        self.digests.push(digest);
+        self.row.clear();
+        canonical::encode(e, &mut self.row);
+        self.digests.push(body_digest(&self.row));
+        self.packer.push(e);
     }
 
-    /// The batch, its rows packed for storage.
+    /// The batch, ready for the ledger.
     pub fn finish(self) -> EntryBatch {
-        let packing = Packing::Lz4;
-        let packed = match packing {
-            Packing::Raw => self.rows,
-            Packing::Lz4 => lz4_flex::compress_prepend_size(&self.rows),
-        };
         EntryBatch(Arc::new(Sealed {
-            packing,
-            packed,
+            packing: Packing::Fields,
+            packed: self.packer.finish(),
             digests: self.digests,
         }))
     }
@@ -147,6 +145,7 @@ pub fn unpack(packing: Packing, packed: &[u8]) -> Result<std::borrow::Cow<'_, [u
         Packing::Lz4 => lz4_flex::decompress_size_prepended(packed)
             .map(std::borrow::Cow::Owned)
             .map_err(|e| e.to_string()),
+        Packing::Fields => packed_rows::unpack(packed).map(std::borrow::Cow::Owned),
     }
 }
 
@@ -170,5 +169,28 @@ mod tests {
             assert_eq!(&canonical::decode(row).unwrap(), e);
         }
         assert!(EntryBatch::empty().is_empty());
+    }
+
+    #[test]
+    fn batches_written_with_lz4_are_still_read() {
+        let entries: Vec<NewEntry> = (0..5).map(sample_entry).collect();
+        let mut rows = Vec::new();
+        for e in &entries {
+            let row = canonical_body(e, BodyForm::Binary);
+            rows.extend_from_slice(&(row.len() as u32).to_le_bytes());
+            rows.extend_from_slice(&row);
+        }
+        let packed = lz4_flex::compress_prepend_size(&rows);
+        let unpacked = unpack(Packing::Lz4, &packed).unwrap();
+        let decoded: Vec<NewEntry> = split_rows(&unpacked)
+            .unwrap()
+            .into_iter()
+            .map(|row| canonical::decode(row).unwrap())
+            .collect();
+        assert_eq!(decoded, entries);
+        let batch = EntryBatch::of(&entries);
+        let (packing, new) = batch.packed();
+        assert_eq!(packing, Packing::Fields);
+        assert_eq!(unpack(packing, new).unwrap(), rows);
     }
 }

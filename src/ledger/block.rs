@@ -45,7 +45,13 @@ pub struct SegmentBlockWriter {
 impl SegmentBlockWriter {
     /// A block whose first entry is `first_seq`, chained after `prev_hash`.
     pub fn new(first_seq: u64, prev_hash: &[u8; 32]) -> SegmentBlockWriter {
-        let mut out = Vec::with_capacity(1 << 16);
+        SegmentBlockWriter::with_capacity(first_seq, prev_hash, 1 << 16)
+    }
+
+    /// [`SegmentBlockWriter::new`], with room for `bytes` of segments (see
+    /// [`SegmentBlockWriter::stored_len`]), so that a round's block is never copied to grow.
+    pub fn with_capacity(first_seq: u64, prev_hash: &[u8; 32], bytes: usize) -> SegmentBlockWriter {
+        let mut out = Vec::with_capacity(SEGMENTS_MAGIC.len() + 8 + 32 + 4 + bytes);
         out.extend_from_slice(SEGMENTS_MAGIC);
         out.extend_from_slice(&first_seq.to_le_bytes());
         out.extend_from_slice(prev_hash);
@@ -53,11 +59,15 @@ impl SegmentBlockWriter {
         SegmentBlockWriter { out, segments: 0 }
     }
 
+    /// The bytes `batch` takes in a block.
+    pub fn stored_len(batch: &EntryBatch) -> usize {
+        4 + 1 + 4 + batch.packed().1.len() + 32 * batch.len()
+    }
+
     /// Adds a batch with the chain hash of each of its entries.
     pub fn push(&mut self, batch: &EntryBatch, hashes: &[[u8; 32]]) {
         let (packing, packed) = batch.packed();
         let out = &mut self.out;
-        out.reserve(packed.len() + 32 * hashes.len() + 9);
         out.extend_from_slice(&(hashes.len() as u32).to_le_bytes());
         out.push(packing as u8);
         out.extend_from_slice(&(packed.len() as u32).to_le_bytes());

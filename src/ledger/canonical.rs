@@ -116,13 +116,9 @@ pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
     let message_id = r.str32()?;
     let job_id = r.str32()?;
     let campaign_id = r.str32()?;
-    let channel = match r.u8()? {
-        0 => Channel::Sms,
-        1 => Channel::Email,
-        2 => Channel::Push,
-        3 => Channel::Wechat,
-        c => return Err(format!("unknown channel {c}")),
-    };
+    let code = r.u8()?;
+    let channel =
+        Channel::from_index(code as usize).ok_or_else(|| format!("unknown channel {code}"))?;
     let provider = r.str32()?;
     let country = r.str32()?;
     let parts = r.u32()?;

@@ -6,6 +6,8 @@
 //! - [`entry`]: the entry, its canonical bytes and its hash.
 //! - [`canonical`]: the binary canonical form new entries are digested in and stored as.
 //! - [`batch`]: entries as callers hand them over: encoded and digested on their own threads.
+//! - [`packed_rows`], [`compact`]: how a batch's rows are stored: each written against the
+//!   one before, in place of general-purpose compression.
 //! - [`block`]: the binary form a group commit's entries are stored in.
 //! - [`chain`]: verification of a sequence of stored entries.
 //! - [`reconcile`]: a provider invoice diffed against the entries, the ledger streamed past it.
@@ -22,7 +24,9 @@ mod bytes;
 pub mod canonical;
 pub mod chain;
 pub mod committer;
+pub mod compact;
 pub mod entry;
+pub mod packed_rows;
 pub mod reconcile;
 pub mod store;
 pub mod wal;

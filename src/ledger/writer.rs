@@ -181,7 +181,19 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
         let mut head_hex = [0u8; 64];
         let _ = hex::decode_to_slice(&hash, &mut prev);
         head_hex.copy_from_slice(hash.as_bytes().get(..64).unwrap_or(&[b'0'; 64]));
-        let mut block = SegmentBlockWriter::new(first_seq, &prev);
+        let block_bytes = round
+            .iter()
+            .filter(|r| !r.entries.is_empty())
+            .map(|r| SegmentBlockWriter::stored_len(&r.entries))
+            .sum();
+        let mut block = SegmentBlockWriter::with_capacity(first_seq, &prev, block_bytes);
+        records.reserve(
+            round
+                .iter()
+                .flat_map(|r| &r.records)
+                .map(|r| 4 + r.len())
+                .sum(),
+        );
         let mut hashes = Vec::new();
         for request in round {
             let mut seqs = Vec::with_capacity(request.entries.len());

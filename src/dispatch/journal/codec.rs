@@ -1,18 +1,32 @@
 //! Compact binary forms of what the dispatch journal stores: audience chunks and the message
-//! log records (`sending` before a provider call, `settled` after its answer). Each stored
-//! value is LZ4-compressed; message bodies of one template compress to a fraction.
+//! log records (`sending` before a provider call, `settled` after its answer).
+//!
+//! Audience chunks and delivery records are LZ4-compressed. `sending` and `settled` records,
+//! written for every message on the send path, are not: each body and provider message id is
+//! written against the one before it ([`crate::ledger::compact`]), which packs them about as
+//! well for a fraction of the CPU. Such a record is stored after [`UNPACKED`], which no LZ4
+//! value starts with (it would claim 4 GiB of content); records written before it was used
+//! (kinds 1 and 2, compressed) are still read.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use crate::ledger::compact;
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
 
 /// Recipients per stored audience chunk.
 pub const AUDIENCE_CHUNK: usize = 65_536;
 
-const KIND_SENDING: u8 = 1;
-const KIND_SETTLED: u8 = 2;
+/// Kinds 1 and 2: `sending` and `settled` records as first written (LZ4, plain texts).
+const KIND_SENDING_V1: u8 = 1;
+const KIND_SETTLED_V1: u8 = 2;
 const KIND_DELIVERED: u8 = 3;
+const KIND_SENDING: u8 = 4;
+const KIND_SETTLED: u8 = 5;
+
+/// What a stored value that is not LZ4-compressed starts with.
+pub const UNPACKED: [u8; 4] = [0xff; 4];
 
 /// Why a stored value could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +100,21 @@ impl Writer {
         self.bytes(job.as_bytes());
         self.u32(count as u32);
     }
+    fn text(&mut self, text: &str, prev: &str) {
+        compact::put_text(&mut self.0, text, prev);
+    }
     fn finish(self) -> Vec<u8> {
         lz4_flex::compress_prepend_size(&self.0)
+    }
+    /// The value as written, marked as not compressed; `self` was started with
+    /// [`Writer::unpacked`].
+    fn finish_unpacked(self) -> Vec<u8> {
+        self.0
+    }
+    fn unpacked(capacity: usize) -> Writer {
+        let mut w = Writer(Vec::with_capacity(capacity + UNPACKED.len()));
+        w.0.extend_from_slice(&UNPACKED);
+        w
     }
 }
 
@@ -125,10 +152,65 @@ impl<'a> Reader<'a> {
         let b = self.take(2)?;
         Ok(RegionCode([b[0], b[1]]))
     }
+    fn varint(&mut self) -> Result<u64, CodecError> {
+        compact::read_varint(&mut self.0).map_err(CodecError)
+    }
+    /// A text written against `prev`, into `out`.
+    fn text_after(&mut self, prev: &str, out: &mut String) -> Result<(), CodecError> {
+        compact::read_text(&mut self.0, prev, out).map_err(CodecError)
+    }
 }
 
-fn unpack(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
-    lz4_flex::decompress_size_prepended(stored).map_err(|_| CodecError("bad compression"))
+fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, CodecError> {
+    match stored.strip_prefix(&UNPACKED) {
+        Some(raw) => Ok(Cow::Borrowed(raw)),
+        None => lz4_flex::decompress_size_prepended(stored)
+            .map(Cow::Owned)
+            .map_err(|_| CodecError("bad compression")),
+    }
+}
+
+/// Item flags of packed `sending` and `settled` records: which fields repeat the previous
+/// item's (an index one past it), and so are not written.
+const NEXT_INDEX: u8 = 1 << 0;
+const SAME_PARTS: u8 = 1 << 1;
+const SAME_REGION: u8 = 1 << 2;
+const SAME_SETTLEMENT: u8 = 1 << 3;
+const SAME_COST: u8 = 1 << 4;
+
+/// The fields items of one record share with the item before.
+#[derive(Default)]
+struct Repeats {
+    index: Option<u32>,
+    parts: u32,
+    region: [u8; 2],
+    settlement: u8,
+    cost: u64,
+    to: u64,
+}
+
+impl Repeats {
+    fn flags(&self, index: u32, parts: u32, region: RegionCode) -> u8 {
+        let mut f = 0;
+        if self.index.is_some_and(|i| i.wrapping_add(1) == index) {
+            f |= NEXT_INDEX;
+        }
+        if self.index.is_some() && parts == self.parts {
+            f |= SAME_PARTS;
+        }
+        if self.index.is_some() && region.0 == self.region {
+            f |= SAME_REGION;
+        }
+        f
+    }
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Encodes the messages of one chunk about to be handed to the provider.
@@ -136,34 +218,95 @@ pub fn encode_sending<'a>(
     job: &str,
     items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
 ) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(items.len() * 96 + 64));
+    let mut w = Writer::unpacked(items.len() * 40 + 64);
     w.header(KIND_SENDING, job, items.len());
+    let mut prev = "";
+    let mut rep = Repeats::default();
     for (index, region, m) in items {
-        w.u32(index);
-        w.u64(m.to);
-        w.u32(m.parts);
-        w.0.extend_from_slice(&region.0);
-        w.bytes(m.body.as_bytes());
+        let flags = rep.flags(index, m.parts, region);
+        w.u8(flags);
+        if flags & NEXT_INDEX == 0 {
+            w.u32(index);
+        }
+        if flags & SAME_PARTS == 0 {
+            w.u32(m.parts);
+        }
+        if flags & SAME_REGION == 0 {
+            w.0.extend_from_slice(&region.0);
+        }
+        compact::put_varint(&mut w.0, zigzag(m.to.wrapping_sub(rep.to) as i64));
+        w.text(&m.body, prev);
+        prev = &m.body;
+        rep = Repeats {
+            index: Some(index),
+            parts: m.parts,
+            region: region.0,
+            to: m.to,
+            ..rep
+        };
     }
-    w.finish()
+    w.finish_unpacked()
 }
 
 /// Encodes the provider's final answers for messages of one job.
 pub fn encode_settled(job: &str, items: &[SettledItem]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(items.len() * 64 + 64));
+    let mut w = Writer::unpacked(items.len() * 24 + 64);
     w.header(KIND_SETTLED, job, items.len());
+    let mut prev = "";
+    let mut rep = Repeats::default();
     for s in items {
-        w.u32(s.index);
-        w.u8(match s.settlement {
-            Settlement::Sent => 0,
-            Settlement::Failed => 1,
-        });
-        w.u32(s.parts);
-        w.u64(s.cost_micros as u64);
-        w.0.extend_from_slice(&s.region.0);
-        w.bytes(s.provider_message_id.as_bytes());
+        let code = settlement_code(s.settlement);
+        let cost = s.cost_micros as u64;
+        let mut flags = rep.flags(s.index, s.parts, s.region);
+        if rep.index.is_some() && code == rep.settlement {
+            flags |= SAME_SETTLEMENT;
+        }
+        if rep.index.is_some() && cost == rep.cost {
+            flags |= SAME_COST;
+        }
+        w.u8(flags);
+        if flags & NEXT_INDEX == 0 {
+            w.u32(s.index);
+        }
+        if flags & SAME_SETTLEMENT == 0 {
+            w.u8(code);
+        }
+        if flags & SAME_PARTS == 0 {
+            w.u32(s.parts);
+        }
+        if flags & SAME_COST == 0 {
+            w.u64(cost);
+        }
+        if flags & SAME_REGION == 0 {
+            w.0.extend_from_slice(&s.region.0);
+        }
+        w.text(&s.provider_message_id, prev);
+        prev = &s.provider_message_id;
+        rep = Repeats {
+            index: Some(s.index),
+            parts: s.parts,
+            region: s.region.0,
+            settlement: code,
+            cost,
+            to: 0,
+        };
     }
-    w.finish()
+    w.finish_unpacked()
+}
+
+fn settlement_code(s: Settlement) -> u8 {
+    match s {
+        Settlement::Sent => 0,
+        Settlement::Failed => 1,
+    }
+}
+
+fn settlement(code: u8) -> Result<Settlement, CodecError> {
+    match code {
+        0 => Ok(Settlement::Sent),
+        1 => Ok(Settlement::Failed),
+        _ => Err(CodecError("unknown settlement")),
+    }
 }
 
 /// Encodes final delivery states of one job's messages.
@@ -195,6 +338,82 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
     let count = r.u32()? as usize;
     match kind {
         KIND_SENDING => {
+            let mut items: Vec<SendingItem> = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                let prev = items.last();
+                let flags = r.u8()?;
+                let index = match (flags & NEXT_INDEX, prev) {
+                    (0, _) => r.u32()?,
+                    (_, Some(p)) => p.index.wrapping_add(1),
+                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                };
+                let parts = match (flags & SAME_PARTS, prev) {
+                    (0, _) => r.u32()?,
+                    (_, Some(p)) => p.parts,
+                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                };
+                let region = match (flags & SAME_REGION, prev) {
+                    (0, _) => r.region()?,
+                    (_, Some(p)) => p.region,
+                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                };
+                let delta = unzigzag(r.varint()?);
+                let to = prev.map_or(0, |p| p.to).wrapping_add(delta as u64);
+                let mut body = String::new();
+                r.text_after(prev.map_or("", |p| p.body.as_str()), &mut body)?;
+                items.push(SendingItem {
+                    index,
+                    to,
+                    parts,
+                    region,
+                    body,
+                });
+            }
+            Ok(LogRecord::Sending { job, items })
+        }
+        KIND_SETTLED => {
+            let mut items: Vec<SettledItem> = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                let prev = items.last();
+                let flags = r.u8()?;
+                if prev.is_none() && flags != 0 {
+                    return Err(CodecError("first item repeats nothing"));
+                }
+                let index = match prev.filter(|_| flags & NEXT_INDEX != 0) {
+                    Some(p) => p.index.wrapping_add(1),
+                    None => r.u32()?,
+                };
+                let settlement = match prev.filter(|_| flags & SAME_SETTLEMENT != 0) {
+                    Some(p) => p.settlement,
+                    None => settlement(r.u8()?)?,
+                };
+                let parts = match prev.filter(|_| flags & SAME_PARTS != 0) {
+                    Some(p) => p.parts,
+                    None => r.u32()?,
+                };
+                let cost_micros = match prev.filter(|_| flags & SAME_COST != 0) {
+                    Some(p) => p.cost_micros,
+                    None => r.u64()? as i64,
+                };
+                let region = match prev.filter(|_| flags & SAME_REGION != 0) {
+                    Some(p) => p.region,
+                    None => r.region()?,
+                };
+                let mut provider_message_id = String::new();
+                let reference = prev.map_or("", |p| p.provider_message_id.as_str());
+                r.text_after(reference, &mut provider_message_id)?;
+                items.push(SettledItem {
+                    index,
+                    settlement,
+                    parts,
+                    cost_micros,
+                    region,
+                    provider_message_id,
+                });
+            }
+            Ok(LogRecord::Settled { job, items })
+        }
+        KIND_SENDING_V1 => {
             let mut items = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 items.push(SendingItem {
@@ -207,15 +426,11 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             }
             Ok(LogRecord::Sending { job, items })
         }
-        KIND_SETTLED => {
+        KIND_SETTLED_V1 => {
             let mut items = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 let index = r.u32()?;
-                let settlement = match r.u8()? {
-                    0 => Settlement::Sent,
-                    1 => Settlement::Failed,
-                    _ => return Err(CodecError("unknown settlement")),
-                };
+                let settlement = settlement(r.u8()?)?;
                 items.push(SettledItem {
                     index,
                     settlement,
@@ -327,6 +542,116 @@ mod tests {
             }
         );
         assert!(decode_record(&stored[..stored.len() - 3]).is_err());
+        assert_eq!(record_job(&stored).unwrap(), job.as_str());
+    }
+
+    #[test]
+    fn records_of_one_template_are_stored_in_few_bytes_per_message() {
+        let job = JobId::generate();
+        let messages: Vec<OutboundMessage> = (0..512)
+            .map(|i| OutboundMessage {
+                id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
+                to: 33_612_345_000 + i as u64,
+                channel: Channel::Sms,
+                body: format!("Hi Name{i}, 20% off in City{} tonight only", i % 9),
+                parts: 1,
+            })
+            .collect();
+        let fr = RegionCode(*b"FR");
+        let stored = encode_sending(
+            job.as_str(),
+            messages.iter().enumerate().map(|(i, m)| (i as u32, fr, m)),
+        );
+        let body_bytes: usize = messages.iter().map(|m| m.body.len()).sum();
+        assert!(
+            stored.len() < 512 * 18 + body_bytes / 2,
+            "{} bytes",
+            stored.len()
+        );
+        let LogRecord::Sending { items, .. } = decode_record(&stored).unwrap() else {
+            panic!("a sending record");
+        };
+        let bodies: Vec<&str> = items.iter().map(|i| i.body.as_str()).collect();
+        let sent: Vec<&str> = messages.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, sent);
+        let settled: Vec<SettledItem> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| SettledItem {
+                index: i as u32,
+                settlement: if i % 50 == 7 {
+                    Settlement::Failed
+                } else {
+                    Settlement::Sent
+                },
+                parts: 1,
+                cost_micros: 45_000,
+                region: fr,
+                provider_message_id: if i % 50 == 7 {
+                    String::new()
+                } else {
+                    format!("sbx-{:032x}", m.id.as_u128())
+                },
+            })
+            .collect();
+        let stored = encode_settled(job.as_str(), &settled);
+        assert!(stored.len() < 512 * 40, "{} bytes", stored.len());
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Settled {
+                job: job.as_str().into(),
+                items: settled
+            }
+        );
+    }
+
+    #[test]
+    fn records_written_before_texts_were_packed_are_still_read() {
+        // Kind 1 and 2 records as first written: LZ4, each text after its length.
+        let mut w = Writer(Vec::new());
+        w.header(KIND_SENDING_V1, "job_old", 1);
+        w.u32(3);
+        w.u64(8613123079337);
+        w.u32(1);
+        w.0.extend_from_slice(b"CN");
+        w.bytes("老 body".as_bytes());
+        assert_eq!(
+            decode_record(&w.finish()).unwrap(),
+            LogRecord::Sending {
+                job: "job_old".into(),
+                items: vec![SendingItem {
+                    index: 3,
+                    to: 8613123079337,
+                    parts: 1,
+                    region: RegionCode(*b"CN"),
+                    body: "老 body".into()
+                }]
+            }
+        );
+        let mut w = Writer(Vec::new());
+        w.header(KIND_SETTLED_V1, "job_old", 1);
+        w.u32(3);
+        w.u8(0);
+        w.u32(1);
+        w.u64(45_000);
+        w.0.extend_from_slice(b"CN");
+        w.bytes(b"p-3");
+        let stored = w.finish();
+        assert_eq!(record_job(&stored).unwrap(), "job_old");
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Settled {
+                job: "job_old".into(),
+                items: vec![SettledItem {
+                    index: 3,
+                    settlement: Settlement::Sent,
+                    parts: 1,
+                    cost_micros: 45_000,
+                    region: RegionCode(*b"CN"),
+                    provider_message_id: "p-3".into()
+                }]
+            }
+        );
     }
 
     #[test]
