@@ -35,6 +35,11 @@ impl Currency {
         ]))
     }
 
+    /// The code's three bytes, as binary forms store it.
+    pub fn code(&self) -> [u8; 3] {
+        self.0
+    }
+
     /// The code as text.
     pub fn as_str(&self) -> &str {
         // Invariant: only ASCII letters are ever stored.

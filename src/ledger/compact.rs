@@ -1,7 +1,7 @@
 //! A compact stored form for texts that mostly repeat, or nearly repeat, the text before them
 //! in the same field: ids that end in 32 hex digits, and message bodies rendered from one
-//! template. It takes the place of general-purpose compression on the hot write path, where
-//! LZ4 cost more CPU per send than everything else durability adds but the disk sync.
+//! template. It takes the place of general-purpose compression on the send path, where LZ4
+//! was the largest single CPU cost durability added on the workers' threads.
 //!
 //! Each text is written against a reference text (usually the previous text of its field),
 //! as one of:

@@ -14,6 +14,7 @@
 
 use chrono::{DateTime, Utc};
 
+use super::bytes::Reader;
 use super::canonical::{self, EntryRef};
 use super::compact::{put_text, read_text};
 use super::entry::EntryKind;
@@ -79,7 +80,7 @@ impl RowPacker {
     pub fn push(&mut self, e: &EntryRef<'_>) {
         let p = &mut self.prev;
         let at = (e.at.timestamp(), e.at.timestamp_subsec_nanos());
-        let currency: [u8; 3] = currency_code(e.currency);
+        let currency = e.currency.code();
         let mut changed = 0u16;
         let mut mark = |bit: u16, differs: bool| {
             if differs {
@@ -166,79 +167,49 @@ impl RowPacker {
     }
 }
 
-fn currency_code(c: Currency) -> [u8; 3] {
-    let mut code = [0u8; 3];
-    let s = c.as_str().as_bytes();
-    let n = s.len().min(3);
-    code[..n].copy_from_slice(&s[..n]);
-    code
-}
-
-fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-    if bytes.len() < n {
-        return Err("packed row truncated".into());
-    }
-    let (head, rest) = bytes.split_at(n);
-    *bytes = rest;
-    Ok(head)
-}
-
-fn array<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N], String> {
-    let mut a = [0u8; N];
-    a.copy_from_slice(take(bytes, N)?);
-    Ok(a)
-}
-
 /// Rebuilds the canonical rows of packed rows, each after its `u32` length, as
 /// [`super::batch::Packing::Raw`] holds them.
-pub fn unpack(mut bytes: &[u8]) -> Result<Vec<u8>, String> {
+pub fn unpack(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(bytes.len() * 3);
+    let mut r = Reader(bytes);
     let mut p = Previous::default();
     let mut text = String::new();
     let mut first = true;
-    while !bytes.is_empty() {
-        let changed = u16::from_le_bytes(array(&mut bytes)?);
+    while !r.0.is_empty() {
+        let changed = r.u16()?;
         if changed & !ALL != 0 || (first && changed != ALL) {
             return Err(format!("bad packed row header {changed:#x}"));
         }
         first = false;
         if changed & KIND != 0 {
-            p.kind = take(&mut bytes, 1)?[0];
+            p.kind = r.u8()?;
         }
         if changed & CHANNEL != 0 {
-            p.channel = take(&mut bytes, 1)?[0];
+            p.channel = r.u8()?;
         }
         if changed & PARTS != 0 {
-            p.parts = u32::from_le_bytes(array(&mut bytes)?);
+            p.parts = r.u32()?;
         }
         if changed & UNIT != 0 {
-            p.unit = i64::from_le_bytes(array(&mut bytes)?);
+            p.unit = r.i64()?;
         }
         if changed & COST != 0 {
-            p.cost = i64::from_le_bytes(array(&mut bytes)?);
+            p.cost = r.i64()?;
         }
         if changed & CURRENCY != 0 {
-            p.currency = array(&mut bytes)?;
+            p.currency = r.array()?;
         }
         if changed & AT != 0 {
-            p.at = (
-                i64::from_le_bytes(array(&mut bytes)?),
-                u32::from_le_bytes(array(&mut bytes)?),
-            );
+            p.at = (r.i64()?, r.u32()?);
         }
         if changed & REFERENCES != 0 {
-            p.references = match take(&mut bytes, 1)?[0] {
-                0 => None,
-                1 => Some(u64::from_le_bytes(array(&mut bytes)?)),
-                f => return Err(format!("bad references flag {f}")),
+            p.references = match r.flag()? {
+                true => Some(r.u64()?),
+                false => None,
             };
         }
         if changed & HAS_PMID != 0 {
-            p.has_pmid = match take(&mut bytes, 1)?[0] {
-                0 => false,
-                1 => true,
-                f => return Err(format!("bad provider message id flag {f}")),
-            };
+            p.has_pmid = r.flag()?;
         }
         for slot in [
             &mut p.message_id,
@@ -247,11 +218,11 @@ pub fn unpack(mut bytes: &[u8]) -> Result<Vec<u8>, String> {
             &mut p.provider,
             &mut p.country,
         ] {
-            read_text(&mut bytes, slot, &mut text)?;
+            read_text(&mut r.0, slot, &mut text)?;
             std::mem::swap(slot, &mut text);
         }
         if p.has_pmid {
-            read_text(&mut bytes, &p.message_id, &mut p.pmid)?;
+            read_text(&mut r.0, &p.message_id, &mut p.pmid)?;
         }
         let row = EntryRef {
             kind: EntryKind::from_code(p.kind)?,

@@ -342,20 +342,20 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             for _ in 0..count {
                 let prev = items.last();
                 let flags = r.u8()?;
-                let index = match (flags & NEXT_INDEX, prev) {
-                    (0, _) => r.u32()?,
-                    (_, Some(p)) => p.index.wrapping_add(1),
-                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                if prev.is_none() && flags != 0 {
+                    return Err(CodecError("first item repeats nothing"));
+                }
+                let index = match prev.filter(|_| flags & NEXT_INDEX != 0) {
+                    Some(p) => p.index.wrapping_add(1),
+                    None => r.u32()?,
                 };
-                let parts = match (flags & SAME_PARTS, prev) {
-                    (0, _) => r.u32()?,
-                    (_, Some(p)) => p.parts,
-                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                let parts = match prev.filter(|_| flags & SAME_PARTS != 0) {
+                    Some(p) => p.parts,
+                    None => r.u32()?,
                 };
-                let region = match (flags & SAME_REGION, prev) {
-                    (0, _) => r.region()?,
-                    (_, Some(p)) => p.region,
-                    (_, None) => return Err(CodecError("first item repeats nothing")),
+                let region = match prev.filter(|_| flags & SAME_REGION != 0) {
+                    Some(p) => p.region,
+                    None => r.region()?,
                 };
                 let delta = unzigzag(r.varint()?);
                 let to = prev.map_or(0, |p| p.to).wrapping_add(delta as u64);
