@@ -200,13 +200,15 @@ fn bench_ids(c: &mut Criterion) {
 
 /// What durability adds to every chunk of 512 sends, on the workers' threads: the `sending`
 /// record before the provider call, and after it the `settled` record and the ledger
-/// charges (canonical rows digested, then packed for storage).
+/// charges: form 3, as dispatch writes them (shared header once, each compact row encoded
+/// and digested), and form 2 for comparison (canonical rows digested, then packed).
 fn bench_durable_records(c: &mut Criterion) {
     use herald::dispatch::journal::codec::{
         encode_sending, encode_settled, SettledItem, Settlement,
     };
     use herald::domain::{Currency, Micros};
-    use herald::ledger::{EntryBatchBuilder, EntryKind, EntryRef};
+    use herald::ledger::charge_rows::{HeaderRef, RowRef};
+    use herald::ledger::{EntryBatchBuilder, EntryKind, EntryRef, SharedHeaderBatchBuilder};
     use herald::provider::OutboundMessage;
 
     let job = JobId::generate();
@@ -247,6 +249,33 @@ fn bench_durable_records(c: &mut Criterion) {
         b.iter(|| encode_settled(job.as_str(), &settled))
     });
     g.bench_function("ledger_charges", |b| {
+        b.iter(|| {
+            let header = HeaderRef {
+                kind: EntryKind::Charge,
+                job_id: job.as_str(),
+                campaign_id: "bench",
+                channel: Channel::Sms,
+                provider: "sandbox",
+                currency: cny,
+                at,
+            };
+            let mut batch = SharedHeaderBatchBuilder::new(&header, BATCH);
+            let mut id_text = [0u8; 36];
+            for (m, s) in messages.iter().zip(&settled) {
+                batch.push(&RowRef {
+                    message_id: m.id.write_str(&mut id_text),
+                    country: "CN",
+                    parts: 1,
+                    unit_price_micros: Micros(45_000),
+                    cost_micros: Micros(45_000),
+                    references: None,
+                    provider_message_id: Some(&s.provider_message_id),
+                });
+            }
+            batch.finish()
+        })
+    });
+    g.bench_function("ledger_charges_form2", |b| {
         b.iter(|| {
             let mut batch = EntryBatchBuilder::with_capacity(BATCH);
             let mut id_text = [0u8; 36];

@@ -17,7 +17,8 @@ use super::journal::{Journal, JournalError};
 use super::simulated_receipts::ReceiptBatch;
 use super::worker::{message_cost, release_caps, Meta};
 use crate::domain::{MessageId, Micros};
-use crate::ledger::{EntryBatch, EntryBatchBuilder, EntryKind, EntryRef, Ledger, NewEntry};
+use crate::ledger::charge_rows::{HeaderRef, RowRef};
+use crate::ledger::{EntryBatch, EntryKind, Ledger, NewEntry, SharedHeaderBatchBuilder};
 use crate::metrics;
 use crate::provider::{OutboundMessage, SendOutcome};
 
@@ -166,7 +167,8 @@ pub(super) async fn record_outcomes(
 }
 
 /// The ledger charges of the sent items in `settled`, in order; `charged` holds the message id
-/// and unit price of each of them.
+/// and unit price of each of them. They share kind, job, campaign, channel, provider, currency
+/// and time, so they are written as one form 3 batch.
 fn charges(
     job: &Job,
     provider: &str,
@@ -174,23 +176,25 @@ fn charges(
     charged: &[(MessageId, Micros)],
     at: DateTime<Utc>,
 ) -> EntryBatch {
-    let mut batch = EntryBatchBuilder::with_capacity(charged.len());
+    let header = HeaderRef {
+        kind: EntryKind::Charge,
+        job_id: job.id.as_str(),
+        campaign_id: &job.spec.campaign_id,
+        channel: job.spec.channel,
+        provider,
+        currency: job.currency,
+        at,
+    };
+    let mut batch = SharedHeaderBatchBuilder::new(&header, charged.len());
     let mut id_text = [0u8; 36];
     let sent = settled.iter().filter(|s| s.settlement == Settlement::Sent);
     for (item, (id, unit)) in sent.zip(charged) {
-        batch.push(&EntryRef {
-            kind: EntryKind::Charge,
+        batch.push(&RowRef {
             message_id: id.write_str(&mut id_text),
-            job_id: job.id.as_str(),
-            campaign_id: &job.spec.campaign_id,
-            channel: job.spec.channel,
-            provider,
             country: item.region.as_str(),
             parts: item.parts,
             unit_price_micros: *unit,
             cost_micros: Micros(item.cost_micros),
-            currency: job.currency,
-            at,
             references: None,
             provider_message_id: Some(&item.provider_message_id),
         });

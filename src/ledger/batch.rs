@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::canonical::{self, EntryRef};
+use super::charge_rows::{self, HeaderRef, RowRef};
 use super::entry::{body_digest, NewEntry};
 use super::packed_rows::{self, RowPacker};
 
@@ -18,6 +19,9 @@ pub enum Packing {
     Lz4 = 1,
     /// Each row's fields written against the row before ([`super::packed_rows`]).
     Fields = 2,
+    /// Form 3: the batch's shared fields once, then compact rows ([`super::charge_rows`]),
+    /// stored as they were hashed.
+    SharedHeader = 3,
 }
 
 impl Packing {
@@ -27,6 +31,7 @@ impl Packing {
             0 => Some(Packing::Raw),
             1 => Some(Packing::Lz4),
             2 => Some(Packing::Fields),
+            3 => Some(Packing::SharedHeader),
             _ => None,
         }
     }
@@ -65,6 +70,46 @@ impl EntryBatchBuilder {
             packing: Packing::Fields,
             packed: self.packer.finish(),
             digests: self.digests,
+            header: None,
+        }))
+    }
+}
+
+/// Builds one batch of form 3 entries that share kind, job, campaign, channel, provider,
+/// currency and time (a chunk's charges): each entry is encoded once, into the bytes that are
+/// both stored and digested.
+pub struct SharedHeaderBatchBuilder {
+    packed: Vec<u8>,
+    header: [u8; 32],
+    digests: Vec<[u8; 32]>,
+}
+
+impl SharedHeaderBatchBuilder {
+    /// An empty batch of entries with the shared fields `header`, with room for `n` entries.
+    pub fn new(header: &HeaderRef<'_>, n: usize) -> SharedHeaderBatchBuilder {
+        let mut packed = Vec::with_capacity(64 + 40 * n);
+        charge_rows::encode_header(header, &mut packed);
+        SharedHeaderBatchBuilder {
+            header: charge_rows::digest(&packed),
+            packed,
+            digests: Vec::with_capacity(n),
+        }
+    }
+
+    /// Adds an entry: its row, stored and digested.
+    pub fn push(&mut self, row: &RowRef<'_>) {
+        let at = self.packed.len();
+        charge_rows::encode_row(row, &mut self.packed);
+        self.digests.push(charge_rows::digest(&self.packed[at..]));
+    }
+
+    /// The batch, ready for the ledger.
+    pub fn finish(self) -> EntryBatch {
+        EntryBatch(Arc::new(Sealed {
+            packing: Packing::SharedHeader,
+            packed: self.packed,
+            digests: self.digests,
+            header: Some(self.header),
         }))
     }
 }
@@ -73,6 +118,8 @@ struct Sealed {
     packing: Packing,
     packed: Vec<u8>,
     digests: Vec<[u8; 32]>,
+    /// Form 3: the digest of the shared header (the entries' digests are their rows').
+    header: Option<[u8; 32]>,
 }
 
 /// Entries ready for the ledger; cheap to clone, so a caller keeps it to try a failed commit
@@ -87,6 +134,7 @@ impl EntryBatch {
             packing: Packing::Raw,
             packed: Vec::new(),
             digests: Vec::new(),
+            header: None,
         }))
     }
 
@@ -112,6 +160,11 @@ impl EntryBatch {
     /// The digests of the entries' canonical rows, in order.
     pub fn digests(&self) -> &[[u8; 32]] {
         &self.0.digests
+    }
+
+    /// For form 3 entries, the digest of their shared header; `None` for form 2.
+    pub fn header_digest(&self) -> Option<&[u8; 32]> {
+        self.0.header.as_ref()
     }
 
     /// How the rows are packed, and the packed bytes.
@@ -146,6 +199,7 @@ pub fn unpack(packing: Packing, packed: &[u8]) -> Result<std::borrow::Cow<'_, [u
             .map(std::borrow::Cow::Owned)
             .map_err(|e| e.to_string()),
         Packing::Fields => packed_rows::unpack(packed).map(std::borrow::Cow::Owned),
+        Packing::SharedHeader => Err("form 3 batches hold no canonical form 2 rows".into()),
     }
 }
 

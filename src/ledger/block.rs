@@ -5,7 +5,9 @@
 //! packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and previous
 //! hashes follow from the position, so they are not stored per entry.
 //! `hb2:` layout (little-endian): `u64 first_seq, [32] prev_hash, u32 segments, segment*`,
-//! a segment being `u32 count, u8 packing, u32 len, packed rows, [32]×count hashes`.
+//! a segment being `u32 count, u8 packing, u32 len, packed rows, [32]×count hashes`. With
+//! packing 3 the packed bytes are a form 3 batch: a shared header and compact rows, as hashed
+//! ([`super::charge_rows`]).
 //!
 //! Earlier blocks (`hb1`, form 1 entries) are still read; they are described below.
 //!
@@ -24,9 +26,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::batch::{self, EntryBatch, Packing};
+use super::batch::{self, EntryBatch, Packing, SharedHeaderBatchBuilder};
 use super::bytes::Reader;
 use super::canonical;
+use super::charge_rows::{self, HeaderRef, RowRef};
 use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
 
@@ -91,16 +94,39 @@ impl SegmentBlockWriter {
     }
 }
 
-/// The `hb2` block of `entries` (form 2, consecutive) with their stored hashes, as one
-/// segment: how tools write entries back.
+/// The `hb2` block of `entries` (forms 2 and 3, consecutive) with their stored hashes: how
+/// tools write entries back. Each run of form 2 entries is one segment, and so is each run of
+/// form 3 entries that share their header fields.
 pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
     let (first_seq, prev) = entries
         .first()
         .map(|e| (e.seq, hash_bytes(&e.prev_hash)))
         .unwrap_or((1, [0; 32]));
-    let hashes: Vec<[u8; 32]> = entries.iter().map(|e| hash_bytes(&e.hash)).collect();
     let mut w = SegmentBlockWriter::new(first_seq, &prev);
-    w.push(&EntryBatch::of(entries.iter().map(|e| &e.entry)), &hashes);
+    let mut rest = entries;
+    while let Some(first) = rest.first() {
+        let header = HeaderRef::of(&first.entry.as_ref());
+        let same_segment = |e: &LedgerEntry| {
+            e.form == first.form
+                && (first.form != BodyForm::SharedHeader
+                    || HeaderRef::of(&e.entry.as_ref()) == header)
+        };
+        let n = rest.iter().take_while(|e| same_segment(e)).count();
+        let (run, after) = rest.split_at(n);
+        let batch = match first.form {
+            BodyForm::SharedHeader => {
+                let mut b = SharedHeaderBatchBuilder::new(&header, run.len());
+                for e in run {
+                    b.push(&RowRef::of(&e.entry.as_ref()));
+                }
+                b.finish()
+            }
+            _ => EntryBatch::of(run.iter().map(|e| &e.entry)),
+        };
+        let hashes: Vec<[u8; 32]> = run.iter().map(|e| hash_bytes(&e.hash)).collect();
+        w.push(&batch, &hashes);
+        rest = after;
+    }
     w.finish()
 }
 
@@ -115,7 +141,23 @@ pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
         let count = r.u32()? as usize;
         let packing = Packing::from_code(r.u8()?).ok_or("unknown packing")?;
         let len = r.u32()? as usize;
-        let rows = batch::unpack(packing, r.take(len)?)?;
+        let packed = r.take(len)?;
+        if packing == Packing::SharedHeader {
+            for entry in charge_rows::decode(packed, count)? {
+                let hash: [u8; 32] = r.array()?;
+                out.push(LedgerEntry {
+                    seq,
+                    entry,
+                    prev_hash: hex::encode(prev),
+                    hash: hex::encode(hash),
+                    form: BodyForm::SharedHeader,
+                });
+                seq += 1;
+                prev = hash;
+            }
+            continue;
+        }
+        let rows = batch::unpack(packing, packed)?;
         let rows = batch::split_rows(&rows)?;
         if rows.len() != count {
             return Err(format!("segment holds {} rows, says {count}", rows.len()));

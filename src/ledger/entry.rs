@@ -78,6 +78,9 @@ pub enum BodyForm {
     Json,
     /// The binary row of [`super::canonical`].
     Binary,
+    /// Form 3: a shared header and a compact row ([`super::charge_rows`]), chained over the
+    /// raw previous hash and both digests.
+    SharedHeader,
 }
 
 /// A stored entry: its place in the chain, the previous hash and its own.
@@ -114,6 +117,15 @@ impl LedgerEntry {
 
     /// Recomputes this entry's hash from its fields.
     pub fn expected_hash(&self) -> String {
+        if self.form == BodyForm::SharedHeader {
+            let mut prev = [0u8; 32];
+            if hex::decode_to_slice(&self.prev_hash, &mut prev).is_err() {
+                // No hash can follow a previous hash that is not one.
+                return String::new();
+            }
+            let (header, row) = super::charge_rows::digests_of(&self.entry);
+            return hex::encode(super::charge_rows::chain(&prev, self.seq, &header, &row));
+        }
         hash_body(
             self.seq,
             &canonical_body(&self.entry, self.form),
@@ -128,6 +140,14 @@ pub fn canonical_body(entry: &NewEntry, form: BodyForm) -> Vec<u8> {
     match form {
         BodyForm::Json => serde_json::to_vec(entry).unwrap_or_default(),
         BodyForm::Binary => super::canonical::to_bytes(&entry.as_ref()),
+        // Form 3 digests two parts; this is their bytes one after the other.
+        BodyForm::SharedHeader => {
+            let e = entry.as_ref();
+            let mut out = Vec::new();
+            super::charge_rows::encode_header(&super::charge_rows::HeaderRef::of(&e), &mut out);
+            super::charge_rows::encode_row(&super::charge_rows::RowRef::of(&e), &mut out);
+            out
+        }
     }
 }
 

@@ -4,7 +4,10 @@
 //! new entry that references the original.
 //!
 //! - [`entry`]: the entry, its canonical bytes and its hash.
-//! - [`canonical`]: the binary canonical form new entries are digested in and stored as.
+//! - [`canonical`]: the binary canonical form 2, which entries charged one by one (refunds,
+//!   corrections, tools) are digested in.
+//! - [`charge_rows`]: canonical form 3, a chunk's charges: shared fields once, compact rows,
+//!   stored as they were digested.
 //! - [`batch`]: entries as callers hand them over: encoded and digested on their own threads.
 //! - [`packed_rows`], [`compact`]: how a batch's rows are stored: each written against the
 //!   one before, in place of general-purpose compression.
@@ -23,6 +26,7 @@ pub mod block;
 mod bytes;
 pub mod canonical;
 pub mod chain;
+pub mod charge_rows;
 pub mod committer;
 pub mod compact;
 pub mod entry;
@@ -32,7 +36,7 @@ pub mod store;
 pub mod wal;
 pub mod writer;
 
-pub use batch::{EntryBatch, EntryBatchBuilder};
+pub use batch::{EntryBatch, EntryBatchBuilder, SharedHeaderBatchBuilder};
 pub use canonical::EntryRef;
 pub use chain::{verify, TamperError, VerifyReport};
 pub use entry::{EntryKind, LedgerEntry, NewEntry};

@@ -45,7 +45,10 @@ pub fn read_block(key: u64, stored: &[u8]) -> Result<Vec<LedgerEntry>, TamperErr
 /// The stored form of `entries` (consecutive), in the block form their canonical form is
 /// stored in.
 pub fn write_block(entries: &[LedgerEntry]) -> Vec<u8> {
-    if entries.iter().all(|e| e.form == BodyForm::Binary) {
+    if entries
+        .iter()
+        .all(|e| matches!(e.form, BodyForm::Binary | BodyForm::SharedHeader))
+    {
         return block::segments_block(entries);
     }
     let mut w = BlockWriter::new();
@@ -377,18 +380,61 @@ pub(super) fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
 mod tests {
     use super::*;
     use crate::domain::Micros;
-    use crate::ledger::entry::sample_entry;
+    use crate::ledger::charge_rows::{HeaderRef, RowRef};
+    use crate::ledger::entry::{sample_entry, EntryKind};
+    use crate::ledger::SharedHeaderBatchBuilder;
 
-    async fn ledger_with(n: u32) -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
+    /// The forms new entries are written in: form 2 (entries appended one by one) and form 3
+    /// (a chunk's charges); every tamper test runs on both.
+    const NEW_FORMS: [BodyForm; 2] = [BodyForm::Binary, BodyForm::SharedHeader];
+
+    /// Sample entries `from..to` as one chunk's charges: the fields a form 3 batch shares.
+    fn charges(from: u32, to: u32) -> Vec<NewEntry> {
+        (from..to)
+            .map(|i| NewEntry {
+                kind: EntryKind::Charge,
+                job_id: "job_1".into(),
+                at: sample_entry(0).at,
+                ..sample_entry(i)
+            })
+            .collect()
+    }
+
+    /// A form 3 batch of `entries` (which share their header fields).
+    fn shared_header_batch(entries: &[NewEntry]) -> EntryBatch {
+        let first = entries[0].as_ref();
+        let mut b = SharedHeaderBatchBuilder::new(&HeaderRef::of(&first), entries.len());
+        for e in entries {
+            b.push(&RowRef::of(&e.as_ref()));
+        }
+        b.finish()
+    }
+
+    /// A ledger of `n` entries in `form`, appended by two concurrent callers.
+    async fn ledger_with(
+        n: u32,
+        form: BodyForm,
+    ) -> (tempfile::TempDir, std::path::PathBuf, Ledger) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
         let l = Ledger::open_path(&path).unwrap();
-        let (a, b) = tokio::join!(
-            l.append((0..n / 2).map(sample_entry).collect()),
-            l.append((n / 2..n).map(sample_entry).collect())
-        );
-        a.unwrap();
-        b.unwrap();
+        if form == BodyForm::SharedHeader {
+            let (first, second) = (charges(0, n / 2), charges(n / 2, n));
+            let a = l.commit(&shared_header_batch(&first), Vec::new()).unwrap();
+            let b = l.commit(&shared_header_batch(&second), Vec::new()).unwrap();
+            a.wait().await.unwrap();
+            b.wait().await.unwrap();
+            let stored: Vec<NewEntry> = l.entries().unwrap().into_iter().map(|e| e.entry).collect();
+            assert_eq!(stored, [first, second].concat());
+        } else {
+            let (a, b) = tokio::join!(
+                l.append((0..n / 2).map(sample_entry).collect()),
+                l.append((n / 2..n).map(sample_entry).collect())
+            );
+            a.unwrap();
+            b.unwrap();
+        }
+        assert!(l.entries().unwrap().iter().all(|e| e.form == form));
         (dir, path, l)
     }
 
@@ -442,97 +488,146 @@ mod tests {
 
     #[tokio::test]
     async fn an_intact_chain_verifies_and_survives_reopening() {
-        let (_d, path, l) = ledger_with(10).await;
-        assert_eq!(l.verify().unwrap().entries, 10);
-        l.close();
-        drop(l);
-        let l = Ledger::open_path(&path).unwrap();
-        l.append(vec![sample_entry(99)]).await.unwrap();
-        assert_eq!(l.verify().unwrap().entries, 11);
+        for form in NEW_FORMS {
+            let (_d, path, l) = ledger_with(10, form).await;
+            assert_eq!(l.verify().unwrap().entries, 10);
+            l.close();
+            drop(l);
+            let l = Ledger::open_path(&path).unwrap();
+            l.append(vec![sample_entry(99)]).await.unwrap();
+            assert_eq!(l.verify().unwrap().entries, 11);
+            assert_eq!(
+                l.entries().unwrap()[10].entry.message_id,
+                sample_entry(99).message_id
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn forms_2_and_3_chain_on_from_each_other_within_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = Ledger::open_path(&dir.path().join("herald.redb")).unwrap();
+        // Handed over back to back, so the writer usually takes them in one round.
+        let waits = vec![
+            l.commit(&shared_header_batch(&charges(0, 3)), Vec::new())
+                .unwrap(),
+            l.commit(
+                &EntryBatch::of(&[sample_entry(3), sample_entry(4)]),
+                Vec::new(),
+            )
+            .unwrap(),
+            l.commit(&shared_header_batch(&charges(5, 7)), Vec::new())
+                .unwrap(),
+            l.commit(&EntryBatch::of(&[sample_entry(7)]), Vec::new())
+                .unwrap(),
+        ];
+        for w in waits {
+            w.wait().await.unwrap();
+        }
+        assert_eq!(l.verify().unwrap().entries, 8);
+        let forms: Vec<BodyForm> = l.entries().unwrap().iter().map(|e| e.form).collect();
+        use BodyForm::{Binary, SharedHeader};
         assert_eq!(
-            l.entries().unwrap()[10].entry.message_id,
-            sample_entry(99).message_id
+            forms,
+            [
+                SharedHeader,
+                SharedHeader,
+                SharedHeader,
+                Binary,
+                Binary,
+                SharedHeader,
+                SharedHeader,
+                Binary
+            ]
         );
     }
 
     #[tokio::test]
     async fn a_modified_entry_is_detected() {
-        let (_d, path, l) = ledger_with(10).await;
-        l.close();
-        drop(l);
-        rewrite(&path, |t| edit(t, |es| es[3].entry.cost_micros = Micros(1)));
-        let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Modified { seq: 4 }))
-        ));
+        for form in NEW_FORMS {
+            let (_d, path, l) = ledger_with(10, form).await;
+            l.close();
+            drop(l);
+            rewrite(&path, |t| edit(t, |es| es[3].entry.cost_micros = Micros(1)));
+            let db = Database::create(&path).unwrap();
+            assert!(matches!(
+                verify_db(&db),
+                Err(LedgerError::Tampered(TamperError::Modified { seq: 4 }))
+            ));
+        }
     }
 
     #[tokio::test]
     async fn a_modified_entry_with_a_recomputed_hash_breaks_the_next_link() {
-        let (_d, path, l) = ledger_with(10).await;
-        l.close();
-        drop(l);
-        rewrite(&path, |t| {
-            edit(t, |es| {
-                let mut forged = es[3].entry.clone();
-                forged.cost_micros = Micros(1);
-                es[3] = LedgerEntry::chain(4, forged, &es[3].prev_hash);
-            })
-        });
-        // Entry 5 no longer follows: its stored link (or, within a block, the hash it was
-        // computed over) is entry 4's original hash.
-        let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(
-                TamperError::Broken { seq: 5 } | TamperError::Modified { seq: 5 }
-            ))
-        ));
+        for form in NEW_FORMS {
+            let (_d, path, l) = ledger_with(10, form).await;
+            l.close();
+            drop(l);
+            rewrite(&path, |t| {
+                edit(t, |es| {
+                    let mut forged = es[3].entry.clone();
+                    forged.cost_micros = Micros(1);
+                    es[3] = LedgerEntry::chain(4, forged, &es[3].prev_hash);
+                })
+            });
+            // Entry 5 no longer follows: its stored link (or, within a block, the hash it was
+            // computed over) is entry 4's original hash.
+            let db = Database::create(&path).unwrap();
+            assert!(matches!(
+                verify_db(&db),
+                Err(LedgerError::Tampered(
+                    TamperError::Broken { seq: 5 } | TamperError::Modified { seq: 5 }
+                ))
+            ));
+        }
     }
 
     #[tokio::test]
     async fn a_deleted_entry_is_detected() {
-        let (_d, path, l) = ledger_with(10).await;
-        l.close();
-        drop(l);
-        rewrite(&path, |t| {
-            let bs = blocks(t);
-            let mut flat: Vec<(u64, LedgerEntry)> = Vec::new();
-            for (_, es) in bs {
-                flat.extend(es.into_iter().map(|e| (e.seq, e)));
-            }
-            flat.remove(6);
-            // One block per remaining entry, keyed by its own sequence number.
-            let out: Vec<(u64, Vec<LedgerEntry>)> =
-                flat.into_iter().map(|(k, e)| (k, vec![e])).collect();
-            write_blocks(t, &out);
-        });
-        let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Sequence {
-                expected: 7,
-                found: 8
-            }))
-        ));
+        for form in NEW_FORMS {
+            let (_d, path, l) = ledger_with(10, form).await;
+            l.close();
+            drop(l);
+            rewrite(&path, |t| {
+                let bs = blocks(t);
+                let mut flat: Vec<(u64, LedgerEntry)> = Vec::new();
+                for (_, es) in bs {
+                    flat.extend(es.into_iter().map(|e| (e.seq, e)));
+                }
+                flat.remove(6);
+                // One block per remaining entry, keyed by its own sequence number.
+                let out: Vec<(u64, Vec<LedgerEntry>)> =
+                    flat.into_iter().map(|(k, e)| (k, vec![e])).collect();
+                write_blocks(t, &out);
+            });
+            let db = Database::create(&path).unwrap();
+            assert!(matches!(
+                verify_db(&db),
+                Err(LedgerError::Tampered(TamperError::Sequence {
+                    expected: 7,
+                    found: 8
+                }))
+            ));
+        }
     }
 
     #[tokio::test]
     async fn reordered_entries_are_detected() {
-        let (_d, path, l) = ledger_with(10).await;
-        l.close();
-        drop(l);
-        rewrite(&path, |t| edit(t, |es| es.swap(2, 5)));
-        // Blocks store sequence numbers by position, so the entry moved into place 3 is read
-        // as entry 3, whose hash its fields do not give.
-        let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(
-                TamperError::Sequence { .. } | TamperError::Modified { seq: 3 }
-            ))
-        ));
+        for form in NEW_FORMS {
+            let (_d, path, l) = ledger_with(10, form).await;
+            l.close();
+            drop(l);
+            rewrite(&path, |t| edit(t, |es| es.swap(2, 5)));
+            // Blocks store sequence numbers by position, so the entry moved into place 3 is read
+            // as entry 3, whose hash its fields do not give.
+            let db = Database::create(&path).unwrap();
+            assert!(matches!(
+                verify_db(&db),
+                Err(LedgerError::Tampered(
+                    TamperError::Sequence { .. } | TamperError::Modified { seq: 3 }
+                ))
+            ));
+        }
     }
 
     #[tokio::test]

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use super::batch::EntryBatch;
 use super::block::SegmentBlockWriter;
+use super::charge_rows;
 use super::committer::{self, Committer, Prepared};
 use super::entry::chain_hash_raw;
 use super::store::{read_head, LedgerError};
@@ -195,15 +196,35 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
                 .sum(),
         );
         let mut hashes = Vec::new();
+        // Form 3 chains over the raw previous hash; its hex is brought up to date only when a
+        // form 2 entry or the round's end needs it.
+        let mut hex_behind = false;
         for request in round {
             let mut seqs = Vec::with_capacity(request.entries.len());
             hashes.clear();
-            for digest in request.entries.digests() {
-                seq += 1;
-                let next = chain_hash_raw(seq, digest, &head_hex);
-                hashes.push(next);
-                let _ = hex::encode_to_slice(next, &mut head_hex);
-                seqs.push(seq);
+            match request.entries.header_digest() {
+                Some(header) => {
+                    for digest in request.entries.digests() {
+                        seq += 1;
+                        prev = charge_rows::chain(&prev, seq, header, digest);
+                        hashes.push(prev);
+                        seqs.push(seq);
+                    }
+                    hex_behind |= !seqs.is_empty();
+                }
+                None => {
+                    if hex_behind {
+                        let _ = hex::encode_to_slice(prev, &mut head_hex);
+                        hex_behind = false;
+                    }
+                    for digest in request.entries.digests() {
+                        seq += 1;
+                        prev = chain_hash_raw(seq, digest, &head_hex);
+                        hashes.push(prev);
+                        let _ = hex::encode_to_slice(prev, &mut head_hex);
+                        seqs.push(seq);
+                    }
+                }
             }
             if !hashes.is_empty() {
                 block.push(&request.entries, &hashes);
@@ -216,6 +237,9 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
             flush |= request.flush;
             soon &= request.soon;
             replies.push((request.reply, seqs));
+        }
+        if hex_behind {
+            let _ = hex::encode_to_slice(prev, &mut head_hex);
         }
         hash = String::from_utf8_lossy(&head_hex).into_owned();
         let block = (!block.is_empty()).then(|| (first_seq, block.finish()));
