@@ -117,8 +117,13 @@ pub async fn build_with_clock(
                 .context("connecting to the Redis state backend")?,
         ),
     };
-    let ledger = Ledger::open(db, &crate::ledger::store::wal_dir_for(&db_path))
+    let wal_dir = crate::ledger::store::wal_dir_for(&db_path);
+    let ledger = Ledger::open(db, &wal_dir)
         .with_context(|| format!("opening the ledger in {}", db_path.display()))?;
+    let log_in_use = c.ledger.enabled || c.state.backend != StateBackend::Memory;
+    if log_in_use && c.ledger.prepare_log_spares {
+        crate::ledger::committer::prepare_spares_in_background(&wal_dir);
+    }
     // Dispatch is as durable as the state: with embedded (or Redis) state, the jobs this
     // instance accepted survive its restart. With memory state nothing does.
     // With shared work, jobs and outcomes live in Redis, not in one instance's journal.

@@ -150,11 +150,17 @@ pub struct LedgerConfig {
     /// Record every billable send durably before it counts as sent. Off only for
     /// benchmarks that measure the in-memory path.
     pub enabled: bool,
+    /// At start, write the log's spare segments (4 × 32 MiB of zeros, once, at the lowest
+    /// CPU priority) so that log syncs write over existing blocks from the first send on.
+    pub prepare_log_spares: bool,
 }
 
 impl Default for LedgerConfig {
     fn default() -> Self {
-        LedgerConfig { enabled: true }
+        LedgerConfig {
+            enabled: true,
+            prepare_log_spares: true,
+        }
     }
 }
 

@@ -477,26 +477,48 @@ impl Job {
         self.counters.failed.fetch_add(1, Relaxed);
     }
 
-    /// Records a simulated delivery receipt; a repeated receipt for the same recipient
-    /// counts once.
-    pub fn record_receipt(&self, i: u32, status: DeliveryStatus) {
-        let status = match status {
-            DeliveryStatus::Delivered => ReceiptStatus::Delivered,
-            DeliveryStatus::Undelivered => ReceiptStatus::Undelivered,
-        };
-        self.apply_receipt(i, ReceiptUpdate { status, part: None });
+    /// Records a chunk's simulated delivery receipts; a repeated receipt for the same
+    /// recipient counts once.
+    pub fn record_receipts(&self, receipts: &[(u32, DeliveryStatus)]) {
+        let mut noted = Vec::with_capacity(receipts.len());
+        for &(i, status) in receipts {
+            let status = match status {
+                DeliveryStatus::Delivered => ReceiptStatus::Delivered,
+                DeliveryStatus::Undelivered => ReceiptStatus::Undelivered,
+            };
+            self.apply_receipt_noting(i, ReceiptUpdate { status, part: None }, &mut noted);
+        }
+        if let Some(notes) = self.delivery_notes.get() {
+            notes.note_many(&self.id, &noted);
+        }
     }
 
     /// Applies a provider's receipt to recipient `i` (see [`Delivery::apply`]).
     pub fn apply_receipt(&self, i: u32, update: ReceiptUpdate) -> ReceiptEffect {
+        let mut noted = Vec::new();
+        let effect = self.apply_receipt_noting(i, update, &mut noted);
+        if let Some(notes) = self.delivery_notes.get() {
+            notes.note_many(&self.id, &noted);
+        }
+        effect
+    }
+
+    /// [`Job::apply_receipt`], adding the final state it settled to `noted` for the journal
+    /// instead of noting it there, so that a batch of receipts is noted at once.
+    fn apply_receipt_noting(
+        &self,
+        i: u32,
+        update: ReceiptUpdate,
+        noted: &mut Vec<(u32, u8)>,
+    ) -> ReceiptEffect {
         self.in_doubt.receipt_for(&self.id, i);
         let effect = self
             .delivery
             .apply(i, update, &self.counters, self.clock.now());
         if effect == ReceiptEffect::Applied {
             if let Some(state) = self.delivery.state(i) {
-                if let Some(notes) = self.delivery_notes.get() {
-                    notes.note(&self.id, i, state.code());
+                if self.delivery_notes.get().is_some() {
+                    noted.push((i, state.code()));
                 }
                 if let Some(share) = self.share.get() {
                     if state != super::DeliveryState::Unknown {

@@ -61,9 +61,7 @@ pub(super) async fn apply_receipts(mut rx: mpsc::Receiver<ReceiptBatch>) {
                     &b.job.provider_name,
                     b.receipts.iter().map(|(_, status)| status),
                 );
-                for (i, status) in b.receipts {
-                    b.job.record_receipt(i, status);
-                }
+                b.job.record_receipts(&b.receipts);
             }
         }
     }

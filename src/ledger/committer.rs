@@ -137,6 +137,27 @@ impl Applier {
     }
 }
 
+/// Writes zero-filled spare segments into the log directory `wal_dir` on a thread of the
+/// lowest priority, up to [`wal::MAX_SPARES`], so that the first long send after a fresh start
+/// writes over existing blocks too (afterwards applied segments are kept as spares). Costs
+/// that many segments of disk (128 MiB) and one write of them, once.
+pub fn prepare_spares_in_background(wal_dir: &Path) {
+    let dir = wal_dir.to_path_buf();
+    let spawned = thread::Builder::new()
+        .name("ledger-wal-prep".into())
+        .spawn(move || {
+            yield_to_sends();
+            if let Err(e) = std::fs::create_dir_all(&dir)
+                .and_then(|()| wal::prepare_spares(&dir, SEGMENT_BYTES))
+            {
+                tracing::warn!(error = %e, dir = %dir.display(), "could not prepare spare ledger log segments; new segments are appended instead");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start preparing spare ledger log segments");
+    }
+}
+
 /// Gives the applier thread the lowest CPU priority. Its work is already durable in the log
 /// and only has to be done eventually; when a long send keeps the log growing past the
 /// backlog, applying then should take the cores the workers leave idle rather than share

@@ -151,12 +151,21 @@ pub struct DeliveryNotes(Arc<parking_lot::Mutex<NotedDeliveries>>);
 impl DeliveryNotes {
     /// Notes a message's final delivery state; [`Journal::flush_deliveries`] makes it durable.
     pub fn note(&self, job: &JobId, index: u32, state: u8) {
+        self.note_many(job, &[(index, state)]);
+    }
+
+    /// Notes final delivery states of one job's messages, (index, state) each: one lock and
+    /// one lookup for a whole batch of receipts.
+    pub fn note_many(&self, job: &JobId, states: &[(u32, u8)]) {
+        if states.is_empty() {
+            return;
+        }
         let mut noted = self.0.lock();
-        // Called per receipt: the job's id is copied only for its first one since a flush.
+        // The job's id is copied only for its first receipt since a flush.
         match noted.get_mut(job) {
-            Some(list) => list.push((index, state)),
+            Some(list) => list.extend_from_slice(states),
             None => {
-                noted.insert(job.clone(), vec![(index, state)]);
+                noted.insert(job.clone(), states.to_vec());
             }
         }
     }
