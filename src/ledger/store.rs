@@ -164,7 +164,10 @@ impl Ledger {
         let writer_db = db.clone();
         let thread = thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || writer::chainer(writer_db, rx, head))
+            .spawn(move || {
+                writer::no_wakeup_preemption();
+                writer::chainer(writer_db, rx, head)
+            })
             .map_err(db_err)?;
         let writer = Writer {
             tx: parking_lot::Mutex::new(Some(tx)),

@@ -104,6 +104,26 @@ pub fn scan_records<E: From<LedgerError>>(
     Ok(())
 }
 
+/// Puts the calling thread (the writer) in Linux's batch scheduling class, whose wake-ups do
+/// not preempt a running thread. The writer wakes thousands of times a second (a request, a
+/// finished sync) and each wake-up used to preempt a tokio worker mid-task: measured on two
+/// cores, ~4,500 involuntary switches of the workers per million sends, and alternating runs
+/// of a 1M send took ~6% longer (median 2.08 s against 1.94 s over 10 pairs). A woken writer
+/// still runs at once on an idle core, and its share of the CPU is unchanged.
+pub(super) fn no_wakeup_preemption() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: sched_setscheduler only reads `param`, which lives across the call; pid 0
+        // is the calling thread. Moving to SCHED_BATCH needs no privilege; a failure only
+        // leaves the thread as it was.
+        let set = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+        if set != 0 {
+            tracing::debug!("the ledger writer stays in the normal scheduling class");
+        }
+    }
+}
+
 /// Where the chain stands when the writer starts.
 pub(super) struct Head {
     pub seq: u64,
