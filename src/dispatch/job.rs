@@ -489,7 +489,7 @@ impl Job {
             self.apply_receipt_noting(i, ReceiptUpdate { status, part: None }, &mut noted);
         }
         if let Some(notes) = self.delivery_notes.get() {
-            notes.note_many(&self.id, &noted);
+            notes.note(&self.id, &noted);
         }
     }
 
@@ -498,7 +498,7 @@ impl Job {
         let mut noted = Vec::new();
         let effect = self.apply_receipt_noting(i, update, &mut noted);
         if let Some(notes) = self.delivery_notes.get() {
-            notes.note_many(&self.id, &noted);
+            notes.note(&self.id, &noted);
         }
         effect
     }

@@ -147,6 +147,18 @@ impl EntryBatch {
         b.finish()
     }
 
+    /// The form 3 batch of `entries`, which share the header fields of the first.
+    pub fn of_shared_header(entries: &[&NewEntry]) -> EntryBatch {
+        let Some(first) = entries.first() else {
+            return EntryBatch::empty();
+        };
+        let mut b = SharedHeaderBatchBuilder::new(&HeaderRef::of(&first.as_ref()), entries.len());
+        for e in entries {
+            b.push(&RowRef::of(&e.as_ref()));
+        }
+        b.finish()
+    }
+
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.0.digests.len()

@@ -26,10 +26,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::batch::{self, EntryBatch, Packing, SharedHeaderBatchBuilder};
+use super::batch::{self, EntryBatch, Packing};
 use super::bytes::Reader;
 use super::canonical;
-use super::charge_rows::{self, HeaderRef, RowRef};
+use super::charge_rows::{self, HeaderRef};
 use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
 
@@ -115,11 +115,7 @@ pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
         let (run, after) = rest.split_at(n);
         let batch = match first.form {
             BodyForm::SharedHeader => {
-                let mut b = SharedHeaderBatchBuilder::new(&header, run.len());
-                for e in run {
-                    b.push(&RowRef::of(&e.entry.as_ref()));
-                }
-                b.finish()
+                EntryBatch::of_shared_header(&run.iter().map(|e| &e.entry).collect::<Vec<_>>())
             }
             _ => EntryBatch::of(run.iter().map(|e| &e.entry)),
         };
@@ -142,34 +138,26 @@ pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
         let packing = Packing::from_code(r.u8()?).ok_or("unknown packing")?;
         let len = r.u32()? as usize;
         let packed = r.take(len)?;
-        if packing == Packing::SharedHeader {
-            for entry in charge_rows::decode(packed, count)? {
-                let hash: [u8; 32] = r.array()?;
-                out.push(LedgerEntry {
-                    seq,
-                    entry,
-                    prev_hash: hex::encode(prev),
-                    hash: hex::encode(hash),
-                    form: BodyForm::SharedHeader,
-                });
-                seq += 1;
-                prev = hash;
+        let (entries, form) = match packing {
+            Packing::SharedHeader => (charge_rows::decode(packed, count)?, BodyForm::SharedHeader),
+            _ => {
+                let rows = batch::unpack(packing, packed)?;
+                let rows = batch::split_rows(&rows)?;
+                if rows.len() != count {
+                    return Err(format!("segment holds {} rows, says {count}", rows.len()));
+                }
+                let entries = rows.into_iter().map(canonical::decode);
+                (entries.collect::<Result<Vec<_>, _>>()?, BodyForm::Binary)
             }
-            continue;
-        }
-        let rows = batch::unpack(packing, packed)?;
-        let rows = batch::split_rows(&rows)?;
-        if rows.len() != count {
-            return Err(format!("segment holds {} rows, says {count}", rows.len()));
-        }
-        for row in rows {
+        };
+        for entry in entries {
             let hash: [u8; 32] = r.array()?;
             out.push(LedgerEntry {
                 seq,
-                entry: canonical::decode(row)?,
+                entry,
                 prev_hash: hex::encode(prev),
                 hash: hex::encode(hash),
-                form: BodyForm::Binary,
+                form,
             });
             seq += 1;
             prev = hash;

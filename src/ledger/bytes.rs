@@ -1,6 +1,10 @@
 //! Reading the ledger's little-endian binary forms (blocks and canonical rows): every read
 //! checks the bytes are there, so a truncated or damaged value is an error, never a panic.
 
+use chrono::{DateTime, Utc};
+
+use crate::domain::{Channel, Currency};
+
 /// A cursor over stored bytes.
 pub(super) struct Reader<'a>(pub &'a [u8]);
 
@@ -52,6 +56,29 @@ impl<'a> Reader<'a> {
     /// Text of `n` bytes.
     pub fn text(&mut self, n: usize) -> Result<String, String> {
         String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "text is not UTF-8".to_string())
+    }
+
+    /// A channel by its index.
+    pub fn channel(&mut self) -> Result<Channel, String> {
+        let code = self.u8()?;
+        Channel::from_index(code as usize).ok_or_else(|| format!("unknown channel {code}"))
+    }
+
+    /// A currency by its three-letter code.
+    pub fn currency(&mut self) -> Result<Currency, String> {
+        let code: [u8; 3] = self.array()?;
+        std::str::from_utf8(&code)
+            .ok()
+            .and_then(Currency::parse)
+            .filter(|c| c.code() == code)
+            .ok_or_else(|| format!("bad currency {code:?}"))
+    }
+
+    /// A time as `i64` seconds and `u32` nanoseconds.
+    pub fn time(&mut self) -> Result<DateTime<Utc>, String> {
+        let secs = self.i64()?;
+        let nanos = self.u32()?;
+        DateTime::from_timestamp(secs, nanos).ok_or_else(|| "time out of range".to_string())
     }
 
     /// Text after a `u16` length (form 1 blocks).

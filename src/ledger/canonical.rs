@@ -116,23 +116,14 @@ pub fn decode(row: &[u8]) -> Result<NewEntry, String> {
     let message_id = r.str32()?;
     let job_id = r.str32()?;
     let campaign_id = r.str32()?;
-    let code = r.u8()?;
-    let channel =
-        Channel::from_index(code as usize).ok_or_else(|| format!("unknown channel {code}"))?;
+    let channel = r.channel()?;
     let provider = r.str32()?;
     let country = r.str32()?;
     let parts = r.u32()?;
     let unit = r.i64()?;
     let cost = r.i64()?;
-    let code: [u8; 3] = r.array()?;
-    let currency = std::str::from_utf8(&code)
-        .ok()
-        .and_then(Currency::parse)
-        .filter(|c| c.as_str().as_bytes() == code)
-        .ok_or_else(|| format!("bad currency {code:?}"))?;
-    let secs = r.i64()?;
-    let nanos = r.u32()?;
-    let at = DateTime::from_timestamp(secs, nanos).ok_or("time out of range".to_string())?;
+    let currency = r.currency()?;
+    let at = r.time()?;
     let references = match r.flag()? {
         true => Some(r.u64()?),
         false => None,

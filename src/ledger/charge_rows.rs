@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 
 use super::bytes::Reader;
 use super::canonical::EntryRef;
-use super::compact::{put_varint, read_varint};
+use super::compact::{parse_hex16, put_varint, read_varint, unzigzag, zigzag};
 use super::entry::{EntryKind, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
 
@@ -95,14 +95,6 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
-}
-
 /// Appends the header bytes of `h` to `out`.
 pub fn encode_header(h: &HeaderRef<'_>, out: &mut Vec<u8>) {
     out.push(FORM_COMPACT);
@@ -116,38 +108,9 @@ pub fn encode_header(h: &HeaderRef<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&h.at.timestamp_subsec_nanos().to_le_bytes());
 }
 
-/// Each byte's value as a lowercase hex digit, or `NOT_HEX`.
-const HEX_VALUE: [u8; 256] = {
-    let mut t = [NOT_HEX; 256];
-    let mut i = 0;
-    while i < 10 {
-        t[b'0' as usize + i] = i as u8;
-        i += 1;
-    }
-    let mut i = 0;
-    while i < 6 {
-        t[b'a' as usize + i] = 10 + i as u8;
-        i += 1;
-    }
-    t
-};
-const NOT_HEX: u8 = 0x10;
-
-/// The 16 bytes of a `msg_` id with 32 lowercase hex digits. Table lookups without a branch
-/// per digit: the digits of ids are random, so branches on them mispredict half the time.
+/// The 16 bytes of a `msg_` id with 32 lowercase hex digits.
 fn hex_id(id: &str) -> Option<[u8; 16]> {
-    let hex = id.strip_prefix(ID_PREFIX)?.as_bytes();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut raw = [0u8; 16];
-    let mut seen = 0u8;
-    for (byte, pair) in raw.iter_mut().zip(hex.chunks_exact(2)) {
-        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
-        seen |= hi | lo;
-        *byte = (hi << 4) | (lo & 0x0f);
-    }
-    (seen & NOT_HEX == 0).then_some(raw)
+    parse_hex16(id.strip_prefix(ID_PREFIX)?.as_bytes())
 }
 
 /// Appends the row bytes of `r` to `out`.
@@ -208,15 +171,20 @@ pub fn chain(prev: &[u8; 32], seq: u64, header: &[u8; 32], row: &[u8; 32]) -> [u
     h.finalize().into()
 }
 
-/// The header and row digests of an entry, re-encoded from its fields (verification).
-pub fn digests_of(e: &NewEntry) -> ([u8; 32], [u8; 32]) {
+/// An entry's header bytes followed by its row bytes, and where the row starts.
+pub fn encode_entry(e: &NewEntry) -> (Vec<u8>, usize) {
     let e = e.as_ref();
     let mut bytes = Vec::with_capacity(128);
     encode_header(&HeaderRef::of(&e), &mut bytes);
-    let header = digest(&bytes);
-    bytes.clear();
+    let row_at = bytes.len();
     encode_row(&RowRef::of(&e), &mut bytes);
-    (header, digest(&bytes))
+    (bytes, row_at)
+}
+
+/// The header and row digests of an entry, re-encoded from its fields (verification).
+pub fn digests_of(e: &NewEntry) -> ([u8; 32], [u8; 32]) {
+    let (bytes, row_at) = encode_entry(e);
+    (digest(&bytes[..row_at]), digest(&bytes[row_at..]))
 }
 
 fn read_str(r: &mut Reader<'_>) -> Result<String, String> {
@@ -248,19 +216,10 @@ fn decode_header(r: &mut Reader<'_>) -> Result<Header, String> {
     let kind = EntryKind::from_code(r.u8()?)?;
     let job_id = read_str(r)?;
     let campaign_id = read_str(r)?;
-    let code = r.u8()?;
-    let channel =
-        Channel::from_index(code as usize).ok_or_else(|| format!("unknown channel {code}"))?;
+    let channel = r.channel()?;
     let provider = read_str(r)?;
-    let code: [u8; 3] = r.array()?;
-    let currency = std::str::from_utf8(&code)
-        .ok()
-        .and_then(Currency::parse)
-        .filter(|c| c.code() == code)
-        .ok_or_else(|| format!("bad currency {code:?}"))?;
-    let secs = r.i64()?;
-    let nanos = r.u32()?;
-    let at = DateTime::from_timestamp(secs, nanos).ok_or("time out of range".to_string())?;
+    let currency = r.currency()?;
+    let at = r.time()?;
     Ok(Header {
         kind,
         job_id,

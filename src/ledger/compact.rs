@@ -131,11 +131,30 @@ pub fn read_text(bytes: &mut &[u8], reference: &str, out: &mut String) -> Result
 /// lowercase hex digits (what message ids and most provider ids look like).
 fn hex_id_prefix(b: &[u8]) -> Option<usize> {
     let prefix_len = b.len().checked_sub(32)?;
-    // No early exit, so that the check runs on whole vectors.
-    let lowercase_hex = b[prefix_len..].iter().fold(true, |ok, &c| {
+    (prefix_len <= u8::MAX as usize && lowercase_hex(&b[prefix_len..])).then_some(prefix_len)
+}
+
+/// Whether every byte is a lowercase hex digit. No early exit and no branch per digit: the
+/// check runs on whole vectors, and the digits of ids are random, so branches mispredict.
+fn lowercase_hex(digits: &[u8]) -> bool {
+    digits.iter().fold(true, |ok, &c| {
         ok & ((c.wrapping_sub(b'0') < 10) | (c.wrapping_sub(b'a') < 6))
-    });
-    (prefix_len <= u8::MAX as usize && lowercase_hex).then_some(prefix_len)
+    })
+}
+
+/// The 16 bytes of exactly 32 lowercase hex digits.
+pub fn parse_hex16(digits: &[u8]) -> Option<[u8; 16]> {
+    (digits.len() == 32 && lowercase_hex(digits)).then(|| hex16(digits))
+}
+
+/// A signed value as an unsigned one that is small when the value is near zero (for varints).
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+/// The signed value of [`zigzag`].
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// The value of a lowercase hex digit: `0`-`9` are 0x30-0x39, `a`-`f` 0x61-0x66.

@@ -141,13 +141,7 @@ pub fn canonical_body(entry: &NewEntry, form: BodyForm) -> Vec<u8> {
         BodyForm::Json => serde_json::to_vec(entry).unwrap_or_default(),
         BodyForm::Binary => super::canonical::to_bytes(&entry.as_ref()),
         // Form 3 digests two parts; this is their bytes one after the other.
-        BodyForm::SharedHeader => {
-            let e = entry.as_ref();
-            let mut out = Vec::new();
-            super::charge_rows::encode_header(&super::charge_rows::HeaderRef::of(&e), &mut out);
-            super::charge_rows::encode_row(&super::charge_rows::RowRef::of(&e), &mut out);
-            out
-        }
+        BodyForm::SharedHeader => super::charge_rows::encode_entry(entry).0,
     }
 }
 

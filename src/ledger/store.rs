@@ -383,9 +383,7 @@ pub(super) fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
 mod tests {
     use super::*;
     use crate::domain::Micros;
-    use crate::ledger::charge_rows::{HeaderRef, RowRef};
     use crate::ledger::entry::{sample_entry, EntryKind};
-    use crate::ledger::SharedHeaderBatchBuilder;
 
     /// The forms new entries are written in: form 2 (entries appended one by one) and form 3
     /// (a chunk's charges); every tamper test runs on both.
@@ -405,12 +403,7 @@ mod tests {
 
     /// A form 3 batch of `entries` (which share their header fields).
     fn shared_header_batch(entries: &[NewEntry]) -> EntryBatch {
-        let first = entries[0].as_ref();
-        let mut b = SharedHeaderBatchBuilder::new(&HeaderRef::of(&first), entries.len());
-        for e in entries {
-            b.push(&RowRef::of(&e.as_ref()));
-        }
-        b.finish()
+        EntryBatch::of_shared_header(&entries.iter().collect::<Vec<_>>())
     }
 
     /// A ledger of `n` entries in `form`, appended by two concurrent callers.

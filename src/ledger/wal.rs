@@ -183,10 +183,15 @@ pub fn remove_segment(dir: &Path, number: u64) -> io::Result<()> {
 
 /// The spare files of `dir`.
 fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    files_ending(dir, "spare")
+}
+
+/// The files of `dir` with the extension `extension`.
+fn files_ending(dir: &Path, extension: &str) -> io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for entry in fs::read_dir(dir)? {
         let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "spare") {
+        if path.extension().is_some_and(|x| x == extension) {
             out.push(path);
         }
     }
@@ -198,12 +203,9 @@ fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// means segments are appended to fresh files, as before spares existed.
 pub fn prepare_spares(dir: &Path, bytes: u64) -> io::Result<()> {
     let zeros = vec![0u8; 1 << 20];
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.extension().is_some_and(|x| x == "prep") {
-            // Left half-written by a crash.
-            fs::remove_file(path)?;
-        }
+    // Left half-written by a crash.
+    for path in files_ending(dir, "prep")? {
+        fs::remove_file(path)?;
     }
     let mut made = 0u64;
     while spares(dir)?.len() < MAX_SPARES {

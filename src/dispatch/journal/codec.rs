@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::ledger::compact;
+use crate::ledger::compact::{self, unzigzag, zigzag};
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
 
@@ -203,14 +203,6 @@ impl Repeats {
         }
         f
     }
-}
-
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(v: u64) -> i64 {
-    ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
 /// Encodes the messages of one chunk about to be handed to the provider.

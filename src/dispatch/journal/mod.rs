@@ -149,14 +149,10 @@ type NotedDeliveries = HashMap<JobId, Vec<(u32, u8)>>;
 pub struct DeliveryNotes(Arc<parking_lot::Mutex<NotedDeliveries>>);
 
 impl DeliveryNotes {
-    /// Notes a message's final delivery state; [`Journal::flush_deliveries`] makes it durable.
-    pub fn note(&self, job: &JobId, index: u32, state: u8) {
-        self.note_many(job, &[(index, state)]);
-    }
-
-    /// Notes final delivery states of one job's messages, (index, state) each: one lock and
-    /// one lookup for a whole batch of receipts.
-    pub fn note_many(&self, job: &JobId, states: &[(u32, u8)]) {
+    /// Notes final delivery states of one job's messages, (index, state) each, with one lock
+    /// and one lookup for a whole batch of receipts; [`Journal::flush_deliveries`] makes them
+    /// durable.
+    pub fn note(&self, job: &JobId, states: &[(u32, u8)]) {
         if states.is_empty() {
             return;
         }
