@@ -9,6 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::domain::{Channel, JobId, MessageId, Purpose};
+
+/// The allocator the gateway ships with, so these figures are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use herald::phone::{self, RegionCode};
 use herald::policy::quiet_hours::QuietHours;
 use herald::policy::{JobPolicy, PhoneMismatchPolicy, PolicyInput, PolicyRunner};

@@ -20,6 +20,10 @@ use herald::clock::SystemClock;
 use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
+/// The allocator the gateway ships with (see the `herald` binary), so figures here are its own.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod child;
 mod cluster;
 mod countries;

@@ -481,12 +481,15 @@ impl Job {
     /// recipient counts once.
     pub fn record_receipts(&self, receipts: &[(u32, DeliveryStatus)]) {
         let mut noted = Vec::with_capacity(receipts.len());
+        // One reading of the clock for the batch: it arrived at once.
+        let now = self.clock.now();
         for &(i, status) in receipts {
             let status = match status {
                 DeliveryStatus::Delivered => ReceiptStatus::Delivered,
                 DeliveryStatus::Undelivered => ReceiptStatus::Undelivered,
             };
-            self.apply_receipt_noting(i, ReceiptUpdate { status, part: None }, &mut noted);
+            let update = ReceiptUpdate { status, part: None };
+            self.apply_receipt_noting(i, update, now, &mut noted);
         }
         if let Some(notes) = self.delivery_notes.get() {
             notes.note(&self.id, &noted);
@@ -496,7 +499,7 @@ impl Job {
     /// Applies a provider's receipt to recipient `i` (see [`Delivery::apply`]).
     pub fn apply_receipt(&self, i: u32, update: ReceiptUpdate) -> ReceiptEffect {
         let mut noted = Vec::new();
-        let effect = self.apply_receipt_noting(i, update, &mut noted);
+        let effect = self.apply_receipt_noting(i, update, self.clock.now(), &mut noted);
         if let Some(notes) = self.delivery_notes.get() {
             notes.note(&self.id, &noted);
         }
@@ -509,12 +512,11 @@ impl Job {
         &self,
         i: u32,
         update: ReceiptUpdate,
+        now: DateTime<Utc>,
         noted: &mut Vec<(u32, u8)>,
     ) -> ReceiptEffect {
         self.in_doubt.receipt_for(&self.id, i);
-        let effect = self
-            .delivery
-            .apply(i, update, &self.counters, self.clock.now());
+        let effect = self.delivery.apply(i, update, &self.counters, now);
         if effect == ReceiptEffect::Applied {
             if let Some(state) = self.delivery.state(i) {
                 if self.delivery_notes.get().is_some() {
