@@ -11,8 +11,9 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::domain::{Channel, JobId, MessageId, Purpose};
 
 /// The allocator the gateway ships with, so these figures are its own.
+#[cfg(unix)]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use herald::phone::{self, RegionCode};
 use herald::policy::quiet_hours::QuietHours;
 use herald::policy::{JobPolicy, PhoneMismatchPolicy, PolicyInput, PolicyRunner};

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use herald::config::{process_env, LoadedConfig};
 
-/// mimalloc instead of the system allocator: the send path allocates and frees small buffers
-/// on one thread and drops them on another, where glibc's arenas spent a fifth of the CPU.
+/// jemalloc instead of the system allocator: the send path allocates small buffers on one
+/// thread and drops them on another, where glibc's arenas spent a fifth of the CPU.
+#[cfg(unix)]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Parser)]
 #[command(

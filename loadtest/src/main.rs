@@ -21,8 +21,9 @@ use herald::config::{Config, ConfigSource, LoadedConfig, DEFAULT_TOML};
 use serde_json::{json, Value};
 
 /// The allocator the gateway ships with (see the `herald` binary), so figures here are its own.
+#[cfg(unix)]
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod child;
 mod cluster;
