@@ -48,6 +48,8 @@ pub struct AppState {
     pub tracking: Arc<Tracking>,
     /// Set when several instances share the work of every job.
     pub cluster: Option<Arc<Cluster>>,
+    /// Idempotency keys whose `POST /v1/jobs` is being handled.
+    pub keys_in_flight: Arc<crate::api::idempotency::KeysInFlight>,
 }
 
 impl AppState {
@@ -233,6 +235,7 @@ pub async fn build_with_clock(
         callbacks,
         tracking,
         cluster,
+        keys_in_flight: Default::default(),
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)

@@ -173,3 +173,71 @@ async fn a_job_stopped_mid_way_resumes_by_itself_after_a_restart() {
     assert_eq!(total, done["counts"]["cost_micros"].as_i64().unwrap());
     g.stop().await;
 }
+
+/// A claim on an Idempotency-Key is durable before its job is; a process that stops in
+/// between leaves a claim with no job behind it. The client's retry must get its job (under
+/// the claimed id, so the key keeps naming one job), not a 404 for a job that never was.
+#[tokio::test]
+async fn a_retry_after_a_crash_between_the_key_claim_and_the_job_record_gets_its_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let n = 5;
+    let adjust = with_snapshot_file(dir.path(), n);
+    let body = serde_json::to_vec(&job_body(n)).unwrap();
+
+    // A first start creates the data directory; then the claim the crashed request made.
+    let g = Gateway::start_at(&data, &adjust).await;
+    g.stop().await;
+    let claimed = herald::domain::JobId::generate();
+    {
+        use herald::store::{EmbeddedStore, IdempotencyClaim, StateStore};
+        use sha2::{Digest, Sha256};
+        let db = redb::Database::create(data.join(herald::app::DATABASE_FILE)).unwrap();
+        let store = EmbeddedStore::open(std::sync::Arc::new(db)).unwrap();
+        let fingerprint: [u8; 32] = Sha256::digest(&body).into();
+        let claim = store
+            .claim_idempotency_key("crashed-1", fingerprint, &claimed)
+            .await
+            .unwrap();
+        assert_eq!(claim, IdempotencyClaim::New);
+    }
+
+    let send = |g: &Gateway| {
+        g.req(Method::POST, "/v1/jobs")
+            .header("Idempotency-Key", "crashed-1")
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+    let g = Gateway::start_at(&data, &adjust).await;
+    let first = send(&g).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let job: Value = first.json().await.unwrap();
+    assert_eq!(job["id"], claimed.as_str(), "the job takes the claimed id");
+    let again = send(&g).await.unwrap();
+    assert_eq!(again.status(), 200, "the key now names that job");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], job["id"]);
+    let done = g.wait_completed(&job, Duration::from_secs(20)).await;
+    assert_eq!(done["counts"]["sent"], n as u64, "{done:#}");
+    let jobs = g.get_json("/v1/jobs").await;
+    let listed = jobs["jobs"].as_array().map_or(0, Vec::len);
+    assert_eq!(listed, 1, "one job for one key: {jobs:#}");
+    g.stop().await;
+
+    // And it is that job after another restart, once restored (a finished job is restored
+    // in the background; until then the retry is asked to come back: 503).
+    let g = Gateway::start_at(&data, &adjust).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let r = send(&g).await.unwrap();
+        if r.status() != 503 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(after.status(), 200);
+    let after: Value = after.json().await.unwrap();
+    assert_eq!(after["id"], job["id"]);
+    g.stop().await;
+}

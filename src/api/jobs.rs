@@ -17,6 +17,7 @@ use super::job_request::{
     text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
 };
 use crate::app::AppState;
+use crate::config::StateBackend;
 use crate::dispatch::planner;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
 use crate::domain::{JobId, JobStatus};
@@ -71,7 +72,7 @@ pub async fn submit(
     };
     let links = prepare_links(&state, &mut valid)?;
     let budget = valid.budget.as_ref().map(|b| b.amount_micros);
-    let id = JobId::generate();
+    let mut id = JobId::generate();
     if query.dry_run {
         let request = planner::PlanRequest {
             id,
@@ -88,6 +89,16 @@ pub async fn submit(
             crate::dispatch::preview::preview(&state.dispatcher, &*state.store, &job).await?;
         return Ok(Json(preview).into_response());
     }
+    // Held until this request is answered: a retry meanwhile is told to wait.
+    let _in_flight = match &idempotency_key {
+        Some(key) => Some(state.keys_in_flight.enter(key).ok_or_else(|| {
+            ApiError::conflict(
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being handled; retry shortly",
+            )
+        })?),
+        None => None,
+    };
     if let Some(key) = &idempotency_key {
         match state
             .store
@@ -95,17 +106,23 @@ pub async fn submit(
             .await?
         {
             IdempotencyClaim::New => {}
-            IdempotencyClaim::Existing(existing) => {
-                let job = state
-                    .dispatcher
-                    .get(&existing)
-                    .ok_or_else(|| missing_job(&state, &existing))?;
-                return Ok((
-                    StatusCode::OK,
-                    Json(job_view::view(&job, state.clock.now())),
-                )
-                    .into_response());
-            }
+            IdempotencyClaim::Existing(existing) => match state.dispatcher.get(&existing) {
+                Some(job) => {
+                    return Ok((
+                        StatusCode::OK,
+                        Json(job_view::view(&job, state.clock.now())),
+                    )
+                        .into_response());
+                }
+                None if claims_are_local(&state) && !state.dispatcher.is_recovering(&existing) => {
+                    // The claim outlived its request: its job was never recorded (a 503, or
+                    // the process stopped in between). This is that request again, so it goes
+                    // on under the claimed id and the key keeps naming one job.
+                    tracing::info!(job = %existing, "an idempotency claim without its job is taken up by a retry");
+                    id = existing;
+                }
+                None => return Err(missing_job(&state, &existing)),
+            },
             IdempotencyClaim::Conflict(existing) => {
                 return Err(ApiError::conflict(
                     "idempotency_conflict",
@@ -170,6 +187,15 @@ fn prepare_links(state: &AppState, valid: &mut ValidJob) -> Result<Option<Rewrit
         .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))?;
     valid.template = Arc::new(template);
     Ok(Some(rewritten))
+}
+
+/// Whether idempotency claims are this process's own (embedded or in-memory state). With
+/// Redis state another instance may hold the job a claim names, or be recording it.
+fn claims_are_local(state: &AppState) -> bool {
+    matches!(
+        state.config.config.state.backend,
+        StateBackend::Embedded | StateBackend::Memory
+    )
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {

@@ -7,6 +7,7 @@ mod callbacks;
 mod contacts;
 pub mod error;
 mod health;
+pub mod idempotency;
 mod job_request;
 mod jobs;
 mod ledger;
