@@ -9,17 +9,17 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use herald::domain::{Channel, JobId, MessageId, Purpose};
-
-/// The allocator the gateway ships with, so these figures are its own.
-#[cfg(unix)]
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use herald::phone::{self, RegionCode};
 use herald::policy::quiet_hours::QuietHours;
 use herald::policy::{JobPolicy, PhoneMismatchPolicy, PolicyInput, PolicyRunner};
 use herald::snapshot::{load_csv, Snapshot};
 use herald::store::{CapRule, MemoryStore};
 use herald::template::{count_parts, Template};
+
+/// The allocator the gateway ships with, so these figures are its own.
+#[cfg(unix)]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 const CONTACTS: usize = 200_000;
 const BATCH: usize = 512;

@@ -155,6 +155,8 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
         }
     };
     let mut my_epoch = 0;
+    // One request's entry hashes, for its block segment; kept across rounds for its room.
+    let mut hashes: Vec<[u8; 32]> = Vec::new();
     loop {
         let wait = committer.sync_by().map_or(committer::IDLE, |by| {
             by.saturating_duration_since(std::time::Instant::now())
@@ -215,7 +217,6 @@ pub(super) fn chainer(db: Arc<Database>, rx: mpsc::Receiver<Request>, head: Head
                 .map(|r| 4 + r.len())
                 .sum(),
         );
-        let mut hashes = Vec::new();
         // Form 3 chains over the raw previous hash; its hex is brought up to date only when a
         // form 2 entry or the round's end needs it.
         let mut hex_behind = false;
