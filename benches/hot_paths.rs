@@ -251,7 +251,7 @@ fn bench_durable_records(c: &mut Criterion) {
         })
     });
     g.bench_function("settled_record", |b| {
-        b.iter(|| encode_settled(job.as_str(), &settled))
+        b.iter(|| encode_settled(job.as_str(), 1_764_000_000, &settled))
     });
     g.bench_function("ledger_charges", |b| {
         b.iter(|| {

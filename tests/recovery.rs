@@ -241,3 +241,133 @@ async fn a_retry_after_a_crash_between_the_key_claim_and_the_job_record_gets_its
     assert_eq!(after["id"], job["id"]);
     g.stop().await;
 }
+
+/// Polls a finished job's three read-outs until it is restored (503 until then) and answers
+/// them as text: status, recipients and report.
+async fn finished_readouts(g: &Gateway, id: &str) -> [String; 3] {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    for path in [
+        format!("/v1/jobs/{id}"),
+        format!("/v1/jobs/{id}/recipients"),
+        format!("/v1/jobs/{id}/report"),
+    ] {
+        loop {
+            let r = g.req(Method::GET, &path).send().await.unwrap();
+            match r.status().as_u16() {
+                200 => {
+                    out.push(r.text().await.unwrap());
+                    break;
+                }
+                503 if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                other => panic!("{path} answered {other}"),
+            }
+        }
+    }
+    [out.remove(0), out.remove(0), out.remove(0)]
+}
+
+/// A finished job reads byte for byte the same after a restart: its rejections (opted out,
+/// landline, no phone, unknown contact), the deferral of a cancelled job, and the deliveries
+/// of what was sent, in the status, the recipients and the report.
+#[tokio::test]
+async fn a_finished_jobs_rejections_deferrals_and_deliveries_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let g = Gateway::start_at(&data, |_| {}).await;
+    g.load_csv(
+        "contact_id,phone,timezone,sms_consent,first_name\n\
+         out,+8613123067884,Asia/Shanghai,opt_out,A\n\
+         land,010 1252 0004,Asia/Shanghai,opt_in,B\n\
+         nophone,,Asia/Shanghai,opt_in,C\n\
+         ok,+8613123079337,Asia/Shanghai,opt_in,D\n\
+         night,+12125550123,America/New_York,opt_in,E\n",
+    )
+    .await;
+    let contacts = json!([
+        {"contact_id": "out"}, {"contact_id": "land"}, {"contact_id": "nophone"},
+        {"contact_id": "unknown"}, {"contact_id": "ok"}
+    ]);
+    let (status, done_job) = g
+        .submit(&common::sms_job(
+            "restart-same",
+            "Hi {{first_name}}",
+            contacts,
+        ))
+        .await;
+    assert_eq!(status, 201, "{done_job}");
+    let done_id = done_job["id"].as_str().unwrap().to_string();
+    let done = g
+        .wait_status(&done_id, "completed", Duration::from_secs(20))
+        .await;
+    assert_eq!(done["counts"]["sent"], 1, "{done:#}");
+    g.wait_until(&done_id, Duration::from_secs(20), |j| {
+        j["counts"]["delivered"] == 1
+    })
+    .await;
+
+    // Noon in Shanghai is night in New York: that one waits for its window, then the job is
+    // cancelled.
+    let contacts = json!([{"contact_id": "night"}, {"contact_id": "out"}]);
+    let (status, cancelled_job) = g
+        .submit(&common::sms_job(
+            "restart-same",
+            "Hi {{first_name}}",
+            contacts,
+        ))
+        .await;
+    assert_eq!(status, 201, "{cancelled_job}");
+    let cancelled_id = cancelled_job["id"].as_str().unwrap().to_string();
+    g.wait_until(&cancelled_id, Duration::from_secs(20), |j| {
+        j["counts"]["deferred"] == 1
+    })
+    .await;
+    let r = g
+        .req(Method::POST, &format!("/v1/jobs/{cancelled_id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    g.wait_status(&cancelled_id, "cancelled", Duration::from_secs(20))
+        .await;
+    // Delivery states are journaled in the background (every 100 ms).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let before_done = finished_readouts(&g, &done_id).await;
+    let before_cancelled = finished_readouts(&g, &cancelled_id).await;
+    assert!(
+        before_done[1].contains("\"reason\":\"opted_out\""),
+        "{}",
+        before_done[1]
+    );
+    g.stop().await;
+
+    let g = Gateway::start_at(&data, |_| {}).await;
+    let after_done = finished_readouts(&g, &done_id).await;
+    let after_cancelled = finished_readouts(&g, &cancelled_id).await;
+    for (name, before, after) in [
+        ("status", &before_done[0], &after_done[0]),
+        ("recipients", &before_done[1], &after_done[1]),
+        ("report", &before_done[2], &after_done[2]),
+        (
+            "cancelled status",
+            &before_cancelled[0],
+            &after_cancelled[0],
+        ),
+        (
+            "cancelled recipients",
+            &before_cancelled[1],
+            &after_cancelled[1],
+        ),
+        (
+            "cancelled report",
+            &before_cancelled[2],
+            &after_cancelled[2],
+        ),
+    ] {
+        assert_eq!(before, after, "{name} changed across a restart");
+    }
+    g.stop().await;
+}

@@ -283,8 +283,9 @@ impl Delivery {
         ReceiptEffect::Applied
     }
 
-    /// Restores a final delivery state recorded before a restart (counted once).
-    pub fn restore(&self, i: u32, state: DeliveryState, counters: &JobCounters) {
+    /// Restores a final delivery state recorded before a restart as applied at `at` (counted
+    /// once, in the count and the minute series).
+    pub fn restore(&self, i: u32, state: DeliveryState, counters: &JobCounters, at: DateTime<Utc>) {
         let Some(slot) = self.state.get(i as usize) else {
             return;
         };
@@ -301,6 +302,12 @@ impl Delivery {
             DeliveryState::Unknown => &counters.unknown,
         };
         counter.fetch_add(1, Relaxed);
+        self.bump(at, |m| match state {
+            DeliveryState::Delivered => m.delivered += 1,
+            DeliveryState::Undelivered => m.undelivered += 1,
+            DeliveryState::Expired => m.expired += 1,
+            DeliveryState::Unknown => {}
+        });
     }
 
     /// Marks recipient `i` `unknown` if no receipt settled it; answers whether it did.

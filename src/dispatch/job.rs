@@ -356,6 +356,47 @@ impl Job {
         self.counters.reject(reason, 1);
     }
 
+    /// The recipients decided without a provider call, as (index, outcome code): rejections
+    /// (duplicates aside, which planning marks again) and deferrals. What the journal keeps of
+    /// a job that ended, since these outcomes are not journaled while it runs.
+    pub fn decided_without_send(&self) -> Vec<(u32, u8)> {
+        let duplicate = RecipientOutcome::Rejected(Reason::Duplicate).to_code();
+        let deferred = RecipientOutcome::Deferred.to_code();
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| {
+                let code = o.load(Relaxed);
+                let keep = code != duplicate
+                    && (code == deferred
+                        || matches!(
+                            RecipientOutcome::from_code(code),
+                            RecipientOutcome::Rejected(_)
+                        ));
+                keep.then_some((i as u32, code))
+            })
+            .collect()
+    }
+
+    /// Restores an outcome decided without a provider call before a restart (see
+    /// [`Job::decided_without_send`]); recipients that already have an outcome keep it. A
+    /// deferred recipient is not queued again: only an ended job's decisions are restored.
+    pub fn restore_decided(&self, i: u32, code: u8) {
+        if (i as usize) >= self.outcomes.len()
+            || self.outcome_code(i) != RecipientOutcome::Pending.to_code()
+        {
+            return;
+        }
+        match RecipientOutcome::from_code(code) {
+            RecipientOutcome::Rejected(reason) => self.record_rejected(i, reason),
+            RecipientOutcome::Deferred => {
+                self.counters.deferred.fetch_add(1, Relaxed);
+                self.put_code(i, code, 0, 0);
+            }
+            _ => {}
+        }
+    }
+
     /// Records a deferral until `until`.
     pub fn record_deferred(&self, i: u32, until: DateTime<Utc>) {
         if !self.was_deferred(i) {
@@ -492,16 +533,17 @@ impl Job {
             self.apply_receipt_noting(i, update, now, &mut noted);
         }
         if let Some(notes) = self.delivery_notes.get() {
-            notes.note(&self.id, &noted);
+            notes.note(&self.id, now, &noted);
         }
     }
 
     /// Applies a provider's receipt to recipient `i` (see [`Delivery::apply`]).
     pub fn apply_receipt(&self, i: u32, update: ReceiptUpdate) -> ReceiptEffect {
         let mut noted = Vec::new();
-        let effect = self.apply_receipt_noting(i, update, self.clock.now(), &mut noted);
+        let now = self.clock.now();
+        let effect = self.apply_receipt_noting(i, update, now, &mut noted);
         if let Some(notes) = self.delivery_notes.get() {
-            notes.note(&self.id, &noted);
+            notes.note(&self.id, now, &noted);
         }
         effect
     }
@@ -542,9 +584,10 @@ impl Job {
         self.delivery.mark_unknown(i, &self.counters)
     }
 
-    /// Records the accepted messages of one provider answer in the minute and country figures.
-    pub fn record_accepted(&self, batch: &[AcceptedMessage]) {
-        self.delivery.record_accepted(batch, self.clock.now());
+    /// Records the accepted messages of one provider answer, which arrived at `at`, in the
+    /// minute and country figures.
+    pub fn record_accepted(&self, batch: &[AcceptedMessage], at: DateTime<Utc>) {
+        self.delivery.record_accepted(batch, at);
     }
 
     /// Records an open of recipient `i`'s message.

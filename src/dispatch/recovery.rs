@@ -138,6 +138,11 @@ pub fn rebuild(
     Ok(job)
 }
 
+/// A journal time (Unix seconds) as a UTC time; out-of-range values read as the epoch.
+fn unix_time(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
 fn restore(
     r: RecoveredJob,
     dispatcher: &Dispatcher,
@@ -151,6 +156,7 @@ fn restore(
         in_flight,
         settled,
         deliveries,
+        decided,
     } = r;
     let channel = stored.spec.channel;
     let job = rebuild(stored, audience, dispatcher, config, tracking)?;
@@ -169,12 +175,21 @@ fn restore(
         });
     }
 
+    // Answers come back in the order (and under the minute) they were recorded, so the
+    // job's per-minute and per-country figures read as before.
     let mut accepted = Vec::new();
-    for s in &settled {
+    let mut batch: Vec<AcceptedMessage> = Vec::new();
+    let mut batch_at = None;
+    for (at, s) in &settled {
+        if batch_at != Some(*at) && !batch.is_empty() {
+            job.record_accepted(&batch, unix_time(batch_at.unwrap_or(*at)));
+            accepted.append(&mut batch);
+        }
+        batch_at = Some(*at);
         match s.settlement {
             Settlement::Sent => {
                 job.restore_sent(s.index, s.parts, s.cost_micros);
-                accepted.push(AcceptedMessage {
+                batch.push(AcceptedMessage {
                     index: s.index,
                     region: s.region,
                     parts: s.parts,
@@ -185,11 +200,19 @@ fn restore(
             Settlement::Failed => job.restore_failed(s.index),
         }
     }
+    if let Some(at) = batch_at.filter(|_| !batch.is_empty()) {
+        job.record_accepted(&batch, unix_time(at));
+        accepted.append(&mut batch);
+    }
     dispatcher.observe_restored(&job, &accepted);
-    for (index, code) in deliveries {
+    for (index, code, at) in deliveries {
         if let Some(state) = DeliveryState::from_code(code) {
-            job.delivery.restore(index, state, &job.counters);
+            job.delivery
+                .restore(index, state, &job.counters, unix_time(at));
         }
+    }
+    for (index, code) in decided {
+        job.restore_decided(index, code);
     }
 
     let idempotent = dispatcher

@@ -132,7 +132,7 @@ pub(super) async fn record_outcomes(
             // Encoded and hashed on the runtime's threads: a hand-over to a blocking thread
             // would cost two wake-ups per chunk, more than the work itself on two cores.
             let entries = charges(&job, &provider, &settled, &charged, now);
-            durable.settle(&job, settled, entries).await;
+            durable.settle(&job, now, settled, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
@@ -145,7 +145,7 @@ pub(super) async fn record_outcomes(
         }
     }
     release_caps(inner, &to_release, decided_at).await;
-    job.record_accepted(&accepted);
+    job.record_accepted(&accepted, now);
     if let Some(observer) = &inner.deps.observer {
         observer.accepted(job, &accepted);
     }
@@ -218,6 +218,7 @@ impl InDoubtSettler for Settler {
         };
         let message_id =
             MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
+        let now = inner.deps.clock.now();
         let settled = vec![SettledItem {
             index,
             settlement: Settlement::Sent,
@@ -239,7 +240,7 @@ impl InDoubtSettler for Settler {
                 unit_price_micros: job.prices.unit_price(message.region),
                 cost_micros: crate::domain::Micros(message.cost_micros),
                 currency: job.currency,
-                at: inner.deps.clock.now(),
+                at: now,
                 references: None,
                 provider_message_id: Some(message_id.to_string()),
             }]),
@@ -250,7 +251,7 @@ impl InDoubtSettler for Settler {
             journal: inner.deps.journal.clone(),
         };
         tokio::spawn(async move {
-            durable.settle(&job, settled, entries).await;
+            durable.settle(&job, now, settled, entries).await;
             job.settle_in_doubt(index, message);
             tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
         });
@@ -278,13 +279,19 @@ pub(super) struct Durable {
 impl Durable {
     /// Writes the answers and charges, retrying a failing disk a few times; the sends already
     /// happened, so they must not be dropped silently.
-    pub async fn settle(&self, job: &Job, settled: Vec<SettledItem>, entries: EntryBatch) {
+    pub async fn settle(
+        &self,
+        job: &Job,
+        at: DateTime<Utc>,
+        settled: Vec<SettledItem>,
+        entries: EntryBatch,
+    ) {
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
             let result = match (&self.journal, &self.ledger) {
                 (Some(journal), _) => {
                     // Encoded again for a retry: cheaper than a copy kept for one.
-                    let record = codec::encode_settled(job.id.as_str(), &settled);
+                    let record = codec::encode_settled(job.id.as_str(), at.timestamp(), &settled);
                     match journal.settle(record, &entries) {
                         Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
                         Err(e) => Err(e),

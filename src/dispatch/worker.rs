@@ -491,7 +491,9 @@ async fn retry(
                     ledger: None,
                     journal: inner.deps.journal.clone(),
                 };
-                durable.settle(job, failed, EntryBatch::empty()).await;
+                durable
+                    .settle(job, inner.deps.clock.now(), failed, EntryBatch::empty())
+                    .await;
             }
             for (m, msg) in metas.iter().zip(&messages) {
                 job.budget.give_back(message_cost(job, m, msg));

@@ -216,6 +216,16 @@ impl Ledger {
         self.submit(entries, Vec::new(), extra, Durability::Now)
     }
 
+    /// Hands records for the record log and writes to other tables to the writer, committed
+    /// together in one transaction, in hand-over order.
+    pub fn commit_records_with(
+        &self,
+        records: Vec<Vec<u8>>,
+        extra: Vec<ExtraWrite>,
+    ) -> Result<PendingCommit, LedgerError> {
+        self.submit(&EntryBatch::empty(), records, extra, Durability::Now)
+    }
+
     /// Hands entries and records for the record log to the writer, committed together in
     /// one transaction and in hand-over order (read back with [`writer::scan_records`]).
     pub fn commit_records(

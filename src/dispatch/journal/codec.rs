@@ -1,12 +1,14 @@
 //! Compact binary forms of what the dispatch journal stores: audience chunks and the message
 //! log records (`sending` before a provider call, `settled` after its answer).
 //!
-//! Audience chunks and delivery records are LZ4-compressed. `sending` and `settled` records,
-//! written for every message on the send path, are not: each body and provider message id is
-//! written against the one before it ([`crate::ledger::compact`]), which packs them about as
-//! well for a fraction of the CPU. Such a record is stored after [`UNPACKED`], which no LZ4
-//! value starts with (it would claim 4 GiB of content); records written before it was used
-//! (kinds 1 and 2, compressed) are still read.
+//! Audience chunks, delivery and decision records are LZ4-compressed. `sending` and `settled`
+//! records, written for every message on the send path, are not: each body and provider
+//! message id is written against the one before it ([`crate::ledger::compact`]), which packs
+//! them about as well for a fraction of the CPU. Such a record is stored after [`UNPACKED`],
+//! which no LZ4 value starts with (it would claim 4 GiB of content).
+//!
+//! `settled` and `delivered` records carry the time they happened (Unix seconds, one per
+//! record), so a job's per-minute series reads the same after a restart.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -18,12 +20,10 @@ use crate::provider::OutboundMessage;
 /// Recipients per stored audience chunk.
 pub const AUDIENCE_CHUNK: usize = 65_536;
 
-/// Kinds 1 and 2: `sending` and `settled` records as first written (LZ4, plain texts).
-const KIND_SENDING_V1: u8 = 1;
-const KIND_SETTLED_V1: u8 = 2;
 const KIND_DELIVERED: u8 = 3;
 const KIND_SENDING: u8 = 4;
 const KIND_SETTLED: u8 = 5;
+const KIND_DECIDED: u8 = 6;
 
 /// What a stored value that is not LZ4-compressed starts with.
 pub const UNPACKED: [u8; 4] = [0xff; 4];
@@ -71,12 +71,22 @@ pub enum LogRecord {
         job: String,
         items: Vec<SendingItem>,
     },
+    /// Provider answers that arrived at `at` (Unix seconds).
     Settled {
         job: String,
+        at: i64,
         items: Vec<SettledItem>,
     },
-    /// Final delivery states from receipts: (recipient, state code).
-    Delivered { job: String, items: Vec<(u32, u8)> },
+    /// Final delivery states from receipts applied at `at` (Unix seconds): (recipient, state
+    /// code).
+    Delivered {
+        job: String,
+        at: i64,
+        items: Vec<(u32, u8)>,
+    },
+    /// Outcomes decided without a provider call (rejections; deferrals of a cancelled job),
+    /// written when the job ends: (recipient, outcome code).
+    Decided { job: String, items: Vec<(u32, u8)> },
 }
 
 struct Writer(Vec<u8>);
@@ -241,9 +251,10 @@ pub fn encode_sending<'a>(
 }
 
 /// Encodes the provider's final answers for messages of one job.
-pub fn encode_settled(job: &str, items: &[SettledItem]) -> Vec<u8> {
+pub fn encode_settled(job: &str, at: i64, items: &[SettledItem]) -> Vec<u8> {
     let mut w = Writer::unpacked(items.len() * 24 + 64);
     w.header(KIND_SETTLED, job, items.len());
+    w.u64(at as u64);
     let mut prev = "";
     let mut rep = Repeats::default();
     for s in items {
@@ -301,13 +312,25 @@ fn settlement(code: u8) -> Result<Settlement, CodecError> {
     }
 }
 
-/// Encodes final delivery states of one job's messages.
-pub fn encode_delivered(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
+/// Encodes final delivery states of one job's messages, applied at `at` (Unix seconds).
+pub fn encode_delivered(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(items.len() * 5 + 64));
     w.header(KIND_DELIVERED, job, items.len());
+    w.u64(at as u64);
     for &(index, state) in items {
         w.u32(index);
         w.u8(state);
+    }
+    w.finish()
+}
+
+/// Encodes the outcomes of one job's recipients that were decided without a provider call.
+pub fn encode_decided(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(items.len() * 5 + 64));
+    w.header(KIND_DECIDED, job, items.len());
+    for &(index, code) in items {
+        w.u32(index);
+        w.u8(code);
     }
     w.finish()
 }
@@ -364,6 +387,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             Ok(LogRecord::Sending { job, items })
         }
         KIND_SETTLED => {
+            let at = r.u64()? as i64;
             let mut items: Vec<SettledItem> = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 let prev = items.last();
@@ -403,43 +427,22 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                     provider_message_id,
                 });
             }
-            Ok(LogRecord::Settled { job, items })
-        }
-        KIND_SENDING_V1 => {
-            let mut items = Vec::with_capacity(count.min(1 << 16));
-            for _ in 0..count {
-                items.push(SendingItem {
-                    index: r.u32()?,
-                    to: r.u64()?,
-                    parts: r.u32()?,
-                    region: r.region()?,
-                    body: r.text()?,
-                });
-            }
-            Ok(LogRecord::Sending { job, items })
-        }
-        KIND_SETTLED_V1 => {
-            let mut items = Vec::with_capacity(count.min(1 << 16));
-            for _ in 0..count {
-                let index = r.u32()?;
-                let settlement = settlement(r.u8()?)?;
-                items.push(SettledItem {
-                    index,
-                    settlement,
-                    parts: r.u32()?,
-                    cost_micros: r.u64()? as i64,
-                    region: r.region()?,
-                    provider_message_id: r.text()?,
-                });
-            }
-            Ok(LogRecord::Settled { job, items })
+            Ok(LogRecord::Settled { job, at, items })
         }
         KIND_DELIVERED => {
+            let at = r.u64()? as i64;
             let mut items = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 items.push((r.u32()?, r.u8()?));
             }
-            Ok(LogRecord::Delivered { job, items })
+            Ok(LogRecord::Delivered { job, at, items })
+        }
+        KIND_DECIDED => {
+            let mut items = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                items.push((r.u32()?, r.u8()?));
+            }
+            Ok(LogRecord::Decided { job, items })
         }
         _ => Err(CodecError("unknown record kind")),
     }
@@ -525,15 +528,34 @@ mod tests {
             region: cn,
             provider_message_id: "p-1".into(),
         }];
-        let stored = encode_settled(job.as_str(), &settled);
+        let stored = encode_settled(job.as_str(), 1_764_000_000, &settled);
         assert_eq!(
             decode_record(&stored).unwrap(),
             LogRecord::Settled {
                 job: job.as_str().into(),
+                at: 1_764_000_000,
                 items: settled
             }
         );
         assert!(decode_record(&stored[..stored.len() - 3]).is_err());
+        assert_eq!(record_job(&stored).unwrap(), job.as_str());
+        let stored = encode_delivered(job.as_str(), 1_764_000_060, &[(7, 1)]);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Delivered {
+                job: job.as_str().into(),
+                at: 1_764_000_060,
+                items: vec![(7, 1)]
+            }
+        );
+        let stored = encode_decided(job.as_str(), &[(3, 9), (4, 2)]);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Decided {
+                job: job.as_str().into(),
+                items: vec![(3, 9), (4, 2)]
+            }
+        );
         assert_eq!(record_job(&stored).unwrap(), job.as_str());
     }
 
@@ -586,62 +608,14 @@ mod tests {
                 },
             })
             .collect();
-        let stored = encode_settled(job.as_str(), &settled);
+        let stored = encode_settled(job.as_str(), 1_764_000_000, &settled);
         assert!(stored.len() < 512 * 40, "{} bytes", stored.len());
         assert_eq!(
             decode_record(&stored).unwrap(),
             LogRecord::Settled {
                 job: job.as_str().into(),
+                at: 1_764_000_000,
                 items: settled
-            }
-        );
-    }
-
-    #[test]
-    fn records_written_before_texts_were_packed_are_still_read() {
-        // Kind 1 and 2 records as first written: LZ4, each text after its length.
-        let mut w = Writer(Vec::new());
-        w.header(KIND_SENDING_V1, "job_old", 1);
-        w.u32(3);
-        w.u64(8613123079337);
-        w.u32(1);
-        w.0.extend_from_slice(b"CN");
-        w.bytes("老 body".as_bytes());
-        assert_eq!(
-            decode_record(&w.finish()).unwrap(),
-            LogRecord::Sending {
-                job: "job_old".into(),
-                items: vec![SendingItem {
-                    index: 3,
-                    to: 8613123079337,
-                    parts: 1,
-                    region: RegionCode(*b"CN"),
-                    body: "老 body".into()
-                }]
-            }
-        );
-        let mut w = Writer(Vec::new());
-        w.header(KIND_SETTLED_V1, "job_old", 1);
-        w.u32(3);
-        w.u8(0);
-        w.u32(1);
-        w.u64(45_000);
-        w.0.extend_from_slice(b"CN");
-        w.bytes(b"p-3");
-        let stored = w.finish();
-        assert_eq!(record_job(&stored).unwrap(), "job_old");
-        assert_eq!(
-            decode_record(&stored).unwrap(),
-            LogRecord::Settled {
-                job: "job_old".into(),
-                items: vec![SettledItem {
-                    index: 3,
-                    settlement: Settlement::Sent,
-                    parts: 1,
-                    cost_micros: 45_000,
-                    region: RegionCode(*b"CN"),
-                    provider_message_id: "p-3".into()
-                }]
             }
         );
     }

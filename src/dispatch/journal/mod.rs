@@ -134,14 +134,19 @@ pub struct RecoveredJob {
     pub control: Option<JobControl>,
     /// Messages handed to the provider whose answer was never recorded, by recipient.
     pub in_flight: HashMap<u32, SendingItem>,
-    /// Final provider answers, in the order they were recorded.
-    pub settled: Vec<SettledItem>,
-    /// Final delivery states from receipts: (recipient, state code).
-    pub deliveries: Vec<(u32, u8)>,
+    /// Final provider answers, in the order they were recorded, with the time (Unix seconds)
+    /// each answer arrived.
+    pub settled: Vec<(i64, SettledItem)>,
+    /// Final delivery states from receipts: (recipient, state code, Unix seconds).
+    pub deliveries: Vec<(u32, u8, i64)>,
+    /// Outcomes decided without a provider call, as written when the job ended: (recipient,
+    /// outcome code).
+    pub decided: Vec<(u32, u8)>,
 }
 
-/// Final delivery states waiting for a flush: (recipient, state code) by job.
-type NotedDeliveries = HashMap<JobId, Vec<(u32, u8)>>;
+/// Final delivery states waiting for a flush: (recipient, state code) by job and the minute
+/// (Unix seconds / 60) they were applied in.
+type NotedDeliveries = HashMap<(JobId, i64), Vec<(u32, u8)>>;
 
 /// Where jobs note final delivery states for the journal to flush. Holds no database handle,
 /// so a job outliving its gateway (in a late receipt's queue) keeps nothing open.
@@ -149,19 +154,24 @@ type NotedDeliveries = HashMap<JobId, Vec<(u32, u8)>>;
 pub struct DeliveryNotes(Arc<parking_lot::Mutex<NotedDeliveries>>);
 
 impl DeliveryNotes {
-    /// Notes final delivery states of one job's messages, (index, state) each, with one lock
-    /// and one lookup for a whole batch of receipts; [`Journal::flush_deliveries`] makes them
-    /// durable.
-    pub fn note(&self, job: &JobId, states: &[(u32, u8)]) {
+    /// Notes final delivery states of one job's messages applied at `at`, (index, state)
+    /// each, with one lock and one lookup for a whole batch of receipts;
+    /// [`Journal::flush_deliveries`] makes them durable. The minute is kept, so the job's
+    /// per-minute series reads the same after a restart.
+    pub fn note(&self, job: &JobId, at: DateTime<Utc>, states: &[(u32, u8)]) {
         if states.is_empty() {
             return;
         }
+        let minute = at.timestamp().div_euclid(60);
         let mut noted = self.0.lock();
-        // The job's id is copied only for its first receipt since a flush.
-        match noted.get_mut(job) {
-            Some(list) => list.extend_from_slice(states),
+        // The job's id is copied only for its first receipt in a minute since a flush.
+        match noted
+            .iter_mut()
+            .find(|((j, m), _)| j == job && *m == minute)
+        {
+            Some((_, list)) => list.extend_from_slice(states),
             None => {
-                noted.insert(job.clone(), states.to_vec());
+                noted.insert((job.clone(), minute), states.to_vec());
             }
         }
     }
@@ -222,16 +232,27 @@ impl Journal {
     }
 
     /// Hands the job's control record to the writer. Hand-over order is commit order, so
-    /// the last status change handed over is the one a restart sees.
+    /// the last status change handed over is the one a restart sees. When the job has ended,
+    /// the outcomes it decided without a provider call (rejections, and the deferrals of a
+    /// cancelled job) go in the same commit: they are not journaled while it runs, being cheap to decide
+    /// again, but a finished job must read the same after a restart.
     pub fn record_control(&self, job: &Job) -> Result<PendingCommit, JournalError> {
-        let control = serde_json::to_vec(&JobControl::of(job)).map_err(db_err)?;
+        let control = JobControl::of(job);
+        let mut records = Vec::new();
+        if control.status.is_terminal() {
+            let decided = job.decided_without_send();
+            if !decided.is_empty() {
+                records.push(codec::encode_decided(job.id.as_str(), &decided));
+            }
+        }
+        let control = serde_json::to_vec(&control).map_err(db_err)?;
         let id = job.id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
             w.open_table(CONTROLS)?
                 .insert(id.as_str(), control.as_slice())?;
             Ok(())
         });
-        Ok(self.ledger.commit(&EntryBatch::empty(), vec![extra])?)
+        Ok(self.ledger.commit_records_with(records, vec![extra])?)
     }
 
     /// Records a chunk as handed to the provider ([`codec::encode_sending`]; callers encode
@@ -265,7 +286,7 @@ impl Journal {
         let pending = std::mem::take(&mut *self.deliveries.0.lock());
         let records = pending
             .iter()
-            .map(|(job, items)| codec::encode_delivered(job.as_str(), items))
+            .map(|((job, minute), items)| codec::encode_delivered(job.as_str(), minute * 60, items))
             .collect();
         Ok(self.ledger.commit_records(&EntryBatch::empty(), records)?)
     }
@@ -342,6 +363,7 @@ impl Journal {
                 in_flight: HashMap::new(),
                 settled: Vec::new(),
                 deliveries: Vec::new(),
+                decided: Vec::new(),
             });
         }
         let mut apply = |stored: &[u8]| -> Result<(), JournalError> {
@@ -355,14 +377,21 @@ impl Journal {
                         in_flight.extend(items.into_iter().map(|i| (i.index, i)));
                     }
                 }
-                LogRecord::Settled { job, items } => {
+                LogRecord::Settled { job, at, items } => {
                     if let Some(&j) = by_id.get(&job) {
-                        jobs[j].settled.extend(items);
+                        jobs[j].settled.extend(items.into_iter().map(|i| (at, i)));
                     }
                 }
-                LogRecord::Delivered { job, items } => {
+                LogRecord::Delivered { job, at, items } => {
                     if let Some(&j) = by_id.get(&job) {
+                        let items = items.into_iter().map(|(i, state)| (i, state, at));
                         jobs[j].deliveries.extend(items);
+                    }
+                }
+                LogRecord::Decided { job, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        // The last one written wins.
+                        jobs[j].decided = items;
                     }
                 }
             }
@@ -376,7 +405,7 @@ impl Journal {
         scan_records(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
-            for s in &job.settled {
+            for (_, s) in &job.settled {
                 job.in_flight.remove(&s.index);
             }
         }
@@ -506,7 +535,7 @@ mod tests {
         }];
         journal
             .settle(
-                codec::encode_settled(id.as_str(), &settled),
+                codec::encode_settled(id.as_str(), 1_764_000_000, &settled),
                 &EntryBatch::empty(),
             )
             .unwrap()
@@ -524,7 +553,8 @@ mod tests {
         assert_eq!(job.stored.id, id);
         assert_eq!(job.audience.len(), 4);
         assert_eq!(job.audience.duplicates(), &[3]);
-        assert_eq!(job.settled, settled);
+        let settled_at: Vec<_> = settled.iter().map(|s| (1_764_000_000, s.clone())).collect();
+        assert_eq!(job.settled, settled_at);
         let mut in_flight: Vec<u32> = job.in_flight.keys().copied().collect();
         in_flight.sort_unstable();
         assert_eq!(in_flight, vec![0, 2]);
@@ -532,7 +562,7 @@ mod tests {
         // New log records continue after the old ones.
         journal
             .settle(
-                codec::encode_settled(id.as_str(), &settled),
+                codec::encode_settled(id.as_str(), 1_764_000_060, &settled),
                 &EntryBatch::empty(),
             )
             .unwrap()
