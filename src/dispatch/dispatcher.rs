@@ -79,6 +79,9 @@ pub(super) struct Inner {
     last_hold: parking_lot::Mutex<Option<Hold>>,
     pub work_ready: Notify,
     pub shutdown: AtomicBool,
+    /// Cancelled with `shutdown` set: what waits on something else (a prepared chunk waiting
+    /// for the provider to answer the previous one) stops waiting at once.
+    pub stopping: tokio_util::sync::CancellationToken,
     pub receipts: mpsc::Sender<ReceiptBatch>,
     /// Bounds the retry tasks in flight; a worker waits for a slot (backpressure).
     pub retry_slots: Arc<tokio::sync::Semaphore>,
@@ -124,6 +127,7 @@ impl Dispatcher {
             last_hold: parking_lot::Mutex::new(None),
             work_ready: Notify::new(),
             shutdown: AtomicBool::new(false),
+            stopping: tokio_util::sync::CancellationToken::new(),
             receipts: tx,
             retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
             ledger_slots: Arc::new(tokio::sync::Semaphore::new(LEDGER_SLOTS)),
@@ -429,6 +433,7 @@ impl Dispatcher {
     /// Stops the workers after their current chunk (see [`Dispatcher::drain`] to wait).
     pub fn shutdown(&self) {
         self.inner.shutdown.store(true, Ordering::SeqCst);
+        self.inner.stopping.cancel();
         self.inner.work_ready.notify_waiters();
     }
 

@@ -26,30 +26,79 @@ use crate::store::CapRequest;
 /// next chunk as soon as it has answered the last, and the time spent deciding and syncing
 /// overlaps the time spent waiting for the provider. Chunks for a rate-limited provider are
 /// sent as soon as they are prepared (see [`prepare_next`]).
+///
+/// On shutdown a prepared chunk that has not gone out is withdrawn at once ([`withdraw`]):
+/// only what was handed to the provider can be in doubt after the stop.
 pub(super) async fn run(inner: Arc<Inner>, worker_no: u64) {
     let mut seed = worker_no.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     let mut at_provider: Option<ReadyChunk> = None;
     loop {
         let stopping = inner.shutdown.load(Ordering::SeqCst);
-        if stopping && at_provider.is_none() {
+        if stopping {
+            if let Some(chunk) = at_provider.take() {
+                withdraw(&inner, chunk).await;
+            }
             break;
         }
         let current = at_provider.take();
+        let (answered, answered_rx) = tokio::sync::oneshot::channel::<()>();
         let (next, ()) = tokio::join!(
             async {
-                match stopping {
-                    true => None,
-                    false => prepare_next(&inner, &mut seed).await,
+                let next = prepare_next(&inner, &mut seed).await?;
+                // Held until the provider has answered the current chunk.
+                tokio::select! {
+                    _ = answered_rx => Some(next),
+                    () = inner.stopping.cancelled() => {
+                        withdraw(&inner, next).await;
+                        None
+                    }
                 }
             },
             async {
                 if let Some(chunk) = current {
                     deliver(&inner, chunk).await;
                 }
+                let _ = answered.send(());
             }
         );
         at_provider = next;
     }
+}
+
+/// Takes back a prepared chunk that never reached the provider (shutdown came first): its
+/// `sending` record is withdrawn in the journal, so a restart decides these recipients again
+/// instead of holding them in doubt; budget and cap reservations are given back and the
+/// lease returned undone.
+async fn withdraw(inner: &Arc<Inner>, chunk: ReadyChunk) {
+    let ReadyChunk {
+        job,
+        lease,
+        metas,
+        messages,
+        decided_at,
+        ..
+    } = chunk;
+    if let Some(journal) = &inner.deps.journal {
+        let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
+        let record = codec::encode_withdrawn(job.id.as_str(), &indices);
+        let result = match journal.sending(record) {
+            Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            // Harmless: they read as in doubt after the restart, as before.
+            tracing::warn!(job = %job.id, error = %e, "could not journal a withdrawn chunk");
+        }
+    }
+    for (m, msg) in metas.iter().zip(&messages) {
+        job.budget.give_back(message_cost(&job, m, msg));
+    }
+    job.counters
+        .accepted
+        .fetch_sub(metas.len() as u64, Ordering::Relaxed);
+    let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
+    release_caps(inner, &caps, decided_at).await;
+    release(inner, &job, lease, false);
 }
 
 /// A chunk decided, given its rate-limit tokens and recorded as `sending`: ready to go to

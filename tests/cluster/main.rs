@@ -178,7 +178,7 @@ impl Fleet {
             node_urls: vec![redis_support::SHARED_URL.to_string()],
         };
         let dir = tempfile::tempdir().expect("tempdir");
-        let (url, received) = recording_provider(seed).await;
+        let (url, received) = recording_provider(seed, None).await;
         let mut instances: Vec<Herald> = (0..n)
             .map(|k| {
                 let port = redis_support::free_port();

@@ -46,7 +46,7 @@ pub(crate) fn write_config(dir: &Path, port: u16, provider_url: &str, s: &Scenar
         r#"[server]
 listen = "127.0.0.1:{port}"
 data_dir = {data_dir}
-shutdown_timeout_seconds = 10
+shutdown_timeout_seconds = {shutdown}
 
 [auth]
 api_keys = ["{KEY}"]
@@ -79,7 +79,7 @@ currency = "{CURRENCY}"
 url = "{provider_url}"
 batch_size = {batch}
 max_in_flight = {workers}
-request_timeout_ms = 2_000
+request_timeout_ms = {request_timeout}
 rate_limit_parts_per_second = {rate}
 burst_parts = {batch}
 idempotent = {idempotent}
@@ -97,6 +97,8 @@ unit_micros = {UNIT_PRICE_MICROS}
         batch = s.batch,
         rate = s.rate,
         idempotent = s.idempotent,
+        shutdown = s.shutdown_timeout_seconds,
+        request_timeout = 2_000 + 2 * s.provider_latency.map_or(0, |l| l.as_millis()),
     );
     let path = dir.join("herald.toml");
     std::fs::write(&path, text).expect("write the config");
@@ -131,7 +133,7 @@ impl Harness {
             scenario.campaign
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let (url, provider) = recording_provider(seed).await;
+        let (url, provider) = recording_provider(seed, scenario.provider_latency).await;
         let port = free_port();
         let config = write_config(dir.path(), port, &url, &scenario);
         let mut herald = Herald::new(config.clone(), dir.path().join("herald.log"), port);

@@ -72,6 +72,10 @@ pub(crate) struct Scenario {
     pub(crate) batch: usize,
     /// The provider's `rate_limit_parts_per_second`.
     pub(crate) rate: u32,
+    /// How long the provider takes to answer; `None`: 1–5 ms.
+    pub(crate) provider_latency: Option<Duration>,
+    /// `server.shutdown_timeout_seconds`.
+    pub(crate) shutdown_timeout_seconds: u64,
 }
 
 impl Scenario {
@@ -96,6 +100,8 @@ async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once(
         workers: 8,
         batch: 100,
         rate: 25_000,
+        provider_latency: None,
+        shutdown_timeout_seconds: 10,
     })
     .await;
 
@@ -165,6 +171,8 @@ async fn a_provider_without_dedup_never_gets_a_message_twice() {
         workers: 8,
         batch: 100,
         rate: 6_000,
+        provider_latency: None,
+        shutdown_timeout_seconds: 10,
     })
     .await;
 
@@ -261,4 +269,61 @@ async fn a_provider_without_dedup_never_gets_a_message_twice() {
 
     h.stop_and_verify_ledger().await;
     println!("test took {:?}", test_started.elapsed());
+}
+
+/// A SIGTERM whose drain runs out of time (the provider takes 3 s to answer, the shutdown
+/// timeout is 1 s) strands nothing: after the restart only messages the provider really got
+/// may read `in_doubt`; the chunks each worker had ready but not sent are decided again and
+/// sent once, and the job completes with every recipient sent or in doubt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_that_runs_out_of_time_leaves_in_doubt_only_what_reached_the_provider() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let mut h = Harness::start(Scenario {
+        campaign: "sigterm-slow-provider",
+        recipients: 5_000,
+        kills: 0,
+        idempotent: false,
+        workers: 8,
+        batch: 100,
+        rate: 0,
+        provider_latency: Some(Duration::from_secs(3)),
+        shutdown_timeout_seconds: 1,
+    })
+    .await;
+    let job = h.submit().await;
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
+    let status = h.herald.stop().await;
+    let at_stop = h.provider.tally();
+    println!(
+        "stopped ({status}); the provider had {} distinct ids",
+        at_stop.distinct
+    );
+    h.herald.start().await;
+    let view = h.wait_completed(&job).await;
+
+    let n = h.scenario.recipients as u64;
+    let received = h.provider.by_id.lock().clone();
+    let doubtful = h.message_ids_with(&job, "in_doubt").await;
+    let never_sent: Vec<&String> = doubtful
+        .iter()
+        .filter(|id| !received.contains_key(*id))
+        .collect();
+    println!("job counts: {}", view["counts"]);
+    h.assert_well_formed();
+    assert!(
+        never_sent.is_empty(),
+        "{} of {} in-doubt messages never reached the provider, e.g. {:?}",
+        never_sent.len(),
+        doubtful.len(),
+        examples(never_sent.iter().copied())
+    );
+    let twice = received.values().filter(|&&c| c > 1).count();
+    assert_eq!(twice, 0, "messages reached a provider without dedup twice");
+    assert_eq!(
+        count(&view, "sent") + count(&view, "in_doubt"),
+        n,
+        "every recipient is sent or in doubt: {:#}",
+        view["counts"]
+    );
+    h.stop_and_verify_ledger().await;
 }

@@ -49,7 +49,12 @@ pub(crate) struct WireBody {
 /// requests are in flight when a kill lands. An id counts as received as soon as the request
 /// arrives: a provider that got a message has it, whether or not herald lived to read the
 /// answer. A repeated id is accepted again, as an idempotent provider answers a resend.
-pub(crate) async fn receive(rec: &Received, rng: &Mutex<SmallRng>, body: &[u8]) -> Response {
+pub(crate) async fn receive(
+    rec: &Received,
+    rng: &Mutex<SmallRng>,
+    latency: Option<Duration>,
+    body: &[u8],
+) -> Response {
     rec.requests.fetch_add(1, Ordering::SeqCst);
     let (ids, batch) = match serde_json::from_slice::<WireBody>(body) {
         Ok(WireBody {
@@ -70,8 +75,8 @@ pub(crate) async fn receive(rec: &Received, rng: &Mutex<SmallRng>, body: &[u8]) 
         let now = Instant::now();
         rec.arrivals.lock().extend(ids.iter().map(|_| now));
     }
-    let latency = rng.lock().gen_range(1..=5);
-    tokio::time::sleep(Duration::from_millis(latency)).await;
+    let latency = latency.unwrap_or_else(|| Duration::from_millis(rng.lock().gen_range(1..=5)));
+    tokio::time::sleep(latency).await;
     let answer = if batch {
         let results: Vec<Value> = ids
             .iter()
@@ -86,14 +91,18 @@ pub(crate) async fn receive(rec: &Received, rng: &Mutex<SmallRng>, body: &[u8]) 
     (StatusCode::OK, answer.to_string()).into_response()
 }
 
-/// Starts the provider on 127.0.0.1:0 for the rest of the test; answers its URL and record.
-pub(crate) async fn recording_provider(seed: u64) -> (String, Arc<Received>) {
+/// Starts the provider on 127.0.0.1:0 for the rest of the test, answering after `latency`
+/// (1–5 ms when `None`); answers its URL and record.
+pub(crate) async fn recording_provider(
+    seed: u64,
+    latency: Option<Duration>,
+) -> (String, Arc<Received>) {
     let rec = Arc::new(Received::default());
     let rng = Arc::new(Mutex::new(SmallRng::seed_from_u64(seed ^ 0x5eed_1a7e)));
     let r = rec.clone();
     let handler = move |body: Bytes| {
         let (r, rng) = (r.clone(), rng.clone());
-        async move { receive(&r, &rng, &body).await }
+        async move { receive(&r, &rng, latency, &body).await }
     };
     let app = axum::Router::new().route("/v1/messages", axum::routing::post(handler));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -24,6 +24,7 @@ const KIND_DELIVERED: u8 = 3;
 const KIND_SENDING: u8 = 4;
 const KIND_SETTLED: u8 = 5;
 const KIND_DECIDED: u8 = 6;
+const KIND_WITHDRAWN: u8 = 7;
 
 /// What a stored value that is not LZ4-compressed starts with.
 pub const UNPACKED: [u8; 4] = [0xff; 4];
@@ -87,6 +88,9 @@ pub enum LogRecord {
     /// Outcomes decided without a provider call (rejections; deferrals of a cancelled job),
     /// written when the job ends: (recipient, outcome code).
     Decided { job: String, items: Vec<(u32, u8)> },
+    /// Recipients of an earlier `sending` record that never reached the provider (a shutdown
+    /// came first): no longer in flight.
+    Withdrawn { job: String, items: Vec<u32> },
 }
 
 struct Writer(Vec<u8>);
@@ -335,6 +339,16 @@ pub fn encode_decided(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
     w.finish()
 }
 
+/// Encodes the recipients of a `sending` record taken back before reaching the provider.
+pub fn encode_withdrawn(job: &str, items: &[u32]) -> Vec<u8> {
+    let mut w = Writer(Vec::with_capacity(items.len() * 4 + 64));
+    w.header(KIND_WITHDRAWN, job, items.len());
+    for &index in items {
+        w.u32(index);
+    }
+    w.finish()
+}
+
 /// The job a message-log record belongs to, without decoding its items (recovery skips the
 /// records of jobs it is not restoring yet).
 pub fn record_job(stored: &[u8]) -> Result<String, CodecError> {
@@ -443,6 +457,13 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 items.push((r.u32()?, r.u8()?));
             }
             Ok(LogRecord::Decided { job, items })
+        }
+        KIND_WITHDRAWN => {
+            let mut items = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                items.push(r.u32()?);
+            }
+            Ok(LogRecord::Withdrawn { job, items })
         }
         _ => Err(CodecError("unknown record kind")),
     }
@@ -554,6 +575,14 @@ mod tests {
             LogRecord::Decided {
                 job: job.as_str().into(),
                 items: vec![(3, 9), (4, 2)]
+            }
+        );
+        let stored = encode_withdrawn(job.as_str(), &[5, 6]);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Withdrawn {
+                job: job.as_str().into(),
+                items: vec![5, 6]
             }
         );
         assert_eq!(record_job(&stored).unwrap(), job.as_str());

@@ -256,7 +256,8 @@ impl Journal {
     }
 
     /// Records a chunk as handed to the provider ([`codec::encode_sending`]; callers encode
-    /// off the async runtime); wait on the answer before sending.
+    /// off the async runtime); wait on the answer before sending. A chunk that then does not
+    /// go out is taken back the same way ([`codec::encode_withdrawn`]).
     pub fn sending(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
         Ok(self
             .ledger
@@ -386,6 +387,13 @@ impl Journal {
                     if let Some(&j) = by_id.get(&job) {
                         let items = items.into_iter().map(|(i, state)| (i, state, at));
                         jobs[j].deliveries.extend(items);
+                    }
+                }
+                LogRecord::Withdrawn { job, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        for index in items {
+                            jobs[j].in_flight.remove(&index);
+                        }
                     }
                 }
                 LogRecord::Decided { job, items } => {
