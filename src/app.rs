@@ -192,7 +192,10 @@ pub async fn build_with_clock(
     });
     if let Some(journal) = &journal {
         let started = std::time::Instant::now();
-        let summary = recovery::recover(journal, &dispatcher, c, &tracking).await?;
+        // A Redis that came back empty has forgotten the cap reservations: they are put back
+        // from the journal before anything is sent (the embedded store keeps its own).
+        let caps_store = (c.state.backend == StateBackend::Redis).then_some(&store);
+        let summary = recovery::recover(journal, &dispatcher, c, &tracking, caps_store).await?;
         if summary.jobs > 0 || summary.finished_later > 0 {
             tracing::info!(
                 jobs = summary.jobs,

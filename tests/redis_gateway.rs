@@ -73,3 +73,54 @@ async fn a_gateway_keeps_its_state_in_redis() {
         "state was written to Redis"
     );
 }
+
+/// A Redis that came back empty has forgotten every cap reservation; after the operator's
+/// restart, herald puts back what its journal says it sent inside the windows before it
+/// sends anything, so nobody already capped gets another message.
+#[tokio::test]
+async fn an_empty_redis_gets_its_cap_reservations_back_from_the_journal() {
+    let prefix = unique_prefix();
+    let cleanup = Cleanup {
+        prefix: prefix.clone(),
+        node_urls: vec![SHARED_URL.to_string()],
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let adjust = |c: &mut herald::config::Config| {
+        c.state.backend = StateBackend::Redis;
+        c.state.redis.url = SHARED_URL.to_string();
+        c.state.redis.key_prefix = prefix.clone();
+        c.policy.frequency_caps.truncate(1);
+        c.policy.frequency_caps[0].max = 1;
+    };
+    let n = 20;
+    let contacts: Vec<Value> = (0..n)
+        .map(|i| json!({"contact_id": format!("c{i}")}))
+        .collect();
+
+    let g = Gateway::start_at(&data, adjust).await;
+    g.load_csv(&common::contacts_csv(n)).await;
+    let (s, first) = g
+        .submit(&sms_job("before", "Hi {{first_name}}", json!(contacts)))
+        .await;
+    assert_eq!(s, 201, "{first}");
+    let done = g.wait_completed(&first, Duration::from_secs(10)).await;
+    assert_eq!(done["counts"]["sent"], n as u64, "{done:#}");
+    g.stop().await;
+
+    // Redis loses everything herald kept there.
+    assert!(cleanup.run() > 0, "the caps were in Redis");
+
+    let g = Gateway::start_at(&data, adjust).await;
+    let (s, second) = g
+        .submit(&sms_job("after", "Hi {{first_name}}", json!(contacts)))
+        .await;
+    assert_eq!(s, 201, "{second}");
+    let done = g.wait_completed(&second, Duration::from_secs(10)).await;
+    assert_eq!(done["counts"]["sent"], 0, "{done:#}");
+    assert_eq!(
+        done["counts"]["rejected"]["frequency_capped"], n as u64,
+        "{done:#}"
+    );
+    g.stop().await;
+}

@@ -88,6 +88,15 @@ impl StateStore for Flaky {
         self.check()?;
         self.inner.reserve_caps(rules, requests, now).await
     }
+    async fn restore_caps(
+        &self,
+        rules: &[CapRule],
+        reservations: &[(CapRequest, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.restore_caps(rules, reservations, now).await
+    }
     async fn release_caps(
         &self,
         requests: &[CapRequest],

@@ -175,6 +175,45 @@ async fn caps(s: &dyn StateStore) {
     );
 }
 
+/// Rebuilding reservations from sends: each takes its slot at its own time (no cap checked),
+/// once per holder, and ones older than the window are not brought back.
+async fn restored_caps(s: &dyn StateStore) {
+    let now = Utc::now();
+    let sent = [
+        (req(7, 1), now - Duration::hours(2)),
+        (req(7, 2), now - Duration::hours(1)),
+        (req(7, 2), now - Duration::hours(1)),
+        (req(8, 1), now - Duration::hours(30)),
+    ];
+    s.restore_caps(&rules(), &sent, now).await.unwrap();
+    s.restore_caps(&rules(), &sent, now).await.unwrap();
+    assert_eq!(
+        s.reserve_caps(&rules(), &[req(7, 3), req(7, 2)], now)
+            .await
+            .unwrap(),
+        vec![false, true],
+        "two restored sends fill the cap; a restored holder is granted again"
+    );
+    assert_eq!(
+        s.reserve_caps(
+            &rules(),
+            &[req(7, 4)],
+            now + Duration::hours(22) + Duration::minutes(1)
+        )
+        .await
+        .unwrap(),
+        vec![true],
+        "restored reservations keep their own times: the first leaves the window first"
+    );
+    assert_eq!(
+        s.reserve_caps(&rules(), &[req(8, 2), req(8, 3)], now)
+            .await
+            .unwrap(),
+        vec![true, true],
+        "a send older than the window is not restored"
+    );
+}
+
 async fn idempotent_reservations(s: &dyn StateStore) {
     let t = Utc::now();
     assert_eq!(
@@ -320,6 +359,12 @@ macro_rules! suite {
             }
 
             #[tokio::test]
+            async fn cap_reservations_are_restored_at_their_times() {
+                let (_dir, s) = $make;
+                restored_caps(&*s).await;
+            }
+
+            #[tokio::test]
             async fn cap_reservations_are_idempotent_per_holder() {
                 let (_dir, s) = $make;
                 idempotent_reservations(&*s).await;
@@ -376,6 +421,8 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     concurrent_caps(s).await;
     let (_c, s) = store().await;
     idempotent_reservations(&*s).await;
+    let (_c, s) = store().await;
+    restored_caps(&*s).await;
     let (_c, s) = store().await;
     idempotency(&*s).await;
     let (_c, s) = store().await;

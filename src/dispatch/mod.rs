@@ -9,6 +9,7 @@
 
 pub mod audience;
 pub mod budget;
+pub mod cap_rebuild;
 pub mod counters;
 pub mod delivery;
 pub mod dispatcher;

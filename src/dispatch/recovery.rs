@@ -5,6 +5,9 @@
 
 use std::sync::Arc;
 
+use anyhow::Context;
+
+use super::cap_rebuild;
 use super::in_doubt::InDoubt;
 use super::journal::codec::Settlement;
 use super::journal::{JobControl, Journal, RecoveredJob, StoredJob};
@@ -13,6 +16,8 @@ use super::{AcceptedMessage, Audience, DeliveryState, Dispatcher, Job};
 use crate::config::Config;
 use crate::domain::{JobStatus, MessageId};
 use crate::links::Tracking;
+use crate::policy::frequency_cap;
+use crate::store::StateStore;
 use crate::template::Template;
 
 /// What a recovery found, for the start-up log.
@@ -31,20 +36,48 @@ pub struct RecoverySummary {
 /// come first, before this returns, so sending resumes as soon as the gateway is up;
 /// finished jobs (only read by reports) are restored afterwards in the background, and
 /// read as "being recovered" until then.
+///
+/// With `caps_store` (a shared store that may have lost its reservations), the cap
+/// reservations of every journaled send inside the cap windows are put back first (see
+/// [`cap_rebuild`]); finished jobs inside the windows are then restored before this returns
+/// too. A store that cannot take them fails the start: nothing may be sent without them.
 pub async fn recover(
     journal: &Journal,
     dispatcher: &Dispatcher,
     config: &Config,
     tracking: &Arc<Tracking>,
+    caps_store: Option<&Arc<dyn StateStore>>,
 ) -> anyhow::Result<RecoverySummary> {
-    let unfinished = |c: Option<&JobControl>| c.is_none_or(|c| !c.status.is_terminal());
+    let now = dispatcher.clock().now();
+    let rules = frequency_cap::rules_from_config(&config.policy.frequency_caps);
+    let rebuild = caps_store.zip(cap_rebuild::horizon(&rules, now));
+    let horizon = rebuild.map(|(_, h)| h);
+    // Jobs restored before start-up ends: those with work left, and (when caps are rebuilt)
+    // finished ones that may hold reservations.
+    let first = move |c: Option<&JobControl>| {
+        c.is_none_or(|c| !c.status.is_terminal())
+            || horizon.is_some_and(|h| c.is_some_and(|c| c.finished_at.is_none_or(|f| f > h)))
+    };
     let reader = journal.clone();
-    let jobs = tokio::task::spawn_blocking(move || reader.load_where(unfinished)).await??;
+    let jobs = tokio::task::spawn_blocking(move || reader.load_where(first)).await??;
+    if let Some((store, _)) = rebuild {
+        let reservations = cap_rebuild::reservations(&jobs, &rules, now);
+        store
+            .restore_caps(&rules, &reservations, now)
+            .await
+            .context("rebuilding frequency-cap reservations from the journal")?;
+        if !reservations.is_empty() {
+            tracing::info!(
+                reservations = reservations.len(),
+                "frequency-cap reservations rebuilt from the journal"
+            );
+        }
+    }
     let mut summary = restore_all(jobs, dispatcher, config, tracking);
 
     let reader = journal.clone();
     let finished =
-        tokio::task::spawn_blocking(move || reader.job_ids_where(|c| !unfinished(c))).await??;
+        tokio::task::spawn_blocking(move || reader.job_ids_where(|c| !first(c))).await??;
     summary.finished_later = finished.len();
     if !finished.is_empty() {
         dispatcher.mark_recovering(&finished);
@@ -57,7 +90,7 @@ pub async fn recover(
         tokio::spawn(async move {
             let started = std::time::Instant::now();
             let loaded =
-                tokio::task::spawn_blocking(move || reader.load_where(|c| !unfinished(c))).await;
+                tokio::task::spawn_blocking(move || reader.load_where(|c| !first(c))).await;
             match loaded {
                 Ok(Ok(jobs)) => {
                     let s = restore_all(jobs, &dispatcher, &config, &tracking);

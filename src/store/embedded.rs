@@ -359,6 +359,24 @@ impl StateStore for EmbeddedStore {
         Ok(granted)
     }
 
+    async fn restore_caps(
+        &self,
+        rules: &[CapRule],
+        reservations: &[(CapRequest, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.hot.restore_caps(rules, reservations, now).await?;
+        let keys: std::collections::HashSet<_> = reservations
+            .iter()
+            .map(|(r, _)| (r.contact_key, r.channel, r.purpose))
+            .collect();
+        let ops = keys
+            .into_iter()
+            .map(|key| Op::Cap(cap_key(key), entries_bytes(&self.hot.cap_entries(key))))
+            .collect();
+        self.write(ops).await
+    }
+
     async fn release_caps(
         &self,
         requests: &[CapRequest],

@@ -186,6 +186,14 @@ mod tests {
         ) -> Result<Vec<bool>, StoreError> {
             gone()
         }
+        async fn restore_caps(
+            &self,
+            _: &[CapRule],
+            _: &[(CapRequest, DateTime<Utc>)],
+            _: DateTime<Utc>,
+        ) -> Result<(), StoreError> {
+            gone()
+        }
         async fn release_caps(&self, _: &[CapRequest], _: DateTime<Utc>) -> Result<(), StoreError> {
             gone()
         }

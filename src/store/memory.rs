@@ -204,6 +204,33 @@ impl StateStore for MemoryStore {
             .collect())
     }
 
+    async fn restore_caps(
+        &self,
+        rules: &[CapRule],
+        reservations: &[(CapRequest, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let now = now.timestamp();
+        for (r, at) in reservations {
+            let Some(longest) = super::longest_window(rules, r.channel, r.purpose) else {
+                continue;
+            };
+            let at = at.timestamp();
+            if at <= now - longest {
+                continue;
+            }
+            let mut entry = self
+                .caps
+                .entry((r.contact_key, r.channel, r.purpose))
+                .or_default();
+            if !entry.iter().any(|(_, holder)| *holder == r.holder) {
+                let pos = entry.partition_point(|(t, _)| *t <= at);
+                entry.insert(pos, (at, r.holder));
+            }
+        }
+        Ok(())
+    }
+
     async fn release_caps(
         &self,
         requests: &[CapRequest],

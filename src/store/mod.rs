@@ -81,6 +81,15 @@ pub struct CapRequest {
     pub holder: u64,
 }
 
+/// The longest window of the rules that apply to (channel, purpose), if any apply.
+pub fn longest_window(rules: &[CapRule], channel: Channel, purpose: Purpose) -> Option<i64> {
+    rules
+        .iter()
+        .filter(|r| r.channel == channel && r.purpose == purpose)
+        .map(|r| r.window_seconds)
+        .max()
+}
+
 /// One recipient's outcome change, written to its shard's shared record: its position in
 /// the shard, its outcome code, and for a send its parts and cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +161,17 @@ pub trait StateStore: Send + Sync + 'static {
         requests: &[CapRequest],
         now: DateTime<Utc>,
     ) -> Result<Vec<bool>, StoreError>;
+
+    /// Puts back reservations that sends made at their time, without checking any cap (the
+    /// sends happened): a store that lost its reservations (a Redis that came back empty) is
+    /// rebuilt from what this instance's journal says it sent. Idempotent per holder: a holder
+    /// with a reservation keeps it. Reservations older than every matching window are skipped.
+    async fn restore_caps(
+        &self,
+        rules: &[CapRule],
+        reservations: &[(CapRequest, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 
     /// Gives back the reservations the requests' holders hold (a permanent send failure).
     /// Reservations are found by holder, not by `reserved_at`: a retry granted against an

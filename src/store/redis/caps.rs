@@ -209,6 +209,54 @@ pub(super) async fn reserve(
     Ok(granted)
 }
 
+/// Adds each reservation's holder to its cap set at its time unless it is there (`ZADD NX`),
+/// then trims each set to its longest window and lets it expire with it: one pipeline on one
+/// Redis, one command at a time in flight together on a cluster. No cap is checked: these
+/// sends happened.
+pub(super) async fn restore(
+    conn: &Conn,
+    keys: &Keys,
+    rules: &[CapRule],
+    reservations: &[(CapRequest, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let now = now.timestamp();
+    let mut longest_of: HashMap<CapKey, i64> = HashMap::new();
+    let mut cmds: Vec<Cmd> = Vec::new();
+    for (r, at) in reservations {
+        let Some(longest) = crate::store::longest_window(rules, r.channel, r.purpose) else {
+            continue;
+        };
+        let longest = longest.clamp(1, MAX_WINDOW_SECONDS);
+        let at = at.timestamp();
+        if at <= now - longest {
+            continue;
+        }
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(keys.cap(r.contact_key, r.channel, r.purpose))
+            .arg("NX")
+            .arg(at)
+            .arg(r.holder.to_string());
+        cmds.push(cmd);
+        longest_of.insert((r.contact_key, r.channel, r.purpose), longest);
+    }
+    for ((contact, channel, purpose), longest) in longest_of {
+        let key = keys.cap(contact, channel, purpose);
+        let mut trim = redis::cmd("ZREMRANGEBYSCORE");
+        trim.arg(&key).arg("-inf").arg(now - longest);
+        let mut expire = redis::cmd("EXPIRE");
+        expire.arg(&key).arg(longest);
+        cmds.push(trim);
+        cmds.push(expire);
+    }
+    for chunk in cmds.chunks(10_000) {
+        for reply in conn.query_each(chunk).await? {
+            reply.map_err(unavailable)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes each request's holder from its cap set: one pipeline on one Redis, one command
 /// per request in flight at once on a cluster.
 pub(super) async fn release(

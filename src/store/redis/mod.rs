@@ -333,6 +333,15 @@ impl StateStore for RedisStore {
         .await
     }
 
+    async fn restore_caps(
+        &self,
+        rules: &[CapRule],
+        reservations: &[(CapRequest, DateTime<Utc>)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        caps::restore(&self.conn, &self.keys, rules, reservations, now).await
+    }
+
     async fn release_caps(
         &self,
         requests: &[CapRequest],
