@@ -257,3 +257,30 @@ async fn a_preview_predicts_the_finish_of_a_rate_limited_job_within_five_percent
         error * 100.0
     );
 }
+
+/// At night a marketing preview still prices what will be sent: the deferred recipients go
+/// when their window opens, so their parts and cost count, and sending is predicted to start
+/// at 08:00 local time.
+#[tokio::test]
+async fn a_night_preview_prices_deferred_recipients_and_starts_when_the_window_opens() {
+    let g = Gateway::start().await;
+    g.load_csv(&contacts_csv(2)).await;
+    // 23:00 in Shanghai.
+    g.clock.set("2026-11-23T15:00:00Z".parse().unwrap());
+    let job = sms_job("night", "Hi {{first_name}}, 20% off tonight", audience(2));
+    let r = g
+        .req(Method::POST, "/v1/jobs?dry_run=true")
+        .json(&job)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["eligible"], 2, "{p:#}");
+    assert_eq!(p["deferred"], 2, "{p:#}");
+    assert_eq!(p["segments"], 2, "{p:#}");
+    assert_eq!(p["cost_micros"], 2 * 45_000, "{p:#}");
+    assert_eq!(p["predicted_start"], "2026-11-24T00:00:00Z", "{p:#}");
+    let finish = p["predicted_finish"].as_str().unwrap();
+    assert!(finish >= "2026-11-24T00:00:00Z", "{p:#}");
+}

@@ -19,6 +19,8 @@ pub struct Preview {
     pub audience: u64,
     pub eligible: u64,
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Eligible recipients that wait for their quiet-hours window; counted in `segments` and
+    /// `cost_micros` as they will be sent when it opens.
     pub deferred: u64,
     pub segments: u64,
     pub cost_micros: i64,
@@ -27,6 +29,8 @@ pub struct Preview {
     pub rate_limit_parts_per_second: u32,
     /// Parts of jobs at the same or higher priority on the same provider, sent first.
     pub parts_queued_ahead: u64,
+    /// When the first message goes: after the jobs ahead, and not before the first
+    /// quiet-hours window opens when every eligible recipient waits for one.
     pub predicted_start: DateTime<Utc>,
     pub predicted_finish: DateTime<Utc>,
     /// Frequency caps are not reserved by a preview, so they are not counted here.
@@ -47,21 +51,17 @@ pub async fn preview(
     if dups > 0 {
         rejected.insert(crate::domain::Reason::Duplicate.as_str(), dups);
     }
-    let (mut eligible, mut segments, mut cost, mut deferred_parts) = (0u64, 0u64, 0i64, Vec::new());
+    let (mut eligible, mut segments, mut cost) = (0u64, 0u64, 0i64);
+    // Recipients deferred by quiet hours go when their window opens: they are decided again
+    // at that time below, so their parts and cost count like everyone else's.
+    let mut deferred: BTreeMap<DateTime<Utc>, Vec<u32>> = BTreeMap::new();
+    let start_at = job.spec.send_at.unwrap_or(now).max(now);
     let indices: Vec<u32> = audience.shard(1).pop().unwrap_or_default();
     for chunk in indices.chunks(1024) {
-        let inputs: Vec<PolicyInput<'_>> = chunk
-            .iter()
-            .map(|&i| PolicyInput {
-                contact_id: audience.contact_id(i),
-                upstream_phone: audience.phone(i),
-                variables: audience.variables(i),
-            })
-            .collect();
-        let start_at = job.spec.send_at.unwrap_or(now).max(now);
-        for d in
-            PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, start_at).await?
-        {
+        let inputs = policy_inputs(job, chunk);
+        let decisions =
+            PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, start_at).await?;
+        for (&i, d) in chunk.iter().zip(decisions) {
             match d {
                 Decision::Reject(r) => *rejected.entry(r.as_str()).or_default() += 1,
                 Decision::Send(m) => {
@@ -70,29 +70,61 @@ pub async fn preview(
                     cost += job.prices.unit_price(m.phone.region).times(m.parts.parts).0;
                 }
                 Decision::Defer(until) => {
-                    // Deferred recipients are eligible later; their parts are counted when due.
                     eligible += 1;
-                    deferred_parts.push(until);
+                    deferred.entry(until).or_default().push(i);
                 }
             }
         }
+    }
+    let deferred_count: u64 = deferred.values().map(|v| v.len() as u64).sum();
+    // (when due, parts) of the deferred recipients, in due order.
+    let mut due_parts: Vec<(DateTime<Utc>, u64)> = Vec::new();
+    for (until, list) in &deferred {
+        let mut parts = 0u64;
+        for chunk in list.chunks(1024) {
+            let inputs = policy_inputs(job, chunk);
+            let decisions =
+                PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, *until).await?;
+            for d in decisions {
+                // Rejected at that time (a rendering problem shows now, too) or deferred again:
+                // one part at least, as before.
+                let (p, c) = match d {
+                    Decision::Send(m) => (
+                        m.parts.parts as u64,
+                        job.prices.unit_price(m.phone.region).times(m.parts.parts).0,
+                    ),
+                    _ => (1, 0),
+                };
+                parts += p;
+                cost += c;
+            }
+        }
+        segments += parts;
+        due_parts.push((*until, parts));
     }
     let slot = &dispatcher.providers()[job.provider];
     let rate = slot.limiter.rate();
     let ahead = parts_ahead(dispatcher, job);
     let start = job.spec.send_at.unwrap_or(now).max(now);
     let burst = slot.limiter.burst() as u64;
-    let sending_start = start + send_duration(ahead, rate, 0);
+    let now_parts = segments - due_parts.iter().map(|(_, p)| p).sum::<u64>();
+    let mut sending_start = start + send_duration(ahead, rate, 0);
     let mut finish =
-        sending_start + send_duration(segments, rate, if ahead == 0 { burst } else { 0 });
-    if let Some(last_due) = deferred_parts.iter().max() {
-        // Deferred messages are one part each at least; they go when due, at the same rate.
-        finish = finish.max(*last_due + send_duration(deferred_parts.len() as u64, rate, 0));
+        sending_start + send_duration(now_parts, rate, if ahead == 0 { burst } else { 0 });
+    if now_parts == 0 {
+        // Nothing goes before the first window opens.
+        if let Some((first_due, _)) = due_parts.first() {
+            sending_start = sending_start.max(*first_due);
+        }
+    }
+    for (due, parts) in &due_parts {
+        // Each group goes when due, at the same rate, after whatever is still going.
+        finish = finish.max(*due) + send_duration(*parts, rate, 0);
     }
     Ok(Preview {
         audience: audience.len() as u64,
         eligible,
-        deferred: deferred_parts.len() as u64,
+        deferred: deferred_count,
         rejected,
         segments,
         cost_micros: cost,
@@ -103,6 +135,18 @@ pub async fn preview(
         predicted_finish: finish,
         frequency_caps_checked: false,
     })
+}
+
+/// The policy inputs of some of the job's recipients.
+fn policy_inputs<'a>(job: &'a Job, indices: &[u32]) -> Vec<PolicyInput<'a>> {
+    indices
+        .iter()
+        .map(|&i| PolicyInput {
+            contact_id: job.audience.contact_id(i),
+            upstream_phone: job.audience.phone(i),
+            variables: job.audience.variables(i),
+        })
+        .collect()
 }
 
 /// Time to send `parts` at `rate` parts/s when `burst` of them can go at once; unlimited
