@@ -16,6 +16,7 @@ use crate::config::StateBackend;
 use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
 use crate::dispatch::journal::Journal;
 use crate::dispatch::recovery;
+use crate::dispatch::send_log::{JournalLog, LedgerOnlyLog, SendLog, SharedMarksLog};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
 use crate::ledger::Ledger;
 use crate::links::Tracking;
@@ -176,6 +177,18 @@ pub async fn build_with_clock(
         Some(i) => i.clone(),
         None => callbacks.clone(),
     };
+    // Where chunks and provider answers are recorded: the journal when this instance keeps
+    // its jobs, the shared record's marks when instances share them, else only the ledger.
+    let charges_to = c.ledger.enabled.then(|| ledger.clone());
+    let shared_marks = Arc::new(SharedMarksLog::new(
+        c.providers.iter().map(|p| p.idempotent).collect(),
+        charges_to.clone(),
+    ));
+    let send_log: Arc<dyn SendLog> = match (&journal, c.state.cluster.enabled) {
+        (Some(journal), _) => Arc::new(JournalLog::new(journal.clone())),
+        (None, true) => shared_marks.clone(),
+        (None, false) => Arc::new(LedgerOnlyLog::new(charges_to)),
+    };
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
         snapshots: snapshots.clone(),
@@ -185,7 +198,8 @@ pub async fn build_with_clock(
         max_snapshot_age: chrono::Duration::seconds(
             c.snapshot.max_age_seconds.min(i64::MAX as u64) as i64,
         ),
-        ledger: c.ledger.enabled.then(|| ledger.clone()),
+        charging: c.ledger.enabled,
+        send_log,
         observer: Some(observer),
         journal: journal.clone(),
         state_health: state_health.clone(),
@@ -216,6 +230,7 @@ pub async fn build_with_clock(
                 dispatcher.clone(),
                 tracking.clone(),
                 indexed.queue(),
+                &shared_marks,
             )
             .await
             .context("joining the cluster")?,

@@ -24,6 +24,7 @@ use dashmap::DashMap;
 
 use crate::config::{ClusterConfig, Config};
 use crate::dispatch::journal::{audience_chunks, StoredJob};
+use crate::dispatch::send_log::SharedMarksLog;
 use crate::dispatch::{Dispatcher, Job, SendingMarks};
 use crate::domain::{JobId, RecipientOutcome};
 use crate::links::Tracking;
@@ -75,6 +76,7 @@ impl Cluster {
         dispatcher: Dispatcher,
         tracking: Arc<Tracking>,
         index_queue: IndexQueue,
+        marks: &SharedMarksLog,
     ) -> anyhow::Result<Arc<Cluster>> {
         let work = RedisWork::open(&RedisOptions::from_config(&config.state.redis))?;
         let finals: String = (0..=255u8)
@@ -103,8 +105,7 @@ impl Cluster {
             stopping: AtomicBool::new(false),
             live: std::sync::atomic::AtomicUsize::new(1),
         });
-        c.dispatcher
-            .set_sending_marks(Arc::new(Marks(Arc::downgrade(&c))));
+        marks.install(Arc::new(Marks(Arc::downgrade(&c))));
         let loaded = sync::load_jobs(&c, true).await?;
         tracing::info!(instance = %c.me, jobs = loaded, "joined the cluster");
         tokio::spawn(run(Arc::downgrade(&c)));

@@ -44,8 +44,12 @@ pub struct DispatcherDeps {
     pub config: DispatchConfig,
     /// Jobs hold their sends while the snapshot is older than this.
     pub max_snapshot_age: chrono::Duration,
-    /// Where every billable send is recorded before it counts as sent.
-    pub ledger: Option<crate::ledger::Ledger>,
+    /// Whether every billable send gets a ledger charge (written through `send_log`) before
+    /// it counts as sent.
+    pub charging: bool,
+    /// Where chunks handed to providers and their answers are recorded (picked at start-up:
+    /// the journal, the cluster's shared marks, or the ledger alone).
+    pub send_log: Arc<dyn super::send_log::SendLog>,
     /// Told about provider acceptances (the callbacks index), if anything listens.
     pub observer: Option<Arc<dyn super::SendObserver>>,
     /// Where jobs, `sending` chunks and provider answers are recorded so that a restart
@@ -87,8 +91,6 @@ pub(super) struct Inner {
     pub retry_slots: Arc<tokio::sync::Semaphore>,
     /// Bounds the chunks waiting for their ledger commit.
     pub ledger_slots: Arc<tokio::sync::Semaphore>,
-    /// With shared work: writes `sending` marks for providers that cannot drop repeats.
-    pub sending_marks: std::sync::OnceLock<Arc<dyn super::SendingMarks>>,
 }
 
 /// Retry tasks allowed in flight at once.
@@ -131,7 +133,6 @@ impl Dispatcher {
             receipts: tx,
             retry_slots: Arc::new(tokio::sync::Semaphore::new(RETRY_SLOTS)),
             ledger_slots: Arc::new(tokio::sync::Semaphore::new(LEDGER_SLOTS)),
-            sending_marks: std::sync::OnceLock::new(),
         });
         let handles = (0..workers)
             .map(|n| tokio::spawn(worker::run(inner.clone(), n as u64)))
@@ -293,11 +294,6 @@ impl Dispatcher {
     /// Whether a job exists but is still being restored after a restart.
     pub fn is_recovering(&self, id: &JobId) -> bool {
         self.inner.recovering.contains(id)
-    }
-
-    /// Installs the writer of `sending` marks (with shared work; once).
-    pub fn set_sending_marks(&self, marks: Arc<dyn super::SendingMarks>) {
-        let _ = self.inner.sending_marks.set(marks);
     }
 
     /// Wakes idle workers (new work became available, e.g. a shard lease was taken).

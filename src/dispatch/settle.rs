@@ -12,13 +12,12 @@ use tokio::time::Instant;
 use super::dispatcher::Inner;
 use super::in_doubt::InDoubtSettler;
 use super::job::Job;
-use super::journal::codec::{self, SettledItem, Settlement};
-use super::journal::{Journal, JournalError};
+use super::journal::codec::{SettledItem, Settlement};
 use super::simulated_receipts::ReceiptBatch;
 use super::worker::{message_cost, release_caps, Meta};
 use crate::domain::{MessageId, Micros};
 use crate::ledger::charge_rows::{HeaderRef, RowRef};
-use crate::ledger::{EntryBatch, EntryKind, Ledger, NewEntry, SharedHeaderBatchBuilder};
+use crate::ledger::{EntryBatch, EntryKind, NewEntry, SharedHeaderBatchBuilder};
 use crate::metrics;
 use crate::provider::{OutboundMessage, SendOutcome};
 
@@ -52,9 +51,8 @@ pub(super) async fn record_outcomes(
     let mut sent: Vec<(u32, u32, i64)> = Vec::new();
     // Charges are encoded and hashed on the settling task, off the worker's path: here only
     // what they need is kept, the message id and unit price of each sent item in `settled`.
-    let charging = inner.deps.ledger.is_some();
+    let charging = inner.deps.charging;
     let mut charged: Vec<(MessageId, Micros)> = Vec::new();
-    let journaled = inner.deps.journal.is_some();
     let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
@@ -67,16 +65,14 @@ pub(super) async fn record_outcomes(
                 if charging {
                     charged.push((message.id, unit));
                 }
-                if journaled || charging {
-                    settled.push(SettledItem {
-                        index: meta.index,
-                        settlement: Settlement::Sent,
-                        parts: message.parts,
-                        cost_micros: cost.0,
-                        region: meta.region,
-                        provider_message_id: provider_message_id.clone(),
-                    });
-                }
+                settled.push(SettledItem {
+                    index: meta.index,
+                    settlement: Settlement::Sent,
+                    parts: message.parts,
+                    cost_micros: cost.0,
+                    region: meta.region,
+                    provider_message_id: provider_message_id.clone(),
+                });
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
                 accepted.push(super::AcceptedMessage {
@@ -92,9 +88,7 @@ pub(super) async fn record_outcomes(
                 }
             }
             SendOutcome::Permanent { .. } => {
-                if journaled {
-                    settled.push(failed_item(&meta, &message));
-                }
+                settled.push(failed_item(&meta, &message));
                 job.budget.give_back(message_cost(job, &meta, &message));
                 job.record_failed(meta.index);
                 to_release.extend(meta.cap);
@@ -122,21 +116,18 @@ pub(super) async fn record_outcomes(
     // into one disk sync.
     if !settled.is_empty() {
         let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
-        let durable = Durable {
-            ledger: inner.deps.ledger.clone(),
-            journal: inner.deps.journal.clone(),
-        };
+        let log = inner.deps.send_log.clone();
         let job = job.clone();
         let provider = slot.provider.name().to_string();
         tokio::spawn(async move {
             // Encoded and hashed on the runtime's threads: a hand-over to a blocking thread
             // would cost two wake-ups per chunk, more than the work itself on two cores.
             let entries = charges(&job, &provider, &settled, &charged, now);
-            durable.settle(&job, now, settled, entries).await;
+            log.settled(&job, now, settled, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
-            drop(durable);
+            drop(log);
             drop(permit);
         });
     } else {
@@ -227,8 +218,8 @@ impl InDoubtSettler for Settler {
             region: message.region,
             provider_message_id: message_id.to_string(),
         }];
-        let entries = match inner.deps.ledger {
-            Some(_) => EntryBatch::of(&[NewEntry {
+        let entries = match inner.deps.charging {
+            true => EntryBatch::of(&[NewEntry {
                 kind: EntryKind::Charge,
                 message_id: message_id.to_string(),
                 job_id: job.id.to_string(),
@@ -244,14 +235,11 @@ impl InDoubtSettler for Settler {
                 references: None,
                 provider_message_id: Some(message_id.to_string()),
             }]),
-            None => EntryBatch::empty(),
+            false => EntryBatch::empty(),
         };
-        let durable = Durable {
-            ledger: inner.deps.ledger.clone(),
-            journal: inner.deps.journal.clone(),
-        };
+        let log = inner.deps.send_log.clone();
         tokio::spawn(async move {
-            durable.settle(&job, now, settled, entries).await;
+            log.settled(&job, now, settled, entries).await;
             job.settle_in_doubt(index, message);
             tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
         });
@@ -266,52 +254,5 @@ pub(super) fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem
         cost_micros: 0,
         region: meta.region,
         provider_message_id: String::new(),
-    }
-}
-
-/// Where provider answers are made durable: the journal (with the charges in the same
-/// commit) when it is on, the ledger alone otherwise.
-pub(super) struct Durable {
-    pub ledger: Option<Ledger>,
-    pub journal: Option<Journal>,
-}
-
-impl Durable {
-    /// Writes the answers and charges, retrying a failing disk a few times; the sends already
-    /// happened, so they must not be dropped silently.
-    pub async fn settle(
-        &self,
-        job: &Job,
-        at: DateTime<Utc>,
-        settled: Vec<SettledItem>,
-        entries: EntryBatch,
-    ) {
-        let mut delay = Duration::from_millis(50);
-        for attempt in 1..=5 {
-            let result = match (&self.journal, &self.ledger) {
-                (Some(journal), _) => {
-                    // Encoded again for a retry: cheaper than a copy kept for one.
-                    let record = codec::encode_settled(job.id.as_str(), at.timestamp(), &settled);
-                    match journal.settle(record, &entries) {
-                        Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-                        Err(e) => Err(e),
-                    }
-                }
-                (_, Some(ledger)) => match ledger.commit_records_soon(&entries, Vec::new()) {
-                    Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-                    Err(e) => Err(e.into()),
-                },
-                (_, None) => Ok(()),
-            };
-            match result {
-                Ok(()) => return,
-                Err(e) => {
-                    tracing::error!(job = %job.id, attempt, error = %e, count = entries.len(), "ledger append failed");
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
-        }
-        tracing::error!(job = %job.id, count = entries.len(), "ledger entries could not be written; sends are counted but unrecorded");
     }
 }

@@ -10,10 +10,9 @@ use chrono::{DateTime, Utc};
 
 use super::dispatcher::Inner;
 use super::job::{Job, Lease};
-use super::journal::codec::{self, SendingItem};
-use super::journal::JournalError;
+use super::journal::codec::SendingItem;
 use super::retry;
-use super::settle::{failed_item, record_outcomes, Durable, Unanswered};
+use super::settle::{failed_item, record_outcomes, Unanswered};
 use crate::domain::{JobStatus, MessageId};
 use crate::ledger::EntryBatch;
 use crate::metrics;
@@ -78,18 +77,8 @@ async fn withdraw(inner: &Arc<Inner>, chunk: ReadyChunk) {
         decided_at,
         ..
     } = chunk;
-    if let Some(journal) = &inner.deps.journal {
-        let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
-        let record = codec::encode_withdrawn(job.id.as_str(), &indices);
-        let result = match journal.sending(record) {
-            Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = result {
-            // Harmless: they read as in doubt after the restart, as before.
-            tracing::warn!(job = %job.id, error = %e, "could not journal a withdrawn chunk");
-        }
-    }
+    let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
+    inner.deps.send_log.withdrawn(&job, &indices).await;
     for (m, msg) in metas.iter().zip(&messages) {
         job.budget.give_back(message_cost(&job, m, msg));
     }
@@ -302,10 +291,19 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
     if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
         return Prepared::Finished;
     }
-    let journaled = journal_sending(inner, job, &metas, &messages, decided_at).await;
-    if !journaled || !mark_sending(inner, job, &metas, &messages, decided_at).await {
+    let items: Vec<_> = metas
+        .iter()
+        .zip(&messages)
+        .map(|(m, msg)| (m.index, m.region, msg))
+        .collect();
+    if !inner.deps.send_log.sending(job, &items).await {
+        // It must not go out unrecorded: its messages fail (caps and budget given back).
+        tracing::warn!(job = %job.id, count = items.len(), "a chunk could not be recorded as sending and was not sent");
+        drop(items);
+        fail_unsent(inner, job, &metas, &messages, decided_at).await;
         return Prepared::Finished;
     }
+    drop(items);
     Prepared::Ready(metas, messages, decided_at)
 }
 
@@ -342,45 +340,6 @@ async fn take_tokens(
     !messages.is_empty()
 }
 
-/// Records the chunk as handed to the provider, durably, before it is: after a crash its
-/// messages are known to be in flight. A journal that cannot be written stops the chunk: its
-/// messages fail (caps and budget given back) rather than go out unrecorded.
-async fn journal_sending(
-    inner: &Inner,
-    job: &Job,
-    metas: &[Meta],
-    messages: &[OutboundMessage],
-    decided_at: DateTime<Utc>,
-) -> bool {
-    let Some(journal) = &inner.deps.journal else {
-        return true;
-    };
-    // Encoded on the worker's own thread: a hand-over to a blocking thread costs two
-    // wake-ups per chunk, which on a busy two-core machine cost more than the encoding.
-    let items = metas
-        .iter()
-        .zip(messages)
-        .map(|(m, msg)| (m.index, m.region, msg));
-    let record = codec::encode_sending(job.id.as_str(), items);
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
-        let result = match journal.sending(record.clone()) {
-            Ok(pending) => pending.wait().await.map(drop).map_err(JournalError::from),
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(()) => return true,
-            Err(e) => {
-                tracing::error!(job = %job.id, attempt, error = %e, "could not journal a chunk before sending");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-    fail_unsent(inner, job, metas, messages, decided_at).await;
-    false
-}
-
 /// Fails a chunk that must not go out unrecorded: its messages count as failed, their
 /// budget and cap reservations are given back.
 async fn fail_unsent(
@@ -396,38 +355,6 @@ async fn fail_unsent(
     }
     let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
     release_caps(inner, &caps, decided_at).await;
-}
-
-/// With shared work and a provider that cannot drop repeats: writes the chunk's `sending`
-/// marks to the shared record before it goes out, so an instance taking the shard over after
-/// a crash marks these in doubt rather than sending them again. When the marks cannot be
-/// written the chunk does not go out: its messages fail (caps and budget given back).
-async fn mark_sending(
-    inner: &Inner,
-    job: &Job,
-    metas: &[Meta],
-    messages: &[OutboundMessage],
-    decided_at: DateTime<Utc>,
-) -> bool {
-    let Some(marks) = inner.sending_marks.get() else {
-        return true;
-    };
-    if job.share().is_none() || inner.deps.providers[job.provider].idempotent {
-        return true;
-    }
-    let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=4 {
-        if marks.mark_sending(job, &indices).await {
-            return true;
-        }
-        tracing::debug!(job = %job.id, attempt, "sending marks not written");
-        tokio::time::sleep(delay).await;
-        delay *= 2;
-    }
-    tracing::warn!(job = %job.id, count = indices.len(), "sending marks could not be written; the chunk was not sent");
-    fail_unsent(inner, job, metas, messages, decided_at).await;
-    false
 }
 
 /// Sends again, under the same ids, messages that were in flight when the previous process
@@ -530,20 +457,15 @@ async fn retry(
         };
         let Some(delay) = next else {
             let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
-            if inner.deps.journal.is_some() {
-                let failed = metas
-                    .iter()
-                    .zip(&messages)
-                    .map(|(m, msg)| failed_item(m, msg))
-                    .collect();
-                let durable = Durable {
-                    ledger: None,
-                    journal: inner.deps.journal.clone(),
-                };
-                durable
-                    .settle(job, inner.deps.clock.now(), failed, EntryBatch::empty())
-                    .await;
-            }
+            let failed = metas
+                .iter()
+                .zip(&messages)
+                .map(|(m, msg)| failed_item(m, msg))
+                .collect();
+            let now = inner.deps.clock.now();
+            (inner.deps.send_log)
+                .settled(job, now, failed, EntryBatch::empty())
+                .await;
             for (m, msg) in metas.iter().zip(&messages) {
                 job.budget.give_back(message_cost(job, m, msg));
                 job.record_failed(m.index);
