@@ -49,7 +49,7 @@ async fn graceful_shutdown_under_load_loses_nothing() {
     );
 
     let job = state.dispatcher.get(&JobId::parse(&id).unwrap()).unwrap();
-    let c = &job.counters;
+    let c = &job.progress.counters;
     let (sent, failed) = (
         c.sent.load(Ordering::SeqCst),
         c.failed.load(Ordering::SeqCst),

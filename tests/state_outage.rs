@@ -251,11 +251,12 @@ async fn until(what: &str, timeout: Duration, cond: impl Fn() -> bool) {
 }
 
 fn sent(job: &Job) -> u64 {
-    job.counters.sent.load(Ordering::Relaxed)
+    job.progress.counters.sent.load(Ordering::Relaxed)
 }
 
 fn rejected(job: &Job) -> u64 {
-    job.counters
+    job.progress
+        .counters
         .snapshot(job.currency, 0)
         .rejected
         .values()
@@ -281,7 +282,7 @@ async fn a_store_that_fails_mid_job_pauses_it_and_nothing_is_lost_or_sent_twice(
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(s.provider.total(), held, "no send without a cap decision");
     assert_eq!(rejected(&job), 0, "nobody is rejected for an outage");
-    assert_eq!(job.counters.failed.load(Ordering::Relaxed), 0);
+    assert_eq!(job.progress.counters.failed.load(Ordering::Relaxed), 0);
 
     // It answers again; the probe (here, the test) says so.
     s.store.down.store(false, Ordering::SeqCst);

@@ -122,10 +122,10 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
     }
     assert_eq!(job.status(), JobStatus::Completed);
     assert_eq!(
-        job.counters.sent.load(Ordering::Relaxed),
+        job.progress.counters.sent.load(Ordering::Relaxed),
         2,
         "five 429s in a row are not two failed attempts"
     );
-    assert_eq!(job.counters.failed.load(Ordering::Relaxed), 0);
+    assert_eq!(job.progress.counters.failed.load(Ordering::Relaxed), 0);
     assert!(provider.calls.load(Ordering::SeqCst) >= 6);
 }

@@ -148,7 +148,7 @@ pub async fn submit(
         state.tracking.attach(&job, links, job.spec.channel);
     }
     if let Some(amount) = budget {
-        job.budget.set_limit(amount);
+        job.progress.budget.set_limit(amount);
     }
     // With several instances the job is published for all of them first.
     if let Some(cluster) = &state.cluster {

@@ -310,10 +310,13 @@ mod tests {
         let idx = index();
         let job = test_support::job(3);
         assert_eq!(idx.apply(key("ID-1"), delivered(), T0), Resolution::Unknown);
-        assert_eq!(job.delivery.state(1), None);
+        assert_eq!(job.progress.delivery.state(1), None);
         idx.register(&job, &[(key("id-0"), 0), (key("id-1"), 1)], T0 + 1);
-        assert_eq!(job.delivery.state(1), Some(DeliveryState::Delivered));
-        assert_eq!(job.counters.delivered.load(Relaxed), 1);
+        assert_eq!(
+            job.progress.delivery.state(1),
+            Some(DeliveryState::Delivered)
+        );
+        assert_eq!(job.progress.counters.delivered.load(Relaxed), 1);
         assert_eq!(
             idx.apply(key("id-1"), delivered(), T0 + 2),
             Resolution::Duplicate
@@ -322,7 +325,7 @@ mod tests {
             idx.apply(key("Id-0"), delivered(), T0 + 2),
             Resolution::Applied
         );
-        assert_eq!(job.counters.delivered.load(Relaxed), 2);
+        assert_eq!(job.progress.counters.delivered.load(Relaxed), 2);
     }
 
     #[test]
@@ -342,7 +345,7 @@ mod tests {
         let job = test_support::job(1);
         idx.register(&job, &[(key("a"), 0)], T0 + 401);
         assert_eq!(
-            job.delivery.state(0),
+            job.progress.delivery.state(0),
             None,
             "expired early receipts are gone"
         );
@@ -357,14 +360,14 @@ mod tests {
         assert_eq!(idx.sweep(T0 + 300).marked_unknown, 0);
         let r = idx.sweep(T0 + 700);
         assert_eq!(r.marked_unknown, 1);
-        assert_eq!(job.delivery.state(1), Some(DeliveryState::Unknown));
-        assert_eq!(job.counters.unknown.load(Relaxed), 1);
+        assert_eq!(job.progress.delivery.state(1), Some(DeliveryState::Unknown));
+        assert_eq!(job.progress.counters.unknown.load(Relaxed), 1);
         // A late receipt still settles it.
         assert_eq!(
             idx.apply(key("b"), delivered(), T0 + 800),
             Resolution::Applied
         );
-        assert_eq!(job.counters.unknown.load(Relaxed), 0);
+        assert_eq!(job.progress.counters.unknown.load(Relaxed), 0);
         assert_eq!(idx.sweep(T0 + 1300).forgotten, 2);
         assert_eq!(
             idx.apply(key("b"), delivered(), T0 + 1301),

@@ -242,7 +242,8 @@ impl Dispatcher {
 
     /// Lets receipts settle the job's in-doubt messages (charged through the journal).
     pub fn settle_in_doubt_on_receipt(&self, job: &Arc<Job>) {
-        job.in_doubt
+        job.progress
+            .in_doubt
             .set_settler(Arc::new(settle::Settler(Arc::downgrade(&self.inner))));
     }
 
@@ -343,12 +344,13 @@ impl Dispatcher {
             }
             match budget {
                 Some(b) => job
+                    .progress
                     .budget
                     .raise(b)
                     .map_err(|e| TransitionError::BudgetNotRaised { current: e.current })?,
                 None if st.status == JobStatus::BudgetExhausted => {
                     return Err(TransitionError::BudgetNotRaised {
-                        current: job.budget.limit().unwrap_or(0),
+                        current: job.progress.budget.limit().unwrap_or(0),
                     })
                 }
                 None => {}

@@ -171,8 +171,13 @@ fn parts_ahead(dispatcher: &Dispatcher, job: &Job) -> u64 {
         .filter(|j| j.provider == job.provider && j.spec.priority >= job.spec.priority)
         .filter(|j| matches!(j.status(), JobStatus::Queued | JobStatus::Running))
         .map(|j| {
-            let sent = j.counters.sent.load(std::sync::atomic::Ordering::Relaxed);
+            let sent = j
+                .progress
+                .counters
+                .sent
+                .load(std::sync::atomic::Ordering::Relaxed);
             let segs = j
+                .progress
                 .counters
                 .segments
                 .load(std::sync::atomic::Ordering::Relaxed);

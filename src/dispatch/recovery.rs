@@ -195,7 +195,7 @@ fn restore(
     let job = rebuild(stored, audience, dispatcher, config, tracking)?;
     if let Some(control) = &control {
         if let Some(limit) = control.budget_micros {
-            job.budget.set_limit(limit);
+            job.progress.budget.set_limit(limit);
         }
         job.with_state(|st| {
             // A job that was running is queued again; the first lease marks it running.
@@ -240,8 +240,9 @@ fn restore(
     dispatcher.observe_restored(&job, &accepted);
     for (index, code, at) in deliveries {
         if let Some(state) = DeliveryState::from_code(code) {
-            job.delivery
-                .restore(index, state, &job.counters, unix_time(at));
+            job.progress
+                .delivery
+                .restore(index, state, &job.progress.counters, unix_time(at));
         }
     }
     for (index, code) in decided {
@@ -299,7 +300,7 @@ fn restore(
     tracing::info!(
         job = %job.id,
         status = ?job.status(),
-        sent = job.counters.sent.load(std::sync::atomic::Ordering::Relaxed),
+        sent = job.progress.counters.sent.load(std::sync::atomic::Ordering::Relaxed),
         resent,
         in_doubt,
         remaining = job.remaining(),

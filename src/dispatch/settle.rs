@@ -89,7 +89,9 @@ pub(super) async fn record_outcomes(
             }
             SendOutcome::Permanent { .. } => {
                 settled.push(failed_item(&meta, &message));
-                job.budget.give_back(message_cost(job, &meta, &message));
+                job.progress
+                    .budget
+                    .give_back(message_cost(job, &meta, &message));
                 job.record_failed(meta.index);
                 to_release.extend(meta.cap);
             }
@@ -204,7 +206,7 @@ impl InDoubtSettler for Settler {
         let Some(job) = inner.job(id) else {
             return;
         };
-        let Some(message) = job.in_doubt.take(index) else {
+        let Some(message) = job.progress.in_doubt.take(index) else {
             return;
         };
         let message_id =

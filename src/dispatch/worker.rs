@@ -80,9 +80,10 @@ async fn withdraw(inner: &Arc<Inner>, chunk: ReadyChunk) {
     let indices: Vec<u32> = metas.iter().map(|m| m.index).collect();
     inner.deps.send_log.withdrawn(&job, &indices).await;
     for (m, msg) in metas.iter().zip(&messages) {
-        job.budget.give_back(message_cost(&job, m, msg));
+        job.progress.budget.give_back(message_cost(&job, m, msg));
     }
-    job.counters
+    job.progress
+        .counters
         .accepted
         .fetch_sub(metas.len() as u64, Ordering::Relaxed);
     let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
@@ -244,16 +245,22 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
             }
             Decision::Send(m) => {
                 let cost = job.prices.unit_price(m.phone.region).times(m.parts.parts);
-                if over_budget || !job.budget.try_reserve(cost.0) {
+                if over_budget || !job.progress.budget.try_reserve(cost.0) {
                     over_budget = true;
                     job.hold_over_budget(i);
                     held_caps.extend(m.cap);
                     continue;
                 }
                 tally.accepted();
-                job.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                job.progress
+                    .counters
+                    .accepted
+                    .fetch_add(1, Ordering::Relaxed);
                 if m.corrected {
-                    job.counters.phone_corrected.fetch_add(1, Ordering::Relaxed);
+                    job.progress
+                        .counters
+                        .phone_corrected
+                        .fetch_add(1, Ordering::Relaxed);
                 }
                 metas.push(Meta {
                     index: i,
@@ -331,7 +338,7 @@ async fn take_tokens(
     if granted < messages.len() {
         let abandoned: Vec<CapRequest> = metas[granted..].iter().filter_map(|m| m.cap).collect();
         for (m, msg) in metas[granted..].iter().zip(&messages[granted..]) {
-            job.budget.give_back(message_cost(job, m, msg));
+            job.progress.budget.give_back(message_cost(job, m, msg));
         }
         release_caps(inner, &abandoned, decided_at).await;
         metas.truncate(granted);
@@ -350,7 +357,7 @@ async fn fail_unsent(
     decided_at: DateTime<Utc>,
 ) {
     for (m, msg) in metas.iter().zip(messages) {
-        job.budget.give_back(message_cost(job, m, msg));
+        job.progress.budget.give_back(message_cost(job, m, msg));
         job.record_failed(m.index);
     }
     let caps: Vec<CapRequest> = metas.iter().filter_map(|m| m.cap).collect();
@@ -467,7 +474,7 @@ async fn retry(
                 .settled(job, now, failed, EntryBatch::empty())
                 .await;
             for (m, msg) in metas.iter().zip(&messages) {
-                job.budget.give_back(message_cost(job, m, msg));
+                job.progress.budget.give_back(message_cost(job, m, msg));
                 job.record_failed(m.index);
             }
             metrics::failed(
@@ -479,7 +486,8 @@ async fn retry(
             release_caps(inner, &caps, decided_at).await;
             return;
         };
-        job.counters
+        job.progress
+            .counters
             .retries
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         metrics::retries(job.spec.channel, &job.provider_name, messages.len() as u64);

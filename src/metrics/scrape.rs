@@ -62,7 +62,7 @@ pub fn observe(state: &AppState) {
     for job in &jobs {
         let st = job.state();
         by_status[status_index(st.status)] += 1;
-        let c = &job.counters;
+        let c = &job.progress.counters;
         let sent = c.sent.load(Relaxed);
         let receipts = c.delivered.load(Relaxed) + c.undelivered.load(Relaxed);
         *pending

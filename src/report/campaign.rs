@@ -150,7 +150,7 @@ pub async fn build(
     let mut series: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
     let mut links = Vec::new();
     for job in jobs {
-        let c = &job.counters;
+        let c = &job.progress.counters;
         let cancelled = if job.status() == JobStatus::Cancelled {
             job.remaining()
         } else {
@@ -173,8 +173,8 @@ pub async fn build(
         f.undelivered += counts.undelivered;
         f.expired += counts.expired;
         f.unknown += counts.unknown;
-        f.opened.total += job.delivery.opened.load(Relaxed);
-        f.clicked.total += job.delivery.clicked.load(Relaxed);
+        f.opened.total += job.progress.delivery.opened.load(Relaxed);
+        f.clicked.total += job.progress.delivery.clicked.load(Relaxed);
         let currency = job.currency.to_string();
         let line = (counts.sent, counts.segments, counts.cost_micros);
         cost.add(
@@ -184,15 +184,15 @@ pub async fn build(
             line,
         );
         cost.add(Breakdown::Provider, &job.provider_name, &currency, line);
-        for (region, l) in job.delivery.countries() {
+        for (region, l) in job.progress.delivery.countries() {
             let l = (l.messages, l.parts, l.cost_micros);
             cost.add(Breakdown::Country, region.as_str(), &currency, l);
         }
-        for (minute, m) in job.delivery.series() {
+        for (minute, m) in job.progress.delivery.series() {
             series.entry(minute).or_default().add(&m);
         }
         if let Some(l) = job.links() {
-            let clicks = job.delivery.link_clicks(l.urls.len());
+            let clicks = job.progress.delivery.link_clicks(l.urls.len());
             links.extend(
                 l.urls
                     .iter()
@@ -252,17 +252,17 @@ pub async fn build(
 fn unique_engagement(jobs: &[Arc<Job>]) -> (u64, u64) {
     if let [job] = jobs {
         return (
-            job.delivery.opened_unique.load(Relaxed),
-            job.delivery.clicked_unique.load(Relaxed),
+            job.progress.delivery.opened_unique.load(Relaxed),
+            job.progress.delivery.clicked_unique.load(Relaxed),
         );
     }
     let (mut opened, mut clicked) = (HashSet::new(), HashSet::new());
     for job in jobs {
-        if job.delivery.opened_unique.load(Relaxed) == 0 {
+        if job.progress.delivery.opened_unique.load(Relaxed) == 0 {
             continue;
         }
         for i in 0..job.audience.len() as u32 {
-            let (o, c) = job.delivery.engagement(i);
+            let (o, c) = job.progress.delivery.engagement(i);
             if o {
                 opened.insert(job.audience.contact_id(i));
             }

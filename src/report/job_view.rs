@@ -70,10 +70,10 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
                 } else {
                     0
                 },
-                ..job.counters.snapshot(job.currency, cancelled)
+                ..job.progress.counters.snapshot(job.currency, cancelled)
             },
         ),
-        budget: job.budget.view(job.currency),
+        budget: job.progress.budget.view(job.currency),
     }
 }
 

@@ -45,8 +45,8 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
             | RecipientOutcome::InDoubt
     )
     .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
-    let delivery = job.delivery.state(i).map(|d| d.as_str());
-    let (opened, clicked) = job.delivery.engagement(i);
+    let delivery = job.progress.delivery.state(i).map(|d| d.as_str());
+    let (opened, clicked) = job.progress.delivery.engagement(i);
     RecipientLine {
         line: i + 1,
         contact_id,

@@ -122,7 +122,7 @@ impl JobControl {
             status: st.status,
             started_at: st.started_at,
             finished_at: st.finished_at,
-            budget_micros: job.budget.limit(),
+            budget_micros: job.progress.budget.limit(),
         }
     }
 }

@@ -1,0 +1,84 @@
+//! What a job is, fixed once it is accepted: the request as accepted, its policy, its
+//! audience, the provider and prices it sends with, and (set once, right after planning) its
+//! tracked links.
+
+use std::sync::{Arc, OnceLock};
+
+use chrono::{DateTime, Utc};
+
+use crate::dispatch::audience::Audience;
+use crate::dispatch::pricing::ProviderPrices;
+use crate::domain::{Channel, Currency, JobId, Purpose};
+use crate::links::JobLinks;
+use crate::policy::{JobPolicy, PhoneMismatchPolicy};
+
+/// What the upstream system asked for, as accepted.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct JobSpec {
+    pub campaign_id: String,
+    pub channel: Channel,
+    pub purpose: Purpose,
+    /// Higher goes first when jobs share a provider.
+    pub priority: u8,
+    pub send_at: Option<DateTime<Utc>>,
+    pub template_body: String,
+    pub phone_mismatch: PhoneMismatchPolicy,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).
+pub struct JobPlan {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub policy: JobPolicy,
+    pub audience: Audience,
+    /// Index of the provider slot in the dispatcher.
+    pub provider: usize,
+    pub provider_name: String,
+    pub currency: Currency,
+    pub prices: ProviderPrices,
+    /// Set once, when the job is accepted with tracked links.
+    links: OnceLock<Arc<JobLinks>>,
+}
+
+impl JobPlan {
+    pub(super) fn new(
+        id: JobId,
+        spec: JobSpec,
+        policy: JobPolicy,
+        audience: Audience,
+        provider: (usize, String),
+        currency: Currency,
+        prices: ProviderPrices,
+    ) -> JobPlan {
+        JobPlan {
+            id,
+            spec,
+            policy,
+            audience,
+            provider: provider.0,
+            provider_name: provider.1,
+            currency,
+            prices,
+            links: OnceLock::new(),
+        }
+    }
+
+    /// Gives the job its tracked links (once; later calls are ignored).
+    pub fn set_links(&self, links: JobLinks) {
+        let _ = self.links.set(Arc::new(links));
+    }
+
+    /// The job's tracked links, if it has them.
+    pub fn links(&self) -> Option<&Arc<JobLinks>> {
+        self.links.get()
+    }
+
+    /// Recipient `i`'s rendered body with its link tokens filled in.
+    pub fn fill_links(&self, i: u32, mut body: String) -> String {
+        if let Some(l) = self.links.get() {
+            crate::links::rewrite::fill(&mut body, &l.signer, l.tag, i);
+        }
+        body
+    }
+}
