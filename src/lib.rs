@@ -1,4 +1,5 @@
 //! herald: a high-throughput message dispatch gateway.
+//! How a job flows, and what each folder under `src/` is for: docs/architecture.md.
 //!
 //! A job flows through the modules in this order (see DESIGN.md in the project docs):
 //!

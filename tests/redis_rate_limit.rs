@@ -271,7 +271,7 @@ async fn the_script_books_blocks_back_to_back_on_redis_time() {
             let slack = Duration::from_millis(1);
             assert!(
                 at + took + slack >= want && at <= want + first + slack,
-                "{at:?}, expected {want:?} (this round trip {took:?}, the first {first:?})"
+                "{at:?}, expected {want:?} (this trip {took:?}, the first {first:?})"
             );
         };
 
