@@ -1,7 +1,7 @@
 //! herald: a high-throughput message dispatch gateway.
-//! How a job flows, and what each folder under `src/` is for: docs/architecture.md.
+//! How a job flows, and what each folder under `src/` is for, in full: docs/architecture.md.
 //!
-//! A job flows through the modules in this order (see DESIGN.md in the project docs):
+//! A job flows through the modules in this order:
 //!
 //! - [`api`]: the HTTP edge. Thin handlers, one error type mapped to statuses, body limits.
 //! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked

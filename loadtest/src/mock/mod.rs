@@ -1,5 +1,5 @@
 //! The mock provider: a separate process that speaks the generic HTTP provider protocol
-//! (DESIGN.md) on 127.0.0.1 only, with a configurable latency distribution, 429 throttling
+//! (docs/api.md) on 127.0.0.1 only, with a configurable latency distribution, 429 throttling
 //! with `Retry-After`, transient 5xx, timeouts (held past the client's timeout) and
 //! per-message rejections. It records every accepted message id, so a run can prove that
 //! nothing was delivered twice and nothing was lost.

@@ -1,4 +1,4 @@
-//! The generic HTTP/JSON provider adapter: speaks the protocol of DESIGN.md ("The generic
+//! The generic HTTP/JSON provider adapter: speaks the protocol of docs/api.md ("The generic
 //! HTTP provider protocol") to any provider, test double or load-test mock that does.
 //!
 //! A batch handed over by the dispatcher is split into requests of the configured

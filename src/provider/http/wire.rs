@@ -1,4 +1,4 @@
-//! The generic HTTP provider protocol on the wire (DESIGN.md, "The generic HTTP provider
+//! The generic HTTP provider protocol on the wire (docs/api.md, "The generic HTTP provider
 //! protocol"): request bodies, and the mapping of a provider's answer to one
 //! [`SendOutcome`] per message. Pure functions, no I/O, so every rule is tested directly.
 //!
