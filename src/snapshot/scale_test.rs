@@ -1,5 +1,5 @@
 //! The 10M-contact rehearsal: memory per contact, load rate and lookup latency at the size
-//! DESIGN.md promises. Ignored by default (it takes about half a minute in release):
+//! the design promises. Ignored by default (it takes about half a minute in release):
 //!
 //! `cargo test --release --lib snapshot -- --ignored --nocapture`
 //!
