@@ -10,16 +10,12 @@
 //! limit by more than 2% in any 10-second window, and every instance reports the same counts.
 #![cfg(unix)]
 
-#[path = "../common/mod.rs"]
-mod common;
 #[path = "../crash_recovery/process.rs"]
 #[allow(dead_code)]
 mod process;
 #[path = "../crash_recovery/provider.rs"]
 #[allow(dead_code)]
 mod provider;
-#[path = "../redis_support/mod.rs"]
-mod redis_support;
 
 use process::*;
 use provider::*;
@@ -83,7 +79,7 @@ fn config(
 ) -> PathBuf {
     let contacts = dir.join("contacts.csv");
     if !contacts.exists() {
-        std::fs::write(&contacts, common::contacts_csv(setup.contacts))
+        std::fs::write(&contacts, herald_testkit::contacts_csv(setup.contacts))
             .expect("write the snapshot");
     }
     let text = format!(
@@ -151,7 +147,7 @@ unit_micros = 45_000
 "#,
         data_dir = toml_str(&dir.join(format!("data-{n}"))),
         contacts = toml_str(&contacts),
-        redis = redis_support::SHARED_URL,
+        redis = herald_testkit::redis::SHARED_URL,
         rate = setup.rate,
         idempotent = setup.idempotent,
     );
@@ -165,23 +161,23 @@ struct Fleet {
     /// Declared first: the processes are killed before their keys and files go.
     instances: Vec<Herald>,
     received: Arc<Received>,
-    _cleanup: redis_support::Cleanup,
+    _cleanup: herald_testkit::redis::Cleanup,
     _dir: tempfile::TempDir,
 }
 
 impl Fleet {
     /// Starts `n` instances together (each loads the snapshot) and waits until all are ready.
     async fn start(n: usize, seed: u64, setup: &Setup) -> Fleet {
-        let prefix = redis_support::unique_prefix();
-        let cleanup = redis_support::Cleanup {
+        let prefix = herald_testkit::redis::unique_prefix();
+        let cleanup = herald_testkit::redis::Cleanup {
             prefix: prefix.clone(),
-            node_urls: vec![redis_support::SHARED_URL.to_string()],
+            node_urls: vec![herald_testkit::redis::SHARED_URL.to_string()],
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let (url, received) = recording_provider(seed, None).await;
         let mut instances: Vec<Herald> = (0..n)
             .map(|k| {
-                let port = redis_support::free_port();
+                let port = herald_testkit::redis::free_port();
                 let cfg = config(dir.path(), k, port, &url, &prefix, setup);
                 Herald::new(cfg, dir.path().join(format!("herald-{k}.log")), port)
             })

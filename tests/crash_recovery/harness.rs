@@ -41,7 +41,8 @@ pub(crate) fn toml_path(p: &Path) -> String {
 
 pub(crate) fn write_config(dir: &Path, port: u16, provider_url: &str, s: &Scenario) -> PathBuf {
     let contacts = dir.join("contacts.csv");
-    std::fs::write(&contacts, common::contacts_csv(s.recipients)).expect("write the snapshot");
+    std::fs::write(&contacts, herald_testkit::contacts_csv(s.recipients))
+        .expect("write the snapshot");
     let text = format!(
         r#"[server]
 listen = "127.0.0.1:{port}"

@@ -10,8 +10,6 @@
 //! the same delays (where the kills land still depends on the machine's speed).
 #![cfg(unix)]
 
-#[path = "../common/mod.rs"]
-mod common;
 mod harness;
 mod process;
 mod provider;

@@ -2,8 +2,6 @@
 //! or rejected while it is down, every job says why it waits, and when the store answers
 //! again every recipient is sent exactly once, jobs queued behind others included.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -173,7 +171,7 @@ fn setup(contacts: usize, rate: u32) -> Setup {
     let mut config: Config = toml::from_str(DEFAULT_TOML).expect("config");
     config.policy.quiet_hours.enabled = false;
     let cn = RegionCode(*b"CN");
-    let csv = common::contacts_csv(contacts);
+    let csv = herald_testkit::contacts_csv(contacts);
     let snapshots = Arc::new(SnapshotStore::empty(cn));
     snapshots
         .replace(load_csv(csv.as_bytes(), Utc::now(), cn).expect("csv").0)

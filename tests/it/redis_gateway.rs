@@ -1,14 +1,11 @@
 //! The gateway on `state.backend = "redis"`: suppressions, frequency caps and idempotency
 //! keys go through the shared Redis (under a prefix of this test's own, deleted afterwards).
 
-mod common;
-mod redis_support;
-
 use std::time::Duration;
 
-use common::{sms_job, Gateway};
 use herald::config::StateBackend;
-use redis_support::{unique_prefix, Cleanup, SHARED_URL};
+use herald_testkit::redis::{unique_prefix, Cleanup, SHARED_URL};
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -99,7 +96,7 @@ async fn an_empty_redis_gets_its_cap_reservations_back_from_the_journal() {
         .collect();
 
     let g = Gateway::start_at(&data, adjust).await;
-    g.load_csv(&common::contacts_csv(n)).await;
+    g.load_csv(&herald_testkit::contacts_csv(n)).await;
     let (s, first) = g
         .submit(&sms_job("before", "Hi {{first_name}}", json!(contacts)))
         .await;

@@ -3,26 +3,19 @@
 //!
 //! The metrics recorder is process-wide, so this binary runs exactly one gateway that sends.
 
-mod common;
-#[path = "common/observed.rs"]
-mod observed;
-
 use std::process::{Command, Stdio};
 
-use common::Gateway;
-use observed::{parse, run_small_job, scrape, select, sum, types, CONTACTS};
+use herald_testkit::observed::{observed_run, parse, select, sum, types, CONTACTS};
 
 #[tokio::test]
 async fn metrics_after_a_small_job_match_the_job_and_pass_promtool() {
-    let g = Gateway::start().await;
-    let job = run_small_job(&g).await;
+    let (job, text) = observed_run();
     let id = job["id"].as_str().expect("id");
     let c = &job["counts"];
     let sent = c["sent"].as_f64().expect("sent");
     assert_eq!(sent, 3.0, "{c:#}");
 
-    let text = scrape(&g).await;
-    let samples = parse(&text);
+    let samples = parse(text);
     let sms = ("channel", "sms");
     let sandbox = ("provider", "sandbox");
 
@@ -104,7 +97,7 @@ async fn metrics_after_a_small_job_match_the_job_and_pass_promtool() {
             &[sms, sandbox]
         ) >= 1.0
     );
-    let kinds = types(&text);
+    let kinds = types(text);
     for h in [
         "herald_provider_request_duration_seconds",
         "herald_rate_limit_wait_seconds",
@@ -187,7 +180,7 @@ async fn metrics_after_a_small_job_match_the_job_and_pass_promtool() {
     assert!(!text.contains("obs-ghost"));
     assert!(!text.contains("msg_"));
 
-    promtool_check(&text);
+    promtool_check(text);
 }
 
 /// Runs `promtool check metrics` over the output; fails when promtool is missing.

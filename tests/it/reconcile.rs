@@ -1,10 +1,8 @@
 //! Reconciliation of a provider invoice against the ledger, over real HTTP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{sms_job, Gateway};
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

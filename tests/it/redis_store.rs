@@ -3,8 +3,6 @@
 //! script cache is survived; a Redis that is down, silent or absent answers "unavailable"
 //! quickly. Private `redis-server` processes are used wherever a server is disturbed.
 
-mod redis_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +12,9 @@ use herald::store::{
     CapRequest, CapRule, ConsentChange, FactsQuery, RedisStore, StateStore, StoreError,
     SuppressionKey,
 };
-use redis_support::{options, shared_store, unique_prefix, Cleanup, RedisServer, SHARED_URL};
+use herald_testkit::redis::{
+    options, shared_store, unique_prefix, Cleanup, RedisServer, SHARED_URL,
+};
 
 fn rule(max: u32) -> Vec<CapRule> {
     vec![CapRule {
@@ -292,7 +292,7 @@ async fn a_redis_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn no_redis_at_all_fails_at_connect() {
-    let port = redis_support::free_port();
+    let port = herald_testkit::redis::free_port();
     let mut opts = options(
         vec![format!("redis://127.0.0.1:{port}")],
         false,

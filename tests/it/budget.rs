@@ -1,12 +1,10 @@
 //! Job budgets over real HTTP: a job stops before its spend would pass its budget, and a
 //! resume with a raised budget finishes it without sending anyone twice.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{sms_job, Gateway};
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -3,8 +3,6 @@
 //! Redis Cluster started by the test must answer alike; the embedded one must also remember
 //! across a reopen.
 
-mod redis_support;
-
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -398,7 +396,7 @@ suite!(embedded_store, {
     (dir, s)
 });
 suite!(redis, {
-    let (cleanup, s) = redis_support::shared_store().await;
+    let (cleanup, s) = herald_testkit::redis::shared_store().await;
     (cleanup, s as Arc<dyn StateStore>)
 });
 
@@ -406,7 +404,7 @@ suite!(redis, {
 /// test runs it all, so the cluster starts once and is stopped at the end, even on a panic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_whole_suite_runs_on_a_redis_cluster() {
-    let cluster = redis_support::RedisCluster::start();
+    let cluster = herald_testkit::redis::RedisCluster::start();
     let store = || async {
         let (cleanup, s) = cluster.store().await;
         (cleanup, s as Arc<dyn StateStore>)

@@ -3,14 +3,9 @@
 //! `label_values(...)` variable queries) must appear in `/metrics` of a running gateway after
 //! a small job. A histogram counts as exported with its `_bucket`, `_sum` and `_count` series.
 
-mod common;
-#[path = "common/observed.rs"]
-mod observed;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::Gateway;
 use serde_json::Value;
 
 fn dashboards() -> Vec<(PathBuf, Value)> {
@@ -274,10 +269,8 @@ fn every_dashboard_is_well_formed() {
 
 #[tokio::test]
 async fn dashboards_use_only_metrics_the_gateway_exports() {
-    let g = Gateway::start().await;
-    observed::run_small_job(&g).await;
-    let text = observed::scrape(&g).await;
-    let types = observed::types(&text);
+    let (_, text) = herald_testkit::observed::observed_run();
+    let types = herald_testkit::observed::types(text);
     assert!(types.len() > 10, "too few metrics exported:\n{text}");
 
     let mut missing = Vec::new();

@@ -1,5 +1,4 @@
 //! Signed provider callbacks and tracking helpers for black-box tests.
-#![allow(dead_code)]
 
 use herald::callbacks::signature::sign;
 use herald::config::{Config, Secret};
@@ -8,7 +7,7 @@ use herald::links::TokenClaims;
 use reqwest::Method;
 use serde_json::Value;
 
-use super::Gateway;
+use crate::gateway::Gateway;
 
 pub const SECRET: &str = "test-callback-secret";
 pub const NEXT_SECRET: &str = "test-callback-secret-next";

@@ -2,8 +2,6 @@
 //! throttles, fails transiently and rejects some messages retryably on first sight: every
 //! eligible recipient must reach it exactly once by message id, and nobody else.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,8 +10,8 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use common::{sms_job, Gateway};
 use herald::config::{ProviderKind, Secret};
+use herald_testkit::{sms_job, Gateway};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 

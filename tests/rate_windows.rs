@@ -3,15 +3,15 @@
 //! stops sends until it is back; the script's arithmetic on Redis's clock; and how many
 //! round trips the block cache needs per 1,000 messages (printed; run with --nocapture).
 
-mod redis_support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald::dispatch::PartsLimiter;
 use herald::store::{BlockAnswer, BlockRequest, RateBucket, RedisRateBucket};
-use redis_support::{options, unique_prefix, Cleanup, RedisCluster, RedisServer, SHARED_URL};
+use herald_testkit::redis::{
+    options, unique_prefix, Cleanup, RedisCluster, RedisServer, SHARED_URL,
+};
 
 const PROVIDER: &str = "sms-main";
 

@@ -2,12 +2,10 @@
 //! once, a running job skips them from then on, START opts back in, the consent history
 //! shows every change, and a replayed request applies nothing twice.
 
-mod common;
-
 use std::time::Duration;
 
-use common::signed::with_callbacks;
-use common::{sms_job, Gateway};
+use herald_testkit::signed::with_callbacks;
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -154,14 +152,14 @@ async fn a_replayed_reply_is_not_applied_twice() {
     let now = g.unix_now();
     let stop = reply(3, "STOP");
     let (_, t) = g
-        .post_signed_at(PATH, &stop, common::signed::SECRET, now - 10)
+        .post_signed_at(PATH, &stop, herald_testkit::signed::SECRET, now - 10)
         .await;
     assert_eq!(t["opted_out"], 1);
     let (_, t) = g.post_signed(PATH, &reply(3, "START")).await;
     assert_eq!(t["opted_in"], 1);
     // Someone replays the captured STOP inside the window: acknowledged, not applied.
     let (s, t) = g
-        .post_signed_at(PATH, &stop, common::signed::SECRET, now - 10)
+        .post_signed_at(PATH, &stop, herald_testkit::signed::SECRET, now - 10)
         .await;
     assert_eq!(s, 200);
     assert_eq!(t["replayed"], true);
@@ -171,7 +169,7 @@ async fn a_replayed_reply_is_not_applied_twice() {
     assert_eq!(h[1]["consent"], "opt_in");
     // Outside the window it is refused outright.
     let (s, _) = g
-        .post_signed_at(PATH, &stop, common::signed::SECRET, now - 400)
+        .post_signed_at(PATH, &stop, herald_testkit::signed::SECRET, now - 400)
         .await;
     assert_eq!(s, 401);
 }

@@ -1,12 +1,10 @@
 //! The cost ledger end to end: totals equal the job reports, the export streams every entry,
 //! and `herald ledger verify` catches tampering.
 
-mod common;
-
 use std::process::Command;
 use std::time::Duration;
 
-use common::{contacts_csv, sms_job, Gateway};
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use redb::ReadableTable;
 use reqwest::Method;
 use serde_json::{json, Value};

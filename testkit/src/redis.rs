@@ -2,7 +2,6 @@
 //! deleted afterwards), private `redis-server` processes on free ports, and a 3-node Redis
 //! Cluster. Every process started here is killed when its guard drops, panics included. The
 //! shared Redis is never flushed, reconfigured or shut down.
-#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

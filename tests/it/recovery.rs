@@ -2,12 +2,10 @@
 //! never sent again, the job's status and budget come back, and the ledger holds one charge
 //! per message. (The SIGKILL crash test of the real binary is `tests/crash_recovery.rs`.)
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{contacts_csv, Gateway};
+use herald_testkit::{contacts_csv, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -291,7 +289,7 @@ async fn a_finished_jobs_rejections_deferrals_and_deliveries_survive_a_restart()
         {"contact_id": "unknown"}, {"contact_id": "ok"}
     ]);
     let (status, done_job) = g
-        .submit(&common::sms_job(
+        .submit(&herald_testkit::sms_job(
             "restart-same",
             "Hi {{first_name}}",
             contacts,
@@ -312,7 +310,7 @@ async fn a_finished_jobs_rejections_deferrals_and_deliveries_survive_a_restart()
     // cancelled.
     let contacts = json!([{"contact_id": "night"}, {"contact_id": "out"}]);
     let (status, cancelled_job) = g
-        .submit(&common::sms_job(
+        .submit(&herald_testkit::sms_job(
             "restart-same",
             "Hi {{first_name}}",
             contacts,

@@ -1,12 +1,10 @@
 //! Job and campaign reports over HTTP: the funnel across two jobs of one campaign (receipts,
 //! clicks, an opt-out after the send), rates, cost breakdowns, the series, and CSV.
 
-mod common;
-
 use std::time::Duration;
 
-use common::signed::{receipt, sandbox_id, with_callbacks};
-use common::{contacts_csv, sms_job, Gateway};
+use herald_testkit::signed::{receipt, sandbox_id, with_callbacks};
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

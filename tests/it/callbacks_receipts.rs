@@ -2,13 +2,11 @@
 //! duplicates and out-of-order receipts, part-by-part receipts, unknown ids, the receipt
 //! timeout, and exact counts under concurrent callbacks.
 
-mod common;
-
 use std::time::Duration;
 
-use common::signed::{receipt, sandbox_id, with_callbacks, NEXT_SECRET, SECRET};
-use common::{contacts_csv, sms_job, Gateway};
 use herald::config::{Config, Secret};
+use herald_testkit::signed::{receipt, sandbox_id, with_callbacks, NEXT_SECRET, SECRET};
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use serde_json::{json, Value};
 
 const PATH: &str = "/v1/callbacks/sandbox/receipts";

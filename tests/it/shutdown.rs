@@ -1,13 +1,11 @@
 //! Graceful shutdown under load: intake stops, in-flight sends, retries and ledger writes
 //! finish, and nothing that was sent is missing from the ledger or the counts.
 
-mod common;
-
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{contacts_csv, sms_job, Gateway};
 use herald::domain::JobId;
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use serde_json::{json, Value};
 
 #[tokio::test]

@@ -1,10 +1,8 @@
 //! Black-box tests of the jobs API against a real gateway over HTTP.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{sms_job, Gateway};
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

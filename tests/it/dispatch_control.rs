@@ -1,11 +1,9 @@
 //! Pause, resume and cancel under a rate limit; frequency caps across concurrent jobs; a
 //! streamed NDJSON audience; priority between jobs sharing a provider.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{contacts_csv, sms_job, Gateway};
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

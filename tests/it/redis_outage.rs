@@ -6,15 +6,12 @@
 //! The private Redis runs with an fsync'd append-only file, as a production Redis would: the
 //! cap reservations and idempotency keys taken before the outage are there after it.
 
-mod common;
-mod redis_support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{contacts_csv, sms_job, Gateway};
 use herald::config::StateBackend;
-use redis_support::{unique_prefix, RedisServer};
+use herald_testkit::redis::{unique_prefix, RedisServer};
+use herald_testkit::{contacts_csv, sms_job, Gateway};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 

@@ -1,14 +1,13 @@
 //! A gateway that has run one small job with rejections, and its `/metrics` output parsed.
 //! Shared by the metrics and dashboard tests. The metrics recorder is process-wide, so a test
 //! binary that asserts exact values must run only one gateway that sends.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::{sms_job, Gateway};
+use crate::gateway::{sms_job, Gateway};
 
 const HEADER: &str = "contact_id,phone,email,timezone,tags,sms_consent,email_consent,push_consent,updated_at,first_name,city\n";
 
@@ -34,6 +33,32 @@ pub fn snapshot_csv() -> String {
         ));
     }
     s
+}
+
+/// The small job's view once complete and the `/metrics` text scraped right after, made once
+/// per test binary: the recorder is process-wide, so a second gateway that sends would add to
+/// the counts. It runs on a thread and runtime of its own, so that no test's runtime ending
+/// stops it.
+pub fn observed_run() -> &'static (Value, String) {
+    static RUN: std::sync::OnceLock<(Value, String)> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        std::thread::spawn(|| {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime for the observed gateway");
+            rt.block_on(async {
+                let g = Gateway::start().await;
+                let job = run_small_job(&g).await;
+                let text = scrape(&g).await;
+                g.stop().await;
+                (job, text)
+            })
+        })
+        .join()
+        .expect("the observed gateway ran its job")
+    })
 }
 
 /// Runs the small job to completion with every receipt in: 3 sent, 1 duplicate, 1 unknown

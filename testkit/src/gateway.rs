@@ -1,7 +1,4 @@
 //! Test harness: a real gateway bound to 127.0.0.1:0 with a pinned clock, driven over HTTP.
-#![allow(dead_code)]
-
-pub mod signed;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

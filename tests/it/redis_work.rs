@@ -3,13 +3,11 @@
 //! are fenced by the lease and counted once, and the job completes exactly when its last
 //! recipient is settled.
 
-mod redis_support;
-
 use std::time::Duration;
 
 use herald::domain::{Reason, RecipientOutcome};
 use herald::store::{CommitAnswer, OutcomeUpdate, PublishedJob, RedisWork, ShardStats};
-use redis_support::{options, unique_prefix, Cleanup, RedisCluster, SHARED_URL};
+use herald_testkit::redis::{options, unique_prefix, Cleanup, RedisCluster, SHARED_URL};
 
 /// The table of final codes, as the cluster passes it.
 fn finals() -> String {

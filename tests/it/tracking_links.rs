@@ -1,14 +1,12 @@
 //! Tracked links and opens over HTTP: rewriting before part counting, redirects only to the
 //! template's links, clicks before receipts, forged and altered tokens, the email pixel.
 
-mod common;
-
 use std::time::Duration;
 
-use common::signed::{receipt, sandbox_id, with_callbacks};
-use common::{sms_job, Gateway};
 use herald::domain::Channel;
 use herald::links::{LinkSigner, TokenClaims, OPEN_LINK};
+use herald_testkit::signed::{receipt, sandbox_id, with_callbacks};
+use herald_testkit::{sms_job, Gateway};
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,0 +1,15 @@
+//! What herald's integration tests share, compiled once for all of them:
+//!
+//! - [`gateway`]: a real gateway bound to `127.0.0.1:0` with a pinned clock, driven over HTTP,
+//!   and the snapshots and jobs the tests submit.
+//! - [`signed`]: provider callbacks signed as providers sign them, and tracked-link tokens.
+//! - [`redis`]: the shared Redis under a prefix of each test's own, and private
+//!   `redis-server` processes (single or a 3-node cluster) on free ports.
+//! - [`observed`]: a gateway that ran one small job, and its `/metrics` output parsed.
+
+pub mod gateway;
+pub mod observed;
+pub mod redis;
+pub mod signed;
+
+pub use gateway::*;

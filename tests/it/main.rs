@@ -1,0 +1,25 @@
+//! herald's integration tests, one binary: each module drives real gateways bound to
+//! `127.0.0.1:0` (and the shared Redis, or private `redis-server` processes) over HTTP, with
+//! what they share in the `herald-testkit` crate. The metrics tests (a process-wide recorder),
+//! the crash tests (the real binary, killed), the cluster tests (several processes) and the
+//! rate-window tests (timed against Redis, so they run alone) are binaries of their own.
+
+mod budget;
+mod callbacks_receipts;
+mod dispatch_control;
+mod http_provider;
+mod inbound_optout;
+mod jobs_api;
+mod ledger;
+mod reconcile;
+mod recovery;
+mod redis_gateway;
+mod redis_outage;
+mod redis_store;
+mod redis_work;
+mod reports;
+mod shutdown;
+mod state_outage;
+mod store_behaviour;
+mod throttling;
+mod tracking_links;
