@@ -52,6 +52,34 @@ fn bench_phone(c: &mut Criterion) {
                 .count()
         })
     });
+    // Time zones by number, per recipient without a contact zone: landlines and mobiles of
+    // several countries, so both the full-number and the calling-code lookups run.
+    let mixed: Vec<phone::PhoneInfo> = [
+        "+86 131 2307 9337",
+        "+86 10 1252 0004",
+        "+1 212 736 5000",
+        "+1 800 555 0100",
+        "+7 912 345 67 89",
+        "+7 495 123 45 67",
+        "+44 7400 123456",
+        "+49 30 1234567",
+        "+55 11 96123 4567",
+        "+61 2 9876 5432",
+    ]
+    .iter()
+    .cycle()
+    .take(1000)
+    .filter_map(|n| phone::parse(n, CN).ok())
+    .collect();
+    g.throughput(Throughput::Elements(mixed.len() as u64));
+    g.bench_function("zones_for", |b| {
+        b.iter(|| {
+            mixed
+                .iter()
+                .map(|p| phone::zones_for(p).len())
+                .sum::<usize>()
+        })
+    });
     g.finish();
 }
 

@@ -330,8 +330,22 @@ impl Running {
             cluster.leave().await;
         }
         self.state.ledger.close();
+        // The database file is closed once the last task that holds it (a settling chunk, a
+        // status write) has finished; a start on the same data directory waits for that.
+        let database = Arc::downgrade(self.state.ledger.database());
+        drop(self.state);
+        let deadline = tokio::time::Instant::now() + DATABASE_CLOSE_WAIT;
+        while database.strong_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if database.strong_count() > 0 {
+            tracing::warn!("the database is still held by a task after the stop");
+        }
     }
 }
+
+/// How long a stop waits for the last holder of the database to let it go.
+const DATABASE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// Binds `state`'s configured address (port 0 picks a free one) and serves in the background.
 pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {

@@ -100,7 +100,9 @@ pub async fn inbound(
     let (p, bytes, verified) = signed(&state, &provider, &headers, body).await?;
     let messages = inbound::parse(&bytes).map_err(wire_error)?;
     let cb = &state.callbacks;
-    if !cb.first_use(&verified) {
+    // Recorded before it is applied, in the state store: a replay is recognised after a
+    // restart and on any instance. A store that does not answer is a 503 (nothing applied).
+    if !cb.first_use(&verified).await? {
         return Ok(Json(InboundTally {
             received: messages.len() as u64,
             replayed: true,
@@ -111,7 +113,9 @@ pub async fn inbound(
     match cb.apply_inbound(p, messages).await {
         Ok(tally) => Ok(Json(tally).into_response()),
         Err(e) => {
-            cb.forget_use(&verified);
+            if let Err(forget) = cb.forget_use(&verified).await {
+                tracing::error!(provider = %p.name, error = %forget, "an inbound request that was not applied stays recorded; a retry within the signature window will be taken for a replay");
+            }
             Err(e.into())
         }
     }

@@ -16,6 +16,9 @@ pub struct ApiError {
     pub message: String,
     pub field: Option<String>,
     pub retry_after: Option<u64>,
+    /// Extra members of the error object, for errors the client acts on in detail (e.g. the
+    /// row errors of a refused snapshot upload).
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -29,6 +32,8 @@ struct Inner<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<&'a str>,
+    #[serde(flatten)]
+    details: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -39,6 +44,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            details: None,
         }
     }
 
@@ -117,6 +123,17 @@ impl ApiError {
         e
     }
 
+    /// 422 with a code of its own and extra members in the error object.
+    pub fn unprocessable_with(
+        code: &'static str,
+        message: impl Into<String>,
+        details: serde_json::Map<String, serde_json::Value>,
+    ) -> ApiError {
+        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+        e.details = Some(details);
+        e
+    }
+
     /// 503 with Retry-After: a dependency is down; nothing was accepted.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
         let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
@@ -165,6 +182,7 @@ impl IntoResponse for ApiError {
                 code: self.code,
                 message: &self.message,
                 field: self.field.as_deref(),
+                details: self.details.as_ref(),
             },
         };
         let mut resp = (self.status, Json(body)).into_response();

@@ -15,7 +15,7 @@ use tokio_util::io::SyncIoBridge;
 use super::body::{capped_reader, CapFlag};
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::snapshot::{load_csv, load_ndjson, SnapshotError, UploadFormat};
+use crate::snapshot::{load_csv, load_ndjson, Refused, SnapshotError, UploadFormat};
 
 /// Query of `PUT /v1/snapshot`.
 #[derive(Debug, Deserialize)]
@@ -24,6 +24,10 @@ pub struct PutQuery {
     /// When the export was taken; defaults to now. Freshness is judged from it.
     #[serde(default)]
     pub as_of: Option<DateTime<Utc>>,
+    /// The caller intends the upload to drop many live contacts: lifts the
+    /// `snapshot.max_shrink_share` check (never the rejected-rows one).
+    #[serde(default)]
+    pub allow_shrink: bool,
 }
 
 enum Format {
@@ -53,11 +57,38 @@ fn load_error(e: SnapshotError, cap: &CapFlag, limit: u64) -> ApiError {
     }
     match e {
         SnapshotError::Io(_) => ApiError::bad_request(format!("could not read the upload: {e}")),
+        SnapshotError::Refused(refused) => refused_error(&refused),
         other => ApiError::bad_request(other.to_string()),
     }
 }
 
-/// `PUT /v1/snapshot?as_of=RFC3339`.
+/// 422 `snapshot_rejected`, with the failed check, the upload's counts and its first row
+/// errors, so the uploader can fix the export.
+fn refused_error(refused: &Refused) -> ApiError {
+    let report = &refused.report;
+    let mut details = serde_json::Map::new();
+    details.insert("refusal".into(), serde_json::json!(refused.refusal));
+    details.insert("contacts".into(), report.contacts.into());
+    details.insert("rejected_rows".into(), report.rejected_rows.into());
+    details.insert("duplicate_rows".into(), report.duplicate_rows.into());
+    details.insert("errors".into(), serde_json::json!(report.errors));
+    ApiError::unprocessable_with("snapshot_rejected", refused.refusal.to_string(), details)
+}
+
+/// `PUT /v1/snapshot?as_of=RFC3339&allow_shrink=false`: replaces the whole snapshot.
+///
+/// The upload is read and loaded into a new snapshot beside the live one, then checked
+/// ([`crate::snapshot::UploadGuard`]: `snapshot.max_rejected_share` of rejected rows,
+/// `snapshot.max_shrink_share` of lost live contacts unless `allow_shrink=true`). A refused
+/// upload is answered 422 `snapshot_rejected` with its first row errors, and changes nothing:
+/// the live snapshot stays in memory and its kept copy in the data directory stays as it was.
+///
+/// What running jobs see: workers take the current snapshot once per chunk of recipients and
+/// keep it for that chunk. The swap is one atomic pointer store, made only after the whole
+/// upload loaded and passed the checks, so a chunk is decided entirely against the previous
+/// snapshot or entirely against the new one, never against a partly loaded one; chunks
+/// started after the swap use the new one. Segment audiences were already resolved against
+/// the snapshot current at submission.
 pub async fn put(
     State(state): State<Arc<AppState>>,
     Query(q): Query<PutQuery>,
@@ -75,19 +106,40 @@ pub async fn put(
     let snapshots = state.snapshots.clone();
     let files = state.snapshot_files.clone();
     let region = state.config.config.snapshot.region();
+    let guard = state.config.config.snapshot.upload_guard(q.allow_shrink);
     let result = tokio::task::spawn_blocking(move || {
         // Copied aside while read, so that a restart finds the snapshot in use.
         let mut tee = files.tee_upload(SyncIoBridge::new(reader))?;
-        let (snapshot, report) = match format {
+        let installed = match format {
             Format::Csv => load_csv(&mut tee, as_of, region),
             Format::Ndjson => load_ndjson(
                 std::io::BufReader::with_capacity(1 << 20, &mut tee),
                 as_of,
                 region,
             ),
-        }?;
-        // Nothing is swapped unless the whole upload loaded: readers never see half of it.
-        snapshots.replace(snapshot)?;
+        }
+        .and_then(|(snapshot, report)| {
+            // Nothing is swapped unless the whole upload loaded and passed the checks against
+            // the live snapshot: readers never see half of it, nor a broken one.
+            snapshots.replace_if(snapshot, |live| {
+                guard.check(&report, live.len()).map_err(|refusal| {
+                    SnapshotError::Refused(Box::new(Refused {
+                        refusal,
+                        report: report.clone(),
+                    }))
+                })
+            })?;
+            Ok(report)
+        });
+        let report = match installed {
+            Ok(report) => report,
+            Err(e) => {
+                if let Err(io) = files.discard_upload(tee) {
+                    tracing::warn!(error = %io, "the copy of a snapshot upload that was not installed could not be removed");
+                }
+                return Err(e);
+            }
+        };
         let kept = match format {
             Format::Csv => UploadFormat::Csv,
             Format::Ndjson => UploadFormat::Ndjson,

@@ -1,7 +1,8 @@
 //! The way back from providers: signed delivery receipts and inbound replies.
 //!
 //! - `signature.rs`: HMAC-SHA256 over `timestamp + "." + raw body`, checked before parsing.
-//! - `replay.rs`: recognises a signed request seen before within the window.
+//! - `replay.rs`: recognises a signed request seen before within the window, across
+//!   restarts and instances (the signatures are kept in the state store).
 //! - `receipt.rs`, `inbound.rs`, `wire.rs`: the body formats (object, array or NDJSON).
 //! - `message_id.rs`, `index.rs`: provider message id → (job, recipient), filled by workers
 //!   through [`SendObserver`]; early receipts parked; the `unknown` timeout swept.
@@ -83,7 +84,6 @@ pub struct Callbacks {
     snapshots: Arc<SnapshotStore>,
     clock: Arc<dyn Clock>,
     default_region: RegionCode,
-    tolerance_seconds: i64,
     sweep_interval: Duration,
     max_body_bytes: usize,
 }
@@ -123,12 +123,11 @@ impl Callbacks {
                 pending_seconds: secs(c.pending_receipt_seconds),
                 max_pending: c.max_pending_receipts,
             }),
-            replay: ReplayGuard::new(),
+            replay: ReplayGuard::new(store.clone(), secs(c.signature_tolerance_seconds)),
             store,
             snapshots,
             clock,
             default_region: config.snapshot.region(),
-            tolerance_seconds: secs(c.signature_tolerance_seconds),
             sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
             max_body_bytes: c.max_body_bytes,
         })
@@ -161,17 +160,16 @@ impl Callbacks {
         provider.verifier.verify(timestamp, signature, body, now)
     }
 
-    /// Records a verified request; false when the same signature was already seen.
-    pub fn first_use(&self, verified: &Verified) -> bool {
-        self.replay.first_use(
-            verified.signature,
-            verified.timestamp + self.tolerance_seconds,
-        )
+    /// Records a verified request; false when the same signature was already seen (before
+    /// a restart too, or by another instance sharing the state). An error means the state
+    /// store did not answer and nothing was recorded.
+    pub async fn first_use(&self, verified: &Verified) -> Result<bool, StoreError> {
+        self.replay.first_use(verified, self.clock.now()).await
     }
 
     /// Forgets a verified request whose application failed, so the provider's retry applies.
-    pub fn forget_use(&self, verified: &Verified) {
-        self.replay.forget(&verified.signature);
+    pub async fn forget_use(&self, verified: &Verified) -> Result<(), StoreError> {
+        self.replay.forget(verified).await
     }
 
     /// Applies receipts of `provider`.
@@ -324,10 +322,10 @@ impl Callbacks {
         Ok(tally)
     }
 
-    /// One sweep: receipt timeouts, index retention, parked receipts, replay memory.
+    /// One sweep: receipt timeouts, index retention, parked receipts. (Expired replay
+    /// signatures are pruned from the state store by [`Callbacks::prune_replays`].)
     pub fn sweep(&self) -> SweepReport {
         let now = self.clock.now().timestamp();
-        self.replay.prune(now);
         let report = self.index.sweep(now);
         if report != SweepReport::default() {
             tracing::debug!(?report, "callbacks sweep");
@@ -335,7 +333,18 @@ impl Callbacks {
         report
     }
 
-    /// Runs [`Callbacks::sweep`] every `sweep_interval_ms` until the service is dropped.
+    /// Deletes the replay signatures whose window has passed; a store that does not answer
+    /// is tried again at the next sweep.
+    pub async fn prune_replays(&self) {
+        match self.replay.prune(self.clock.now()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(pruned = n, "expired callback signatures forgotten"),
+            Err(e) => tracing::debug!(error = %e, "expired callback signatures not pruned yet"),
+        }
+    }
+
+    /// Runs [`Callbacks::sweep`] and [`Callbacks::prune_replays`] every `sweep_interval_ms`
+    /// until the service is dropped.
     pub fn spawn_sweeper(self: &Arc<Self>) {
         let weak: Weak<Callbacks> = Arc::downgrade(self);
         let interval = self.sweep_interval;
@@ -345,6 +354,7 @@ impl Callbacks {
             loop {
                 tick.tick().await;
                 let Some(this) = weak.upgrade() else { return };
+                this.prune_replays().await;
                 // Large sweeps walk many keys: keep them off the async workers.
                 let _ = tokio::task::spawn_blocking(move || this.sweep()).await;
             }

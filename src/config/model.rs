@@ -76,6 +76,12 @@ pub struct SnapshotConfig {
     pub default_region: String,
     pub max_age_seconds: u64,
     pub load_path: Option<String>,
+    /// An uploaded snapshot with a larger share of rejected rows is refused: a broken export
+    /// must not replace the contacts every job is checked against.
+    pub max_rejected_share: f64,
+    /// An uploaded snapshot that would drop this share of the live contacts or more is
+    /// refused unless the upload says `allow_shrink=true`: a truncated export looks valid.
+    pub max_shrink_share: f64,
 }
 
 impl Default for SnapshotConfig {
@@ -84,6 +90,8 @@ impl Default for SnapshotConfig {
             default_region: "CN".into(),
             max_age_seconds: 86_400,
             load_path: None,
+            max_rejected_share: 0.01,
+            max_shrink_share: 0.5,
         }
     }
 }
@@ -92,6 +100,15 @@ impl SnapshotConfig {
     /// The parsed default region (validated at load).
     pub fn region(&self) -> RegionCode {
         RegionCode::parse(&self.default_region).unwrap_or(RegionCode(*b"ZZ"))
+    }
+
+    /// The checks an uploaded snapshot must pass; `allow_shrink` comes from the request.
+    pub fn upload_guard(&self, allow_shrink: bool) -> crate::snapshot::UploadGuard {
+        crate::snapshot::UploadGuard {
+            max_rejected_share: self.max_rejected_share,
+            max_shrink_share: self.max_shrink_share,
+            allow_shrink,
+        }
     }
 }
 
@@ -360,6 +377,14 @@ impl Config {
                 "snapshot.default_region: {:?} is not a two-letter region code",
                 self.snapshot.default_region
             ));
+        }
+        for (field, v) in [
+            ("max_rejected_share", self.snapshot.max_rejected_share),
+            ("max_shrink_share", self.snapshot.max_shrink_share),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                errs.push(format!("snapshot.{field}: must be between 0 and 1"));
+            }
         }
         if self.auth.api_keys.iter().any(|k| k.trim().is_empty()) {
             errs.push("auth.api_keys: keys must not be empty".into());

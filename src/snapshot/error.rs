@@ -41,6 +41,18 @@ pub enum SnapshotError {
         /// The version that was offered.
         offered: u64,
     },
+    /// The upload loaded but failed an [`super::UploadGuard`] check, so it was not installed.
+    #[error("{}", .0.refusal)]
+    Refused(Box<Refused>),
+}
+
+/// An upload refused by [`super::UploadGuard`], with what its load found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The check that failed.
+    pub refusal: super::Refusal,
+    /// What the upload loaded as (its row errors tell the uploader what to fix).
+    pub report: LoadReport,
 }
 
 /// One rejected (or noteworthy) input row. `message` starts with the column it is about.

@@ -15,6 +15,8 @@
 //!   (`phones.rs`, driven by `load.rs`).
 //! - Freshness: [`SnapshotStore`] (`store.rs`) swaps whole snapshots atomically and applies
 //!   NDJSON patches to an overlay (`overlay.rs`, `owned.rs`) instead of copying the table.
+//!   An API upload first passes [`UploadGuard`] (`guard.rs`): one that rejects too many rows
+//!   or drops too many live contacts is refused and changes nothing.
 //! - Durability: [`SnapshotFiles`] (`persist.rs`) keeps every accepted upload and patch in
 //!   the data directory and loads them again on start.
 //! - Reading: [`ContactView`] (`view.rs`) presents a contact the same way whether it was
@@ -34,6 +36,7 @@ mod builder;
 mod csv_load;
 mod error;
 mod fields;
+mod guard;
 mod index;
 mod intern;
 mod json_row;
@@ -53,7 +56,8 @@ mod view;
 mod scale_test;
 
 pub use csv_load::load_csv;
-pub use error::{LoadReport, PatchReport, RowError, SnapshotError, MAX_REPORTED_ERRORS};
+pub use error::{LoadReport, PatchReport, Refused, RowError, SnapshotError, MAX_REPORTED_ERRORS};
+pub use guard::{Refusal, UploadGuard};
 pub use intern::{AttrId, TagId};
 pub use ndjson::load_ndjson;
 pub use persist::{SnapshotFiles, UploadFormat};

@@ -5,8 +5,8 @@
 //! patches are applied again, in order.
 //!
 //! Uploads are copied to a `.partial` file while they are read and renamed into place only
-//! after the snapshot loaded and was swapped in, so a failed or interrupted upload never
-//! replaces the kept one.
+//! after the snapshot loaded and was swapped in, so a failed, refused or interrupted upload
+//! never replaces the kept one (its copy is dropped).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -42,6 +42,7 @@ pub struct SnapshotFiles {
 pub struct Tee<R> {
     inner: R,
     copy: BufWriter<File>,
+    path: PathBuf,
 }
 
 impl<R: Read> Read for Tee<R> {
@@ -60,10 +61,18 @@ impl<R> Tee<R> {
 }
 
 impl SnapshotFiles {
-    /// The files under `data_dir/snapshot` (created if missing).
+    /// The files under `data_dir/snapshot` (created if missing). Copies of uploads that were
+    /// being read when the process stopped are removed.
     pub fn new(data_dir: &Path) -> io::Result<SnapshotFiles> {
         let dir = data_dir.join("snapshot");
         fs::create_dir_all(&dir)?;
+        for entry in fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("upload") && name.ends_with(".partial") {
+                fs::remove_file(dir.join(&*name))?;
+            }
+        }
         Ok(SnapshotFiles { dir })
     }
 
@@ -71,11 +80,14 @@ impl SnapshotFiles {
         self.dir.join(name)
     }
 
-    /// Wraps an upload so that it is copied aside while it is read.
+    /// Wraps an upload so that it is copied aside while it is read. Each upload has a copy of
+    /// its own, so two uploads at once never write into (or remove) each other's.
     pub fn tee_upload<R: Read>(&self, reader: R) -> io::Result<Tee<R>> {
+        let path = self.path(&format!("upload-{}.partial", uuid::Uuid::now_v7().simple()));
         Ok(Tee {
             inner: reader,
-            copy: BufWriter::with_capacity(1 << 20, File::create(self.path("upload.partial"))?),
+            copy: BufWriter::with_capacity(1 << 20, File::create(&path)?),
+            path,
         })
     }
 
@@ -87,8 +99,9 @@ impl SnapshotFiles {
         format: UploadFormat,
         as_of: DateTime<Utc>,
     ) -> io::Result<()> {
+        let partial = tee.path.clone();
         tee.finish()?;
-        fs::rename(self.path("upload.partial"), self.path("current.data"))?;
+        fs::rename(partial, self.path("current.data"))?;
         let meta = serde_json::to_vec(&Meta { format, as_of })?;
         write_atomically(&self.path("current.json"), &meta)?;
         match fs::remove_file(self.path("patches.ndjson")) {
@@ -98,18 +111,32 @@ impl SnapshotFiles {
         sync_dir(&self.dir)
     }
 
+    /// Drops the copy of an upload that was not installed (it failed to load or was
+    /// refused): the kept snapshot stays as it was, and the copy does not hold disk space.
+    pub fn discard_upload<R>(&self, tee: Tee<R>) -> io::Result<()> {
+        let path = tee.path.clone();
+        drop(tee);
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Wraps a patch so that it is copied aside while it is read.
     pub fn tee_patch<R: Read>(&self, reader: R) -> io::Result<Tee<R>> {
+        let path = self.path("patch.partial");
         Ok(Tee {
             inner: reader,
-            copy: BufWriter::new(File::create(self.path("patch.partial"))?),
+            copy: BufWriter::new(File::create(&path)?),
+            path,
         })
     }
 
     /// Appends the patch read through `tee` (it was applied) to the kept patches.
     pub fn keep_patch<R>(&self, tee: Tee<R>) -> io::Result<()> {
+        let partial = tee.path.clone();
         tee.finish()?;
-        let mut patch = File::open(self.path("patch.partial"))?;
+        let mut patch = File::open(&partial)?;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -119,7 +146,7 @@ impl SnapshotFiles {
         log.write_all(b"\n")?;
         log.sync_all()?;
         drop(patch);
-        fs::remove_file(self.path("patch.partial"))
+        fs::remove_file(partial)
     }
 
     /// Loads the kept snapshot and its patches into `store`; answers its report, or None when
@@ -197,8 +224,15 @@ mod tests {
         assert!(snap.lookup("c2").is_some());
         assert!(snap.lookup("c3").is_some(), "the upsert was replayed");
 
-        // A failed upload leaves the kept one in place.
-        let _abandoned = files.tee_upload("garbage".as_bytes()).unwrap();
+        // A failed upload leaves the kept one in place, and its copy is dropped.
+        let abandoned = files.tee_upload("garbage".as_bytes()).unwrap();
+        files.discard_upload(abandoned).unwrap();
+        let left: Vec<_> = fs::read_dir(dir.path().join("snapshot"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".partial"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
         let again = SnapshotStore::empty(CN);
         assert!(files.restore(&again, CN).unwrap().is_some());
         assert!(again.current().lookup("c2").is_some());

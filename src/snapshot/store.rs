@@ -51,7 +51,19 @@ impl SnapshotStore {
     /// than the current one ([`SnapshotError::Stale`]), which happens only when two loads
     /// race and the one started later finishes first.
     pub fn replace(&self, snapshot: Snapshot) -> Result<u64, SnapshotError> {
+        self.replace_if(snapshot, |_| Ok(()))
+    }
+
+    /// Like [`SnapshotStore::replace`], but installs `snapshot` only if `check` accepts the
+    /// snapshot it would replace. The check runs under the writer lock, so no patch or other
+    /// reload changes the live snapshot between the check and the swap.
+    pub fn replace_if(
+        &self,
+        snapshot: Snapshot,
+        check: impl FnOnce(&Snapshot) -> Result<(), SnapshotError>,
+    ) -> Result<u64, SnapshotError> {
         let _writer = self.writer.lock();
+        check(&self.current.load())?;
         let current = self.current.load().version();
         let offered = snapshot.version();
         if offered <= current {

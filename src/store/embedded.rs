@@ -1,7 +1,8 @@
 //! The durable embedded state backend: the in-memory store stays the hot copy that answers
 //! every read and makes check-and-reserve atomic, and every change is written through to the
 //! embedded database (redb) before the call returns, so suppressions, consent and its history,
-//! frequency-cap reservations, idempotency keys and job records survive a crash or restart.
+//! frequency-cap reservations, idempotency keys, job records and the signatures of callbacks
+//! already applied survive a crash or restart.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,9 @@ const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps_v2"
 const CAPS_V1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
 const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");
+/// Callback signatures seen → the Unix time (seconds) after which they expire; expired ones
+/// are deleted by [`StateStore::prune_callback_uses`].
+const CALLBACK_USES: TableDefinition<&[u8], i64> = TableDefinition::new("state_callback_uses");
 
 /// One change to write through.
 enum Op {
@@ -36,6 +40,8 @@ enum Op {
     Cap([u8; 10], Vec<u8>),
     Idempotency(String, Vec<u8>),
     Job(String, Vec<u8>),
+    CallbackUse([u8; 32], i64),
+    ForgetCallbackUse([u8; 32]),
 }
 
 /// Durable state: memory for speed, redb for survival.
@@ -140,6 +146,7 @@ impl EmbeddedStore {
         migrate_caps_v1(&w).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(JOBS).map_err(unavailable)?;
+        w.open_table(CALLBACK_USES).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
 
         let hot = MemoryStore::new();
@@ -217,6 +224,17 @@ impl EmbeddedStore {
                 hot.restore_job(id, record);
             }
         }
+        for row in r
+            .open_table(CALLBACK_USES)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            if let Ok(signature) = k.value().try_into() {
+                hot.restore_callback_use(signature, v.value());
+            }
+        }
         drop(r);
         Ok(EmbeddedStore {
             db,
@@ -270,6 +288,13 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::Job(k, v) => {
                 w.open_table(JOBS)?.insert(k.as_str(), v.as_slice())?;
+            }
+            Op::CallbackUse(signature, expires) => {
+                w.open_table(CALLBACK_USES)?
+                    .insert(signature.as_slice(), expires)?;
+            }
+            Op::ForgetCallbackUse(signature) => {
+                w.open_table(CALLBACK_USES)?.remove(signature.as_slice())?;
             }
         }
     }
@@ -422,6 +447,39 @@ impl StateStore for EmbeddedStore {
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.hot.load_jobs().await
     }
+
+    async fn first_callback_use(
+        &self,
+        signature: [u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        if !self.hot.first_callback_use(signature, expires, now).await? {
+            return Ok(false);
+        }
+        let op = Op::CallbackUse(signature, expires.timestamp());
+        if let Err(e) = self.write(vec![op]).await {
+            // Not durable: not recorded, so the sender's retry is not taken for a replay.
+            self.hot.forget_callback_use(signature).await?;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    async fn forget_callback_use(&self, signature: [u8; 32]) -> Result<(), StoreError> {
+        self.write(vec![Op::ForgetCallbackUse(signature)]).await?;
+        self.hot.forget_callback_use(signature).await
+    }
+
+    async fn prune_callback_uses(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let expired = self.hot.take_expired_callback_uses(now);
+        let n = expired.len();
+        // Should the delete fail, the rows stay on disk (harmless: expired rows read as
+        // unseen) and are loaded and pruned again after the next start.
+        self.write(expired.into_iter().map(Op::ForgetCallbackUse).collect())
+            .await?;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -444,6 +502,37 @@ mod tests {
             purpose: Purpose::Marketing,
             holder,
         }
+    }
+
+    #[tokio::test]
+    async fn expired_callback_signatures_leave_the_disk() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+        let s = EmbeddedStore::open(db.clone()).expect("open");
+        let now = Utc::now();
+        let soon = now + chrono::Duration::seconds(10);
+        let later = now + chrono::Duration::seconds(300);
+        assert!(s.first_callback_use([1; 32], soon, now).await.expect("ok"));
+        assert!(s.first_callback_use([2; 32], later, now).await.expect("ok"));
+        let rows = |db: &Database| {
+            let r = db.begin_read().expect("read");
+            let t = r.open_table(CALLBACK_USES).expect("table");
+            redb::ReadableTableMetadata::len(&t).expect("len")
+        };
+        assert_eq!(rows(&db), 2);
+        let after = now + chrono::Duration::seconds(60);
+        assert_eq!(s.prune_callback_uses(after).await.expect("prune"), 1);
+        assert_eq!(rows(&db), 1, "the expired one is deleted on disk");
+        drop(s);
+        let s = EmbeddedStore::open(db).expect("reopen");
+        assert!(!s
+            .first_callback_use([2; 32], later, after)
+            .await
+            .expect("ok"));
+        assert!(s
+            .first_callback_use([1; 32], later, after)
+            .await
+            .expect("ok"));
     }
 
     #[tokio::test]

@@ -211,6 +211,20 @@ mod tests {
         async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
             gone()
         }
+        async fn first_callback_use(
+            &self,
+            _: [u8; 32],
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<bool, StoreError> {
+            gone()
+        }
+        async fn forget_callback_use(&self, _: [u8; 32]) -> Result<(), StoreError> {
+            gone()
+        }
+        async fn prune_callback_uses(&self, _: DateTime<Utc>) -> Result<usize, StoreError> {
+            gone()
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct MemoryStore {
     caps: DashMap<(u64, Channel, Purpose), Vec<(i64, u64)>>,
     idempotency: DashMap<String, ([u8; 32], JobId)>,
     jobs: DashMap<JobId, serde_json::Value>,
+    /// Signatures of callbacks seen, with the Unix time (seconds) after which they expire.
+    callback_uses: DashMap<[u8; 32], i64>,
 }
 
 impl MemoryStore {
@@ -73,12 +75,65 @@ impl MemoryStore {
     pub(crate) fn restore_job(&self, job: JobId, record: serde_json::Value) {
         self.jobs.insert(job, record);
     }
+
+    /// Restores a callback signature and its expiry (Unix seconds).
+    pub(crate) fn restore_callback_use(&self, signature: [u8; 32], expires: i64) {
+        self.callback_uses.insert(signature, expires);
+    }
+
+    /// Drops the callback signatures expired by `now`, answering them (for write-through
+    /// backends, which delete them on disk too).
+    pub(crate) fn take_expired_callback_uses(&self, now: DateTime<Utc>) -> Vec<[u8; 32]> {
+        let now = now.timestamp();
+        let mut expired = Vec::new();
+        self.callback_uses.retain(|signature, expires| {
+            let keep = *expires >= now;
+            if !keep {
+                expired.push(*signature);
+            }
+            keep
+        });
+        expired
+    }
 }
 
 #[async_trait]
 impl StateStore for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn first_callback_use(
+        &self,
+        signature: [u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        use dashmap::mapref::entry::Entry;
+        // The entry lock makes check-and-record atomic per signature.
+        Ok(match self.callback_uses.entry(signature) {
+            Entry::Occupied(mut seen) => {
+                if *seen.get() >= now.timestamp() {
+                    false
+                } else {
+                    seen.insert(expires.timestamp());
+                    true
+                }
+            }
+            Entry::Vacant(v) => {
+                v.insert(expires.timestamp());
+                true
+            }
+        })
+    }
+
+    async fn forget_callback_use(&self, signature: [u8; 32]) -> Result<(), StoreError> {
+        self.callback_uses.remove(&signature);
+        Ok(())
+    }
+
+    async fn prune_callback_uses(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.take_expired_callback_uses(now).len())
     }
 
     async fn recipient_facts(

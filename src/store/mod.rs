@@ -1,5 +1,6 @@
 //! The state-store boundary: consent overrides, suppressions, frequency-cap reservations,
-//! idempotency keys and job records ([`StateStore`]), and the provider rate-limit bucket
+//! idempotency keys, job records and the signatures of callbacks already applied
+//! ([`StateStore`]), and the provider rate-limit bucket
 //! several instances share ([`RateBucket`]). Policy and dispatch only talk to these traits,
 //! so the in-memory, embedded (durable, one instance) and Redis (shared by many instances)
 //! backends are interchangeable.
@@ -195,6 +196,26 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every stored job record.
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError>;
+
+    /// Records the signature of a verified callback until `expires` (after which its
+    /// timestamp can no longer verify); answers true the first time, false for a replay.
+    /// Atomic: of two callers racing with one signature, exactly one gets true. Survives a
+    /// restart with a durable backend and is shared by every instance with Redis, so a
+    /// captured request cannot be applied again after a restart or on another instance.
+    async fn first_callback_use(
+        &self,
+        signature: [u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Forgets a signature whose request could not be applied, so the sender's retry applies.
+    async fn forget_callback_use(&self, signature: [u8; 32]) -> Result<(), StoreError>;
+
+    /// Drops signatures that expired by `now` so storage stays bounded (by the callback rate
+    /// times the signature window); answers how many. An expired signature already counts as
+    /// unseen, so this only frees space; backends whose entries expire by themselves answer 0.
+    async fn prune_callback_uses(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// Whether the backend answers right now, within its usual timeout: one cheap round trip
     /// for a networked backend, always yes for one inside the process. Readiness and the

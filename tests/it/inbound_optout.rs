@@ -1,6 +1,6 @@
 //! Inbound replies over HTTP: every opt-out keyword (full-width too) opts the sender out at
 //! once, a running job skips them from then on, START opts back in, the consent history
-//! shows every change, and a replayed request applies nothing twice.
+//! shows every change, and a replayed request applies nothing twice, after a restart too.
 
 use std::time::Duration;
 
@@ -172,6 +172,53 @@ async fn a_replayed_reply_is_not_applied_twice() {
         .post_signed_at(PATH, &stop, herald_testkit::signed::SECRET, now - 400)
         .await;
     assert_eq!(s, 401);
+}
+
+#[tokio::test]
+async fn a_reply_replayed_after_a_restart_is_not_applied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let g = Gateway::start_at(&data, with_callbacks).await;
+    g.load_csv(&contacts_csv(52)).await;
+    let now = g.unix_now();
+    let start = reply(7, "START");
+    let (_, t) = g
+        .post_signed_at(PATH, &start, herald_testkit::signed::SECRET, now - 1)
+        .await;
+    assert_eq!(t["opted_in"], 1, "{t}");
+    let (_, t) = g
+        .post_signed_at(PATH, &reply(7, "STOP"), herald_testkit::signed::SECRET, now)
+        .await;
+    assert_eq!(t["opted_out"], 1, "{t}");
+    g.stop().await;
+
+    // Restarted on the same data, the captured START is replayed inside its window.
+    let g = Gateway::start_at(&data, with_callbacks).await;
+    let (s, t) = g
+        .post_signed_at(PATH, &start, herald_testkit::signed::SECRET, now - 1)
+        .await;
+    assert_eq!(s, 200, "{t}");
+    assert_eq!(t["replayed"], true, "{t}");
+    assert_eq!(t["opted_in"], 0, "{t}");
+    let h = history(&g, "c7").await;
+    let consents: Vec<&str> = h.iter().map(|c| c["consent"].as_str().unwrap()).collect();
+    assert_eq!(
+        consents,
+        ["opt_in", "opt_out"],
+        "the contact stays opted out"
+    );
+    // And a marketing job does not reach them.
+    let (s, body) = g
+        .submit(&sms_job(
+            "after-replay",
+            "Hi",
+            json!([{"contact_id": "c7"}]),
+        ))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let done = g.wait_completed(&body, Duration::from_secs(5)).await;
+    assert_eq!(done["counts"]["rejected"]["opted_out"], 1, "{done:#}");
+    g.stop().await;
 }
 
 #[tokio::test]

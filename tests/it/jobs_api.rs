@@ -253,6 +253,32 @@ async fn quiet_hours_defer_until_the_contacts_morning() {
 }
 
 #[tokio::test]
+async fn quiet_hours_without_a_contact_zone_follow_libphonenumbers_zones() {
+    let g = Gateway::start().await;
+    // 19:30 in Jakarta, 21:30 in Jayapura. An Indonesian mobile's prefix places it in
+    // Jakarta, so it is sent now rather than held until Jayapura's morning.
+    g.clock.set("2026-11-23T12:30:00Z".parse().unwrap());
+    g.load_csv(
+        "contact_id,phone,sms_consent,first_name\n\
+         jkt,+62812389628,opt_in,Ayu\n",
+    )
+    .await;
+    let (s, body) = g
+        .submit(&sms_job("evening", "Hi", json!([{"contact_id": "jkt"}])))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    let j = g
+        .wait_until(&id, Duration::from_secs(5), |j| {
+            j["counts"]["sent"].as_u64().unwrap_or(0)
+                + j["counts"]["deferred"].as_u64().unwrap_or(0)
+                == 1
+        })
+        .await;
+    assert_eq!(j["counts"]["sent"], 1, "{j:#}");
+}
+
+#[tokio::test]
 async fn bad_input_is_a_4xx_naming_the_field() {
     let g = gateway().await;
     let cases = [

@@ -19,6 +19,7 @@ mod redis_store;
 mod redis_work;
 mod reports;
 mod shutdown;
+mod state_hardening;
 mod state_outage;
 mod store_behaviour;
 mod throttling;

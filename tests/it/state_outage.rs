@@ -122,6 +122,23 @@ impl StateStore for Flaky {
         self.check()?;
         self.inner.load_jobs().await
     }
+    async fn first_callback_use(
+        &self,
+        signature: [u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.first_callback_use(signature, expires, now).await
+    }
+    async fn forget_callback_use(&self, signature: [u8; 32]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.forget_callback_use(signature).await
+    }
+    async fn prune_callback_uses(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.prune_callback_uses(now).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }

@@ -322,6 +322,45 @@ async fn jobs(s: &dyn StateStore) {
     assert_eq!(all[0]["status"], "running");
 }
 
+async fn callback_uses(s: &dyn StateStore) {
+    let now = Utc::now();
+    let window = now + Duration::seconds(300);
+    let (a, b) = ([0xa1; 32], [0xb2; 32]);
+    assert!(s.first_callback_use(a, window, now).await.unwrap());
+    assert!(
+        !s.first_callback_use(a, window, now).await.unwrap(),
+        "a replay"
+    );
+    assert!(s.first_callback_use(b, window, now).await.unwrap());
+    // A request that could not be applied is forgotten, so its retry applies.
+    s.forget_callback_use(b).await.unwrap();
+    assert!(s.first_callback_use(b, window, now).await.unwrap());
+    assert!(!s.first_callback_use(b, window, now).await.unwrap());
+    // A signature whose window has passed no longer counts, and pruning keeps the others.
+    let short = [0xc3; 32];
+    let started = Utc::now();
+    assert!(s
+        .first_callback_use(short, started + Duration::seconds(1), started)
+        .await
+        .unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    let later = Utc::now();
+    s.prune_callback_uses(later).await.unwrap();
+    assert!(s
+        .first_callback_use(short, later + Duration::seconds(1), later)
+        .await
+        .unwrap());
+    assert!(!s.first_callback_use(a, window, later).await.unwrap());
+    // Racing callers with one signature: exactly one applies it.
+    let racing = [0xd4; 32];
+    let answers =
+        futures::future::join_all((0..8).map(|_| s.first_callback_use(racing, window, now))).await;
+    assert_eq!(
+        answers.into_iter().filter(|a| *a.as_ref().unwrap()).count(),
+        1
+    );
+}
+
 fn embedded(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
     let db = redb::Database::create(dir.path().join("herald.redb")).unwrap();
     Arc::new(EmbeddedStore::open(Arc::new(db)).unwrap())
@@ -379,6 +418,12 @@ macro_rules! suite {
                 let (_dir, s) = $make;
                 jobs(&*s).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn callback_signatures_are_seen_once_per_window() {
+                let (_dir, s) = $make;
+                callback_uses(&*s).await;
+            }
         }
     };
 }
@@ -425,6 +470,8 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     idempotency(&*s).await;
     let (_c, s) = store().await;
     jobs(&*s).await;
+    let (_c, s) = store().await;
+    callback_uses(&*s).await;
     // Caps spread over the nodes, and a batch of many contacts is answered in full, even
     // with a second instance racing for the same contacts.
     let (cleanup, s) = cluster.store().await;
@@ -508,6 +555,10 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         s.save_job(&j, serde_json::json!({"id": j.as_str()}))
             .await
             .unwrap();
+        assert!(s
+            .first_callback_use([5; 32], t + Duration::seconds(300), t)
+            .await
+            .unwrap());
     }
     let s = embedded(&dir);
     let f = s
@@ -534,6 +585,12 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         IdempotencyClaim::Existing(j.clone())
     );
     assert_eq!(s.load_jobs().await.unwrap().len(), 1);
+    assert!(
+        !s.first_callback_use([5; 32], t + Duration::seconds(300), t)
+            .await
+            .unwrap(),
+        "a callback applied before the restart is a replay after it"
+    );
     // New history entries continue the sequence rather than overwrite old ones.
     s.record_consent(&[opt_out("c1")]).await.unwrap();
     drop(s);

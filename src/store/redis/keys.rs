@@ -24,6 +24,7 @@
 //! | `{P:job:<id>}:v1:shard:<k>` | hash | shard k's counts per code and delivery state, parts, cost, finals |
 //! | `{P:job:<id>}:v1:dlv:<k>` | string | shard k's final delivery state per position |
 //! | `{P:rcpt:<bucket>}:v1:m:<provider>:<id>` | string | job id and recipient of a sent message (expires) |
+//! | `{P:cb:<bucket>}:v1:seen:<signature>` | string | a callback signature already applied (expires with the signature window) |
 //!
 //! Everything but caps and rate limits carries the hash tag `{P}`: in a cluster it all lives
 //! in one slot, so a batch lookup (suppressions and consent for 512 recipients) stays one
@@ -32,7 +33,9 @@
 //! check-and-reserve script for a contact touches one slot only. Each provider's rate-limit
 //! key has a tag of its own, so the busiest keys of a fleet land on different nodes. A
 //! shared job's keys carry the job's own tag, so its commit script touches one slot and
-//! different jobs spread over the nodes.
+//! different jobs spread over the nodes. A callback signature is written and read alone (one
+//! `SET NX`), so it needs no slot shared with anything; its tag spreads signatures over 256
+//! buckets so a burst of provider callbacks does not land on one node.
 
 use crate::domain::{Channel, Purpose};
 
@@ -128,6 +131,16 @@ impl Keys {
         format!(
             "{{{}:rcpt:{bucket:02x}}}:v1:m:{provider}:{message_id}",
             self.prefix
+        )
+    }
+
+    /// The replay marker of a verified callback signature, spread over 256 hash tags.
+    pub(super) fn callback_seen(&self, signature: &[u8; 32]) -> String {
+        format!(
+            "{{{}:cb:{:02x}}}:v1:seen:{}",
+            self.prefix,
+            signature[0],
+            hex::encode(signature)
         )
     }
 
@@ -244,6 +257,17 @@ mod tests {
         }
         assert_ne!(tag(k.job("j2").control().as_bytes()), b"herald:job:j1");
         assert_eq!(tag(k.work_active().as_bytes()), b"herald");
+    }
+
+    #[test]
+    fn callback_signatures_spread_by_their_first_byte() {
+        let k = Keys::new("herald");
+        let mut sig = [7u8; 32];
+        let a = k.callback_seen(&sig);
+        assert_eq!(tag(a.as_bytes()), b"herald:cb:07");
+        assert!(a.ends_with(&hex::encode(sig)));
+        sig[0] = 0xab;
+        assert_eq!(tag(k.callback_seen(&sig).as_bytes()), b"herald:cb:ab");
     }
 
     #[test]

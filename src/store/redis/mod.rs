@@ -1,5 +1,6 @@
 //! The Redis state backend: what several herald instances share (suppressions, consent and
-//! its history, frequency-cap reservations, idempotency keys, job records) lives in one Redis
+//! its history, frequency-cap reservations, idempotency keys, job records, callback
+//! signatures already applied) lives in one Redis
 //! or Redis Cluster, so any instance can decide for any recipient.
 //!
 //! Every call is one round trip: a pipeline (or one MULTI) over keys that share a hash slot,
@@ -389,6 +390,39 @@ impl StateStore for RedisStore {
             .arg(bytes)
             .ignore();
         self.conn.query::<()>(&pipe).await
+    }
+
+    /// `SET NX` with the time left until `expires` as the key's lifetime (at least a
+    /// second): Redis drops the marker when the signature can no longer verify.
+    async fn first_callback_use(
+        &self,
+        signature: [u8; 32],
+        expires: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = (expires - now).num_milliseconds().max(1_000);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.callback_seen(&signature))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
+        let (set,): (Option<String>,) = self.conn.query(&pipe).await?;
+        Ok(set.is_some())
+    }
+
+    async fn forget_callback_use(&self, signature: [u8; 32]) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL")
+            .arg(self.keys.callback_seen(&signature))
+            .ignore();
+        self.conn.query::<()>(&pipe).await
+    }
+
+    /// Markers expire in Redis by themselves.
+    async fn prune_callback_uses(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(0)
     }
 
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
