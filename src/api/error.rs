@@ -176,13 +176,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Parses JSON, naming the path of the offending field in the error.
+/// Parses JSON, naming the path of the offending field in the error. The value must be the
+/// whole input: bytes after it other than whitespace (`{...}x`, `{...}}`) are a 400 naming
+/// the offset of the first one, since such a body is not the one the client meant to send.
 pub fn parse_json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     prefix: &str,
 ) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = match (prefix, path.as_str()) {
@@ -195,5 +197,30 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         } else {
             ApiError::invalid(field, inner.to_string())
         }
-    })
+    })?;
+    if de.end().is_err() {
+        let at = trailing_offset(bytes);
+        let at_line = prefix.trim_end_matches([' ', ':']);
+        let message = format!("unexpected bytes after the JSON value at byte {at}");
+        return Err(if at_line.is_empty() {
+            ApiError::bad_request(format!("invalid JSON: {message}"))
+        } else {
+            ApiError::invalid(at_line, message)
+        });
+    }
+    Ok(value)
+}
+
+/// The offset of the first byte after the first JSON value of `bytes` that is not
+/// whitespace (called once that value parsed and something follows it). Callback bodies
+/// name it too.
+pub(crate) fn trailing_offset(bytes: &[u8]) -> usize {
+    let mut values =
+        serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
+    let _ = values.next();
+    let end = values.byte_offset();
+    end + bytes[end..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
 }
