@@ -287,8 +287,10 @@ fn load_startup_snapshot(
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_listen` moves it off `addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub state: Arc<AppState>,
-    shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -297,7 +299,7 @@ impl Running {
     /// taking chunks and in-flight sends, retries and ledger writes get
     /// `server.shutdown_timeout_seconds` to finish; the database is closed last.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(());
+        let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let timeout = Duration::from_secs(self.state.config.config.server.shutdown_timeout_seconds);
         if self.state.dispatcher.drain(timeout).await {
@@ -315,28 +317,50 @@ impl Running {
     }
 }
 
-/// Binds `state`'s configured address (port 0 picks a free one) and serves in the background.
+/// Binds `state`'s configured address (port 0 picks a free one), and `server.metrics_listen`
+/// when set, and serves in the background.
 pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {
-    let addr = state.config.config.server.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let server = &state.config.config.server;
+    let limits = api::server::Limits::from_config(server);
+    let listener = bind(server.listen).await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match server.metrics_listen {
+        Some(at) => Some(bind(at).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let router = api::router(state.clone());
+    let metrics = metrics.map(|l| (l, api::metrics_router(state.clone())));
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        let public = api::server::serve(listener, router, limits, stopped(rx.clone()));
+        match metrics {
+            Some((listener, router)) => {
+                let scrape = api::server::serve(listener, router, limits, stopped(rx));
+                let (public, scrape) = tokio::join!(public, scrape);
+                public.and(scrape)
+            }
+            None => public.await,
+        }
     });
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         shutdown: tx,
         task,
     })
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// Resolves once [`Running::stop`] asks the servers to stop (or the handle is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -344,6 +368,9 @@ pub async fn serve(config: LoadedConfig) -> anyhow::Result<()> {
     let state = build(config).await?;
     let running = spawn(state).await?;
     tracing::info!(addr = %running.addr, "herald listening");
+    if let Some(addr) = running.metrics_addr {
+        tracing::info!(%addr, "metrics listening");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

@@ -97,6 +97,27 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body stopped arriving (`server.body_idle_timeout_ms`).
+    pub fn body_stalled() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_stalled",
+            "the request body stopped arriving; send it again without pausing",
+        )
+    }
+
+    /// 503 with Retry-After on a connection accepted past `server.max_connections`: such a
+    /// connection answers only health, readiness and metrics.
+    pub fn over_capacity() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "over_capacity",
+            "the server holds as many connections as it serves; retry after Retry-After seconds",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 415: a content type this route does not take.
     pub fn unsupported_media(expected: &str) -> ApiError {
         ApiError::new(

@@ -103,13 +103,10 @@ async fn read_invoice(state: &AppState, body: Body) -> Result<Invoice, ApiError>
         .server
         .max_upload_bytes
         .min(MAX_INVOICE_BYTES);
-    let (mut reader, cap) = capped_reader(body, limit);
+    let (mut reader, cap) = capped_reader(body, limit)?;
     let io_err = |e: std::io::Error, line_no: u64| {
-        if cap.exceeded() {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_request(format!("line {line_no}: {e}"))
-        }
+        cap.refusal(limit)
+            .unwrap_or_else(|| ApiError::bad_request(format!("line {line_no}: {e}")))
     };
     let mut line = Vec::with_capacity(256);
     if !next_line(&mut reader, &mut line, MAX_INVOICE_LINE)

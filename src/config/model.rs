@@ -43,21 +43,37 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// When set, `/metrics` is served on this address only (a port the scraper reaches and
+    /// the public does not), and no longer on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: String,
     pub max_json_body_bytes: usize,
     pub max_upload_bytes: u64,
     /// On SIGTERM, how long in-flight sends, retries and ledger writes may take to finish.
     pub shutdown_timeout_seconds: u64,
+    /// Connections served in full at once. Past it, new connections are still accepted but
+    /// answer only `/healthz`, `/readyz` and `/metrics` (one request each), so a flood of
+    /// slow clients cannot starve the load balancer's and the scraper's checks.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this is closed (slow or
+    /// half-open clients); it also bounds how long an idle keep-alive connection stays open.
+    pub header_read_timeout_ms: u64,
+    /// A request whose body stops arriving for this long ends with 408.
+    pub body_idle_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             data_dir: "./herald-data".into(),
             max_json_body_bytes: 16 << 20,
             max_upload_bytes: 8 << 30,
             shutdown_timeout_seconds: 10,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -363,6 +379,19 @@ impl Config {
         }
         if self.auth.api_keys.iter().any(|k| k.trim().is_empty()) {
             errs.push("auth.api_keys: keys must not be empty".into());
+        }
+        let server = &self.server;
+        if server.max_connections == 0 {
+            errs.push("server.max_connections: must be at least 1".into());
+        }
+        if server.header_read_timeout_ms == 0 {
+            errs.push("server.header_read_timeout_ms: must be at least 1".into());
+        }
+        if server.body_idle_timeout_ms == 0 {
+            errs.push("server.body_idle_timeout_ms: must be at least 1".into());
+        }
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+            errs.push("server.metrics_listen: must differ from server.listen".into());
         }
         if self.policy.quiet_hours.window().is_none() {
             errs.push("policy.quiet_hours: start and end must be HH:MM".into());

@@ -1,0 +1,221 @@
+//! The edge of the gateway under hostile or careless use: slow and oversized requests, the
+//! demo key on a public address, the privacy of the data directory, the metrics address,
+//! and a copy of the default configuration started from elsewhere.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Gateway, KEY};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads what the server answers on `stream` until it closes the connection or `limit`
+/// passes; `None` when it neither answered nor closed in time.
+async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Reads until the status line of an answer has arrived; `None` when none came in time.
+async fn read_status(stream: &mut TcpStream, limit: Duration) -> Option<u16> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(end) = out.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&out[..end]).into_owned();
+            return line.split(' ').nth(1).and_then(|s| s.parse().ok());
+        }
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => out.extend_from_slice(&buf[..n]),
+            _ => return None,
+        }
+    }
+}
+
+fn addr_of(g: &Gateway) -> std::net::SocketAddr {
+    g.running.as_ref().expect("running").addr
+}
+
+#[tokio::test]
+async fn half_open_connections_are_closed_and_health_still_answers() {
+    let g = Gateway::start_with(|c| {
+        c.server.header_read_timeout_ms = 1_000;
+        c.server.max_connections = 100;
+    })
+    .await;
+    let addr = addr_of(&g);
+    let mut held = Vec::with_capacity(1_000);
+    for _ in 0..1_000 {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        s.write_all(b"GET /v1/jobs HTTP/1.1\r\nHost: herald\r\nAuthorization: Bea")
+            .await
+            .expect("write half a header");
+        held.push(s);
+    }
+    let opened = Instant::now();
+
+    // Health, readiness and metrics answer beyond the cap; other routes are refused there.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .expect("client");
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let started = Instant::now();
+        let r = http.get(g.url(path)).send().await.expect(path);
+        assert!(r.status().as_u16() < 500 || path == "/readyz", "{path}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{path}");
+    }
+    let r = http
+        .get(g.url("/v1/jobs"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("an answer beyond the cap");
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+
+    // Before the header timeout they are still open...
+    if opened.elapsed() < Duration::from_millis(700) {
+        let last = held.last_mut().expect("connections");
+        assert!(
+            read_until_closed(last, Duration::from_millis(100))
+                .await
+                .is_none(),
+            "closed before the header timeout"
+        );
+    }
+    // ...and every one of them is closed once it has passed.
+    for s in &mut held {
+        let left = Duration::from_secs(5).saturating_sub(opened.elapsed());
+        assert!(
+            read_until_closed(s, left).await.is_some(),
+            "a half-open connection was still open after {:?}",
+            opened.elapsed()
+        );
+    }
+    assert!(opened.elapsed() >= Duration::from_millis(900));
+    // With them gone, the API answers again.
+    let r = http
+        .get(g.url("/v1/jobs"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("jobs");
+    assert_eq!(r.status(), 200);
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_cap_is_refused_at_once() {
+    let g = Gateway::start_with(|c| c.server.max_upload_bytes = 1 << 20).await;
+    let addr = addr_of(&g);
+    for (method, path, content_type) in [
+        ("POST", "/v1/jobs", "application/json"),
+        ("POST", "/v1/jobs", "application/x-ndjson"),
+        ("PUT", "/v1/snapshot", "text/csv"),
+        ("PUT", "/v1/suppressions", "application/x-ndjson"),
+        ("POST", "/v1/ledger/reconcile", "text/csv"),
+        (
+            "POST",
+            "/v1/jobs/job_00000000000000000000000000000000/resume",
+            "application/json",
+        ),
+    ] {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: 1073741824\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        s.write_all(&[b' '; 4096])
+            .await
+            .expect("write a little body");
+        let started = Instant::now();
+        let status = read_status(&mut s, Duration::from_secs(1)).await;
+        assert_eq!(
+            status,
+            Some(413),
+            "{method} {path} ({content_type}) after {:?}",
+            started.elapsed()
+        );
+    }
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_ends_the_request() {
+    let g = Gateway::start_with(|c| c.server.body_idle_timeout_ms = 500).await;
+    let addr = addr_of(&g);
+    for (path, content_type) in [
+        ("/v1/jobs", "application/json"),
+        ("/v1/snapshot", "text/csv"),
+    ] {
+        let method = if path == "/v1/snapshot" {
+            "PUT"
+        } else {
+            "POST"
+        };
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: herald\r\nAuthorization: Bearer {KEY}\r\n\
+             Content-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+        );
+        s.write_all(head.as_bytes()).await.expect("write head");
+        s.write_all(b"{\"campaign_id\"")
+            .await
+            .expect("write a start");
+        let started = Instant::now();
+        let status = read_status(&mut s, Duration::from_secs(3)).await;
+        assert_eq!(status, Some(408), "{path} after {:?}", started.elapsed());
+        assert!(started.elapsed() >= Duration::from_millis(400));
+    }
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_can_move_to_their_own_address() {
+    // Unset: /metrics on the API port, as before.
+    let g = Gateway::start().await;
+    assert!(g.running.as_ref().expect("running").metrics_addr.is_none());
+    let r = reqwest::get(g.url("/metrics")).await.expect("metrics");
+    assert_eq!(r.status(), 200);
+    g.stop().await;
+
+    // Set: /metrics there, and not on the API port.
+    let g = Gateway::start_with(|c| {
+        c.server.metrics_listen = Some("127.0.0.1:0".parse().expect("addr"));
+    })
+    .await;
+    let metrics_addr = g
+        .running
+        .as_ref()
+        .expect("running")
+        .metrics_addr
+        .expect("a metrics address");
+    assert_ne!(metrics_addr, addr_of(&g));
+    let r = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("metrics");
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.expect("text").contains("herald_"));
+    let r = reqwest::get(g.url("/metrics")).await.expect("public");
+    assert_eq!(r.status(), 404);
+    let r = reqwest::get(format!("http://{metrics_addr}/v1/jobs"))
+        .await
+        .expect("api on the metrics address");
+    assert_eq!(r.status(), 404);
+    let r = reqwest::get(g.url("/healthz")).await.expect("health");
+    assert_eq!(r.status(), 200);
+    g.stop().await;
+}
+
