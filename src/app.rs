@@ -13,7 +13,7 @@ use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{Cluster, IndexedSends};
 use crate::config::StateBackend;
-use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
+use crate::config::{ConfigSource, LoadedConfig, DEMO_SNAPSHOT_CSV, DEMO_SNAPSHOT_PATH};
 use crate::dispatch::journal::Journal;
 use crate::dispatch::recovery;
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
@@ -241,8 +241,9 @@ pub async fn build_with_clock(
     Ok(state)
 }
 
-/// Loads `snapshot.load_path` if configured. The embedded default config falls back to the
-/// demo snapshot compiled into the binary when the file is not on disk.
+/// Loads `snapshot.load_path` if configured. When it names the demo snapshot and no such
+/// file is beside the config (the embedded default, or a copy of the shipped config placed
+/// elsewhere), the demo snapshot compiled into the binary is used.
 fn load_startup_snapshot(
     config: &LoadedConfig,
     snapshots: &SnapshotStore,
@@ -266,13 +267,30 @@ fn load_startup_snapshot(
     };
     let resolved = config.resolve(path);
     let region = config.config.snapshot.region();
+    let embedded = matches!(config.source, ConfigSource::Embedded);
     let (snapshot, report) = match std::fs::File::open(&resolved) {
         Ok(f) => load_csv(std::io::BufReader::with_capacity(1 << 20, f), now, region),
-        Err(e) if matches!(config.source, crate::config::ConfigSource::Embedded) => {
+        Err(e)
+            if path == DEMO_SNAPSHOT_PATH
+                && (embedded || e.kind() == std::io::ErrorKind::NotFound) =>
+        {
             tracing::info!(path = %resolved.display(), error = %e, "demo snapshot not on disk; using the built-in copy");
             load_csv(DEMO_SNAPSHOT_CSV.as_bytes(), now, region)
         }
-        Err(e) => return Err(e).with_context(|| format!("opening snapshot {}", resolved.display())),
+        Err(e) => {
+            let base = match &config.source {
+                ConfigSource::File(f) => format!("the directory of the config file {}", f.display()),
+                ConfigSource::Embedded => "./config (the built-in config)".to_string(),
+            };
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot open the snapshot {} named by snapshot.load_path = {path:?}: \
+                     relative paths resolve against {base}. Give an absolute path or put the \
+                     file there, or remove snapshot.load_path to start with an empty snapshot",
+                    resolved.display()
+                )
+            });
+        }
     }
     .with_context(|| format!("loading snapshot {}", resolved.display()))?;
     snapshots.replace(snapshot)?;

@@ -7,6 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Gateway, KEY};
+use herald::config::{LoadedConfig, DEFAULT_TOML};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -217,5 +218,64 @@ async fn metrics_can_move_to_their_own_address() {
     let r = reqwest::get(g.url("/healthz")).await.expect("health");
     assert_eq!(r.status(), 200);
     g.stop().await;
+}
+
+/// A copy of the shipped configuration, started from another directory, still finds the
+/// demo snapshot; a missing snapshot of one's own is an error that says where it looked.
+#[tokio::test]
+async fn a_copy_of_the_default_config_starts_elsewhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("herald.toml");
+    std::fs::write(
+        &config,
+        DEFAULT_TOML.replace("prepare_log_spares = true", "prepare_log_spares = false"),
+    )
+    .expect("write config");
+    let data = dir.path().join("data").display().to_string();
+    let env = |name: &str| match name {
+        "HERALD_LISTEN" => Some("127.0.0.1:0".to_string()),
+        "HERALD_DATA_DIR" => Some(data.clone()),
+        "HERALD_API_KEYS" => Some(KEY.to_string()),
+        _ => None,
+    };
+    let loaded = LoadedConfig::load(Some(&config), &env).expect("config");
+    let state = herald::app::build(loaded).await.expect("build");
+    let running = herald::app::spawn(state).await.expect("spawn");
+    let snapshot: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://{}/v1/snapshot", running.addr))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("snapshot")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(snapshot["contacts"], 10, "{snapshot}");
+    running.stop().await;
+
+    // A snapshot path of one's own that is not there.
+    std::fs::write(
+        &config,
+        DEFAULT_TOML.replace(
+            "load_path = \"demo-contacts.csv\"",
+            "load_path = \"exports/crm.csv\"",
+        ),
+    )
+    .expect("write config");
+    let data = dir.path().join("data2").display().to_string();
+    let env = |name: &str| match name {
+        "HERALD_LISTEN" => Some("127.0.0.1:0".to_string()),
+        "HERALD_DATA_DIR" => Some(data.clone()),
+        _ => None,
+    };
+    let loaded = LoadedConfig::load(Some(&config), &env).expect("config");
+    let err = match herald::app::build(loaded).await {
+        Ok(_) => panic!("a missing snapshot file must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    let tried = dir.path().join("exports/crm.csv");
+    assert!(err.contains(&tried.display().to_string()), "{err}");
+    assert!(err.contains("relative"), "{err}");
+    assert!(err.contains(&config.display().to_string()), "{err}");
 }
 
