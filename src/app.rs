@@ -81,12 +81,16 @@ pub async fn build(config: LoadedConfig) -> anyhow::Result<Arc<AppState>> {
     build_with_clock(config, Arc::new(SystemClock)).await
 }
 
-/// Builds the application with an injected clock (tests pin time with it).
+/// Builds the application with an injected clock (tests pin time with it). Refuses to
+/// start when the demo key would be served on a public address.
 pub async fn build_with_clock(
     config: LoadedConfig,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<AppState>> {
     let c = &config.config;
+    if let Some(problem) = c.public_demo_key() {
+        anyhow::bail!(problem);
+    }
     let metrics = crate::metrics::install();
     std::fs::create_dir_all(&c.server.data_dir)
         .with_context(|| format!("creating data dir {}", c.server.data_dir))?;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Gateway, KEY};
@@ -279,3 +280,132 @@ async fn a_copy_of_the_default_config_starts_elsewhere() {
     assert!(err.contains(&config.display().to_string()), "{err}");
 }
 
+/// Strips terminal colour sequences from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Starts `herald serve` with the embedded default config; answers its exit and log when it
+/// exits within `limit`, or kills it and answers `None` and the port it listened on.
+fn serve(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<bool>, String, u16) {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.arg("serve")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    for var in [
+        "HERALD_CONFIG",
+        "HERALD_LISTEN",
+        "HERALD_DATA_DIR",
+        "HERALD_API_KEYS",
+        "HERALD_ALLOW_DEMO_KEY",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start herald");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(plain(&line)).is_err() {
+                break;
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut log = String::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains("herald listening") {
+                    let port = line
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.trim().parse().ok())
+                        .unwrap_or(0);
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return (None, log, port);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                let status = child.wait().expect("wait");
+                return (Some(status.success()), log, 0);
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("herald neither listened nor exited within {limit:?}:\n{log}");
+        }
+    }
+}
+
+#[test]
+fn the_demo_key_is_refused_on_a_public_address() {
+    let limit = Duration::from_secs(20);
+    let (exit, log, _) = serve(&["--listen", "0.0.0.0:0"], &[], limit);
+    assert_eq!(exit, Some(false), "{log}");
+    assert!(log.contains("dev-key-change-me"), "{log}");
+    assert!(log.contains("HERALD_API_KEYS"), "{log}");
+    assert!(log.contains("--allow-demo-key"), "{log}");
+
+    // A demo on purpose, by flag or by environment.
+    let (exit, log, _) = serve(&["--listen", "0.0.0.0:0", "--allow-demo-key"], &[], limit);
+    assert_eq!(exit, None, "{log}");
+    let (exit, log, _) = serve(
+        &["--listen", "0.0.0.0:0"],
+        &[("HERALD_ALLOW_DEMO_KEY", "1")],
+        limit,
+    );
+    assert_eq!(exit, None, "{log}");
+    // A key of one's own replaces the demo key.
+    let (exit, log, _) = serve(
+        &["--listen", "0.0.0.0:0"],
+        &[("HERALD_API_KEYS", "a-real-key")],
+        limit,
+    );
+    assert_eq!(exit, None, "{log}");
+    // Loopback keeps the demo key working out of the box.
+    let (exit, log, _) = serve(&["--listen", "127.0.0.1:0"], &[], limit);
+    assert_eq!(exit, None, "{log}");
+}
+
+#[tokio::test]
+async fn a_key_of_ones_own_drops_the_demo_key() {
+    let env = |name: &str| match name {
+        "HERALD_API_KEYS" => Some("a-real-key".to_string()),
+        _ => None,
+    };
+    let loaded = LoadedConfig::load(None, &env).expect("config");
+    assert_eq!(loaded.config.auth.api_keys, vec!["a-real-key".to_string()]);
+}

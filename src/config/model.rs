@@ -83,6 +83,11 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub api_keys: Vec<String>,
+    /// Lets the shipped demo key ([`DEMO_API_KEY`](super::DEMO_API_KEY)) be served on an
+    /// address other than loopback, for a demo on purpose. Set by `--allow-demo-key` or
+    /// `HERALD_ALLOW_DEMO_KEY=1`; without it such a start is refused, since anyone who has
+    /// read the README knows that key.
+    pub allow_demo_key: bool,
 }
 
 /// Contact snapshot settings.
@@ -342,8 +347,8 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added) and
-    /// `HERALD_REDIS_URL`, and reads the secrets the config names (HTTP provider credentials, provider callback
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added, and
+    /// replace the demo key), `HERALD_ALLOW_DEMO_KEY` and `HERALD_REDIS_URL`, and reads the secrets the config names (HTTP provider credentials, provider callback
     /// secrets, the link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         super::callbacks::read_secrets(self, env);
@@ -355,17 +360,45 @@ impl Config {
             self.server.data_dir = dir;
         }
         if let Some(keys) = env("HERALD_API_KEYS") {
+            // Keys of one's own replace the shipped demo key; other configured keys stay.
+            if keys.split(',').any(|k| !k.trim().is_empty()) {
+                self.auth.api_keys.retain(|k| k != super::DEMO_API_KEY);
+            }
             for k in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
                 if !self.auth.api_keys.iter().any(|e| e == k) {
                     self.auth.api_keys.push(k.to_string());
                 }
             }
         }
+        if let Some(v) = env("HERALD_ALLOW_DEMO_KEY") {
+            self.auth.allow_demo_key = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            );
+        }
         for p in &mut self.providers {
             if let Some(var) = p.auth_header_env.as_deref() {
                 p.auth_value = env(var).map(Secret::new);
             }
         }
+    }
+
+    /// Why this configuration must not start: the demo key served on an address other than
+    /// loopback, unless [`AuthConfig::allow_demo_key`] says this is a demo. Checked when the
+    /// app starts, after the command line has set the final listen address.
+    pub fn public_demo_key(&self) -> Option<String> {
+        let public = !self.server.listen.ip().is_loopback();
+        let demo = self.auth.api_keys.iter().any(|k| k == super::DEMO_API_KEY);
+        (public && demo && !self.auth.allow_demo_key).then(|| {
+            format!(
+                "refusing to serve the demo API key {:?} on {}, which is not a loopback \
+                 address: anyone who read the README could use it. Set your own keys with \
+                 HERALD_API_KEYS=key1,key2 (they replace the demo key), or, for a demo on \
+                 purpose, pass --allow-demo-key (or set HERALD_ALLOW_DEMO_KEY=1)",
+                super::DEMO_API_KEY,
+                self.server.listen
+            )
+        })
     }
 
     /// Checks everything and returns every problem found.
