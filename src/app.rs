@@ -92,8 +92,8 @@ pub async fn build_with_clock(
         anyhow::bail!(problem);
     }
     let metrics = crate::metrics::install();
-    std::fs::create_dir_all(&c.server.data_dir)
-        .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
+    crate::private_files::prepare(std::path::Path::new(&c.server.data_dir))
+        .with_context(|| format!("preparing the data dir {}", c.server.data_dir))?;
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     let snapshot_files = SnapshotFiles::new(std::path::Path::new(&c.server.data_dir))
         .with_context(|| format!("creating the snapshot directory in {}", c.server.data_dir))?;

@@ -221,6 +221,47 @@ async fn metrics_can_move_to_their_own_address() {
     g.stop().await;
 }
 
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let mut g = Gateway::start().await;
+    g.load_csv(&common::contacts_csv(3)).await;
+    let (status, job) = g
+        .submit(&common::sms_job(
+            "private",
+            "Hi",
+            serde_json::json!([{"contact_id": "c0"}]),
+        ))
+        .await;
+    assert_eq!(status, 201, "{job}");
+    g.wait_completed(&job, Duration::from_secs(10)).await;
+    let running = g.running.take().expect("running");
+    let dir = std::path::PathBuf::from(&running.state.config.config.server.data_dir);
+    running.stop().await;
+
+    let mut stack = vec![dir.clone()];
+    let mut files = 0;
+    while let Some(d) = stack.pop() {
+        let mode = std::fs::metadata(&d).expect("dir").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", d.display());
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let entry = entry.expect("entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files += 1;
+                let mode = meta.permissions().mode() & 0o777;
+                assert_eq!(mode, 0o600, "{} is {mode:o}", entry.path().display());
+            }
+        }
+    }
+    assert!(files >= 3, "the database, the log and the snapshot");
+    assert!(dir.join("snapshot").exists() || files > 3);
+}
+
 /// A copy of the shipped configuration, started from another directory, still finds the
 /// demo snapshot; a missing snapshot of one's own is an error that says where it looked.
 #[tokio::test]
