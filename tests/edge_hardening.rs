@@ -339,9 +339,10 @@ fn plain(line: &str) -> String {
     out
 }
 
-/// Starts `herald serve` with the embedded default config; answers its exit and log when it
-/// exits within `limit`, or kills it and answers `None` and the port it listened on.
-fn serve(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<bool>, String, u16) {
+/// Starts `herald serve` with the embedded default config; answers whether it exited
+/// successfully and its log when it exits within `limit`, or, once it listens, kills it and
+/// answers `None` and the log so far.
+fn serve(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<bool>, String) {
     use std::io::{BufRead, BufReader};
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -387,19 +388,14 @@ fn serve(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<bool>,
                 log.push_str(&line);
                 log.push('\n');
                 if line.contains("herald listening") {
-                    let port = line
-                        .rsplit(':')
-                        .next()
-                        .and_then(|p| p.trim().parse().ok())
-                        .unwrap_or(0);
                     let _ = child.kill();
                     let _ = child.wait();
-                    return (None, log, port);
+                    return (None, log);
                 }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
                 let status = child.wait().expect("wait");
-                return (Some(status.success()), log, 0);
+                return (Some(status.success()), log);
             }
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
         }
@@ -414,30 +410,30 @@ fn serve(args: &[&str], env: &[(&str, &str)], limit: Duration) -> (Option<bool>,
 #[test]
 fn the_demo_key_is_refused_on_a_public_address() {
     let limit = Duration::from_secs(20);
-    let (exit, log, _) = serve(&["--listen", "0.0.0.0:0"], &[], limit);
+    let (exit, log) = serve(&["--listen", "0.0.0.0:0"], &[], limit);
     assert_eq!(exit, Some(false), "{log}");
     assert!(log.contains("dev-key-change-me"), "{log}");
     assert!(log.contains("HERALD_API_KEYS"), "{log}");
     assert!(log.contains("--allow-demo-key"), "{log}");
 
     // A demo on purpose, by flag or by environment.
-    let (exit, log, _) = serve(&["--listen", "0.0.0.0:0", "--allow-demo-key"], &[], limit);
+    let (exit, log) = serve(&["--listen", "0.0.0.0:0", "--allow-demo-key"], &[], limit);
     assert_eq!(exit, None, "{log}");
-    let (exit, log, _) = serve(
+    let (exit, log) = serve(
         &["--listen", "0.0.0.0:0"],
         &[("HERALD_ALLOW_DEMO_KEY", "1")],
         limit,
     );
     assert_eq!(exit, None, "{log}");
     // A key of one's own replaces the demo key.
-    let (exit, log, _) = serve(
+    let (exit, log) = serve(
         &["--listen", "0.0.0.0:0"],
         &[("HERALD_API_KEYS", "a-real-key")],
         limit,
     );
     assert_eq!(exit, None, "{log}");
     // Loopback keeps the demo key working out of the box.
-    let (exit, log, _) = serve(&["--listen", "127.0.0.1:0"], &[], limit);
+    let (exit, log) = serve(&["--listen", "127.0.0.1:0"], &[], limit);
     assert_eq!(exit, None, "{log}");
 }
 

@@ -348,8 +348,9 @@ pub struct PriceConfig {
 
 impl Config {
     /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added, and
-    /// replace the demo key), `HERALD_ALLOW_DEMO_KEY` and `HERALD_REDIS_URL`, and reads the secrets the config names (HTTP provider credentials, provider callback
-    /// secrets, the link secret).
+    /// replace the demo key), `HERALD_ALLOW_DEMO_KEY` and `HERALD_REDIS_URL`, and reads the
+    /// secrets the config names (HTTP provider credentials, provider callback secrets, the
+    /// link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         super::callbacks::read_secrets(self, env);
         super::state::apply_env(&mut self.state, env);
