@@ -13,6 +13,8 @@ COPY --from=build /src/target/release/herald /usr/local/bin/herald
 COPY config /etc/herald
 USER herald
 WORKDIR /var/lib/herald
+# The demo key is refused on 0.0.0.0: run with -e HERALD_API_KEYS=key1,key2 (or, for a demo on
+# purpose, -e HERALD_ALLOW_DEMO_KEY=1).
 ENV HERALD_LISTEN=0.0.0.0:8080 HERALD_DATA_DIR=/var/lib/herald/data
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \

@@ -13,7 +13,7 @@ use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{Cluster, IndexedSends};
 use crate::config::StateBackend;
-use crate::config::{LoadedConfig, DEMO_SNAPSHOT_CSV};
+use crate::config::{ConfigSource, LoadedConfig, DEMO_SNAPSHOT_CSV, DEMO_SNAPSHOT_PATH};
 use crate::dispatch::journal::Journal;
 use crate::dispatch::recovery;
 use crate::dispatch::send_log::{JournalLog, LedgerOnlyLog, SendLog, SharedMarksLog};
@@ -82,15 +82,19 @@ pub async fn build(config: LoadedConfig) -> anyhow::Result<Arc<AppState>> {
     build_with_clock(config, Arc::new(SystemClock)).await
 }
 
-/// Builds the application with an injected clock (tests pin time with it).
+/// Builds the application with an injected clock (tests pin time with it). Refuses to
+/// start when the demo key would be served on a public address.
 pub async fn build_with_clock(
     config: LoadedConfig,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Arc<AppState>> {
     let c = &config.config;
+    if let Some(problem) = c.public_demo_key() {
+        anyhow::bail!(problem);
+    }
     let metrics = crate::metrics::install();
-    std::fs::create_dir_all(&c.server.data_dir)
-        .with_context(|| format!("creating data dir {}", c.server.data_dir))?;
+    crate::private_files::prepare(std::path::Path::new(&c.server.data_dir))
+        .with_context(|| format!("preparing the data dir {}", c.server.data_dir))?;
     let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
     let snapshot_files = SnapshotFiles::new(std::path::Path::new(&c.server.data_dir))
         .with_context(|| format!("creating the snapshot directory in {}", c.server.data_dir))?;
@@ -259,8 +263,9 @@ pub async fn build_with_clock(
     Ok(state)
 }
 
-/// Loads `snapshot.load_path` if configured. The embedded default config falls back to the
-/// demo snapshot compiled into the binary when the file is not on disk.
+/// Loads `snapshot.load_path` if configured. When it names the demo snapshot and no such
+/// file is beside the config (the embedded default, or a copy of the shipped config placed
+/// elsewhere), the demo snapshot compiled into the binary is used.
 fn load_startup_snapshot(
     config: &LoadedConfig,
     snapshots: &SnapshotStore,
@@ -284,13 +289,30 @@ fn load_startup_snapshot(
     };
     let resolved = config.resolve(path);
     let region = config.config.snapshot.region();
+    let embedded = matches!(config.source, ConfigSource::Embedded);
     let (snapshot, report) = match std::fs::File::open(&resolved) {
         Ok(f) => load_csv(std::io::BufReader::with_capacity(1 << 20, f), now, region),
-        Err(e) if matches!(config.source, crate::config::ConfigSource::Embedded) => {
+        Err(e)
+            if path == DEMO_SNAPSHOT_PATH
+                && (embedded || e.kind() == std::io::ErrorKind::NotFound) =>
+        {
             tracing::info!(path = %resolved.display(), error = %e, "demo snapshot not on disk; using the built-in copy");
             load_csv(DEMO_SNAPSHOT_CSV.as_bytes(), now, region)
         }
-        Err(e) => return Err(e).with_context(|| format!("opening snapshot {}", resolved.display())),
+        Err(e) => {
+            let base = match &config.source {
+                ConfigSource::File(f) => format!("the directory of the config file {}", f.display()),
+                ConfigSource::Embedded => "./config (the built-in config)".to_string(),
+            };
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot open the snapshot {} named by snapshot.load_path = {path:?}: \
+                     relative paths resolve against {base}. Give an absolute path or put the \
+                     file there, or remove snapshot.load_path to start with an empty snapshot",
+                    resolved.display()
+                )
+            });
+        }
     }
     .with_context(|| format!("loading snapshot {}", resolved.display()))?;
     snapshots.replace(snapshot)?;
@@ -305,8 +327,10 @@ fn load_startup_snapshot(
 /// A running server: its address and a handle to stop it.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_listen` moves it off `addr`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub state: Arc<AppState>,
-    shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -315,7 +339,7 @@ impl Running {
     /// taking chunks and in-flight sends, retries and ledger writes get
     /// `server.shutdown_timeout_seconds` to finish; the database is closed last.
     pub async fn stop(self) {
-        let _ = self.shutdown.send(());
+        let _ = self.shutdown.send(true);
         let _ = self.task.await;
         let timeout = Duration::from_secs(self.state.config.config.server.shutdown_timeout_seconds);
         if self.state.dispatcher.drain(timeout).await {
@@ -347,28 +371,50 @@ impl Running {
 /// How long a stop waits for the last holder of the database to let it go.
 const DATABASE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
-/// Binds `state`'s configured address (port 0 picks a free one) and serves in the background.
+/// Binds `state`'s configured address (port 0 picks a free one), and `server.metrics_listen`
+/// when set, and serves in the background.
 pub async fn spawn(state: Arc<AppState>) -> anyhow::Result<Running> {
-    let addr = state.config.config.server.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding {addr}"))?;
+    let server = &state.config.config.server;
+    let limits = api::server::Limits::from_config(server);
+    let listener = bind(server.listen).await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = match server.metrics_listen {
+        Some(at) => Some(bind(at).await?),
+        None => None,
+    };
+    let metrics_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
     let router = api::router(state.clone());
+    let metrics = metrics.map(|l| (l, api::metrics_router(state.clone())));
     let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = rx.await;
-            })
-            .await
+        let public = api::server::serve(listener, router, limits, stopped(rx.clone()));
+        match metrics {
+            Some((listener, router)) => {
+                let scrape = api::server::serve(listener, router, limits, stopped(rx));
+                let (public, scrape) = tokio::join!(public, scrape);
+                public.and(scrape)
+            }
+            None => public.await,
+        }
     });
     Ok(Running {
         addr,
+        metrics_addr,
         state,
         shutdown: tx,
         task,
     })
+}
+
+async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
+/// Resolves once [`Running::stop`] asks the servers to stop (or the handle is gone).
+async fn stopped(mut stop: tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -376,6 +422,9 @@ pub async fn serve(config: LoadedConfig) -> anyhow::Result<()> {
     let state = build(config).await?;
     let running = spawn(state).await?;
     tracing::info!(addr = %running.addr, "herald listening");
+    if let Some(addr) = running.metrics_addr {
+        tracing::info!(%addr, "metrics listening");
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     running.stop().await;

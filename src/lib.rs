@@ -27,6 +27,7 @@
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
 //! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
+//! - [`private_files`]: the data directory and every file in it private to herald's user.
 //! - [`app`]: wires the pieces together and runs the server.
 
 pub mod api;
@@ -42,6 +43,7 @@ pub mod links;
 pub mod metrics;
 pub mod phone;
 pub mod policy;
+pub mod private_files;
 pub mod provider;
 pub mod report;
 pub mod segment;

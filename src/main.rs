@@ -36,6 +36,10 @@ enum Command {
         /// Data directory, overriding the config.
         #[arg(long)]
         data_dir: Option<String>,
+        /// Serve the public demo API key on a non-loopback address anyway (a demo on
+        /// purpose); without it, or HERALD_ALLOW_DEMO_KEY=1, such a start is refused.
+        #[arg(long)]
+        allow_demo_key: bool,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -67,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            allow_demo_key,
         } => {
             herald::app::init_tracing();
             let mut loaded = LoadedConfig::load(config.as_deref(), &process_env)?;
@@ -75,6 +80,9 @@ fn main() -> anyhow::Result<()> {
             }
             if let Some(dir) = data_dir {
                 loaded.config.server.data_dir = dir;
+            }
+            if allow_demo_key {
+                loaded.config.auth.allow_demo_key = true;
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

@@ -30,9 +30,7 @@ async fn signed<'a>(
         .provider(provider)
         .ok_or_else(|| ApiError::not_found("provider"))?;
     let limit = cb.max_body_bytes();
-    let bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit as u64))?;
+    let bytes = super::body::read_whole(body, limit).await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = cb
         .authenticate(

@@ -103,6 +103,27 @@ impl ApiError {
         )
     }
 
+    /// 408: the request body stopped arriving (`server.body_idle_timeout_ms`).
+    pub fn body_stalled() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_stalled",
+            "the request body stopped arriving; send it again without pausing",
+        )
+    }
+
+    /// 503 with Retry-After on a connection accepted past `server.max_connections`: such a
+    /// connection answers only health, readiness and metrics.
+    pub fn over_capacity() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "over_capacity",
+            "the server holds as many connections as it serves; retry after Retry-After seconds",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 415: a content type this route does not take.
     pub fn unsupported_media(expected: &str) -> ApiError {
         ApiError::new(
@@ -194,13 +215,15 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Parses JSON, naming the path of the offending field in the error.
+/// Parses JSON, naming the path of the offending field in the error. The value must be the
+/// whole input: bytes after it other than whitespace (`{...}x`, `{...}}`) are a 400 naming
+/// the offset of the first one, since such a body is not the one the client meant to send.
 pub fn parse_json<T: serde::de::DeserializeOwned>(
     bytes: &[u8],
     prefix: &str,
 ) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let field = match (prefix, path.as_str()) {
@@ -213,5 +236,30 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
         } else {
             ApiError::invalid(field, inner.to_string())
         }
-    })
+    })?;
+    if de.end().is_err() {
+        let at = trailing_offset(bytes);
+        let at_line = prefix.trim_end_matches([' ', ':']);
+        let message = format!("unexpected bytes after the JSON value at byte {at}");
+        return Err(if at_line.is_empty() {
+            ApiError::bad_request(format!("invalid JSON: {message}"))
+        } else {
+            ApiError::invalid(at_line, message)
+        });
+    }
+    Ok(value)
+}
+
+/// The offset of the first byte after the first JSON value of `bytes` that is not
+/// whitespace (called once that value parsed and something follows it). Callback bodies
+/// name it too.
+pub(crate) fn trailing_offset(bytes: &[u8]) -> usize {
+    let mut values =
+        serde_json::Deserializer::from_slice(bytes).into_iter::<serde::de::IgnoredAny>();
+    let _ = values.next();
+    let end = values.byte_offset();
+    end + bytes[end..]
+        .iter()
+        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .count()
 }

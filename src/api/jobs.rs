@@ -11,7 +11,7 @@ use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::body::{capped_reader, next_line};
+use super::body::{capped_reader, next_line, read_whole};
 use super::error::{parse_json, ApiError};
 use super::job_request::{
     text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
@@ -243,9 +243,7 @@ async fn read_json(
     body: Body,
 ) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
     let limit = state.config.config.server.max_json_body_bytes;
-    let bytes: Bytes = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| ApiError::too_large(limit as u64))?;
+    let bytes: Bytes = read_whole(body, limit).await?;
     let fingerprint: [u8; 32] = Sha256::digest(&bytes).into();
     let mut req: JobRequest = parse_json(&bytes, "")?;
     let valid = validate(&req, state.clock.now())?;
@@ -312,15 +310,12 @@ async fn read_ndjson(
     body: Body,
 ) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
     let limit = state.config.config.server.max_upload_bytes;
-    let (mut reader, cap) = capped_reader(body, limit);
+    let (mut reader, cap) = capped_reader(body, limit)?;
     let mut hasher = Sha256::new();
     let mut line = Vec::with_capacity(256);
     let io_err = |e: std::io::Error, cap: &super::body::CapFlag, line_no: u64| {
-        if cap.exceeded() {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_request(format!("line {line_no}: {e}"))
-        }
+        cap.refusal(limit)
+            .unwrap_or_else(|| ApiError::bad_request(format!("line {line_no}: {e}")))
     };
     if !next_line(&mut reader, &mut line, MAX_JOB_LINE)
         .await
@@ -446,8 +441,9 @@ pub struct ResumeRequest {
 pub async fn transition(
     State(state): State<Arc<AppState>>,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
     let id = job_id(&id)?;
     let result = match action.as_str() {
         "pause" => state.dispatcher.pause(&id),

@@ -17,6 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::ledger::LedgerEntry;
+use crate::report::csv_cell;
 
 /// Filters shared by both routes.
 #[derive(Debug, Clone, Deserialize)]
@@ -47,6 +48,8 @@ impl LedgerQuery {
 
 const CSV_HEADER: &str = "seq,kind,message_id,job_id,campaign_id,channel,provider,country,parts,unit_price_micros,cost_micros,currency,at,references,prev_hash,hash\n";
 
+/// One entry as a CSV row: text cells neutralised against spreadsheet formulas (a campaign
+/// id is upstream text), numbers written as they are.
 fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
     use std::io::Write;
     let n = &e.entry;
@@ -54,26 +57,27 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default();
+    let text = |s: &str| csv_cell::text(s).into_owned();
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
     let _ = w.write_record([
         e.seq.to_string(),
-        kind,
-        n.message_id.clone(),
-        n.job_id.clone(),
-        n.campaign_id.clone(),
-        n.channel.as_str().to_string(),
-        n.provider.clone(),
-        n.country.clone(),
+        text(&kind),
+        text(&n.message_id),
+        text(&n.job_id),
+        text(&n.campaign_id),
+        text(n.channel.as_str()),
+        text(&n.provider),
+        text(&n.country),
         n.parts.to_string(),
         n.unit_price_micros.0.to_string(),
         n.cost_micros.0.to_string(),
-        n.currency.to_string(),
-        n.at.to_rfc3339(),
+        text(&n.currency.to_string()),
+        text(&n.at.to_rfc3339()),
         n.references.map(|r| r.to_string()).unwrap_or_default(),
-        e.prev_hash.clone(),
-        e.hash.clone(),
+        text(&e.prev_hash),
+        text(&e.hash),
     ]);
     if let Ok(bytes) = w.into_inner() {
         let _ = out.write_all(&bytes);

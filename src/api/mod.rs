@@ -1,5 +1,8 @@
 //! The HTTP edge. The router below lists every route; handlers are thin and map errors in
-//! one place ([`error`]). JSON bodies are capped; uploads are streamed with their own cap.
+//! one place ([`error`]). JSON bodies are capped; uploads are streamed with their own cap;
+//! a body that declares more than its cap is refused before it is read ([`body`]). The
+//! server loop ([`server`]) adds the connection limits: header and body timeouts, and a
+//! connection cap that keeps health and metrics answering.
 
 mod auth;
 mod body;
@@ -13,6 +16,7 @@ mod jobs;
 mod ledger;
 mod reconcile;
 mod reports;
+pub mod server;
 mod snapshot;
 mod suppressions;
 mod telemetry;
@@ -26,7 +30,8 @@ use axum::{middleware, Router};
 
 use crate::app::AppState;
 
-/// Every route herald serves.
+/// Every route herald serves on `server.listen`. `/metrics` is among them unless
+/// `server.metrics_listen` moves it to [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {
     let v1 = Router::new()
         .route("/v1/snapshot", put(snapshot::put).get(snapshot::get))
@@ -60,11 +65,13 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
         .route("/c/{token}", get(tracking::click))
         .route("/o/{token}", get(tracking::open));
-    Router::new()
+    let mut ops = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(telemetry::metrics))
-        .merge(v1)
+        .route("/readyz", get(health::readyz));
+    if state.config.config.server.metrics_listen.is_none() {
+        ops = ops.route("/metrics", get(telemetry::metrics));
+    }
+    ops.merge(v1)
         .merge(public)
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
@@ -72,6 +79,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.config.config.server.max_json_body_bytes,
         ))
         .layer(middleware::from_fn(telemetry::track))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `server.metrics_listen`: an address the scraper reaches and the
+/// public does not.
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/metrics", get(telemetry::metrics))
+        .fallback(not_found)
         .with_state(state)
 }
 

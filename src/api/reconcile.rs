@@ -19,6 +19,7 @@ use super::error::ApiError;
 use crate::app::AppState;
 use crate::ledger::reconcile::{Columns, IdColumn, Invoice, Reconciler, Report, LIST_LIMIT};
 use crate::ledger::LedgerEntry;
+use crate::report::csv_cell;
 
 /// The invoice is held in memory while the ledger streams past it, so its cap is lower than
 /// that of streamed audiences.
@@ -102,13 +103,10 @@ async fn read_invoice(state: &AppState, body: Body) -> Result<Invoice, ApiError>
         .server
         .max_upload_bytes
         .min(MAX_INVOICE_BYTES);
-    let (mut reader, cap) = capped_reader(body, limit);
+    let (mut reader, cap) = capped_reader(body, limit)?;
     let io_err = |e: std::io::Error, line_no: u64| {
-        if cap.exceeded() {
-            ApiError::too_large(limit)
-        } else {
-            ApiError::bad_request(format!("line {line_no}: {e}"))
-        }
+        cap.refusal(limit)
+            .unwrap_or_else(|| ApiError::bad_request(format!("line {line_no}: {e}")))
     };
     let mut line = Vec::with_capacity(256);
     if !next_line(&mut reader, &mut line, MAX_INVOICE_LINE)
@@ -174,22 +172,25 @@ struct Row<'a> {
     message: &'a str,
 }
 
+/// Writes one row: text cells (kind, invoice ids echoed back, currency, message) neutralised
+/// against spreadsheet formulas, numbers (a negative difference too) written as they are.
 fn write_row(row: Row<'_>, out: &mut Vec<u8>) {
     let opt = |v: Option<String>| v.unwrap_or_default();
+    let text = |s: &str| csv_cell::text(s).into_owned();
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
     let _ = w.write_record([
-        row.kind.to_string(),
+        text(row.kind),
         opt(row.line.map(|v| v.to_string())),
-        row.id.to_string(),
+        text(row.id),
         opt(row.ledger_cost.map(|v| v.to_string())),
         opt(row.invoice_charge.map(|v| v.to_string())),
         opt(row.difference.map(|v| v.to_string())),
         opt(row.ledger_parts.map(|v| v.to_string())),
         opt(row.invoice_parts.map(|v| v.to_string())),
-        row.currency,
-        row.message.to_string(),
+        text(&row.currency),
+        text(row.message),
     ]);
     if let Ok(bytes) = w.into_inner() {
         out.extend_from_slice(&bytes);

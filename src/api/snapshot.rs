@@ -52,8 +52,8 @@ fn format_of(headers: &HeaderMap) -> Result<Format, ApiError> {
 }
 
 fn load_error(e: SnapshotError, cap: &CapFlag, limit: u64) -> ApiError {
-    if cap.exceeded() {
-        return ApiError::too_large(limit);
+    if let Some(refusal) = cap.refusal(limit) {
+        return refusal;
     }
     match e {
         SnapshotError::Io(_) => ApiError::bad_request(format!("could not read the upload: {e}")),
@@ -102,7 +102,7 @@ pub async fn put(
         return Err(ApiError::invalid("as_of", "is in the future"));
     }
     let limit = state.config.config.server.max_upload_bytes;
-    let (reader, cap) = capped_reader(body, limit);
+    let (reader, cap) = capped_reader(body, limit)?;
     let snapshots = state.snapshots.clone();
     let files = state.snapshot_files.clone();
     let region = state.config.config.snapshot.region();
@@ -184,7 +184,7 @@ pub async fn patch(
         return Err(ApiError::unsupported_media("application/x-ndjson"));
     }
     let limit = state.config.config.server.max_upload_bytes;
-    let (reader, cap) = capped_reader(body, limit);
+    let (reader, cap) = capped_reader(body, limit)?;
     let snapshots = state.snapshots.clone();
     let files = state.snapshot_files.clone();
     let result = tokio::task::spawn_blocking(move || {

@@ -33,18 +33,15 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
     super::health::require_state(&state)?;
     let limit = state.config.config.server.max_upload_bytes;
     let region = state.config.config.snapshot.region();
-    let (mut reader, cap) = capped_reader(body, limit);
+    let (mut reader, cap) = capped_reader(body, limit)?;
     let mut buf = Vec::new();
     let mut batch = Vec::with_capacity(BATCH);
     let (mut line_no, mut added, mut lines) = (0u64, 0usize, 0u64);
     loop {
         line_no += 1;
         let more = next_line(&mut reader, &mut buf, 4096).await.map_err(|e| {
-            if cap.exceeded() {
-                ApiError::too_large(limit)
-            } else {
-                ApiError::bad_request(format!("line {line_no}: {e}"))
-            }
+            cap.refusal(limit)
+                .unwrap_or_else(|| ApiError::bad_request(format!("line {line_no}: {e}")))
         })?;
         if !more {
             break;

@@ -20,7 +20,13 @@ fn from_slice<W: DeserializeOwned>(bytes: &[u8]) -> Result<W, (String, String)> 
         let path = if path == "." { String::new() } else { path };
         (path, e.into_inner().to_string())
     })?;
-    de.end().map_err(|e| (String::new(), e.to_string()))?;
+    de.end().map_err(|_| {
+        let at = crate::api::error::trailing_offset(bytes);
+        (
+            String::new(),
+            format!("unexpected bytes after the JSON value at byte {at}"),
+        )
+    })?;
     Ok(value)
 }
 

@@ -16,6 +16,16 @@ use std::path::{Path, PathBuf};
 /// The default configuration, as shipped in `config/herald.toml`.
 pub const DEFAULT_TOML: &str = include_str!("../../config/herald.toml");
 
+/// The API key the shipped configuration accepts, so that `cargo run` works at once. It is
+/// public knowledge: herald refuses to serve it on a non-loopback address unless told that
+/// this is a demo (see [`Config::public_demo_key`]).
+pub const DEMO_API_KEY: &str = "dev-key-change-me";
+
+/// Where the shipped configuration names the demo snapshot (`snapshot.load_path`). A copy
+/// of that configuration started from another directory falls back to the built-in copy
+/// ([`DEMO_SNAPSHOT_CSV`]) when no file by that name is beside it.
+pub const DEMO_SNAPSHOT_PATH: &str = "demo-contacts.csv";
+
 /// The demo snapshot shipped beside the default configuration, used when the default config
 /// is embedded and the file is not on disk.
 pub const DEMO_SNAPSHOT_CSV: &str = include_str!("../../config/demo-contacts.csv");
@@ -112,6 +122,27 @@ mod tests {
         assert_eq!(c.config.server.listen.port(), 9999);
         assert!(c.config.auth.api_keys.iter().any(|k| k == "a"));
         assert!(c.config.auth.api_keys.iter().any(|k| k == "b"));
+    }
+
+    #[test]
+    fn the_shipped_config_names_the_demo_snapshot() {
+        let c = LoadedConfig::load(None, &no_env).expect("default config");
+        assert_eq!(
+            c.config.snapshot.load_path.as_deref(),
+            Some(DEMO_SNAPSHOT_PATH)
+        );
+    }
+
+    #[test]
+    fn the_demo_key_is_refused_on_a_public_address_unless_allowed() {
+        let c = LoadedConfig::load(None, &no_env).expect("default config");
+        assert_eq!(c.config.auth.api_keys, vec![DEMO_API_KEY.to_string()]);
+        assert!(c.config.public_demo_key().is_none(), "loopback by default");
+        let mut public = c.config.clone();
+        public.server.listen = "0.0.0.0:8080".parse().expect("addr");
+        assert!(public.public_demo_key().is_some());
+        public.auth.allow_demo_key = true;
+        assert!(public.public_demo_key().is_none());
     }
 
     #[test]

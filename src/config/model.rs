@@ -43,21 +43,37 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
+    /// When set, `/metrics` is served on this address only (a port the scraper reaches and
+    /// the public does not), and no longer on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub data_dir: String,
     pub max_json_body_bytes: usize,
     pub max_upload_bytes: u64,
     /// On SIGTERM, how long in-flight sends, retries and ledger writes may take to finish.
     pub shutdown_timeout_seconds: u64,
+    /// Connections served in full at once. Past it, new connections are still accepted but
+    /// answer only `/healthz`, `/readyz` and `/metrics` (one request each), so a flood of
+    /// slow clients cannot starve the load balancer's and the scraper's checks.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this is closed (slow or
+    /// half-open clients); it also bounds how long an idle keep-alive connection stays open.
+    pub header_read_timeout_ms: u64,
+    /// A request whose body stops arriving for this long ends with 408.
+    pub body_idle_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            metrics_listen: None,
             data_dir: "./herald-data".into(),
             max_json_body_bytes: 16 << 20,
             max_upload_bytes: 8 << 30,
             shutdown_timeout_seconds: 10,
+            max_connections: 1024,
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
         }
     }
 }
@@ -67,6 +83,11 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     pub api_keys: Vec<String>,
+    /// Lets the shipped demo key ([`DEMO_API_KEY`](super::DEMO_API_KEY)) be served on an
+    /// address other than loopback, for a demo on purpose. Set by `--allow-demo-key` or
+    /// `HERALD_ALLOW_DEMO_KEY=1`; without it such a start is refused, since anyone who has
+    /// read the README knows that key.
+    pub allow_demo_key: bool,
 }
 
 /// Contact snapshot settings.
@@ -343,9 +364,10 @@ pub struct PriceConfig {
 }
 
 impl Config {
-    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added) and
-    /// `HERALD_REDIS_URL`, and reads the secrets the config names (HTTP provider credentials, provider callback
-    /// secrets, the link secret).
+    /// Applies `HERALD_LISTEN`, `HERALD_DATA_DIR`, `HERALD_API_KEYS` (keys are added, and
+    /// replace the demo key), `HERALD_ALLOW_DEMO_KEY` and `HERALD_REDIS_URL`, and reads the
+    /// secrets the config names (HTTP provider credentials, provider callback secrets, the
+    /// link secret).
     pub fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) {
         super::callbacks::read_secrets(self, env);
         super::state::apply_env(&mut self.state, env);
@@ -356,17 +378,45 @@ impl Config {
             self.server.data_dir = dir;
         }
         if let Some(keys) = env("HERALD_API_KEYS") {
+            // Keys of one's own replace the shipped demo key; other configured keys stay.
+            if keys.split(',').any(|k| !k.trim().is_empty()) {
+                self.auth.api_keys.retain(|k| k != super::DEMO_API_KEY);
+            }
             for k in keys.split(',').map(str::trim).filter(|k| !k.is_empty()) {
                 if !self.auth.api_keys.iter().any(|e| e == k) {
                     self.auth.api_keys.push(k.to_string());
                 }
             }
         }
+        if let Some(v) = env("HERALD_ALLOW_DEMO_KEY") {
+            self.auth.allow_demo_key = matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            );
+        }
         for p in &mut self.providers {
             if let Some(var) = p.auth_header_env.as_deref() {
                 p.auth_value = env(var).map(Secret::new);
             }
         }
+    }
+
+    /// Why this configuration must not start: the demo key served on an address other than
+    /// loopback, unless [`AuthConfig::allow_demo_key`] says this is a demo. Checked when the
+    /// app starts, after the command line has set the final listen address.
+    pub fn public_demo_key(&self) -> Option<String> {
+        let public = !self.server.listen.ip().is_loopback();
+        let demo = self.auth.api_keys.iter().any(|k| k == super::DEMO_API_KEY);
+        (public && demo && !self.auth.allow_demo_key).then(|| {
+            format!(
+                "refusing to serve the demo API key {:?} on {}, which is not a loopback \
+                 address: anyone who read the README could use it. Set your own keys with \
+                 HERALD_API_KEYS=key1,key2 (they replace the demo key), or, for a demo on \
+                 purpose, pass --allow-demo-key (or set HERALD_ALLOW_DEMO_KEY=1)",
+                super::DEMO_API_KEY,
+                self.server.listen
+            )
+        })
     }
 
     /// Checks everything and returns every problem found.
@@ -388,6 +438,19 @@ impl Config {
         }
         if self.auth.api_keys.iter().any(|k| k.trim().is_empty()) {
             errs.push("auth.api_keys: keys must not be empty".into());
+        }
+        let server = &self.server;
+        if server.max_connections == 0 {
+            errs.push("server.max_connections: must be at least 1".into());
+        }
+        if server.header_read_timeout_ms == 0 {
+            errs.push("server.header_read_timeout_ms: must be at least 1".into());
+        }
+        if server.body_idle_timeout_ms == 0 {
+            errs.push("server.body_idle_timeout_ms: must be at least 1".into());
+        }
+        if server.metrics_listen == Some(server.listen) && server.listen.port() != 0 {
+            errs.push("server.metrics_listen: must differ from server.listen".into());
         }
         if self.policy.quiet_hours.window().is_none() {
             errs.push("policy.quiet_hours: start and end must be HH:MM".into());

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::csv_cell;
 use crate::dispatch::delivery::MinuteCounts;
 use crate::dispatch::Job;
 use crate::domain::{Consent, JobId, JobStatus, Reason, RecipientOutcome};
@@ -363,17 +364,24 @@ impl CostBook {
     }
 }
 
-/// The report as CSV (`metric,dimension,value`).
+/// The report as CSV (`metric,dimension,value`). Metric and dimension are text; the value
+/// is a number except on the `scope.*` rows, whose text is neutralised like every other text
+/// cell (see [`csv_cell`]).
 pub fn to_csv(r: &Report) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut row = |metric: &str, dimension: &str, value: String| {
-        let _ = w.write_record([metric, dimension, value.as_str()]);
+        let _ = w.write_record([
+            csv_cell::text(metric).as_ref(),
+            csv_cell::text(dimension).as_ref(),
+            value.as_str(),
+        ]);
     };
+    let text = |s: &str| csv_cell::text(s).into_owned();
     row("metric", "dimension", "value".into());
-    row("scope.kind", "", r.scope.kind.into());
-    row("scope.id", "", r.scope.id.clone());
+    row("scope.kind", "", text(r.scope.kind));
+    row("scope.id", "", text(&r.scope.id));
     for j in &r.scope.jobs {
-        row("scope.job", "", j.to_string());
+        row("scope.job", "", text(&j.to_string()));
     }
     let f = &r.funnel;
     for (name, v) in [

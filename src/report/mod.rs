@@ -2,5 +2,6 @@
 //! happened to each recipient, and funnel reports per job and per campaign.
 
 pub mod campaign;
+pub mod csv_cell;
 pub mod job_view;
 pub mod recipients;

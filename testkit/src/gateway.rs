@@ -277,3 +277,43 @@ pub fn contacts_csv(n: usize) -> String {
     }
     s
 }
+
+/// Asserts that no cell of `csv` would run as a formula when finance opens it in a
+/// spreadsheet: text cells never start with `=`, `+`, `-`, `@`, tab or carriage return, and
+/// the cells of `numeric` columns (by header name) are plain numbers or empty.
+pub fn assert_csv_cells_inert(csv: &str, numeric: &[&str]) {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(csv.as_bytes());
+    let header = r.headers().expect("a CSV header").clone();
+    for record in r.records() {
+        let record = record.expect("a CSV record");
+        for (i, cell) in record.iter().enumerate() {
+            let column = header.get(i).unwrap_or("");
+            if numeric.contains(&column) {
+                assert!(
+                    cell.is_empty() || cell.parse::<f64>().is_ok(),
+                    "{column} is not a number: {cell:?} in {record:?}"
+                );
+            } else {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{column} would run as a formula: {cell:?} in {record:?}"
+                );
+            }
+        }
+    }
+}
+
+/// Percent-encodes a path segment whole (ids with `/`, `?` or quotes in them).
+pub fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -381,3 +381,59 @@ async fn a_segment_selects_its_audience_from_the_snapshot() {
     // Shanghai contacts without the vip tag: ok2, novar, capped, moved, tx_only.
     assert_eq!(done["counts"]["audience"], 5, "{done:#}");
 }
+
+/// A body with bytes after its JSON value is not the body the client meant to send: it is a
+/// 400 that names the offset of the first extra byte, on every JSON body herald reads.
+#[tokio::test]
+async fn trailing_bytes_after_a_json_body_are_refused_with_their_offset() {
+    let g = gateway().await;
+    let job = sms_job("trail", "Hi", json!([{"contact_id": "ok1"}])).to_string();
+    let post = |body: String, content_type: &'static str| {
+        g.req(Method::POST, "/v1/jobs")
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    for extra in ["x", "}", " {}", "\n1"] {
+        let r = post(format!("{job}{extra}"), "application/json")
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{extra:?}");
+        let e: Value = r.json().await.unwrap();
+        let at = job.len() + extra.len() - extra.trim_start().len();
+        let message = e["error"]["message"].as_str().unwrap_or("");
+        assert!(
+            message.contains(&format!("byte {at}")),
+            "{extra:?}: {message}"
+        );
+    }
+    // The job line of an NDJSON submission, and a suppressions line.
+    let r = post(
+        format!("{}x\n{{\"contact_id\": \"ok1\"}}\n", json!({"campaign_id": "n", "channel": "sms", "purpose": "marketing", "template": {"body": "Hi"}})),
+        "application/x-ndjson",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = g
+        .req(Method::PUT, "/v1/suppressions")
+        .header("content-type", "application/x-ndjson")
+        .body("{\"contact_id\": \"ok2\"}}\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("byte 21"),
+        "{e}"
+    );
+    // Trailing whitespace is fine.
+    let r = post(format!("{job} \r\n\t\n"), "application/json")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

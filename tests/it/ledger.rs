@@ -121,3 +121,47 @@ async fn ledger_totals_equal_the_reports_and_verify_catches_tampering() {
         String::from_utf8_lossy(&bad.stderr)
     );
 }
+
+/// A campaign id is upstream text: in the CSV export it must not run as a formula when
+/// finance opens the file in a spreadsheet, while the amounts stay numbers.
+#[tokio::test]
+async fn the_csv_export_neutralises_formulas_in_text_cells() {
+    let g = Gateway::start_with(|c| c.policy.frequency_caps.clear()).await;
+    g.load_csv(&contacts_csv(3)).await;
+    let campaign = "=HYPERLINK(\"http://evil.example/x\",\"refund\")";
+    let (status, job) = g
+        .submit(&sms_job(
+            campaign,
+            "Hi",
+            json!([{"contact_id": "c0"}, {"contact_id": "c1"}, {"contact_id": "c2"}]),
+        ))
+        .await;
+    assert_eq!(status, 201, "{job}");
+    g.wait_completed(&job, Duration::from_secs(10)).await;
+
+    let csv = g
+        .req(Method::GET, "/v1/ledger?format=csv")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    herald_testkit::assert_csv_cells_inert(
+        &csv,
+        &[
+            "seq",
+            "parts",
+            "unit_price_micros",
+            "cost_micros",
+            "references",
+        ],
+    );
+    let mut r = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 3, "{csv}");
+    for row in &rows {
+        assert_eq!(&row[4], format!("'{campaign}"), "{csv}");
+        assert_eq!(&row[10], "45000", "{csv}");
+    }
+}

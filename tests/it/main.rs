@@ -7,6 +7,7 @@
 mod budget;
 mod callbacks_receipts;
 mod dispatch_control;
+mod edge_hardening;
 mod http_provider;
 mod inbound_optout;
 mod jobs_api;

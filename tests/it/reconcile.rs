@@ -165,3 +165,53 @@ async fn an_invoice_is_diffed_against_the_ledger() {
         .unwrap();
     assert_eq!(r.status(), 415);
 }
+
+/// Invoice ids are outside text echoed back: in the CSV answer none of them may run as a
+/// formula in a spreadsheet, while a negative difference stays a number.
+#[tokio::test]
+async fn the_csv_answer_neutralises_formulas_and_keeps_numbers() {
+    let g = Gateway::start_with(|c| c.policy.frequency_caps.clear()).await;
+    g.load_csv(&contacts_csv(1)).await;
+    let (status, job) = g
+        .submit(&sms_job("camp", "Hi", json!([{"contact_id": "c0"}])))
+        .await;
+    assert_eq!(status, 201);
+    g.wait_completed(&job, Duration::from_secs(10)).await;
+    let entries = ledger_entries(&g).await;
+    let id = entries[0]["message_id"].as_str().unwrap();
+    let cost = entries[0]["cost_micros"].as_i64().unwrap();
+
+    let hostile = ["=1+1", "+cmd", "-2+3", "@SUM(A1)", "=cmd|' /C calc'!A0"];
+    let mut invoice = format!("message_id,charge_micros\n{id},{}\n", cost - 5_000);
+    for h in hostile {
+        invoice.push_str(&format!("\"{h}\",1\n"));
+    }
+    let r = reconcile(&g, "?format=csv", &invoice).await;
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    herald_testkit::assert_csv_cells_inert(
+        &csv,
+        &[
+            "line",
+            "ledger_cost_micros",
+            "invoice_charge_micros",
+            "difference_micros",
+            "ledger_parts",
+            "invoice_parts",
+        ],
+    );
+    let mut reader = csv::Reader::from_reader(csv.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let ids: Vec<&str> = rows
+        .iter()
+        .filter(|r| &r[0] == "missing_in_ledger")
+        .map(|r| &r[2])
+        .collect();
+    let expected: Vec<String> = hostile.iter().map(|h| format!("'{h}")).collect();
+    assert_eq!(ids, expected, "{csv}");
+    let diff = rows
+        .iter()
+        .find(|r| &r[0] == "amount_difference")
+        .expect("the lower charge is a difference");
+    assert_eq!(&diff[5], "-5000", "{csv}");
+}

@@ -159,3 +159,49 @@ async fn a_campaign_report_adds_up_its_jobs() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The campaign id and link targets are upstream text: in the report CSV none of them may
+/// run as a formula in a spreadsheet, while the figures stay numbers.
+#[tokio::test]
+async fn the_report_csv_neutralises_formulas_in_text_cells() {
+    let g = Gateway::start().await;
+    g.load_csv(&contacts_csv(2)).await;
+    let campaign = "=HYPERLINK(\"http://evil.example/x\",\"open\")";
+    let (job, _) = run(&g, campaign, &["c0", "c1", "ghost"]).await;
+    for path in [
+        format!(
+            "/v1/campaigns/{}/report?format=csv",
+            herald_testkit::path_segment(campaign)
+        ),
+        format!("/v1/jobs/{job}/report?format=csv"),
+    ] {
+        let resp = g.req(Method::GET, &path).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let csv = resp.text().await.unwrap();
+        let mut r = csv::Reader::from_reader(csv.as_bytes());
+        let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+        let formula = |c: &str| c.starts_with(['=', '+', '-', '@', '\t', '\r']);
+        for row in &rows {
+            assert!(
+                !formula(&row[1]),
+                "dimension would run as a formula: {row:?}"
+            );
+            if matches!(&row[0], "scope.kind" | "scope.id" | "scope.job") {
+                assert!(!formula(&row[2]), "value would run as a formula: {row:?}");
+            } else {
+                assert!(
+                    row[2].is_empty() || row[2].parse::<f64>().is_ok(),
+                    "{row:?}"
+                );
+            }
+        }
+        if path.starts_with("/v1/campaigns") {
+            assert!(
+                csv.lines().any(|l| l
+                    == "scope.id,,\"'=HYPERLINK(\"\"http://evil.example/x\"\",\"\"open\"\")\""),
+                "{csv}"
+            );
+        }
+        assert!(csv.lines().any(|l| l == "funnel.sent,,2"), "{csv}");
+    }
+}
