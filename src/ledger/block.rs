@@ -27,11 +27,11 @@
 use chrono::{DateTime, Utc};
 
 use super::batch::{self, EntryBatch, Packing};
-use super::bytes::Reader;
 use super::canonical;
 use super::charge_rows::{self, HeaderRef};
 use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
 
 /// Marks a binary block of form 1 entries.
 pub const BINARY_MAGIC: &[u8] = b"hb1:";

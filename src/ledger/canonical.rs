@@ -12,9 +12,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bytes::Reader;
 use super::entry::{EntryKind, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
 
 /// The form byte every canonical row starts with.
 pub const FORM_BINARY: u8 = 2;

@@ -1,7 +1,7 @@
 //! The field-packed storage form of a batch's rows ([`super::batch::Packing::Fields`]): each
 //! entry written against the one before it, so that what repeats within a batch (job,
 //! campaign, provider, currency, time, mostly the country and price) costs a bit or a byte,
-//! and ids cost their 16 raw bytes ([`super::compact`]). Smaller than the LZ4-compressed
+//! and ids cost their 16 raw bytes ([`crate::durable::compact`]). Smaller than the LZ4-compressed
 //! rows, and a fraction of the CPU. Unpacking rebuilds the exact canonical rows, which are
 //! what is digested and chained, so the packing is invisible to verification.
 //!
@@ -14,11 +14,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bytes::Reader;
 use super::canonical::{self, EntryRef};
-use super::compact::{put_text, read_text};
 use super::entry::EntryKind;
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
+use crate::durable::compact::{put_text, read_text};
 
 const KIND: u16 = 1 << 0;
 const CHANNEL: u16 = 1 << 1;

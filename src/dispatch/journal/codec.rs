@@ -3,7 +3,7 @@
 //!
 //! Audience chunks, delivery and decision records are LZ4-compressed. `sending` and `settled`
 //! records, written for every message on the send path, are not: each body and provider
-//! message id is written against the one before it ([`crate::ledger::compact`]), which packs
+//! message id is written against the one before it ([`crate::durable::compact`]), which packs
 //! them about as well for a fraction of the CPU. Such a record is stored after [`UNPACKED`],
 //! which no LZ4 value starts with (it would claim 4 GiB of content).
 //!
@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::ledger::compact::{self, unzigzag, zigzag};
+use crate::durable::compact::{self, unzigzag, zigzag};
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
 

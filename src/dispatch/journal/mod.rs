@@ -1,14 +1,14 @@
 //! The dispatch journal: what a restart needs to finish every job without sending anything
-//! twice. It lives in the embedded database beside the cost ledger and is written by the
-//! ledger's group-commit writer, so a message is marked settled in the same transaction that
-//! writes its charge.
+//! twice. It lives in the embedded database beside the cost ledger and is written through the
+//! durable layer's group-commit writer ([`crate::durable`]), so a message is marked settled in
+//! the same transaction that writes its charge.
 //!
 //! - A job's plan (request without the audience) and its audience, once, before the job is
 //!   acknowledged; its control record (status, budget) on every status change.
 //! - A `sending` record for each chunk, durable before the chunk reaches the provider.
 //! - A `settled` record for each provider answer (sent or failed), with the ledger charge.
 //!
-//! The message records go in the ledger writer's record log, so a group commit writes all of
+//! The message records go in the durable writer's record log, so a group commit writes all of
 //! a round's records as one value; records written before that (the `journal_log` table) are
 //! still read, before the record log.
 //!
@@ -27,13 +27,13 @@ use serde::{Deserialize, Serialize};
 use super::audience::{Audience, AudienceBuilder};
 use super::job::{Job, JobSpec};
 use crate::domain::{JobId, JobStatus};
-use crate::ledger::writer::scan_records;
-use crate::ledger::{EntryBatch, ExtraWrite, Ledger, LedgerError, PendingCommit};
+use crate::durable::tables::{
+    JOURNAL_AUDIENCES as AUDIENCES, JOURNAL_CONTROLS as CONTROLS, JOURNAL_PLANS as PLANS,
+};
+use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
+use crate::ledger::{Chainer, EntryBatch, LedgerError};
 use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
 
-const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_jobs");
-const AUDIENCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("journal_audience");
-const CONTROLS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_control");
 /// Message records of earlier versions, one per key; new ones are in the record log.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_log");
 
@@ -44,6 +44,8 @@ pub enum JournalError {
     Db(String),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -180,15 +182,15 @@ impl DeliveryNotes {
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    ledger: Ledger,
+    durable: Durable<Chainer>,
     /// Delivery states noted since the last flush.
     deliveries: DeliveryNotes,
 }
 
 impl Journal {
-    /// Opens the journal's tables in the ledger's database.
-    pub fn open(ledger: Ledger) -> Result<Journal, JournalError> {
-        let db = ledger.database();
+    /// Opens the journal's tables in the durable layer's database.
+    pub fn open(durable: Durable<Chainer>) -> Result<Journal, JournalError> {
+        let db = durable.database();
         let w = db.begin_write().map_err(db_err)?;
         w.open_table(PLANS).map_err(db_err)?;
         w.open_table(AUDIENCES).map_err(db_err)?;
@@ -196,7 +198,7 @@ impl Journal {
         w.open_table(LOG).map_err(db_err)?;
         w.commit().map_err(db_err)?;
         Ok(Journal {
-            ledger,
+            durable,
             deliveries: DeliveryNotes::default(),
         })
     }
@@ -224,8 +226,8 @@ impl Journal {
         })
         .await
         .map_err(db_err)??;
-        self.ledger
-            .commit(&EntryBatch::empty(), vec![extra])?
+        self.durable
+            .commit_records_with(Vec::new(), vec![extra])?
             .wait()
             .await?;
         Ok(())
@@ -252,7 +254,7 @@ impl Journal {
                 .insert(id.as_str(), control.as_slice())?;
             Ok(())
         });
-        Ok(self.ledger.commit_records_with(records, vec![extra])?)
+        Ok(self.durable.commit_records_with(records, vec![extra])?)
     }
 
     /// Records a chunk as handed to the provider ([`codec::encode_sending`]; callers encode
@@ -260,8 +262,8 @@ impl Journal {
     /// go out is taken back the same way ([`codec::encode_withdrawn`]).
     pub fn sending(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
         Ok(self
-            .ledger
-            .commit_records(&EntryBatch::empty(), vec![record])?)
+            .durable
+            .commit(None, vec![record], Vec::new(), Durability::Now)?)
     }
 
     /// Records provider answers ([`codec::encode_settled`]) together with their ledger
@@ -272,7 +274,10 @@ impl Journal {
         record: Vec<u8>,
         charges: &EntryBatch,
     ) -> Result<PendingCommit, JournalError> {
-        Ok(self.ledger.commit_records_soon(charges, vec![record])?)
+        let charges = (!charges.is_empty()).then(|| charges.clone());
+        Ok(self
+            .durable
+            .commit(charges, vec![record], Vec::new(), Durability::Soon)?)
     }
 
     /// Where jobs note final delivery states.
@@ -289,7 +294,9 @@ impl Journal {
             .iter()
             .map(|((job, minute), items)| codec::encode_delivered(job.as_str(), minute * 60, items))
             .collect();
-        Ok(self.ledger.commit_records(&EntryBatch::empty(), records)?)
+        Ok(self
+            .durable
+            .commit(None, records, Vec::new(), Durability::Now)?)
     }
 
     /// Whether delivery states wait for a flush.
@@ -303,8 +310,8 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<JobId>, JournalError> {
-        self.ledger.flush()?;
-        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        self.durable.flush()?;
+        let r = self.durable.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let controls = r.open_table(CONTROLS).map_err(db_err)?;
         let mut ids = Vec::new();
@@ -323,8 +330,8 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<RecoveredJob>, JournalError> {
-        self.ledger.flush()?;
-        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        self.durable.flush()?;
+        let r = self.durable.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let audiences = r.open_table(AUDIENCES).map_err(db_err)?;
         let controls = r.open_table(CONTROLS).map_err(db_err)?;
@@ -410,7 +417,7 @@ impl Journal {
             let (_, v) = row.map_err(db_err)?;
             apply(v.value())?;
         }
-        scan_records(&r, apply)?;
+        durable::records::scan(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
             for (_, s) in &job.settled {
@@ -453,6 +460,7 @@ pub fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::domain::{Channel, MessageId, Purpose};
+    use crate::ledger::Ledger;
     use crate::phone::RegionCode;
     use crate::policy::PhoneMismatchPolicy;
     use crate::provider::OutboundMessage;
@@ -508,8 +516,8 @@ mod tests {
             Ok(())
         });
         journal
-            .ledger
-            .commit(&EntryBatch::empty(), vec![extra])
+            .durable
+            .commit_records_with(Vec::new(), vec![extra])
             .unwrap()
             .wait()
             .await
@@ -521,7 +529,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
         let ledger = Ledger::open_path(&path).unwrap();
-        let journal = Journal::open(ledger.clone()).unwrap();
+        let journal = Journal::open(ledger.durable().clone()).unwrap();
         let id = JobId::generate();
         store_plan(&journal, &id, &["a", "b", "c", "a"]).await;
         let msgs: Vec<OutboundMessage> = ["a", "b", "c"].iter().map(|c| message(&id, c)).collect();
@@ -554,7 +562,7 @@ mod tests {
         drop((journal, ledger));
 
         // Reopened, as after a crash.
-        let journal = Journal::open(Ledger::open_path(&path).unwrap()).unwrap();
+        let journal = Journal::open(Ledger::open_path(&path).unwrap().durable().clone()).unwrap();
         let jobs = journal.load_where(|_| true).unwrap();
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];

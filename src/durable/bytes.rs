@@ -1,4 +1,4 @@
-//! Reading the ledger's little-endian binary forms (blocks and canonical rows): every read
+//! Reading little-endian binary stored forms (ledger blocks and canonical rows): every read
 //! checks the bytes are there, so a truncated or damaged value is an error, never a panic.
 
 use chrono::{DateTime, Utc};
@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Channel, Currency};
 
 /// A cursor over stored bytes.
-pub(super) struct Reader<'a>(pub &'a [u8]);
+pub(crate) struct Reader<'a>(pub &'a [u8]);
 
 impl<'a> Reader<'a> {
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {

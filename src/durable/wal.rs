@@ -1,9 +1,9 @@
-//! The ledger writer's write-ahead log. A group commit is durable once its frame is written
+//! The durable writer's write-ahead log. A group commit is durable once its frame is written
 //! to the current segment file and synced: one write and one `fdatasync`, instead of a
 //! database transaction per round, which costs several times as much at thousands of rounds a
 //! second. Segments are applied to the database in the background (one transaction for many
-//! rounds); whatever a crash left in segments is applied again when the ledger opens, before
-//! anything reads it. Applying is idempotent: every frame carries the keys its values go under.
+//! rounds); whatever a crash left in segments is applied again when the layer opens, before
+//! anything reads the database. Applying is idempotent: every frame carries the keys its values go under.
 //!
 //! Segments are written over blocks that already exist: an applied segment is kept as a spare
 //! (`<n>.spare`) and the next segment is started by renaming one, and spares are written full
