@@ -81,12 +81,6 @@ impl<'a> Reader<'a> {
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| "time out of range".to_string())
     }
 
-    /// Text after a `u16` length (form 1 blocks).
-    pub fn str16(&mut self) -> Result<String, String> {
-        let n = self.u16()? as usize;
-        self.text(n)
-    }
-
     /// Text after a `u32` length (form 2 rows).
     pub fn str32(&mut self) -> Result<String, String> {
         let n = self.u32()? as usize;

@@ -10,47 +10,21 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::batch::EntryBatch;
-use super::block::{self, BlockWriter, BINARY_MAGIC, SEGMENTS_MAGIC};
+use super::block::{self, SEGMENTS_MAGIC};
 use super::chain::{self, TamperError, VerifyReport};
 use super::chainer::Chainer;
-use super::entry::{BodyForm, LedgerEntry, NewEntry, GENESIS_HASH};
+use super::entry::{LedgerEntry, NewEntry, GENESIS_HASH};
 use crate::durable::tables::LEDGER_BLOCKS as ENTRIES;
 use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
-
-/// Marks an LZ4-compressed NDJSON block (the earlier text form); a block that starts with `{`
-/// is plain NDJSON. New blocks are binary (`block.rs`).
-const LZ4_MAGIC: &[u8] = b"lz4:";
-
-/// The NDJSON text of a block in the earlier text form (plain, or `lz4:`-compressed); such
-/// blocks are still read.
-fn decode_text_block(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-    match stored.strip_prefix(LZ4_MAGIC) {
-        Some(c) => lz4_flex::decompress_size_prepended(c)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| e.to_string()),
-        None => Ok(std::borrow::Cow::Borrowed(stored)),
-    }
-}
 
 /// The entries of a stored block, in stored order (for tools and tests that inspect it).
 pub fn read_block(key: u64, stored: &[u8]) -> Result<Vec<LedgerEntry>, TamperError> {
     block_entries(key, stored).collect()
 }
 
-/// The stored form of `entries` (consecutive), in the block form their canonical form is
-/// stored in.
+/// The stored form of `entries` (consecutive, forms 2 and 3), as tools write entries back.
 pub fn write_block(entries: &[LedgerEntry]) -> Vec<u8> {
-    if entries
-        .iter()
-        .all(|e| matches!(e.form, BodyForm::Binary | BodyForm::SharedHeader))
-    {
-        return block::segments_block(entries);
-    }
-    let mut w = BlockWriter::new();
-    for e in entries {
-        w.push(e.seq, &e.entry, &e.prev_hash, &e.hash);
-    }
-    w.finish()
+    block::segments_block(entries)
 }
 
 /// Splits a stored block into its entries.
@@ -58,30 +32,13 @@ fn block_entries(
     key: u64,
     stored: &[u8],
 ) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> {
-    let decoded = if let Some(segments) = stored.strip_prefix(SEGMENTS_MAGIC) {
-        Some(block::decode_segments(segments))
-    } else {
-        stored.strip_prefix(BINARY_MAGIC).map(block::decode)
-    };
-    if let Some(decoded) = decoded {
-        let entries: Vec<Result<LedgerEntry, TamperError>> = match decoded {
-            Ok(es) => es.into_iter().map(Ok).collect(),
-            Err(message) => vec![Err(TamperError::Unreadable { key, message })],
-        };
-        return entries.into_iter();
-    }
-    let entries: Vec<Result<LedgerEntry, TamperError>> = match decode_text_block(stored) {
+    let entries: Vec<Result<LedgerEntry, TamperError>> = match stored
+        .strip_prefix(SEGMENTS_MAGIC)
+        .ok_or_else(|| "not a ledger block".to_string())
+        .and_then(block::decode_segments)
+    {
+        Ok(es) => es.into_iter().map(Ok).collect(),
         Err(message) => vec![Err(TamperError::Unreadable { key, message })],
-        Ok(block) => block
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                serde_json::from_slice(line).map_err(|e| TamperError::Unreadable {
-                    key,
-                    message: e.to_string(),
-                })
-            })
-            .collect(),
     };
     entries.into_iter()
 }
@@ -319,7 +276,7 @@ pub(super) fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
 mod tests {
     use super::*;
     use crate::domain::Micros;
-    use crate::ledger::entry::{sample_entry, EntryKind};
+    use crate::ledger::entry::{sample_entry, BodyForm, EntryKind};
 
     /// The forms new entries are written in: form 2 (entries appended one by one) and form 3
     /// (a chunk's charges); every tamper test runs on both.
@@ -592,54 +549,5 @@ mod tests {
                 ))
             ));
         }
-    }
-
-    #[tokio::test]
-    async fn a_ledger_of_form_1_entries_verifies_and_grows_with_form_2_entries() {
-        // A ledger as an earlier version wrote it: one hb1 block of JSON-digested entries.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("herald.redb");
-        let mut old = Vec::new();
-        let mut prev = GENESIS_HASH.to_string();
-        for i in 0..4 {
-            let entry = sample_entry(i);
-            let seq = i as u64 + 1;
-            let body = super::super::entry::canonical_body(&entry, BodyForm::Json);
-            let hash = super::super::entry::hash_body(seq, &body, &prev);
-            old.push(LedgerEntry {
-                seq,
-                entry,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-                form: BodyForm::Json,
-            });
-        }
-        {
-            let db = Database::create(&path).unwrap();
-            let w = db.begin_write().unwrap();
-            w.open_table(ENTRIES)
-                .unwrap()
-                .insert(1, write_block(&old).as_slice())
-                .unwrap();
-            w.commit().unwrap();
-        }
-        let l = Ledger::open_path(&path).unwrap();
-        assert_eq!(l.append(vec![sample_entry(7)]).await.unwrap(), vec![5]);
-        let report = l.verify().unwrap();
-        assert_eq!(report.entries, 5);
-        let entries = l.entries().unwrap();
-        assert_eq!(entries[3].form, BodyForm::Json);
-        assert_eq!(entries[4].form, BodyForm::Binary);
-        assert_eq!(entries[4].prev_hash, entries[3].hash);
-        l.close();
-        drop(l);
-
-        // The old entries are still guarded.
-        rewrite(&path, |t| edit(t, |es| es[1].entry.parts = 9));
-        let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Modified { seq: 2 }))
-        ));
     }
 }

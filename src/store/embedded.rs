@@ -8,25 +8,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
     StateStore, StoreError, SuppressionKey,
 };
 use crate::domain::{Channel, JobId, Purpose};
-
-const SUPPRESSED_PHONES: TableDefinition<u64, u8> = TableDefinition::new("state_suppressed_phones");
-const SUPPRESSED_CONTACTS: TableDefinition<&str, u8> =
-    TableDefinition::new("state_suppressed_contacts");
-const CONSENT_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("state_consent_history");
-/// Reservations as 16-byte (time, holder) entries per cap key.
-const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps_v2");
-/// The earlier format (8-byte times, no holders): read once at open, moved into [`CAPS`] and
-/// dropped, so reservations made before an upgrade still count.
-const CAPS_V1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
-const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
-const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");
+use crate::durable::tables::{
+    STATE_CAPS as CAPS, STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
+    STATE_JOBS as JOBS, STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS,
+    STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
+};
 
 /// One change to write through.
 enum Op {
@@ -95,40 +88,6 @@ fn entries_from(bytes: &[u8]) -> Vec<(i64, u64)> {
         .collect()
 }
 
-/// Moves reservations from the holder-less format into the current table. Each old entry
-/// gets a holder of its own that no message will ask with, so it counts until it expires.
-fn migrate_caps_v1(w: &WriteTransaction) -> Result<(), redb::Error> {
-    let old: Vec<(Vec<u8>, Vec<u8>)> = {
-        let t = w.open_table(CAPS_V1)?;
-        let rows = t
-            .iter()?
-            .map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
-            .collect::<Result<_, _>>()?;
-        rows
-    };
-    if !old.is_empty() {
-        let mut caps = w.open_table(CAPS)?;
-        for (k, v) in old {
-            let mut entries = caps
-                .get(k.as_slice())?
-                .map(|e| entries_from(e.value()))
-                .unwrap_or_default();
-            for (i, c) in v.chunks_exact(8).enumerate() {
-                let Ok(t) = c.try_into().map(i64::from_le_bytes) else {
-                    continue;
-                };
-                let mut seed = k.clone();
-                seed.extend_from_slice(&(i as u64).to_le_bytes());
-                entries.push((t, xxhash_rust::xxh3::xxh3_64_with_seed(&seed, 0x5eed_ca95)));
-            }
-            entries.sort_unstable();
-            caps.insert(k.as_slice(), entries_bytes(&entries).as_slice())?;
-        }
-    }
-    w.delete_table(CAPS_V1)?;
-    Ok(())
-}
-
 impl EmbeddedStore {
     /// Opens the state tables in `db` and loads them into memory.
     pub fn open(db: Arc<Database>) -> Result<EmbeddedStore, StoreError> {
@@ -137,7 +96,6 @@ impl EmbeddedStore {
         w.open_table(SUPPRESSED_PHONES).map_err(unavailable)?;
         w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
         w.open_table(CAPS).map_err(unavailable)?;
-        migrate_caps_v1(&w).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(JOBS).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
@@ -421,69 +379,5 @@ impl StateStore for EmbeddedStore {
 
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.hot.load_jobs().await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rules() -> Vec<CapRule> {
-        vec![CapRule {
-            channel: Channel::Sms,
-            purpose: Purpose::Marketing,
-            max: 3,
-            window_seconds: 86_400,
-        }]
-    }
-
-    fn req(holder: u64) -> CapRequest {
-        CapRequest {
-            contact_key: 5,
-            channel: Channel::Sms,
-            purpose: Purpose::Marketing,
-            holder,
-        }
-    }
-
-    #[tokio::test]
-    async fn reservations_from_before_holders_still_count_after_an_upgrade() {
-        let dir = tempfile::tempdir().expect("dir");
-        let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
-        let now = Utc::now();
-        {
-            let w = db.begin_write().expect("write");
-            let old_times: Vec<u8> = [now.timestamp() - 10, now.timestamp() - 5]
-                .iter()
-                .flat_map(|t| t.to_le_bytes())
-                .collect();
-            w.open_table(CAPS_V1)
-                .expect("old table")
-                .insert(
-                    cap_key((5, Channel::Sms, Purpose::Marketing)).as_slice(),
-                    old_times.as_slice(),
-                )
-                .expect("insert");
-            w.commit().expect("commit");
-        }
-        let s = EmbeddedStore::open(db.clone()).expect("open");
-        assert_eq!(
-            s.reserve_caps(&rules(), &[req(1), req(2)], now)
-                .await
-                .expect("reserve"),
-            vec![true, false],
-            "the two old reservations count"
-        );
-        let r = db.begin_read().expect("read");
-        assert!(r.open_table(CAPS_V1).is_err(), "the old table is gone");
-        drop((r, s));
-        let s = EmbeddedStore::open(db).expect("reopen");
-        assert_eq!(
-            s.reserve_caps(&rules(), &[req(1), req(3)], now)
-                .await
-                .expect("reserve"),
-            vec![true, false],
-            "migrated and new reservations survive a reopen"
-        );
     }
 }

@@ -9,8 +9,7 @@
 //! - A `settled` record for each provider answer (sent or failed), with the ledger charge.
 //!
 //! The message records go in the durable writer's record log, so a group commit writes all of
-//! a round's records as one value; records written before that (the `journal_log` table) are
-//! still read, before the record log.
+//! a round's records as one value.
 //!
 //! On start, recipients with a settled record keep their outcome, recipients in `sending`
 //! without one were in flight at the crash, and everything else is decided again.
@@ -21,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::audience::{Audience, AudienceBuilder};
@@ -33,9 +32,6 @@ use crate::durable::tables::{
 use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
 use crate::ledger::{Chainer, EntryBatch, LedgerError};
 use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
-
-/// Message records of earlier versions, one per key; new ones are in the record log.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_log");
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -195,7 +191,6 @@ impl Journal {
         w.open_table(PLANS).map_err(db_err)?;
         w.open_table(AUDIENCES).map_err(db_err)?;
         w.open_table(CONTROLS).map_err(db_err)?;
-        w.open_table(LOG).map_err(db_err)?;
         w.commit().map_err(db_err)?;
         Ok(Journal {
             durable,
@@ -374,7 +369,7 @@ impl Journal {
                 decided: Vec::new(),
             });
         }
-        let mut apply = |stored: &[u8]| -> Result<(), JournalError> {
+        let apply = |stored: &[u8]| -> Result<(), JournalError> {
             if !by_id.contains_key(&codec::record_job(stored)?) {
                 return Ok(());
             }
@@ -412,11 +407,6 @@ impl Journal {
             }
             Ok(())
         };
-        let log = r.open_table(LOG).map_err(db_err)?;
-        for row in log.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            apply(v.value())?;
-        }
         durable::records::scan(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
@@ -575,7 +565,7 @@ mod tests {
         in_flight.sort_unstable();
         assert_eq!(in_flight, vec![0, 2]);
         assert_eq!(job.in_flight[&2].body, "hi");
-        // New log records continue after the old ones.
+        // Records written after a reopen are read after the earlier ones.
         journal
             .settle(
                 codec::encode_settled(id.as_str(), 1_764_000_060, &settled),
