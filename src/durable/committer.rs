@@ -308,7 +308,15 @@ mod tests {
             let mut wal = Wal::create(&wal_dir_for(&path)).unwrap();
             wal.append(&[Round {
                 block: Some((1, 3u64.to_le_bytes().to_vec())),
-                records: Some((1, [3u32.to_le_bytes().as_slice(), b"abc"].concat())),
+                records: Some((
+                    1,
+                    [
+                        &[crate::durable::format::RECORD_LOG_VERSION][..],
+                        &3u32.to_le_bytes(),
+                        b"abc",
+                    ]
+                    .concat(),
+                )),
             }])
             .unwrap();
         }

@@ -16,6 +16,7 @@
 //! - [`wal`]: the write-ahead log's segment files.
 //! - [`records`]: the record log, the journal's message records one value per round.
 //! - [`tables`]: every table of the database, in one place.
+//! - [`format`]: the format version every stored value carries, and the error for an unknown one.
 //! - [`bytes`], [`compact`]: byte codecs the stored forms share: a checked little-endian
 //!   reader, and texts written against the text before them.
 
@@ -23,6 +24,7 @@ pub mod applier;
 pub(crate) mod bytes;
 pub mod committer;
 pub mod compact;
+pub mod format;
 pub mod records;
 pub mod store;
 pub mod tables;

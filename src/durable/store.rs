@@ -10,6 +10,7 @@ use redb::Database;
 use tokio::sync::oneshot;
 
 use super::applier;
+use super::format::FormatError;
 use super::records;
 use super::tables::RECORD_LOG;
 use super::writer::{self, Chain, Durability, ExtraWrite, Request, Start};
@@ -23,6 +24,8 @@ pub enum DurableError {
     Stopped,
     #[error("entries handed over for a chain that is not open (the ledger is disabled)")]
     NoChain,
+    #[error(transparent)]
+    Format(#[from] FormatError),
 }
 
 pub(crate) fn db_err(e: impl std::fmt::Display) -> DurableError {

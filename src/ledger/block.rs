@@ -1,13 +1,12 @@
-//! The stored form of one group commit's entries.
+//! The stored form of one group commit's entries: a header with the first entry's sequence
+//! number and the hash before it, then one segment per caller's batch: its entries as the
+//! caller packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and
+//! previous hashes follow from the position, so they are not stored per entry.
 //!
-//! Blocks written now are `hb2` blocks: a header with the first entry's sequence number and
-//! the hash before it, then one segment per caller's batch: its canonical rows as the caller
-//! packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and previous
-//! hashes follow from the position, so they are not stored per entry.
-//! `hb2:` layout (little-endian): `u64 first_seq, [32] prev_hash, u32 segments, segment*`,
-//! a segment being `u32 count, u8 packing, u32 len, packed rows, [32]×count hashes`. With
-//! packing 3 the packed bytes are a form 3 batch: a shared header and compact rows, as hashed
-//! ([`super::charge_rows`]).
+//! Layout (little-endian): `u8 format version, u64 first_seq, [32] prev_hash, u32 segments,
+//! segment*`, a segment being `u32 count, u8 packing, u32 len, packed, [32]×count hashes`.
+//! Packing 2 holds form 2 rows packed by field ([`super::packed_rows`]); packing 3 a form 3
+//! batch, a shared header and compact rows, stored as hashed ([`super::charge_rows`]).
 //!
 //! The hash chain does not depend on the storage form: every entry's hash is recomputed from
 //! its decoded fields on verification, so any change to a stored byte that survives decoding
@@ -18,11 +17,16 @@ use super::canonical;
 use super::charge_rows::{self, HeaderRef};
 use super::entry::{BodyForm, LedgerEntry};
 use crate::durable::bytes::Reader;
+use crate::durable::format;
 
-/// Marks a block of segments of form 2 rows.
-pub const SEGMENTS_MAGIC: &[u8] = b"hb2:";
+/// The format version of blocks, their first byte: the one version the ledger stores (its
+/// entries' canonical forms are kinds of entry, named by each segment's packing).
+pub const BLOCK_VERSION: u8 = 1;
 
-/// Builds one `hb2` block from callers' batches.
+/// Bytes of the block header: version, first sequence number, previous hash, segments.
+const HEADER_BYTES: usize = 1 + 8 + 32 + 4;
+
+/// Builds one block from callers' batches.
 pub struct SegmentBlockWriter {
     out: Vec<u8>,
     segments: u32,
@@ -37,8 +41,8 @@ impl SegmentBlockWriter {
     /// [`SegmentBlockWriter::new`], with room for `bytes` of segments (see
     /// [`SegmentBlockWriter::stored_len`]), so that a round's block is never copied to grow.
     pub fn with_capacity(first_seq: u64, prev_hash: &[u8; 32], bytes: usize) -> SegmentBlockWriter {
-        let mut out = Vec::with_capacity(SEGMENTS_MAGIC.len() + 8 + 32 + 4 + bytes);
-        out.extend_from_slice(SEGMENTS_MAGIC);
+        let mut out = Vec::with_capacity(HEADER_BYTES + bytes);
+        out.push(BLOCK_VERSION);
         out.extend_from_slice(&first_seq.to_le_bytes());
         out.extend_from_slice(prev_hash);
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -71,13 +75,13 @@ impl SegmentBlockWriter {
 
     /// The stored bytes of the block.
     pub fn finish(mut self) -> Vec<u8> {
-        let at = SEGMENTS_MAGIC.len() + 8 + 32;
+        let at = HEADER_BYTES - 4;
         self.out[at..at + 4].copy_from_slice(&self.segments.to_le_bytes());
         self.out
     }
 }
 
-/// The `hb2` block of `entries` (forms 2 and 3, consecutive) with their stored hashes: how
+/// The block of `entries` (forms 2 and 3, consecutive) with their stored hashes: how
 /// tools write entries back. Each run of form 2 entries is one segment, and so is each run of
 /// form 3 entries that share their header fields.
 pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
@@ -109,9 +113,10 @@ pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes an `hb2` block (without its magic) into its entries, in stored order.
-pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
-    let mut r = Reader(stored);
+/// Decodes a stored block into its entries, in stored order.
+pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
+    let block = format::check("ledger block", BLOCK_VERSION, stored).map_err(|e| e.to_string())?;
+    let mut r = Reader(block);
     let mut seq = r.u64()?;
     let mut prev: [u8; 32] = r.array()?;
     let segments = r.u32()?;
@@ -192,15 +197,34 @@ mod tests {
             w.push(&batch, &hashes);
         }
         let stored = w.finish();
-        let decoded = decode_segments(&stored[SEGMENTS_MAGIC.len()..]).unwrap();
+        let decoded = decode(&stored).unwrap();
         assert_eq!(decoded, expected);
         assert!(decoded.iter().all(|e| e.expected_hash() == e.hash));
-        assert!(decode_segments(&stored[SEGMENTS_MAGIC.len()..stored.len() - 1]).is_err());
+        assert!(decode(&stored[..stored.len() - 1]).is_err());
         // The one-segment form written for tools reads back the same.
         let again = segments_block(&decoded);
+        assert_eq!(decode(&again).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_block_of_an_unknown_format_version_is_refused() {
+        let entries: Vec<NewEntry> = (0..3).map(sample_entry).collect();
+        let mut w = SegmentBlockWriter::new(1, &[0u8; 32]);
+        w.push(&EntryBatch::of(&entries), &[[0u8; 32]; 3]);
+        let mut stored = w.finish();
+        assert_eq!(stored[0], BLOCK_VERSION);
+        stored[0] = 7;
         assert_eq!(
-            decode_segments(&again[SEGMENTS_MAGIC.len()..]).unwrap(),
-            expected
+            decode(&stored).unwrap_err(),
+            "ledger block: format version 7 is not known to this herald"
         );
+        // No packing of code 0 or 1 (raw or LZ4 rows) is read.
+        stored[0] = BLOCK_VERSION;
+        let packing_at = HEADER_BYTES + 4;
+        assert_eq!(stored[packing_at], Packing::Fields as u8);
+        for code in [0, 1, 4] {
+            stored[packing_at] = code;
+            assert_eq!(decode(&stored).unwrap_err(), "unknown packing");
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::batch::EntryBatch;
-use super::block::{self, SEGMENTS_MAGIC};
+use super::block;
 use super::chain::{self, TamperError, VerifyReport};
 use super::chainer::Chainer;
 use super::entry::{LedgerEntry, NewEntry, GENESIS_HASH};
@@ -32,11 +32,7 @@ fn block_entries(
     key: u64,
     stored: &[u8],
 ) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> {
-    let entries: Vec<Result<LedgerEntry, TamperError>> = match stored
-        .strip_prefix(SEGMENTS_MAGIC)
-        .ok_or_else(|| "not a ledger block".to_string())
-        .and_then(block::decode_segments)
-    {
+    let entries: Vec<Result<LedgerEntry, TamperError>> = match block::decode(stored) {
         Ok(es) => es.into_iter().map(Ok).collect(),
         Err(message) => vec![Err(TamperError::Unreadable { key, message })],
     };
@@ -549,5 +545,28 @@ mod tests {
                 ))
             ));
         }
+    }
+
+    #[tokio::test]
+    async fn a_block_of_an_unknown_format_version_is_refused_by_verify_and_open() {
+        let (_d, path, l) = ledger_with(4, BodyForm::Binary).await;
+        l.close();
+        drop(l);
+        rewrite(&path, |t| {
+            let mut block = t.get(1).unwrap().unwrap().value().to_vec();
+            block[0] = 7;
+            t.insert(1, block.as_slice()).unwrap();
+        });
+        let known = "ledger block: format version 7 is not known to this herald";
+        let db = Database::create(&path).unwrap();
+        match verify_db(&db) {
+            Err(LedgerError::Tampered(TamperError::Unreadable { key: 1, message })) => {
+                assert_eq!(message, known)
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(db);
+        let opened = Ledger::open_path(&path).map(drop).unwrap_err();
+        assert!(opened.to_string().contains(known), "{opened}");
     }
 }
