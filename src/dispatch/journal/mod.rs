@@ -31,7 +31,7 @@ use crate::durable::tables::{
 };
 use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
 use crate::ledger::{Chainer, EntryBatch, LedgerError};
-use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
+use codec::{CodecError, LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +98,7 @@ fn push_audience_chunk(builder: &mut AudienceBuilder, chunk: &[u8]) -> Result<()
     codec::decode_audience_chunk(chunk, |cid, phone, vars| {
         builder
             .push(cid, phone, vars)
-            .map_err(|_| codec::CodecError("recipient"))
+            .map_err(|_| codec::CodecError::Unreadable("recipient"))
     })?;
     Ok(())
 }
@@ -204,8 +204,8 @@ impl Journal {
         let control = JobControl::of(&job);
         // Encoding a multi-million audience takes a moment: off the async runtime.
         let extra = tokio::task::spawn_blocking(move || -> Result<ExtraWrite, JournalError> {
-            let plan = serde_json::to_vec(&stored).map_err(db_err)?;
-            let control = serde_json::to_vec(&control).map_err(db_err)?;
+            let plan = codec::encode_plan(&stored).map_err(db_err)?;
+            let control = codec::encode_control(&control).map_err(db_err)?;
             let chunks = audience_chunks(&job.audience);
             let id = job.id.as_str().to_string();
             Ok(Box::new(move |w: &redb::WriteTransaction| {
@@ -242,7 +242,7 @@ impl Journal {
                 records.push(codec::encode_decided(job.id.as_str(), &decided));
             }
         }
-        let control = serde_json::to_vec(&control).map_err(db_err)?;
+        let control = codec::encode_control(&control).map_err(db_err)?;
         let id = job.id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
             w.open_table(CONTROLS)?
@@ -334,8 +334,10 @@ impl Journal {
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for row in plans.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
-            let stored: StoredJob = match serde_json::from_slice(v.value()) {
+            let stored = match codec::decode_plan(v.value()) {
                 Ok(s) => s,
+                // Written by a herald that knows more than this one: refuse to start on it.
+                Err(CodecError::Format(e)) => return Err(CodecError::Format(e).into()),
                 Err(e) => {
                     tracing::error!(job = k.value(), error = %e, "unreadable job plan; the job is not recovered");
                     continue;
@@ -419,15 +421,20 @@ impl Journal {
     }
 }
 
-/// A job's control record, if it has a readable one.
+/// A job's control record, if it has a readable one; one of a format this herald does not
+/// know is an error.
 fn control_of(
     controls: &redb::ReadOnlyTable<&str, &[u8]>,
     id: &str,
 ) -> Result<Option<JobControl>, JournalError> {
-    Ok(controls
-        .get(id)
-        .map_err(db_err)?
-        .and_then(|v| serde_json::from_slice(v.value()).ok()))
+    let Some(stored) = controls.get(id).map_err(db_err)? else {
+        return Ok(None);
+    };
+    match codec::decode_control(stored.value()) {
+        Ok(control) => Ok(Some(control)),
+        Err(CodecError::Format(e)) => Err(CodecError::Format(e).into()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// An audience as LZ4 chunks, the form it is stored and shared in.
@@ -494,7 +501,7 @@ mod tests {
             audience_len: audience.len() as u64,
             shards: 0,
         };
-        let plan = serde_json::to_vec(&stored).unwrap();
+        let plan = codec::encode_plan(&stored).unwrap();
         let chunks = audience_chunks(&audience);
         let key = id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
@@ -576,5 +583,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(journal.load_where(|_| true).unwrap()[0].settled.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_plan_or_control_of_an_unknown_format_version_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open_path(&dir.path().join("herald.redb")).unwrap();
+        let journal = Journal::open(ledger.durable().clone()).unwrap();
+        let id = JobId::generate();
+        store_plan(&journal, &id, &["a"]).await;
+        assert_eq!(journal.load_where(|_| true).unwrap().len(), 1);
+        for table in [CONTROLS, PLANS] {
+            let key = id.as_str().to_string();
+            let extra: ExtraWrite = Box::new(move |w| {
+                w.open_table(table)?
+                    .insert(key.as_str(), &[7u8, b'{', b'}'][..])?;
+                Ok(())
+            });
+            journal
+                .durable
+                .commit_records_with(Vec::new(), vec![extra])
+                .unwrap()
+                .wait()
+                .await
+                .unwrap();
+            let e = journal.load_where(|_| true).err().expect("refused");
+            assert!(
+                e.to_string().contains("format version 7 is not known"),
+                "{e}"
+            );
+        }
     }
 }
