@@ -2,6 +2,9 @@
 //! every read and makes check-and-reserve atomic, and every change is written through to the
 //! embedded database (redb) before the call returns, so suppressions, consent and its history,
 //! frequency-cap reservations, idempotency keys and job records survive a crash or restart.
+//!
+//! Every stored value starts with [`FORMAT_VERSION`] (a suppression's value is that byte
+//! alone), and opening refuses a value of a version this herald does not know.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,11 +18,20 @@ use super::{
     StateStore, StoreError, SuppressionKey,
 };
 use crate::domain::{Channel, JobId, Purpose};
+use crate::durable::format::{self, versioned};
 use crate::durable::tables::{
     STATE_CAPS as CAPS, STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
     STATE_JOBS as JOBS, STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS,
     STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
 };
+
+/// The format version of every value the embedded state stores.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The rest of a stored `what` after its version byte, which must be [`FORMAT_VERSION`].
+fn payload<'a>(what: &'static str, stored: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    format::check(what, FORMAT_VERSION, stored).map_err(unavailable)
+}
 
 /// One change to write through.
 enum Op {
@@ -108,7 +120,8 @@ impl EmbeddedStore {
             .iter()
             .map_err(unavailable)?
         {
-            let (k, _) = row.map_err(unavailable)?;
+            let (k, v) = row.map_err(unavailable)?;
+            payload("state suppression", &[v.value()])?;
             hot.restore_suppression(SuppressionKey::Phone(k.value()));
         }
         for row in r
@@ -117,7 +130,8 @@ impl EmbeddedStore {
             .iter()
             .map_err(unavailable)?
         {
-            let (k, _) = row.map_err(unavailable)?;
+            let (k, v) = row.map_err(unavailable)?;
+            payload("state suppression", &[v.value()])?;
             hot.restore_suppression(SuppressionKey::ContactId(k.value().to_string()));
         }
         let mut last_seq = 0;
@@ -129,7 +143,9 @@ impl EmbeddedStore {
         {
             let (k, v) = row.map_err(unavailable)?;
             last_seq = k.value();
-            let change: ConsentChange = serde_json::from_slice(v.value()).map_err(unavailable)?;
+            let change: ConsentChange =
+                serde_json::from_slice(payload("state consent change", v.value())?)
+                    .map_err(unavailable)?;
             hot.restore_consent_change(change);
         }
         for row in r
@@ -140,7 +156,10 @@ impl EmbeddedStore {
         {
             let (k, v) = row.map_err(unavailable)?;
             if let Some(key) = cap_key_from(k.value()) {
-                hot.restore_cap(key, entries_from(v.value()));
+                hot.restore_cap(
+                    key,
+                    entries_from(payload("state cap reservations", v.value())?),
+                );
             }
         }
         for row in r
@@ -150,7 +169,7 @@ impl EmbeddedStore {
             .map_err(unavailable)?
         {
             let (k, v) = row.map_err(unavailable)?;
-            let v = v.value();
+            let v = payload("state idempotency key", v.value())?;
             let (Some(fp), Some(job)) = (v.get(..32), v.get(32..)) else {
                 continue;
             };
@@ -169,9 +188,8 @@ impl EmbeddedStore {
             .map_err(unavailable)?
         {
             let (k, v) = row.map_err(unavailable)?;
-            if let (Some(id), Ok(record)) =
-                (JobId::parse(k.value()), serde_json::from_slice(v.value()))
-            {
+            let v = payload("state job record", v.value())?;
+            if let (Some(id), Ok(record)) = (JobId::parse(k.value()), serde_json::from_slice(v)) {
                 hot.restore_job(id, record);
             }
         }
@@ -203,10 +221,11 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     for op in ops {
         match op {
             Op::Suppress(SuppressionKey::Phone(p)) => {
-                w.open_table(SUPPRESSED_PHONES)?.insert(p, 1)?;
+                w.open_table(SUPPRESSED_PHONES)?.insert(p, FORMAT_VERSION)?;
             }
             Op::Suppress(SuppressionKey::ContactId(c)) => {
-                w.open_table(SUPPRESSED_CONTACTS)?.insert(c.as_str(), 1)?;
+                w.open_table(SUPPRESSED_CONTACTS)?
+                    .insert(c.as_str(), FORMAT_VERSION)?;
             }
             Op::Unsuppress(SuppressionKey::Phone(p)) => {
                 w.open_table(SUPPRESSED_PHONES)?.remove(p)?;
@@ -216,18 +235,19 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::Consent(seq, json) => {
                 w.open_table(CONSENT_HISTORY)?
-                    .insert(seq, json.as_slice())?;
+                    .insert(seq, versioned(FORMAT_VERSION, &json).as_slice())?;
             }
             Op::Cap(k, entries) => {
                 w.open_table(CAPS)?
-                    .insert(k.as_slice(), entries.as_slice())?;
+                    .insert(k.as_slice(), versioned(FORMAT_VERSION, &entries).as_slice())?;
             }
             Op::Idempotency(k, v) => {
                 w.open_table(IDEMPOTENCY)?
-                    .insert(k.as_str(), v.as_slice())?;
+                    .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
             }
             Op::Job(k, v) => {
-                w.open_table(JOBS)?.insert(k.as_str(), v.as_slice())?;
+                w.open_table(JOBS)?
+                    .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
             }
         }
     }
@@ -379,5 +399,107 @@ impl StateStore for EmbeddedStore {
 
     async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
         self.hot.load_jobs().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_of_an_unknown_format_version_is_refused_at_open() {
+        type Write = fn(&WriteTransaction) -> Result<(), redb::Error>;
+        let writes: [(&str, Write); 6] = [
+            ("state suppression", |w| {
+                w.open_table(SUPPRESSED_PHONES)?.insert(8613123000000, 7)?;
+                Ok(())
+            }),
+            ("state suppression", |w| {
+                w.open_table(SUPPRESSED_CONTACTS)?.insert("c1", 7)?;
+                Ok(())
+            }),
+            ("state consent change", |w| {
+                w.open_table(CONSENT_HISTORY)?.insert(1, &[7u8, b'{'][..])?;
+                Ok(())
+            }),
+            ("state cap reservations", |w| {
+                w.open_table(CAPS)?.insert(&[0u8; 10][..], &[7u8][..])?;
+                Ok(())
+            }),
+            ("state idempotency key", |w| {
+                w.open_table(IDEMPOTENCY)?.insert("k", &[7u8][..])?;
+                Ok(())
+            }),
+            ("state job record", |w| {
+                w.open_table(JOBS)?.insert("job", &[7u8][..])?;
+                Ok(())
+            }),
+        ];
+        for (what, write) in writes {
+            let dir = tempfile::tempdir().expect("dir");
+            let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+            drop(EmbeddedStore::open(db.clone()).expect("a fresh store opens"));
+            let w = db.begin_write().expect("write");
+            write(&w).expect("stored");
+            w.commit().expect("commit");
+            let e = EmbeddedStore::open(db).err().expect("refused");
+            assert!(
+                e.to_string()
+                    .contains(&format!("{what}: format version 7 is not known")),
+                "{e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn values_written_read_back_after_a_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+        let s = EmbeddedStore::open(db.clone()).expect("open");
+        let now = Utc::now();
+        let rules = [CapRule {
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            max: 1,
+            window_seconds: 86_400,
+        }];
+        let req = |holder| CapRequest {
+            contact_key: 5,
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            holder,
+        };
+        s.add_suppressions(&[SuppressionKey::Phone(8613123000000)])
+            .await
+            .expect("suppress");
+        assert_eq!(
+            s.reserve_caps(&rules, &[req(1)], now)
+                .await
+                .expect("reserve"),
+            vec![true]
+        );
+        let job = JobId::generate();
+        s.claim_idempotency_key("k", [3; 32], &job)
+            .await
+            .expect("claim");
+        s.save_job(&job, serde_json::json!({"id": job.as_str()}))
+            .await
+            .expect("save");
+        drop(s);
+        let s = EmbeddedStore::open(db).expect("reopen");
+        assert_eq!(
+            s.reserve_caps(&rules, &[req(2)], now)
+                .await
+                .expect("reserve"),
+            vec![false],
+            "the reservation survived"
+        );
+        assert_eq!(
+            s.claim_idempotency_key("k", [3; 32], &JobId::generate())
+                .await
+                .expect("claim"),
+            IdempotencyClaim::Existing(job)
+        );
+        assert_eq!(s.load_jobs().await.expect("jobs").len(), 1);
     }
 }
