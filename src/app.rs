@@ -123,7 +123,7 @@ pub async fn build_with_clock(
     let wal_dir = crate::durable::wal_dir_for(&db_path);
     // The ledger's chain is opened only when the ledger is on; the journal needs the rest.
     let durable = Durable::open(db, &wal_dir, c.ledger.enabled)
-        .with_context(|| format!("opening the database log in {}", db_path.display()))?;
+        .with_context(|| format!("opening {} and its write-ahead log", db_path.display()))?;
     let ledger = Ledger::on(durable.clone());
     let log_in_use = c.ledger.enabled || c.state.backend != StateBackend::Memory;
     if log_in_use && c.ledger.prepare_log_spares {
