@@ -18,6 +18,7 @@ use crate::dispatch::journal::Journal;
 use crate::dispatch::recovery;
 use crate::dispatch::send_log::{JournalLog, LedgerOnlyLog, SendLog, SharedMarksLog};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
+use crate::durable::Durable;
 use crate::ledger::Ledger;
 use crate::links::Tracking;
 use crate::provider;
@@ -124,12 +125,14 @@ pub async fn build_with_clock(
                 .context("connecting to the Redis state backend")?,
         ),
     };
-    let wal_dir = crate::ledger::store::wal_dir_for(&db_path);
-    let ledger = Ledger::open(db, &wal_dir)
-        .with_context(|| format!("opening the ledger in {}", db_path.display()))?;
+    let wal_dir = crate::durable::wal_dir_for(&db_path);
+    // The ledger's chain is opened only when the ledger is on; the journal needs the rest.
+    let durable = Durable::open(db, &wal_dir, c.ledger.enabled)
+        .with_context(|| format!("opening {} and its write-ahead log", db_path.display()))?;
+    let ledger = Ledger::on(durable.clone());
     let log_in_use = c.ledger.enabled || c.state.backend != StateBackend::Memory;
     if log_in_use && c.ledger.prepare_log_spares {
-        crate::ledger::committer::prepare_spares_in_background(&wal_dir);
+        crate::durable::prepare_spares_in_background(&wal_dir);
     }
     // Dispatch is as durable as the state: with embedded (or Redis) state, the jobs this
     // instance accepted survive its restart. With memory state nothing does.
@@ -137,7 +140,7 @@ pub async fn build_with_clock(
     let journal = match c.state.backend {
         StateBackend::Redis if c.state.cluster.enabled => None,
         StateBackend::Embedded | StateBackend::Redis => {
-            Some(Journal::open(ledger.clone()).with_context(|| {
+            Some(Journal::open(durable.clone()).with_context(|| {
                 format!("opening the dispatch journal in {}", db_path.display())
             })?)
         }

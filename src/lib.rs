@@ -18,6 +18,9 @@
 //!   jobs, shard leases, fenced outcome writes, shared counts and receipts index.
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs), its
 //!   backends (memory, embedded, Redis), and the cached health of the backend in use.
+//! - [`durable`]: the durability layer the journal and the ledger write through: one writer
+//!   that groups commits, a write-ahead log synced once per round, applied to the embedded
+//!   database in the background; every database table, defined in one place.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
 //! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
 //! - [`callbacks`]: signed delivery receipts and inbound replies (STOP / 退订), matched back to
@@ -38,6 +41,7 @@ pub mod cluster;
 pub mod config;
 pub mod dispatch;
 pub mod domain;
+pub mod durable;
 pub mod ledger;
 pub mod links;
 pub mod metrics;

@@ -24,7 +24,7 @@ use super::journal::codec::{self, SettledItem};
 use super::journal::{Journal, JournalError};
 use super::share::SendingMarks;
 use crate::config::RetryConfig;
-use crate::ledger::{EntryBatch, Ledger};
+use crate::ledger::{EntryBatch, Ledger, LedgerError};
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
 
@@ -176,11 +176,8 @@ impl SendLog for LedgerOnlyLog {
             return;
         }
         let done = with_retries(&write_retries(), "ledger append", job, || async {
-            ledger
-                .commit_records_soon(&charges, Vec::new())?
-                .wait()
-                .await
-                .map(drop)
+            let pending = ledger.commit_records_soon(&charges, Vec::new())?;
+            pending.wait().await.map(drop).map_err(LedgerError::from)
         })
         .await;
         if !done {

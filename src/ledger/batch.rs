@@ -1,5 +1,5 @@
 //! Entries as a caller hands them to the ledger: already in their canonical binary form and
-//! digested, so the work that grows with the number of sends (encoding, hashing, compressing)
+//! digested, so the work that grows with the number of sends (encoding, hashing, packing)
 //! runs on the callers' threads in parallel, and the single chain writer only links digests
 //! and copies bytes.
 
@@ -10,14 +10,11 @@ use super::charge_rows::{self, HeaderRef, RowRef};
 use super::entry::{body_digest, NewEntry};
 use super::packed_rows::{self, RowPacker};
 
-/// How a batch's rows are packed in storage.
+/// How a batch's rows are stored: one packing per canonical form, so the code also names the
+/// form of the batch's entries. Codes 0 and 1 are not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Packing {
-    /// Rows as they are.
-    Raw = 0,
-    /// Rows LZ4-compressed, with LZ4's size prefix (batches written before `Fields`).
-    Lz4 = 1,
-    /// Each row's fields written against the row before ([`super::packed_rows`]).
+    /// Form 2 rows, each row's fields written against the row before ([`super::packed_rows`]).
     Fields = 2,
     /// Form 3: the batch's shared fields once, then compact rows ([`super::charge_rows`]),
     /// stored as they were hashed.
@@ -28,8 +25,6 @@ impl Packing {
     /// The packing a stored code names.
     pub fn from_code(code: u8) -> Option<Packing> {
         match code {
-            0 => Some(Packing::Raw),
-            1 => Some(Packing::Lz4),
             2 => Some(Packing::Fields),
             3 => Some(Packing::SharedHeader),
             _ => None,
@@ -131,7 +126,7 @@ impl EntryBatch {
     /// A batch of no entries.
     pub fn empty() -> EntryBatch {
         EntryBatch(Arc::new(Sealed {
-            packing: Packing::Raw,
+            packing: Packing::Fields,
             packed: Vec::new(),
             digests: Vec::new(),
             header: None,
@@ -203,14 +198,10 @@ pub fn split_rows(mut rows: &[u8]) -> Result<Vec<&[u8]>, String> {
     Ok(out)
 }
 
-/// The rows of a packed batch, unpacked.
-pub fn unpack(packing: Packing, packed: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+/// The canonical form 2 rows of a packed batch, each after its `u32` length.
+pub fn unpack(packing: Packing, packed: &[u8]) -> Result<Vec<u8>, String> {
     match packing {
-        Packing::Raw => Ok(std::borrow::Cow::Borrowed(packed)),
-        Packing::Lz4 => lz4_flex::decompress_size_prepended(packed)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| e.to_string()),
-        Packing::Fields => packed_rows::unpack(packed).map(std::borrow::Cow::Owned),
+        Packing::Fields => packed_rows::unpack(packed),
         Packing::SharedHeader => Err("form 3 batches hold no canonical form 2 rows".into()),
     }
 }
@@ -235,28 +226,5 @@ mod tests {
             assert_eq!(&canonical::decode(row).unwrap(), e);
         }
         assert!(EntryBatch::empty().is_empty());
-    }
-
-    #[test]
-    fn batches_written_with_lz4_are_still_read() {
-        let entries: Vec<NewEntry> = (0..5).map(sample_entry).collect();
-        let mut rows = Vec::new();
-        for e in &entries {
-            let row = canonical_body(e, BodyForm::Binary);
-            rows.extend_from_slice(&(row.len() as u32).to_le_bytes());
-            rows.extend_from_slice(&row);
-        }
-        let packed = lz4_flex::compress_prepend_size(&rows);
-        let unpacked = unpack(Packing::Lz4, &packed).unwrap();
-        let decoded: Vec<NewEntry> = split_rows(&unpacked)
-            .unwrap()
-            .into_iter()
-            .map(|row| canonical::decode(row).unwrap())
-            .collect();
-        assert_eq!(decoded, entries);
-        let batch = EntryBatch::of(&entries);
-        let (packing, new) = batch.packed();
-        assert_eq!(packing, Packing::Fields);
-        assert_eq!(unpack(packing, new).unwrap(), rows);
     }
 }

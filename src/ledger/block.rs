@@ -1,45 +1,32 @@
-//! The stored form of one group commit's entries.
+//! The stored form of one group commit's entries: a header with the first entry's sequence
+//! number and the hash before it, then one segment per caller's batch: its entries as the
+//! caller packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and
+//! previous hashes follow from the position, so they are not stored per entry.
 //!
-//! Blocks written now are `hb2` blocks: a header with the first entry's sequence number and
-//! the hash before it, then one segment per caller's batch: its canonical rows as the caller
-//! packed them ([`super::batch`]) and the chain hash of each. Sequence numbers and previous
-//! hashes follow from the position, so they are not stored per entry.
-//! `hb2:` layout (little-endian): `u64 first_seq, [32] prev_hash, u32 segments, segment*`,
-//! a segment being `u32 count, u8 packing, u32 len, packed rows, [32]×count hashes`. With
-//! packing 3 the packed bytes are a form 3 batch: a shared header and compact rows, as hashed
-//! ([`super::charge_rows`]).
+//! Layout (little-endian): `u8 format version, u64 first_seq, [32] prev_hash, u32 segments,
+//! segment*`, a segment being `u32 count, u8 packing, u32 len, packed, [32]×count hashes`.
+//! Packing 2 holds form 2 rows packed by field ([`super::packed_rows`]); packing 3 a form 3
+//! batch, a shared header and compact rows, stored as hashed ([`super::charge_rows`]).
 //!
-//! Earlier blocks (`hb1`, form 1 entries) are still read; they are described below.
-//!
-//! The block's strings that repeat from entry to entry (job, campaign, channel, provider,
-//! country, currency) are written once in a table at the head of the block and referred to by
-//! number; hashes are stored as raw bytes. That is about half the bytes of the entries as
-//! JSON, and the single writer spends no time formatting text. The hash chain does not depend
-//! on the storage form: every entry's hash is recomputed from its decoded fields on
-//! verification, so any change to a stored byte that survives decoding still breaks it.
-//!
-//! Layout (little-endian), after the `hb1:` magic and LZ4's size prefix:
-//! `u32 strings, (u16 len, bytes)*, u32 entries, entry*` where an entry is
-//! `u64 seq, u8 kind, str message_id, u16×6 string refs, u32 parts, i64 unit, i64 cost,
-//! i64 at_seconds, u32 at_nanos, u8 has_ref [u64 ref], u8 has_pmid [str pmid],
-//! [32] prev_hash, [32] hash`, with `str` as `u16 len, bytes`.
-
-use chrono::{DateTime, Utc};
+//! The hash chain does not depend on the storage form: every entry's hash is recomputed from
+//! its decoded fields on verification, so any change to a stored byte that survives decoding
+//! still breaks it.
 
 use super::batch::{self, EntryBatch, Packing};
-use super::bytes::Reader;
 use super::canonical;
 use super::charge_rows::{self, HeaderRef};
-use super::entry::{BodyForm, EntryKind, LedgerEntry, NewEntry};
-use crate::domain::{Channel, Currency, Micros};
+use super::entry::{BodyForm, LedgerEntry};
+use crate::durable::bytes::Reader;
+use crate::durable::format;
 
-/// Marks a binary block of form 1 entries.
-pub const BINARY_MAGIC: &[u8] = b"hb1:";
+/// The format version of blocks, their first byte: the one version the ledger stores (its
+/// entries' canonical forms are kinds of entry, named by each segment's packing).
+pub const BLOCK_VERSION: u8 = 1;
 
-/// Marks a block of segments of form 2 rows.
-pub const SEGMENTS_MAGIC: &[u8] = b"hb2:";
+/// Bytes of the block header: version, first sequence number, previous hash, segments.
+const HEADER_BYTES: usize = 1 + 8 + 32 + 4;
 
-/// Builds one `hb2` block from callers' batches.
+/// Builds one block from callers' batches.
 pub struct SegmentBlockWriter {
     out: Vec<u8>,
     segments: u32,
@@ -54,8 +41,8 @@ impl SegmentBlockWriter {
     /// [`SegmentBlockWriter::new`], with room for `bytes` of segments (see
     /// [`SegmentBlockWriter::stored_len`]), so that a round's block is never copied to grow.
     pub fn with_capacity(first_seq: u64, prev_hash: &[u8; 32], bytes: usize) -> SegmentBlockWriter {
-        let mut out = Vec::with_capacity(SEGMENTS_MAGIC.len() + 8 + 32 + 4 + bytes);
-        out.extend_from_slice(SEGMENTS_MAGIC);
+        let mut out = Vec::with_capacity(HEADER_BYTES + bytes);
+        out.push(BLOCK_VERSION);
         out.extend_from_slice(&first_seq.to_le_bytes());
         out.extend_from_slice(prev_hash);
         out.extend_from_slice(&0u32.to_le_bytes());
@@ -88,13 +75,13 @@ impl SegmentBlockWriter {
 
     /// The stored bytes of the block.
     pub fn finish(mut self) -> Vec<u8> {
-        let at = SEGMENTS_MAGIC.len() + 8 + 32;
+        let at = HEADER_BYTES - 4;
         self.out[at..at + 4].copy_from_slice(&self.segments.to_le_bytes());
         self.out
     }
 }
 
-/// The `hb2` block of `entries` (forms 2 and 3, consecutive) with their stored hashes: how
+/// The block of `entries` (forms 2 and 3, consecutive) with their stored hashes: how
 /// tools write entries back. Each run of form 2 entries is one segment, and so is each run of
 /// form 3 entries that share their header fields.
 pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
@@ -126,9 +113,10 @@ pub fn segments_block(entries: &[LedgerEntry]) -> Vec<u8> {
     w.finish()
 }
 
-/// Decodes an `hb2` block (without its magic) into its entries, in stored order.
-pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
-    let mut r = Reader(stored);
+/// Decodes a stored block into its entries, in stored order.
+pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
+    let block = format::check("ledger block", BLOCK_VERSION, stored).map_err(|e| e.to_string())?;
+    let mut r = Reader(block);
     let mut seq = r.u64()?;
     let mut prev: [u8; 32] = r.array()?;
     let segments = r.u32()?;
@@ -140,7 +128,7 @@ pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
         let packed = r.take(len)?;
         let (entries, form) = match packing {
             Packing::SharedHeader => (charge_rows::decode(packed, count)?, BodyForm::SharedHeader),
-            _ => {
+            Packing::Fields => {
                 let rows = batch::unpack(packing, packed)?;
                 let rows = batch::split_rows(&rows)?;
                 if rows.len() != count {
@@ -169,22 +157,6 @@ pub fn decode_segments(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
     Ok(out)
 }
 
-/// Builds one block.
-#[derive(Default)]
-pub struct BlockWriter {
-    /// A block holds few distinct strings (one job or a handful), so a scan beats hashing.
-    strings: Vec<String>,
-    entries: Vec<u8>,
-    count: u32,
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let b = s.as_bytes();
-    let n = b.len().min(u16::MAX as usize);
-    out.extend_from_slice(&(n as u16).to_le_bytes());
-    out.extend_from_slice(&b[..n]);
-}
-
 fn hash_bytes(hex_hash: &str) -> [u8; 32] {
     let mut out = [0u8; 32];
     // The chain only ever holds hashes it computed itself, so this cannot fail.
@@ -192,191 +164,10 @@ fn hash_bytes(hex_hash: &str) -> [u8; 32] {
     out
 }
 
-impl BlockWriter {
-    /// An empty block.
-    pub fn new() -> BlockWriter {
-        BlockWriter::default()
-    }
-
-    fn string(&mut self, s: &str) -> u16 {
-        if let Some(i) = self.strings.iter().rposition(|k| k == s) {
-            return i as u16;
-        }
-        self.strings.push(s.to_string());
-        (self.strings.len() - 1) as u16
-    }
-
-    /// Whether nothing was pushed.
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    /// Adds the entry at `seq`, chained after `prev_hash` with hash `hash` (both hex).
-    pub fn push(&mut self, seq: u64, e: &NewEntry, prev_hash: &str, hash: &str) {
-        let refs = [
-            self.string(&e.job_id),
-            self.string(&e.campaign_id),
-            self.string(e.channel.as_str()),
-            self.string(&e.provider),
-            self.string(&e.country),
-            self.string(e.currency.as_str()),
-        ];
-        let out = &mut self.entries;
-        out.extend_from_slice(&seq.to_le_bytes());
-        out.push(e.kind.code());
-        put_str(out, &e.message_id);
-        for r in refs {
-            out.extend_from_slice(&r.to_le_bytes());
-        }
-        out.extend_from_slice(&e.parts.to_le_bytes());
-        out.extend_from_slice(&e.unit_price_micros.0.to_le_bytes());
-        out.extend_from_slice(&e.cost_micros.0.to_le_bytes());
-        out.extend_from_slice(&e.at.timestamp().to_le_bytes());
-        out.extend_from_slice(&e.at.timestamp_subsec_nanos().to_le_bytes());
-        match e.references {
-            Some(r) => {
-                out.push(1);
-                out.extend_from_slice(&r.to_le_bytes());
-            }
-            None => out.push(0),
-        }
-        match &e.provider_message_id {
-            Some(p) => {
-                out.push(1);
-                put_str(out, p);
-            }
-            None => out.push(0),
-        }
-        out.extend_from_slice(&hash_bytes(prev_hash));
-        out.extend_from_slice(&hash_bytes(hash));
-        self.count += 1;
-    }
-
-    /// The stored bytes of the block.
-    pub fn finish(self) -> Vec<u8> {
-        let mut raw = Vec::with_capacity(self.entries.len() + 64 * self.strings.len() + 8);
-        raw.extend_from_slice(&(self.strings.len() as u32).to_le_bytes());
-        for s in &self.strings {
-            put_str(&mut raw, s);
-        }
-        raw.extend_from_slice(&self.count.to_le_bytes());
-        raw.extend_from_slice(&self.entries);
-        let mut out = BINARY_MAGIC.to_vec();
-        out.extend_from_slice(&lz4_flex::compress_prepend_size(&raw));
-        out
-    }
-}
-
-fn channel(s: &str) -> Result<Channel, String> {
-    serde_json::from_value(serde_json::Value::String(s.to_string()))
-        .map_err(|_| format!("unknown channel {s:?}"))
-}
-
-/// Decodes a binary block (without its magic) into its entries, in stored order.
-pub fn decode(stored: &[u8]) -> Result<Vec<LedgerEntry>, String> {
-    let raw = lz4_flex::decompress_size_prepended(stored).map_err(|e| e.to_string())?;
-    let mut r = Reader(&raw);
-    let n_strings = r.u32()? as usize;
-    let mut strings = Vec::with_capacity(n_strings.min(1 << 16));
-    for _ in 0..n_strings {
-        strings.push(r.str16()?);
-    }
-    let s = |i: u16| -> Result<&String, String> {
-        strings
-            .get(i as usize)
-            .ok_or_else(|| format!("string {i} is not in the block"))
-    };
-    let count = r.u32()? as usize;
-    let mut out = Vec::with_capacity(count.min(1 << 20));
-    for _ in 0..count {
-        let seq = r.u64()?;
-        let kind = EntryKind::from_code(r.u8()?)?;
-        let message_id = r.str16()?;
-        let refs = [r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?, r.u16()?];
-        let parts = r.u32()?;
-        let unit = r.i64()?;
-        let cost = r.i64()?;
-        let secs = r.i64()?;
-        let nanos = r.u32()?;
-        let at: DateTime<Utc> =
-            DateTime::from_timestamp(secs, nanos).ok_or("time out of range".to_string())?;
-        let references = match r.u8()? {
-            0 => None,
-            _ => Some(r.u64()?),
-        };
-        let provider_message_id = match r.u8()? {
-            0 => None,
-            _ => Some(r.str16()?),
-        };
-        let prev: [u8; 32] = r.array()?;
-        let hash: [u8; 32] = r.array()?;
-        let currency = Currency::parse(s(refs[5])?)
-            .ok_or_else(|| format!("bad currency {:?}", s(refs[5]).ok()))?;
-        out.push(LedgerEntry {
-            seq,
-            entry: NewEntry {
-                kind,
-                message_id,
-                job_id: s(refs[0])?.clone(),
-                campaign_id: s(refs[1])?.clone(),
-                channel: channel(s(refs[2])?)?,
-                provider: s(refs[3])?.clone(),
-                country: s(refs[4])?.clone(),
-                parts,
-                unit_price_micros: Micros(unit),
-                cost_micros: Micros(cost),
-                currency,
-                at,
-                references,
-                provider_message_id,
-            },
-            prev_hash: hex::encode(prev),
-            hash: hex::encode(hash),
-            form: BodyForm::Json,
-        });
-    }
-    if !r.0.is_empty() {
-        return Err("trailing bytes after the last entry".into());
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{
-        body_digest, canonical_body, chain_hash, sample_entry, GENESIS_HASH,
-    };
-
-    #[test]
-    fn entries_round_trip_and_keep_their_hashes() {
-        let mut w = BlockWriter::new();
-        let mut prev = GENESIS_HASH.to_string();
-        let mut expected = Vec::new();
-        for i in 0..20 {
-            let e = sample_entry(i);
-            let seq = i as u64 + 1;
-            let hash = chain_hash(
-                seq,
-                &body_digest(&canonical_body(&e, BodyForm::Json)),
-                &prev,
-            );
-            w.push(seq, &e, &prev, &hash);
-            expected.push(LedgerEntry {
-                seq,
-                entry: e,
-                prev_hash: prev.clone(),
-                hash: hash.clone(),
-                form: BodyForm::Json,
-            });
-            prev = hash;
-        }
-        let stored = w.finish();
-        let decoded = decode(&stored[BINARY_MAGIC.len()..]).unwrap();
-        assert_eq!(decoded, expected);
-        assert!(decoded.iter().all(|e| e.expected_hash() == e.hash));
-        assert!(decode(&stored[BINARY_MAGIC.len()..stored.len() - 1]).is_err());
-    }
+    use crate::ledger::entry::{chain_hash, sample_entry, NewEntry, GENESIS_HASH};
 
     #[test]
     fn segment_blocks_round_trip_and_chain_across_batches() {
@@ -406,15 +197,34 @@ mod tests {
             w.push(&batch, &hashes);
         }
         let stored = w.finish();
-        let decoded = decode_segments(&stored[SEGMENTS_MAGIC.len()..]).unwrap();
+        let decoded = decode(&stored).unwrap();
         assert_eq!(decoded, expected);
         assert!(decoded.iter().all(|e| e.expected_hash() == e.hash));
-        assert!(decode_segments(&stored[SEGMENTS_MAGIC.len()..stored.len() - 1]).is_err());
+        assert!(decode(&stored[..stored.len() - 1]).is_err());
         // The one-segment form written for tools reads back the same.
         let again = segments_block(&decoded);
+        assert_eq!(decode(&again).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_block_of_an_unknown_format_version_is_refused() {
+        let entries: Vec<NewEntry> = (0..3).map(sample_entry).collect();
+        let mut w = SegmentBlockWriter::new(1, &[0u8; 32]);
+        w.push(&EntryBatch::of(&entries), &[[0u8; 32]; 3]);
+        let mut stored = w.finish();
+        assert_eq!(stored[0], BLOCK_VERSION);
+        stored[0] = 7;
         assert_eq!(
-            decode_segments(&again[SEGMENTS_MAGIC.len()..]).unwrap(),
-            expected
+            decode(&stored).unwrap_err(),
+            "ledger block: format version 7 is not known to this herald"
         );
+        // No packing of code 0 or 1 (raw or LZ4 rows) is read.
+        stored[0] = BLOCK_VERSION;
+        let packing_at = HEADER_BYTES + 4;
+        assert_eq!(stored[packing_at], Packing::Fields as u8);
+        for code in [0, 1, 4] {
+            stored[packing_at] = code;
+            assert_eq!(decode(&stored).unwrap_err(), "unknown packing");
+        }
     }
 }

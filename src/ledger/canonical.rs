@@ -1,7 +1,6 @@
 //! The canonical binary form of an entry's fields (form 2): the bytes its body digest is taken
 //! over, and the row it is stored as. Written straight from borrowed fields, so a worker
-//! charging a send builds no owned entry and formats no text; the earlier form (form 1, JSON)
-//! is still verified for entries written before this one.
+//! charging a send builds no owned entry and formats no text.
 //!
 //! Layout, integers little-endian, `str` as `u32 len, UTF-8 bytes`:
 //! `u8 form (2), u8 kind, str message_id, str job_id, str campaign_id, u8 channel,
@@ -12,9 +11,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bytes::Reader;
 use super::entry::{EntryKind, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
 
 /// The form byte every canonical row starts with.
 pub const FORM_BINARY: u8 = 2;

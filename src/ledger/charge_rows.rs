@@ -21,11 +21,11 @@
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::bytes::Reader;
 use super::canonical::EntryRef;
-use super::compact::{parse_hex16, put_varint, read_varint, unzigzag, zigzag};
 use super::entry::{EntryKind, NewEntry};
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
+use crate::durable::compact::{parse_hex16, put_varint, read_varint, unzigzag, zigzag};
 
 /// The form byte every header starts with.
 pub const FORM_COMPACT: u8 = 3;

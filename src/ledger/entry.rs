@@ -1,9 +1,10 @@
 //! One ledger entry and its hash. The hash covers the previous entry's hash and every field of
 //! this one in a fixed order, so changing any field, or the order, breaks the chain.
 //!
-//! An entry's fields are digested in one of two canonical forms: form 1 is the entry's JSON
-//! (entries written before form 2 existed), form 2 the binary row of [`super::canonical`],
-//! which is what new entries use. The chain itself is the same for both.
+//! An entry's fields are digested in one of two canonical forms, two kinds of entry rather than
+//! two versions: form 2, the binary row of [`super::canonical`], for entries charged one by one
+//! (refunds, corrections, in-doubt settles), and form 3 ([`super::charge_rows`]) for a chunk's
+//! charges, which share their header fields.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -70,13 +71,11 @@ pub struct NewEntry {
 }
 
 /// Which canonical form an entry's body digest was taken over. Not part of the entry's JSON:
-/// it follows from how the entry was stored (text and `hb1` blocks hold form 1 entries).
+/// it follows from the block segment the entry is stored in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BodyForm {
-    /// The entry's JSON, fields in declaration order.
+    /// Form 2: the binary row of [`super::canonical`].
     #[default]
-    Json,
-    /// The binary row of [`super::canonical`].
     Binary,
     /// Form 3: a shared header and a compact row ([`super::charge_rows`]), chained over the
     /// raw previous hash and both digests.
@@ -134,11 +133,9 @@ impl LedgerEntry {
     }
 }
 
-/// The canonical bytes of an entry's fields in `form`. Form 1: serde_json writes struct
-/// fields in declaration order, so the same entry always gives the same bytes.
+/// The canonical bytes of an entry's fields in `form`.
 pub fn canonical_body(entry: &NewEntry, form: BodyForm) -> Vec<u8> {
     match form {
-        BodyForm::Json => serde_json::to_vec(entry).unwrap_or_default(),
         BodyForm::Binary => super::canonical::to_bytes(&entry.as_ref()),
         // Form 3 digests two parts; this is their bytes one after the other.
         BodyForm::SharedHeader => super::charge_rows::encode_entry(entry).0,

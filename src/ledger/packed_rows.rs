@@ -1,9 +1,9 @@
 //! The field-packed storage form of a batch's rows ([`super::batch::Packing::Fields`]): each
 //! entry written against the one before it, so that what repeats within a batch (job,
 //! campaign, provider, currency, time, mostly the country and price) costs a bit or a byte,
-//! and ids cost their 16 raw bytes ([`super::compact`]). Smaller than the LZ4-compressed
-//! rows, and a fraction of the CPU. Unpacking rebuilds the exact canonical rows, which are
-//! what is digested and chained, so the packing is invisible to verification.
+//! and ids cost their 16 raw bytes ([`crate::durable::compact`]): smaller than general-purpose
+//! compression of the rows, for a fraction of the CPU. Unpacking rebuilds the exact canonical
+//! rows, which are what is digested and chained, so the packing is invisible to verification.
 //!
 //! A packed row is `u16 changed`, then each fixed field whose bit is set, in bit order, and
 //! then the text fields, each written against its previous value:
@@ -14,11 +14,11 @@
 
 use chrono::{DateTime, Utc};
 
-use super::bytes::Reader;
 use super::canonical::{self, EntryRef};
-use super::compact::{put_text, read_text};
 use super::entry::EntryKind;
 use crate::domain::{Channel, Currency, Micros};
+use crate::durable::bytes::Reader;
+use crate::durable::compact::{put_text, read_text};
 
 const KIND: u16 = 1 << 0;
 const CHANNEL: u16 = 1 << 1;
@@ -168,7 +168,7 @@ impl RowPacker {
 }
 
 /// Rebuilds the canonical rows of packed rows, each after its `u32` length, as
-/// [`super::batch::Packing::Raw`] holds them.
+/// [`super::batch::split_rows`] splits them.
 pub fn unpack(bytes: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(bytes.len() * 3);
     let mut r = Reader(bytes);

@@ -1,61 +1,30 @@
-//! Durable ledger storage in the embedded database (redb). One writer appends ([`super::writer`]);
-//! callers hand it batches and wait for the commit, and batches that arrive while a commit is
-//! running are written together in the next one (group commit), so durability costs one disk
+//! The ledger handle: entries are appended through the durable layer's single writer
+//! ([`crate::durable`]), which links them into the hash chain on its thread ([`super::chainer`])
+//! and commits them with the round they arrive in (group commit), so durability costs one disk
 //! sync per round, not one per send. Reads and verification go through snapshots of the
 //! database.
 
 use std::path::Path;
-use std::sync::{mpsc, Arc};
-use std::thread;
+use std::sync::Arc;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
+use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::batch::EntryBatch;
-use super::block::{self, BlockWriter, BINARY_MAGIC, SEGMENTS_MAGIC};
+use super::block;
 use super::chain::{self, TamperError, VerifyReport};
-use super::entry::{BodyForm, LedgerEntry, NewEntry, GENESIS_HASH};
-use super::writer::{self, Durability, ExtraWrite, Head, Request};
-
-/// Blocks of entries, keyed by the sequence number of their first entry. A block is the
-/// entries of one group commit (binary, `block.rs`), so the chain is written with one tree
-/// insert per commit instead of one per send.
-pub(super) const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger_blocks");
-
-/// Marks an LZ4-compressed NDJSON block (the earlier text form); a block that starts with `{`
-/// is plain NDJSON. New blocks are binary (`block.rs`).
-const LZ4_MAGIC: &[u8] = b"lz4:";
-
-/// The NDJSON text of a block in the earlier text form (plain, or `lz4:`-compressed); such
-/// blocks are still read.
-fn decode_text_block(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, String> {
-    match stored.strip_prefix(LZ4_MAGIC) {
-        Some(c) => lz4_flex::decompress_size_prepended(c)
-            .map(std::borrow::Cow::Owned)
-            .map_err(|e| e.to_string()),
-        None => Ok(std::borrow::Cow::Borrowed(stored)),
-    }
-}
+use super::chainer::Chainer;
+use super::entry::{LedgerEntry, NewEntry, GENESIS_HASH};
+use crate::durable::tables::LEDGER_BLOCKS as ENTRIES;
+use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
 
 /// The entries of a stored block, in stored order (for tools and tests that inspect it).
 pub fn read_block(key: u64, stored: &[u8]) -> Result<Vec<LedgerEntry>, TamperError> {
     block_entries(key, stored).collect()
 }
 
-/// The stored form of `entries` (consecutive), in the block form their canonical form is
-/// stored in.
+/// The stored form of `entries` (consecutive, forms 2 and 3), as tools write entries back.
 pub fn write_block(entries: &[LedgerEntry]) -> Vec<u8> {
-    if entries
-        .iter()
-        .all(|e| matches!(e.form, BodyForm::Binary | BodyForm::SharedHeader))
-    {
-        return block::segments_block(entries);
-    }
-    let mut w = BlockWriter::new();
-    for e in entries {
-        w.push(e.seq, &e.entry, &e.prev_hash, &e.hash);
-    }
-    w.finish()
+    block::segments_block(entries)
 }
 
 /// Splits a stored block into its entries.
@@ -63,30 +32,9 @@ fn block_entries(
     key: u64,
     stored: &[u8],
 ) -> impl Iterator<Item = Result<LedgerEntry, TamperError>> {
-    let decoded = if let Some(segments) = stored.strip_prefix(SEGMENTS_MAGIC) {
-        Some(block::decode_segments(segments))
-    } else {
-        stored.strip_prefix(BINARY_MAGIC).map(block::decode)
-    };
-    if let Some(decoded) = decoded {
-        let entries: Vec<Result<LedgerEntry, TamperError>> = match decoded {
-            Ok(es) => es.into_iter().map(Ok).collect(),
-            Err(message) => vec![Err(TamperError::Unreadable { key, message })],
-        };
-        return entries.into_iter();
-    }
-    let entries: Vec<Result<LedgerEntry, TamperError>> = match decode_text_block(stored) {
+    let entries: Vec<Result<LedgerEntry, TamperError>> = match block::decode(stored) {
+        Ok(es) => es.into_iter().map(Ok).collect(),
         Err(message) => vec![Err(TamperError::Unreadable { key, message })],
-        Ok(block) => block
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|line| {
-                serde_json::from_slice(line).map_err(|e| TamperError::Unreadable {
-                    key,
-                    message: e.to_string(),
-                })
-            })
-            .collect(),
     };
     entries.into_iter()
 }
@@ -96,8 +44,8 @@ fn block_entries(
 pub enum LedgerError {
     #[error("ledger database: {0}")]
     Db(String),
-    #[error("ledger writer has stopped")]
-    Stopped,
+    #[error(transparent)]
+    Durable(#[from] DurableError),
     #[error(transparent)]
     Tampered(#[from] TamperError),
 }
@@ -106,92 +54,41 @@ pub(super) fn db_err(e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Db(e.to_string())
 }
 
-/// A commit handed to the writer: wait on it to learn the entries' sequence numbers.
-pub struct PendingCommit(oneshot::Receiver<Result<Vec<u64>, String>>);
-
-impl PendingCommit {
-    /// Waits until the commit is durable.
-    pub async fn wait(self) -> Result<Vec<u64>, LedgerError> {
-        self.0
-            .await
-            .map_err(|_| LedgerError::Stopped)?
-            .map_err(LedgerError::Db)
-    }
-}
-
-/// The ledger: append through the writer thread, read through snapshots of the database.
+/// The ledger: appended through the durable layer's writer, read through snapshots of the
+/// database. Cheap to clone.
 #[derive(Clone)]
 pub struct Ledger {
-    db: Arc<Database>,
-    writer: Arc<Writer>,
-}
-
-struct Writer {
-    tx: parking_lot::Mutex<Option<mpsc::Sender<Request>>>,
-    thread: parking_lot::Mutex<Option<thread::JoinHandle<()>>>,
-}
-
-/// Where the write-ahead log of the database file at `db_path` lives: beside it.
-pub fn wal_dir_for(db_path: &Path) -> std::path::PathBuf {
-    db_path.with_extension("wal")
+    durable: Durable<Chainer>,
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger in `db`, first applying what its write-ahead log in
-    /// `wal_dir` still holds, and starts its writer.
+    /// Opens the durable layer over `db` with the ledger's chain (first applying what its
+    /// write-ahead log in `wal_dir` still holds) and answers the ledger over it.
     pub fn open(db: Arc<Database>, wal_dir: &Path) -> Result<Ledger, LedgerError> {
-        {
-            let w = db.begin_write().map_err(db_err)?;
-            w.open_table(ENTRIES).map_err(db_err)?;
-            w.open_table(writer::RECORDS).map_err(db_err)?;
-            w.commit().map_err(db_err)?;
-        }
-        let replayed = super::committer::replay(&db, wal_dir)?;
-        if replayed > 0 {
-            tracing::info!(
-                rounds = replayed,
-                "ledger rounds from the write-ahead log applied"
-            );
-        }
-        let (seq, hash) = read_head(&db)?;
-        let head = Head {
-            seq,
-            hash,
-            records_key: writer::next_records_key(&db)?,
-            wal_dir: wal_dir.to_path_buf(),
-        };
-        let (tx, rx) = mpsc::channel::<Request>();
-        let writer_db = db.clone();
-        let thread = thread::Builder::new()
-            .name("ledger-writer".into())
-            .spawn(move || {
-                writer::no_wakeup_preemption();
-                writer::chainer(writer_db, rx, head)
-            })
-            .map_err(db_err)?;
-        let writer = Writer {
-            tx: parking_lot::Mutex::new(Some(tx)),
-            thread: parking_lot::Mutex::new(Some(thread)),
-        };
-        Ok(Ledger {
-            db,
-            writer: Arc::new(writer),
-        })
+        Ok(Ledger::on(Durable::open(db, wal_dir, true)?))
+    }
+
+    /// The ledger over an open durable layer. Appending needs the layer opened with its chain;
+    /// reading does not (a ledger never enabled reads as empty).
+    pub fn on(durable: Durable<Chainer>) -> Ledger {
+        Ledger { durable }
+    }
+
+    /// The durable layer the ledger writes through.
+    pub fn durable(&self) -> &Durable<Chainer> {
+        &self.durable
     }
 
     /// Stops the writer after the batches already handed to it are committed.
     pub fn close(&self) {
-        self.writer.tx.lock().take();
-        if let Some(t) = self.writer.thread.lock().take() {
-            let _ = t.join();
-        }
+        self.durable.close();
     }
 
     /// Opens the database file at `path` (created if missing), its log beside it.
     pub fn open_path(path: &Path) -> Result<Ledger, LedgerError> {
         Ledger::open(
             Arc::new(Database::create(path).map_err(db_err)?),
-            &wal_dir_for(path),
+            &durable::wal_dir_for(path),
         )
     }
 
@@ -200,9 +97,10 @@ impl Ledger {
         if entries.is_empty() {
             return Ok(Vec::new());
         }
-        self.commit(&EntryBatch::of(&entries), Vec::new())?
+        Ok(self
+            .commit(&EntryBatch::of(&entries), Vec::new())?
             .wait()
-            .await
+            .await?)
     }
 
     /// Hands entries and writes to other tables to the writer, which commits them together
@@ -227,7 +125,7 @@ impl Ledger {
     }
 
     /// Hands entries and records for the record log to the writer, committed together in
-    /// one transaction and in hand-over order (read back with [`writer::scan_records`]).
+    /// one transaction and in hand-over order (read back with [`durable::records::scan`]).
     pub fn commit_records(
         &self,
         entries: &EntryBatch,
@@ -237,9 +135,9 @@ impl Ledger {
     }
 
     /// [`Ledger::commit_records`] for writes no send waits on (provider answers and their
-    /// charges): the disk sync may wait up to [`writer::SYNC_SOON`] for a round that syncs
-    /// anyway, so that such writes do not cost a sync of their own. Still in hand-over order,
-    /// and the commit is answered only once it is durable.
+    /// charges): the disk sync may wait up to [`durable::SYNC_SOON`] for a round that syncs
+    /// anyway ([`Durability::Soon`]). Still in hand-over order, and the commit is answered
+    /// only once it is durable.
     pub fn commit_records_soon(
         &self,
         entries: &EntryBatch,
@@ -248,24 +146,10 @@ impl Ledger {
         self.submit(entries, records, Vec::new(), Durability::Soon)
     }
 
-    /// Waits until everything committed so far is in the database, where readers look. A
-    /// stopped writer applied everything when it stopped. Blocking: run it off the async
-    /// runtime.
+    /// Waits until everything committed so far is in the database, where readers look.
+    /// Blocking: run it off the async runtime.
     pub fn flush(&self) -> Result<(), LedgerError> {
-        let pending = match self.submit(
-            &EntryBatch::empty(),
-            Vec::new(),
-            Vec::new(),
-            Durability::Flush,
-        ) {
-            Ok(p) => p,
-            Err(LedgerError::Stopped) => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        match futures::executor::block_on(pending.wait()) {
-            Ok(_) | Err(LedgerError::Stopped) => Ok(()),
-            Err(e) => Err(e),
-        }
+        Ok(self.durable.flush()?)
     }
 
     fn submit(
@@ -275,23 +159,13 @@ impl Ledger {
         extra: Vec<ExtraWrite>,
         durability: Durability,
     ) -> Result<PendingCommit, LedgerError> {
-        let (reply, wait) = oneshot::channel();
-        let tx = self.writer.tx.lock().clone().ok_or(LedgerError::Stopped)?;
-        tx.send(Request {
-            entries: entries.clone(),
-            records,
-            extra,
-            flush: durability == Durability::Flush,
-            soon: durability == Durability::Soon,
-            reply,
-        })
-        .map_err(|_| LedgerError::Stopped)?;
-        Ok(PendingCommit(wait))
+        let batch = (!entries.is_empty()).then(|| entries.clone());
+        Ok(self.durable.commit(batch, records, extra, durability)?)
     }
 
     /// The database the ledger lives in (other tables committed with it live there too).
     pub fn database(&self) -> &Arc<Database> {
-        &self.db
+        self.durable.database()
     }
 
     /// Every entry in order, read from one consistent snapshot.
@@ -308,8 +182,13 @@ impl Ledger {
     /// Blocking: run it off the async runtime.
     pub fn scan(&self, mut f: impl FnMut(&LedgerEntry) -> bool) -> Result<(), LedgerError> {
         self.flush()?;
-        let r = self.db.begin_read().map_err(db_err)?;
-        let t = r.open_table(ENTRIES).map_err(db_err)?;
+        let r = self.database().begin_read().map_err(db_err)?;
+        let t = match r.open_table(ENTRIES) {
+            Ok(t) => t,
+            // Never enabled: no entries.
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(db_err(e)),
+        };
         for row in t.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
             for e in block_entries(k.value(), v.value()) {
@@ -324,7 +203,7 @@ impl Ledger {
     /// Verifies the whole chain.
     pub fn verify(&self) -> Result<VerifyReport, LedgerError> {
         self.flush()?;
-        verify_db(&self.db)
+        verify_db(self.database())
     }
 }
 
@@ -332,7 +211,7 @@ impl Ledger {
 /// verify`), after applying what its write-ahead log still holds, as a start would.
 pub fn verify_path(db_path: &Path) -> Result<VerifyReport, LedgerError> {
     let db = Database::open(db_path).map_err(db_err)?;
-    super::committer::replay(&db, &wal_dir_for(db_path))?;
+    durable::applier::replay(&db, &durable::wal_dir_for(db_path))?;
     verify_db(&db)
 }
 
@@ -393,7 +272,7 @@ pub(super) fn read_head(db: &Database) -> Result<(u64, String), LedgerError> {
 mod tests {
     use super::*;
     use crate::domain::Micros;
-    use crate::ledger::entry::{sample_entry, EntryKind};
+    use crate::ledger::entry::{sample_entry, BodyForm, EntryKind};
 
     /// The forms new entries are written in: form 2 (entries appended one by one) and form 3
     /// (a chunk's charges); every tamper test runs on both.
@@ -507,6 +386,38 @@ mod tests {
                 sample_entry(99).message_id
             );
         }
+    }
+
+    #[tokio::test]
+    async fn rounds_left_in_the_log_by_a_crash_are_applied_when_the_ledger_opens() {
+        use crate::durable::wal::{self, Round, Wal};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        // What a crash leaves: a round synced to the log, never applied to the database.
+        let mut entries = Vec::new();
+        let mut prev = GENESIS_HASH.to_string();
+        for i in 0..3u32 {
+            let e = LedgerEntry::chain(i as u64 + 1, sample_entry(i), &prev);
+            prev = e.hash.clone();
+            entries.push(e);
+        }
+        {
+            let mut wal = Wal::create(&durable::wal_dir_for(&path)).unwrap();
+            wal.append(&[Round {
+                block: Some((1, write_block(&entries))),
+                records: None,
+            }])
+            .unwrap();
+        }
+        let ledger = Ledger::open_path(&path).unwrap();
+        assert_eq!(ledger.entries().unwrap(), entries);
+        // The chain goes on after the replayed entries, and the log is gone.
+        assert_eq!(ledger.append(vec![sample_entry(9)]).await.unwrap(), vec![4]);
+        assert_eq!(ledger.verify().unwrap().entries, 4);
+        ledger.close();
+        assert!(wal::read_all(&durable::wal_dir_for(&path))
+            .unwrap()
+            .is_empty());
     }
 
     #[tokio::test]
@@ -637,51 +548,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_ledger_of_form_1_entries_verifies_and_grows_with_form_2_entries() {
-        // A ledger as an earlier version wrote it: one hb1 block of JSON-digested entries.
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("herald.redb");
-        let mut old = Vec::new();
-        let mut prev = GENESIS_HASH.to_string();
-        for i in 0..4 {
-            let entry = sample_entry(i);
-            let seq = i as u64 + 1;
-            let body = super::super::entry::canonical_body(&entry, BodyForm::Json);
-            let hash = super::super::entry::hash_body(seq, &body, &prev);
-            old.push(LedgerEntry {
-                seq,
-                entry,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                hash,
-                form: BodyForm::Json,
-            });
-        }
-        {
-            let db = Database::create(&path).unwrap();
-            let w = db.begin_write().unwrap();
-            w.open_table(ENTRIES)
-                .unwrap()
-                .insert(1, write_block(&old).as_slice())
-                .unwrap();
-            w.commit().unwrap();
-        }
-        let l = Ledger::open_path(&path).unwrap();
-        assert_eq!(l.append(vec![sample_entry(7)]).await.unwrap(), vec![5]);
-        let report = l.verify().unwrap();
-        assert_eq!(report.entries, 5);
-        let entries = l.entries().unwrap();
-        assert_eq!(entries[3].form, BodyForm::Json);
-        assert_eq!(entries[4].form, BodyForm::Binary);
-        assert_eq!(entries[4].prev_hash, entries[3].hash);
+    async fn a_block_of_an_unknown_format_version_is_refused_by_verify_and_open() {
+        let (_d, path, l) = ledger_with(4, BodyForm::Binary).await;
         l.close();
         drop(l);
-
-        // The old entries are still guarded.
-        rewrite(&path, |t| edit(t, |es| es[1].entry.parts = 9));
+        rewrite(&path, |t| {
+            let mut block = t.get(1).unwrap().unwrap().value().to_vec();
+            block[0] = 7;
+            t.insert(1, block.as_slice()).unwrap();
+        });
+        let known = "ledger block: format version 7 is not known to this herald";
         let db = Database::create(&path).unwrap();
-        assert!(matches!(
-            verify_db(&db),
-            Err(LedgerError::Tampered(TamperError::Modified { seq: 2 }))
-        ));
+        match verify_db(&db) {
+            Err(LedgerError::Tampered(TamperError::Unreadable { key: 1, message })) => {
+                assert_eq!(message, known)
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(db);
+        let opened = Ledger::open_path(&path).map(drop).unwrap_err();
+        assert!(opened.to_string().contains(known), "{opened}");
     }
 }

@@ -3,34 +3,36 @@
 //! embedded database (redb) before the call returns, so suppressions, consent and its history,
 //! frequency-cap reservations, idempotency keys, job records and the signatures of callbacks
 //! already applied survive a crash or restart.
+//!
+//! Every stored value starts with [`FORMAT_VERSION`] (a suppression's value is that byte
+//! alone), and opening refuses a value of a version this herald does not know.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
     StateStore, StoreError, SuppressionKey,
 };
 use crate::domain::{Channel, JobId, Purpose};
+use crate::durable::format::{self, versioned};
+use crate::durable::tables::{
+    STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
+    STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY, STATE_JOBS as JOBS,
+    STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS, STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
+};
 
-const SUPPRESSED_PHONES: TableDefinition<u64, u8> = TableDefinition::new("state_suppressed_phones");
-const SUPPRESSED_CONTACTS: TableDefinition<&str, u8> =
-    TableDefinition::new("state_suppressed_contacts");
-const CONSENT_HISTORY: TableDefinition<u64, &[u8]> = TableDefinition::new("state_consent_history");
-/// Reservations as 16-byte (time, holder) entries per cap key.
-const CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps_v2");
-/// The earlier format (8-byte times, no holders): read once at open, moved into [`CAPS`] and
-/// dropped, so reservations made before an upgrade still count.
-const CAPS_V1: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps");
-const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("state_idempotency");
-const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");
-/// Callback signatures seen → the Unix time (seconds) after which they expire; expired ones
-/// are deleted by [`StateStore::prune_callback_uses`].
-const CALLBACK_USES: TableDefinition<&[u8], i64> = TableDefinition::new("state_callback_uses");
+/// The format version of every value the embedded state stores.
+pub const FORMAT_VERSION: u8 = 1;
+
+/// The rest of a stored `what` after its version byte, which must be [`FORMAT_VERSION`].
+fn payload<'a>(what: &'static str, stored: &'a [u8]) -> Result<&'a [u8], StoreError> {
+    format::check(what, FORMAT_VERSION, stored).map_err(unavailable)
+}
 
 /// One change to write through.
 enum Op {
@@ -101,40 +103,6 @@ fn entries_from(bytes: &[u8]) -> Vec<(i64, u64)> {
         .collect()
 }
 
-/// Moves reservations from the holder-less format into the current table. Each old entry
-/// gets a holder of its own that no message will ask with, so it counts until it expires.
-fn migrate_caps_v1(w: &WriteTransaction) -> Result<(), redb::Error> {
-    let old: Vec<(Vec<u8>, Vec<u8>)> = {
-        let t = w.open_table(CAPS_V1)?;
-        let rows = t
-            .iter()?
-            .map(|row| row.map(|(k, v)| (k.value().to_vec(), v.value().to_vec())))
-            .collect::<Result<_, _>>()?;
-        rows
-    };
-    if !old.is_empty() {
-        let mut caps = w.open_table(CAPS)?;
-        for (k, v) in old {
-            let mut entries = caps
-                .get(k.as_slice())?
-                .map(|e| entries_from(e.value()))
-                .unwrap_or_default();
-            for (i, c) in v.chunks_exact(8).enumerate() {
-                let Ok(t) = c.try_into().map(i64::from_le_bytes) else {
-                    continue;
-                };
-                let mut seed = k.clone();
-                seed.extend_from_slice(&(i as u64).to_le_bytes());
-                entries.push((t, xxhash_rust::xxh3::xxh3_64_with_seed(&seed, 0x5eed_ca95)));
-            }
-            entries.sort_unstable();
-            caps.insert(k.as_slice(), entries_bytes(&entries).as_slice())?;
-        }
-    }
-    w.delete_table(CAPS_V1)?;
-    Ok(())
-}
-
 impl EmbeddedStore {
     /// Opens the state tables in `db` and loads them into memory.
     pub fn open(db: Arc<Database>) -> Result<EmbeddedStore, StoreError> {
@@ -143,7 +111,6 @@ impl EmbeddedStore {
         w.open_table(SUPPRESSED_PHONES).map_err(unavailable)?;
         w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
         w.open_table(CAPS).map_err(unavailable)?;
-        migrate_caps_v1(&w).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(JOBS).map_err(unavailable)?;
         w.open_table(CALLBACK_USES).map_err(unavailable)?;
@@ -157,7 +124,8 @@ impl EmbeddedStore {
             .iter()
             .map_err(unavailable)?
         {
-            let (k, _) = row.map_err(unavailable)?;
+            let (k, v) = row.map_err(unavailable)?;
+            payload("state suppression", &[v.value()])?;
             hot.restore_suppression(SuppressionKey::Phone(k.value()));
         }
         for row in r
@@ -166,7 +134,8 @@ impl EmbeddedStore {
             .iter()
             .map_err(unavailable)?
         {
-            let (k, _) = row.map_err(unavailable)?;
+            let (k, v) = row.map_err(unavailable)?;
+            payload("state suppression", &[v.value()])?;
             hot.restore_suppression(SuppressionKey::ContactId(k.value().to_string()));
         }
         let mut last_seq = 0;
@@ -178,7 +147,9 @@ impl EmbeddedStore {
         {
             let (k, v) = row.map_err(unavailable)?;
             last_seq = k.value();
-            let change: ConsentChange = serde_json::from_slice(v.value()).map_err(unavailable)?;
+            let change: ConsentChange =
+                serde_json::from_slice(payload("state consent change", v.value())?)
+                    .map_err(unavailable)?;
             hot.restore_consent_change(change);
         }
         for row in r
@@ -189,7 +160,10 @@ impl EmbeddedStore {
         {
             let (k, v) = row.map_err(unavailable)?;
             if let Some(key) = cap_key_from(k.value()) {
-                hot.restore_cap(key, entries_from(v.value()));
+                hot.restore_cap(
+                    key,
+                    entries_from(payload("state cap reservations", v.value())?),
+                );
             }
         }
         for row in r
@@ -199,7 +173,7 @@ impl EmbeddedStore {
             .map_err(unavailable)?
         {
             let (k, v) = row.map_err(unavailable)?;
-            let v = v.value();
+            let v = payload("state idempotency key", v.value())?;
             let (Some(fp), Some(job)) = (v.get(..32), v.get(32..)) else {
                 continue;
             };
@@ -218,9 +192,8 @@ impl EmbeddedStore {
             .map_err(unavailable)?
         {
             let (k, v) = row.map_err(unavailable)?;
-            if let (Some(id), Ok(record)) =
-                (JobId::parse(k.value()), serde_json::from_slice(v.value()))
-            {
+            let v = payload("state job record", v.value())?;
+            if let (Some(id), Ok(record)) = (JobId::parse(k.value()), serde_json::from_slice(v)) {
                 hot.restore_job(id, record);
             }
         }
@@ -231,8 +204,13 @@ impl EmbeddedStore {
             .map_err(unavailable)?
         {
             let (k, v) = row.map_err(unavailable)?;
+            let v = payload("callback use", v.value())?;
+            let expires = v
+                .try_into()
+                .map(i64::from_le_bytes)
+                .map_err(|_| unavailable("a callback use's expiry is not 8 bytes"))?;
             if let Ok(signature) = k.value().try_into() {
-                hot.restore_callback_use(signature, v.value());
+                hot.restore_callback_use(signature, expires);
             }
         }
         drop(r);
@@ -263,10 +241,11 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
     for op in ops {
         match op {
             Op::Suppress(SuppressionKey::Phone(p)) => {
-                w.open_table(SUPPRESSED_PHONES)?.insert(p, 1)?;
+                w.open_table(SUPPRESSED_PHONES)?.insert(p, FORMAT_VERSION)?;
             }
             Op::Suppress(SuppressionKey::ContactId(c)) => {
-                w.open_table(SUPPRESSED_CONTACTS)?.insert(c.as_str(), 1)?;
+                w.open_table(SUPPRESSED_CONTACTS)?
+                    .insert(c.as_str(), FORMAT_VERSION)?;
             }
             Op::Unsuppress(SuppressionKey::Phone(p)) => {
                 w.open_table(SUPPRESSED_PHONES)?.remove(p)?;
@@ -276,22 +255,24 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::Consent(seq, json) => {
                 w.open_table(CONSENT_HISTORY)?
-                    .insert(seq, json.as_slice())?;
+                    .insert(seq, versioned(FORMAT_VERSION, &json).as_slice())?;
             }
             Op::Cap(k, entries) => {
                 w.open_table(CAPS)?
-                    .insert(k.as_slice(), entries.as_slice())?;
+                    .insert(k.as_slice(), versioned(FORMAT_VERSION, &entries).as_slice())?;
             }
             Op::Idempotency(k, v) => {
                 w.open_table(IDEMPOTENCY)?
-                    .insert(k.as_str(), v.as_slice())?;
+                    .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
             }
             Op::Job(k, v) => {
-                w.open_table(JOBS)?.insert(k.as_str(), v.as_slice())?;
+                w.open_table(JOBS)?
+                    .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
             }
             Op::CallbackUse(signature, expires) => {
+                let value = versioned(FORMAT_VERSION, &expires.to_le_bytes());
                 w.open_table(CALLBACK_USES)?
-                    .insert(signature.as_slice(), expires)?;
+                    .insert(signature.as_slice(), value.as_slice())?;
             }
             Op::ForgetCallbackUse(signature) => {
                 w.open_table(CALLBACK_USES)?.remove(signature.as_slice())?;
@@ -486,21 +467,53 @@ impl StateStore for EmbeddedStore {
 mod tests {
     use super::*;
 
-    fn rules() -> Vec<CapRule> {
-        vec![CapRule {
-            channel: Channel::Sms,
-            purpose: Purpose::Marketing,
-            max: 3,
-            window_seconds: 86_400,
-        }]
-    }
-
-    fn req(holder: u64) -> CapRequest {
-        CapRequest {
-            contact_key: 5,
-            channel: Channel::Sms,
-            purpose: Purpose::Marketing,
-            holder,
+    #[test]
+    fn a_value_of_an_unknown_format_version_is_refused_at_open() {
+        type Write = fn(&WriteTransaction) -> Result<(), redb::Error>;
+        let writes: [(&str, Write); 7] = [
+            ("state suppression", |w| {
+                w.open_table(SUPPRESSED_PHONES)?.insert(8613123000000, 7)?;
+                Ok(())
+            }),
+            ("state suppression", |w| {
+                w.open_table(SUPPRESSED_CONTACTS)?.insert("c1", 7)?;
+                Ok(())
+            }),
+            ("state consent change", |w| {
+                w.open_table(CONSENT_HISTORY)?.insert(1, &[7u8, b'{'][..])?;
+                Ok(())
+            }),
+            ("state cap reservations", |w| {
+                w.open_table(CAPS)?.insert(&[0u8; 10][..], &[7u8][..])?;
+                Ok(())
+            }),
+            ("state idempotency key", |w| {
+                w.open_table(IDEMPOTENCY)?.insert("k", &[7u8][..])?;
+                Ok(())
+            }),
+            ("state job record", |w| {
+                w.open_table(JOBS)?.insert("job", &[7u8][..])?;
+                Ok(())
+            }),
+            ("callback use", |w| {
+                w.open_table(CALLBACK_USES)?
+                    .insert(&[1u8; 32][..], &[7u8; 9][..])?;
+                Ok(())
+            }),
+        ];
+        for (what, write) in writes {
+            let dir = tempfile::tempdir().expect("dir");
+            let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
+            drop(EmbeddedStore::open(db.clone()).expect("a fresh store opens"));
+            let w = db.begin_write().expect("write");
+            write(&w).expect("stored");
+            w.commit().expect("commit");
+            let e = EmbeddedStore::open(db).err().expect("refused");
+            assert!(
+                e.to_string()
+                    .contains(&format!("{what}: format version 7 is not known")),
+                "{e}"
+            );
         }
     }
 
@@ -536,43 +549,54 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reservations_from_before_holders_still_count_after_an_upgrade() {
+    async fn values_written_read_back_after_a_reopen() {
         let dir = tempfile::tempdir().expect("dir");
         let db = Arc::new(Database::create(dir.path().join("state.redb")).expect("db"));
-        let now = Utc::now();
-        {
-            let w = db.begin_write().expect("write");
-            let old_times: Vec<u8> = [now.timestamp() - 10, now.timestamp() - 5]
-                .iter()
-                .flat_map(|t| t.to_le_bytes())
-                .collect();
-            w.open_table(CAPS_V1)
-                .expect("old table")
-                .insert(
-                    cap_key((5, Channel::Sms, Purpose::Marketing)).as_slice(),
-                    old_times.as_slice(),
-                )
-                .expect("insert");
-            w.commit().expect("commit");
-        }
         let s = EmbeddedStore::open(db.clone()).expect("open");
+        let now = Utc::now();
+        let rules = [CapRule {
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            max: 1,
+            window_seconds: 86_400,
+        }];
+        let req = |holder| CapRequest {
+            contact_key: 5,
+            channel: Channel::Sms,
+            purpose: Purpose::Marketing,
+            holder,
+        };
+        s.add_suppressions(&[SuppressionKey::Phone(8613123000000)])
+            .await
+            .expect("suppress");
         assert_eq!(
-            s.reserve_caps(&rules(), &[req(1), req(2)], now)
+            s.reserve_caps(&rules, &[req(1)], now)
                 .await
                 .expect("reserve"),
-            vec![true, false],
-            "the two old reservations count"
+            vec![true]
         );
-        let r = db.begin_read().expect("read");
-        assert!(r.open_table(CAPS_V1).is_err(), "the old table is gone");
-        drop((r, s));
+        let job = JobId::generate();
+        s.claim_idempotency_key("k", [3; 32], &job)
+            .await
+            .expect("claim");
+        s.save_job(&job, serde_json::json!({"id": job.as_str()}))
+            .await
+            .expect("save");
+        drop(s);
         let s = EmbeddedStore::open(db).expect("reopen");
         assert_eq!(
-            s.reserve_caps(&rules(), &[req(1), req(3)], now)
+            s.reserve_caps(&rules, &[req(2)], now)
                 .await
                 .expect("reserve"),
-            vec![true, false],
-            "migrated and new reservations survive a reopen"
+            vec![false],
+            "the reservation survived"
         );
+        assert_eq!(
+            s.claim_idempotency_key("k", [3; 32], &JobId::generate())
+                .await
+                .expect("claim"),
+            IdempotencyClaim::Existing(job)
+        );
+        assert_eq!(s.load_jobs().await.expect("jobs").len(), 1);
     }
 }

@@ -1,11 +1,16 @@
-//! Compact binary forms of what the dispatch journal stores: audience chunks and the message
-//! log records (`sending` before a provider call, `settled` after its answer).
+//! Compact binary forms of what the dispatch journal stores: job plans and controls, audience
+//! chunks and the message log records (`sending` before a provider call, `settled` after its
+//! answer).
 //!
-//! Audience chunks, delivery and decision records are LZ4-compressed. `sending` and `settled`
-//! records, written for every message on the send path, are not: each body and provider
-//! message id is written against the one before it ([`crate::ledger::compact`]), which packs
-//! them about as well for a fraction of the CPU. Such a record is stored after [`UNPACKED`],
-//! which no LZ4 value starts with (it would claim 4 GiB of content).
+//! Every stored value starts with its format version byte (the versions are below, in one
+//! place); a reader refuses one it does not know. A message-log record is `u8 version, u8 kind,
+//! body`, the body being `str job, u32 count, items` (`str` as `u32 len, bytes`). One form per
+//! kind: the bodies of `delivered`, `decided` and `withdrawn` records are LZ4-compressed (with
+//! LZ4's size prefix); the bodies of `sending` and `settled` records, written for every message
+//! on the send path, are not: each body and provider message id is written against the one
+//! before it ([`crate::durable::compact`]), which packs them about as well for a fraction of
+//! the CPU. An audience chunk is `u8 version` and its recipients LZ4-compressed; plans and
+//! controls are `u8 version` and their JSON.
 //!
 //! `settled` and `delivered` records carry the time they happened (Unix seconds, one per
 //! record), so a job's per-minute series reads the same after a restart.
@@ -13,9 +18,20 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use crate::ledger::compact::{self, unzigzag, zigzag};
+use super::{JobControl, StoredJob};
+use crate::durable::compact::{self, unzigzag, zigzag};
+use crate::durable::format::{self, FormatError};
 use crate::phone::RegionCode;
 use crate::provider::OutboundMessage;
+
+/// Format version of message-log records.
+pub const RECORD_VERSION: u8 = 1;
+/// Format version of audience chunks.
+pub const AUDIENCE_CHUNK_VERSION: u8 = 1;
+/// Format version of job plans.
+pub const PLAN_VERSION: u8 = 1;
+/// Format version of job controls.
+pub const CONTROL_VERSION: u8 = 1;
 
 /// Recipients per stored audience chunk.
 pub const AUDIENCE_CHUNK: usize = 65_536;
@@ -26,13 +42,22 @@ const KIND_SETTLED: u8 = 5;
 const KIND_DECIDED: u8 = 6;
 const KIND_WITHDRAWN: u8 = 7;
 
-/// What a stored value that is not LZ4-compressed starts with.
-pub const UNPACKED: [u8; 4] = [0xff; 4];
-
 /// Why a stored value could not be read back.
 #[derive(Debug, thiserror::Error)]
-#[error("journal record unreadable: {0}")]
-pub struct CodecError(pub &'static str);
+pub enum CodecError {
+    /// Damaged or cut short.
+    #[error("journal record unreadable: {0}")]
+    Unreadable(&'static str),
+    /// A plan or control whose JSON does not read.
+    #[error("{what} unreadable: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    /// Written in a format this herald does not know.
+    #[error(transparent)]
+    Format(#[from] FormatError),
+}
 
 /// A message handed to the provider, as the journal keeps it until its answer is recorded:
 /// enough to send it again, unchanged and under the same id.
@@ -109,26 +134,28 @@ impl Writer {
         self.u32(b.len() as u32);
         self.0.extend_from_slice(b);
     }
-    fn header(&mut self, kind: u8, job: &str, count: usize) {
-        self.u8(kind);
-        self.bytes(job.as_bytes());
-        self.u32(count as u32);
+    /// A message-log record of `kind`: its version and kind, then its body's header.
+    fn record(kind: u8, job: &str, count: usize, capacity: usize) -> Writer {
+        let mut w = Writer(Vec::with_capacity(capacity + 2));
+        w.u8(RECORD_VERSION);
+        w.u8(kind);
+        w.bytes(job.as_bytes());
+        w.u32(count as u32);
+        w
     }
     fn text(&mut self, text: &str, prev: &str) {
         compact::put_text(&mut self.0, text, prev);
     }
-    fn finish(self) -> Vec<u8> {
-        lz4_flex::compress_prepend_size(&self.0)
-    }
-    /// The value as written, marked as not compressed; `self` was started with
-    /// [`Writer::unpacked`].
-    fn finish_unpacked(self) -> Vec<u8> {
+    /// The record as written (`sending`, `settled`).
+    fn finish_plain(self) -> Vec<u8> {
         self.0
     }
-    fn unpacked(capacity: usize) -> Writer {
-        let mut w = Writer(Vec::with_capacity(capacity + UNPACKED.len()));
-        w.0.extend_from_slice(&UNPACKED);
-        w
+    /// The record with its body LZ4-compressed (`delivered`, `decided`, `withdrawn`).
+    fn finish_compressed(self) -> Vec<u8> {
+        let (head, body) = self.0.split_at(2);
+        let mut out = head.to_vec();
+        out.extend_from_slice(&lz4_flex::compress_prepend_size(body));
+        out
     }
 }
 
@@ -137,7 +164,7 @@ struct Reader<'a>(&'a [u8]);
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.0.len() < n {
-            return Err(CodecError("truncated"));
+            return Err(CodecError::Unreadable("truncated"));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -160,27 +187,37 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
     fn text(&mut self) -> Result<String, CodecError> {
-        String::from_utf8(self.bytes()?.to_vec()).map_err(|_| CodecError("text is not UTF-8"))
+        String::from_utf8(self.bytes()?.to_vec())
+            .map_err(|_| CodecError::Unreadable("text is not UTF-8"))
     }
     fn region(&mut self) -> Result<RegionCode, CodecError> {
         let b = self.take(2)?;
         Ok(RegionCode([b[0], b[1]]))
     }
     fn varint(&mut self) -> Result<u64, CodecError> {
-        compact::read_varint(&mut self.0).map_err(CodecError)
+        compact::read_varint(&mut self.0).map_err(CodecError::Unreadable)
     }
     /// A text written against `prev`, into `out`.
     fn text_after(&mut self, prev: &str, out: &mut String) -> Result<(), CodecError> {
-        compact::read_text(&mut self.0, prev, out).map_err(CodecError)
+        compact::read_text(&mut self.0, prev, out).map_err(CodecError::Unreadable)
     }
 }
 
-fn unpack(stored: &[u8]) -> Result<Cow<'_, [u8]>, CodecError> {
-    match stored.strip_prefix(&UNPACKED) {
-        Some(raw) => Ok(Cow::Borrowed(raw)),
-        None => lz4_flex::decompress_size_prepended(stored)
-            .map(Cow::Owned)
-            .map_err(|_| CodecError("bad compression")),
+fn decompress(stored: &[u8]) -> Result<Vec<u8>, CodecError> {
+    lz4_flex::decompress_size_prepended(stored)
+        .map_err(|_| CodecError::Unreadable("bad compression"))
+}
+
+/// The kind of a stored message-log record and its body, decompressed if its kind is.
+fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
+    let rest = format::check("journal record", RECORD_VERSION, stored)?;
+    let (&kind, body) = rest
+        .split_first()
+        .ok_or(CodecError::Unreadable("truncated"))?;
+    match kind {
+        KIND_SENDING | KIND_SETTLED => Ok((kind, Cow::Borrowed(body))),
+        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN => Ok((kind, Cow::Owned(decompress(body)?))),
+        _ => Err(CodecError::Unreadable("unknown record kind")),
     }
 }
 
@@ -224,8 +261,7 @@ pub fn encode_sending<'a>(
     job: &str,
     items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
 ) -> Vec<u8> {
-    let mut w = Writer::unpacked(items.len() * 40 + 64);
-    w.header(KIND_SENDING, job, items.len());
+    let mut w = Writer::record(KIND_SENDING, job, items.len(), items.len() * 40 + 64);
     let mut prev = "";
     let mut rep = Repeats::default();
     for (index, region, m) in items {
@@ -251,13 +287,12 @@ pub fn encode_sending<'a>(
             ..rep
         };
     }
-    w.finish_unpacked()
+    w.finish_plain()
 }
 
 /// Encodes the provider's final answers for messages of one job.
 pub fn encode_settled(job: &str, at: i64, items: &[SettledItem]) -> Vec<u8> {
-    let mut w = Writer::unpacked(items.len() * 24 + 64);
-    w.header(KIND_SETTLED, job, items.len());
+    let mut w = Writer::record(KIND_SETTLED, job, items.len(), items.len() * 24 + 64);
     w.u64(at as u64);
     let mut prev = "";
     let mut rep = Repeats::default();
@@ -298,7 +333,7 @@ pub fn encode_settled(job: &str, at: i64, items: &[SettledItem]) -> Vec<u8> {
             to: 0,
         };
     }
-    w.finish_unpacked()
+    w.finish_plain()
 }
 
 fn settlement_code(s: Settlement) -> u8 {
@@ -312,57 +347,51 @@ fn settlement(code: u8) -> Result<Settlement, CodecError> {
     match code {
         0 => Ok(Settlement::Sent),
         1 => Ok(Settlement::Failed),
-        _ => Err(CodecError("unknown settlement")),
+        _ => Err(CodecError::Unreadable("unknown settlement")),
     }
 }
 
 /// Encodes final delivery states of one job's messages, applied at `at` (Unix seconds).
 pub fn encode_delivered(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(items.len() * 5 + 64));
-    w.header(KIND_DELIVERED, job, items.len());
+    let mut w = Writer::record(KIND_DELIVERED, job, items.len(), items.len() * 5 + 64);
     w.u64(at as u64);
     for &(index, state) in items {
         w.u32(index);
         w.u8(state);
     }
-    w.finish()
+    w.finish_compressed()
 }
 
 /// Encodes the outcomes of one job's recipients that were decided without a provider call.
 pub fn encode_decided(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(items.len() * 5 + 64));
-    w.header(KIND_DECIDED, job, items.len());
+    let mut w = Writer::record(KIND_DECIDED, job, items.len(), items.len() * 5 + 64);
     for &(index, code) in items {
         w.u32(index);
         w.u8(code);
     }
-    w.finish()
+    w.finish_compressed()
 }
 
 /// Encodes the recipients of a `sending` record taken back before reaching the provider.
 pub fn encode_withdrawn(job: &str, items: &[u32]) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(items.len() * 4 + 64));
-    w.header(KIND_WITHDRAWN, job, items.len());
+    let mut w = Writer::record(KIND_WITHDRAWN, job, items.len(), items.len() * 4 + 64);
     for &index in items {
         w.u32(index);
     }
-    w.finish()
+    w.finish_compressed()
 }
 
 /// The job a message-log record belongs to, without decoding its items (recovery skips the
 /// records of jobs it is not restoring yet).
 pub fn record_job(stored: &[u8]) -> Result<String, CodecError> {
-    let raw = unpack(stored)?;
-    let mut r = Reader(&raw);
-    r.u8()?;
-    r.text()
+    let (_, body) = record_body(stored)?;
+    Reader(&body).text()
 }
 
 /// Decodes a message-log record.
 pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
-    let raw = unpack(stored)?;
-    let mut r = Reader(&raw);
-    let kind = r.u8()?;
+    let (kind, body) = record_body(stored)?;
+    let mut r = Reader(&body);
     let job = r.text()?;
     let count = r.u32()? as usize;
     match kind {
@@ -372,7 +401,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 let prev = items.last();
                 let flags = r.u8()?;
                 if prev.is_none() && flags != 0 {
-                    return Err(CodecError("first item repeats nothing"));
+                    return Err(CodecError::Unreadable("first item repeats nothing"));
                 }
                 let index = match prev.filter(|_| flags & NEXT_INDEX != 0) {
                     Some(p) => p.index.wrapping_add(1),
@@ -407,7 +436,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 let prev = items.last();
                 let flags = r.u8()?;
                 if prev.is_none() && flags != 0 {
-                    return Err(CodecError("first item repeats nothing"));
+                    return Err(CodecError::Unreadable("first item repeats nothing"));
                 }
                 let index = match prev.filter(|_| flags & NEXT_INDEX != 0) {
                     Some(p) => p.index.wrapping_add(1),
@@ -465,8 +494,40 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             }
             Ok(LogRecord::Withdrawn { job, items })
         }
-        _ => Err(CodecError("unknown record kind")),
+        _ => Err(CodecError::Unreadable("unknown record kind")),
     }
+}
+
+/// The stored form of a job's plan.
+pub fn encode_plan(plan: &StoredJob) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = vec![PLAN_VERSION];
+    serde_json::to_writer(&mut out, plan)?;
+    Ok(out)
+}
+
+/// A job's plan from its stored form.
+pub fn decode_plan(stored: &[u8]) -> Result<StoredJob, CodecError> {
+    let json = format::check("job plan", PLAN_VERSION, stored)?;
+    serde_json::from_slice(json).map_err(|source| CodecError::Json {
+        what: "job plan",
+        source,
+    })
+}
+
+/// The stored form of a job's control record.
+pub fn encode_control(control: &JobControl) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = vec![CONTROL_VERSION];
+    serde_json::to_writer(&mut out, control)?;
+    Ok(out)
+}
+
+/// A job's control record from its stored form.
+pub fn decode_control(stored: &[u8]) -> Result<JobControl, CodecError> {
+    let json = format::check("job control", CONTROL_VERSION, stored)?;
+    serde_json::from_slice(json).map_err(|source| CodecError::Json {
+        what: "job control",
+        source,
+    })
 }
 
 /// One recipient as the audience stores it.
@@ -487,7 +548,10 @@ pub fn encode_audience_chunk<'a>(recipients: impl Iterator<Item = StoredRecipien
             None => w.u32(0),
         }
     }
-    w.finish()
+    let mut out = Vec::with_capacity(1 + w.0.len() / 2);
+    out.push(AUDIENCE_CHUNK_VERSION);
+    out.extend_from_slice(&lz4_flex::compress_prepend_size(&w.0));
+    out
 }
 
 /// Decodes one audience chunk, calling `push` per recipient in order.
@@ -495,16 +559,21 @@ pub fn decode_audience_chunk(
     stored: &[u8],
     mut push: impl FnMut(&str, Option<&str>, Option<HashMap<String, String>>) -> Result<(), CodecError>,
 ) -> Result<(), CodecError> {
-    let raw = unpack(stored)?;
+    let raw = decompress(format::check(
+        "audience chunk",
+        AUDIENCE_CHUNK_VERSION,
+        stored,
+    )?)?;
     let mut r = Reader(&raw);
     while !r.0.is_empty() {
-        let id = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError("contact id"))?;
-        let phone = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError("phone"))?;
+        let id =
+            std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::Unreadable("contact id"))?;
+        let phone = std::str::from_utf8(r.bytes()?).map_err(|_| CodecError::Unreadable("phone"))?;
         let vars = r.bytes()?;
         let vars = if vars.is_empty() {
             None
         } else {
-            Some(serde_json::from_slice(vars).map_err(|_| CodecError("variables"))?)
+            Some(serde_json::from_slice(vars).map_err(|_| CodecError::Unreadable("variables"))?)
         };
         push(id, (!phone.is_empty()).then_some(phone), vars)?;
     }
@@ -679,6 +748,104 @@ mod tests {
                 ("c1".into(), Some("+8613123079337".into()), Some(vars)),
                 ("c2".into(), None, None)
             ]
+        );
+    }
+
+    /// `stored` with its version byte replaced by 7.
+    fn version_7(mut stored: Vec<u8>) -> Vec<u8> {
+        stored[0] = 7;
+        stored
+    }
+
+    fn refused(e: CodecError, what: &str) {
+        assert!(matches!(e, CodecError::Format(_)), "{e:?}");
+        assert_eq!(
+            e.to_string(),
+            format!("{what}: format version 7 is not known to this herald")
+        );
+    }
+
+    #[test]
+    fn values_of_an_unknown_format_version_are_refused() {
+        let job = JobId::generate();
+        let msg = OutboundMessage {
+            id: MessageId::derive(&job, "c1", Channel::Sms),
+            to: 8613123079337,
+            channel: Channel::Sms,
+            body: "hi".into(),
+            parts: 1,
+        };
+        let cn = RegionCode(*b"CN");
+        let records = [
+            encode_sending(job.as_str(), [(1u32, cn, &msg)].into_iter()),
+            encode_settled(job.as_str(), 1_764_000_000, &[]),
+            encode_delivered(job.as_str(), 1_764_000_000, &[(1, 1)]),
+            encode_decided(job.as_str(), &[(1, 2)]),
+            encode_withdrawn(job.as_str(), &[1]),
+        ];
+        for stored in records {
+            assert_eq!(stored[0], RECORD_VERSION);
+            assert!(decode_record(&stored).is_ok());
+            let stored = version_7(stored);
+            refused(decode_record(&stored).unwrap_err(), "journal record");
+            refused(record_job(&stored).unwrap_err(), "journal record");
+        }
+        // The kinds of the first journal (1 and 2) are not read.
+        for kind in [1, 2] {
+            let mut stored = encode_withdrawn(job.as_str(), &[1]);
+            stored[1] = kind;
+            assert!(matches!(
+                decode_record(&stored),
+                Err(CodecError::Unreadable("unknown record kind"))
+            ));
+        }
+
+        let chunk = encode_audience_chunk(
+            [StoredRecipient {
+                contact_id: "c1",
+                phone: None,
+                variables: None,
+            }]
+            .into_iter(),
+        );
+        assert_eq!(chunk[0], AUDIENCE_CHUNK_VERSION);
+        let e = decode_audience_chunk(&version_7(chunk), |_, _, _| Ok(())).unwrap_err();
+        refused(e, "audience chunk");
+
+        let plan = StoredJob {
+            id: job.clone(),
+            spec: crate::dispatch::job::JobSpec {
+                campaign_id: "c".into(),
+                channel: Channel::Sms,
+                purpose: crate::domain::Purpose::Transactional,
+                priority: 200,
+                send_at: None,
+                template_body: "hi".into(),
+                phone_mismatch: Default::default(),
+                created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+            },
+            variables: HashMap::new(),
+            track_links: false,
+            audience_len: 1,
+            shards: 1,
+        };
+        let stored = encode_plan(&plan).unwrap();
+        assert_eq!(stored[0], PLAN_VERSION);
+        assert_eq!(decode_plan(&stored).unwrap().id, job);
+        refused(decode_plan(&version_7(stored)).unwrap_err(), "job plan");
+
+        let control = JobControl {
+            status: crate::domain::JobStatus::Running,
+            started_at: None,
+            finished_at: None,
+            budget_micros: Some(5),
+        };
+        let stored = encode_control(&control).unwrap();
+        assert_eq!(stored[0], CONTROL_VERSION);
+        assert_eq!(decode_control(&stored).unwrap().budget_micros, Some(5));
+        refused(
+            decode_control(&version_7(stored)).unwrap_err(),
+            "job control",
         );
     }
 }

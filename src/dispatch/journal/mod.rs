@@ -1,16 +1,15 @@
 //! The dispatch journal: what a restart needs to finish every job without sending anything
-//! twice. It lives in the embedded database beside the cost ledger and is written by the
-//! ledger's group-commit writer, so a message is marked settled in the same transaction that
-//! writes its charge.
+//! twice. It lives in the embedded database beside the cost ledger and is written through the
+//! durable layer's group-commit writer ([`crate::durable`]), so a message is marked settled in
+//! the same transaction that writes its charge.
 //!
 //! - A job's plan (request without the audience) and its audience, once, before the job is
 //!   acknowledged; its control record (status, budget) on every status change.
 //! - A `sending` record for each chunk, durable before the chunk reaches the provider.
 //! - A `settled` record for each provider answer (sent or failed), with the ledger charge.
 //!
-//! The message records go in the ledger writer's record log, so a group commit writes all of
-//! a round's records as one value; records written before that (the `journal_log` table) are
-//! still read, before the record log.
+//! The message records go in the durable writer's record log, so a group commit writes all of
+//! a round's records as one value.
 //!
 //! On start, recipients with a settled record keep their outcome, recipients in `sending`
 //! without one were in flight at the crash, and everything else is decided again.
@@ -21,21 +20,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::audience::{Audience, AudienceBuilder};
 use super::job::{Job, JobSpec};
 use crate::domain::{JobId, JobStatus};
-use crate::ledger::writer::scan_records;
-use crate::ledger::{EntryBatch, ExtraWrite, Ledger, LedgerError, PendingCommit};
-use codec::{LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
-
-const PLANS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_jobs");
-const AUDIENCES: TableDefinition<(&str, u32), &[u8]> = TableDefinition::new("journal_audience");
-const CONTROLS: TableDefinition<&str, &[u8]> = TableDefinition::new("journal_control");
-/// Message records of earlier versions, one per key; new ones are in the record log.
-const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("journal_log");
+use crate::durable::tables::{
+    JOURNAL_AUDIENCES as AUDIENCES, JOURNAL_CONTROLS as CONTROLS, JOURNAL_PLANS as PLANS,
+};
+use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
+use crate::ledger::{Chainer, EntryBatch, LedgerError};
+use codec::{CodecError, LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
 
 /// Why the journal could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +40,8 @@ pub enum JournalError {
     Db(String),
     #[error(transparent)]
     Codec(#[from] codec::CodecError),
+    #[error(transparent)]
+    Durable(#[from] DurableError),
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
@@ -100,7 +98,7 @@ fn push_audience_chunk(builder: &mut AudienceBuilder, chunk: &[u8]) -> Result<()
     codec::decode_audience_chunk(chunk, |cid, phone, vars| {
         builder
             .push(cid, phone, vars)
-            .map_err(|_| codec::CodecError("recipient"))
+            .map_err(|_| codec::CodecError::Unreadable("recipient"))
     })?;
     Ok(())
 }
@@ -180,23 +178,22 @@ impl DeliveryNotes {
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
-    ledger: Ledger,
+    durable: Durable<Chainer>,
     /// Delivery states noted since the last flush.
     deliveries: DeliveryNotes,
 }
 
 impl Journal {
-    /// Opens the journal's tables in the ledger's database.
-    pub fn open(ledger: Ledger) -> Result<Journal, JournalError> {
-        let db = ledger.database();
+    /// Opens the journal's tables in the durable layer's database.
+    pub fn open(durable: Durable<Chainer>) -> Result<Journal, JournalError> {
+        let db = durable.database();
         let w = db.begin_write().map_err(db_err)?;
         w.open_table(PLANS).map_err(db_err)?;
         w.open_table(AUDIENCES).map_err(db_err)?;
         w.open_table(CONTROLS).map_err(db_err)?;
-        w.open_table(LOG).map_err(db_err)?;
         w.commit().map_err(db_err)?;
         Ok(Journal {
-            ledger,
+            durable,
             deliveries: DeliveryNotes::default(),
         })
     }
@@ -207,8 +204,8 @@ impl Journal {
         let control = JobControl::of(&job);
         // Encoding a multi-million audience takes a moment: off the async runtime.
         let extra = tokio::task::spawn_blocking(move || -> Result<ExtraWrite, JournalError> {
-            let plan = serde_json::to_vec(&stored).map_err(db_err)?;
-            let control = serde_json::to_vec(&control).map_err(db_err)?;
+            let plan = codec::encode_plan(&stored).map_err(db_err)?;
+            let control = codec::encode_control(&control).map_err(db_err)?;
             let chunks = audience_chunks(&job.audience);
             let id = job.id.as_str().to_string();
             Ok(Box::new(move |w: &redb::WriteTransaction| {
@@ -224,8 +221,8 @@ impl Journal {
         })
         .await
         .map_err(db_err)??;
-        self.ledger
-            .commit(&EntryBatch::empty(), vec![extra])?
+        self.durable
+            .commit_records_with(Vec::new(), vec![extra])?
             .wait()
             .await?;
         Ok(())
@@ -245,14 +242,14 @@ impl Journal {
                 records.push(codec::encode_decided(job.id.as_str(), &decided));
             }
         }
-        let control = serde_json::to_vec(&control).map_err(db_err)?;
+        let control = codec::encode_control(&control).map_err(db_err)?;
         let id = job.id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
             w.open_table(CONTROLS)?
                 .insert(id.as_str(), control.as_slice())?;
             Ok(())
         });
-        Ok(self.ledger.commit_records_with(records, vec![extra])?)
+        Ok(self.durable.commit_records_with(records, vec![extra])?)
     }
 
     /// Records a chunk as handed to the provider ([`codec::encode_sending`]; callers encode
@@ -260,8 +257,8 @@ impl Journal {
     /// go out is taken back the same way ([`codec::encode_withdrawn`]).
     pub fn sending(&self, record: Vec<u8>) -> Result<PendingCommit, JournalError> {
         Ok(self
-            .ledger
-            .commit_records(&EntryBatch::empty(), vec![record])?)
+            .durable
+            .commit(None, vec![record], Vec::new(), Durability::Now)?)
     }
 
     /// Records provider answers ([`codec::encode_settled`]) together with their ledger
@@ -272,7 +269,10 @@ impl Journal {
         record: Vec<u8>,
         charges: &EntryBatch,
     ) -> Result<PendingCommit, JournalError> {
-        Ok(self.ledger.commit_records_soon(charges, vec![record])?)
+        let charges = (!charges.is_empty()).then(|| charges.clone());
+        Ok(self
+            .durable
+            .commit(charges, vec![record], Vec::new(), Durability::Soon)?)
     }
 
     /// Where jobs note final delivery states.
@@ -289,7 +289,9 @@ impl Journal {
             .iter()
             .map(|((job, minute), items)| codec::encode_delivered(job.as_str(), minute * 60, items))
             .collect();
-        Ok(self.ledger.commit_records(&EntryBatch::empty(), records)?)
+        Ok(self
+            .durable
+            .commit(None, records, Vec::new(), Durability::Now)?)
     }
 
     /// Whether delivery states wait for a flush.
@@ -303,8 +305,8 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<JobId>, JournalError> {
-        self.ledger.flush()?;
-        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        self.durable.flush()?;
+        let r = self.durable.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let controls = r.open_table(CONTROLS).map_err(db_err)?;
         let mut ids = Vec::new();
@@ -323,8 +325,8 @@ impl Journal {
         &self,
         keep: impl Fn(Option<&JobControl>) -> bool,
     ) -> Result<Vec<RecoveredJob>, JournalError> {
-        self.ledger.flush()?;
-        let r = self.ledger.database().begin_read().map_err(db_err)?;
+        self.durable.flush()?;
+        let r = self.durable.database().begin_read().map_err(db_err)?;
         let plans = r.open_table(PLANS).map_err(db_err)?;
         let audiences = r.open_table(AUDIENCES).map_err(db_err)?;
         let controls = r.open_table(CONTROLS).map_err(db_err)?;
@@ -332,8 +334,10 @@ impl Journal {
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for row in plans.iter().map_err(db_err)? {
             let (k, v) = row.map_err(db_err)?;
-            let stored: StoredJob = match serde_json::from_slice(v.value()) {
+            let stored = match codec::decode_plan(v.value()) {
                 Ok(s) => s,
+                // Written by a herald that knows more than this one: refuse to start on it.
+                Err(CodecError::Format(e)) => return Err(CodecError::Format(e).into()),
                 Err(e) => {
                     tracing::error!(job = k.value(), error = %e, "unreadable job plan; the job is not recovered");
                     continue;
@@ -367,7 +371,7 @@ impl Journal {
                 decided: Vec::new(),
             });
         }
-        let mut apply = |stored: &[u8]| -> Result<(), JournalError> {
+        let apply = |stored: &[u8]| -> Result<(), JournalError> {
             if !by_id.contains_key(&codec::record_job(stored)?) {
                 return Ok(());
             }
@@ -405,12 +409,7 @@ impl Journal {
             }
             Ok(())
         };
-        let log = r.open_table(LOG).map_err(db_err)?;
-        for row in log.iter().map_err(db_err)? {
-            let (_, v) = row.map_err(db_err)?;
-            apply(v.value())?;
-        }
-        scan_records(&r, apply)?;
+        durable::records::scan(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
             for (_, s) in &job.settled {
@@ -422,15 +421,20 @@ impl Journal {
     }
 }
 
-/// A job's control record, if it has a readable one.
+/// A job's control record, if it has a readable one; one of a format this herald does not
+/// know is an error.
 fn control_of(
     controls: &redb::ReadOnlyTable<&str, &[u8]>,
     id: &str,
 ) -> Result<Option<JobControl>, JournalError> {
-    Ok(controls
-        .get(id)
-        .map_err(db_err)?
-        .and_then(|v| serde_json::from_slice(v.value()).ok()))
+    let Some(stored) = controls.get(id).map_err(db_err)? else {
+        return Ok(None);
+    };
+    match codec::decode_control(stored.value()) {
+        Ok(control) => Ok(Some(control)),
+        Err(CodecError::Format(e)) => Err(CodecError::Format(e).into()),
+        Err(_) => Ok(None),
+    }
 }
 
 /// An audience as LZ4 chunks, the form it is stored and shared in.
@@ -453,6 +457,7 @@ pub fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::domain::{Channel, MessageId, Purpose};
+    use crate::ledger::Ledger;
     use crate::phone::RegionCode;
     use crate::policy::PhoneMismatchPolicy;
     use crate::provider::OutboundMessage;
@@ -496,7 +501,7 @@ mod tests {
             audience_len: audience.len() as u64,
             shards: 0,
         };
-        let plan = serde_json::to_vec(&stored).unwrap();
+        let plan = codec::encode_plan(&stored).unwrap();
         let chunks = audience_chunks(&audience);
         let key = id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
@@ -508,8 +513,8 @@ mod tests {
             Ok(())
         });
         journal
-            .ledger
-            .commit(&EntryBatch::empty(), vec![extra])
+            .durable
+            .commit_records_with(Vec::new(), vec![extra])
             .unwrap()
             .wait()
             .await
@@ -521,7 +526,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
         let ledger = Ledger::open_path(&path).unwrap();
-        let journal = Journal::open(ledger.clone()).unwrap();
+        let journal = Journal::open(ledger.durable().clone()).unwrap();
         let id = JobId::generate();
         store_plan(&journal, &id, &["a", "b", "c", "a"]).await;
         let msgs: Vec<OutboundMessage> = ["a", "b", "c"].iter().map(|c| message(&id, c)).collect();
@@ -554,7 +559,7 @@ mod tests {
         drop((journal, ledger));
 
         // Reopened, as after a crash.
-        let journal = Journal::open(Ledger::open_path(&path).unwrap()).unwrap();
+        let journal = Journal::open(Ledger::open_path(&path).unwrap().durable().clone()).unwrap();
         let jobs = journal.load_where(|_| true).unwrap();
         assert_eq!(jobs.len(), 1);
         let job = &jobs[0];
@@ -567,7 +572,7 @@ mod tests {
         in_flight.sort_unstable();
         assert_eq!(in_flight, vec![0, 2]);
         assert_eq!(job.in_flight[&2].body, "hi");
-        // New log records continue after the old ones.
+        // Records written after a reopen are read after the earlier ones.
         journal
             .settle(
                 codec::encode_settled(id.as_str(), 1_764_000_060, &settled),
@@ -578,5 +583,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(journal.load_where(|_| true).unwrap()[0].settled.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_plan_or_control_of_an_unknown_format_version_stops_recovery() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open_path(&dir.path().join("herald.redb")).unwrap();
+        let journal = Journal::open(ledger.durable().clone()).unwrap();
+        let id = JobId::generate();
+        store_plan(&journal, &id, &["a"]).await;
+        assert_eq!(journal.load_where(|_| true).unwrap().len(), 1);
+        for table in [CONTROLS, PLANS] {
+            let key = id.as_str().to_string();
+            let extra: ExtraWrite = Box::new(move |w| {
+                w.open_table(table)?
+                    .insert(key.as_str(), &[7u8, b'{', b'}'][..])?;
+                Ok(())
+            });
+            journal
+                .durable
+                .commit_records_with(Vec::new(), vec![extra])
+                .unwrap()
+                .wait()
+                .await
+                .unwrap();
+            let e = journal.load_where(|_| true).err().expect("refused");
+            assert!(
+                e.to_string().contains("format version 7 is not known"),
+                "{e}"
+            );
+        }
     }
 }

@@ -1,24 +1,24 @@
-//! How the ledger writer makes chained rounds durable, in order.
+//! The writer's second stage: how chained rounds are made durable, in order.
 //!
 //! An ordinary round (entries and records) is appended to the write-ahead log and synced
-//! ([`super::wal`]). Full segments are applied to the database by the applier thread, one
-//! transaction per segment, read back from disk, and then deleted: when the writer has been
+//! ([`super::wal`]). Full segments are applied to the database by the applier thread
+//! ([`super::applier`]), one transaction per segment, and then retired: when the writer has been
 //! idle a moment, or when closed segments pile up, so that applying does not compete with a
 //! busy send for the disk and the cores. A round that also writes other tables (job plans,
 //! controls), and a reader's flush, go to the database directly, after every round logged
 //! before them has been applied, so the database always holds rounds in commit order.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use redb::{Database, WriteTransaction};
+use redb::Database;
 
-use super::store::{db_err, LedgerError, ENTRIES};
+use super::applier::{write_round, yield_to_sends, Applier};
 use super::wal::{self, Round, Wal};
-use super::writer::{ExtraWrite, Reply, RECORDS, SYNC_SOON};
+use super::writer::{ExtraWrite, Reply, SYNC_SOON};
 
 /// Bytes of rounds a segment takes before the next one is started.
 const SEGMENT_BYTES: u64 = 32 << 20;
@@ -44,99 +44,6 @@ pub(super) struct Prepared {
     pub replies: Vec<(Reply, Vec<u64>)>,
 }
 
-/// Writes rounds' values into a transaction.
-fn write_round(w: &WriteTransaction, round: &Round) -> Result<(), redb::Error> {
-    if let Some((key, bytes)) = &round.block {
-        w.open_table(ENTRIES)?.insert(*key, bytes.as_slice())?;
-    }
-    if let Some((key, bytes)) = &round.records {
-        w.open_table(RECORDS)?.insert(*key, bytes.as_slice())?;
-    }
-    Ok(())
-}
-
-/// Applies rounds to the database in one durable transaction.
-fn apply(db: &Database, rounds: &[Round]) -> Result<(), LedgerError> {
-    let w = db.begin_write().map_err(db_err)?;
-    for round in rounds {
-        write_round(&w, round).map_err(db_err)?;
-    }
-    w.commit().map_err(db_err)
-}
-
-/// Applies whatever a crash left in the write-ahead log in `dir`, then deletes it. Run
-/// before anything reads the ledger.
-pub fn replay(db: &Database, dir: &std::path::Path) -> Result<usize, LedgerError> {
-    let segments = wal::read_all(dir).map_err(db_err)?;
-    let rounds: Vec<Round> = segments
-        .iter()
-        .flat_map(|(_, r)| r.iter().cloned())
-        .collect();
-    if !rounds.is_empty() {
-        apply(db, &rounds)?;
-    }
-    for (n, _) in &segments {
-        wal::remove_segment(dir, *n).map_err(db_err)?;
-    }
-    Ok(rounds.len())
-}
-
-/// The thread that applies closed segments in the background.
-struct Applier {
-    tx: Option<mpsc::Sender<u64>>,
-    done: mpsc::Receiver<()>,
-    in_flight: usize,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Applier {
-    fn start(db: Arc<Database>, dir: PathBuf) -> std::io::Result<Applier> {
-        let (tx, rx) = mpsc::channel::<u64>();
-        let (done_tx, done) = mpsc::channel();
-        let thread = thread::Builder::new()
-            .name("ledger-apply".into())
-            .spawn(move || {
-                yield_to_sends();
-                while let Ok(number) = rx.recv() {
-                    apply_segment(&db, &dir, number);
-                    let _ = done_tx.send(());
-                }
-            })?;
-        Ok(Applier {
-            tx: Some(tx),
-            done,
-            in_flight: 0,
-            thread: Some(thread),
-        })
-    }
-
-    fn hand_over(&mut self, number: u64) {
-        if let Some(tx) = &self.tx {
-            if tx.send(number).is_ok() {
-                self.in_flight += 1;
-            }
-        }
-    }
-
-    /// Waits until every segment handed over is in the database.
-    fn wait_idle(&mut self) {
-        while self.in_flight > 0 {
-            if self.done.recv().is_err() {
-                break;
-            }
-            self.in_flight -= 1;
-        }
-    }
-
-    fn stop(&mut self) {
-        self.wait_idle();
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 /// Writes zero-filled spare segments into the log directory `wal_dir` on a thread of the
 /// lowest priority, up to [`wal::MAX_SPARES`], so that the first long send after a fresh start
 /// writes over existing blocks too (afterwards applied segments are kept as spares). Costs
@@ -144,63 +51,18 @@ impl Applier {
 pub fn prepare_spares_in_background(wal_dir: &Path) {
     let dir = wal_dir.to_path_buf();
     let spawned = thread::Builder::new()
-        .name("ledger-wal-prep".into())
+        .name("durable-wal-prep".into())
         .spawn(move || {
             yield_to_sends();
             if let Err(e) = std::fs::create_dir_all(&dir)
                 .and_then(|()| wal::prepare_spares(&dir, SEGMENT_BYTES))
             {
-                tracing::warn!(error = %e, dir = %dir.display(), "could not prepare spare ledger log segments; new segments are appended instead");
+                tracing::warn!(error = %e, dir = %dir.display(), "could not prepare spare write-ahead log segments; new segments are appended instead");
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "could not start preparing spare ledger log segments");
+        tracing::warn!(error = %e, "could not start preparing spare write-ahead log segments");
     }
-}
-
-/// Gives the applier thread the lowest CPU priority. Its work is already durable in the log
-/// and only has to be done eventually; when a long send keeps the log growing past the
-/// backlog, applying then should take the cores the workers leave idle rather than share
-/// them. (Readers waiting for the database still get it: nothing else needs those cores
-/// when the workers are idle.)
-fn yield_to_sends() {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: setpriority reads no memory of ours; on Linux, `who = 0` with
-        // PRIO_PROCESS is the calling thread. A failure only leaves the priority as it was.
-        let lowered = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 19) };
-        if lowered != 0 {
-            tracing::debug!("could not lower the ledger applier's priority");
-        }
-    }
-}
-
-/// Applies one closed segment, retrying a failing database; the segment file is deleted only
-/// once its rounds are durable there (otherwise the next start applies it).
-fn apply_segment(db: &Database, dir: &std::path::Path, number: u64) {
-    let mut delay = std::time::Duration::from_millis(20);
-    for attempt in 1..=6 {
-        let applied = wal::read_segment(dir, number)
-            .map_err(db_err)
-            .and_then(|rounds| apply(db, &rounds));
-        match applied {
-            Ok(()) => {
-                if let Err(e) = wal::remove_segment(dir, number) {
-                    tracing::warn!(error = %e, segment = number, "applied log segment not deleted; it is applied again at the next start");
-                }
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, attempt, segment = number, "could not apply a ledger log segment to the database");
-                thread::sleep(delay);
-                delay *= 2;
-            }
-        }
-    }
-    tracing::error!(
-        segment = number,
-        "ledger log segment kept on disk; it is applied at the next start"
-    );
 }
 
 /// The committing stage's state.
@@ -259,7 +121,7 @@ impl Committer {
         if self.wal.bytes() >= SEGMENT_BYTES {
             // Durable already; a failed rotation only delays applying.
             if let Err(e) = self.rotate(false) {
-                tracing::warn!(error = %e, "could not start a new ledger log segment");
+                tracing::warn!(error = %e, "could not start a new write-ahead log segment");
             }
             if self.closed_bytes >= BACKLOG_BYTES {
                 self.apply_closed();
@@ -321,7 +183,7 @@ impl Committer {
             return;
         }
         if let Err(e) = self.rotate(false) {
-            tracing::warn!(error = %e, "could not start a new ledger log segment");
+            tracing::warn!(error = %e, "could not start a new write-ahead log segment");
         }
         self.apply_closed();
     }
@@ -380,7 +242,7 @@ impl Committer {
     pub(super) fn commit(&mut self, p: Prepared, epoch: &AtomicU64) {
         if p.epoch != epoch.load(Ordering::Acquire) {
             for (reply, _) in p.replies {
-                let _ = reply.send(Err("an earlier ledger commit failed; try again".into()));
+                let _ = reply.send(Err("an earlier commit failed; try again".into()));
             }
             return;
         }
@@ -414,14 +276,17 @@ impl Committer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::entry::{sample_entry, LedgerEntry, GENESIS_HASH};
-    use crate::ledger::store::{wal_dir_for, Ledger};
+    use crate::durable::store::{wal_dir_for, Durable};
+    use crate::durable::tables::{LEDGER_BLOCKS, RECORD_LOG};
+    use crate::durable::writer::test_chain::Counter;
+    use crate::durable::writer::Durability;
+    use redb::{ReadableDatabase, ReadableTableMetadata};
 
     /// The record log as the database holds it.
-    fn stored_records(ledger: &Ledger) -> Vec<Vec<u8>> {
+    fn stored_records(durable: &Durable<Counter>) -> Vec<Vec<u8>> {
         let mut records = Vec::new();
-        let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
-        crate::ledger::writer::scan_records::<LedgerError>(&r, |rec| {
+        let r = durable.database().begin_read().unwrap();
+        crate::durable::records::scan::<crate::durable::DurableError>(&r, |rec| {
             records.push(rec.to_vec());
             Ok(())
         })
@@ -429,50 +294,64 @@ mod tests {
         records
     }
 
+    fn open(path: &Path) -> Durable<Counter> {
+        let db = Arc::new(Database::create(path).unwrap());
+        Durable::open(db, &wal_dir_for(path), true).unwrap()
+    }
+
     #[tokio::test]
-    async fn rounds_left_in_the_log_by_a_crash_are_applied_when_the_ledger_opens() {
+    async fn rounds_left_in_the_log_by_a_crash_are_applied_when_the_layer_opens() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
         // What a crash leaves: rounds synced to the log, never applied to the database.
-        let mut entries = Vec::new();
-        let mut prev = GENESIS_HASH.to_string();
-        for i in 0..3u32 {
-            let e = LedgerEntry::chain(i as u64 + 1, sample_entry(i), &prev);
-            prev = e.hash.clone();
-            entries.push(e);
-        }
         {
             let mut wal = Wal::create(&wal_dir_for(&path)).unwrap();
             wal.append(&[Round {
-                block: Some((1, crate::ledger::store::write_block(&entries))),
-                records: Some((1, [3u32.to_le_bytes().as_slice(), b"abc"].concat())),
+                block: Some((1, 3u64.to_le_bytes().to_vec())),
+                records: Some((
+                    1,
+                    [
+                        &[crate::durable::format::RECORD_LOG_VERSION][..],
+                        &3u32.to_le_bytes(),
+                        b"abc",
+                    ]
+                    .concat(),
+                )),
             }])
             .unwrap();
         }
-        let ledger = Ledger::open_path(&path).unwrap();
-        assert_eq!(ledger.entries().unwrap(), entries);
-        // The chain goes on after the replayed entries, and the log is gone.
-        assert_eq!(ledger.append(vec![sample_entry(9)]).await.unwrap(), vec![4]);
-        assert_eq!(ledger.verify().unwrap().entries, 4);
-        assert_eq!(stored_records(&ledger), vec![b"abc".to_vec()]);
-        ledger.close();
+        let durable = open(&path);
+        assert_eq!(stored_records(&durable), vec![b"abc".to_vec()]);
+        // The chain goes on after the replayed round, and the log is gone.
+        let seqs = durable
+            .commit(Some(2), vec![b"d".to_vec()], Vec::new(), Durability::Now)
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(seqs, vec![4, 5]);
+        durable.close();
         assert!(wal::read_all(&wal_dir_for(&path)).unwrap().is_empty());
+        assert_eq!(stored_records(&durable), [&b"abc"[..], b"d"]);
     }
 
     #[tokio::test]
     async fn a_writer_with_nothing_to_do_applies_its_log_and_deletes_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
-        let ledger = Ledger::open_path(&path).unwrap();
-        ledger
-            .append((0..5).map(sample_entry).collect())
+        let durable = open(&path);
+        durable
+            .commit(Some(5), vec![b"r".to_vec()], Vec::new(), Durability::Now)
+            .unwrap()
+            .wait()
             .await
             .unwrap();
         // Read the database as it is, without asking the writer to bring it up to date.
         let stored = || {
-            let r = redb::ReadableDatabase::begin_read(&**ledger.database()).unwrap();
-            let t = r.open_table(ENTRIES).unwrap();
-            redb::ReadableTableMetadata::len(&t).unwrap()
+            let r = durable.database().begin_read().unwrap();
+            let blocks = r.open_table(LEDGER_BLOCKS).unwrap().len().unwrap();
+            let records = r.open_table(RECORD_LOG).unwrap().len().unwrap();
+            (blocks, records)
         };
         let logged = || {
             wal::read_all(&wal_dir_for(&path))
@@ -482,37 +361,34 @@ mod tests {
                 .sum::<usize>()
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while (stored() == 0 || logged() > 0) && std::time::Instant::now() < deadline {
+        while (stored() == (0, 0) || logged() > 0) && std::time::Instant::now() < deadline {
             tokio::time::sleep(IDLE).await;
         }
-        assert_eq!(stored(), 1, "the round's block is in the database");
+        assert_eq!(stored(), (1, 1), "the round's values are in the database");
         assert_eq!(logged(), 0, "no round is left in the log");
-        assert_eq!(ledger.verify().unwrap().entries, 5);
-        ledger.close();
+        durable.close();
     }
 
     #[tokio::test]
     async fn a_commit_that_may_sync_later_is_answered_after_its_sync_and_in_order() {
-        use crate::ledger::EntryBatch;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.redb");
-        let ledger = Ledger::open_path(&path).unwrap();
+        let durable = open(&path);
+        let commit = |record: &[u8], durability| {
+            durable
+                .commit(Some(1), vec![record.to_vec()], Vec::new(), durability)
+                .unwrap()
+        };
         // Alone, a later-sync commit is answered once its deadline's sync has run.
-        let alone = ledger
-            .commit_records_soon(&EntryBatch::of(&[sample_entry(1)]), vec![b"one".to_vec()])
-            .unwrap();
+        let alone = commit(b"one", Durability::Soon);
         let answer = tokio::time::timeout(std::time::Duration::from_secs(5), alone.wait()).await;
         assert_eq!(
             answer.expect("answered within its sync deadline").unwrap(),
             vec![1]
         );
         // Followed by a commit that syncs at once, it is answered no later than that one.
-        let soon = ledger
-            .commit_records_soon(&EntryBatch::of(&[sample_entry(2)]), vec![b"two".to_vec()])
-            .unwrap();
-        let now = ledger
-            .commit_records(&EntryBatch::of(&[sample_entry(3)]), vec![b"three".to_vec()])
-            .unwrap();
+        let soon = commit(b"two", Durability::Soon);
+        let now = commit(b"three", Durability::Now);
         let mut soon = Box::pin(soon.wait());
         assert_eq!(now.wait().await.unwrap(), vec![3]);
         let answered = futures::poll!(soon.as_mut());
@@ -521,9 +397,30 @@ mod tests {
             "the earlier commit was answered by the later one's sync: {answered:?}"
         );
         // All three are durable, in hand-over order.
-        ledger.flush().unwrap();
-        assert_eq!(stored_records(&ledger), [&b"one"[..], b"two", b"three"]);
-        assert_eq!(ledger.verify().unwrap().entries, 3);
-        ledger.close();
+        durable.flush().unwrap();
+        assert_eq!(stored_records(&durable), [&b"one"[..], b"two", b"three"]);
+        durable.close();
+    }
+
+    #[tokio::test]
+    async fn without_its_chain_the_layer_commits_records_and_refuses_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.redb");
+        let db = Arc::new(Database::create(&path).unwrap());
+        let durable = Durable::<Counter>::open(db, &wal_dir_for(&path), false).unwrap();
+        assert!(matches!(
+            durable.commit(Some(1), Vec::new(), Vec::new(), Durability::Now),
+            Err(crate::durable::DurableError::NoChain)
+        ));
+        durable
+            .commit_records_with(vec![b"r".to_vec()], Vec::new())
+            .unwrap()
+            .wait()
+            .await
+            .unwrap();
+        durable.flush().unwrap();
+        assert_eq!(stored_records(&durable), [b"r"]);
+        let r = durable.database().begin_read().unwrap();
+        assert!(r.open_table(LEDGER_BLOCKS).is_err(), "no chain table");
     }
 }

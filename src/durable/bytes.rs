@@ -1,4 +1,4 @@
-//! Reading the ledger's little-endian binary forms (blocks and canonical rows): every read
+//! Reading little-endian binary stored forms (ledger blocks and canonical rows): every read
 //! checks the bytes are there, so a truncated or damaged value is an error, never a panic.
 
 use chrono::{DateTime, Utc};
@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Channel, Currency};
 
 /// A cursor over stored bytes.
-pub(super) struct Reader<'a>(pub &'a [u8]);
+pub(crate) struct Reader<'a>(pub &'a [u8]);
 
 impl<'a> Reader<'a> {
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -79,12 +79,6 @@ impl<'a> Reader<'a> {
         let secs = self.i64()?;
         let nanos = self.u32()?;
         DateTime::from_timestamp(secs, nanos).ok_or_else(|| "time out of range".to_string())
-    }
-
-    /// Text after a `u16` length (form 1 blocks).
-    pub fn str16(&mut self) -> Result<String, String> {
-        let n = self.u16()? as usize;
-        self.text(n)
     }
 
     /// Text after a `u32` length (form 2 rows).

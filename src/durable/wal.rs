@@ -1,9 +1,9 @@
-//! The ledger writer's write-ahead log. A group commit is durable once its frame is written
+//! The durable writer's write-ahead log. A group commit is durable once its frame is written
 //! to the current segment file and synced: one write and one `fdatasync`, instead of a
 //! database transaction per round, which costs several times as much at thousands of rounds a
 //! second. Segments are applied to the database in the background (one transaction for many
-//! rounds); whatever a crash left in segments is applied again when the ledger opens, before
-//! anything reads it. Applying is idempotent: every frame carries the keys its values go under.
+//! rounds); whatever a crash left in segments is applied again when the layer opens, before
+//! anything reads the database. Applying is idempotent: every frame carries the keys its values go under.
 //!
 //! Segments are written over blocks that already exist: an applied segment is kept as a spare
 //! (`<n>.spare`) and the next segment is started by renaming one, and spares are written full
@@ -13,23 +13,33 @@
 //! holds frames of its earlier life, so every segment starts with a header naming its number,
 //! and every frame's checksum is seeded with that number: an old frame fails its check.
 //!
-//! Segment: `[8] magic, u64 number`, then frames. Frame: `u32 payload_len, u64 xxh3(payload,
+//! Segment: `[4] magic "hwal", u8 format version, [3] zeros, u64 number`, then frames. Frame: `u32 payload_len, u64 xxh3(payload,
 //! seed = number), payload`; payload: `u8 has_block [u64 key, u32 len, bytes], u8 has_records
 //! [u64 key, u32 len, bytes]`. A frame cut short by a crash (short, empty, or failing its
-//! checksum) ends the segment: it was never acknowledged. Segments written before headers
-//! existed (no magic, checksums unseeded, always fresh files) are still read.
+//! checksum) ends the segment: it was never acknowledged.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
-/// Starts every segment written with a header.
-const MAGIC: &[u8; 8] = b"hwal2\0\0\0";
+use super::format::{self, FormatError, WAL_SEGMENT_VERSION};
 
-/// Bytes of the segment header: magic and number.
+/// Starts every segment.
+const MAGIC: &[u8; 4] = b"hwal";
+
+/// Bytes of the segment header: magic, format version, zeros, number.
 const HEADER_BYTES: usize = 16;
+
+/// The header of segment `number`.
+fn header(number: u64) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[..4].copy_from_slice(MAGIC);
+    h[4] = WAL_SEGMENT_VERSION;
+    h[8..].copy_from_slice(&number.to_le_bytes());
+    h
+}
 
 /// The values one round writes: its block of entries and its records, each under its key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -65,20 +75,27 @@ impl Round {
     }
 }
 
-/// Reads the frames of segment `number`, up to the first that is incomplete or damaged.
-fn decode_segment(number: u64, bytes: &[u8]) -> Vec<Round> {
-    if !bytes.starts_with(MAGIC) {
-        return decode_frames(bytes, xxh3_64);
-    }
-    let written_for = bytes
-        .get(MAGIC.len()..HEADER_BYTES)
-        .and_then(|n| n.try_into().ok())
-        .map(u64::from_le_bytes);
-    match written_for == Some(number) {
+/// Reads the frames of segment `number`, up to the first that is incomplete or damaged; a
+/// segment in a format this herald does not know is an error.
+fn decode_segment(number: u64, bytes: &[u8]) -> Result<Vec<Round>, FormatError> {
+    let Some(head) = bytes.get(..HEADER_BYTES).filter(|h| h.starts_with(MAGIC)) else {
+        // A zero-filled spare not written yet, or a header a crash cut short: nothing in it
+        // was acknowledged.
+        return Ok(Vec::new());
+    };
+    format::check("write-ahead log segment", WAL_SEGMENT_VERSION, &head[4..])?;
+    let written_for = u64::from_le_bytes(head[8..].try_into().unwrap_or_default());
+    Ok(match written_for == number {
         true => decode_frames(&bytes[HEADER_BYTES..], |p| xxh3_64_with_seed(p, number)),
         // A reused file whose header is still its earlier life's holds nothing yet.
         false => Vec::new(),
-    }
+    })
+}
+
+/// [`decode_segment`], a format error as the I/O error of reading the segment.
+fn read_decoded(number: u64, path: &Path) -> io::Result<Vec<Round>> {
+    decode_segment(number, &fs::read(path)?)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 /// Reads frames, checked with `checksum`, up to the first that is incomplete or damaged.
@@ -151,16 +168,13 @@ fn number_of(path: &Path, extension: &str) -> Option<u64> {
 pub fn read_all(dir: &Path) -> io::Result<Vec<(u64, Vec<Round>)>> {
     segments(dir)?
         .into_iter()
-        .map(|(n, path)| Ok((n, decode_segment(n, &fs::read(path)?))))
+        .map(|(n, path)| Ok((n, read_decoded(n, &path)?)))
         .collect()
 }
 
 /// The rounds kept in segment `number` of `dir`.
 pub fn read_segment(dir: &Path, number: u64) -> io::Result<Vec<Round>> {
-    Ok(decode_segment(
-        number,
-        &fs::read(segment_path(dir, number))?,
-    ))
+    read_decoded(number, &segment_path(dir, number))
 }
 
 /// Spares kept at most: as many segments as the backlog of closed segments holds, so that a
@@ -292,8 +306,7 @@ impl Wal {
     pub fn write(&mut self, rounds: &[Round]) -> io::Result<()> {
         self.frame.clear();
         if self.bytes == 0 {
-            self.frame.extend_from_slice(MAGIC);
-            self.frame.extend_from_slice(&self.number.to_le_bytes());
+            self.frame.extend_from_slice(&header(self.number));
         }
         for round in rounds {
             round.encode_into(&mut self.frame, self.number);
@@ -447,19 +460,21 @@ mod tests {
     }
 
     #[test]
-    fn segments_written_before_headers_are_still_read() {
+    fn a_segment_of_an_unknown_format_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut bytes = Vec::new();
-        for r in [round(1), round(2)] {
-            let at = bytes.len();
-            r.encode_into(&mut bytes, 0);
-            let sum = xxh3_64(&bytes[at + 12..]);
-            bytes[at + 4..at + 12].copy_from_slice(&sum.to_le_bytes());
-        }
-        fs::write(segment_path(dir.path(), 3), &bytes).unwrap();
+        let mut wal = Wal::create(dir.path()).unwrap();
+        wal.append(&[round(1)]).unwrap();
+        let path = segment_path(dir.path(), wal.number());
+        let mut bytes = fs::read(&path).unwrap();
+        assert_eq!(bytes[4], WAL_SEGMENT_VERSION);
+        bytes[4] = 7;
+        fs::write(&path, &bytes).unwrap();
+        let e = read_all(dir.path()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert_eq!(
-            read_all(dir.path()).unwrap(),
-            vec![(3, vec![round(1), round(2)])]
+            e.to_string(),
+            "write-ahead log segment: format version 7 is not known to this herald"
         );
+        assert!(read_segment(dir.path(), wal.number()).is_err());
     }
 }
