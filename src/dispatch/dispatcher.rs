@@ -458,14 +458,6 @@ impl Inner {
                 Err(e) => tracing::warn!(job = %job.id, error = %e, "could not journal job status"),
             }
         }
-        let store = self.deps.store.clone();
-        let id = job.id.clone();
-        let record = crate::report::job_view::record(job, self.deps.clock.now());
-        tokio::spawn(async move {
-            if let Err(e) = store.save_job(&id, record).await {
-                tracing::warn!(job = %id, error = %e, "could not save job record");
-            }
-        });
     }
 
     /// A job by id.

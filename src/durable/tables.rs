@@ -52,5 +52,3 @@ pub const STATE_CALLBACK_USES: TableDefinition<&[u8], &[u8]> =
 /// Idempotency keys: the request's fingerprint and the job it created.
 pub const STATE_IDEMPOTENCY: TableDefinition<&str, &[u8]> =
     TableDefinition::new("state_idempotency");
-/// Job records, by job id.
-pub const STATE_JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_jobs");

@@ -1,7 +1,7 @@
 //! The durable embedded state backend: the in-memory store stays the hot copy that answers
 //! every read and makes check-and-reserve atomic, and every change is written through to the
 //! embedded database (redb) before the call returns, so suppressions, consent and its history,
-//! frequency-cap reservations, idempotency keys, job records and the signatures of callbacks
+//! frequency-cap reservations, idempotency keys and the signatures of callbacks
 //! already applied survive a crash or restart.
 //!
 //! Every stored value starts with [`FORMAT_VERSION`] (a suppression's value is that byte
@@ -22,7 +22,7 @@ use crate::domain::{Channel, JobId, Purpose};
 use crate::durable::format::{self, versioned};
 use crate::durable::tables::{
     STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
-    STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY, STATE_JOBS as JOBS,
+    STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
     STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS, STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
 };
 
@@ -41,7 +41,6 @@ enum Op {
     Consent(u64, Vec<u8>),
     Cap([u8; 10], Vec<u8>),
     Idempotency(String, Vec<u8>),
-    Job(String, Vec<u8>),
     CallbackUse([u8; 32], i64),
     ForgetCallbackUse([u8; 32]),
 }
@@ -112,7 +111,6 @@ impl EmbeddedStore {
         w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
         w.open_table(CAPS).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
-        w.open_table(JOBS).map_err(unavailable)?;
         w.open_table(CALLBACK_USES).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
 
@@ -186,18 +184,6 @@ impl EmbeddedStore {
             hot.restore_idempotency(k.value().to_string(), fp, job);
         }
         for row in r
-            .open_table(JOBS)
-            .map_err(unavailable)?
-            .iter()
-            .map_err(unavailable)?
-        {
-            let (k, v) = row.map_err(unavailable)?;
-            let v = payload("state job record", v.value())?;
-            if let (Some(id), Ok(record)) = (JobId::parse(k.value()), serde_json::from_slice(v)) {
-                hot.restore_job(id, record);
-            }
-        }
-        for row in r
             .open_table(CALLBACK_USES)
             .map_err(unavailable)?
             .iter()
@@ -263,10 +249,6 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::Idempotency(k, v) => {
                 w.open_table(IDEMPOTENCY)?
-                    .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
-            }
-            Op::Job(k, v) => {
-                w.open_table(JOBS)?
                     .insert(k.as_str(), versioned(FORMAT_VERSION, &v).as_slice())?;
             }
             Op::CallbackUse(signature, expires) => {
@@ -418,17 +400,6 @@ impl StateStore for EmbeddedStore {
         Ok(claim)
     }
 
-    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&record).map_err(unavailable)?;
-        self.write(vec![Op::Job(job.as_str().to_string(), bytes)])
-            .await?;
-        self.hot.save_job(job, record).await
-    }
-
-    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        self.hot.load_jobs().await
-    }
-
     async fn first_callback_use(
         &self,
         signature: [u8; 32],
@@ -470,7 +441,7 @@ mod tests {
     #[test]
     fn a_value_of_an_unknown_format_version_is_refused_at_open() {
         type Write = fn(&WriteTransaction) -> Result<(), redb::Error>;
-        let writes: [(&str, Write); 7] = [
+        let writes: [(&str, Write); 6] = [
             ("state suppression", |w| {
                 w.open_table(SUPPRESSED_PHONES)?.insert(8613123000000, 7)?;
                 Ok(())
@@ -489,10 +460,6 @@ mod tests {
             }),
             ("state idempotency key", |w| {
                 w.open_table(IDEMPOTENCY)?.insert("k", &[7u8][..])?;
-                Ok(())
-            }),
-            ("state job record", |w| {
-                w.open_table(JOBS)?.insert("job", &[7u8][..])?;
                 Ok(())
             }),
             ("callback use", |w| {
@@ -579,9 +546,6 @@ mod tests {
         s.claim_idempotency_key("k", [3; 32], &job)
             .await
             .expect("claim");
-        s.save_job(&job, serde_json::json!({"id": job.as_str()}))
-            .await
-            .expect("save");
         drop(s);
         let s = EmbeddedStore::open(db).expect("reopen");
         assert_eq!(
@@ -597,6 +561,5 @@ mod tests {
                 .expect("claim"),
             IdempotencyClaim::Existing(job)
         );
-        assert_eq!(s.load_jobs().await.expect("jobs").len(), 1);
     }
 }

@@ -205,12 +205,6 @@ mod tests {
         ) -> Result<IdempotencyClaim, StoreError> {
             gone()
         }
-        async fn save_job(&self, _: &JobId, _: serde_json::Value) -> Result<(), StoreError> {
-            gone()
-        }
-        async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-            gone()
-        }
         async fn first_callback_use(
             &self,
             _: [u8; 32],

@@ -24,7 +24,6 @@ pub struct MemoryStore {
     /// last.
     caps: DashMap<(u64, Channel, Purpose), Vec<(i64, u64)>>,
     idempotency: DashMap<String, ([u8; 32], JobId)>,
-    jobs: DashMap<JobId, serde_json::Value>,
     /// Signatures of callbacks seen, with the Unix time (seconds) after which they expire.
     callback_uses: DashMap<[u8; 32], i64>,
 }
@@ -69,11 +68,6 @@ impl MemoryStore {
     /// Restores an idempotency key.
     pub(crate) fn restore_idempotency(&self, key: String, fingerprint: [u8; 32], job: JobId) {
         self.idempotency.insert(key, (fingerprint, job));
-    }
-
-    /// Restores a job record.
-    pub(crate) fn restore_job(&self, job: JobId, record: serde_json::Value) {
-        self.jobs.insert(job, record);
     }
 
     /// Restores a callback signature and its expiry (Unix seconds).
@@ -322,15 +316,6 @@ impl StateStore for MemoryStore {
                 }
             }
         })
-    }
-
-    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
-        self.jobs.insert(job.clone(), record);
-        Ok(())
-    }
-
-    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        Ok(self.jobs.iter().map(|e| e.value().clone()).collect())
     }
 }
 

@@ -1,5 +1,5 @@
 //! The state-store boundary: consent overrides, suppressions, frequency-cap reservations,
-//! idempotency keys, job records and the signatures of callbacks already applied
+//! idempotency keys and the signatures of callbacks already applied
 //! ([`StateStore`]), and the provider rate-limit bucket
 //! several instances share ([`RateBucket`]). Policy and dispatch only talk to these traits,
 //! so the in-memory, embedded (durable, one instance) and Redis (shared by many instances)
@@ -190,12 +190,6 @@ pub trait StateStore: Send + Sync + 'static {
         fingerprint: [u8; 32],
         job: &JobId,
     ) -> Result<IdempotencyClaim, StoreError>;
-
-    /// Stores a job's latest record (upsert), serialised by the caller.
-    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError>;
-
-    /// Every stored job record.
-    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError>;
 
     /// Records the signature of a verified callback until `expires` (after which its
     /// timestamp can no longer verify); answers true the first time, false for a replay.

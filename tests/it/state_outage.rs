@@ -114,14 +114,6 @@ impl StateStore for Flaky {
             .claim_idempotency_key(key, fingerprint, job)
             .await
     }
-    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.save_job(job, record).await
-    }
-    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        self.check()?;
-        self.inner.load_jobs().await
-    }
     async fn first_callback_use(
         &self,
         signature: [u8; 32],

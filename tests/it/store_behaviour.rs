@@ -303,25 +303,6 @@ async fn idempotency(s: &dyn StateStore) {
     );
 }
 
-async fn jobs(s: &dyn StateStore) {
-    let j = JobId::generate();
-    s.save_job(
-        &j,
-        serde_json::json!({"id": j.as_str(), "status": "queued"}),
-    )
-    .await
-    .unwrap();
-    s.save_job(
-        &j,
-        serde_json::json!({"id": j.as_str(), "status": "running"}),
-    )
-    .await
-    .unwrap();
-    let all = s.load_jobs().await.unwrap();
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0]["status"], "running");
-}
-
 async fn callback_uses(s: &dyn StateStore) {
     let now = Utc::now();
     let window = now + Duration::seconds(300);
@@ -413,12 +394,6 @@ macro_rules! suite {
                 idempotency(&*s).await;
             }
 
-            #[tokio::test]
-            async fn job_records() {
-                let (_dir, s) = $make;
-                jobs(&*s).await;
-            }
-
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn callback_signatures_are_seen_once_per_window() {
                 let (_dir, s) = $make;
@@ -468,8 +443,6 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     restored_caps(&*s).await;
     let (_c, s) = store().await;
     idempotency(&*s).await;
-    let (_c, s) = store().await;
-    jobs(&*s).await;
     let (_c, s) = store().await;
     callback_uses(&*s).await;
     // Caps spread over the nodes, and a batch of many contacts is answered in full, even
@@ -552,9 +525,6 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         s.claim_idempotency_key("promo-1", [9; 32], &j)
             .await
             .unwrap();
-        s.save_job(&j, serde_json::json!({"id": j.as_str()}))
-            .await
-            .unwrap();
         assert!(s
             .first_callback_use([5; 32], t + Duration::seconds(300), t)
             .await
@@ -584,7 +554,6 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
             .unwrap(),
         IdempotencyClaim::Existing(j.clone())
     );
-    assert_eq!(s.load_jobs().await.unwrap().len(), 1);
     assert!(
         !s.first_callback_use([5; 32], t + Duration::seconds(300), t)
             .await

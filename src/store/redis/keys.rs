@@ -10,7 +10,6 @@
 //! | `{P}:v1:consent-log:<contact id>` | list | that contact's changes as JSON, oldest first |
 //! | `{P}:v1:consent-since` | sorted set | every change, scored by its time (µs) |
 //! | `{P}:v1:idem:<key>` | string | fingerprint (hex) + job id |
-//! | `{P}:v1:jobs` | hash | job id → record JSON |
 //! | `{P:<contact key>}:v1:cap:<channel>:<purpose>` | sorted set | holder → reservation time |
 //! | `{P:rate:<provider>}:v1:gcra` | string | the provider's GCRA theoretical arrival time (µs) |
 //! | `{P}:v1:work:active`, `{P}:v1:work:done` | set | ids of shared jobs, running or finished |
@@ -47,7 +46,6 @@ pub(super) struct Keys {
     supp_contact: String,
     consent: [String; 4],
     consent_since: String,
-    jobs: String,
     work_active: String,
     work_done: String,
     work_instances: String,
@@ -100,7 +98,6 @@ impl Keys {
             supp_contact: dir("supp:contact"),
             consent: CHANNELS.map(|c| dir(&format!("consent:{}", c.as_str()))),
             consent_since: dir("consent-since"),
-            jobs: dir("jobs"),
             work_active: dir("work:active"),
             work_done: dir("work:done"),
             work_instances: dir("work:instances"),
@@ -167,10 +164,6 @@ impl Keys {
         &self.consent_since
     }
 
-    pub(super) fn jobs(&self) -> &str {
-        &self.jobs
-    }
-
     /// Binary-safe: contact ids are used as given.
     pub(super) fn consent_log(&self, contact_id: &str) -> Vec<u8> {
         let mut k = format!("{{{}}}:v1:consent-log:", self.prefix).into_bytes();
@@ -224,7 +217,6 @@ mod tests {
             k.suppressed_contacts().as_bytes(),
             k.consent(Channel::Email).as_bytes(),
             k.consent_since().as_bytes(),
-            k.jobs().as_bytes(),
             &k.consent_log("c{1}"),
             &k.idempotency("{evil}"),
         ] {

@@ -1,5 +1,5 @@
 //! The Redis state backend: what several herald instances share (suppressions, consent and
-//! its history, frequency-cap reservations, idempotency keys, job records, callback
+//! its history, frequency-cap reservations, idempotency keys, callback
 //! signatures already applied) lives in one Redis
 //! or Redis Cluster, so any instance can decide for any recipient.
 //!
@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::Pipeline;
 
 use self::caps::CapScript;
 use self::conn::{unavailable, Conn};
@@ -381,17 +380,6 @@ impl StateStore for RedisStore {
         })
     }
 
-    async fn save_job(&self, job: &JobId, record: serde_json::Value) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(&record).map_err(unavailable)?;
-        let mut pipe: Pipeline = redis::pipe();
-        pipe.cmd("HSET")
-            .arg(self.keys.jobs())
-            .arg(job.as_str())
-            .arg(bytes)
-            .ignore();
-        self.conn.query::<()>(&pipe).await
-    }
-
     /// `SET NX` with the time left until `expires` as the key's lifetime (at least a
     /// second): Redis drops the marker when the signature can no longer verify.
     async fn first_callback_use(
@@ -423,22 +411,5 @@ impl StateStore for RedisStore {
     /// Markers expire in Redis by themselves.
     async fn prune_callback_uses(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
         Ok(0)
-    }
-
-    async fn load_jobs(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        let mut pipe = redis::pipe();
-        pipe.cmd("HVALS").arg(self.keys.jobs());
-        let (records,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
-        Ok(records
-            .iter()
-            .filter_map(|r| match serde_json::from_slice(r) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    // Like the embedded store: one unreadable record must not hide the rest.
-                    tracing::warn!(error = %e, "skipping an unreadable job record");
-                    None
-                }
-            })
-            .collect())
     }
 }
