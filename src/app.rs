@@ -19,6 +19,7 @@ use crate::dispatch::recovery;
 use crate::dispatch::send_log::{JournalLog, LedgerOnlyLog, SendLog, SharedMarksLog};
 use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
 use crate::durable::Durable;
+use crate::intake::Intake;
 use crate::ledger::Ledger;
 use crate::links::Tracking;
 use crate::provider;
@@ -50,8 +51,8 @@ pub struct AppState {
     pub tracking: Arc<Tracking>,
     /// Set when several instances share the work of every job.
     pub cluster: Option<Arc<Cluster>>,
-    /// Idempotency keys whose `POST /v1/jobs` is being handled.
-    pub keys_in_flight: Arc<crate::api::idempotency::KeysInFlight>,
+    /// Accepts valid jobs.
+    pub intake: Intake,
 }
 
 impl AppState {
@@ -247,6 +248,13 @@ pub async fn build_with_clock(
     snapshot_load
         .await
         .context("loading the snapshot at start-up")??;
+    let intake = Intake::new(
+        dispatcher.clone(),
+        store.clone(),
+        config.config.clone(),
+        tracking.clone(),
+        cluster.clone(),
+    );
     let state = Arc::new(AppState {
         config,
         clock,
@@ -260,7 +268,7 @@ pub async fn build_with_clock(
         callbacks,
         tracking,
         cluster,
-        keys_in_flight: Default::default(),
+        intake,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)

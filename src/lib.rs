@@ -4,6 +4,7 @@
 //! A job flows through the modules in this order:
 //!
 //! - [`api`]: the HTTP edge. Thin handlers, one error type mapped to statuses, body limits.
+//! - [`intake`]: accepting a valid job: idempotency keys, planning, publishing, recording.
 //! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked
 //!   against, kept in the data directory across restarts.
 //! - [`phone`]: numbering-plan parsing and validation (E.164 as integers), time zones by number.
@@ -42,6 +43,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod durable;
+pub mod intake;
 pub mod ledger;
 pub mod links;
 pub mod metrics;

@@ -41,7 +41,7 @@ async fn signed<'a>(
         )
         .map_err(|e| {
             tracing::info!(provider = %p.name, reason = e.code(), "callback refused");
-            ApiError::unauthenticated(e.code(), e.to_string())
+            ApiError::unauthenticated(e)
         })?;
     Ok((p, bytes, verified))
 }

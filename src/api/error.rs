@@ -8,11 +8,133 @@ use serde::Serialize;
 
 use crate::domain::Hold;
 
+/// Every code an error answer carries: stable and machine-readable, each with its one status.
+/// Clients branch on these, so a code is never renamed or reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// 400: a field is missing or malformed (`field` names it).
+    InvalidField,
+    /// 400: the body as a whole is unreadable.
+    BadRequest,
+    /// 401: no or wrong API key.
+    Unauthorized,
+    /// 401: the provider has no callback secret configured.
+    CallbacksNotConfigured,
+    /// 401: a callback without its signature headers.
+    SignatureMissing,
+    /// 401: signature headers that are not a timestamp and 64 hex digits.
+    SignatureMalformed,
+    /// 401: a callback timestamp outside the accepted window.
+    TimestampOutOfWindow,
+    /// 401: a callback signature that does not match.
+    SignatureMismatch,
+    /// 404.
+    NotFound,
+    /// 408: the request body stopped arriving.
+    BodyStalled,
+    /// 409: the Idempotency-Key was used with a different body.
+    IdempotencyConflict,
+    /// 409: a request with this Idempotency-Key is still being handled.
+    IdempotencyInProgress,
+    /// 409: the job cannot make this status change from its current status.
+    InvalidTransition,
+    /// 409: a job stopped at its budget resumes only with a higher one.
+    BudgetNotRaised,
+    /// 409: the contact snapshot is too old to send against.
+    SnapshotStale,
+    /// 413: the body exceeds its cap.
+    BodyTooLarge,
+    /// 415: a content type this route does not take.
+    UnsupportedMediaType,
+    /// 422: well-formed but not acceptable.
+    Unprocessable,
+    /// 422: a snapshot upload that would throw the live contacts away.
+    SnapshotRejected,
+    /// 500: what should not happen.
+    Internal,
+    /// 503: a dependency is down; nothing was accepted.
+    Unavailable,
+    /// 503: the state backend does not answer.
+    StateUnavailable,
+    /// 503: the server holds as many connections as it serves.
+    OverCapacity,
+}
+
+impl ErrorCode {
+    /// The code as clients read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::CallbacksNotConfigured => "callbacks_not_configured",
+            ErrorCode::SignatureMissing => "signature_missing",
+            ErrorCode::SignatureMalformed => "signature_malformed",
+            ErrorCode::TimestampOutOfWindow => "timestamp_out_of_window",
+            ErrorCode::SignatureMismatch => "signature_mismatch",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::BodyStalled => "body_stalled",
+            ErrorCode::IdempotencyConflict => "idempotency_conflict",
+            ErrorCode::IdempotencyInProgress => "idempotency_in_progress",
+            ErrorCode::InvalidTransition => "invalid_transition",
+            ErrorCode::BudgetNotRaised => "budget_not_raised",
+            ErrorCode::SnapshotStale => "snapshot_stale",
+            ErrorCode::BodyTooLarge => "body_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::Unprocessable => "unprocessable",
+            ErrorCode::SnapshotRejected => "snapshot_rejected",
+            ErrorCode::Internal => "internal",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::StateUnavailable => Hold::StateUnavailable.as_str(),
+            ErrorCode::OverCapacity => "over_capacity",
+        }
+    }
+
+    /// The HTTP status every answer with this code has.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidField | BadRequest => StatusCode::BAD_REQUEST,
+            Unauthorized
+            | CallbacksNotConfigured
+            | SignatureMissing
+            | SignatureMalformed
+            | TimestampOutOfWindow
+            | SignatureMismatch => StatusCode::UNAUTHORIZED,
+            NotFound => StatusCode::NOT_FOUND,
+            BodyStalled => StatusCode::REQUEST_TIMEOUT,
+            IdempotencyConflict
+            | IdempotencyInProgress
+            | InvalidTransition
+            | BudgetNotRaised
+            | SnapshotStale => StatusCode::CONFLICT,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Unprocessable | SnapshotRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Unavailable | StateUnavailable | OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl From<crate::callbacks::signature::SignatureError> for ErrorCode {
+    fn from(e: crate::callbacks::signature::SignatureError) -> ErrorCode {
+        use crate::callbacks::signature::SignatureError::*;
+        match e {
+            NotConfigured => ErrorCode::CallbacksNotConfigured,
+            Missing => ErrorCode::SignatureMissing,
+            Malformed => ErrorCode::SignatureMalformed,
+            Stale => ErrorCode::TimestampOutOfWindow,
+            Mismatch => ErrorCode::SignatureMismatch,
+        }
+    }
+}
+
 /// An error answered to an API client.
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub field: Option<String>,
     pub retry_after: Option<u64>,
@@ -37,9 +159,10 @@ struct Inner<'a> {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    /// An error with `code` (and its status) and a message for people.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
         ApiError {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             field: None,
@@ -52,53 +175,38 @@ impl ApiError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         let field = field.into();
         let message = message.into();
-        let mut e = ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_field",
-            format!("{field}: {message}"),
-        );
+        let mut e = ApiError::new(ErrorCode::InvalidField, format!("{field}: {message}"));
         e.field = Some(field);
         e
     }
 
     /// 400: the body as a whole is unreadable.
     pub fn bad_request(message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+        ApiError::new(ErrorCode::BadRequest, message)
     }
 
     /// 401: no or wrong API key.
     pub fn unauthorized() -> ApiError {
         ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            ErrorCode::Unauthorized,
             "a valid API key is required: Authorization: Bearer <key>",
         )
     }
 
     /// 401 for a callback that is not authentic (bad, stale or missing signature).
-    pub fn unauthenticated(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, code, message)
+    pub fn unauthenticated(e: crate::callbacks::signature::SignatureError) -> ApiError {
+        ApiError::new(e.into(), e.to_string())
     }
 
     /// 404.
     pub fn not_found(what: &str) -> ApiError {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("{what} not found"),
-        )
-    }
-
-    /// 409: the request conflicts with current state.
-    pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::CONFLICT, code, message)
+        ApiError::new(ErrorCode::NotFound, format!("{what} not found"))
     }
 
     /// 413: the body exceeds its cap.
     pub fn too_large(limit: u64) -> ApiError {
         ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
+            ErrorCode::BodyTooLarge,
             format!("request body exceeds {limit} bytes"),
         )
     }
@@ -106,8 +214,7 @@ impl ApiError {
     /// 408: the request body stopped arriving (`server.body_idle_timeout_ms`).
     pub fn body_stalled() -> ApiError {
         ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_stalled",
+            ErrorCode::BodyStalled,
             "the request body stopped arriving; send it again without pausing",
         )
     }
@@ -116,8 +223,7 @@ impl ApiError {
     /// connection answers only health, readiness and metrics.
     pub fn over_capacity() -> ApiError {
         let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "over_capacity",
+            ErrorCode::OverCapacity,
             "the server holds as many connections as it serves; retry after Retry-After seconds",
         );
         e.retry_after = Some(1);
@@ -127,8 +233,7 @@ impl ApiError {
     /// 415: a content type this route does not take.
     pub fn unsupported_media(expected: &str) -> ApiError {
         ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             format!("Content-Type must be {expected}"),
         )
     }
@@ -136,28 +241,22 @@ impl ApiError {
     /// 422: well-formed but not acceptable (e.g. no provider for the channel).
     pub fn unprocessable(field: &str, message: impl Into<String>) -> ApiError {
         let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unprocessable",
+            ErrorCode::Unprocessable,
             format!("{field}: {}", message.into()),
         );
         e.field = Some(field.to_string());
         e
     }
 
-    /// 422 with a code of its own and extra members in the error object.
-    pub fn unprocessable_with(
-        code: &'static str,
-        message: impl Into<String>,
-        details: serde_json::Map<String, serde_json::Value>,
-    ) -> ApiError {
-        let mut e = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
-        e.details = Some(details);
-        e
+    /// Adds members to the error object, for errors the client acts on in detail.
+    pub fn with_details(mut self, details: serde_json::Map<String, serde_json::Value>) -> ApiError {
+        self.details = Some(details);
+        self
     }
 
     /// 503 with Retry-After: a dependency is down; nothing was accepted.
     pub fn unavailable(message: impl Into<String>) -> ApiError {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        let mut e = ApiError::new(ErrorCode::Unavailable, message);
         e.retry_after = Some(2);
         e
     }
@@ -167,8 +266,7 @@ impl ApiError {
     /// first ones; every intake request is safe to repeat).
     pub fn state_unavailable() -> ApiError {
         let mut e = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Hold::StateUnavailable.as_str(),
+            ErrorCode::StateUnavailable,
             "the state backend does not answer; repeat the request after Retry-After seconds",
         );
         e.retry_after = Some(STATE_RETRY_AFTER_SECONDS);
@@ -178,8 +276,7 @@ impl ApiError {
     /// 500 for what should not happen; details go to the log, not the client.
     pub fn internal(context: &str) -> ApiError {
         ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("internal error while {context}"),
         )
     }
@@ -196,11 +293,34 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::intake::IntakeError> for ApiError {
+    fn from(e: crate::intake::IntakeError) -> ApiError {
+        use crate::intake::IntakeError::*;
+        let message = e.to_string();
+        match e {
+            KeyInProgress => ApiError::new(ErrorCode::IdempotencyInProgress, message),
+            KeyConflict(_) => ApiError::new(ErrorCode::IdempotencyConflict, message),
+            KeyJobRecovering(_) => ApiError::unavailable(message),
+            KeyJobUnknown(_) => ApiError::not_found("job"),
+            Plan(e) => ApiError::unprocessable(e.field(), message),
+            Publish(source) => {
+                tracing::error!(error = %source, "a job could not be published to the cluster");
+                ApiError::unavailable(message)
+            }
+            Record(source) => {
+                tracing::error!(error = %source, "a job could not be recorded");
+                ApiError::unavailable(message)
+            }
+            Store(source) => source.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
             error: Inner {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
                 field: self.field.as_deref(),
                 details: self.details.as_ref(),

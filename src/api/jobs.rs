@@ -12,19 +12,18 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::body::{capped_reader, next_line, read_whole};
-use super::error::{parse_json, ApiError};
+use super::error::{parse_json, ApiError, ErrorCode};
 use super::job_request::{
     text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
 };
 use crate::app::AppState;
-use crate::config::StateBackend;
 use crate::dispatch::planner;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
 use crate::domain::{JobId, JobStatus};
+use crate::intake::{IdempotencyKey, Submission, Submitted};
 use crate::links::Rewritten;
 use crate::report::{job_view, recipients};
 use crate::segment::Segment;
-use crate::store::IdempotencyClaim;
 use crate::template::Template;
 
 /// Longest NDJSON line: the job line may carry a long template, recipients are short.
@@ -42,7 +41,7 @@ pub struct SubmitQuery {
     pub dry_run: bool,
 }
 
-/// `POST /v1/jobs` (and `?dry_run=true` for a preview).
+/// `POST /v1/jobs` (and `?dry_run=true` for a preview): validation, then [`Intake`].
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     Query(query): Query<SubmitQuery>,
@@ -52,122 +51,54 @@ pub async fn submit(
     // Before the body is read: a job is accepted only with the state backend answering
     // (its caps, consent and idempotency key live there), a preview needs it too.
     super::health::require_state(&state)?;
-    let idempotency_key = if query.dry_run {
-        None
-    } else {
-        idempotency_key(&headers)?
+    let key = match query.dry_run {
+        true => None,
+        false => idempotency_key(&headers)?,
     };
+    let (submission, fingerprint) = read_submission(&state, &headers, body).await?;
+    if query.dry_run {
+        return Ok(Json(state.intake.preview(submission).await?).into_response());
+    }
+    let key = key
+        .as_deref()
+        .map(|key| IdempotencyKey { key, fingerprint });
+    let (status, job) = match state.intake.submit(submission, key).await? {
+        Submitted::Created(job) => (StatusCode::CREATED, job),
+        Submitted::Existing(job) => (StatusCode::OK, job),
+    };
+    Ok((status, Json(job_view::view(&job, state.clock.now()))).into_response())
+}
+
+/// Reads and validates a submission (JSON, or NDJSON: the job, then one recipient a line);
+/// answers it with the fingerprint of the body an Idempotency-Key is checked against.
+async fn read_submission(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Submission, [u8; 32]), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let (mut valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
-        read_ndjson(&state, body).await?
+        read_ndjson(state, body).await?
     } else if content_type.starts_with("application/json") {
-        read_json(&state, body).await?
+        read_json(state, body).await?
     } else {
         return Err(ApiError::unsupported_media(
             "application/json or application/x-ndjson",
         ));
     };
-    let links = prepare_links(&state, &mut valid)?;
-    let budget = valid.budget.as_ref().map(|b| b.amount_micros);
-    let mut id = JobId::generate();
-    if query.dry_run {
-        let request = planner::PlanRequest {
-            id,
-            spec: valid.spec,
-            template: valid.template,
-            job_variables: valid.variables,
-            audience: audience.finish(),
-            reserve_caps: false,
-            shards: None,
-        };
-        let job = planner::plan(&state.dispatcher, &state.config.config, request)
-            .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
-        let preview =
-            crate::dispatch::preview::preview(&state.dispatcher, &*state.store, &job).await?;
-        return Ok(Json(preview).into_response());
-    }
-    // Held until this request is answered: a retry meanwhile is told to wait.
-    let _in_flight = match &idempotency_key {
-        Some(key) => Some(state.keys_in_flight.enter(key).ok_or_else(|| {
-            ApiError::conflict(
-                "idempotency_in_progress",
-                "a request with this Idempotency-Key is still being handled; retry shortly",
-            )
-        })?),
-        None => None,
-    };
-    if let Some(key) = &idempotency_key {
-        match state
-            .store
-            .claim_idempotency_key(key, fingerprint, &id)
-            .await?
-        {
-            IdempotencyClaim::New => {}
-            IdempotencyClaim::Existing(existing) => match state.dispatcher.get(&existing) {
-                Some(job) => {
-                    return Ok((
-                        StatusCode::OK,
-                        Json(job_view::view(&job, state.clock.now())),
-                    )
-                        .into_response());
-                }
-                None if claims_are_local(&state) && !state.dispatcher.is_recovering(&existing) => {
-                    // The claim outlived its request: its job was never recorded (a 503, or
-                    // the process stopped in between). This is that request again, so it goes
-                    // on under the claimed id and the key keeps naming one job.
-                    tracing::info!(job = %existing, "an idempotency claim without its job is taken up by a retry");
-                    id = existing;
-                }
-                None => return Err(missing_job(&state, &existing)),
-            },
-            IdempotencyClaim::Conflict(existing) => {
-                return Err(ApiError::conflict(
-                    "idempotency_conflict",
-                    format!(
-                        "Idempotency-Key was already used with a different body (job {existing})"
-                    ),
-                ));
-            }
-        }
-    }
-    let request = planner::PlanRequest {
-        id,
+    let links = prepare_links(state, &mut valid)?;
+    let submission = Submission {
+        budget_micros: valid.budget.as_ref().map(|b| b.amount_micros),
         spec: valid.spec,
         template: valid.template,
-        job_variables: valid.variables,
+        variables: valid.variables,
         audience: audience.finish(),
-        reserve_caps: true,
-        shards: None,
+        links,
     };
-    let job = planner::plan(&state.dispatcher, &state.config.config, request)
-        .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
-    if let Some(links) = &links {
-        state.tracking.attach(&job, links, job.spec.channel);
-    }
-    if let Some(amount) = budget {
-        job.progress.budget.set_limit(amount);
-    }
-    // With several instances the job is published for all of them first.
-    if let Some(cluster) = &state.cluster {
-        cluster.publish(&job).await.map_err(|e| {
-            tracing::error!(job = %job.id, error = %e, "job could not be published to the cluster");
-            ApiError::unavailable("the job could not be shared with the other instances; try again")
-        })?;
-    }
-    // Acknowledged only once the job and its audience are durable.
-    state.dispatcher.accept(job.clone()).await.map_err(|e| {
-        tracing::error!(job = %job.id, error = %e, "job could not be recorded");
-        ApiError::unavailable("the job could not be recorded durably; try again")
-    })?;
-    tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
-    Ok((
-        StatusCode::CREATED,
-        Json(job_view::view(&job, state.clock.now())),
-    )
-        .into_response())
+    Ok((submission, fingerprint))
 }
 
 /// Rewrites the template's links to tracked links (before parts are counted), unless the
@@ -187,15 +118,6 @@ fn prepare_links(state: &AppState, valid: &mut ValidJob) -> Result<Option<Rewrit
         .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))?;
     valid.template = Arc::new(template);
     Ok(Some(rewritten))
-}
-
-/// Whether idempotency claims are this process's own (embedded or in-memory state). With
-/// Redis state another instance may hold the job a claim names, or be recording it.
-fn claims_are_local(state: &AppState) -> bool {
-    matches!(
-        state.config.config.state.backend,
-        StateBackend::Embedded | StateBackend::Memory
-    )
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
@@ -230,8 +152,8 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
     let now = state.clock.now();
     let scheduled_later = valid.spec.send_at.is_some_and(|t| t > now);
     if !scheduled_later && state.snapshot_stale(now) {
-        return Err(ApiError::conflict(
-            "snapshot_stale",
+        return Err(ApiError::new(
+            ErrorCode::SnapshotStale,
             "the contact snapshot is older than snapshot.max_age_seconds; load a fresh snapshot (PUT /v1/snapshot) before sending",
         ));
     }
@@ -489,10 +411,10 @@ pub async fn transition(
         }
         Err(TransitionError::NotFound) => Err(missing_job(&state, &id)),
         Err(e @ TransitionError::NotAllowed(..)) => {
-            Err(ApiError::conflict("invalid_transition", e.to_string()))
+            Err(ApiError::new(ErrorCode::InvalidTransition, e.to_string()))
         }
         Err(e @ TransitionError::BudgetNotRaised { .. }) => {
-            let mut err = ApiError::conflict("budget_not_raised", e.to_string());
+            let mut err = ApiError::new(ErrorCode::BudgetNotRaised, e.to_string());
             err.field = Some("budget.amount_micros".into());
             Err(err)
         }

@@ -10,7 +10,6 @@ mod callbacks;
 mod contacts;
 pub mod error;
 mod health;
-pub mod idempotency;
 mod job_request;
 mod jobs;
 mod ledger;

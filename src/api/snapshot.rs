@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio_util::io::SyncIoBridge;
 
 use super::body::{capped_reader, CapFlag};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 use crate::app::AppState;
 use crate::snapshot::{load_csv, load_ndjson, Refused, SnapshotError, UploadFormat};
 
@@ -72,7 +72,7 @@ fn refused_error(refused: &Refused) -> ApiError {
     details.insert("rejected_rows".into(), report.rejected_rows.into());
     details.insert("duplicate_rows".into(), report.duplicate_rows.into());
     details.insert("errors".into(), serde_json::json!(report.errors));
-    ApiError::unprocessable_with("snapshot_rejected", refused.refusal.to_string(), details)
+    ApiError::new(ErrorCode::SnapshotRejected, refused.refusal.to_string()).with_details(details)
 }
 
 /// `PUT /v1/snapshot?as_of=RFC3339&allow_shrink=false`: replaces the whole snapshot.

@@ -2,7 +2,7 @@
 //! the state store before its job is recorded, so a retry that arrives meanwhile would find a
 //! claim with no job behind it: it is told to retry shortly instead. Once no request holds a
 //! key, a claim without a job is one whose request failed or died before its job was
-//! recorded (see `jobs::submit`).
+//! recorded (see [`super::Intake::submit`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
