@@ -17,7 +17,15 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: sets the scrape-time gauges, then renders everything.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    crate::metrics::scrape::observe(&state);
+    let snapshot = state.snapshots.current();
+    crate::metrics::scrape::observe(&crate::metrics::scrape::Sources {
+        now: state.clock.now(),
+        dispatcher: &state.dispatcher,
+        snapshot: &snapshot,
+        snapshot_max_age_seconds: state.config.config.snapshot.max_age_seconds,
+        state_up: state.state_health.is_up(),
+        cluster: state.cluster.as_ref().map(|c| c.seen()),
+    });
     let body = state.metrics.render();
     ([(header::CONTENT_TYPE, TEXT_FORMAT)], body).into_response()
 }

@@ -14,9 +14,10 @@ use ::metrics::{gauge, Label};
 use chrono::{DateTime, Utc};
 
 use super::*;
-use crate::app::AppState;
-use crate::dispatch::Job;
+use crate::cluster::Seen;
+use crate::dispatch::{Dispatcher, Job};
 use crate::domain::JobStatus;
+use crate::snapshot::Snapshot;
 
 /// How long a finished job keeps its per-job series.
 pub const JOB_RETENTION: chrono::Duration = chrono::Duration::hours(1);
@@ -32,31 +33,43 @@ const STATUSES: [JobStatus; 8] = [
     JobStatus::BudgetExhausted,
 ];
 
-/// Sets every scrape-time gauge from `state`. Call right before rendering.
-pub fn observe(state: &AppState) {
-    let now = state.clock.now();
+/// What a scrape reads, handed over by the `/metrics` handler.
+pub struct Sources<'a> {
+    pub now: DateTime<Utc>,
+    pub dispatcher: &'a Dispatcher,
+    /// The snapshot in use.
+    pub snapshot: &'a Snapshot,
+    pub snapshot_max_age_seconds: u64,
+    /// Whether the state backend answers.
+    pub state_up: bool,
+    /// What this instance sees of the cluster, when instances share jobs.
+    pub cluster: Option<Seen>,
+}
+
+/// Sets every scrape-time gauge from `sources`. Call right before rendering.
+pub fn observe(sources: &Sources<'_>) {
+    let now = sources.now;
     gauge!(BUILD_INFO, VERSION => env!("CARGO_PKG_VERSION")).set(1.0);
-    observe_snapshot(state, now);
-    gauge!(STATE_BACKEND_UP).set(if state.state_health.is_up() { 1.0 } else { 0.0 });
-    if let Some(cluster) = &state.cluster {
-        let seen = cluster.seen();
+    observe_snapshot(sources);
+    gauge!(STATE_BACKEND_UP).set(if sources.state_up { 1.0 } else { 0.0 });
+    if let Some(seen) = &sources.cluster {
         gauge!(CLUSTER_INSTANCES).set(seen.instances as f64);
         gauge!(CLUSTER_SHARDS_HELD).set(seen.shards_held as f64);
         gauge!(CLUSTER_OUTCOMES_UNWRITTEN).set(seen.outcomes_unwritten as f64);
     }
-    let depths = state.dispatcher.queue_depths();
+    let depths = sources.dispatcher.queue_depths();
     gauge!(RETRY_TASKS).set(depths.retry_tasks as f64);
     gauge!(RECEIPT_QUEUE).set(depths.receipt_batches as f64);
 
     let mut pending: BTreeMap<(&'static str, &str), u64> = BTreeMap::new();
-    for slot in state.dispatcher.providers() {
+    for slot in sources.dispatcher.providers() {
         let (ch, name) = (slot.channel.as_str(), slot.provider.name());
         gauge!(PROVIDER_RATE_LIMIT, CHANNEL => ch, PROVIDER => name.to_owned())
             .set(f64::from(slot.limiter.rate()));
         pending.insert((ch, name), 0);
     }
 
-    let jobs = state.dispatcher.list();
+    let jobs = sources.dispatcher.list();
     let mut by_status = [0u64; STATUSES.len()];
     let mut deferred = 0u64;
     for job in &jobs {
@@ -87,12 +100,12 @@ pub fn observe(state: &AppState) {
     }
 }
 
-fn observe_snapshot(state: &AppState, now: DateTime<Utc>) {
-    let snapshot = state.snapshots.current();
-    let age = (now - snapshot.as_of()).num_milliseconds() as f64 / 1000.0;
+fn observe_snapshot(sources: &Sources<'_>) {
+    let snapshot = sources.snapshot;
+    let age = (sources.now - snapshot.as_of()).num_milliseconds() as f64 / 1000.0;
     gauge!(SNAPSHOT_AGE).set(age.max(0.0));
     gauge!(SNAPSHOT_CONTACTS).set(snapshot.len() as f64);
-    gauge!(SNAPSHOT_MAX_AGE).set(state.config.config.snapshot.max_age_seconds as f64);
+    gauge!(SNAPSHOT_MAX_AGE).set(sources.snapshot_max_age_seconds as f64);
 }
 
 fn status_index(s: JobStatus) -> usize {
