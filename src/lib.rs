@@ -17,7 +17,7 @@
 //! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
 //! - [`cluster`]: several instances sharing the work of every job through Redis: published
 //!   jobs, shard leases, fenced outcome writes, shared counts and receipts index.
-//! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, jobs), its
+//! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, callback signatures), its
 //!   backends (memory, embedded, Redis), and the cached health of the backend in use.
 //! - [`durable`]: the durability layer the journal and the ledger write through: one writer
 //!   that groups commits, a write-ahead log synced once per round, applied to the embedded

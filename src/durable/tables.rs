@@ -45,8 +45,8 @@ pub const STATE_CONSENT_HISTORY: TableDefinition<u64, &[u8]> =
     TableDefinition::new("state_consent_history");
 /// Frequency-cap reservations as 16-byte (time, holder) entries, by cap key.
 pub const STATE_CAPS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_caps_v2");
-/// Callback signatures seen → when they expire (Unix seconds, 8 bytes little-endian); expired
-/// ones are deleted by the callbacks' sweep.
+/// Callback signatures seen → the version byte, then when they expire (Unix seconds, 8 bytes
+/// little-endian); expired ones are deleted by the callbacks' sweep.
 pub const STATE_CALLBACK_USES: TableDefinition<&[u8], &[u8]> =
     TableDefinition::new("state_callback_uses");
 /// Idempotency keys: the request's fingerprint and the job it created.

@@ -123,9 +123,9 @@ pub(super) struct Start<C> {
     pub chain: Option<C>,
 }
 
-/// The first stage of the writer: takes every request waiting, chains the round and lays out
-/// its bytes, and hands it to the committing stage, so that the next round is chained while
-/// the disk syncs the previous one.
+/// The writer's loop: takes every request waiting, chains the round, lays out its bytes and
+/// hands it to the committing stage on the same thread; requests that arrive meanwhile form
+/// the next round.
 pub(super) fn run<C: Chain>(
     db: Arc<Database>,
     rx: mpsc::Receiver<Request<C::Batch>>,

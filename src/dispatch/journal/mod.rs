@@ -59,8 +59,7 @@ pub struct StoredJob {
     /// Whether the template's links were tracked.
     pub track_links: bool,
     pub audience_len: u64,
-    /// Shards the job was split into (0 in records older than this field: the default).
-    #[serde(default)]
+    /// Shards the job was split into.
     pub shards: usize,
 }
 
