@@ -18,7 +18,8 @@ Options: --receipts none|tlv|text (a delivery receipt per accepted submit_sm tha
 one), --ids hex|decimal (how message ids are written), --receipt-ids decimal (write the
 receipt's id in decimal whatever --ids says), --throttle-first N (answer the first N submit_sm
 with ESME_RTHROTTLED), --reject-dest DIGITS (answer submit_sm to that number with
-ESME_RINVDSTADR).
+ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error again, 0.2 s
+later, up to N times in all).
 
 Commands on stdin, one JSON object per line:
 
@@ -73,16 +74,21 @@ async def serve(args):
                 f"id:{rid} sub:001 dlvrd:001 submit date:2611230400 "
                 f"done date:2611230401 stat:DELIVRD err:000 text:"
             ).encode()
-        resp = await esme.deliver_sm(
-            ev.source_addr or "HERALD",
-            body,
-            source_addr=ev.destination_addr,
-            source_addr_ton=1,
-            source_addr_npi=1,
-            esm_class=0x04,
-            tlvs=tlvs,
-        )
-        emit(event="deliver_sm_resp", kind="receipt", status=resp.command_status)
+        # Like an SMSC, a receipt the ESME could not take now is delivered again later.
+        for _ in range(args.receipt_attempts):
+            resp = await esme.deliver_sm(
+                ev.source_addr or "HERALD",
+                body,
+                source_addr=ev.destination_addr,
+                source_addr_ton=1,
+                source_addr_npi=1,
+                esm_class=0x04,
+                tlvs=tlvs,
+            )
+            emit(event="deliver_sm_resp", kind="receipt", status=resp.command_status)
+            if resp.command_status == 0:
+                break
+            await asyncio.sleep(0.2)
 
     async def mo(cmd):
         esme = latest["esme"]
@@ -169,6 +175,7 @@ def main():
     p.add_argument("--receipt-ids", choices=["same", "decimal"], default="same")
     p.add_argument("--throttle-first", type=int, default=0)
     p.add_argument("--reject-dest", default="")
+    p.add_argument("--receipt-attempts", type=int, default=10)
     asyncio.run(serve(p.parse_args()))
 
 

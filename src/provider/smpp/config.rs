@@ -115,6 +115,9 @@ pub struct SmppConfig {
     pub data_coding: DataCodingPolicy,
     pub long_messages: LongMessages,
     pub receipt_id_conversion: ReceiptIdConversion,
+    /// Part ids of long messages kept to place per-part receipts (about 50 bytes each);
+    /// past it the oldest are forgotten.
+    pub part_receipt_ids: usize,
 }
 
 impl Default for SmppConfig {
@@ -143,6 +146,7 @@ impl Default for SmppConfig {
             data_coding: DataCodingPolicy::Auto,
             long_messages: LongMessages::Udh,
             receipt_id_conversion: ReceiptIdConversion::None,
+            part_receipt_ids: 1 << 20,
         }
     }
 }
@@ -223,6 +227,7 @@ impl SmppConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("throttle_retry_ms", self.throttle_retry_ms),
+            ("part_receipt_ids", self.part_receipt_ids as u64),
         ] {
             if v == 0 {
                 err(field, "must be at least 1".into());

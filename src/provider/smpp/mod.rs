@@ -4,7 +4,8 @@
 //! - `text.rs`, `parts.rs`: a message as `submit_sm` parts, GSM 03.38 or UCS-2, concatenated
 //!   by UDH or SAR TLVs, cut exactly where herald's billing counted the parts.
 //! - `status.rs`: `command_status` → [`SendOutcome`], the documented table.
-//! - `deliver.rs`: `deliver_sm` → a receipt (TLVs or the appendix B text) or an inbound reply.
+//! - `deliver.rs`: `deliver_sm` → a receipt (TLVs or the appendix B text) or an inbound reply;
+//!   `part_ids.rs`: the receipt of one part of a long message → part k of n of that message.
 //! - `pdu.rs`: PDUs through the `rusmpp` codec; `session.rs`: one bind's task (connect, bind,
 //!   window, `enquire_link`, reconnect with backoff, `unbind`), the only place with I/O.
 //!
@@ -17,6 +18,7 @@
 
 pub mod config;
 pub mod deliver;
+pub mod part_ids;
 pub mod parts;
 pub mod pdu;
 mod session;
@@ -34,8 +36,9 @@ use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{OutboundMessage, Provider, ProviderEvents, SendOutcome};
-use crate::config::ProviderConfig;
+use crate::config::{MessageIdFormat, ProviderConfig};
 use config::SmppConfig;
+use part_ids::{LongMessage, PartIds};
 use pdu::{BindFields, SubmitFields};
 use session::{BindHandle, SessionSettings, Submit, SubmitAnswer};
 
@@ -51,6 +54,8 @@ pub enum SmppError {
 pub struct SmppSettings {
     pub name: String,
     pub smpp: SmppConfig,
+    /// How the SMSC's message ids compare (part receipts are matched with it).
+    pub message_id_format: MessageIdFormat,
     /// Seeds the reconnect jitter of the binds (each bind mixes in its index).
     pub jitter_seed: u64,
 }
@@ -64,6 +69,7 @@ impl SmppSettings {
         Ok(SmppSettings {
             jitter_seed: xxh3_64(c.name.as_bytes()) ^ u64::from(std::process::id()),
             name: c.name.clone(),
+            message_id_format: c.message_id_format,
             smpp,
         })
     }
@@ -90,6 +96,7 @@ impl SmppProvider {
         let c = &settings.smpp;
         let (count_tx, count_rx) = watch::channel(0usize);
         let shutdown = CancellationToken::new();
+        let part_ids = Arc::new(PartIds::new(settings.message_id_format, c.part_receipt_ids));
         let password = c
             .password
             .as_ref()
@@ -117,6 +124,7 @@ impl SmppProvider {
                 reconnect_max: Duration::from_millis(c.reconnect_max_ms.max(c.reconnect_min_ms)),
                 jitter_seed: settings.jitter_seed.wrapping_add(index as u64),
                 receipt_ids: c.receipt_id_conversion,
+                part_ids: part_ids.clone(),
                 events: events.clone(),
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
@@ -218,6 +226,7 @@ impl SmppProvider {
             return transient("no bind to the SMSC is up");
         };
         let total = pdus.len();
+        let long = (total > 1).then(|| LongMessage::new(total));
         let mut last_id = String::new();
         for (i, pdu) in pdus.into_iter().enumerate() {
             let (reply, answer) = oneshot::channel();
@@ -225,6 +234,7 @@ impl SmppProvider {
                 pdu,
                 queued_at: tokio::time::Instant::now(),
                 reply,
+                long: long.as_ref().map(|m| (m.clone(), i + 1)),
             };
             if bind.submits.send(submit).await.is_err() {
                 return transient("provider shut down");
@@ -246,14 +256,22 @@ impl SmppProvider {
             match outcome {
                 SendOutcome::Accepted {
                     provider_message_id,
-                } => last_id = provider_message_id,
+                } => {
+                    last_id = provider_message_id;
+                }
                 failed => {
+                    if let Some(long) = &long {
+                        long.abandon();
+                    }
                     if i > 0 {
                         tracing::info!(provider = %self.settings.name, accepted = i, parts = total, "a long message failed after some of its parts were accepted");
                     }
                     return failed;
                 }
             }
+        }
+        if let Some(long) = &long {
+            long.finish(&last_id);
         }
         SendOutcome::Accepted {
             provider_message_id: last_id,

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::ReceiptIdConversion;
 use super::deliver::{self, Delivered};
+use super::part_ids::{LongMessage, PartIds, Resolved};
 use super::pdu::{self, BindFields, Codec, Frame};
 use super::status::{self, ESME_RINVCMDID, ESME_ROK, ESME_RSYSERR, ESME_RX_T_APPN};
 use crate::provider::ProviderEvents;
@@ -40,6 +41,9 @@ pub struct Submit {
     pub pdu: SubmitSm,
     pub queued_at: Instant,
     pub reply: oneshot::Sender<SubmitAnswer>,
+    /// The long message it is part `.1` of: its id is recorded for part receipts as the
+    /// answer is read, before any receipt that follows it on the bind.
+    pub long: Option<(Arc<LongMessage>, usize)>,
 }
 
 /// What became of a submit.
@@ -70,6 +74,7 @@ pub struct SessionSettings {
     pub reconnect_max: Duration,
     pub jitter_seed: u64,
     pub receipt_ids: ReceiptIdConversion,
+    pub part_ids: Arc<PartIds>,
     pub events: Option<Arc<dyn ProviderEvents>>,
 }
 
@@ -224,6 +229,7 @@ enum Pending {
     Submit {
         reply: oneshot::Sender<SubmitAnswer>,
         deadline: Instant,
+        long: Option<(Arc<LongMessage>, usize)>,
     },
     EnquireLink {
         deadline: Instant,
@@ -294,7 +300,7 @@ async fn serve(
                 }
                 last_traffic = now;
                 in_window += 1;
-                pending.insert(n, Pending::Submit { reply: submit.reply, deadline: now + s.response_timeout });
+                pending.insert(n, Pending::Submit { reply: submit.reply, deadline: now + s.response_timeout, long: submit.long });
             }
             _ = ticker.tick() => {
                 let now = Instant::now();
@@ -364,6 +370,7 @@ async fn handle(
                 // The request it answers still gets an answer: an undecodable response is
                 // a system error (transient), never a silent success.
                 answer(
+                    s,
                     pending,
                     in_window,
                     sequence_number,
@@ -381,6 +388,7 @@ async fn handle(
     let reply = match command.pdu() {
         Some(Pdu::SubmitSmResp(resp)) => {
             answer(
+                s,
                 pending,
                 in_window,
                 n,
@@ -390,7 +398,7 @@ async fn handle(
             None
         }
         Some(Pdu::GenericNack) => {
-            answer(pending, in_window, n, code, String::new());
+            answer(s, pending, in_window, n, code, String::new());
             None
         }
         Some(Pdu::EnquireLinkResp) => {
@@ -418,7 +426,7 @@ async fn handle(
         }
         _ if is_response(u32::from(command.id())) => {
             // A response to a request we did not make (or no longer wait for).
-            answer(pending, in_window, n, code, String::new());
+            answer(s, pending, in_window, n, code, String::new());
             None
         }
         _ => Some(pdu::response(n, ESME_RINVCMDID, Pdu::GenericNack)),
@@ -431,6 +439,7 @@ async fn handle(
 
 /// Answers the pending submit `n`, if there is one.
 fn answer(
+    s: &SessionSettings,
     pending: &mut HashMap<u32, Pending>,
     in_window: &mut usize,
     n: u32,
@@ -438,8 +447,11 @@ fn answer(
     message_id: String,
 ) {
     // A generic_nack to our enquire_link just ends the probe: the link is alive.
-    if let Some(Pending::Submit { reply, .. }) = pending.remove(&n) {
+    if let Some(Pending::Submit { reply, long, .. }) = pending.remove(&n) {
         *in_window -= 1;
+        if let (ESME_ROK, Some((message, part))) = (status, long) {
+            s.part_ids.accepted(&message_id, &message, part);
+        }
         let _ = reply.send(SubmitAnswer::Answered { status, message_id });
     }
 }
@@ -453,7 +465,24 @@ async fn deliver_to(s: &SessionSettings, delivered: &Delivered) -> u32 {
         return ESME_ROK;
     };
     let applied = match delivered {
-        Delivered::Receipt(r) => events.receipt(&s.provider, r.clone()).await,
+        Delivered::Receipt(r) => {
+            let mut r = r.clone();
+            match s.part_ids.resolve(&r.message_id) {
+                Resolved::Whole => {}
+                Resolved::Part {
+                    message_id,
+                    part,
+                    total,
+                } => {
+                    r.message_id = message_id.to_string();
+                    r.update.part = (total > 1).then_some((part, total));
+                }
+                // The message is still being sent: its id is not known yet.
+                Resolved::NotYet => return ESME_RX_T_APPN,
+                Resolved::Abandoned => return ESME_ROK,
+            }
+            events.receipt(&s.provider, r).await
+        }
         Delivered::Inbound(m) => events.inbound(&s.provider, m.clone()).await,
         Delivered::Ignored(why) => {
             tracing::debug!(provider = %s.provider, reason = why, "deliver_sm ignored");
