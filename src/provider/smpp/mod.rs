@@ -25,6 +25,9 @@ mod session;
 pub mod status;
 pub mod text;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
