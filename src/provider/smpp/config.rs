@@ -343,6 +343,50 @@ mod tests {
         }
     }
 
+    /// The commented example in config/herald.toml, uncommented, is a valid provider, and
+    /// the config rejects an smpp provider without its table or marked idempotent.
+    #[test]
+    fn the_shipped_example_is_valid() {
+        use crate::config::{Config, DEFAULT_TOML};
+        let start = DEFAULT_TOML
+            .find("# name = \"carrier-a\"")
+            .expect("the example is in the default config");
+        let example: String = DEFAULT_TOML[start..]
+            .lines()
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let toml_text = format!("{DEFAULT_TOML}\n[[providers]]\n{example}");
+        let mut c: Config = toml::from_str(&toml_text).expect("the example parses");
+        c.apply_env(&|k| (k == "HERALD_CARRIER_A_PASSWORD").then(|| "pw".to_string()));
+        assert_eq!(c.validate(), Ok(()));
+        let p = c.providers.last().expect("the example provider");
+        let smpp = p.smpp.as_ref().expect("its table");
+        assert_eq!((smpp.binds, smpp.window, smpp.port), (2, 10, 2775));
+        assert_eq!(smpp.long_messages, LongMessages::Udh);
+
+        let mut bad = c.clone();
+        let last = bad.providers.len() - 1;
+        bad.providers[last].idempotent = true;
+        bad.providers[last].smpp = None;
+        let errs = bad.validate().expect_err("invalid");
+        assert!(
+            errs.iter()
+                .any(|e| e == &format!("providers[{last}].smpp: required for kind = \"smpp\"")),
+            "{errs:?}"
+        );
+        let mut bad = c.clone();
+        bad.providers[last].idempotent = true;
+        bad.providers[0].smpp = Some(valid());
+        let errs = bad.validate().expect_err("invalid");
+        assert!(errs
+            .iter()
+            .any(|e| e.starts_with(&format!("providers[{last}].idempotent"))));
+        assert!(errs
+            .iter()
+            .any(|e| e == "providers[0].smpp: only for kind = \"smpp\""));
+    }
+
     #[test]
     fn the_password_comes_from_the_environment() {
         let mut c = SmppConfig {
