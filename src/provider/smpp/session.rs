@@ -5,7 +5,8 @@
 //! its request by sequence number (a `generic_nack` answers the request it names), expires
 //! requests unanswered after `response_timeout`, sends `enquire_link` after `enquire_link`
 //! without traffic (and reconnects when it goes unanswered), answers the SMSC's
-//! `enquire_link` and `unbind`, acknowledges each `deliver_sm` once the events sink took it,
+//! `enquire_link` and `unbind`, acknowledges each `deliver_sm` once the events sink took it
+//! (up to 64 being applied at once, so a slow sink does not hold up submits' answers),
 //! and answers requests it does not serve with `generic_nack` (`ESME_RINVCMDID`). When the
 //! provider shuts down (or is dropped) it sends `unbind` and waits for `unbind_resp`.
 //!
@@ -19,9 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures::stream::FuturesUnordered;
 use futures::{SinkExt, StreamExt};
 use rusmpp::pdus::SubmitSm;
 use rusmpp::{Command, CommandStatus, Pdu};
+use std::future::Future;
+use std::pin::Pin;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -224,6 +228,13 @@ async fn connect_and_bind(s: &SessionSettings) -> Result<Conn, String> {
     }
 }
 
+/// `deliver_sm` being applied by the events sink at once; past this many, the bind stops
+/// reading until one is done (the SMSC's own window holds the rest).
+const MAX_EVENTS_IN_FLIGHT: usize = 64;
+
+/// Events being applied: each yields the sequence number to acknowledge and the status.
+type Events = FuturesUnordered<Pin<Box<dyn Future<Output = (u32, u32)> + Send>>>;
+
 /// A request of ours awaiting its response.
 enum Pending {
     Submit {
@@ -257,6 +268,7 @@ async fn serve(
     shutdown: &CancellationToken,
 ) -> End {
     let mut pending: HashMap<u32, Pending> = HashMap::new();
+    let mut events = Events::new();
     let mut in_window = 0usize;
     let mut seq = Sequence(1);
     let mut last_traffic = Instant::now();
@@ -268,23 +280,30 @@ async fn serve(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => {
+                finish_events(s, &mut conn, &mut events).await;
                 unbind(s, &mut conn, seq.next(&pending)).await;
                 break End::Shutdown;
             }
-            frame = conn.next() => {
+            Some((n, status)) = events.next(), if !events.is_empty() => {
+                if let Err(e) = conn.send(pdu::deliver_sm_resp(n, status)).await {
+                    break End::Lost(format!("writing deliver_sm_resp: {e}"));
+                }
+            }
+            frame = conn.next(), if events.len() < MAX_EVENTS_IN_FLIGHT => {
                 last_traffic = Instant::now();
                 let frame = match frame {
                     None => break End::Lost("connection closed by the SMSC".into()),
                     Some(Err(e)) => break End::Lost(format!("reading: {e}")),
                     Some(Ok(f)) => f,
                 };
-                match handle(s, &mut conn, frame, &mut pending, &mut in_window).await {
+                match handle(s, &mut conn, frame, &mut pending, &mut in_window, &mut events).await {
                     Ok(()) => {}
                     Err(end) => break end,
                 }
             }
             next = submits.recv(), if in_window < s.window => {
                 let Some(submit) = next else {
+                    finish_events(s, &mut conn, &mut events).await;
                     unbind(s, &mut conn, seq.next(&pending)).await;
                     break End::Shutdown;
                 };
@@ -357,6 +376,7 @@ async fn handle(
     frame: Frame,
     pending: &mut HashMap<u32, Pending>,
     in_window: &mut usize,
+    events: &mut Events,
 ) -> Result<(), End> {
     let command = match frame {
         Frame::Command(c) => c,
@@ -411,12 +431,16 @@ async fn handle(
             return Err(End::Lost("unbound by the SMSC".into()));
         }
         Some(Pdu::DeliverSm(d)) => {
-            let status = deliver_to(
-                s,
-                &deliver::classify(&pdu::deliver_fields(d), s.receipt_ids),
-            )
-            .await;
-            Some(pdu::deliver_sm_resp(n, status))
+            match place(s, deliver::classify(&pdu::deliver_fields(d), s.receipt_ids)) {
+                Placed::Answer(status) => Some(pdu::deliver_sm_resp(n, status)),
+                Placed::Apply(sink, delivered) => {
+                    let provider = s.provider.clone();
+                    events.push(Box::pin(async move {
+                        (n, apply(&provider, sink.as_ref(), delivered).await)
+                    }));
+                    None
+                }
+            }
         }
         // Neither answered nor acted on: alert_notification has no response.
         Some(Pdu::AlertNotification(_)) | Some(Pdu::UnbindResp) => None,
@@ -456,17 +480,23 @@ fn answer(
     }
 }
 
-/// Hands a `deliver_sm` to the events sink; the status to acknowledge it with.
-async fn deliver_to(s: &SessionSettings, delivered: &Delivered) -> u32 {
+/// A `deliver_sm` read: answered at once, or handed to the events sink.
+enum Placed {
+    Answer(u32),
+    Apply(Arc<dyn ProviderEvents>, Delivered),
+}
+
+/// Decides what to do with a `deliver_sm`, at once and in the order PDUs arrive (so a part's
+/// receipt is placed after the answer that named the part).
+fn place(s: &SessionSettings, delivered: Delivered) -> Placed {
     let Some(events) = &s.events else {
         if !matches!(delivered, Delivered::Ignored(_)) {
             tracing::debug!(provider = %s.provider, "deliver_sm dropped: no events sink");
         }
-        return ESME_ROK;
+        return Placed::Answer(ESME_ROK);
     };
-    let applied = match delivered {
-        Delivered::Receipt(r) => {
-            let mut r = r.clone();
+    match delivered {
+        Delivered::Receipt(mut r) => {
             match s.part_ids.resolve(&r.message_id) {
                 Resolved::Whole => {}
                 Resolved::Part {
@@ -478,22 +508,42 @@ async fn deliver_to(s: &SessionSettings, delivered: &Delivered) -> u32 {
                     r.update.part = (total > 1).then_some((part, total));
                 }
                 // The message is still being sent: its id is not known yet.
-                Resolved::NotYet => return ESME_RX_T_APPN,
-                Resolved::Abandoned => return ESME_ROK,
+                Resolved::NotYet => return Placed::Answer(ESME_RX_T_APPN),
+                Resolved::Abandoned => return Placed::Answer(ESME_ROK),
             }
-            events.receipt(&s.provider, r).await
+            Placed::Apply(events.clone(), Delivered::Receipt(r))
         }
-        Delivered::Inbound(m) => events.inbound(&s.provider, m.clone()).await,
+        Delivered::Inbound(m) => Placed::Apply(events.clone(), Delivered::Inbound(m)),
         Delivered::Ignored(why) => {
             tracing::debug!(provider = %s.provider, reason = why, "deliver_sm ignored");
-            Ok(())
+            Placed::Answer(ESME_ROK)
         }
+    }
+}
+
+/// Applies an event; the status to acknowledge its `deliver_sm` with.
+async fn apply(provider: &str, events: &dyn ProviderEvents, delivered: Delivered) -> u32 {
+    let applied = match delivered {
+        Delivered::Receipt(r) => events.receipt(provider, r).await,
+        Delivered::Inbound(m) => events.inbound(provider, m).await,
+        Delivered::Ignored(_) => Ok(()),
     };
     match applied {
         Ok(()) => ESME_ROK,
         Err(e) => {
-            tracing::warn!(provider = %s.provider, error = %e, "deliver_sm not applied; the SMSC will deliver it again");
+            tracing::warn!(provider, error = %e, "deliver_sm not applied; the SMSC will deliver it again");
             ESME_RX_T_APPN
+        }
+    }
+}
+
+/// Acknowledges the events being applied (at most the response timeout) before an unbind;
+/// those not done by then are delivered again by the SMSC.
+async fn finish_events(s: &SessionSettings, conn: &mut Conn, events: &mut Events) {
+    let deadline = Instant::now() + s.response_timeout;
+    while let Ok(Some((n, status))) = tokio::time::timeout_at(deadline, events.next()).await {
+        if conn.send(pdu::deliver_sm_resp(n, status)).await.is_err() {
+            return;
         }
     }
 }

@@ -5,19 +5,24 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::{SinkExt, StreamExt};
-use rusmpp::pdus::{BindTransceiverResp, SubmitSmResp};
+use rusmpp::pdus::{BindTransceiverResp, DeliverSm, SubmitSmResp};
 use rusmpp::tokio_codec::CommandCodec;
-use rusmpp::types::{AnyOctetString, COctetString};
+use rusmpp::types::{AnyOctetString, COctetString, OctetString};
+use rusmpp::values::EsmClass;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
 
 use super::config::SmppConfig;
 use super::{SmppProvider, SmppSettings};
+use crate::callbacks::inbound::Inbound;
+use crate::callbacks::receipt::Receipt;
 use crate::config::MessageIdFormat;
 use crate::domain::{Channel, JobId, MessageId};
-use crate::provider::{OutboundMessage, Provider, SendOutcome};
+use crate::provider::{EventError, OutboundMessage, Provider, ProviderEvents, SendOutcome};
 
 type Peer = Framed<TcpStream, CommandCodec>;
 
@@ -263,5 +268,85 @@ async fn a_refused_bind_is_tried_again_later() {
     assert_eq!(p.bound_binds(), 0);
     let out = p.send_batch(&[message(1)]).await;
     assert!(matches!(out[0], SendOutcome::Transient { .. }), "{out:?}");
+    p.shutdown().await;
+}
+
+/// A sink that takes a receipt only when let through, and refuses inbound replies.
+struct Gate(Semaphore);
+
+#[async_trait]
+impl ProviderEvents for Gate {
+    async fn receipt(&self, _: &str, _: Receipt) -> Result<(), EventError> {
+        let permit = self
+            .0
+            .acquire()
+            .await
+            .map_err(|e| EventError(Box::new(e)))?;
+        permit.forget();
+        Ok(())
+    }
+
+    async fn inbound(&self, _: &str, _: Inbound) -> Result<(), EventError> {
+        Err(EventError("the state store is down".into()))
+    }
+}
+
+fn deliver_sm(esm_class: u8, text: &str) -> DeliverSm {
+    DeliverSm::builder()
+        .source_addr(COctetString::from_string("8613123079337".into()).expect("addr"))
+        .destination_addr(COctetString::from_string("HERALD".into()).expect("addr"))
+        .esm_class(EsmClass::from(esm_class))
+        .short_message(OctetString::from_string(text.into()).expect("text"))
+        .build()
+}
+
+#[tokio::test]
+async fn a_slow_sink_holds_its_receipt_not_the_binds_answers() {
+    let (l, port) = listener().await;
+    let gate = Arc::new(Gate(Semaphore::new(0)));
+    let p = Arc::new(SmppProvider::start(
+        settings(port, |_| {}),
+        Some(gate.clone() as Arc<dyn ProviderEvents>),
+    ));
+    let mut peer = accept_bind(&l).await;
+    peer.send(Command::new(
+        CommandStatus::EsmeRok,
+        40,
+        deliver_sm(0x04, "id:7 stat:DELIVRD"),
+    ))
+    .await
+    .expect("send");
+    // The receipt waits at the sink; a submit is still answered meanwhile.
+    let one = [message(1)];
+    let answer_it = async {
+        let c = next(&mut peer).await;
+        assert_eq!(c.id(), CommandId::SubmitSm);
+        peer.send(submit_resp(c.sequence_number, "m1"))
+            .await
+            .expect("send");
+    };
+    let (out, ()) = tokio::join!(p.send_batch(&one), answer_it);
+    assert!(matches!(out[0], SendOutcome::Accepted { .. }), "{out:?}");
+    // A reply the sink cannot apply is refused for now: the SMSC will send it again.
+    peer.send(Command::new(
+        CommandStatus::EsmeRok,
+        41,
+        deliver_sm(0, "STOP"),
+    ))
+    .await
+    .expect("send");
+    let refused = next(&mut peer).await;
+    assert_eq!(
+        (refused.id(), refused.sequence_number),
+        (CommandId::DeliverSmResp, 41)
+    );
+    assert_eq!(refused.status, CommandStatus::EsmeRxTAppn);
+    gate.0.add_permits(1);
+    let taken = next(&mut peer).await;
+    assert_eq!(
+        (taken.id(), taken.sequence_number),
+        (CommandId::DeliverSmResp, 40)
+    );
+    assert_eq!(taken.status, CommandStatus::EsmeRok);
     p.shutdown().await;
 }
