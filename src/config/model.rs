@@ -9,6 +9,9 @@ use super::http::validate_http_provider;
 use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
+pub use crate::provider::smpp::config::{
+    DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
+};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -247,6 +250,8 @@ pub enum ProviderKind {
     Sandbox,
     /// The generic HTTP/JSON protocol (see `provider::http`).
     Http,
+    /// SMPP 3.4 to an SMSC (see `provider::smpp`), set up in the `smpp` table.
+    Smpp,
 }
 
 /// One provider of one channel.
@@ -319,6 +324,9 @@ pub struct ProviderConfig {
     /// The secrets read from `callback_secret_envs`.
     #[serde(skip)]
     pub callback_secrets: Vec<Secret>,
+    /// `kind = "smpp"`: the SMSC, the binds and the addressing (`[providers.smpp]`).
+    #[serde(default)]
+    pub smpp: Option<SmppConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -397,6 +405,9 @@ impl Config {
         for p in &mut self.providers {
             if let Some(var) = p.auth_header_env.as_deref() {
                 p.auth_value = env(var).map(Secret::new);
+            }
+            if let Some(smpp) = p.smpp.as_mut() {
+                smpp.read_env(env);
             }
         }
     }
@@ -495,6 +506,28 @@ impl Config {
             }
             if p.kind == ProviderKind::Http {
                 validate_http_provider(i, p, &mut errs);
+            }
+            match (p.kind, &p.smpp) {
+                (ProviderKind::Smpp, Some(smpp)) => {
+                    smpp.validate(&format!("providers[{i}].smpp"), &mut errs);
+                    if p.channel != Channel::Sms {
+                        errs.push(format!(
+                            "providers[{i}].channel: an smpp provider sends sms"
+                        ));
+                    }
+                    // An SMSC knows nothing of herald's message ids: a resend after a crash
+                    // would reach the phone twice, so in-flight messages must stay in doubt.
+                    if p.idempotent {
+                        errs.push(format!(
+                            "providers[{i}].idempotent: an smpp provider cannot drop repeated herald ids; must be false"
+                        ));
+                    }
+                }
+                (ProviderKind::Smpp, None) => {
+                    errs.push(format!("providers[{i}].smpp: required for kind = \"smpp\""))
+                }
+                (_, Some(_)) => errs.push(format!("providers[{i}].smpp: only for kind = \"smpp\"")),
+                (_, None) => {}
             }
         }
         super::callbacks::validate(self, &mut errs);

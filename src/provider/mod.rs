@@ -3,12 +3,15 @@
 
 pub mod http;
 pub mod sandbox;
+pub mod smpp;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::callbacks::inbound::Inbound;
+use crate::callbacks::receipt::Receipt;
 use crate::clock::Clock;
 use crate::config::{ProviderConfig, ProviderKind};
 use crate::domain::{Channel, MessageId};
@@ -64,13 +67,56 @@ pub trait Provider: Send + Sync + 'static {
     fn simulated_receipt(&self, _message: &OutboundMessage) -> Option<SimulatedReceipt> {
         None
     }
+
+    /// Closes what the provider holds open (SMPP unbinds), after the last send. Sends after
+    /// it fail as transient.
+    async fn shutdown(&self) {}
 }
 
-/// Builds the adapter a provider's config block names.
+/// Where a provider hands what arrives on its own connection rather than through the HTTP
+/// callback endpoints: SMPP delivery receipts and mobile-originated replies (`deliver_sm`).
+/// They are the same receipts and replies the callbacks pipeline applies, named by provider.
+///
+/// Each call is awaited before the provider acknowledges the event to its sender; an error
+/// makes the sender deliver it again later (SMPP answers `ESME_RX_T_APPN`), so an
+/// implementation returns one only when nothing was applied and it is worth retrying.
+#[async_trait]
+pub trait ProviderEvents: Send + Sync + 'static {
+    async fn receipt(&self, provider: &str, receipt: Receipt) -> Result<(), EventError>;
+    async fn inbound(&self, provider: &str, message: Inbound) -> Result<(), EventError>;
+}
+
+/// An event that could not be applied now (the state store is down, say).
+#[derive(Debug, thiserror::Error)]
+#[error("event not applied: {0}")]
+pub struct EventError(#[from] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// Why a provider could not be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Http(#[from] http::HttpProviderError),
+    #[error(transparent)]
+    Smpp(#[from] smpp::SmppError),
+}
+
+/// Builds the adapter a provider's config block names, without an events sink: receipts and
+/// replies that arrive on a provider's own connection are acknowledged and dropped.
 pub fn build(
     config: &ProviderConfig,
     clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn Provider>, http::HttpProviderError> {
+) -> Result<Arc<dyn Provider>, BuildError> {
+    build_with_events(config, clock, None)
+}
+
+/// Builds the adapter a provider's config block names; `events` receives what arrives on its
+/// own connection (SMPP `deliver_sm`). Adapters with a connection start it here (a tokio
+/// runtime is required).
+pub fn build_with_events(
+    config: &ProviderConfig,
+    clock: Arc<dyn Clock>,
+    events: Option<Arc<dyn ProviderEvents>>,
+) -> Result<Arc<dyn Provider>, BuildError> {
     Ok(match config.kind {
         ProviderKind::Sandbox => Arc::new(sandbox::Sandbox::new(
             sandbox::SandboxSettings::from_config(config),
@@ -79,5 +125,9 @@ pub fn build(
             http::HttpSettings::from_config(config)?,
             clock,
         )?),
+        ProviderKind::Smpp => Arc::new(smpp::SmppProvider::start(
+            smpp::SmppSettings::from_config(config)?,
+            events,
+        )),
     })
 }

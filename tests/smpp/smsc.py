@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""An SMSC for herald's SMPP tests, built on the `smpp34` package (pip install smpp34): an
+SMPP 3.4 server herald did not write, with its own codec and session handling.
+
+It accepts every transceiver bind, answers each submit_sm and reports on stdout, one JSON
+object per line, what it saw:
+
+    {"event": "ready", "port": 2775}
+    {"event": "bind", "session": "...", "system_id": "herald"}
+    {"event": "submit_sm", "session": "...", "source_addr": "HERALD", "source_addr_ton": 5,
+     "source_addr_npi": 0, "destination_addr": "8613...", "dest_addr_ton": 1,
+     "dest_addr_npi": 1, "esm_class": 64, "data_coding": 0, "registered_delivery": 1,
+     "short_message": "<hex>", "tlvs": [[526, "<hex>"]], "status": 0, "message_id": "1A"}
+    {"event": "deliver_sm_resp", "kind": "receipt" | "mo", "status": 0}
+    {"event": "unbound", "session": "..."}
+
+Options: --receipts none|tlv|text (a delivery receipt per accepted submit_sm that asked for
+one), --ids hex|decimal (how message ids are written), --receipt-ids decimal (write the
+receipt's id in decimal whatever --ids says), --throttle-first N (answer the first N submit_sm
+with ESME_RTHROTTLED), --reject-dest DIGITS (answer submit_sm to that number with
+ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error again, 0.2 s
+later, up to N times in all).
+
+Commands on stdin, one JSON object per line:
+
+    {"cmd": "mo", "from": "8613123079337", "to": "HERALD", "text": "退订", "ucs2": true}
+
+sends a mobile-originated deliver_sm on the most recent bind. It exits when stdin closes.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+
+import smpp34
+
+ESME_RINVDSTADR = 0x0B
+
+
+def emit(**fields):
+    sys.stdout.write(json.dumps(fields) + "\n")
+    sys.stdout.flush()
+
+
+async def serve(args):
+    server = smpp34.Server(host="127.0.0.1", port=args.port, system_id="SIM")
+    await server.start()
+    emit(event="ready", port=args.port)
+    sessions = {}
+    latest = {"esme": None}
+    counter = {"ids": 0, "submits": 0}
+    background = set()
+
+    def later(coro):
+        task = asyncio.ensure_future(coro)
+        background.add(task)
+        task.add_done_callback(background.discard)
+
+    async def receipt(esme, ev, message_id):
+        rid = message_id
+        if args.receipt_ids == "decimal":
+            rid = str(int(message_id, 16)) if args.ids == "hex" else message_id
+        if args.receipts == "tlv":
+            tlvs = [
+                smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, rid.encode() + b"\0"),
+                smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([2])),
+            ]
+            body = b""
+        else:
+            tlvs = []
+            body = (
+                f"id:{rid} sub:001 dlvrd:001 submit date:2611230400 "
+                f"done date:2611230401 stat:DELIVRD err:000 text:"
+            ).encode()
+        # Like an SMSC, a receipt the ESME could not take now is delivered again later.
+        for _ in range(args.receipt_attempts):
+            resp = await esme.deliver_sm(
+                ev.source_addr or "HERALD",
+                body,
+                source_addr=ev.destination_addr,
+                source_addr_ton=1,
+                source_addr_npi=1,
+                esm_class=0x04,
+                tlvs=tlvs,
+            )
+            emit(event="deliver_sm_resp", kind="receipt", status=resp.command_status)
+            if resp.command_status == 0:
+                break
+            await asyncio.sleep(0.2)
+
+    async def mo(cmd):
+        esme = latest["esme"]
+        if esme is None:
+            emit(event="error", message="no bind for mo")
+            return
+        ucs2 = cmd.get("ucs2", False)
+        text = cmd["text"]
+        body = text.encode("utf-16-be") if ucs2 else text.encode("ascii")
+        resp = await esme.deliver_sm(
+            cmd.get("to", "HERALD"),
+            body,
+            source_addr=cmd["from"],
+            source_addr_ton=1,
+            source_addr_npi=1,
+            data_coding=8 if ucs2 else 0,
+        )
+        emit(event="deliver_sm_resp", kind="mo", status=resp.command_status)
+
+    async def commands():
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                # The test is gone: leave without the extension's teardown.
+                os._exit(0)
+            line = line.strip()
+            if not line:
+                continue
+            cmd = json.loads(line)
+            if cmd.get("cmd") == "mo":
+                later(mo(cmd))
+
+    later(commands())
+    while True:
+        ev = await server.next()
+        if isinstance(ev, smpp34.Esme):
+            sessions[ev.session_id] = ev
+            latest["esme"] = ev
+            emit(event="bind", session=ev.session_id, system_id=ev.system_id)
+        elif isinstance(ev, smpp34.SubmitSmEvent):
+            counter["submits"] += 1
+            record = dict(
+                event="submit_sm",
+                session=ev.session_id,
+                source_addr=ev.source_addr,
+                source_addr_ton=ev.source_addr_ton,
+                source_addr_npi=ev.source_addr_npi,
+                destination_addr=ev.destination_addr,
+                dest_addr_ton=ev.dest_addr_ton,
+                dest_addr_npi=ev.dest_addr_npi,
+                esm_class=ev.esm_class,
+                data_coding=ev.data_coding,
+                registered_delivery=ev.registered_delivery,
+                short_message=ev.short_message.hex(),
+                tlvs=[[t.tag, t.value.hex()] for t in ev.tlvs],
+            )
+            if counter["submits"] <= args.throttle_first:
+                ev.reject(smpp34.ESME_RTHROTTLED)
+                emit(status=smpp34.ESME_RTHROTTLED, message_id=None, **record)
+                continue
+            if args.reject_dest and ev.destination_addr == args.reject_dest:
+                ev.reject(ESME_RINVDSTADR)
+                emit(status=ESME_RINVDSTADR, message_id=None, **record)
+                continue
+            counter["ids"] += 1
+            n = counter["ids"]
+            message_id = f"{n + 0xA0000:X}" if args.ids == "hex" else str(n + 1000000)
+            ev.accept(message_id=message_id)
+            emit(status=0, message_id=message_id, **record)
+            esme = sessions.get(ev.session_id)
+            if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
+                later(receipt(esme, ev, message_id))
+        elif isinstance(ev, smpp34.Unbound):
+            sessions.pop(ev.session_id, None)
+            emit(event="unbound", session=ev.session_id)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--receipts", choices=["none", "tlv", "text"], default="none")
+    p.add_argument("--ids", choices=["hex", "decimal"], default="hex")
+    p.add_argument("--receipt-ids", choices=["same", "decimal"], default="same")
+    p.add_argument("--throttle-first", type=int, default=0)
+    p.add_argument("--reject-dest", default="")
+    p.add_argument("--receipt-attempts", type=int, default=10)
+    asyncio.run(serve(p.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
