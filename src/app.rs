@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
 use crate::api;
+use crate::callbacks::connection::ConnectionEvents;
 use crate::callbacks::Callbacks;
 use crate::clock::{Clock, SystemClock};
 use crate::cluster::{Cluster, IndexedSends};
@@ -154,12 +155,15 @@ pub async fn build_with_clock(
     let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
     callbacks.spawn_sweeper();
     let tracking = Arc::new(Tracking::new(&c.tracking));
+    // What arrives on a provider's own connection (SMPP receipts and replies) goes through
+    // the same pipeline as the HTTP callbacks.
+    let events = ConnectionEvents::new(callbacks.clone());
     let providers = c
         .providers
         .iter()
         .map(|p| {
             Ok(ProviderSlot {
-                provider: provider::build(p, clock.clone())?,
+                provider: provider::build_with_events(p, clock.clone(), Some(events.clone()))?,
                 channel: p.channel,
                 currency: p.currency,
                 limiter: PartsLimiter::for_state(
@@ -212,6 +216,7 @@ pub async fn build_with_clock(
         journal: journal.clone(),
         state_health: state_health.clone(),
     });
+    events.attach(dispatcher.clone());
     if let Some(journal) = &journal {
         let started = std::time::Instant::now();
         // A Redis that came back empty has forgotten the cap reservations: they are put back

@@ -16,6 +16,7 @@
 //! (replaying an old `START` after a `STOP` would subscribe someone again), so a replayed
 //! inbound request is answered 200 with `"replayed": true` and applies nothing.
 
+pub mod connection;
 pub mod inbound;
 pub mod index;
 pub mod keywords;
@@ -54,12 +55,20 @@ pub struct ProviderCallbacks {
     pub channel: Channel,
     pub format: MessageIdFormat,
     verifier: Verifier,
+    /// Receipts come back on the provider's own connection (SMPP), not signed over HTTP.
+    receipts_on_connection: bool,
 }
 
 impl ProviderCallbacks {
-    /// Whether callbacks are configured (a secret is set); only then are its sends indexed.
+    /// Whether callbacks are configured (a secret is set).
     pub fn accepts_callbacks(&self) -> bool {
         self.verifier.is_configured()
+    }
+
+    /// Whether receipts can come back for its sends (signed callbacks, or its own
+    /// connection); only then are its sends indexed.
+    pub fn expects_receipts(&self) -> bool {
+        self.receipts_on_connection || self.accepts_callbacks()
     }
 }
 
@@ -102,7 +111,8 @@ impl Callbacks {
             .iter()
             .enumerate()
             .map(|(slot, p)| {
-                if p.callback_secrets.is_empty() {
+                let receipts_on_connection = p.kind == crate::config::ProviderKind::Smpp;
+                if p.callback_secrets.is_empty() && !receipts_on_connection {
                     tracing::warn!(provider = %p.name, "no callback secret set; its receipts and inbound replies will be refused");
                 }
                 ProviderCallbacks {
@@ -111,6 +121,7 @@ impl Callbacks {
                     channel: p.channel,
                     format: p.message_id_format,
                     verifier: Verifier::new(&p.callback_secrets, c.signature_tolerance_seconds),
+                    receipts_on_connection,
                 }
             })
             .collect();
@@ -367,7 +378,7 @@ impl SendObserver for Callbacks {
         let Some(p) = self.providers.get(job.provider) else {
             return;
         };
-        if !p.accepts_callbacks() || batch.is_empty() {
+        if !p.expects_receipts() || batch.is_empty() {
             return;
         }
         let keys: Vec<_> = batch

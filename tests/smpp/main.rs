@@ -412,3 +412,60 @@ async fn a_lost_smsc_is_bound_again_when_it_returns() {
     accepted_id(&p.send_batch(&[message(3, 8613123000003, "after")]).await[0]);
     p.shutdown().await;
 }
+
+/// Through a real gateway: the SMSC's receipts, on the bind, settle the job's messages as
+/// delivered (a long message when every part is), and a mobile-originated STOP in UCS-2 opts
+/// its sender out, as the HTTP callbacks would.
+#[tokio::test]
+async fn receipts_and_replies_on_the_bind_reach_the_job_and_consent() {
+    let mut smsc = Smsc::start(&["--receipts", "tlv"]).await;
+    let port = smsc.port;
+    let g = Gateway::start_with(|c| {
+        c.policy.frequency_caps.clear();
+        let p = &mut c.providers[0];
+        p.kind = ProviderKind::Smpp;
+        p.idempotent = false;
+        p.smpp = Some(smpp_config(port));
+    })
+    .await;
+    g.load_csv(&contacts_csv(6)).await;
+    smsc.wait_for("bind", WAIT).await;
+
+    let long = format!("{} {{€}}", "Long promotion text. ".repeat(8));
+    for (body, from, n) in [("Flash sale tonight", 0, 3), (long.as_str(), 3, 2)] {
+        let (status, answer) = g
+            .submit(&sms_job("smpp-receipts", body, audience(from, n)))
+            .await;
+        assert_eq!(status, 201, "{answer}");
+        let id = answer["id"].as_str().expect("job id").to_string();
+        let done = g
+            .wait_until(&id, WAIT, |j| {
+                j["status"] == "completed" && j["counts"]["delivered"] == n as u64
+            })
+            .await;
+        assert_eq!(done["counts"]["sent"], n as u64, "{done:#}");
+        let recipients = g.recipients(&id).await;
+        assert!(
+            recipients.iter().all(|r| r["delivery"] == "delivered"),
+            "{recipients:?}"
+        );
+    }
+
+    // c5's number replies 退订 (unsubscribe) in UCS-2.
+    smsc.command(
+        json!({"cmd": "mo", "from": "8613123000005", "to": "HERALD", "text": "退订", "ucs2": true}),
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let history = g.get_json("/v1/contacts/c5/consent-history").await;
+        if history.to_string().contains("opt_out") {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "the reply never opted c5 out: {history}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    g.stop().await;
+}
