@@ -12,6 +12,7 @@ use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::EsmClass;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
@@ -220,6 +221,20 @@ async fn the_bind_keeps_the_link_alive_and_answers_what_the_smsc_asks() {
         (CommandId::GenericNack, 78)
     );
     assert_eq!(nack.status, CommandStatus::EsmeRinvcmdid);
+    // A deliver_sm whose body does not decode (a source_addr that is not ASCII) is refused
+    // for good with its own response.
+    let mut bad = vec![0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 79, 0, 1, 1];
+    bad.extend_from_slice("退订\0".as_bytes());
+    bad.extend_from_slice(&[5, 0, b'H', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let len = bad.len() as u32;
+    bad[..4].copy_from_slice(&len.to_be_bytes());
+    peer.get_mut().write_all(&bad).await.expect("write");
+    let refused = next(&mut peer).await;
+    assert_eq!(
+        (refused.id(), refused.sequence_number),
+        (CommandId::DeliverSmResp, 79)
+    );
+    assert_eq!(refused.status, CommandStatus::EsmeRxPAppn);
     assert_eq!(p.bound_binds(), 1);
     p.shutdown().await;
     let unbind = next(&mut peer).await;

@@ -222,8 +222,17 @@ async fn handle(
                 );
                 return Ok(());
             }
-            let nack = pdu::response(sequence_number, status::ESME_RINVCMDLEN, Pdu::GenericNack);
-            return conn.send(nack).await.map_err(|e| End::Lost(e.to_string()));
+            // A deliver_sm gets its own response: it will never decode, so the SMSC is told
+            // not to deliver it again. Anything else gets a generic_nack.
+            let answer = if command_id == status::CMD_DELIVER_SM {
+                pdu::deliver_sm_resp(sequence_number, status::ESME_RX_P_APPN)
+            } else {
+                pdu::response(sequence_number, status::ESME_RINVCMDLEN, Pdu::GenericNack)
+            };
+            return conn
+                .send(answer)
+                .await
+                .map_err(|e| End::Lost(e.to_string()));
         }
     };
     let n = command.sequence_number;
