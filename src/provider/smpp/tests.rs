@@ -365,3 +365,104 @@ async fn a_slow_sink_holds_its_receipt_not_the_binds_answers() {
     assert_eq!(taken.status, CommandStatus::EsmeRok);
     p.shutdown().await;
 }
+
+/// A sink that records receipts.
+#[derive(Default)]
+struct Receipts(parking_lot::Mutex<Vec<Receipt>>);
+
+#[async_trait]
+impl ProviderEvents for Receipts {
+    async fn receipt(&self, _: &str, receipt: Receipt) -> Result<(), EventError> {
+        self.0.lock().push(receipt);
+        Ok(())
+    }
+
+    async fn inbound(&self, _: &str, _: Inbound) -> Result<(), EventError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_that_overtakes_its_answer_still_counts_for_its_part() {
+    let (l, port) = listener().await;
+    let sink = Arc::new(Receipts::default());
+    let p = SmppProvider::start(
+        settings(port, |_| {}),
+        Some(sink.clone() as Arc<dyn ProviderEvents>),
+    );
+    let mut peer = accept_bind(&l).await;
+    let mut long = message(1);
+    long.body = "x".repeat(200);
+    long.parts = 2;
+    let smsc = async {
+        let first = next(&mut peer).await;
+        peer.send(submit_resp(first.sequence_number, "p1"))
+            .await
+            .expect("send");
+        let second = next(&mut peer).await;
+        // The receipt of part 2 comes before the answer that names it.
+        peer.send(Command::new(
+            CommandStatus::EsmeRok,
+            50,
+            deliver_sm(0x04, "id:p2 stat:DELIVRD"),
+        ))
+        .await
+        .expect("send");
+        peer.send(submit_resp(second.sequence_number, "p2"))
+            .await
+            .expect("send");
+        let mut resp = next(&mut peer).await;
+        let mut sequence = 50;
+        while resp.status == CommandStatus::EsmeRxTAppn {
+            // Asked again later, as an SMSC does.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sequence += 1;
+            peer.send(Command::new(
+                CommandStatus::EsmeRok,
+                sequence,
+                deliver_sm(0x04, "id:p2 stat:DELIVRD"),
+            ))
+            .await
+            .expect("send");
+            resp = next(&mut peer).await;
+        }
+        assert_eq!(
+            (resp.id(), resp.status),
+            (CommandId::DeliverSmResp, CommandStatus::EsmeRok)
+        );
+        peer.send(Command::new(
+            CommandStatus::EsmeRok,
+            60,
+            deliver_sm(0x04, "id:p1 stat:UNDELIV"),
+        ))
+        .await
+        .expect("send");
+        next(&mut peer).await
+    };
+    let one = [long];
+    let (out, last) = tokio::join!(p.send_batch(&one), smsc);
+    assert_eq!(
+        out[0],
+        SendOutcome::Accepted {
+            provider_message_id: "p2".into()
+        }
+    );
+    assert_eq!(
+        (last.sequence_number, last.status),
+        (60, CommandStatus::EsmeRok)
+    );
+    let got: Vec<_> = sink
+        .0
+        .lock()
+        .iter()
+        .map(|r| (r.message_id.clone(), r.update.part))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("p2".to_string(), Some((2, 2))),
+            ("p2".to_string(), Some((1, 2)))
+        ]
+    );
+    p.shutdown().await;
+}
