@@ -366,6 +366,10 @@ impl Running {
                 "dispatch did not drain in time; unfinished chunks were not sent"
             );
         }
+        // Providers that hold connections close them (SMPP unbinds) after the last send.
+        for slot in self.state.dispatcher.providers() {
+            slot.provider.shutdown().await;
+        }
         if let Some(cluster) = &self.state.cluster {
             cluster.leave().await;
         }

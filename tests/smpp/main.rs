@@ -413,6 +413,47 @@ async fn a_lost_smsc_is_bound_again_when_it_returns() {
     p.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_throttling_smsc_slows_a_job_and_a_refused_number_fails_alone() {
+    let mut smsc = Smsc::start(&["--throttle-first", "3", "--reject-dest", "8613123000003"]).await;
+    let port = smsc.port;
+    let g = Gateway::start_with(|c| {
+        c.policy.frequency_caps.clear();
+        let p = &mut c.providers[0];
+        p.kind = ProviderKind::Smpp;
+        p.idempotent = false;
+        p.smpp = Some(SmppConfig {
+            throttle_retry_ms: 50,
+            ..smpp_config(port)
+        });
+    })
+    .await;
+    g.load_csv(&contacts_csv(10)).await;
+    let (status, answer) = g.submit(&sms_job("smpp", "hello", audience(0, 10))).await;
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["id"].as_str().expect("job id").to_string();
+    let done = g.wait_status(&id, "completed", WAIT).await;
+    assert_eq!(done["counts"]["sent"], 9, "{done:#}");
+    assert_eq!(done["counts"]["failed"], 1, "{done:#}");
+    smsc.drain();
+    let submits = smsc.of("submit_sm");
+    let throttled = submits.iter().filter(|s| s["status"] == 0x58).count();
+    assert_eq!(throttled, 3);
+    let accepted: Vec<&str> = submits
+        .iter()
+        .filter(|s| s["status"] == 0)
+        .filter_map(|s| s["destination_addr"].as_str())
+        .collect();
+    let distinct: HashSet<&str> = accepted.iter().copied().collect();
+    assert_eq!(
+        (accepted.len(), distinct.len()),
+        (9, 9),
+        "each accepted once"
+    );
+    assert!(!distinct.contains("8613123000003"));
+    g.stop().await;
+}
+
 /// Through a real gateway: the SMSC's receipts, on the bind, settle the job's messages as
 /// delivered (a long message when every part is), and a mobile-originated STOP in UCS-2 opts
 /// its sender out, as the HTTP callbacks would.

@@ -162,8 +162,11 @@ pub fn parse_receipt_text(body: &str) -> Option<TextReceipt> {
     while let Some(token) = tokens.next() {
         let Some((key, value)) = token.split_once(':') else {
             // `submit date:` and `done date:`: a key in two words.
-            if matches!(tokens.peek(), Some(t) if t.len() >= 5 && t[..5].eq_ignore_ascii_case("date:"))
-            {
+            let date_follows = tokens
+                .peek()
+                .and_then(|t| t.get(..5))
+                .is_some_and(|p| p.eq_ignore_ascii_case("date:"));
+            if date_follows {
                 tokens.next();
             }
             continue;
@@ -292,6 +295,34 @@ mod tests {
             classify(&pdu, ReceiptIdConversion::None),
             Delivered::Ignored(_)
         ));
+    }
+
+    proptest::proptest! {
+        /// Whatever an SMSC sends, reading it never panics.
+        #[test]
+        fn any_deliver_sm_reads_without_panicking(
+            esm_class: u8,
+            data_coding: u8,
+            ton: u8,
+            body: Vec<u8>,
+            text in "\\PC{0,80}",
+            state: Option<u8>,
+        ) {
+            let _ = parse_receipt_text(&text);
+            let _ = parse_receipt_text(&format!("submit {text} done 退订a"));
+            let pdu = DeliverSm {
+                esm_class,
+                data_coding,
+                source_addr_ton: ton,
+                source_addr: text.clone(),
+                short_message: body,
+                message_payload: None,
+                receipted_message_id: Some(text),
+                message_state: state,
+            };
+            let _ = classify(&pdu, ReceiptIdConversion::HexToDecimal);
+            let _ = classify(&pdu, ReceiptIdConversion::DecimalToHex);
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! - `status.rs`: `command_status` → [`SendOutcome`], the documented table.
 //! - `deliver.rs`: `deliver_sm` → a receipt (TLVs or the appendix B text) or an inbound reply;
 //!   `part_ids.rs`: the receipt of one part of a long message → part k of n of that message.
-//! - `pdu.rs`: PDUs through the `rusmpp` codec; `session.rs`: one bind's task (connect, bind,
+//! - `pdu.rs`: PDUs through the `rusmpp` codec; `session/`: one bind's task (connect, bind,
 //!   window, `enquire_link`, reconnect with backoff, `unbind`), the only place with I/O.
 //!
 //! A message's parts go out one after the other on one bind, so a failure leaves no later

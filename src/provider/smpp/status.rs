@@ -23,6 +23,9 @@ pub const ESME_RINVCMDLEN: u32 = 0x02;
 pub const ESME_RMSGQFUL: u32 = 0x14;
 pub const ESME_RTHROTTLED: u32 = 0x58;
 pub const ESME_RX_T_APPN: u32 = 0x64;
+pub const ESME_RX_P_APPN: u32 = 0x65;
+/// `command_id` of `deliver_sm`.
+pub const CMD_DELIVER_SM: u32 = 0x0000_0005;
 
 /// How a status answers a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

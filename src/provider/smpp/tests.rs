@@ -12,6 +12,7 @@ use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::{AnyOctetString, COctetString, OctetString};
 use rusmpp::values::EsmClass;
 use rusmpp::{Command, CommandId, CommandStatus, Pdu};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::codec::Framed;
@@ -220,6 +221,20 @@ async fn the_bind_keeps_the_link_alive_and_answers_what_the_smsc_asks() {
         (CommandId::GenericNack, 78)
     );
     assert_eq!(nack.status, CommandStatus::EsmeRinvcmdid);
+    // A deliver_sm whose body does not decode (a source_addr that is not ASCII) is refused
+    // for good with its own response.
+    let mut bad = vec![0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 79, 0, 1, 1];
+    bad.extend_from_slice("退订\0".as_bytes());
+    bad.extend_from_slice(&[5, 0, b'H', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let len = bad.len() as u32;
+    bad[..4].copy_from_slice(&len.to_be_bytes());
+    peer.get_mut().write_all(&bad).await.expect("write");
+    let refused = next(&mut peer).await;
+    assert_eq!(
+        (refused.id(), refused.sequence_number),
+        (CommandId::DeliverSmResp, 79)
+    );
+    assert_eq!(refused.status, CommandStatus::EsmeRxPAppn);
     assert_eq!(p.bound_binds(), 1);
     p.shutdown().await;
     let unbind = next(&mut peer).await;
@@ -348,5 +363,106 @@ async fn a_slow_sink_holds_its_receipt_not_the_binds_answers() {
         (CommandId::DeliverSmResp, 40)
     );
     assert_eq!(taken.status, CommandStatus::EsmeRok);
+    p.shutdown().await;
+}
+
+/// A sink that records receipts.
+#[derive(Default)]
+struct Receipts(parking_lot::Mutex<Vec<Receipt>>);
+
+#[async_trait]
+impl ProviderEvents for Receipts {
+    async fn receipt(&self, _: &str, receipt: Receipt) -> Result<(), EventError> {
+        self.0.lock().push(receipt);
+        Ok(())
+    }
+
+    async fn inbound(&self, _: &str, _: Inbound) -> Result<(), EventError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_receipt_that_overtakes_its_answer_still_counts_for_its_part() {
+    let (l, port) = listener().await;
+    let sink = Arc::new(Receipts::default());
+    let p = SmppProvider::start(
+        settings(port, |_| {}),
+        Some(sink.clone() as Arc<dyn ProviderEvents>),
+    );
+    let mut peer = accept_bind(&l).await;
+    let mut long = message(1);
+    long.body = "x".repeat(200);
+    long.parts = 2;
+    let smsc = async {
+        let first = next(&mut peer).await;
+        peer.send(submit_resp(first.sequence_number, "p1"))
+            .await
+            .expect("send");
+        let second = next(&mut peer).await;
+        // The receipt of part 2 comes before the answer that names it.
+        peer.send(Command::new(
+            CommandStatus::EsmeRok,
+            50,
+            deliver_sm(0x04, "id:p2 stat:DELIVRD"),
+        ))
+        .await
+        .expect("send");
+        peer.send(submit_resp(second.sequence_number, "p2"))
+            .await
+            .expect("send");
+        let mut resp = next(&mut peer).await;
+        let mut sequence = 50;
+        while resp.status == CommandStatus::EsmeRxTAppn {
+            // Asked again later, as an SMSC does.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            sequence += 1;
+            peer.send(Command::new(
+                CommandStatus::EsmeRok,
+                sequence,
+                deliver_sm(0x04, "id:p2 stat:DELIVRD"),
+            ))
+            .await
+            .expect("send");
+            resp = next(&mut peer).await;
+        }
+        assert_eq!(
+            (resp.id(), resp.status),
+            (CommandId::DeliverSmResp, CommandStatus::EsmeRok)
+        );
+        peer.send(Command::new(
+            CommandStatus::EsmeRok,
+            60,
+            deliver_sm(0x04, "id:p1 stat:UNDELIV"),
+        ))
+        .await
+        .expect("send");
+        next(&mut peer).await
+    };
+    let one = [long];
+    let (out, last) = tokio::join!(p.send_batch(&one), smsc);
+    assert_eq!(
+        out[0],
+        SendOutcome::Accepted {
+            provider_message_id: "p2".into()
+        }
+    );
+    assert_eq!(
+        (last.sequence_number, last.status),
+        (60, CommandStatus::EsmeRok)
+    );
+    let got: Vec<_> = sink
+        .0
+        .lock()
+        .iter()
+        .map(|r| (r.message_id.clone(), r.update.part))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("p2".to_string(), Some((2, 2))),
+            ("p2".to_string(), Some((1, 2)))
+        ]
+    );
     p.shutdown().await;
 }
