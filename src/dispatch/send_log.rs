@@ -34,6 +34,12 @@ pub type SendingItem<'a> = (u32, RegionCode, &'a OutboundMessage);
 /// Records what is handed to providers and what they answered.
 #[async_trait::async_trait]
 pub trait SendLog: Send + Sync {
+    /// Whether provider answers are recorded at all (in memory with the ledger off they are
+    /// not, and the settling path skips building them).
+    fn keeps_answers(&self) -> bool {
+        true
+    }
+
     /// Records the chunk as handed to the provider, durably, before it is. Answers false when
     /// it could not be recorded: the chunk must not go out.
     async fn sending(&self, job: &Job, items: &[SendingItem<'_>]) -> bool;
@@ -162,6 +168,10 @@ impl LedgerOnlyLog {
 
 #[async_trait::async_trait]
 impl SendLog for LedgerOnlyLog {
+    fn keeps_answers(&self) -> bool {
+        self.ledger.is_some()
+    }
+
     async fn sending(&self, _: &Job, _: &[SendingItem<'_>]) -> bool {
         true
     }
@@ -215,6 +225,10 @@ impl SharedMarksLog {
 
 #[async_trait::async_trait]
 impl SendLog for SharedMarksLog {
+    fn keeps_answers(&self) -> bool {
+        self.ledger.keeps_answers()
+    }
+
     async fn sending(&self, job: &Job, items: &[SendingItem<'_>]) -> bool {
         let Some(marks) = self.marks.get() else {
             return true;

@@ -53,6 +53,9 @@ pub(super) async fn record_outcomes(
     // what they need is kept, the message id and unit price of each sent item in `settled`.
     let charging = inner.deps.charging;
     let mut charged: Vec<(MessageId, Micros)> = Vec::new();
+    // Answers are only worth recording when the send log keeps them: in memory with the
+    // ledger off, nothing would read them, and the sends count at once.
+    let keeping = inner.deps.send_log.keeps_answers();
     let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
@@ -65,14 +68,16 @@ pub(super) async fn record_outcomes(
                 if charging {
                     charged.push((message.id, unit));
                 }
-                settled.push(SettledItem {
-                    index: meta.index,
-                    settlement: Settlement::Sent,
-                    parts: message.parts,
-                    cost_micros: cost.0,
-                    region: meta.region,
-                    provider_message_id: provider_message_id.clone(),
-                });
+                if keeping {
+                    settled.push(SettledItem {
+                        index: meta.index,
+                        settlement: Settlement::Sent,
+                        parts: message.parts,
+                        cost_micros: cost.0,
+                        region: meta.region,
+                        provider_message_id: provider_message_id.clone(),
+                    });
+                }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
                 accepted.push(super::AcceptedMessage {
@@ -88,7 +93,9 @@ pub(super) async fn record_outcomes(
                 }
             }
             SendOutcome::Permanent { .. } => {
-                settled.push(failed_item(&meta, &message));
+                if keeping {
+                    settled.push(failed_item(&meta, &message));
+                }
                 job.progress
                     .budget
                     .give_back(message_cost(job, &meta, &message));

@@ -114,30 +114,10 @@ impl Ledger {
         self.submit(entries, Vec::new(), extra, Durability::Now)
     }
 
-    /// Hands records for the record log and writes to other tables to the writer, committed
-    /// together in one transaction, in hand-over order.
-    pub fn commit_records_with(
-        &self,
-        records: Vec<Vec<u8>>,
-        extra: Vec<ExtraWrite>,
-    ) -> Result<PendingCommit, LedgerError> {
-        self.submit(&EntryBatch::empty(), records, extra, Durability::Now)
-    }
-
-    /// Hands entries and records for the record log to the writer, committed together in
-    /// one transaction and in hand-over order (read back with [`durable::records::scan`]).
-    pub fn commit_records(
-        &self,
-        entries: &EntryBatch,
-        records: Vec<Vec<u8>>,
-    ) -> Result<PendingCommit, LedgerError> {
-        self.submit(entries, records, Vec::new(), Durability::Now)
-    }
-
-    /// [`Ledger::commit_records`] for writes no send waits on (provider answers and their
-    /// charges): the disk sync may wait up to [`durable::SYNC_SOON`] for a round that syncs
-    /// anyway ([`Durability::Soon`]). Still in hand-over order, and the commit is answered
-    /// only once it is durable.
+    /// Hands entries and records to the writer, for writes no send waits on (provider answers
+    /// and their charges): the disk sync may wait up to [`durable::SYNC_SOON`] for a round
+    /// that syncs anyway ([`Durability::Soon`]). Still in hand-over order, and the commit is
+    /// answered only once it is durable.
     pub fn commit_records_soon(
         &self,
         entries: &EntryBatch,

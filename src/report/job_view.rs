@@ -108,11 +108,6 @@ fn shared_counts(job: &Job, local: Counts) -> Counts {
     }
 }
 
-/// The record saved to the state store.
-pub fn record(job: &Job, now: DateTime<Utc>) -> serde_json::Value {
-    serde_json::to_value(view(job, now)).unwrap_or(serde_json::Value::Null)
-}
-
 /// Finish estimate from the measured rate since the job started; deferred recipients push it
 /// to when they come due at the earliest.
 fn eta(
