@@ -42,6 +42,21 @@ fn smpp_config(port: u16) -> SmppConfig {
     }
 }
 
+/// A gateway whose provider is `smpp`, without frequency caps, with `contacts` contacts
+/// `c0..` loaded.
+async fn smpp_gateway(smpp: SmppConfig, contacts: usize) -> Gateway {
+    let g = Gateway::start_with(|c| {
+        c.policy.frequency_caps.clear();
+        let p = &mut c.providers[0];
+        p.kind = ProviderKind::Smpp;
+        p.idempotent = false;
+        p.smpp = Some(smpp);
+    })
+    .await;
+    g.load_csv(&contacts_csv(contacts)).await;
+    g
+}
+
 /// Recipients `c{from}..c{from+n}` as a job audience.
 fn audience(from: usize, n: usize) -> Value {
     Value::Array(
@@ -115,18 +130,14 @@ async fn job_through(
 async fn jobs_go_out_as_exactly_the_parts_herald_billed() {
     let mut smsc = Smsc::start(&[]).await;
     let port = smsc.port;
-    let g = Gateway::start_with(|c| {
-        c.policy.frequency_caps.clear();
-        let p = &mut c.providers[0];
-        p.kind = ProviderKind::Smpp;
-        p.idempotent = false;
-        p.smpp = Some(SmppConfig {
+    let g = smpp_gateway(
+        SmppConfig {
             binds: 2,
             ..smpp_config(port)
-        });
-    })
+        },
+        30,
+    )
     .await;
-    g.load_csv(&contacts_csv(30)).await;
     assert_eq!(smsc.wait_count("bind", 2, WAIT).await.len(), 2);
 
     // One GSM part: no header, data_coding 0, septets as octets.
@@ -417,18 +428,14 @@ async fn a_lost_smsc_is_bound_again_when_it_returns() {
 async fn a_throttling_smsc_slows_a_job_and_a_refused_number_fails_alone() {
     let mut smsc = Smsc::start(&["--throttle-first", "3", "--reject-dest", "8613123000003"]).await;
     let port = smsc.port;
-    let g = Gateway::start_with(|c| {
-        c.policy.frequency_caps.clear();
-        let p = &mut c.providers[0];
-        p.kind = ProviderKind::Smpp;
-        p.idempotent = false;
-        p.smpp = Some(SmppConfig {
+    let g = smpp_gateway(
+        SmppConfig {
             throttle_retry_ms: 50,
             ..smpp_config(port)
-        });
-    })
+        },
+        10,
+    )
     .await;
-    g.load_csv(&contacts_csv(10)).await;
     let (status, answer) = g.submit(&sms_job("smpp", "hello", audience(0, 10))).await;
     assert_eq!(status, 201, "{answer}");
     let id = answer["id"].as_str().expect("job id").to_string();
@@ -461,15 +468,7 @@ async fn a_throttling_smsc_slows_a_job_and_a_refused_number_fails_alone() {
 async fn receipts_and_replies_on_the_bind_reach_the_job_and_consent() {
     let mut smsc = Smsc::start(&["--receipts", "tlv"]).await;
     let port = smsc.port;
-    let g = Gateway::start_with(|c| {
-        c.policy.frequency_caps.clear();
-        let p = &mut c.providers[0];
-        p.kind = ProviderKind::Smpp;
-        p.idempotent = false;
-        p.smpp = Some(smpp_config(port));
-    })
-    .await;
-    g.load_csv(&contacts_csv(6)).await;
+    let g = smpp_gateway(smpp_config(port), 6).await;
     smsc.wait_for("bind", WAIT).await;
 
     let long = format!("{} {{€}}", "Long promotion text. ".repeat(8));
