@@ -156,4 +156,4 @@ mod tests {
 }
 
 #[cfg(test)]
-mod vectors_test;
+pub(crate) mod vectors_test;

@@ -13,6 +13,34 @@ const VECTORS: &str = concat!(
     "/../shared/data/phone_vectors.csv"
 );
 
+/// Reads the reference vectors at `path` (`what` names them in messages) and answers how many
+/// rows there were and, printed too, what `disagreement` found wrong with each row it
+/// rejects. Shared by every reference-vector test.
+pub(crate) fn compare<R: serde::de::DeserializeOwned>(
+    path: &str,
+    what: &str,
+    disagreement: impl Fn(&R) -> Option<String>,
+) -> (usize, Vec<String>) {
+    let mut reader = csv::Reader::from_path(path).unwrap_or_else(|e| {
+        panic!(
+            "{what} reference vectors not found at {path}: {e}. They live in the shared data \
+             directory beside the repository; clone it next to herald to run this test."
+        )
+    });
+    let mut total = 0usize;
+    let mut disagreements = Vec::new();
+    for (line, record) in reader.deserialize::<R>().enumerate() {
+        let row = record.unwrap_or_else(|e| panic!("{path}: bad row {}: {e}", line + 2));
+        total += 1;
+        if let Some(d) = disagreement(&row) {
+            println!("disagree: {d}");
+            disagreements.push(d);
+        }
+    }
+    assert!(total > 0, "{path} has no rows");
+    (total, disagreements)
+}
+
 /// Minimum share of rows on which we must agree with the reference.
 const MIN_AGREEMENT: f64 = 0.995;
 
@@ -62,25 +90,7 @@ fn disagreement(row: &Row) -> Option<String> {
 
 #[test]
 fn agrees_with_libphonenumber_reference_vectors() {
-    let mut reader = csv::Reader::from_path(VECTORS).unwrap_or_else(|e| {
-        panic!(
-            "phone reference vectors not found at {VECTORS}: {e}. They live in the shared data \
-             directory beside the repository; clone it next to herald to run this test."
-        )
-    });
-    let mut total = 0usize;
-    let mut disagreements = Vec::new();
-    for (line, record) in reader.deserialize::<Row>().enumerate() {
-        let row = record.unwrap_or_else(|e| panic!("{VECTORS}: bad row {}: {e}", line + 2));
-        total += 1;
-        if let Some(d) = disagreement(&row) {
-            disagreements.push(d);
-        }
-    }
-    assert!(total > 0, "{VECTORS} has no rows");
-    for d in &disagreements {
-        println!("disagree: {d}");
-    }
+    let (total, disagreements) = compare(VECTORS, "phone", disagreement);
     let agreement = 1.0 - disagreements.len() as f64 / total as f64;
     println!(
         "phone vectors: {} of {total} rows agree ({:.2}%)",

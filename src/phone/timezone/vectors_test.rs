@@ -48,25 +48,8 @@ fn disagreement(row: &Row) -> Option<String> {
 
 #[test]
 fn agrees_with_libphonenumber_timezone_vectors() {
-    let mut reader = csv::Reader::from_path(VECTORS).unwrap_or_else(|e| {
-        panic!(
-            "time zone reference vectors not found at {VECTORS}: {e}. They live in the shared \
-             data directory beside the repository; clone it next to herald to run this test."
-        )
-    });
-    let mut total = 0usize;
-    let mut disagreements = Vec::new();
-    for (line, record) in reader.deserialize::<Row>().enumerate() {
-        let row = record.unwrap_or_else(|e| panic!("{VECTORS}: bad row {}: {e}", line + 2));
-        total += 1;
-        if let Some(d) = disagreement(&row) {
-            disagreements.push(d);
-        }
-    }
-    assert!(total > 0, "{VECTORS} has no rows");
-    for d in &disagreements {
-        println!("disagree: {d}");
-    }
+    let (total, disagreements) =
+        crate::phone::vectors_test::compare(VECTORS, "time zone", disagreement);
     let share = disagreements.len() as f64 / total as f64;
     println!(
         "time zone vectors: {} of {total} rows disagree ({:.2}%)",
