@@ -121,12 +121,8 @@ impl Intake {
                 Claimed::Orphan(existing) => id = existing,
             }
         }
-        let Submission {
-            budget_micros,
-            links,
-            ..
-        } = &submission;
-        let (budget_micros, links) = (*budget_micros, links.clone());
+        let mut submission = submission;
+        let (budget_micros, links) = (submission.budget_micros, submission.links.take());
         let job = self.plan(id, submission, true)?;
         if let Some(links) = &links {
             self.tracking.attach(&job, links, job.spec.channel);
