@@ -141,9 +141,9 @@ pub struct RecoveredJob {
     pub decided: Vec<(u32, u8)>,
 }
 
-/// Final delivery states waiting for a flush: (recipient, state code) by job and the minute
-/// (Unix seconds / 60) they were applied in.
-type NotedDeliveries = HashMap<(JobId, i64), Vec<(u32, u8)>>;
+/// Final delivery states waiting for a flush, by job: per minute (Unix seconds / 60) they
+/// were applied in, the (recipient, state code) pairs.
+type NotedDeliveries = HashMap<JobId, Vec<(i64, Vec<(u32, u8)>)>>;
 
 /// Where jobs note final delivery states for the journal to flush. Holds no database handle,
 /// so a job outliving its gateway (in a late receipt's queue) keeps nothing open.
@@ -161,15 +161,14 @@ impl DeliveryNotes {
         }
         let minute = at.timestamp().div_euclid(60);
         let mut noted = self.0.lock();
-        // The job's id is copied only for its first receipt in a minute since a flush.
-        match noted
-            .iter_mut()
-            .find(|((j, m), _)| j == job && *m == minute)
-        {
-            Some((_, list)) => list.extend_from_slice(states),
-            None => {
-                noted.insert((job.clone(), minute), states.to_vec());
-            }
+        // The job's id is copied only for its first receipt since a flush.
+        let minutes = match noted.get_mut(job) {
+            Some(minutes) => minutes,
+            None => noted.entry(job.clone()).or_default(),
+        };
+        match minutes.last_mut() {
+            Some((m, list)) if *m == minute => list.extend_from_slice(states),
+            _ => minutes.push((minute, states.to_vec())),
         }
     }
 }
@@ -286,7 +285,11 @@ impl Journal {
         let pending = std::mem::take(&mut *self.deliveries.0.lock());
         let records = pending
             .iter()
-            .map(|((job, minute), items)| codec::encode_delivered(job.as_str(), minute * 60, items))
+            .flat_map(|(job, minutes)| {
+                minutes.iter().map(|(minute, items)| {
+                    codec::encode_delivered(job.as_str(), minute * 60, items)
+                })
+            })
             .collect();
         Ok(self
             .durable
