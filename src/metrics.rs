@@ -427,19 +427,26 @@ pub fn provider_call(
     let ch = channel.as_str();
     histogram!(PROVIDER_REQUEST_DURATION, CHANNEL => ch, PROVIDER => provider.to_owned())
         .record(took.as_secs_f64());
-    // accepted, throttled, transient, permanent
-    let mut by_result = [0u64; 4];
+    // accepted, throttled, transient, permanent, unavailable
+    let mut by_result = [0u64; 5];
     for o in outcomes {
         by_result[match o {
             SendOutcome::Accepted { .. } => 0,
             SendOutcome::Throttled { .. } => 1,
             SendOutcome::Transient { .. } => 2,
             SendOutcome::Permanent { .. } => 3,
+            SendOutcome::Unavailable { .. } => 4,
         }] += 1;
     }
-    for (result, n) in ["accepted", "throttled", "transient", "permanent"]
-        .into_iter()
-        .zip(by_result)
+    for (result, n) in [
+        "accepted",
+        "throttled",
+        "transient",
+        "permanent",
+        "unavailable",
+    ]
+    .into_iter()
+    .zip(by_result)
     {
         if n > 0 {
             counter!(PROVIDER_SENDS, CHANNEL => ch, PROVIDER => provider.to_owned(), RESULT => result)

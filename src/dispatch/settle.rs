@@ -107,7 +107,7 @@ pub(super) async fn record_outcomes(
                 retry_metas.push(meta);
                 retry_messages.push(message);
             }
-            SendOutcome::Transient { .. } => {
+            SendOutcome::Transient { .. } | SendOutcome::Unavailable { .. } => {
                 transient += 1;
                 retry_metas.push(meta);
                 retry_messages.push(message);

@@ -39,8 +39,13 @@ pub enum DeliveryStatus {
 pub enum SendOutcome {
     /// Accepted; receipts will refer to `provider_message_id`.
     Accepted { provider_message_id: String },
-    /// Try again later with the same id (5xx, timeouts, connection errors).
+    /// Try again later with the same id, at the same provider: the request may have reached
+    /// it (a timeout, a connection lost before the answer), so it may have been accepted.
     Transient { error: String },
+    /// The provider answered that it did not take the message now (a 5xx answer, a refused
+    /// connection, no SMPP bind up, an error `submit_sm_resp`): nothing was accepted, so it
+    /// may be sent again under the same id, to this provider or to another one of its route.
+    Unavailable { error: String },
     /// Slow down and try again after the given time; not a failure.
     Throttled { retry_after: Duration },
     /// Will never succeed (bad number, content refused).

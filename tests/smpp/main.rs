@@ -399,7 +399,7 @@ async fn throttling_and_refusals_map_to_outcomes_and_shutdown_unbinds() {
     assert_eq!(p.bound_binds(), 0);
     let after = p.send_batch(&[message(3, 8613123000003, "late")]).await;
     assert!(
-        matches!(after[0], SendOutcome::Transient { .. }),
+        matches!(after[0], SendOutcome::Unavailable { .. }),
         "{after:?}"
     );
 }
@@ -416,7 +416,10 @@ async fn a_lost_smsc_is_bound_again_when_it_returns() {
     let down = p
         .send_batch(&[message(2, 8613123000002, "while down")])
         .await;
-    assert!(matches!(down[0], SendOutcome::Transient { .. }), "{down:?}");
+    assert!(
+        matches!(down[0], SendOutcome::Unavailable { .. }),
+        "{down:?}"
+    );
     let mut smsc = Smsc::start_on(port, &[]).await;
     smsc.wait_for("bind", WAIT).await;
     assert!(p.wait_bound(WAIT).await);

@@ -159,7 +159,7 @@ impl HttpProvider {
     /// Sends one request (one message or one batch) and maps the answer.
     async fn send_request(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         let Ok(_permit) = self.in_flight.acquire().await else {
-            return wire::transport_failure(messages, "provider closed");
+            return wire::not_sent(messages, "provider closed");
         };
         let request = match messages {
             [one] if self.settings.batch_size == 1 => self
@@ -174,6 +174,7 @@ impl HttpProvider {
         };
         let mut response = match request.send().await {
             Ok(r) => r,
+            Err(e) if e.is_connect() => return wire::not_sent(messages, &describe(&e)),
             Err(e) => return wire::transport_failure(messages, &describe(&e)),
         };
         let status = response.status().as_u16();

@@ -231,7 +231,7 @@ async fn server_errors_are_transient_and_client_errors_permanent() {
     let out = adapter(settings(&url500, 1)).send_batch(&msgs(2)).await;
     assert!(
         out.iter()
-            .all(|o| matches!(o, SendOutcome::Transient { error } if error == "http 500")),
+            .all(|o| matches!(o, SendOutcome::Unavailable { error } if error == "http 500")),
         "{out:?}"
     );
     let (url400, _) = provider_at(
@@ -281,8 +281,9 @@ async fn a_refused_connection_is_transient() {
         .send_batch(&msgs(2))
         .await;
     assert!(
-        out.iter()
-            .all(|o| matches!(o, SendOutcome::Transient { error } if error == "connection failed")),
+        out.iter().all(
+            |o| matches!(o, SendOutcome::Unavailable { error } if error == "connection failed")
+        ),
         "{out:?}"
     );
 }

@@ -141,7 +141,8 @@ pub fn map_answer(
                 },
             })
         }
-        s => all(SendOutcome::Transient {
+        // A complete error answer: the provider did not take the request.
+        s => all(SendOutcome::Unavailable {
             error: format!("http {s}"),
         }),
     }
@@ -151,6 +152,16 @@ pub fn map_answer(
 pub fn transport_failure(messages: &[OutboundMessage], error: &str) -> Vec<SendOutcome> {
     vec![
         SendOutcome::Transient {
+            error: error.to_string()
+        };
+        messages.len()
+    ]
+}
+
+/// The outcome of a message whose request never left herald (no connection could be made).
+pub fn not_sent(messages: &[OutboundMessage], error: &str) -> Vec<SendOutcome> {
+    vec![
+        SendOutcome::Unavailable {
             error: error.to_string()
         };
         messages.len()
@@ -409,15 +420,16 @@ mod tests {
         let kind = |status: u16| match &map_answer(&m, &answer(status, ""), now())[1] {
             SendOutcome::Accepted { .. } => "accepted",
             SendOutcome::Transient { .. } => "transient",
+            SendOutcome::Unavailable { .. } => "unavailable",
             SendOutcome::Throttled { .. } => "throttled",
             SendOutcome::Permanent { .. } => "permanent",
         };
         assert_eq!(kind(202), "accepted");
         assert_eq!(kind(429), "throttled");
-        assert_eq!(kind(500), "transient");
-        assert_eq!(kind(503), "transient");
+        assert_eq!(kind(500), "unavailable");
+        assert_eq!(kind(503), "unavailable");
         assert_eq!(kind(408), "transient");
-        assert_eq!(kind(302), "transient");
+        assert_eq!(kind(302), "unavailable");
         assert_eq!(kind(400), "permanent");
         assert_eq!(kind(401), "permanent");
         assert_eq!(kind(422), "permanent");

@@ -223,10 +223,10 @@ impl SmppProvider {
                 .wait_bound(Duration::from_millis(c.connect_timeout_ms.max(1)))
                 .await
         {
-            return transient("no bind to the SMSC is up");
+            return unavailable("no bind to the SMSC is up");
         }
         let Some(bind) = self.pick_bind() else {
-            return transient("no bind to the SMSC is up");
+            return unavailable("no bind to the SMSC is up");
         };
         let total = pdus.len();
         let long = (total > 1).then(|| LongMessage::new(total));
@@ -240,7 +240,7 @@ impl SmppProvider {
                 long: long.as_ref().map(|m| (m.clone(), i + 1)),
             };
             if bind.submits.send(submit).await.is_err() {
-                return transient("provider shut down");
+                return unavailable("provider shut down");
             }
             let outcome = match answer.await {
                 Ok(SubmitAnswer::Answered { status, message_id }) => status::outcome(
@@ -253,7 +253,7 @@ impl SmppProvider {
                     c.response_timeout_ms
                 )),
                 Ok(SubmitAnswer::Lost) => transient("connection lost before the submit_sm_resp"),
-                Ok(SubmitAnswer::NotSent(why)) => transient(why),
+                Ok(SubmitAnswer::NotSent(why)) => unavailable(why),
                 Err(_) => transient("bind task ended"),
             };
             match outcome {
@@ -284,6 +284,13 @@ impl SmppProvider {
 
 fn transient(error: &str) -> SendOutcome {
     SendOutcome::Transient {
+        error: error.to_string(),
+    }
+}
+
+/// Nothing reached the SMSC: the message may go elsewhere.
+fn unavailable(error: &str) -> SendOutcome {
+    SendOutcome::Unavailable {
         error: error.to_string(),
     }
 }

@@ -118,7 +118,8 @@ pub fn outcome(status: u32, message_id: &str, throttle: Duration) -> SendOutcome
         StatusClass::Throttled => SendOutcome::Throttled {
             retry_after: throttle,
         },
-        StatusClass::Transient => SendOutcome::Transient {
+        // An error `submit_sm_resp` is an answer: the SMSC did not take the message.
+        StatusClass::Transient => SendOutcome::Unavailable {
             error: describe(status),
         },
         StatusClass::Permanent => SendOutcome::Permanent {
@@ -153,7 +154,7 @@ mod tests {
             0x1234_5678,
         ] {
             assert!(
-                matches!(outcome(s, "", t), SendOutcome::Transient { .. }),
+                matches!(outcome(s, "", t), SendOutcome::Unavailable { .. }),
                 "{s:#x}"
             );
         }

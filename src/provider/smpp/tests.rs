@@ -282,7 +282,7 @@ async fn a_refused_bind_is_tried_again_later() {
     }
     assert_eq!(p.bound_binds(), 0);
     let out = p.send_batch(&[message(1)]).await;
-    assert!(matches!(out[0], SendOutcome::Transient { .. }), "{out:?}");
+    assert!(matches!(out[0], SendOutcome::Unavailable { .. }), "{out:?}");
     p.shutdown().await;
 }
 
