@@ -4,11 +4,13 @@
 mod callbacks;
 mod http;
 mod model;
+mod routes;
 mod state;
 
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
+pub use routes::{ChannelLimitConfig, HealthConfig, RouteConfig, RouteStrategy};
 pub use state::{ClusterConfig, RedisStateConfig, StateBackend, StateConfig};
 
 use std::path::{Path, PathBuf};

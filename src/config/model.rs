@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 
 use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 use super::http::validate_http_provider;
+use super::routes::{ChannelLimitConfig, HealthConfig, RouteConfig};
 use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
@@ -35,6 +36,15 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     #[serde(default)]
     pub prices: Vec<PriceConfig>,
+    /// Which providers each channel and country goes to (see [`super::routes`]).
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// When a provider is taken out of its routes and tried again.
+    #[serde(default)]
+    pub health: HealthConfig,
+    /// Limits on a whole channel across its providers.
+    #[serde(default)]
+    pub channel_limits: Vec<ChannelLimitConfig>,
     #[serde(default)]
     pub callbacks: CallbacksConfig,
     #[serde(default)]
@@ -532,6 +542,7 @@ impl Config {
         }
         super::callbacks::validate(self, &mut errs);
         super::state::validate(&self.state, &mut errs);
+        super::routes::validate(self, &mut errs);
         for (i, price) in self.prices.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == price.provider) {
                 errs.push(format!(

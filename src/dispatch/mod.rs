@@ -22,6 +22,7 @@ pub mod pricing;
 pub mod rate_limit;
 pub mod recovery;
 pub mod retry;
+pub mod routing;
 pub mod send_log;
 mod settle;
 pub mod share;

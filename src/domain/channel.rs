@@ -14,6 +14,9 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// Every channel, in index order.
+    pub const ALL: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::Wechat];
+
     /// Stable lowercase name, used in metrics labels, ids and the config.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -5,12 +5,14 @@
 
 mod local;
 mod shared;
+mod slowdown;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use self::local::LocalLimiter;
 use self::shared::SharedLimiter;
+use self::slowdown::Slowdown;
 use crate::config::{StateBackend, StateConfig};
 use crate::store::{RateBucket, RedisOptions, RedisRateBucket, StoreError};
 
@@ -19,6 +21,7 @@ pub struct PartsLimiter {
     rate: u32,
     burst: u32,
     kind: Kind,
+    slowdown: Slowdown,
 }
 
 enum Kind {
@@ -39,6 +42,7 @@ impl PartsLimiter {
             rate,
             burst: burst.max(1),
             kind,
+            slowdown: Slowdown::new(),
         }
     }
 
@@ -59,6 +63,7 @@ impl PartsLimiter {
             rate,
             burst: burst.max(1),
             kind,
+            slowdown: Slowdown::new(),
         }
     }
 
@@ -94,6 +99,19 @@ impl PartsLimiter {
         self.rate
     }
 
+    /// The provider answered that it is sending too fast: its parts cost more tokens for a
+    /// while (see [`slowdown`]). No effect without a rate.
+    pub fn throttled(&self) {
+        if self.rate > 0 {
+            self.slowdown.throttled();
+        }
+    }
+
+    /// The rate it is held to now, in parts per second (below `rate` after throttling).
+    pub fn current_rate(&self) -> f64 {
+        f64::from(self.rate) * 1_000.0 / f64::from(self.slowdown.factor().max(1))
+    }
+
     /// Waits until `parts` tokens are granted. `keep_waiting` is asked between waits; when it
     /// answers false the wait is abandoned (tokens already taken stay spent) and this returns
     /// false. A shared limit that cannot reach its bucket waits for it, never sends without
@@ -101,8 +119,8 @@ impl PartsLimiter {
     pub async fn acquire(&self, parts: u32, keep_waiting: &(dyn Fn() -> bool + Sync)) -> bool {
         match &self.kind {
             Kind::Unlimited => true,
-            Kind::Local(l) => l.acquire(parts, keep_waiting).await,
-            Kind::Shared(s) => s.acquire(parts, keep_waiting).await,
+            Kind::Local(l) => l.acquire(self.slowdown.cost(parts), keep_waiting).await,
+            Kind::Shared(s) => s.acquire(self.slowdown.cost(parts), keep_waiting).await,
         }
     }
 }
@@ -123,6 +141,20 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(450), "{took:?}");
         assert!(took < Duration::from_millis(1500), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_provider_is_held_to_half_its_rate() {
+        let l = PartsLimiter::new(200, 1);
+        l.throttled();
+        assert_eq!(l.current_rate(), 100.0);
+        let start = Instant::now();
+        // 50 parts at an effective 100/s: about half a second, not a quarter.
+        for _ in 0..50 {
+            assert!(l.acquire(1, &|| true).await);
+        }
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(450), "{took:?}");
     }
 
     #[tokio::test]
