@@ -274,12 +274,13 @@ fn bench_durable_records(c: &mut Criterion) {
         b.iter(|| {
             encode_sending(
                 job.as_str(),
+                "sandbox",
                 messages.iter().enumerate().map(|(i, m)| (i as u32, CN, m)),
             )
         })
     });
     g.bench_function("settled_record", |b| {
-        b.iter(|| encode_settled(job.as_str(), 1_764_000_000, &settled))
+        b.iter(|| encode_settled(job.as_str(), "sandbox", 1_764_000_000, &settled))
     });
     g.bench_function("ledger_charges", |b| {
         b.iter(|| {
@@ -374,6 +375,8 @@ fn bench_whole_job(c: &mut Criterion) {
                 limiter: PartsLimiter::new(0, 0),
                 idempotent: true,
             }],
+            router: herald::dispatch::Router::new(&config, &[(sandbox.name.clone(), Channel::Sms)]),
+            channel_limits: Default::default(),
             clock: Arc::new(SystemClock),
             config: config.dispatch.clone(),
             max_snapshot_age: Duration::hours(1),

@@ -18,7 +18,9 @@ use crate::config::{ConfigSource, LoadedConfig, DEMO_SNAPSHOT_CSV, DEMO_SNAPSHOT
 use crate::dispatch::journal::Journal;
 use crate::dispatch::recovery;
 use crate::dispatch::send_log::{JournalLog, LedgerOnlyLog, SendLog, SharedMarksLog};
-use crate::dispatch::{Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, SendObserver};
+use crate::dispatch::{
+    ChannelLimits, Dispatcher, DispatcherDeps, PartsLimiter, ProviderSlot, Router, SendObserver,
+};
 use crate::durable::Durable;
 use crate::intake::Intake;
 use crate::ledger::Ledger;
@@ -179,6 +181,13 @@ pub async fn build_with_clock(
     for p in &c.providers {
         crate::metrics::register_provider(p.channel, &p.name, p.currency);
     }
+    let names: Vec<(String, crate::domain::Channel)> = c
+        .providers
+        .iter()
+        .map(|p| (p.name.clone(), p.channel))
+        .collect();
+    let router = Router::new(c, &names);
+    let channel_limits = ChannelLimits::for_state(&c.state, &c.channel_limits)?;
     // With shared work, sends are indexed in Redis too, so any instance places any receipt.
     let indexed = c
         .state
@@ -192,8 +201,13 @@ pub async fn build_with_clock(
     // Where chunks and provider answers are recorded: the journal when this instance keeps
     // its jobs, the shared record's marks when instances share them, else only the ledger.
     let charges_to = c.ledger.enabled.then(|| ledger.clone());
+    // A message of a channel routed to several providers may have gone to any of them: an
+    // instance taking its shard over cannot know which, so such channels are always marked.
     let shared_marks = Arc::new(SharedMarksLog::new(
-        c.providers.iter().map(|p| p.idempotent).collect(),
+        c.providers
+            .iter()
+            .map(|p| p.idempotent && router.slots_for(p.channel).len() == 1)
+            .collect(),
         charges_to.clone(),
     ));
     let send_log: Arc<dyn SendLog> = match (&journal, c.state.cluster.enabled) {
@@ -205,6 +219,8 @@ pub async fn build_with_clock(
         store: store.clone(),
         snapshots: snapshots.clone(),
         providers,
+        router,
+        channel_limits,
         clock: clock.clone(),
         config: c.dispatch.clone(),
         max_snapshot_age: chrono::Duration::seconds(

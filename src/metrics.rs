@@ -42,6 +42,8 @@ pub const PROVIDER_SENDS: &str = "herald_provider_sends_total";
 pub const PROVIDER_PARTS: &str = "herald_provider_parts_total";
 /// Messages sent again after a transient failure or throttling.
 pub const PROVIDER_RETRIES: &str = "herald_provider_retries_total";
+/// Messages moved to another provider of their route after a refusal.
+pub const PROVIDER_REROUTED: &str = "herald_provider_rerouted_total";
 /// Messages that failed for good.
 pub const MESSAGES_FAILED: &str = "herald_messages_failed_total";
 /// Delivery receipts received, repeats included (job counts ignore repeats).
@@ -76,6 +78,14 @@ pub const RECEIPT_QUEUE: &str = "herald_receipt_queue_batches";
 pub const RECEIPTS_PENDING: &str = "herald_receipts_pending";
 /// The provider's configured rate limit (0 = unlimited).
 pub const PROVIDER_RATE_LIMIT: &str = "herald_provider_rate_limit_parts_per_second";
+/// The rate a provider is held to now (below its limit for a while after it throttled).
+pub const PROVIDER_RATE_CURRENT: &str = "herald_provider_rate_current_parts_per_second";
+/// A provider's circuit: 0 closed, 1 half-open, 2 open.
+pub const PROVIDER_CIRCUIT: &str = "herald_provider_circuit_state";
+/// Share of a provider's messages that failed in its health window.
+pub const PROVIDER_ERROR_RATIO: &str = "herald_provider_error_ratio";
+/// Mean time of a provider's calls in its health window.
+pub const PROVIDER_LATENCY: &str = "herald_provider_latency_seconds";
 /// Age of the contact snapshot.
 pub const SNAPSHOT_AGE: &str = "herald_snapshot_age_seconds";
 /// Age past which jobs refuse to dispatch.
@@ -207,6 +217,7 @@ pub const DECLARED: &[Declared] = &[
     counter(PROVIDER_SENDS, "Messages handed to a provider, by its answer (accepted, throttled, transient, permanent); every attempt counts.", &[CHANNEL, PROVIDER, RESULT]),
     counter(PROVIDER_PARTS, "Message parts handed to a provider, every attempt counted: what its rate limit meters.", &[CHANNEL, PROVIDER]),
     counter(PROVIDER_RETRIES, "Messages sent again after a transient failure or throttling.", &[CHANNEL, PROVIDER]),
+    counter(PROVIDER_REROUTED, "Messages moved to this provider after another of their route refused them (5xx, no connection, open circuit).", &[CHANNEL, PROVIDER]),
     counter(MESSAGES_FAILED, "Messages that failed for good: refused by the provider, or still failing when the retries ran out.", &[CHANNEL, PROVIDER, CAUSE]),
     counter(RECEIPTS, "Delivery receipts received, by status; repeats included.", &[CHANNEL, PROVIDER, STATUS]),
     counter(COST_MICROS, "Cost of messages accepted by providers, in millionths of the currency.", &[CHANNEL, PROVIDER, CURRENCY]),
@@ -222,6 +233,10 @@ pub const DECLARED: &[Declared] = &[
     gauge(RECEIPT_QUEUE, "Receipt batches queued for the receipt applier.", &[]),
     gauge(RECEIPTS_PENDING, "Messages accepted by a provider whose delivery receipt has not come in yet.", &[CHANNEL, PROVIDER]),
     gauge(PROVIDER_RATE_LIMIT, "The provider's configured rate limit in message parts per second (0 = unlimited).", &[CHANNEL, PROVIDER]),
+    gauge(PROVIDER_RATE_CURRENT, "The rate the provider is held to now, in message parts per second: below the configured limit for a while after it throttled (0 = unlimited).", &[CHANNEL, PROVIDER]),
+    gauge(PROVIDER_CIRCUIT, "The provider's circuit: 0 closed (in its routes), 1 half-open (being tried again), 2 open (traffic moved to the next provider).", &[CHANNEL, PROVIDER]),
+    gauge(PROVIDER_ERROR_RATIO, "Share of the provider's messages that failed in the health window (refusals, 5xx, timeouts; not throttling).", &[CHANNEL, PROVIDER]),
+    gauge(PROVIDER_LATENCY, "Mean time of the provider's calls in the health window.", &[CHANNEL, PROVIDER]),
     gauge(SNAPSHOT_AGE, "Age of the contact snapshot (now minus its as_of time).", &[]),
     gauge(SNAPSHOT_MAX_AGE, "Snapshot age past which jobs refuse to dispatch.", &[]),
     gauge(SNAPSHOT_CONTACTS, "Contacts in the contact snapshot.", &[]),
@@ -306,7 +321,13 @@ pub fn spawn_upkeep<T: Send + Sync + 'static>(handle: PrometheusHandle, owner: W
 /// send (and `increase()` counts the first one).
 pub fn register_provider(channel: Channel, provider: &str, currency: Currency) {
     let ch = channel.as_str();
-    for result in ["accepted", "throttled", "transient", "permanent"] {
+    for result in [
+        "accepted",
+        "throttled",
+        "transient",
+        "permanent",
+        "unavailable",
+    ] {
         counter!(PROVIDER_SENDS, CHANNEL => ch, PROVIDER => provider.to_owned(), RESULT => result)
             .increment(0);
     }
@@ -320,6 +341,7 @@ pub fn register_provider(channel: Channel, provider: &str, currency: Currency) {
     }
     counter!(PROVIDER_PARTS, CHANNEL => ch, PROVIDER => provider.to_owned()).increment(0);
     counter!(PROVIDER_RETRIES, CHANNEL => ch, PROVIDER => provider.to_owned()).increment(0);
+    counter!(PROVIDER_REROUTED, CHANNEL => ch, PROVIDER => provider.to_owned()).increment(0);
     counter!(COST_MICROS, CHANNEL => ch, PROVIDER => provider.to_owned(), CURRENCY => currency.as_str().to_owned())
         .increment(0);
     counter!(POLICY_ERRORS, CHANNEL => ch).increment(0);
@@ -467,6 +489,12 @@ pub fn rate_limit_wait(channel: Channel, provider: &str, waited: Duration) {
 }
 
 /// `n` messages about to be sent again.
+/// Messages moved to `provider` after another provider of their route refused them.
+pub fn rerouted(channel: Channel, provider: &str, n: u64) {
+    counter!(PROVIDER_REROUTED, CHANNEL => channel.as_str(), PROVIDER => provider.to_owned())
+        .increment(n);
+}
+
 pub fn retries(channel: Channel, provider: &str, n: u64) {
     counter!(PROVIDER_RETRIES, CHANNEL => channel.as_str(), PROVIDER => provider.to_owned())
         .increment(n);

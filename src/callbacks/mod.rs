@@ -375,18 +375,19 @@ impl Callbacks {
 
 impl SendObserver for Callbacks {
     fn accepted(&self, job: &Arc<Job>, batch: &[AcceptedMessage]) {
-        let Some(p) = self.providers.get(job.provider) else {
-            return;
-        };
-        if !p.expects_receipts() || batch.is_empty() {
-            return;
-        }
         let keys: Vec<_> = batch
             .iter()
             .filter_map(|m| {
+                let p = self.providers.get(usize::from(m.provider))?;
+                if !p.expects_receipts() {
+                    return None;
+                }
                 message_id::key(p.slot, p.format, &m.provider_message_id).map(|k| (k, m.index))
             })
             .collect();
+        if keys.is_empty() {
+            return;
+        }
         self.index
             .register(job, &keys, self.clock.now().timestamp());
     }

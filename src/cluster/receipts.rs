@@ -40,17 +40,18 @@ impl IndexedSends {
 impl SendObserver for IndexedSends {
     fn accepted(&self, job: &Arc<Job>, batch: &[AcceptedMessage]) {
         self.callbacks.accepted(job, batch);
-        let indexed = self
-            .callbacks
-            .provider(&job.provider_name)
-            .is_some_and(ProviderCallbacks::accepts_callbacks);
-        if !indexed || batch.is_empty() {
+        if batch.is_empty() {
             return;
         }
+        let indexed = |slot: u16| {
+            self.callbacks
+                .provider(job.provider_at(usize::from(slot)))
+                .is_some_and(ProviderCallbacks::accepts_callbacks)
+        };
         let mut q = self.queue.lock();
-        q.extend(batch.iter().map(|m| {
+        q.extend(batch.iter().filter(|m| indexed(m.provider)).map(|m| {
             (
-                job.provider_name.clone(),
+                job.provider_at(usize::from(m.provider)).to_string(),
                 m.provider_message_id.clone(),
                 format!("{} {}", job.id, m.index),
             )

@@ -142,11 +142,9 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
             }
             match c.work.codes(job.id.as_str(), k as u32).await {
                 Ok(codes) => {
-                    let resend = c
-                        .dispatcher
-                        .providers()
-                        .get(job.provider)
-                        .is_some_and(|p| p.idempotent);
+                    // Unmarked messages are sent again only where they cannot have gone to
+                    // another provider: a channel routed to one idempotent provider.
+                    let resend = c.dispatcher.resends_after_crash(job.spec.channel);
                     let resumed_at = job.adopt_shard(k, &codes, resend, c.dispatcher.clock().now());
                     share.set_owned(k, true);
                     mine += 1;

@@ -31,7 +31,7 @@ pub fn reservations(
             let contact = job.audience.contact_id(index);
             frequency_cap::request(seed, contact, channel, purpose)
         };
-        for (at, item) in &job.settled {
+        for (at, _, item) in &job.settled {
             let at = DateTime::from_timestamp(*at, 0).unwrap_or(now);
             if item.settlement == Settlement::Sent && at > since {
                 out.push((request(item.index), at));

@@ -113,6 +113,8 @@ pub enum ReceiptEffect {
 /// A message the provider accepted, as the worker hands it on.
 #[derive(Debug, Clone)]
 pub struct AcceptedMessage {
+    /// The provider slot that accepted it.
+    pub provider: u16,
     pub index: u32,
     pub region: RegionCode,
     pub parts: u32,
@@ -151,7 +153,7 @@ impl MinuteCounts {
     }
 }
 
-/// Sends and cost towards one destination country.
+/// Sends and cost towards one destination country, or through one provider.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct CostLine {
     pub messages: u64,
@@ -169,6 +171,8 @@ pub struct Delivery {
     link_clicks: [AtomicU64; MAX_LINKS],
     series: Mutex<BTreeMap<i64, MinuteCounts>>,
     countries: Mutex<BTreeMap<RegionCode, CostLine>>,
+    /// Sends and cost by the provider slot that accepted them.
+    providers: Mutex<BTreeMap<u16, CostLine>>,
     pub opened: AtomicU64,
     pub opened_unique: AtomicU64,
     pub clicked: AtomicU64,
@@ -190,6 +194,7 @@ impl Delivery {
             link_clicks: std::array::from_fn(|_| AtomicU64::new(0)),
             series: Mutex::new(BTreeMap::new()),
             countries: Mutex::new(BTreeMap::new()),
+            providers: Mutex::new(BTreeMap::new()),
             opened: AtomicU64::new(0),
             opened_unique: AtomicU64::new(0),
             clicked: AtomicU64::new(0),
@@ -371,6 +376,14 @@ impl Delivery {
             line.parts += u64::from(m.parts);
             line.cost_micros += m.cost_micros;
         }
+        drop(countries);
+        let mut providers = self.providers.lock();
+        for m in batch {
+            let line = providers.entry(m.provider).or_default();
+            line.messages += 1;
+            line.parts += u64::from(m.parts);
+            line.cost_micros += m.cost_micros;
+        }
     }
 
     fn bump(&self, at: DateTime<Utc>, f: impl FnOnce(&mut MinuteCounts)) {
@@ -385,6 +398,11 @@ impl Delivery {
     /// Sends and cost by destination country.
     pub fn countries(&self) -> BTreeMap<RegionCode, CostLine> {
         self.countries.lock().clone()
+    }
+
+    /// Sends and cost by the provider slot that accepted them.
+    pub fn providers(&self) -> BTreeMap<u16, CostLine> {
+        self.providers.lock().clone()
     }
 
     /// Clicks per template link, for the first `links` links.
@@ -560,7 +578,7 @@ pub(crate) mod test_support {
                 provider: 0,
                 provider_name: "sandbox".into(),
                 currency: Currency::parse("CNY").expect("currency"),
-                prices: Default::default(),
+                providers: Vec::new(),
                 shards: 1,
                 clock: Arc::new(ManualClock::new(now)),
             },

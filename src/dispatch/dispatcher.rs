@@ -14,7 +14,8 @@ use parking_lot::RwLock;
 use tokio::sync::{mpsc, Notify};
 
 use super::job::Job;
-use super::rate_limit::PartsLimiter;
+use super::rate_limit::{ChannelLimits, PartsLimiter};
+use super::routing::Router;
 use super::simulated_receipts::{self, ReceiptBatch};
 use super::{settle, worker};
 use crate::clock::Clock;
@@ -40,6 +41,10 @@ pub struct DispatcherDeps {
     pub store: Arc<dyn StateStore>,
     pub snapshots: Arc<SnapshotStore>,
     pub providers: Vec<ProviderSlot>,
+    /// Which provider each message goes to, and the providers' health.
+    pub router: Router,
+    /// Limits on whole channels, over their providers.
+    pub channel_limits: ChannelLimits,
     pub clock: Arc<dyn Clock>,
     pub config: DispatchConfig,
     /// Jobs hold their sends while the snapshot is older than this.
@@ -162,14 +167,29 @@ impl Dispatcher {
         &self.inner.deps.providers
     }
 
-    /// The first provider configured for `channel`.
+    /// The provider messages of `channel` go to first (by the route table).
     pub fn provider_for(&self, channel: Channel) -> Option<(usize, &ProviderSlot)> {
-        self.inner
-            .deps
-            .providers
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.channel == channel)
+        let slot = self.inner.deps.router.primary(channel)?;
+        self.inner.deps.providers.get(slot).map(|p| (slot, p))
+    }
+
+    /// The route table and the providers' health.
+    pub fn router(&self) -> &Router {
+        &self.inner.deps.router
+    }
+
+    /// Whether a message of `channel` in flight at a crash, whose provider is not known, may
+    /// be sent again: only when the channel is routed to one provider, which drops repeats.
+    pub fn resends_after_crash(&self, channel: Channel) -> bool {
+        match self.inner.deps.router.slots_for(channel)[..] {
+            [only] => self
+                .inner
+                .deps
+                .providers
+                .get(only)
+                .is_some_and(|p| p.idempotent),
+            _ => false,
+        }
     }
 
     /// The snapshot store jobs are checked against.
@@ -233,11 +253,21 @@ impl Dispatcher {
 
     /// Sends again, under the same message ids, messages that were in flight when the
     /// previous process stopped (only for providers that drop repeated ids).
-    pub fn resend_in_flight(&self, job: &Arc<Job>, items: Vec<super::journal::codec::SendingItem>) {
+    pub fn resend_in_flight(
+        &self,
+        job: &Arc<Job>,
+        provider: usize,
+        items: Vec<super::journal::codec::SendingItem>,
+    ) {
         if items.is_empty() {
             return;
         }
-        tokio::spawn(worker::resend(self.inner.clone(), job.clone(), items));
+        tokio::spawn(worker::resend(
+            self.inner.clone(),
+            job.clone(),
+            provider,
+            items,
+        ));
     }
 
     /// Lets receipts settle the job's in-doubt messages (charged through the journal).

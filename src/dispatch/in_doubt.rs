@@ -18,6 +18,8 @@ pub struct InDoubt {
     pub parts: u32,
     pub cost_micros: i64,
     pub region: RegionCode,
+    /// The provider slot it was handed to.
+    pub provider: usize,
 }
 
 /// Settles an in-doubt message durably (journal and ledger) and then in the job.

@@ -1,5 +1,5 @@
-//! Turns an accepted request into a runnable job: compiles the template once, picks the
-//! channel's provider and its prices, fixes the policy (quiet hours, caps) and shards the
+//! Turns an accepted request into a runnable job: compiles the template once, takes the
+//! prices of the providers the channel is routed to, fixes the policy (quiet hours, caps) and shards the
 //! audience.
 
 use std::collections::HashMap;
@@ -72,7 +72,21 @@ pub fn plan(
         .provider_for(spec.channel)
         .ok_or(PlanError::NoProvider(spec.channel.as_str()))?;
     let provider_name = slot.provider.name().to_string();
-    let prices = PriceTable::from_config(&config.prices).for_provider(&provider_name, spec.channel);
+    let table = PriceTable::from_config(&config.prices);
+    let routed = dispatcher.router().slots_for(spec.channel);
+    let providers = dispatcher
+        .providers()
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let name = p.provider.name().to_string();
+            let prices = match routed.contains(&i) {
+                true => table.for_provider(&name, spec.channel),
+                false => Default::default(),
+            };
+            (name, prices)
+        })
+        .collect();
     let quiet_hours = config
         .policy
         .quiet_hours
@@ -101,7 +115,7 @@ pub fn plan(
             provider: provider_index,
             provider_name,
             currency: slot.currency,
-            prices,
+            providers,
             shards: shards
                 .filter(|&n| n > 0)
                 .unwrap_or_else(|| dispatcher.shards_per_job()),

@@ -37,6 +37,21 @@ pub struct Preview {
     pub frequency_caps_checked: bool,
 }
 
+/// The unit price recipient `i` would pay at the provider the route picks for it now.
+fn routed_price(
+    dispatcher: &Dispatcher,
+    job: &Job,
+    i: u32,
+    region: crate::phone::RegionCode,
+) -> i64 {
+    let draw = xxhash_rust::xxh3::xxh3_64(job.audience.contact_id(i).as_bytes());
+    let slot = dispatcher
+        .router()
+        .choose(job.spec.channel, region, draw, None, &mut Vec::new())
+        .unwrap_or(job.provider);
+    job.unit_price(slot, region).0
+}
+
 /// Runs the pipeline over `job` (planned with `reserve_caps = false`).
 pub async fn preview(
     dispatcher: &Dispatcher,
@@ -67,7 +82,8 @@ pub async fn preview(
                 Decision::Send(m) => {
                     eligible += 1;
                     segments += m.parts.parts as u64;
-                    cost += job.prices.unit_price(m.phone.region).times(m.parts.parts).0;
+                    cost +=
+                        routed_price(dispatcher, job, i, m.phone.region) * i64::from(m.parts.parts);
                 }
                 Decision::Defer(until) => {
                     eligible += 1;
@@ -85,13 +101,13 @@ pub async fn preview(
             let inputs = policy_inputs(job, chunk);
             let decisions =
                 PolicyRunner::decide_batch(&job.policy, &snapshot, store, &inputs, *until).await?;
-            for d in decisions {
+            for (&i, d) in chunk.iter().zip(decisions) {
                 // Rejected at that time (a rendering problem shows now, too) or deferred again:
                 // one part at least, as before.
                 let (p, c) = match d {
                     Decision::Send(m) => (
                         m.parts.parts as u64,
-                        job.prices.unit_price(m.phone.region).times(m.parts.parts).0,
+                        routed_price(dispatcher, job, i, m.phone.region) * i64::from(m.parts.parts),
                     ),
                     _ => (1, 0),
                 };

@@ -213,7 +213,12 @@ fn restore(
     let mut accepted = Vec::new();
     let mut batch: Vec<AcceptedMessage> = Vec::new();
     let mut batch_at = None;
-    for (at, s) in &settled {
+    // A provider this herald no longer has: its receipts cannot come back.
+    let slot_of = |name: &Option<Arc<str>>| match name {
+        Some(n) => job.slot_of(n).unwrap_or(usize::from(u16::MAX)),
+        None => job.provider,
+    };
+    for (at, provider, s) in &settled {
         if batch_at != Some(*at) && !batch.is_empty() {
             job.record_accepted(&batch, unix_time(batch_at.unwrap_or(*at)));
             accepted.append(&mut batch);
@@ -223,6 +228,7 @@ fn restore(
             Settlement::Sent => {
                 job.restore_sent(s.index, s.parts, s.cost_micros);
                 batch.push(AcceptedMessage {
+                    provider: slot_of(provider) as u16,
                     index: s.index,
                     region: s.region,
                     parts: s.parts,
@@ -249,21 +255,23 @@ fn restore(
         job.restore_decided(index, code);
     }
 
-    let idempotent = dispatcher
-        .providers()
-        .get(job.provider)
-        .is_some_and(|p| p.idempotent);
     let cancelled = job.status() == JobStatus::Cancelled;
-    let mut resend = Vec::new();
+    // Sent again only to the provider that had them, and only if it drops repeats.
+    let mut resend: std::collections::BTreeMap<usize, Vec<_>> = Default::default();
     let mut in_doubt = 0;
     let mut items: Vec<_> = in_flight.into_values().collect();
-    items.sort_by_key(|i| i.index);
+    items.sort_by_key(|(_, i)| i.index);
     let mut doubtful = Vec::new();
-    for item in items {
-        let cost = job.prices.unit_price(item.region).times(item.parts).0;
+    for (provider, item) in items {
+        let slot = slot_of(&provider);
+        let idempotent = dispatcher
+            .providers()
+            .get(slot)
+            .is_some_and(|p| p.idempotent);
+        let cost = job.unit_price(slot, item.region).times(item.parts).0;
         if idempotent && !cancelled {
             job.restore_sending(item.index, cost);
-            resend.push(item);
+            resend.entry(slot).or_default().push(item);
         } else {
             job.restore_in_doubt(
                 item.index,
@@ -271,11 +279,13 @@ fn restore(
                     parts: item.parts,
                     cost_micros: cost,
                     region: item.region,
+                    provider: slot,
                 },
             );
             // The provider never answered, so its id is unknown: a receipt can only name
             // the message by herald's own id (which the generic protocol uses by default).
             doubtful.push(AcceptedMessage {
+                provider: slot as u16,
                 index: item.index,
                 region: item.region,
                 parts: item.parts,
@@ -294,9 +304,11 @@ fn restore(
         dispatcher.settle_in_doubt_on_receipt(&job);
         dispatcher.observe_restored(&job, &doubtful);
     }
-    let resent = resend.len();
+    let resent = resend.values().map(Vec::len).sum::<usize>();
     dispatcher.submit(job.clone());
-    dispatcher.resend_in_flight(&job, resend);
+    for (slot, items) in resend {
+        dispatcher.resend_in_flight(&job, slot, items);
+    }
     tracing::info!(
         job = %job.id,
         status = ?job.status(),

@@ -40,19 +40,20 @@ pub trait SendLog: Send + Sync {
         true
     }
 
-    /// Records the chunk as handed to the provider, durably, before it is. Answers false when
-    /// it could not be recorded: the chunk must not go out.
-    async fn sending(&self, job: &Job, items: &[SendingItem<'_>]) -> bool;
+    /// Records messages as handed to the provider in slot `provider`, durably, before they
+    /// are. Answers false when they could not be recorded: they must not go out.
+    async fn sending(&self, job: &Job, provider: usize, items: &[SendingItem<'_>]) -> bool;
 
     /// Takes back a chunk recorded by [`SendLog::sending`] that never went out (a shutdown
     /// came first), so that it is not held in doubt later.
     async fn withdrawn(&self, job: &Job, indices: &[u32]);
 
-    /// Records the provider's final answers, which arrived at `at`, with their ledger charges
-    /// (empty when the ledger is off).
+    /// Records the final answers of the provider in slot `provider`, which arrived at `at`,
+    /// with their ledger charges (empty when the ledger is off).
     async fn settled(
         &self,
         job: &Job,
+        provider: usize,
         at: DateTime<Utc>,
         settled: Vec<SettledItem>,
         charges: EntryBatch,
@@ -113,10 +114,14 @@ async fn wait_journal(
 
 #[async_trait::async_trait]
 impl SendLog for JournalLog {
-    async fn sending(&self, job: &Job, items: &[SendingItem<'_>]) -> bool {
+    async fn sending(&self, job: &Job, provider: usize, items: &[SendingItem<'_>]) -> bool {
         // Encoded on the worker's own thread: a hand-over to a blocking thread costs two
         // wake-ups per chunk, which on a busy two-core machine cost more than the encoding.
-        let record = codec::encode_sending(job.id.as_str(), items.iter().copied());
+        let record = codec::encode_sending(
+            job.id.as_str(),
+            job.provider_at(provider),
+            items.iter().copied(),
+        );
         with_retries(
             &write_retries(),
             "journaling a chunk before sending",
@@ -137,6 +142,7 @@ impl SendLog for JournalLog {
     async fn settled(
         &self,
         job: &Job,
+        provider: usize,
         at: DateTime<Utc>,
         settled: Vec<SettledItem>,
         charges: EntryBatch,
@@ -144,7 +150,12 @@ impl SendLog for JournalLog {
         let count = settled.len();
         let done = with_retries(&write_retries(), "journaling provider answers", job, || {
             // Encoded again for a retry: cheaper than a copy kept for one.
-            let record = codec::encode_settled(job.id.as_str(), at.timestamp(), &settled);
+            let record = codec::encode_settled(
+                job.id.as_str(),
+                job.provider_at(provider),
+                at.timestamp(),
+                &settled,
+            );
             wait_journal(self.journal.settle(record, &charges))
         })
         .await;
@@ -172,13 +183,20 @@ impl SendLog for LedgerOnlyLog {
         self.ledger.is_some()
     }
 
-    async fn sending(&self, _: &Job, _: &[SendingItem<'_>]) -> bool {
+    async fn sending(&self, _: &Job, _: usize, _: &[SendingItem<'_>]) -> bool {
         true
     }
 
     async fn withdrawn(&self, _: &Job, _: &[u32]) {}
 
-    async fn settled(&self, job: &Job, _: DateTime<Utc>, _: Vec<SettledItem>, charges: EntryBatch) {
+    async fn settled(
+        &self,
+        job: &Job,
+        _: usize,
+        _: DateTime<Utc>,
+        _: Vec<SettledItem>,
+        charges: EntryBatch,
+    ) {
         let Some(ledger) = &self.ledger else {
             return;
         };
@@ -229,11 +247,11 @@ impl SendLog for SharedMarksLog {
         self.ledger.keeps_answers()
     }
 
-    async fn sending(&self, job: &Job, items: &[SendingItem<'_>]) -> bool {
+    async fn sending(&self, job: &Job, provider: usize, items: &[SendingItem<'_>]) -> bool {
         let Some(marks) = self.marks.get() else {
             return true;
         };
-        if job.share().is_none() || self.idempotent.get(job.provider).copied().unwrap_or(true) {
+        if job.share().is_none() || self.idempotent.get(provider).copied().unwrap_or(true) {
             return true;
         }
         let indices: Vec<u32> = items.iter().map(|(i, _, _)| *i).collect();
@@ -253,10 +271,13 @@ impl SendLog for SharedMarksLog {
     async fn settled(
         &self,
         job: &Job,
+        provider: usize,
         at: DateTime<Utc>,
         settled: Vec<SettledItem>,
         charges: EntryBatch,
     ) {
-        self.ledger.settled(job, at, settled, charges).await;
+        self.ledger
+            .settled(job, provider, at, settled, charges)
+            .await;
     }
 }

@@ -21,8 +21,9 @@ use crate::ledger::{EntryBatch, EntryKind, NewEntry, SharedHeaderBatchBuilder};
 use crate::metrics;
 use crate::provider::{OutboundMessage, SendOutcome};
 
-/// What the provider did not take this time: the messages to send again, how long it asked
-/// us to wait, and how many of them failed transiently (the rest were throttled).
+/// What the providers did not take this time: the messages to send again, how long they
+/// asked us to wait, and how many of them failed transiently (the rest were throttled).
+#[derive(Default)]
 pub(super) struct Unanswered {
     pub metas: Vec<Meta>,
     pub messages: Vec<OutboundMessage>,
@@ -30,16 +31,27 @@ pub(super) struct Unanswered {
     pub transient: usize,
 }
 
+impl Unanswered {
+    /// Adds what another provider did not take.
+    pub fn absorb(&mut self, mut other: Unanswered) {
+        self.metas.append(&mut other.metas);
+        self.messages.append(&mut other.messages);
+        self.throttle = self.throttle.max(other.throttle);
+        self.transient += other.transient;
+    }
+}
+
 /// Records the provider's answers; hands back what it did not take.
 pub(super) async fn record_outcomes(
     inner: &Inner,
     job: &Arc<Job>,
+    provider: usize,
     metas: Vec<Meta>,
     messages: Vec<OutboundMessage>,
     outcomes: Vec<SendOutcome>,
     decided_at: DateTime<Utc>,
 ) -> Unanswered {
-    let slot = &inner.deps.providers[job.provider];
+    let slot = &inner.deps.providers[provider];
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
     let mut to_release = Vec::new();
@@ -63,7 +75,7 @@ pub(super) async fn record_outcomes(
             SendOutcome::Accepted {
                 provider_message_id,
             } => {
-                let unit = job.prices.unit_price(meta.region);
+                let unit = job.unit_price(provider, meta.region);
                 let cost = unit.times(message.parts);
                 if charging {
                     charged.push((message.id, unit));
@@ -81,6 +93,7 @@ pub(super) async fn record_outcomes(
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
                 accepted.push(super::AcceptedMessage {
+                    provider: provider as u16,
                     index: meta.index,
                     region: meta.region,
                     parts: message.parts,
@@ -107,16 +120,24 @@ pub(super) async fn record_outcomes(
                 retry_metas.push(meta);
                 retry_messages.push(message);
             }
-            SendOutcome::Transient { .. } | SendOutcome::Unavailable { .. } => {
+            SendOutcome::Transient { .. } => {
                 transient += 1;
                 retry_metas.push(meta);
+                retry_messages.push(message);
+            }
+            SendOutcome::Unavailable { .. } => {
+                transient += 1;
+                retry_metas.push(Meta {
+                    refused: true,
+                    ..meta
+                });
                 retry_messages.push(message);
             }
         }
     }
     metrics::cost(
         job.spec.channel,
-        &job.provider_name,
+        slot.provider.name(),
         job.currency,
         cost_total,
     );
@@ -127,12 +148,12 @@ pub(super) async fn record_outcomes(
         let permit = inner.ledger_slots.clone().acquire_owned().await.ok();
         let log = inner.deps.send_log.clone();
         let job = job.clone();
-        let provider = slot.provider.name().to_string();
+        let slot_no = provider;
         tokio::spawn(async move {
             // Encoded and hashed on the runtime's threads: a hand-over to a blocking thread
             // would cost two wake-ups per chunk, more than the work itself on two cores.
-            let entries = charges(&job, &provider, &settled, &charged, now);
-            log.settled(&job, now, settled, entries).await;
+            let entries = charges(&job, job.provider_at(slot_no), &settled, &charged, now);
+            log.settled(&job, slot_no, now, settled, entries).await;
             for (index, parts, cost) in sent {
                 job.record_sent(index, parts, cost);
             }
@@ -234,10 +255,10 @@ impl InDoubtSettler for Settler {
                 job_id: job.id.to_string(),
                 campaign_id: job.spec.campaign_id.clone(),
                 channel: job.spec.channel,
-                provider: job.provider_name.clone(),
+                provider: job.provider_at(message.provider).to_string(),
                 country: message.region.as_str().to_string(),
                 parts: message.parts,
-                unit_price_micros: job.prices.unit_price(message.region),
+                unit_price_micros: job.unit_price(message.provider, message.region),
                 cost_micros: crate::domain::Micros(message.cost_micros),
                 currency: job.currency,
                 at: now,
@@ -248,7 +269,8 @@ impl InDoubtSettler for Settler {
         };
         let log = inner.deps.send_log.clone();
         tokio::spawn(async move {
-            log.settled(&job, now, settled, entries).await;
+            log.settled(&job, message.provider, now, settled, entries)
+                .await;
             job.settle_in_doubt(index, message);
             tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
         });

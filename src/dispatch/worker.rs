@@ -133,7 +133,7 @@ async fn prepare_next(inner: &Arc<Inner>, seed: &mut u64) -> Option<ReadyChunk> 
             // A rate-limited provider's chunk goes out as soon as its tokens are granted:
             // granted tokens held while the previous chunk is at the provider would bunch
             // sends past the limit, and the limit, not latency, bounds such a provider anyway.
-            if inner.deps.providers[chunk.job.provider].limiter.rate() > 0 {
+            if rate_limited(inner, &chunk.job, &chunk.metas) {
                 deliver(inner, chunk).await;
                 return None;
             }
@@ -149,6 +149,17 @@ async fn prepare_next(inner: &Arc<Inner>, seed: &mut u64) -> Option<ReadyChunk> 
             None
         }
     }
+}
+
+/// Whether any message of the chunk waits for a rate limit (its provider's or its channel's).
+fn rate_limited(inner: &Inner, job: &Job, metas: &[Meta]) -> bool {
+    let providers = &inner.deps.providers;
+    inner.deps.channel_limits.get(job.spec.channel).is_some()
+        || metas.iter().any(|m| {
+            providers
+                .get(m.provider)
+                .is_some_and(|p| p.limiter.rate() > 0)
+        })
 }
 
 /// Gives a chunk's lease back (`done`: its recipients are taken care of) and completes the
@@ -189,6 +200,10 @@ pub(super) struct Meta {
     pub index: u32,
     pub region: crate::phone::RegionCode,
     pub cap: Option<CapRequest>,
+    /// The provider slot it goes to.
+    pub provider: usize,
+    /// The provider answered that it did not take it: it may be routed elsewhere.
+    pub refused: bool,
 }
 
 /// Decides a chunk, waits for its rate-limit tokens and records it as `sending`.
@@ -233,6 +248,7 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
     // Once one message does not fit the budget, the rest of the chunk is held too.
     let mut over_budget = false;
     let mut held_caps: Vec<CapRequest> = Vec::new();
+    let mut order = Vec::new();
     for (&i, decision) in indices.iter().zip(decisions) {
         match decision {
             Decision::Reject(reason) => {
@@ -244,7 +260,15 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                 job.record_deferred(i, until);
             }
             Decision::Send(m) => {
-                let cost = job.prices.unit_price(m.phone.region).times(m.parts.parts);
+                let draw = xxhash_rust::xxh3::xxh3_64(audience.contact_id(i).as_bytes());
+                let provider = inner
+                    .deps
+                    .router
+                    .choose(job.spec.channel, m.phone.region, draw, None, &mut order)
+                    .unwrap_or(job.provider);
+                let cost = job
+                    .unit_price(provider, m.phone.region)
+                    .times(m.parts.parts);
                 if over_budget || !job.progress.budget.try_reserve(cost.0) {
                     over_budget = true;
                     job.hold_over_budget(i);
@@ -266,6 +290,8 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                     index: i,
                     region: m.phone.region,
                     cap: m.cap,
+                    provider,
+                    refused: false,
                 });
                 messages.push(OutboundMessage {
                     id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
@@ -298,20 +324,60 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
     if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
         return Prepared::Finished;
     }
-    let items: Vec<_> = metas
-        .iter()
-        .zip(&messages)
-        .map(|(m, msg)| (m.index, m.region, msg))
-        .collect();
-    if !inner.deps.send_log.sending(job, &items).await {
+    by_provider(&mut metas, &mut messages);
+    if !record_sending(inner, job, &metas, &messages).await {
         // It must not go out unrecorded: its messages fail (caps and budget given back).
-        tracing::warn!(job = %job.id, count = items.len(), "a chunk could not be recorded as sending and was not sent");
-        drop(items);
+        tracing::warn!(job = %job.id, count = metas.len(), "a chunk could not be recorded as sending and was not sent");
         fail_unsent(inner, job, &metas, &messages, decided_at).await;
         return Prepared::Finished;
     }
-    drop(items);
     Prepared::Ready(metas, messages, decided_at)
+}
+
+/// Orders a chunk's messages by provider (stable), so each provider's share is one run.
+fn by_provider(metas: &mut Vec<Meta>, messages: &mut Vec<OutboundMessage>) {
+    if metas.windows(2).all(|w| w[0].provider <= w[1].provider) {
+        return;
+    }
+    let mut paired: Vec<(Meta, OutboundMessage)> = std::mem::take(metas)
+        .into_iter()
+        .zip(std::mem::take(messages))
+        .collect();
+    paired.sort_by_key(|(m, _)| m.provider);
+    (*metas, *messages) = paired.into_iter().unzip();
+}
+
+/// The runs of messages that go to one provider, as (provider, start, end).
+pub(super) fn provider_runs(metas: &[Meta]) -> Vec<(usize, usize, usize)> {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, m) in metas.iter().enumerate() {
+        match runs.last_mut() {
+            Some(run) if run.0 == m.provider => run.2 = i + 1,
+            _ => runs.push((m.provider, i, i + 1)),
+        }
+    }
+    runs
+}
+
+/// Records messages (ordered by provider) as `sending`, one record per provider; answers
+/// false when one could not be recorded (then none of them may go out).
+async fn record_sending(
+    inner: &Inner,
+    job: &Job,
+    metas: &[Meta],
+    messages: &[OutboundMessage],
+) -> bool {
+    for (provider, start, end) in provider_runs(metas) {
+        let items: Vec<_> = metas[start..end]
+            .iter()
+            .zip(&messages[start..end])
+            .map(|(m, msg)| (m.index, m.region, msg))
+            .collect();
+        if !inner.deps.send_log.sending(job, provider, &items).await {
+            return false;
+        }
+    }
+    true
 }
 
 /// Waits for rate-limit tokens message by message. A cancel or shutdown abandons the rest:
@@ -323,12 +389,21 @@ async fn take_tokens(
     messages: &mut Vec<OutboundMessage>,
     decided_at: DateTime<Utc>,
 ) -> bool {
-    let slot = &inner.deps.providers[job.provider];
+    let providers = &inner.deps.providers;
+    let channel_limit = inner.deps.channel_limits.get(job.spec.channel);
     let keep_waiting =
         || job.status() != JobStatus::Cancelled && !inner.shutdown.load(Ordering::SeqCst);
     let mut granted = 0;
     let started = std::time::Instant::now();
-    for m in messages.iter() {
+    for (meta, m) in metas.iter().zip(messages.iter()) {
+        if let Some(limit) = channel_limit {
+            if !limit.acquire(m.parts, &keep_waiting).await {
+                break;
+            }
+        }
+        let Some(slot) = providers.get(meta.provider) else {
+            break;
+        };
         if !slot.limiter.acquire(m.parts, &keep_waiting).await {
             break;
         }
@@ -364,9 +439,15 @@ async fn fail_unsent(
     release_caps(inner, &caps, decided_at).await;
 }
 
-/// Sends again, under the same ids, messages that were in flight when the previous process
-/// stopped; they were decided, reserved and journaled then, so they skip the policy.
-pub(super) async fn resend(inner: Arc<Inner>, job: Arc<Job>, items: Vec<SendingItem>) {
+/// Sends again, under the same ids and to the same provider, messages that were in flight
+/// when the previous process stopped; they were decided, reserved and journaled then, so they
+/// skip the policy.
+pub(super) async fn resend(
+    inner: Arc<Inner>,
+    job: Arc<Job>,
+    provider: usize,
+    items: Vec<SendingItem>,
+) {
     // Holding a retry slot makes a drain wait for the resend.
     let permit = inner.retry_slots.clone().acquire_owned().await.ok();
     let batch = inner.deps.config.batch_size.max(1);
@@ -380,6 +461,8 @@ pub(super) async fn resend(inner: Arc<Inner>, job: Arc<Job>, items: Vec<SendingI
                 index: it.index,
                 region: it.region,
                 cap: None,
+                provider,
+                refused: false,
             })
             .collect();
         let mut messages: Vec<OutboundMessage> = chunk
@@ -402,33 +485,151 @@ pub(super) async fn resend(inner: Arc<Inner>, job: Arc<Job>, items: Vec<SendingI
     drop(permit);
 }
 
-/// Hands messages to the provider and records its answers; hands back what it did not take.
+/// Hands messages (ordered by provider) to their providers, one provider after the other,
+/// and records the answers; hands back what was not taken.
 async fn send_and_record(
     inner: &Arc<Inner>,
     job: &Arc<Job>,
-    metas: Vec<Meta>,
-    messages: Vec<OutboundMessage>,
+    mut metas: Vec<Meta>,
+    mut messages: Vec<OutboundMessage>,
     decided_at: DateTime<Utc>,
 ) -> Unanswered {
-    let outcomes = send(inner, job, &messages).await;
-    record_outcomes(inner, job, metas, messages, outcomes, decided_at).await
+    let runs = provider_runs(&metas);
+    let mut left = Unanswered::default();
+    // Taken from the back so that each run is split off without copying the others.
+    for (provider, start, _) in runs.into_iter().rev() {
+        let run_metas = metas.split_off(start);
+        let run_messages = messages.split_off(start);
+        let outcomes = send(inner, job, provider, &run_messages).await;
+        let answered = record_outcomes(
+            inner,
+            job,
+            provider,
+            run_metas,
+            run_messages,
+            outcomes,
+            decided_at,
+        )
+        .await;
+        left.absorb(answered);
+    }
+    left
 }
 
-/// Hands a chunk to the job's provider, timing the call and counting its answers.
-async fn send(inner: &Inner, job: &Job, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
+/// Hands messages to one provider, timing the call, counting its answers and telling its
+/// circuit and its limiter how it went.
+async fn send(
+    inner: &Inner,
+    job: &Job,
+    provider: usize,
+    messages: &[OutboundMessage],
+) -> Vec<SendOutcome> {
+    let slot = &inner.deps.providers[provider];
     let started = std::time::Instant::now();
-    let outcomes = inner.deps.providers[job.provider]
-        .provider
-        .send_batch(messages)
-        .await;
+    let outcomes = slot.provider.send_batch(messages).await;
+    let took = started.elapsed();
+    let mut failures = 0u64;
+    let mut throttled = false;
+    for o in &outcomes {
+        match o {
+            SendOutcome::Transient { .. } | SendOutcome::Unavailable { .. } => failures += 1,
+            SendOutcome::Throttled { .. } => throttled = true,
+            SendOutcome::Accepted { .. } | SendOutcome::Permanent { .. } => {}
+        }
+    }
+    if throttled {
+        slot.limiter.throttled();
+    }
+    inner
+        .deps
+        .router
+        .record(provider, outcomes.len() as u64, failures, took);
     metrics::provider_call(
         job.spec.channel,
-        &job.provider_name,
-        started.elapsed(),
+        slot.provider.name(),
+        took,
         messages,
         &outcomes,
     );
     outcomes
+}
+
+/// Moves messages a provider refused to the next provider of their route, when their
+/// budget allows the other provider's price, and records them as `sending` there first.
+/// Messages that may have reached their provider are never moved.
+async fn reroute(
+    inner: &Inner,
+    job: &Job,
+    metas: &mut Vec<Meta>,
+    messages: &mut Vec<OutboundMessage>,
+) {
+    let mut order = Vec::new();
+    // (position, provider it leaves, price difference reserved)
+    let mut moved: Vec<(usize, usize, i64)> = Vec::new();
+    for (i, (meta, msg)) in metas.iter_mut().zip(messages.iter()).enumerate() {
+        if !std::mem::take(&mut meta.refused) {
+            continue;
+        }
+        let draw = xxhash_rust::xxh3::xxh3_64(job.audience.contact_id(meta.index).as_bytes());
+        let router = &inner.deps.router;
+        let to = router.choose(
+            job.spec.channel,
+            meta.region,
+            draw,
+            Some(meta.provider),
+            &mut order,
+        );
+        let Some(to) = to.filter(|&to| to != meta.provider) else {
+            continue;
+        };
+        let was = job
+            .unit_price(meta.provider, meta.region)
+            .times(msg.parts)
+            .0;
+        let will = job.unit_price(to, meta.region).times(msg.parts).0;
+        let extra = will - was;
+        if extra > 0 && !job.progress.budget.try_reserve(extra) {
+            continue;
+        }
+        if extra < 0 {
+            job.progress.budget.give_back(-extra);
+        }
+        moved.push((i, meta.provider, extra));
+        meta.provider = to;
+    }
+    let mut targets: Vec<usize> = moved.iter().map(|&(i, _, _)| metas[i].provider).collect();
+    targets.sort_unstable();
+    targets.dedup();
+    for to in targets {
+        let items: Vec<_> = moved
+            .iter()
+            .filter(|&&(i, _, _)| metas[i].provider == to)
+            .map(|&(i, _, _)| (metas[i].index, metas[i].region, &messages[i]))
+            .collect();
+        if inner.deps.send_log.sending(job, to, &items).await {
+            metrics::rerouted(
+                job.spec.channel,
+                inner.deps.providers[to].provider.name(),
+                items.len() as u64,
+            );
+            continue;
+        }
+        // Not recorded there: they stay where they were recorded.
+        let back: Vec<(usize, usize, i64)> = moved
+            .iter()
+            .copied()
+            .filter(|&(i, _, _)| metas[i].provider == to)
+            .collect();
+        for (i, from, extra) in back {
+            metas[i].provider = from;
+            if extra > 0 {
+                job.progress.budget.give_back(extra);
+            } else if extra < 0 {
+                job.progress.budget.force_reserve(-extra);
+            }
+        }
+    }
+    by_provider(metas, messages);
 }
 
 /// Most consecutive throttled rounds waited out before they count as failed attempts: a
@@ -471,7 +672,7 @@ async fn retry(
                 .collect();
             let now = inner.deps.clock.now();
             (inner.deps.send_log)
-                .settled(job, now, failed, EntryBatch::empty())
+                .settled(job, job.provider, now, failed, EntryBatch::empty())
                 .await;
             for (m, msg) in metas.iter().zip(&messages) {
                 job.progress.budget.give_back(message_cost(job, m, msg));
@@ -492,6 +693,7 @@ async fn retry(
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
         metrics::retries(job.spec.channel, &job.provider_name, messages.len() as u64);
         tokio::time::sleep(delay.max(throttle)).await;
+        reroute(inner, job, &mut metas, &mut messages).await;
         if !take_tokens(inner, job, &mut metas, &mut messages, decided_at).await {
             return;
         }
@@ -506,7 +708,9 @@ async fn retry(
 
 /// What a message costs, as reserved against the budget and charged in the ledger.
 pub(super) fn message_cost(job: &Job, meta: &Meta, message: &OutboundMessage) -> i64 {
-    job.prices.unit_price(meta.region).times(message.parts).0
+    job.unit_price(meta.provider, meta.region)
+        .times(message.parts)
+        .0
 }
 
 pub(super) async fn release_caps(inner: &Inner, caps: &[CapRequest], reserved_at: DateTime<Utc>) {

@@ -62,10 +62,21 @@ pub fn observe(sources: &Sources<'_>) {
     gauge!(RECEIPT_QUEUE).set(depths.receipt_batches as f64);
 
     let mut pending: BTreeMap<(&'static str, &str), u64> = BTreeMap::new();
-    for slot in sources.dispatcher.providers() {
+    let router = sources.dispatcher.router();
+    for (i, slot) in sources.dispatcher.providers().iter().enumerate() {
         let (ch, name) = (slot.channel.as_str(), slot.provider.name());
         gauge!(PROVIDER_RATE_LIMIT, CHANNEL => ch, PROVIDER => name.to_owned())
             .set(f64::from(slot.limiter.rate()));
+        gauge!(PROVIDER_RATE_CURRENT, CHANNEL => ch, PROVIDER => name.to_owned())
+            .set(slot.limiter.current_rate());
+        if let Some(h) = router.health(i) {
+            gauge!(PROVIDER_CIRCUIT, CHANNEL => ch, PROVIDER => name.to_owned())
+                .set(f64::from(h.state as u8));
+            gauge!(PROVIDER_ERROR_RATIO, CHANNEL => ch, PROVIDER => name.to_owned())
+                .set(h.error_share);
+            gauge!(PROVIDER_LATENCY, CHANNEL => ch, PROVIDER => name.to_owned())
+                .set(h.mean_latency_ms / 1_000.0);
+        }
         pending.insert((ch, name), 0);
     }
 

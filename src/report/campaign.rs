@@ -184,7 +184,11 @@ pub async fn build(
             &currency,
             line,
         );
-        cost.add(Breakdown::Provider, &job.provider_name, &currency, line);
+        for (slot, l) in job.progress.delivery.providers() {
+            let l = (l.messages, l.parts, l.cost_micros);
+            let name = job.provider_at(usize::from(slot));
+            cost.add(Breakdown::Provider, name, &currency, l);
+        }
         for (region, l) in job.progress.delivery.countries() {
             let l = (l.messages, l.parts, l.cost_micros);
             cost.add(Breakdown::Country, region.as_str(), &currency, l);

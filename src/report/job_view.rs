@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::dispatch::delivery::CostLine;
 use crate::dispatch::{BudgetView, Counts, Job};
 use crate::domain::{Channel, JobId, JobStatus, Purpose, Reason};
 
@@ -26,6 +27,9 @@ pub struct JobView<'a> {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub counts: Counts,
+    /// Messages accepted, parts and cost by the provider that accepted them (a route may
+    /// spread a job over several).
+    pub providers: std::collections::BTreeMap<&'a str, CostLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetView>,
 }
@@ -73,6 +77,13 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
                 ..job.progress.counters.snapshot(job.currency, cancelled)
             },
         ),
+        providers: job
+            .progress
+            .delivery
+            .providers()
+            .into_iter()
+            .map(|(slot, line)| (job.provider_at(usize::from(slot)), line))
+            .collect(),
         budget: job.progress.budget.view(job.currency),
     }
 }

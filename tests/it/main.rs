@@ -8,6 +8,7 @@ mod budget;
 mod callbacks_receipts;
 mod dispatch_control;
 mod edge_hardening;
+mod failover;
 mod http_provider;
 mod inbound_optout;
 mod jobs_api;

@@ -198,6 +198,11 @@ fn setup(contacts: usize, rate: u32) -> Setup {
             limiter: PartsLimiter::new(rate, 50),
             idempotent: false,
         }],
+        router: herald::dispatch::Router::new(
+            &config,
+            &[(provider.name().to_string(), Channel::Sms)],
+        ),
+        channel_limits: Default::default(),
         clock: Arc::new(SystemClock),
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),

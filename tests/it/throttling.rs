@@ -78,6 +78,11 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
             limiter: PartsLimiter::new(0, 0),
             idempotent: false,
         }],
+        router: herald::dispatch::Router::new(
+            &config,
+            &[(provider.name().to_string(), Channel::Sms)],
+        ),
+        channel_limits: Default::default(),
         clock: Arc::new(SystemClock),
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),

@@ -53,7 +53,8 @@ pub struct JobParts {
     pub provider: usize,
     pub provider_name: String,
     pub currency: Currency,
-    pub prices: ProviderPrices,
+    /// Every provider's name and prices for the job's channel, by slot.
+    pub providers: Vec<(String, ProviderPrices)>,
     pub shards: usize,
     /// Times receipts, opens and clicks for the per-minute series.
     pub clock: Arc<dyn Clock>,
@@ -75,7 +76,7 @@ impl Job {
             audience,
             (parts.provider, parts.provider_name),
             parts.currency,
-            parts.prices,
+            parts.providers,
         );
         Arc::new(Job {
             plan,

@@ -1,6 +1,6 @@
 //! What a job is, fixed once it is accepted: the request as accepted, its policy, its
-//! audience, the provider and prices it sends with, and (set once, right after planning) its
-//! tracked links.
+//! audience, the providers its messages may be routed to and their prices, and (set once,
+//! right after planning) its tracked links.
 
 use std::sync::{Arc, OnceLock};
 
@@ -8,8 +8,9 @@ use chrono::{DateTime, Utc};
 
 use crate::dispatch::audience::Audience;
 use crate::dispatch::pricing::ProviderPrices;
-use crate::domain::{Channel, Currency, JobId, Purpose};
+use crate::domain::{Channel, Currency, JobId, Micros, Purpose};
 use crate::links::JobLinks;
+use crate::phone::RegionCode;
 use crate::policy::{JobPolicy, PhoneMismatchPolicy};
 
 /// What the upstream system asked for, as accepted.
@@ -32,11 +33,14 @@ pub struct JobPlan {
     pub spec: JobSpec,
     pub policy: JobPolicy,
     pub audience: Audience,
-    /// Index of the provider slot in the dispatcher.
+    /// The slot of the provider its messages go to first (what the job shows as its
+    /// provider); the route may send some or all of them elsewhere.
     pub provider: usize,
     pub provider_name: String,
     pub currency: Currency,
-    pub prices: ProviderPrices,
+    /// Every provider's name and prices, by slot (empty prices for providers its channel is
+    /// never routed to).
+    providers: Vec<(String, ProviderPrices)>,
     /// Set once, when the job is accepted with tracked links.
     links: OnceLock<Arc<JobLinks>>,
 }
@@ -49,7 +53,7 @@ impl JobPlan {
         audience: Audience,
         provider: (usize, String),
         currency: Currency,
-        prices: ProviderPrices,
+        providers: Vec<(String, ProviderPrices)>,
     ) -> JobPlan {
         JobPlan {
             id,
@@ -59,9 +63,26 @@ impl JobPlan {
             provider: provider.0,
             provider_name: provider.1,
             currency,
-            prices,
+            providers,
             links: OnceLock::new(),
         }
+    }
+
+    /// The unit price at provider `slot` for a destination region (zero when unpriced).
+    pub fn unit_price(&self, slot: usize, region: RegionCode) -> Micros {
+        self.providers
+            .get(slot)
+            .map_or(Micros(0), |(_, p)| p.unit_price(region))
+    }
+
+    /// The name of the provider in `slot` ("" for a slot this herald does not have).
+    pub fn provider_at(&self, slot: usize) -> &str {
+        self.providers.get(slot).map_or("", |(n, _)| n.as_str())
+    }
+
+    /// The slot of the provider named `name`, if this herald has it.
+    pub fn slot_of(&self, name: &str) -> Option<usize> {
+        self.providers.iter().position(|(n, _)| n == name)
     }
 
     /// Gives the job its tracked links (once; later calls are ignored).

@@ -14,6 +14,11 @@
 //!
 //! `settled` and `delivered` records carry the time they happened (Unix seconds, one per
 //! record), so a job's per-minute series reads the same after a restart.
+//!
+//! `sending` and `settled` records name the provider their messages went to (`str provider`
+//! after the count), since a job's messages are routed to several: kinds 8 and 9. The kinds 4
+//! and 5 written before routing existed have no provider (their job's first provider) and
+//! are still read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -37,10 +42,14 @@ pub const CONTROL_VERSION: u8 = 1;
 pub const AUDIENCE_CHUNK: usize = 65_536;
 
 const KIND_DELIVERED: u8 = 3;
-const KIND_SENDING: u8 = 4;
-const KIND_SETTLED: u8 = 5;
+/// `sending` without a provider, as written before routing; read only.
+const KIND_SENDING_UNROUTED: u8 = 4;
+/// `settled` without a provider, as written before routing; read only.
+const KIND_SETTLED_UNROUTED: u8 = 5;
 const KIND_DECIDED: u8 = 6;
 const KIND_WITHDRAWN: u8 = 7;
+const KIND_SENDING: u8 = 8;
+const KIND_SETTLED: u8 = 9;
 
 /// Why a stored value could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -93,13 +102,17 @@ pub struct SettledItem {
 /// One decoded message-log record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LogRecord {
+    /// Messages handed to `provider` (None: the job's first provider, in records written
+    /// before routing).
     Sending {
         job: String,
+        provider: Option<String>,
         items: Vec<SendingItem>,
     },
-    /// Provider answers that arrived at `at` (Unix seconds).
+    /// Answers of `provider` that arrived at `at` (Unix seconds).
     Settled {
         job: String,
+        provider: Option<String>,
         at: i64,
         items: Vec<SettledItem>,
     },
@@ -215,7 +228,9 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         .split_first()
         .ok_or(CodecError::Unreadable("truncated"))?;
     match kind {
-        KIND_SENDING | KIND_SETTLED => Ok((kind, Cow::Borrowed(body))),
+        KIND_SENDING | KIND_SETTLED | KIND_SENDING_UNROUTED | KIND_SETTLED_UNROUTED => {
+            Ok((kind, Cow::Borrowed(body)))
+        }
         KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN => Ok((kind, Cow::Owned(decompress(body)?))),
         _ => Err(CodecError::Unreadable("unknown record kind")),
     }
@@ -259,9 +274,11 @@ impl Repeats {
 /// Encodes the messages of one chunk about to be handed to the provider.
 pub fn encode_sending<'a>(
     job: &str,
+    provider: &str,
     items: impl ExactSizeIterator<Item = (u32, RegionCode, &'a OutboundMessage)>,
 ) -> Vec<u8> {
     let mut w = Writer::record(KIND_SENDING, job, items.len(), items.len() * 40 + 64);
+    w.bytes(provider.as_bytes());
     let mut prev = "";
     let mut rep = Repeats::default();
     for (index, region, m) in items {
@@ -291,8 +308,9 @@ pub fn encode_sending<'a>(
 }
 
 /// Encodes the provider's final answers for messages of one job.
-pub fn encode_settled(job: &str, at: i64, items: &[SettledItem]) -> Vec<u8> {
+pub fn encode_settled(job: &str, provider: &str, at: i64, items: &[SettledItem]) -> Vec<u8> {
     let mut w = Writer::record(KIND_SETTLED, job, items.len(), items.len() * 24 + 64);
+    w.bytes(provider.as_bytes());
     w.u64(at as u64);
     let mut prev = "";
     let mut rep = Repeats::default();
@@ -394,8 +412,12 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
     let mut r = Reader(&body);
     let job = r.text()?;
     let count = r.u32()? as usize;
+    let provider = match kind {
+        KIND_SENDING | KIND_SETTLED => Some(r.text()?),
+        _ => None,
+    };
     match kind {
-        KIND_SENDING => {
+        KIND_SENDING | KIND_SENDING_UNROUTED => {
             let mut items: Vec<SendingItem> = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 let prev = items.last();
@@ -427,9 +449,13 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                     body,
                 });
             }
-            Ok(LogRecord::Sending { job, items })
+            Ok(LogRecord::Sending {
+                job,
+                provider,
+                items,
+            })
         }
-        KIND_SETTLED => {
+        KIND_SETTLED | KIND_SETTLED_UNROUTED => {
             let at = r.u64()? as i64;
             let mut items: Vec<SettledItem> = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
@@ -470,7 +496,12 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                     provider_message_id,
                 });
             }
-            Ok(LogRecord::Settled { job, at, items })
+            Ok(LogRecord::Settled {
+                job,
+                provider,
+                at,
+                items,
+            })
         }
         KIND_DELIVERED => {
             let at = r.u64()? as i64;
@@ -596,11 +627,12 @@ mod tests {
             parts: 2,
         };
         let cn = RegionCode(*b"CN");
-        let stored = encode_sending(job.as_str(), [(7u32, cn, &msg)].into_iter());
+        let stored = encode_sending(job.as_str(), "carrier-b", [(7u32, cn, &msg)].into_iter());
         assert_eq!(
             decode_record(&stored).unwrap(),
             LogRecord::Sending {
                 job: job.as_str().into(),
+                provider: Some("carrier-b".into()),
                 items: vec![SendingItem {
                     index: 7,
                     to: msg.to,
@@ -618,15 +650,22 @@ mod tests {
             region: cn,
             provider_message_id: "p-1".into(),
         }];
-        let stored = encode_settled(job.as_str(), 1_764_000_000, &settled);
+        let stored = encode_settled(job.as_str(), "carrier-b", 1_764_000_000, &settled);
         assert_eq!(
             decode_record(&stored).unwrap(),
             LogRecord::Settled {
                 job: job.as_str().into(),
+                provider: Some("carrier-b".into()),
                 at: 1_764_000_000,
-                items: settled
+                items: settled.clone()
             }
         );
+        // As written before routing: kind 5, no provider.
+        let old = unrouted(&stored, KIND_SETTLED_UNROUTED, "carrier-b");
+        assert!(matches!(
+            decode_record(&old).unwrap(),
+            LogRecord::Settled { provider: None, items, .. } if items == settled
+        ));
         assert!(decode_record(&stored[..stored.len() - 3]).is_err());
         assert_eq!(record_job(&stored).unwrap(), job.as_str());
         let stored = encode_delivered(job.as_str(), 1_764_000_060, &[(7, 1)]);
@@ -657,6 +696,40 @@ mod tests {
         assert_eq!(record_job(&stored).unwrap(), job.as_str());
     }
 
+    /// `stored` (a routed record naming `provider`) in the form written before routing.
+    fn unrouted(stored: &[u8], kind: u8, provider: &str) -> Vec<u8> {
+        let job_len = u32::from_le_bytes(stored[2..6].try_into().unwrap()) as usize;
+        let provider_at = 2 + 4 + job_len + 4;
+        let mut old = stored[..provider_at].to_vec();
+        old[1] = kind;
+        old.extend_from_slice(&stored[provider_at + 4 + provider.len()..]);
+        old
+    }
+
+    #[test]
+    fn sending_records_written_before_routing_read_without_a_provider() {
+        let job = JobId::generate();
+        let msg = OutboundMessage {
+            id: MessageId::derive(&job, "c1", Channel::Sms),
+            to: 8613123079337,
+            channel: Channel::Sms,
+            body: "hi".into(),
+            parts: 1,
+        };
+        let cn = RegionCode(*b"CN");
+        let stored = encode_sending(job.as_str(), "a", [(3u32, cn, &msg)].into_iter());
+        let old = unrouted(&stored, KIND_SENDING_UNROUTED, "a");
+        match decode_record(&old).unwrap() {
+            LogRecord::Sending {
+                provider, items, ..
+            } => {
+                assert_eq!(provider, None);
+                assert_eq!((items[0].index, items[0].to), (3, msg.to));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn records_of_one_template_are_stored_in_few_bytes_per_message() {
         let job = JobId::generate();
@@ -672,6 +745,7 @@ mod tests {
         let fr = RegionCode(*b"FR");
         let stored = encode_sending(
             job.as_str(),
+            "p",
             messages.iter().enumerate().map(|(i, m)| (i as u32, fr, m)),
         );
         let body_bytes: usize = messages.iter().map(|m| m.body.len()).sum();
@@ -706,12 +780,13 @@ mod tests {
                 },
             })
             .collect();
-        let stored = encode_settled(job.as_str(), 1_764_000_000, &settled);
+        let stored = encode_settled(job.as_str(), "p", 1_764_000_000, &settled);
         assert!(stored.len() < 512 * 40, "{} bytes", stored.len());
         assert_eq!(
             decode_record(&stored).unwrap(),
             LogRecord::Settled {
                 job: job.as_str().into(),
+                provider: Some("p".into()),
                 at: 1_764_000_000,
                 items: settled
             }
@@ -777,8 +852,8 @@ mod tests {
         };
         let cn = RegionCode(*b"CN");
         let records = [
-            encode_sending(job.as_str(), [(1u32, cn, &msg)].into_iter()),
-            encode_settled(job.as_str(), 1_764_000_000, &[]),
+            encode_sending(job.as_str(), "p", [(1u32, cn, &msg)].into_iter()),
+            encode_settled(job.as_str(), "p", 1_764_000_000, &[]),
             encode_delivered(job.as_str(), 1_764_000_000, &[(1, 1)]),
             encode_decided(job.as_str(), &[(1, 2)]),
             encode_withdrawn(job.as_str(), &[1]),

@@ -129,11 +129,12 @@ pub struct RecoveredJob {
     pub stored: StoredJob,
     pub audience: Audience,
     pub control: Option<JobControl>,
-    /// Messages handed to the provider whose answer was never recorded, by recipient.
-    pub in_flight: HashMap<u32, SendingItem>,
+    /// Messages handed to a provider whose answer was never recorded, by recipient, with the
+    /// provider's name (None in records written before routing: the job's first provider).
+    pub in_flight: HashMap<u32, (Option<Arc<str>>, SendingItem)>,
     /// Final provider answers, in the order they were recorded, with the time (Unix seconds)
-    /// each answer arrived.
-    pub settled: Vec<(i64, SettledItem)>,
+    /// each answer arrived and the provider's name (as for `in_flight`).
+    pub settled: Vec<(i64, Option<Arc<str>>, SettledItem)>,
     /// Final delivery states from receipts: (recipient, state code, Unix seconds).
     pub deliveries: Vec<(u32, u8, i64)>,
     /// Outcomes decided without a provider call, as written when the job ended: (recipient,
@@ -378,15 +379,28 @@ impl Journal {
                 return Ok(());
             }
             match codec::decode_record(stored)? {
-                LogRecord::Sending { job, items } => {
+                LogRecord::Sending {
+                    job,
+                    provider,
+                    items,
+                } => {
                     if let Some(&j) = by_id.get(&job) {
+                        let provider: Option<Arc<str>> = provider.map(Arc::from);
                         let in_flight = &mut jobs[j].in_flight;
-                        in_flight.extend(items.into_iter().map(|i| (i.index, i)));
+                        in_flight
+                            .extend(items.into_iter().map(|i| (i.index, (provider.clone(), i))));
                     }
                 }
-                LogRecord::Settled { job, at, items } => {
+                LogRecord::Settled {
+                    job,
+                    provider,
+                    at,
+                    items,
+                } => {
                     if let Some(&j) = by_id.get(&job) {
-                        jobs[j].settled.extend(items.into_iter().map(|i| (at, i)));
+                        let provider: Option<Arc<str>> = provider.map(Arc::from);
+                        let settled = items.into_iter().map(|i| (at, provider.clone(), i));
+                        jobs[j].settled.extend(settled);
                     }
                 }
                 LogRecord::Delivered { job, at, items } => {
@@ -414,7 +428,7 @@ impl Journal {
         durable::records::scan(&r, apply)?;
         // A settled answer wins over its sending record, whatever their order.
         for job in &mut jobs {
-            for (_, s) in &job.settled {
+            for (_, _, s) in &job.settled {
                 job.in_flight.remove(&s.index);
             }
         }
@@ -535,7 +549,7 @@ mod tests {
         let cn = RegionCode(*b"CN");
         let items = msgs.iter().enumerate().map(|(i, m)| (i as u32, cn, m));
         journal
-            .sending(codec::encode_sending(id.as_str(), items))
+            .sending(codec::encode_sending(id.as_str(), "p", items))
             .unwrap()
             .wait()
             .await
@@ -550,7 +564,7 @@ mod tests {
         }];
         journal
             .settle(
-                codec::encode_settled(id.as_str(), 1_764_000_000, &settled),
+                codec::encode_settled(id.as_str(), "p", 1_764_000_000, &settled),
                 &EntryBatch::empty(),
             )
             .unwrap()
@@ -568,16 +582,20 @@ mod tests {
         assert_eq!(job.stored.id, id);
         assert_eq!(job.audience.len(), 4);
         assert_eq!(job.audience.duplicates(), &[3]);
-        let settled_at: Vec<_> = settled.iter().map(|s| (1_764_000_000, s.clone())).collect();
+        let settled_at: Vec<_> = settled
+            .iter()
+            .map(|s| (1_764_000_000, Some(Arc::from("p")), s.clone()))
+            .collect();
         assert_eq!(job.settled, settled_at);
         let mut in_flight: Vec<u32> = job.in_flight.keys().copied().collect();
         in_flight.sort_unstable();
         assert_eq!(in_flight, vec![0, 2]);
-        assert_eq!(job.in_flight[&2].body, "hi");
+        assert_eq!(job.in_flight[&2].1.body, "hi");
+        assert_eq!(job.in_flight[&2].0.as_deref(), Some("p"));
         // Records written after a reopen are read after the earlier ones.
         journal
             .settle(
-                codec::encode_settled(id.as_str(), 1_764_000_060, &settled),
+                codec::encode_settled(id.as_str(), "p", 1_764_000_060, &settled),
                 &EntryBatch::empty(),
             )
             .unwrap()

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use self::local::LocalLimiter;
 use self::shared::SharedLimiter;
 use self::slowdown::Slowdown;
-use crate::config::{StateBackend, StateConfig};
+use crate::config::{ChannelLimitConfig, StateBackend, StateConfig};
+use crate::domain::Channel;
 use crate::store::{RateBucket, RedisOptions, RedisRateBucket, StoreError};
 
 /// One provider's limiter; unlimited when the rate is 0.
@@ -122,6 +123,42 @@ impl PartsLimiter {
             Kind::Local(l) => l.acquire(self.slowdown.cost(parts), keep_waiting).await,
             Kind::Shared(s) => s.acquire(self.slowdown.cost(parts), keep_waiting).await,
         }
+    }
+}
+
+/// Limits on whole channels, over all their providers: a message takes its parts from its
+/// channel's limiter as well as from its provider's.
+#[derive(Default)]
+pub struct ChannelLimits {
+    limits: Vec<(Channel, PartsLimiter)>,
+}
+
+impl ChannelLimits {
+    /// The configured channel limits under the state backend (shared in Redis like the
+    /// providers' when instances share state).
+    pub fn for_state(
+        state: &StateConfig,
+        limits: &[ChannelLimitConfig],
+    ) -> Result<ChannelLimits, StoreError> {
+        let limits = limits
+            .iter()
+            .map(|l| {
+                let name = format!("channel:{}", l.channel.as_str());
+                Ok((
+                    l.channel,
+                    PartsLimiter::for_state(state, &name, l.parts_per_second, l.burst_parts)?,
+                ))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(ChannelLimits { limits })
+    }
+
+    /// The limiter of `channel`, if it has one.
+    pub fn get(&self, channel: Channel) -> Option<&PartsLimiter> {
+        self.limits
+            .iter()
+            .find(|(c, _)| *c == channel)
+            .map(|(_, l)| l)
     }
 }
 

@@ -1,0 +1,234 @@
+//! Failover between two HTTP providers of one route: provider A answers 503 to everything
+//! for a while in the middle of a job. Traffic must be on B within 2 s, back on A within 10 s
+//! of its recovery, and every recipient accepted by exactly one provider, once, with the
+//! ledger charging each provider its own price.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald::config::{PriceConfig, ProviderKind, RouteConfig, RouteStrategy};
+use herald::domain::Channel;
+use herald_testkit::{sms_job, Gateway};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+/// One recording provider: accepted ids with the time each was accepted.
+struct Mock {
+    name: &'static str,
+    down: AtomicBool,
+    accepted: Mutex<HashMap<String, (u32, Instant)>>,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+impl Mock {
+    fn answer(&self, body: &[u8]) -> Response {
+        if self.down.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        }
+        let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let msgs = match v.get("messages").and_then(Value::as_array) {
+            Some(list) => list.clone(),
+            None => vec![v.clone()],
+        };
+        let now = Instant::now();
+        let mut accepted = self.accepted.lock();
+        let results: Vec<Value> = msgs
+            .iter()
+            .map(|m| {
+                let id = m["id"].as_str().unwrap_or_default().to_string();
+                accepted.entry(id.clone()).or_insert((0, now)).0 += 1;
+                json!({"id": id, "provider_message_id": format!("{}-{id}", self.name), "status": "accepted"})
+            })
+            .collect();
+        (StatusCode::OK, json!({ "results": results }).to_string()).into_response()
+    }
+
+    /// The first acceptance at or after `since`.
+    fn first_accepted_after(&self, since: Instant) -> Option<Instant> {
+        self.accepted
+            .lock()
+            .values()
+            .map(|(_, at)| *at)
+            .filter(|at| *at >= since)
+            .min()
+    }
+}
+
+async fn start_mock(name: &'static str) -> (String, Arc<Mock>) {
+    let mock = Arc::new(Mock {
+        name,
+        down: AtomicBool::new(false),
+        accepted: Mutex::new(HashMap::new()),
+        refused: Default::default(),
+    });
+    let m = mock.clone();
+    let handler = move |body: Bytes| {
+        let m = m.clone();
+        async move { m.answer(&body) }
+    };
+    let app = axum::Router::new().route("/v1/messages", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/v1/messages"), mock)
+}
+
+const PRICE_A: i64 = 40_000;
+const PRICE_B: i64 = 55_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_provider_loses_its_traffic_within_seconds_and_gets_it_back() {
+    let (url_a, a) = start_mock("a").await;
+    let (url_b, b) = start_mock("b").await;
+    let g = Gateway::start_with(|c| {
+        c.policy.frequency_caps.clear();
+        let mut pa = c.providers[0].clone();
+        pa.name = "carrier-a".into();
+        pa.kind = ProviderKind::Http;
+        pa.url = Some(url_a);
+        pa.batch_size = 25;
+        pa.max_in_flight = 4;
+        pa.rate_limit_parts_per_second = 1_000;
+        pa.burst_parts = 50;
+        let mut pb = pa.clone();
+        pb.name = "carrier-b".into();
+        pb.url = Some(url_b);
+        c.providers = vec![pa, pb];
+        c.routes = vec![RouteConfig {
+            channel: Channel::Sms,
+            countries: vec!["*".into()],
+            providers: vec!["carrier-a".into(), "carrier-b".into()],
+            strategy: RouteStrategy::Priority,
+            weights: Vec::new(),
+        }];
+        c.prices = vec![
+            PriceConfig {
+                provider: "carrier-a".into(),
+                channel: Channel::Sms,
+                country: "*".into(),
+                unit_micros: PRICE_A,
+            },
+            PriceConfig {
+                provider: "carrier-b".into(),
+                channel: Channel::Sms,
+                country: "*".into(),
+                unit_micros: PRICE_B,
+            },
+        ];
+    })
+    .await;
+    let n = 15_000;
+    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "f{i},+86131{:08},Asia/Shanghai,opt_in\n",
+            30_000_000 + i
+        ));
+    }
+    g.load_csv(&csv).await;
+    let audience: Vec<Value> = (0..n)
+        .map(|i| json!({"contact_id": format!("f{i}")}))
+        .collect();
+    let (status, body) = g
+        .submit(&sms_job("failover", "Sale tonight", Value::Array(audience)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("job id").to_string();
+
+    // A takes the traffic while healthy.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(!a.accepted.lock().is_empty(), "A is first in the route");
+    assert!(
+        b.accepted.lock().is_empty(),
+        "B gets nothing while A is healthy"
+    );
+
+    a.down.store(true, Ordering::SeqCst);
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let on_b = b.first_accepted_after(down_at).expect("traffic moved to B");
+    assert!(
+        on_b - down_at <= Duration::from_secs(2),
+        "B took over after {:?}",
+        on_b - down_at
+    );
+
+    a.down.store(false, Ordering::SeqCst);
+    let up_at = Instant::now();
+    let back = loop {
+        if let Some(at) = a.first_accepted_after(up_at) {
+            break at;
+        }
+        assert!(
+            up_at.elapsed() < Duration::from_secs(12),
+            "traffic never came back to A"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        back - up_at <= Duration::from_secs(10),
+        "A got traffic back after {:?}",
+        back - up_at
+    );
+
+    eprintln!(
+        "failover: on B {:?} after A failed, back on A {:?} after it recovered",
+        on_b - down_at,
+        back - up_at
+    );
+    let done = g
+        .wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    assert_eq!(done["counts"]["sent"], n as u64, "{done}");
+    assert_eq!(done["counts"]["failed"], 0, "{done}");
+    assert!(a.refused.load(Ordering::SeqCst) > 0);
+
+    // Each recipient accepted by exactly one provider, once.
+    let at_a = a.accepted.lock().clone();
+    let at_b = b.accepted.lock().clone();
+    let repeated = at_a
+        .values()
+        .chain(at_b.values())
+        .filter(|(c, _)| *c != 1)
+        .count();
+    assert_eq!(repeated, 0, "ids accepted twice by one provider");
+    let both = at_a.keys().filter(|k| at_b.contains_key(*k)).count();
+    assert_eq!(both, 0, "ids accepted by both providers");
+    assert_eq!(at_a.len() + at_b.len(), n, "every recipient accepted once");
+    assert!(!at_b.is_empty() && at_a.len() > at_b.len() / 10);
+
+    // The ledger charges each provider its own price for what it accepted.
+    let entries = g.ledger_entries(&format!("job_id={id}")).await;
+    let mut by_provider: HashMap<String, (usize, i64)> = HashMap::new();
+    for e in &entries {
+        let line = by_provider
+            .entry(e["provider"].as_str().expect("provider").to_string())
+            .or_default();
+        line.0 += 1;
+        line.1 += e["cost_micros"].as_i64().expect("cost");
+    }
+    assert_eq!(
+        by_provider.get("carrier-a").copied(),
+        Some((at_a.len(), at_a.len() as i64 * PRICE_A))
+    );
+    assert_eq!(
+        by_provider.get("carrier-b").copied(),
+        Some((at_b.len(), at_b.len() as i64 * PRICE_B))
+    );
+    assert_eq!(
+        done["counts"]["cost_micros"].as_i64(),
+        Some(at_a.len() as i64 * PRICE_A + at_b.len() as i64 * PRICE_B),
+        "{done}"
+    );
+    g.stop().await;
+}
