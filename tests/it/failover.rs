@@ -232,3 +232,89 @@ async fn a_failing_provider_loses_its_traffic_within_seconds_and_gets_it_back() 
     );
     g.stop().await;
 }
+
+/// A gateway with two instant sandbox providers, `left` and `right`, routed by `strategy`.
+async fn two_sandboxes(
+    strategy: RouteStrategy,
+    weights: Vec<u32>,
+    adjust: impl FnOnce(&mut herald::config::Config),
+) -> Gateway {
+    Gateway::start_on_system_clock(|c| {
+        c.policy.frequency_caps.clear();
+        c.policy.quiet_hours.enabled = false;
+        let mut left = c.providers[0].clone();
+        left.name = "left".into();
+        let mut right = left.clone();
+        right.name = "right".into();
+        c.providers = vec![left, right];
+        c.prices.clear();
+        c.routes = vec![RouteConfig {
+            channel: Channel::Sms,
+            countries: vec!["*".into()],
+            providers: vec!["left".into(), "right".into()],
+            strategy,
+            weights,
+        }];
+        adjust(c);
+    })
+    .await
+}
+
+async fn run_small_job(g: &Gateway, n: usize) -> (Value, Duration) {
+    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "w{i},+86131{:08},Asia/Shanghai,opt_in\n",
+            40_000_000 + i
+        ));
+    }
+    g.load_csv(&csv).await;
+    let audience: Vec<Value> = (0..n)
+        .map(|i| json!({"contact_id": format!("w{i}")}))
+        .collect();
+    let started = Instant::now();
+    let (status, body) = g
+        .submit(&sms_job("routes", "Hi", Value::Array(audience)))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().expect("job id").to_string();
+    let done = g
+        .wait_status(&id, "completed", Duration::from_secs(60))
+        .await;
+    (done, started.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weights_split_a_job_between_providers_and_the_job_shows_each_ones_share() {
+    let g = two_sandboxes(RouteStrategy::Weighted, vec![3, 1], |_| {}).await;
+    let (done, _) = run_small_job(&g, 4_000).await;
+    let left = done["providers"]["left"]["messages"].as_u64().unwrap_or(0);
+    let right = done["providers"]["right"]["messages"].as_u64().unwrap_or(0);
+    assert_eq!(left + right, 4_000, "{done}");
+    let share = left as f64 / 4_000.0;
+    assert!(
+        (share - 0.75).abs() < 0.03,
+        "left took {share} of the job: {done}"
+    );
+    g.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_limit_holds_the_channel_over_all_its_providers() {
+    // Each provider alone is unlimited; together they may send 200 parts a second.
+    let g = two_sandboxes(RouteStrategy::Weighted, vec![1, 1], |c| {
+        c.channel_limits = vec![herald::config::ChannelLimitConfig {
+            channel: Channel::Sms,
+            parts_per_second: 200,
+            burst_parts: 20,
+        }];
+    })
+    .await;
+    let (done, took) = run_small_job(&g, 500).await;
+    assert_eq!(done["counts"]["sent"], 500, "{done}");
+    assert!(done["providers"]["left"]["messages"].as_u64() > Some(100));
+    assert!(done["providers"]["right"]["messages"].as_u64() > Some(100));
+    // 480 parts past the burst at 200 a second: at least 2.4 s, whatever the machine.
+    assert!(took >= Duration::from_millis(2_300), "took {took:?}");
+    g.stop().await;
+}

@@ -1,5 +1,5 @@
 //! A provider that throttles (429) is slowed down for, not failed: throttled rounds do not use
-//! up retry attempts.
+//! up retry attempts, and its limiter grants it less than its configured rate for a while.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -75,7 +75,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
             provider: provider.clone(),
             channel: Channel::Sms,
             currency: Currency::parse("CNY").unwrap(),
-            limiter: PartsLimiter::new(0, 0),
+            limiter: PartsLimiter::new(1_000, 50),
             idempotent: false,
         }],
         router: herald::dispatch::Router::new(
@@ -133,4 +133,9 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
     );
     assert_eq!(job.progress.counters.failed.load(Ordering::Relaxed), 0);
     assert!(provider.calls.load(Ordering::SeqCst) >= 6);
+    let held_to = dispatcher.providers()[0].limiter.current_rate();
+    assert!(
+        held_to < 500.0,
+        "five throttles in a row slow the provider well below its 1000 parts/s: {held_to}"
+    );
 }
