@@ -40,6 +40,9 @@ enum Command {
         /// purpose); without it, or HERALD_ALLOW_DEMO_KEY=1, such a start is refused.
         #[arg(long)]
         allow_demo_key: bool,
+        /// Log lines as text or as one JSON object per line.
+        #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: herald::app::LogFormat,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -72,8 +75,9 @@ fn main() -> anyhow::Result<()> {
             listen,
             data_dir,
             allow_demo_key,
+            log_format,
         } => {
-            herald::app::init_tracing();
+            herald::app::init_tracing(log_format);
             let mut loaded = LoadedConfig::load(config.as_deref(), &process_env)?;
             if let Some(addr) = listen {
                 loaded.config.server.listen = addr;

@@ -15,6 +15,7 @@ mod jobs;
 mod ledger;
 mod reconcile;
 mod reports;
+pub mod request_id;
 pub mod server;
 mod snapshot;
 mod suppressions;
@@ -78,6 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.config.config.server.max_json_body_bytes,
         ))
         .layer(middleware::from_fn(telemetry::track))
+        .layer(middleware::from_fn(request_id::tag))
         .with_state(state)
 }
 

@@ -118,6 +118,41 @@ impl Harness {
         (h, job, view)
     }
 
+    /// herald's log, over every start and kill: one JSON object per line, the lines written
+    /// while a request ran carrying its request id, and no contact's phone number anywhere.
+    pub(crate) fn assert_logs_are_json_without_numbers(&self) {
+        let text = std::fs::read_to_string(&self.herald.log).expect("read the herald log");
+        let numbers: HashSet<String> = (0..self.scenario.recipients)
+            .map(|i| format!("131{:08}", 23_000_000 + i))
+            .collect();
+        let mut with_request_id = 0;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("log line {} is not JSON ({e}): {line}", n + 1));
+            assert!(
+                v["level"].is_string() && v["timestamp"].is_string(),
+                "{line}"
+            );
+            if v["span"]["request_id"].is_string() {
+                with_request_id += 1;
+            }
+            let leaked = line
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|run| run.len() >= 11)
+                .any(|run| (0..=run.len() - 11).any(|at| numbers.contains(&run[at..at + 11])));
+            assert!(
+                !leaked,
+                "log line {} holds a contact's number: {line}",
+                n + 1
+            );
+        }
+        assert!(with_request_id > 0, "no log line carries a request id");
+    }
+
     /// Every request the provider got was one it could read.
     pub(crate) fn assert_well_formed(&self) {
         assert_eq!(

@@ -152,6 +152,7 @@ async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once(
     );
 
     h.stop_and_verify_ledger().await;
+    h.assert_logs_are_json_without_numbers();
     println!("test took {:?}", test_started.elapsed());
 }
 

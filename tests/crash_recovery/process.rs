@@ -26,7 +26,7 @@ impl Herald {
         }
     }
 
-    /// Starts `herald serve --config <file>`, its output appended to the log; waits until
+    /// Starts `herald serve --config <file> --log-format json`, its output appended to the log; waits until
     /// `/readyz` answers 200 and answers how long that took.
     pub(crate) async fn start(&mut self) -> Duration {
         assert!(self.child.is_none(), "herald is already running");
@@ -39,6 +39,8 @@ impl Herald {
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
+            .arg("--log-format")
+            .arg("json")
             .env_remove("HERALD_CONFIG")
             .env_remove("HERALD_LISTEN")
             .env_remove("HERALD_DATA_DIR")
