@@ -625,10 +625,21 @@ impl Inner {
     }
 
     /// Recipients per chunk: the configured batch without a rate limit; under one, about a
-    /// fifth of a second of the provider's rate shared across the workers.
+    /// fifth of a second of the tighter of the job's first provider's and its channel's
+    /// rates, shared across the workers.
     fn chunk_size(&self, job: &Job) -> usize {
         let batch = self.deps.config.batch_size.max(1);
-        let rate = self.deps.providers[job.provider].limiter.rate() as usize;
+        let provider = self.deps.providers[job.provider].limiter.rate() as usize;
+        let channel = self
+            .deps
+            .channel_limits
+            .get(job.spec.channel)
+            .map_or(0, |l| l.rate() as usize);
+        let rate = match (provider, channel) {
+            (0, c) => c,
+            (p, 0) => p,
+            (p, c) => p.min(c),
+        };
         if rate == 0 {
             return batch;
         }
