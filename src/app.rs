@@ -30,6 +30,7 @@ use crate::snapshot::{load_csv, SnapshotFiles, SnapshotStore};
 use crate::store::{
     EmbeddedStore, MemoryStore, RedisOptions, RedisStore, StateHealth, StateStore, PROBE_EVERY,
 };
+use crate::webhooks::Webhooks;
 
 /// The embedded database file inside the data directory.
 pub const DATABASE_FILE: &str = "herald.redb";
@@ -56,6 +57,8 @@ pub struct AppState {
     pub cluster: Option<Arc<Cluster>>,
     /// Accepts valid jobs.
     pub intake: Intake,
+    /// Event webhooks, when the dispatch journal is kept (their events are read from it).
+    pub webhooks: Option<Arc<Webhooks>>,
 }
 
 impl AppState {
@@ -295,6 +298,14 @@ pub async fn build_with_clock(
         tracking.clone(),
         cluster.clone(),
     );
+    // After recovery, so that events of recovered jobs name their campaigns and contacts.
+    let webhooks = match &journal {
+        Some(_) => Some(Arc::new(
+            Webhooks::start(durable.clone(), dispatcher.clone())
+                .context("starting the webhook deliveries")?,
+        )),
+        None => None,
+    };
     let state = Arc::new(AppState {
         config,
         clock,
@@ -309,6 +320,7 @@ pub async fn build_with_clock(
         tracking,
         cluster,
         intake,
+        webhooks,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)
@@ -407,6 +419,9 @@ impl Running {
         }
         if let Some(cluster) = &self.state.cluster {
             cluster.leave().await;
+        }
+        if let Some(webhooks) = &self.state.webhooks {
+            webhooks.stop();
         }
         self.state.ledger.close();
         // The database file is closed once the last task that holds it (a settling chunk, a

@@ -56,3 +56,4 @@ pub mod segment;
 pub mod snapshot;
 pub mod store;
 pub mod template;
+pub mod webhooks;

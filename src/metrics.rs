@@ -44,6 +44,8 @@ pub const PROVIDER_PARTS: &str = "herald_provider_parts_total";
 pub const PROVIDER_RETRIES: &str = "herald_provider_retries_total";
 /// Messages moved to another provider of their route after a refusal.
 pub const PROVIDER_REROUTED: &str = "herald_provider_rerouted_total";
+/// Webhook events sent to endpoints, by whether the endpoint took them.
+pub const WEBHOOK_EVENTS: &str = "herald_webhook_events_total";
 /// Messages that failed for good.
 pub const MESSAGES_FAILED: &str = "herald_messages_failed_total";
 /// Delivery receipts received, repeats included (job counts ignore repeats).
@@ -218,6 +220,7 @@ pub const DECLARED: &[Declared] = &[
     counter(PROVIDER_PARTS, "Message parts handed to a provider, every attempt counted: what its rate limit meters.", &[CHANNEL, PROVIDER]),
     counter(PROVIDER_RETRIES, "Messages sent again after a transient failure or throttling.", &[CHANNEL, PROVIDER]),
     counter(PROVIDER_REROUTED, "Messages moved to this provider after another of their route refused them (5xx, no connection, open circuit).", &[CHANNEL, PROVIDER]),
+    counter(WEBHOOK_EVENTS, "Webhook events sent to endpoints, by result (delivered: answered 2xx; failed: sent again later).", &[RESULT]),
     counter(MESSAGES_FAILED, "Messages that failed for good: refused by the provider, or still failing when the retries ran out.", &[CHANNEL, PROVIDER, CAUSE]),
     counter(RECEIPTS, "Delivery receipts received, by status; repeats included.", &[CHANNEL, PROVIDER, STATUS]),
     counter(COST_MICROS, "Cost of messages accepted by providers, in millionths of the currency.", &[CHANNEL, PROVIDER, CURRENCY]),
@@ -489,6 +492,12 @@ pub fn rate_limit_wait(channel: Channel, provider: &str, waited: Duration) {
 }
 
 /// `n` messages about to be sent again.
+/// Webhook events sent in one request, and whether the endpoint took them.
+pub fn webhook_events(n: u64, delivered: bool) {
+    let result = if delivered { "delivered" } else { "failed" };
+    counter!(WEBHOOK_EVENTS, RESULT => result).increment(n);
+}
+
 /// Messages moved to `provider` after another provider of their route refused them.
 pub fn rerouted(channel: Channel, provider: &str, n: u64) {
     counter!(PROVIDER_REROUTED, CHANNEL => channel.as_str(), PROVIDER => provider.to_owned())

@@ -21,6 +21,7 @@ mod snapshot;
 mod suppressions;
 mod telemetry;
 mod tracking;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -51,6 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/ledger", get(ledger::entries))
         .route("/v1/ledger/summary", get(ledger::summary))
         .route("/v1/ledger/reconcile", post(reconcile::reconcile))
+        .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
+        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::delete))
+        .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/v1/webhooks/{id}/replay", post(webhooks::replay))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

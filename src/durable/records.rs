@@ -41,6 +41,57 @@ pub(super) fn next_key(db: &Database) -> Result<u64, DurableError> {
     Ok(last.map(|(k, _)| k.value() + 1).unwrap_or(1))
 }
 
+/// Calls `f(round key, record)` on the records of at most `max_rounds` rounds after the round
+/// `after`, in order; answers the key of the last round read (`after` when there was none).
+/// Event deliveries follow the log with it.
+pub fn scan_after<E: From<DurableError>>(
+    r: &redb::ReadTransaction,
+    after: u64,
+    max_rounds: usize,
+    mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
+) -> Result<u64, E> {
+    let db_err = |e: redb::Error| E::from(db_err(e));
+    let t = match r.open_table(RECORD_LOG) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(after),
+        Err(e) => return Err(db_err(e.into())),
+    };
+    let mut last = after;
+    let start = after.saturating_add(1);
+    for row in t
+        .range(start..)
+        .map_err(|e| db_err(e.into()))?
+        .take(max_rounds)
+    {
+        let (k, v) = row.map_err(|e| db_err(e.into()))?;
+        last = k.value();
+        for_each_record(v.value(), |record| f(last, record))?;
+    }
+    Ok(last)
+}
+
+/// Calls `f` on each record of one stored round value.
+fn for_each_record<E: From<DurableError>>(
+    value: &[u8],
+    mut f: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rest = format::check("record log value", RECORD_LOG_VERSION, value)
+        .map_err(|e| E::from(e.into()))?;
+    while !rest.is_empty() {
+        let record = (rest.len() >= 4)
+            .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
+            .and_then(|n| rest.get(4..4 + n));
+        let Some(record) = record else {
+            return Err(E::from(DurableError::Db(
+                "record log value truncated".into(),
+            )));
+        };
+        f(record)?;
+        rest = &rest[4 + record.len()..];
+    }
+    Ok(())
+}
+
 /// Calls `f` on every record of the record log, in the order they were handed over.
 pub fn scan<E: From<DurableError>>(
     r: &redb::ReadTransaction,
@@ -54,20 +105,7 @@ pub fn scan<E: From<DurableError>>(
     };
     for row in t.iter().map_err(|e| db_err(e.into()))? {
         let (_, v) = row.map_err(|e| db_err(e.into()))?;
-        let mut rest = format::check("record log value", RECORD_LOG_VERSION, v.value())
-            .map_err(|e| E::from(e.into()))?;
-        while !rest.is_empty() {
-            let record = (rest.len() >= 4)
-                .then(|| u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize)
-                .and_then(|n| rest.get(4..4 + n));
-            let Some(record) = record else {
-                return Err(E::from(DurableError::Db(
-                    "record log value truncated".into(),
-                )));
-            };
-            f(record)?;
-            rest = &rest[4 + record.len()..];
-        }
+        for_each_record(v.value(), &mut f)?;
     }
     Ok(())
 }

@@ -52,3 +52,12 @@ pub const STATE_CALLBACK_USES: TableDefinition<&[u8], &[u8]> =
 /// Idempotency keys: the request's fingerprint and the job it created.
 pub const STATE_IDEMPOTENCY: TableDefinition<&str, &[u8]> =
     TableDefinition::new("state_idempotency");
+
+// Event webhooks ([`crate::webhooks`]).
+
+/// Registered webhook endpoints, by endpoint id: the version byte and the endpoint as JSON.
+pub const WEBHOOK_ENDPOINTS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("webhook_endpoints");
+/// How far each endpoint's deliveries have gone, by endpoint id: the version byte, then the
+/// record-log round (8 bytes) and the events of it already delivered (4 bytes), little-endian.
+pub const WEBHOOK_CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_cursors");

@@ -13,10 +13,12 @@
 mod harness;
 mod process;
 mod provider;
+mod webhook_receiver;
 
 use harness::*;
 use process::*;
 use provider::*;
+use webhook_receiver::*;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -90,7 +92,8 @@ impl Scenario {
 async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let test_started = Instant::now();
-    let (mut h, job, view) = Harness::crash_through(Scenario {
+    let (hook_url, hooked) = webhook_receiver().await;
+    let mut h = Harness::start(Scenario {
         campaign: "crash",
         recipients: 200_000,
         kills: 5,
@@ -102,6 +105,10 @@ async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once(
         shutdown_timeout_seconds: 10,
     })
     .await;
+    h.register_webhook(&hook_url).await;
+    let job = h.submit().await;
+    h.crash_repeatedly().await;
+    let view = h.wait_completed(&job).await;
 
     let n = h.scenario.recipients;
     let expected = h.audience_ids(&job);
@@ -149,6 +156,22 @@ async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once(
         cost,
         n as i64 * UNIT_PRICE_MICROS,
         "every message is charged once, resends included"
+    );
+
+    // Every send is announced at least once, whatever the kills interrupted.
+    let waited = Instant::now();
+    while hooked.sent.lock().len() < n && waited.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "webhooks: {} events received, {} distinct messages announced as sent",
+        hooked.events.load(Ordering::SeqCst),
+        hooked.sent.lock().len()
+    );
+    assert_eq!(
+        hooked.sent.lock().len(),
+        n,
+        "message.sent events lost to the kills"
     );
 
     h.stop_and_verify_ledger().await;

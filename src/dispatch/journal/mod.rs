@@ -231,15 +231,14 @@ impl Journal {
     /// the last status change handed over is the one a restart sees. When the job has ended,
     /// the outcomes it decided without a provider call (rejections, and the deferrals of a
     /// cancelled job) go in the same commit: they are not journaled while it runs, being cheap to decide
-    /// again, but a finished job must read the same after a restart.
+    /// again, but a finished job must read the same after a restart. The record is written even
+    /// when empty: it marks the job's end in the journal (webhooks announce it from there).
     pub fn record_control(&self, job: &Job) -> Result<PendingCommit, JournalError> {
         let control = JobControl::of(job);
         let mut records = Vec::new();
         if control.status.is_terminal() {
             let decided = job.decided_without_send();
-            if !decided.is_empty() {
-                records.push(codec::encode_decided(job.id.as_str(), &decided));
-            }
+            records.push(codec::encode_decided(job.id.as_str(), &decided));
         }
         let control = codec::encode_control(&control).map_err(db_err)?;
         let id = job.id.as_str().to_string();

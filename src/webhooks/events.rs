@@ -1,0 +1,174 @@
+//! The events endpoints receive, read from the dispatch journal's records: what the journal
+//! made durable is what is announced, so an event is never announced for something a crash
+//! undid, and none is lost to a crash (deliveries resume from the endpoint's cursor).
+//!
+//! - a `settled` record: `message.sent` or `message.failed` per message;
+//! - a `delivered` record: `message.delivered` or `message.undelivered` (delivery states
+//!   `undelivered` and `expired`);
+//! - a `decided` record, written when a job ends: `job.completed` (or `job.cancelled`).
+//!
+//! An event's id is `evt_<round>_<n>`: the journal round it was read from and its place in
+//! it, the same on every delivery and replay, so a receiver drops repeats by id.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::dispatch::delivery::DeliveryState;
+use crate::dispatch::journal::codec::{LogRecord, Settlement};
+use crate::dispatch::Dispatcher;
+use crate::domain::{JobId, JobStatus, MessageId};
+
+/// Every event type an endpoint can ask for.
+pub const TYPES: [&str; 6] = [
+    "message.sent",
+    "message.failed",
+    "message.delivered",
+    "message.undelivered",
+    "job.completed",
+    "job.cancelled",
+];
+
+/// One event as delivered: `{"id", "type", "timestamp", "data"}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Event {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub timestamp: DateTime<Utc>,
+    pub data: Value,
+}
+
+fn at(seconds: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+/// The events of one journal record of round `round`, numbered from `next` within the round
+/// (advanced past them). Records of jobs this instance no longer knows give their job id and
+/// recipient only.
+pub fn of_record(
+    dispatcher: &Dispatcher,
+    round: u64,
+    next: &mut u32,
+    record: &LogRecord,
+    out: &mut Vec<Event>,
+) {
+    let mut push = |kind: &'static str, timestamp: DateTime<Utc>, data: Value| {
+        out.push(Event {
+            id: format!("evt_{round}_{next}"),
+            kind,
+            timestamp,
+            data,
+        });
+        *next += 1;
+    };
+    match record {
+        LogRecord::Settled {
+            job,
+            provider,
+            at: when,
+            items,
+        } => {
+            let base = JobBase::of(dispatcher, job);
+            for item in items {
+                let mut data = base.message(item.index);
+                let kind = match item.settlement {
+                    Settlement::Sent => {
+                        data["provider"] =
+                            json!(provider.clone().unwrap_or_else(|| base.provider.clone()));
+                        data["provider_message_id"] = json!(item.provider_message_id);
+                        data["parts"] = json!(item.parts);
+                        data["cost_micros"] = json!(item.cost_micros);
+                        data["currency"] = json!(base.currency);
+                        "message.sent"
+                    }
+                    Settlement::Failed => "message.failed",
+                };
+                push(kind, at(*when), data);
+            }
+        }
+        LogRecord::Delivered {
+            job,
+            at: when,
+            items,
+        } => {
+            let base = JobBase::of(dispatcher, job);
+            for &(index, code) in items {
+                let (kind, state) = match DeliveryState::from_code(code) {
+                    Some(DeliveryState::Delivered) => ("message.delivered", "delivered"),
+                    Some(DeliveryState::Undelivered) => ("message.undelivered", "undelivered"),
+                    Some(DeliveryState::Expired) => ("message.undelivered", "expired"),
+                    Some(DeliveryState::Unknown) | None => continue,
+                };
+                let mut data = base.message(index);
+                data["delivery"] = json!(state);
+                push(kind, at(*when), data);
+            }
+        }
+        LogRecord::Decided { job, .. } => {
+            let base = JobBase::of(dispatcher, job);
+            let Some(j) = &base.job else { return };
+            let state = j.state();
+            let kind = match state.status {
+                JobStatus::Cancelled => "job.cancelled",
+                _ => "job.completed",
+            };
+            let counts = j.progress.counters.snapshot(j.currency, 0);
+            let when = state.finished_at.unwrap_or_else(Utc::now);
+            push(
+                kind,
+                when,
+                json!({
+                    "job_id": job,
+                    "campaign_id": j.spec.campaign_id,
+                    "status": state.status,
+                    "counts": counts,
+                }),
+            );
+        }
+        LogRecord::Sending { .. } | LogRecord::Withdrawn { .. } => {}
+    }
+}
+
+/// What every event of one job's record repeats.
+struct JobBase {
+    job_id: String,
+    job: Option<std::sync::Arc<crate::dispatch::Job>>,
+    provider: String,
+    currency: String,
+}
+
+impl JobBase {
+    fn of(dispatcher: &Dispatcher, job_id: &str) -> JobBase {
+        let job = JobId::parse(job_id).and_then(|id| dispatcher.get(&id));
+        JobBase {
+            job_id: job_id.to_string(),
+            provider: job
+                .as_ref()
+                .map(|j| j.provider_name.clone())
+                .unwrap_or_default(),
+            currency: job
+                .as_ref()
+                .map(|j| j.currency.to_string())
+                .unwrap_or_default(),
+            job,
+        }
+    }
+
+    /// The message-level fields: ids and campaign, never the recipient's number.
+    fn message(&self, index: u32) -> Value {
+        match &self.job {
+            Some(j) => {
+                let contact = j.audience.contact_id(index);
+                json!({
+                    "message_id": MessageId::derive(&j.id, contact, j.spec.channel).to_string(),
+                    "job_id": self.job_id,
+                    "campaign_id": j.spec.campaign_id,
+                    "channel": j.spec.channel,
+                    "contact_id": contact,
+                })
+            }
+            None => json!({ "job_id": self.job_id, "recipient": index }),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! A webhook receiver in the test process: the distinct `message.sent` events it got, so a
+//! test can check that kills of herald lose none (repeats are allowed: at least once).
+
+use super::*;
+
+/// What the receiver got.
+#[derive(Default)]
+pub(crate) struct Hooked {
+    pub(crate) sent: Mutex<HashSet<String>>,
+    pub(crate) events: AtomicU64,
+}
+
+/// Starts the receiver; answers its URL.
+pub(crate) async fn webhook_receiver() -> (String, Arc<Hooked>) {
+    let hooked = Arc::new(Hooked::default());
+    let h = hooked.clone();
+    let handler = move |body: Bytes| {
+        let h = h.clone();
+        async move {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let events = match v {
+                Value::Array(list) => list,
+                one => vec![one],
+            };
+            h.events.fetch_add(events.len() as u64, Ordering::SeqCst);
+            let mut sent = h.sent.lock();
+            for e in events {
+                if e["type"] == "message.sent" {
+                    if let Some(id) = e["data"]["message_id"].as_str() {
+                        sent.insert(id.to_string());
+                    }
+                }
+            }
+            StatusCode::NO_CONTENT
+        }
+    };
+    let app = axum::Router::new().route("/hook", axum::routing::post(handler));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}/hook"), hooked)
+}
+
+impl Harness {
+    /// Registers `url` for `message.sent` events, batched.
+    pub(crate) async fn register_webhook(&self, url: &str) {
+        let r = self
+            .herald
+            .http
+            .post(self.herald.url("/v1/webhooks"))
+            .bearer_auth(KEY)
+            .json(&json!({"url": url, "event_types": ["message.sent"], "batch_size": 1000}))
+            .send()
+            .await
+            .expect("register the webhook");
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    }
+}
