@@ -189,6 +189,7 @@ fn restore(
         in_flight,
         settled,
         deliveries,
+        engaged,
         decided,
     } = r;
     let channel = stored.spec.channel;
@@ -250,6 +251,9 @@ fn restore(
                 .delivery
                 .restore(index, state, &job.progress.counters, unix_time(at));
         }
+    }
+    for (index, what, at) in engaged {
+        job.restore_engaged(index, what, unix_time(at));
     }
     for (index, code) in decided {
         job.restore_decided(index, code);

@@ -5,6 +5,8 @@
 //! - a `settled` record: `message.sent` or `message.failed` per message;
 //! - a `delivered` record: `message.delivered` or `message.undelivered` (delivery states
 //!   `undelivered` and `expired`);
+//! - an `engaged` record: `message.opened`, or `message.clicked` with the link's number and
+//!   URL;
 //! - a `decided` record, written when a job ends: `job.completed` (or `job.cancelled`).
 //!
 //! An event's id is `evt_<round>_<n>`: the journal round it was read from and its place in
@@ -15,16 +17,18 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::dispatch::delivery::DeliveryState;
-use crate::dispatch::journal::codec::{LogRecord, Settlement};
+use crate::dispatch::journal::codec::{self, LogRecord, Settlement};
 use crate::dispatch::Dispatcher;
 use crate::domain::{JobId, JobStatus, MessageId};
 
 /// Every event type an endpoint can ask for.
-pub const TYPES: [&str; 6] = [
+pub const TYPES: [&str; 8] = [
     "message.sent",
     "message.failed",
     "message.delivered",
     "message.undelivered",
+    "message.opened",
+    "message.clicked",
     "job.completed",
     "job.cancelled",
 ];
@@ -102,6 +106,33 @@ pub fn of_record(
                 };
                 let mut data = base.message(index);
                 data["delivery"] = json!(state);
+                push(kind, at(*when), data);
+            }
+        }
+        LogRecord::Engaged {
+            job,
+            at: when,
+            items,
+        } => {
+            let base = JobBase::of(dispatcher, job);
+            for &(index, what) in items {
+                let mut data = base.message(index);
+                let kind = match what {
+                    codec::ENGAGED_OPEN => "message.opened",
+                    link => {
+                        let link = usize::from(link - 1);
+                        data["link"] = json!(link);
+                        if let Some(url) = base
+                            .job
+                            .as_ref()
+                            .and_then(|j| j.links())
+                            .and_then(|l| l.urls.get(link))
+                        {
+                            data["url"] = json!(url);
+                        }
+                        "message.clicked"
+                    }
+                };
                 push(kind, at(*when), data);
             }
         }

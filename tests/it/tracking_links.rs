@@ -216,3 +216,57 @@ async fn the_email_pixel_records_opens() {
     let f = &g.report(&format!("/v1/jobs/{id}/report")).await["funnel"];
     assert_eq!(f["opened"], json!({"total": 2, "unique_contacts": 1}));
 }
+
+#[tokio::test]
+async fn clicks_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Gateway::start_at(dir.path(), |c| {
+            with_callbacks(c);
+            c.tracking.link_secret = Some(herald::config::Secret::new("restart-test-link-secret"));
+        })
+    };
+    let g = start().await;
+    g.load_csv(&contacts_csv(2)).await;
+    let id = run(
+        &g,
+        &sms_job(
+            "c",
+            TEMPLATE,
+            json!([{"contact_id": "c0"}, {"contact_id": "c1"}]),
+        ),
+    )
+    .await;
+    let http = no_redirects();
+    for (recipient, link) in [(0, 1), (0, 1), (0, 1), (1, 0)] {
+        let r = http
+            .get(g.url(&format!("/c/{}", g.token(&id, recipient, link))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+    }
+    let before = g.report(&format!("/v1/jobs/{id}/report")).await;
+    assert_eq!(
+        before["funnel"]["clicked"],
+        json!({"total": 4, "unique_contacts": 2})
+    );
+    g.stop().await;
+
+    let g = start().await;
+    // A finished job is restored in the background after a start: 503 until then.
+    let path = format!("/v1/jobs/{id}/report");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while g.req(Method::GET, &path).send().await.unwrap().status() == 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was never restored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = g.report(&path).await;
+    assert_eq!(after["funnel"]["clicked"], before["funnel"]["clicked"]);
+    assert_eq!(after["links"], before["links"]);
+    assert_eq!(after["series"], before["series"]);
+    g.stop().await;
+}

@@ -248,3 +248,51 @@ async fn bad_registrations_name_the_field() {
     }
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_click_on_a_tracked_link_is_announced_with_its_url() {
+    let (url, rec) = receiver().await;
+    let g = Gateway::start().await;
+    let (status, _) = register(
+        &g,
+        json!({"url": url, "secret": SECRET, "event_types": ["message.clicked"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    g.load_csv("contact_id,phone,timezone,sms_consent\nk0,+8613150000000,Asia/Shanghai,opt_in\n")
+        .await;
+    let (s, body) = g
+        .submit(&sms_job(
+            "hooks",
+            "Sale: https://shop.example/s",
+            json!([{"contact_id": "k0"}]),
+        ))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    g.wait_status(&id, "completed", Duration::from_secs(30))
+        .await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = http
+        .get(g.url(&format!("/c/{}", g.token(&id, 0, 0))))
+        .send()
+        .await
+        .expect("click");
+    assert_eq!(r.status(), 302);
+    let started = std::time::Instant::now();
+    while rec.events.lock().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no click event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = rec.events.lock()[0].clone();
+    assert_eq!(e["type"], "message.clicked", "{e}");
+    assert_eq!(e["data"]["url"], "https://shop.example/s", "{e}");
+    assert_eq!(e["data"]["contact_id"], "k0");
+    g.stop().await;
+}

@@ -263,16 +263,33 @@ impl Job {
         self.progress.delivery.record_accepted(batch, at);
     }
 
-    /// Records an open of recipient `i`'s message.
+    /// Records an open of recipient `i`'s message (durably, when the journal is kept).
     pub fn record_open(&self, i: u32) {
-        self.progress.delivery.record_open(i, self.progress.now());
+        let now = self.progress.now();
+        self.progress.delivery.record_open(i, now);
+        self.progress
+            .note_engaged(&self.id, now, i, super::journal::codec::ENGAGED_OPEN);
     }
 
-    /// Records a click on link `link` of recipient `i`'s message.
+    /// Records a click on link `link` of recipient `i`'s message (durably, when the journal
+    /// is kept).
     pub fn record_click(&self, i: u32, link: usize) {
-        self.progress
-            .delivery
-            .record_click(i, link, self.progress.now());
+        let now = self.progress.now();
+        self.progress.delivery.record_click(i, link, now);
+        if let Ok(what) = u8::try_from(link + 1) {
+            self.progress.note_engaged(&self.id, now, i, what);
+        }
+    }
+
+    /// Restores an open or click journaled before a restart, at its time.
+    pub fn restore_engaged(&self, i: u32, what: u8, at: DateTime<Utc>) {
+        match what {
+            super::journal::codec::ENGAGED_OPEN => self.progress.delivery.record_open(i, at),
+            link => self
+                .progress
+                .delivery
+                .record_click(i, usize::from(link - 1), at),
+        }
     }
 
     /// Drops every deferred recipient (on cancel); they read as cancelled.

@@ -295,6 +295,13 @@ impl Progress {
         effects
     }
 
+    /// Notes an open or click for the journal, when it is kept.
+    pub(super) fn note_engaged(&self, job: &JobId, at: DateTime<Utc>, i: u32, what: u8) {
+        if let Some(notes) = self.delivery_notes.get() {
+            notes.note_engaged(job, at, &[(i, what)]);
+        }
+    }
+
     pub(super) fn journal_deliveries(&self, notes: DeliveryNotes) {
         let _ = self.delivery_notes.set(notes);
     }

@@ -50,6 +50,10 @@ const KIND_DECIDED: u8 = 6;
 const KIND_WITHDRAWN: u8 = 7;
 const KIND_SENDING: u8 = 8;
 const KIND_SETTLED: u8 = 9;
+const KIND_ENGAGED: u8 = 10;
+
+/// What an `engaged` item records: an open, or a click on the link of this number plus one.
+pub const ENGAGED_OPEN: u8 = 0;
 
 /// Why a stored value could not be read back.
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +123,13 @@ pub enum LogRecord {
     /// Final delivery states from receipts applied at `at` (Unix seconds): (recipient, state
     /// code).
     Delivered {
+        job: String,
+        at: i64,
+        items: Vec<(u32, u8)>,
+    },
+    /// Opens and clicks noted at `at` (Unix seconds): (recipient, [`ENGAGED_OPEN`] or 1 + the
+    /// link's number).
+    Engaged {
         job: String,
         at: i64,
         items: Vec<(u32, u8)>,
@@ -231,7 +242,9 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         KIND_SENDING | KIND_SETTLED | KIND_SENDING_UNROUTED | KIND_SETTLED_UNROUTED => {
             Ok((kind, Cow::Borrowed(body)))
         }
-        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN => Ok((kind, Cow::Owned(decompress(body)?))),
+        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED => {
+            Ok((kind, Cow::Owned(decompress(body)?)))
+        }
         _ => Err(CodecError::Unreadable("unknown record kind")),
     }
 }
@@ -380,6 +393,18 @@ pub fn encode_delivered(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
     w.finish_compressed()
 }
 
+/// Encodes opens and clicks of one job's messages noted at `at`: (recipient, [`ENGAGED_OPEN`]
+/// or 1 + the link's number).
+pub fn encode_engaged(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
+    let mut w = Writer::record(KIND_ENGAGED, job, items.len(), items.len() * 5 + 64);
+    w.u64(at as u64);
+    for &(index, what) in items {
+        w.u32(index);
+        w.u8(what);
+    }
+    w.finish_compressed()
+}
+
 /// Encodes the outcomes of one job's recipients that were decided without a provider call.
 pub fn encode_decided(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
     let mut w = Writer::record(KIND_DECIDED, job, items.len(), items.len() * 5 + 64);
@@ -510,6 +535,14 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 items.push((r.u32()?, r.u8()?));
             }
             Ok(LogRecord::Delivered { job, at, items })
+        }
+        KIND_ENGAGED => {
+            let at = r.u64()? as i64;
+            let mut items = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                items.push((r.u32()?, r.u8()?));
+            }
+            Ok(LogRecord::Engaged { job, at, items })
         }
         KIND_DECIDED => {
             let mut items = Vec::with_capacity(count.min(1 << 16));
@@ -683,6 +716,15 @@ mod tests {
             LogRecord::Decided {
                 job: job.as_str().into(),
                 items: vec![(3, 9), (4, 2)]
+            }
+        );
+        let stored = encode_engaged(job.as_str(), 1_764_000_120, &[(7, ENGAGED_OPEN), (7, 2)]);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Engaged {
+                job: job.as_str().into(),
+                at: 1_764_000_120,
+                items: vec![(7, ENGAGED_OPEN), (7, 2)]
             }
         );
         let stored = encode_withdrawn(job.as_str(), &[5, 6]);

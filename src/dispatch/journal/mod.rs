@@ -137,39 +137,63 @@ pub struct RecoveredJob {
     pub settled: Vec<(i64, Option<Arc<str>>, SettledItem)>,
     /// Final delivery states from receipts: (recipient, state code, Unix seconds).
     pub deliveries: Vec<(u32, u8, i64)>,
+    /// Opens and clicks: (recipient, what, Unix seconds), as [`codec::encode_engaged`].
+    pub engaged: Vec<(u32, u8, i64)>,
     /// Outcomes decided without a provider call, as written when the job ended: (recipient,
     /// outcome code).
     pub decided: Vec<(u32, u8)>,
 }
 
-/// Final delivery states waiting for a flush, by job: per minute (Unix seconds / 60) they
-/// were applied in, the (recipient, state code) pairs.
-type NotedDeliveries = HashMap<JobId, Vec<(i64, Vec<(u32, u8)>)>>;
+/// Notes waiting for a flush, by job: per minute (Unix seconds / 60) they were applied in,
+/// the (recipient, code) pairs.
+type Noted = HashMap<JobId, Vec<(i64, Vec<(u32, u8)>)>>;
 
-/// Where jobs note final delivery states for the journal to flush. Holds no database handle,
-/// so a job outliving its gateway (in a late receipt's queue) keeps nothing open.
+/// Encodes one job's notes of one minute as a record (`delivered` or `engaged`).
+type NoteEncoder = fn(&str, i64, &[(u32, u8)]) -> Vec<u8>;
+
+/// Final delivery states (`delivered` records) and opens and clicks (`engaged` records).
+#[derive(Default)]
+struct NotedDeliveries {
+    states: Noted,
+    engaged: Noted,
+}
+
+/// Where jobs note final delivery states, opens and clicks for the journal to flush. Holds
+/// no database handle, so a job outliving its gateway (in a late receipt's queue) keeps
+/// nothing open.
 #[derive(Clone, Default)]
 pub struct DeliveryNotes(Arc<parking_lot::Mutex<NotedDeliveries>>);
 
+/// Adds `items` to `job`'s notes of the minute of `at`.
+fn note_in(noted: &mut Noted, job: &JobId, at: DateTime<Utc>, items: &[(u32, u8)]) {
+    let minute = at.timestamp().div_euclid(60);
+    // The job's id is copied only for its first note since a flush.
+    let minutes = match noted.get_mut(job) {
+        Some(minutes) => minutes,
+        None => noted.entry(job.clone()).or_default(),
+    };
+    match minutes.last_mut() {
+        Some((m, list)) if *m == minute => list.extend_from_slice(items),
+        _ => minutes.push((minute, items.to_vec())),
+    }
+}
+
 impl DeliveryNotes {
+    /// Notes opens and clicks of one job's messages at `at`: (index, `ENGAGED_OPEN` or 1 +
+    /// the link's number).
+    pub fn note_engaged(&self, job: &JobId, at: DateTime<Utc>, items: &[(u32, u8)]) {
+        if !items.is_empty() {
+            note_in(&mut self.0.lock().engaged, job, at, items);
+        }
+    }
+
     /// Notes final delivery states of one job's messages applied at `at`, (index, state)
     /// each, with one lock and one lookup for a whole batch of receipts;
     /// [`Journal::flush_deliveries`] makes them durable. The minute is kept, so the job's
     /// per-minute series reads the same after a restart.
     pub fn note(&self, job: &JobId, at: DateTime<Utc>, states: &[(u32, u8)]) {
-        if states.is_empty() {
-            return;
-        }
-        let minute = at.timestamp().div_euclid(60);
-        let mut noted = self.0.lock();
-        // The job's id is copied only for its first receipt since a flush.
-        let minutes = match noted.get_mut(job) {
-            Some(minutes) => minutes,
-            None => noted.entry(job.clone()).or_default(),
-        };
-        match minutes.last_mut() {
-            Some((m, list)) if *m == minute => list.extend_from_slice(states),
-            _ => minutes.push((minute, states.to_vec())),
+        if !states.is_empty() {
+            note_in(&mut self.0.lock().states, job, at, states);
         }
     }
 }
@@ -283,14 +307,18 @@ impl Journal {
     /// those a concurrent flush took).
     pub fn flush_deliveries(&self) -> Result<PendingCommit, JournalError> {
         let pending = std::mem::take(&mut *self.deliveries.0.lock());
-        let records = pending
-            .iter()
-            .flat_map(|(job, minutes)| {
-                minutes.iter().map(|(minute, items)| {
-                    codec::encode_delivered(job.as_str(), minute * 60, items)
+        let encode = |noted: &Noted, f: NoteEncoder| -> Vec<Vec<u8>> {
+            noted
+                .iter()
+                .flat_map(|(job, minutes)| {
+                    minutes
+                        .iter()
+                        .map(move |(minute, items)| f(job.as_str(), minute * 60, items))
                 })
-            })
-            .collect();
+                .collect()
+        };
+        let mut records = encode(&pending.states, codec::encode_delivered);
+        records.extend(encode(&pending.engaged, codec::encode_engaged));
         Ok(self
             .durable
             .commit(None, records, Vec::new(), Durability::Now)?)
@@ -298,7 +326,8 @@ impl Journal {
 
     /// Whether delivery states wait for a flush.
     pub fn deliveries_pending(&self) -> bool {
-        !self.deliveries.0.lock().is_empty()
+        let noted = self.deliveries.0.lock();
+        !noted.states.is_empty() || !noted.engaged.is_empty()
     }
 
     /// The ids of the stored jobs whose control record satisfies `keep` (a job without one
@@ -370,6 +399,7 @@ impl Journal {
                 in_flight: HashMap::new(),
                 settled: Vec::new(),
                 deliveries: Vec::new(),
+                engaged: Vec::new(),
                 decided: Vec::new(),
             });
         }
@@ -406,6 +436,12 @@ impl Journal {
                     if let Some(&j) = by_id.get(&job) {
                         let items = items.into_iter().map(|(i, state)| (i, state, at));
                         jobs[j].deliveries.extend(items);
+                    }
+                }
+                LogRecord::Engaged { job, at, items } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        let items = items.into_iter().map(|(i, what)| (i, what, at));
+                        jobs[j].engaged.extend(items);
                     }
                 }
                 LogRecord::Withdrawn { job, items } => {
