@@ -7,7 +7,8 @@
 //!   `undelivered` and `expired`);
 //! - an `engaged` record: `message.opened`, or `message.clicked` with the link's number and
 //!   URL;
-//! - a `decided` record, written when a job ends: `job.completed` (or `job.cancelled`).
+//! - a `decided` record, written when a job ends: `job.completed` (or `job.cancelled`);
+//! - a `budget_exhausted` record: `job.budget_exhausted`.
 //!
 //! An event's id is `evt_<round>_<n>`: the journal round it was read from and its place in
 //! it, the same on every delivery and replay, so a receiver drops repeats by id.
@@ -22,7 +23,7 @@ use crate::dispatch::Dispatcher;
 use crate::domain::{JobId, JobStatus, MessageId};
 
 /// Every event type an endpoint can ask for.
-pub const TYPES: [&str; 8] = [
+pub const TYPES: [&str; 9] = [
     "message.sent",
     "message.failed",
     "message.delivered",
@@ -31,6 +32,7 @@ pub const TYPES: [&str; 8] = [
     "message.clicked",
     "job.completed",
     "job.cancelled",
+    "job.budget_exhausted",
 ];
 
 /// One event as delivered: `{"id", "type", "timestamp", "data"}`.
@@ -154,6 +156,20 @@ pub fn of_record(
                     "campaign_id": j.spec.campaign_id,
                     "status": state.status,
                     "counts": counts,
+                }),
+            );
+        }
+        LogRecord::BudgetExhausted { job, at: when } => {
+            let base = JobBase::of(dispatcher, job);
+            let Some(j) = &base.job else { return };
+            let budget = j.progress.budget.view(j.currency);
+            push(
+                "job.budget_exhausted",
+                at(*when),
+                json!({
+                    "job_id": job,
+                    "campaign_id": j.spec.campaign_id,
+                    "budget": budget,
                 }),
             );
         }

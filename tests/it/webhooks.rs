@@ -296,3 +296,47 @@ async fn a_click_on_a_tracked_link_is_announced_with_its_url() {
     assert_eq!(e["data"]["contact_id"], "k0");
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_by_its_budget_is_announced() {
+    let (url, rec) = receiver().await;
+    let g = Gateway::start().await;
+    let (status, _) = register(
+        &g,
+        json!({"url": url, "secret": SECRET, "event_types": ["job.budget_exhausted"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
+    for i in 0..10 {
+        csv.push_str(&format!(
+            "b{i},+86131{:08},Asia/Shanghai,opt_in\n",
+            60_000_000 + i
+        ));
+    }
+    g.load_csv(&csv).await;
+    let audience: Vec<Value> = (0..10)
+        .map(|i| json!({"contact_id": format!("b{i}")}))
+        .collect();
+    let mut job = sms_job("hooks", "Hi", Value::Array(audience));
+    // Two CN messages at 45,000 micros each fit; the third does not.
+    job["budget"] = json!({"amount_micros": 100_000, "currency": "CNY"});
+    let (s, body) = g.submit(&job).await;
+    assert_eq!(s, 201, "{body}");
+    let id = body["id"].as_str().expect("id").to_string();
+    g.wait_status(&id, "budget_exhausted", Duration::from_secs(30))
+        .await;
+    let started = std::time::Instant::now();
+    while rec.events.lock().is_empty() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no budget event"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let e = rec.events.lock()[0].clone();
+    assert_eq!(e["type"], "job.budget_exhausted", "{e}");
+    assert_eq!(e["data"]["job_id"], id.as_str());
+    assert_eq!(e["data"]["budget"]["amount_micros"], 100_000, "{e}");
+    g.stop().await;
+}

@@ -306,7 +306,7 @@ impl Progress {
         let _ = self.delivery_notes.set(notes);
     }
 
-    pub(super) fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
 

@@ -51,6 +51,7 @@ const KIND_WITHDRAWN: u8 = 7;
 const KIND_SENDING: u8 = 8;
 const KIND_SETTLED: u8 = 9;
 const KIND_ENGAGED: u8 = 10;
+const KIND_BUDGET_EXHAUSTED: u8 = 11;
 
 /// What an `engaged` item records: an open, or a click on the link of this number plus one.
 pub const ENGAGED_OPEN: u8 = 0;
@@ -134,6 +135,8 @@ pub enum LogRecord {
         at: i64,
         items: Vec<(u32, u8)>,
     },
+    /// The job stopped at its budget at `at` (Unix seconds).
+    BudgetExhausted { job: String, at: i64 },
     /// Outcomes decided without a provider call (rejections; deferrals of a cancelled job),
     /// written when the job ends: (recipient, outcome code).
     Decided { job: String, items: Vec<(u32, u8)> },
@@ -239,9 +242,11 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         .split_first()
         .ok_or(CodecError::Unreadable("truncated"))?;
     match kind {
-        KIND_SENDING | KIND_SETTLED | KIND_SENDING_UNROUTED | KIND_SETTLED_UNROUTED => {
-            Ok((kind, Cow::Borrowed(body)))
-        }
+        KIND_SENDING
+        | KIND_SETTLED
+        | KIND_SENDING_UNROUTED
+        | KIND_SETTLED_UNROUTED
+        | KIND_BUDGET_EXHAUSTED => Ok((kind, Cow::Borrowed(body))),
         KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED => {
             Ok((kind, Cow::Owned(decompress(body)?)))
         }
@@ -405,6 +410,13 @@ pub fn encode_engaged(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
     w.finish_compressed()
 }
 
+/// Encodes the moment a job stopped at its budget (`at`, Unix seconds).
+pub fn encode_budget_exhausted(job: &str, at: i64) -> Vec<u8> {
+    let mut w = Writer::record(KIND_BUDGET_EXHAUSTED, job, 0, 16);
+    w.u64(at as u64);
+    w.finish_plain()
+}
+
 /// Encodes the outcomes of one job's recipients that were decided without a provider call.
 pub fn encode_decided(job: &str, items: &[(u32, u8)]) -> Vec<u8> {
     let mut w = Writer::record(KIND_DECIDED, job, items.len(), items.len() * 5 + 64);
@@ -536,6 +548,10 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             }
             Ok(LogRecord::Delivered { job, at, items })
         }
+        KIND_BUDGET_EXHAUSTED => Ok(LogRecord::BudgetExhausted {
+            job,
+            at: r.u64()? as i64,
+        }),
         KIND_ENGAGED => {
             let at = r.u64()? as i64;
             let mut items = Vec::with_capacity(count.min(1 << 16));
@@ -725,6 +741,14 @@ mod tests {
                 job: job.as_str().into(),
                 at: 1_764_000_120,
                 items: vec![(7, ENGAGED_OPEN), (7, 2)]
+            }
+        );
+        let stored = encode_budget_exhausted(job.as_str(), 1_764_000_180);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::BudgetExhausted {
+                job: job.as_str().into(),
+                at: 1_764_000_180
             }
         );
         let stored = encode_withdrawn(job.as_str(), &[5, 6]);

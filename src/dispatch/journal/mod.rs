@@ -264,6 +264,10 @@ impl Journal {
             let decided = job.decided_without_send();
             records.push(codec::encode_decided(job.id.as_str(), &decided));
         }
+        if control.status == crate::domain::JobStatus::BudgetExhausted {
+            let at = job.progress.now().timestamp();
+            records.push(codec::encode_budget_exhausted(job.id.as_str(), at));
+        }
         let control = codec::encode_control(&control).map_err(db_err)?;
         let id = job.id.as_str().to_string();
         let extra: ExtraWrite = Box::new(move |w| {
@@ -444,6 +448,7 @@ impl Journal {
                         jobs[j].engaged.extend(items);
                     }
                 }
+                LogRecord::BudgetExhausted { .. } => {}
                 LogRecord::Withdrawn { job, items } => {
                     if let Some(&j) = by_id.get(&job) {
                         for index in items {

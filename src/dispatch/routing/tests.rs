@@ -75,17 +75,15 @@ providers = ["a", "b"]
 
 #[test]
 fn an_open_circuit_moves_traffic_to_the_next_provider_and_back_after_probes() {
-    let (c, p) = config(
+    let (mut c, p) = config(
         r#"
-[health]
-open_ms = 50
-probe_calls = 1
-
 [[routes]]
 channel = "sms"
 providers = ["a", "b"]
 "#,
     );
+    c.health.open_ms = 50;
+    c.health.probe_calls = 1;
     let r = Router::new(&c, &p);
     let (a, b) = (slot(&p, "a"), slot(&p, "b"));
     r.record(a, 20, 20, Duration::from_millis(1));
