@@ -177,6 +177,9 @@ pub async fn build_with_clock(
     let state_health = Arc::new(StateHealth::new());
     state_health.spawn_probe(&store, PROBE_EVERY);
     let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
+    if let Some(journal) = &journal {
+        callbacks.journal_consent(journal.clone());
+    }
     callbacks.spawn_sweeper();
     let tracking = Arc::new(Tracking::new(&c.tracking));
     // What arrives on a provider's own connection (SMPP receipts and replies) goes through

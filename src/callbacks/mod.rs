@@ -95,9 +95,16 @@ pub struct Callbacks {
     default_region: RegionCode,
     sweep_interval: Duration,
     max_body_bytes: usize,
+    /// Where consent changes are journaled for event webhooks, when the journal is kept.
+    consent_log: std::sync::OnceLock<crate::dispatch::journal::Journal>,
 }
 
 impl Callbacks {
+    /// Journals consent changes from now on (for event webhooks).
+    pub fn journal_consent(&self, journal: crate::dispatch::journal::Journal) {
+        let _ = self.consent_log.set(journal);
+    }
+
     /// Builds the service from the configuration (secrets already read from the environment).
     pub fn new(
         config: &Config,
@@ -141,6 +148,7 @@ impl Callbacks {
             default_region: config.snapshot.region(),
             sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
             max_body_bytes: c.max_body_bytes,
+            consent_log: std::sync::OnceLock::new(),
         })
     }
 
@@ -326,6 +334,12 @@ impl Callbacks {
         }
         if !changes.is_empty() {
             self.store.record_consent(&changes).await?;
+            if let Some(journal) = self.consent_log.get() {
+                // Applied already; a journal failure loses only the announcement.
+                if let Err(e) = journal.record_consent(&changes).await {
+                    tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
+                }
+            }
         }
         if !suppress.is_empty() {
             self.store.add_suppressions(&suppress).await?;

@@ -8,7 +8,9 @@
 //! - an `engaged` record: `message.opened`, or `message.clicked` with the link's number and
 //!   URL;
 //! - a `decided` record, written when a job ends: `job.completed` (or `job.cancelled`);
-//! - a `budget_exhausted` record: `job.budget_exhausted`.
+//! - a `budget_exhausted` record: `job.budget_exhausted`;
+//! - a `consent` record (an inbound STOP or START reply): `contact.opted_out` or
+//!   `contact.opted_in`.
 //!
 //! An event's id is `evt_<round>_<n>`: the journal round it was read from and its place in
 //! it, the same on every delivery and replay, so a receiver drops repeats by id.
@@ -23,7 +25,7 @@ use crate::dispatch::Dispatcher;
 use crate::domain::{JobId, JobStatus, MessageId};
 
 /// Every event type an endpoint can ask for.
-pub const TYPES: [&str; 9] = [
+pub const TYPES: [&str; 11] = [
     "message.sent",
     "message.failed",
     "message.delivered",
@@ -33,6 +35,8 @@ pub const TYPES: [&str; 9] = [
     "job.completed",
     "job.cancelled",
     "job.budget_exhausted",
+    "contact.opted_out",
+    "contact.opted_in",
 ];
 
 /// One event as delivered: `{"id", "type", "timestamp", "data"}`.
@@ -172,6 +176,24 @@ pub fn of_record(
                     "budget": budget,
                 }),
             );
+        }
+        LogRecord::Consent { items } => {
+            for c in items {
+                let kind = match c.consent {
+                    2 => "contact.opted_out",
+                    _ => "contact.opted_in",
+                };
+                let channel = crate::domain::Channel::from_index(usize::from(c.channel));
+                push(
+                    kind,
+                    at(c.at),
+                    json!({
+                        "contact_id": c.contact_id,
+                        "channel": channel,
+                        "source": c.source,
+                    }),
+                );
+            }
         }
         LogRecord::Sending { .. } | LogRecord::Withdrawn { .. } => {}
     }

@@ -340,3 +340,45 @@ async fn a_job_stopped_by_its_budget_is_announced() {
     assert_eq!(e["data"]["budget"]["amount_micros"], 100_000, "{e}");
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_reply_is_announced_as_an_opt_out() {
+    let (url, rec) = receiver().await;
+    let g = Gateway::start_with(herald_testkit::signed::with_callbacks).await;
+    let (status, _) = register(
+        &g,
+        json!({"url": url, "secret": SECRET, "event_types": ["contact.opted_out", "contact.opted_in"]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    g.load_csv("contact_id,phone,timezone,sms_consent\ns0,+8613170000000,Asia/Shanghai,opt_in\n")
+        .await;
+    for text in ["退订", "START"] {
+        let (s, t) = g
+            .post_signed(
+                "/v1/callbacks/sandbox/inbound",
+                &json!({"from": "+8613170000000", "text": text}).to_string(),
+            )
+            .await;
+        assert_eq!(s, 200, "{t}");
+    }
+    let started = std::time::Instant::now();
+    while rec.events.lock().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no consent events"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = rec.events.lock().clone();
+    assert_eq!(events[0]["type"], "contact.opted_out", "{events:?}");
+    assert_eq!(events[0]["data"]["contact_id"], "s0");
+    assert_eq!(events[0]["data"]["channel"], "sms");
+    assert_eq!(events[0]["data"]["source"], "inbound:sandbox");
+    assert_eq!(events[1]["type"], "contact.opted_in");
+    assert!(
+        !events[0].to_string().contains("13170000000"),
+        "no phone number"
+    );
+    g.stop().await;
+}

@@ -52,6 +52,7 @@ const KIND_SENDING: u8 = 8;
 const KIND_SETTLED: u8 = 9;
 const KIND_ENGAGED: u8 = 10;
 const KIND_BUDGET_EXHAUSTED: u8 = 11;
+const KIND_CONSENT: u8 = 12;
 
 /// What an `engaged` item records: an open, or a click on the link of this number plus one.
 pub const ENGAGED_OPEN: u8 = 0;
@@ -135,6 +136,8 @@ pub enum LogRecord {
         at: i64,
         items: Vec<(u32, u8)>,
     },
+    /// Consent changes from inbound replies, for announcing.
+    Consent { items: Vec<ConsentItem> },
     /// The job stopped at its budget at `at` (Unix seconds).
     BudgetExhausted { job: String, at: i64 },
     /// Outcomes decided without a provider call (rejections; deferrals of a cancelled job),
@@ -247,7 +250,7 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         | KIND_SENDING_UNROUTED
         | KIND_SETTLED_UNROUTED
         | KIND_BUDGET_EXHAUSTED => Ok((kind, Cow::Borrowed(body))),
-        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED => {
+        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED | KIND_CONSENT => {
             Ok((kind, Cow::Owned(decompress(body)?)))
         }
         _ => Err(CodecError::Unreadable("unknown record kind")),
@@ -410,6 +413,31 @@ pub fn encode_engaged(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
     w.finish_compressed()
 }
 
+/// One consent change as the journal keeps it for announcing (the state store holds the
+/// consent itself): no job, so recovery passes over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentItem {
+    pub contact_id: String,
+    pub channel: u8,
+    /// 1 opted in, 2 opted out.
+    pub consent: u8,
+    pub source: String,
+    pub at: i64,
+}
+
+/// Encodes consent changes (inbound STOP / START replies).
+pub fn encode_consent(items: &[ConsentItem]) -> Vec<u8> {
+    let mut w = Writer::record(KIND_CONSENT, "", items.len(), items.len() * 48 + 64);
+    for c in items {
+        w.bytes(c.contact_id.as_bytes());
+        w.u8(c.channel);
+        w.u8(c.consent);
+        w.bytes(c.source.as_bytes());
+        w.u64(c.at as u64);
+    }
+    w.finish_compressed()
+}
+
 /// Encodes the moment a job stopped at its budget (`at`, Unix seconds).
 pub fn encode_budget_exhausted(job: &str, at: i64) -> Vec<u8> {
     let mut w = Writer::record(KIND_BUDGET_EXHAUSTED, job, 0, 16);
@@ -547,6 +575,19 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 items.push((r.u32()?, r.u8()?));
             }
             Ok(LogRecord::Delivered { job, at, items })
+        }
+        KIND_CONSENT => {
+            let mut items = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                items.push(ConsentItem {
+                    contact_id: r.text()?,
+                    channel: r.u8()?,
+                    consent: r.u8()?,
+                    source: r.text()?,
+                    at: r.u64()? as i64,
+                });
+            }
+            Ok(LogRecord::Consent { items })
         }
         KIND_BUDGET_EXHAUSTED => Ok(LogRecord::BudgetExhausted {
             job,
@@ -743,6 +784,19 @@ mod tests {
                 items: vec![(7, ENGAGED_OPEN), (7, 2)]
             }
         );
+        let consent = vec![ConsentItem {
+            contact_id: "c-9".into(),
+            channel: 0,
+            consent: 2,
+            source: "inbound:carrier".into(),
+            at: 1_764_000_240,
+        }];
+        let stored = encode_consent(&consent);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::Consent { items: consent }
+        );
+        assert_eq!(record_job(&stored).unwrap(), "");
         let stored = encode_budget_exhausted(job.as_str(), 1_764_000_180);
         assert_eq!(
             decode_record(&stored).unwrap(),

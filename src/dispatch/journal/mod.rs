@@ -301,6 +301,33 @@ impl Journal {
             .commit(charges, vec![record], Vec::new(), Durability::Soon)?)
     }
 
+    /// Records consent changes from inbound replies, for event webhooks (the state store
+    /// keeps the consent itself).
+    pub async fn record_consent(
+        &self,
+        changes: &[crate::store::ConsentChange],
+    ) -> Result<(), JournalError> {
+        let items: Vec<codec::ConsentItem> = changes
+            .iter()
+            .map(|c| codec::ConsentItem {
+                contact_id: c.contact_id.clone(),
+                channel: c.channel.index() as u8,
+                consent: match c.consent {
+                    crate::domain::Consent::OptOut => 2,
+                    _ => 1,
+                },
+                source: c.source.clone(),
+                at: c.at.timestamp(),
+            })
+            .collect();
+        let record = codec::encode_consent(&items);
+        self.durable
+            .commit(None, vec![record], Vec::new(), Durability::Soon)?
+            .wait()
+            .await?;
+        Ok(())
+    }
+
     /// Where jobs note final delivery states.
     pub fn delivery_notes(&self) -> DeliveryNotes {
         self.deliveries.clone()
@@ -448,7 +475,7 @@ impl Journal {
                         jobs[j].engaged.extend(items);
                     }
                 }
-                LogRecord::BudgetExhausted { .. } => {}
+                LogRecord::BudgetExhausted { .. } | LogRecord::Consent { .. } => {}
                 LogRecord::Withdrawn { job, items } => {
                     if let Some(&j) = by_id.get(&job) {
                         for index in items {
