@@ -4,6 +4,7 @@
 //! (`Unavailable`, `Transient`); a permanent refusal of one number or a throttle says the
 //! provider is working.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -45,6 +46,8 @@ pub struct Circuit {
     config: HealthConfig,
     epoch: Instant,
     inner: Mutex<Inner>,
+    /// Whether the circuit is closed, readable without the lock: every message asks.
+    closed: AtomicBool,
 }
 
 /// What a circuit's recent window holds, for `/metrics`.
@@ -71,6 +74,7 @@ impl Circuit {
                 probes_ok: 0,
                 buckets: [Bucket::default(); BUCKETS],
             }),
+            closed: AtomicBool::new(true),
         }
     }
 
@@ -85,6 +89,9 @@ impl Circuit {
     /// Whether traffic may be routed to it at `now`. An open circuit whose time is up turns
     /// half-open here, and lets traffic through to be tried.
     pub fn admits(&self, now: Instant) -> bool {
+        if self.closed.load(Ordering::Acquire) {
+            return true;
+        }
         let mut g = self.inner.lock();
         match g.state {
             CircuitState::Closed | CircuitState::HalfOpen => true,
@@ -99,6 +106,11 @@ impl Circuit {
                 due
             }
         }
+    }
+
+    /// Whether it is closed (no lock taken).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 
     /// The state now (an open circuit past its time reads as half-open).
@@ -141,6 +153,7 @@ impl Circuit {
                         g.state = CircuitState::Closed;
                         g.opened_at = None;
                         g.buckets = [Bucket::default(); BUCKETS];
+                        self.closed.store(true, Ordering::Release);
                     }
                 }
             }
@@ -165,6 +178,7 @@ impl Circuit {
     }
 
     fn open(&self, g: &mut Inner, now: Instant) {
+        self.closed.store(false, Ordering::Release);
         g.state = CircuitState::Open;
         g.opened_at = Some(now);
         g.probes_ok = 0;

@@ -196,6 +196,12 @@ impl Router {
         order: &mut Vec<usize>,
     ) -> Option<usize> {
         let route = self.route(channel, region)?;
+        // The common case: one provider, or the first healthy and not to be avoided.
+        if let (RouteStrategy::Priority, Some(&first)) = (route.strategy, route.slots.first()) {
+            if Some(first) != avoid && self.circuits[first].is_closed() {
+                return Some(first);
+            }
+        }
         route.order(region, draw, order);
         let now = Instant::now();
         let healthy = |s: &usize| self.circuits[*s].admits(now);
