@@ -28,6 +28,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(600);
 const IDLE_POLL: Duration = Duration::from_millis(300);
 /// Journal rounds read at once.
 const ROUNDS_PER_READ: usize = 256;
+/// Requests' worth of events read at once: a journal round holds thousands of events, and
+/// reading it again for each request would decode it again.
+const REQUESTS_PER_READ: usize = 16;
 
 /// What a delivery loop works with.
 #[derive(Clone)]
@@ -162,6 +165,16 @@ pub async fn send(
     }
 }
 
+/// The cursor just past `e`.
+fn after(e: &Event) -> Cursor {
+    let mut parts = e.id.trim_start_matches("evt_").split('_');
+    let round = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+    Cursor {
+        round,
+        n: event_n(e) + 1,
+    }
+}
+
 /// Runs one endpoint's deliveries until `stop` is cancelled or it is disabled.
 pub async fn run(deps: Deps, mut endpoint: Endpoint, stop: CancellationToken) {
     let mut attempt = 0u32;
@@ -175,8 +188,9 @@ pub async fn run(deps: Deps, mut endpoint: Endpoint, stop: CancellationToken) {
         let (d, w) = (deps.clone(), wanted.clone());
         let read = tokio::task::spawn_blocking(move || {
             let from = store.cursor(&id).map_err(|e| e.to_string())?;
-            let (events, to) = read_events(&d, from, batch, &*w).map_err(|e| e.to_string())?;
-            if events.len() < batch {
+            let max = batch.saturating_mul(REQUESTS_PER_READ);
+            let (events, to) = read_events(&d, from, max, &*w).map_err(|e| e.to_string())?;
+            if events.len() < max {
                 // Caught up with what the database holds: bring the journal's latest in.
                 d.durable.flush().map_err(|e| e.to_string())?;
             }
@@ -196,49 +210,57 @@ pub async fn run(deps: Deps, mut endpoint: Endpoint, stop: CancellationToken) {
             sleep_or_stop(&stop, IDLE_POLL).await;
             continue;
         }
-        let sent = match events.is_empty() {
-            true => Ok(()),
-            false => send(&deps.http, &endpoint, &events).await,
-        };
-        match sent {
-            Ok(()) => {
-                attempt = 0;
-                let was_failing = endpoint.failing_since.take().is_some();
-                let (store, e) = (deps.store.clone(), endpoint.clone());
-                let saved = tokio::task::spawn_blocking(move || match was_failing {
-                    true => store.save(&e, Some(to)),
-                    false => store.set_cursor(&e.id, to),
-                })
-                .await;
-                if !matches!(saved, Ok(Ok(()))) {
-                    tracing::warn!(endpoint = %endpoint.id, "a webhook cursor could not be saved; events may be sent again");
-                }
-                crate::metrics::webhook_events(events.len() as u64, true);
+        let mut failed = None;
+        let requests = events.chunks(batch).count();
+        for (k, chunk) in events.chunks(batch).enumerate() {
+            if let Err(error) = send(&deps.http, &endpoint, chunk).await {
+                crate::metrics::webhook_events(chunk.len() as u64, false);
+                failed = Some(error);
+                break;
             }
-            Err(error) => {
-                crate::metrics::webhook_events(events.len() as u64, false);
-                let now = Utc::now();
-                let since = *endpoint.failing_since.get_or_insert(now);
-                if now - since > GIVE_UP_AFTER {
-                    endpoint.disabled = true;
-                    tracing::warn!(endpoint = %endpoint.id, %error, "webhook endpoint failed for a day; its deliveries stop");
-                    let (store, e) = (deps.store.clone(), endpoint.clone());
-                    let _ = tokio::task::spawn_blocking(move || store.save(&e, None)).await;
-                    return;
-                }
-                if attempt == 0 {
-                    let (store, e) = (deps.store.clone(), endpoint.clone());
-                    let _ = tokio::task::spawn_blocking(move || store.save(&e, None)).await;
-                }
-                attempt = attempt.saturating_add(1);
-                let cap = Duration::from_secs(1)
-                    .saturating_mul(1u32 << attempt.min(10))
-                    .min(MAX_BACKOFF);
-                let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
-                tracing::info!(endpoint = %endpoint.id, %error, attempt, wait_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
-                sleep_or_stop(&stop, wait).await;
+            crate::metrics::webhook_events(chunk.len() as u64, true);
+            // The last request also covers the events read past it that were not wanted.
+            let cursor = match (k + 1 == requests, chunk.last()) {
+                (false, Some(last)) => after(last),
+                _ => to,
+            };
+            let was_failing = endpoint.failing_since.take().is_some();
+            attempt = 0;
+            let (store, e) = (deps.store.clone(), endpoint.clone());
+            let saved = tokio::task::spawn_blocking(move || match was_failing {
+                true => store.save(&e, Some(cursor)),
+                false => store.set_cursor(&e.id, cursor),
+            })
+            .await;
+            if !matches!(saved, Ok(Ok(()))) {
+                tracing::warn!(endpoint = %endpoint.id, "a webhook cursor could not be saved; events may be sent again");
             }
         }
+        if events.is_empty() {
+            let (store, id) = (deps.store.clone(), endpoint.id.clone());
+            let _ = tokio::task::spawn_blocking(move || store.set_cursor(&id, to)).await;
+        }
+        let Some(error) = failed else { continue };
+        let now = Utc::now();
+        let since = *endpoint.failing_since.get_or_insert(now);
+        if now - since > GIVE_UP_AFTER {
+            endpoint.disabled = true;
+            tracing::warn!(endpoint = %endpoint.id, %error, "webhook endpoint failed for a day; its deliveries stop");
+            let (store, e) = (deps.store.clone(), endpoint.clone());
+            let _ = tokio::task::spawn_blocking(move || store.save(&e, None)).await;
+            return;
+        }
+        if attempt == 0 {
+            let (store, e) = (deps.store.clone(), endpoint.clone());
+            let _ = tokio::task::spawn_blocking(move || store.save(&e, None)).await;
+        }
+        attempt = attempt.saturating_add(1);
+        let cap = Duration::from_secs(1)
+            .saturating_mul(1u32 << attempt.min(10))
+            .min(MAX_BACKOFF);
+        let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+        tracing::info!(endpoint = %endpoint.id, %error, attempt, wait_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
+        sleep_or_stop(&stop, wait).await;
     }
 }
 
