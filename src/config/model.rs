@@ -408,6 +408,7 @@ impl Config {
             }
             if let Some(smpp) = p.smpp.as_mut() {
                 smpp.read_env(env);
+                smpp.state_dir = Some(std::path::Path::new(&self.server.data_dir).join("smpp"));
             }
         }
     }

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::cap_rebuild;
 use super::in_doubt::InDoubt;
+use super::in_flight_inquiry;
 use super::journal::codec::Settlement;
 use super::journal::{JobControl, Journal, RecoveredJob, StoredJob};
 use super::planner::{self, PlanRequest};
@@ -258,12 +259,30 @@ fn restore(
     let mut in_doubt = 0;
     let mut items: Vec<_> = in_flight.into_values().collect();
     items.sort_by_key(|i| i.index);
+    let message_id =
+        |index: u32| MessageId::derive(&job.id, job.audience.contact_id(index), channel);
+    // A provider that cannot drop repeats is asked what it knows of them first.
+    let mut settled_by_provider = Vec::new();
+    if !idempotent && !cancelled {
+        if let Some(slot) = dispatcher.providers().get(job.provider) {
+            let inquiry =
+                in_flight_inquiry::ask(slot.provider.as_ref(), items, |it| message_id(it.index));
+            for item in inquiry.not_sent {
+                let cost = job.prices.unit_price(item.region).times(item.parts).0;
+                job.restore_sending(item.index, cost);
+                resend.push(item);
+            }
+            items = inquiry.unknown;
+            settled_by_provider = inquiry.sent;
+        }
+    }
     let mut doubtful = Vec::new();
-    for item in items {
+    let sent_ids = settled_by_provider.iter().map(|(it, id)| (it, Some(id)));
+    for (item, provider_id) in items.iter().map(|it| (it, None)).chain(sent_ids) {
         let cost = job.prices.unit_price(item.region).times(item.parts).0;
         if idempotent && !cancelled {
             job.restore_sending(item.index, cost);
-            resend.push(item);
+            resend.push(item.clone());
         } else {
             job.restore_in_doubt(
                 item.index,
@@ -273,26 +292,26 @@ fn restore(
                     region: item.region,
                 },
             );
-            // The provider never answered, so its id is unknown: a receipt can only name
-            // the message by herald's own id (which the generic protocol uses by default).
+            // Unless the provider told its id, it never answered, so a receipt can only
+            // name the message by herald's own id (which the generic protocol uses).
             doubtful.push(AcceptedMessage {
                 index: item.index,
                 region: item.region,
                 parts: item.parts,
                 cost_micros: cost,
-                provider_message_id: MessageId::derive(
-                    &job.id,
-                    job.audience.contact_id(item.index),
-                    channel,
-                )
-                .to_string(),
+                provider_message_id: provider_id
+                    .cloned()
+                    .unwrap_or_else(|| message_id(item.index).to_string()),
             });
-            in_doubt += 1;
+            in_doubt += usize::from(provider_id.is_none());
         }
     }
     if !doubtful.is_empty() {
         dispatcher.settle_in_doubt_on_receipt(&job);
         dispatcher.observe_restored(&job, &doubtful);
+    }
+    for (item, provider_id) in settled_by_provider {
+        dispatcher.settle_in_doubt_as_sent(&job, item.index, provider_id);
     }
     let resent = resend.len();
     dispatcher.submit(job.clone());

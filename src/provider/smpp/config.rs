@@ -118,6 +118,15 @@ pub struct SmppConfig {
     /// Part ids of long messages kept to place per-part receipts (about 50 bytes each);
     /// past it the oldest are forgotten.
     pub part_receipt_ids: usize,
+    /// After a restart, ask the SMSC (`query_sm`) the state of messages the submit log shows
+    /// it accepted while their answers were not yet recorded, and apply it as a receipt.
+    /// Off for SMSCs that do not answer `query_sm`.
+    pub query_in_doubt: bool,
+    /// Where the submit log lives: the server's `data_dir`, set when the environment is
+    /// applied. Unset (a config built in code): no submit log, so every message in flight at
+    /// a crash stays in doubt.
+    #[serde(skip)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SmppConfig {
@@ -147,6 +156,8 @@ impl Default for SmppConfig {
             long_messages: LongMessages::Udh,
             receipt_id_conversion: ReceiptIdConversion::None,
             part_receipt_ids: 1 << 20,
+            query_in_doubt: true,
+            state_dir: None,
         }
     }
 }

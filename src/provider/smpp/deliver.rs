@@ -115,6 +115,14 @@ enum State {
     NotFinal,
 }
 
+/// The receipt a `message_state` (of a `query_sm_resp`, say) amounts to, when it is final.
+pub fn final_status(message_state: u8) -> Option<ReceiptStatus> {
+    match state_from_code(message_state) {
+        Some(State::Final(s)) => Some(s),
+        _ => None,
+    }
+}
+
 /// `message_state` TLV values (SMPP 3.4 section 5.2.28).
 fn state_from_code(code: u8) -> Option<State> {
     Some(match code {

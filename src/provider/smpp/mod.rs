@@ -18,11 +18,13 @@
 
 pub mod config;
 pub mod deliver;
+mod in_flight;
 pub mod part_ids;
 pub mod parts;
 pub mod pdu;
 mod session;
 pub mod status;
+pub mod submit_log;
 pub mod text;
 
 #[cfg(test)]
@@ -38,12 +40,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{OutboundMessage, Provider, ProviderEvents, SendOutcome};
+use super::{InFlightFate, InFlightMessage, OutboundMessage, Provider, ProviderEvents, SendOutcome};
 use crate::config::{MessageIdFormat, ProviderConfig};
 use config::SmppConfig;
 use part_ids::{LongMessage, PartIds};
 use pdu::{BindFields, SubmitFields};
-use session::{BindHandle, SessionSettings, Submit, SubmitAnswer};
+use session::{BindHandle, Request, SessionSettings, Submit, SubmitAnswer};
+use submit_log::{PartTag, SubmitLog};
 
 /// Why an SMPP provider could not be built from its config.
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +94,8 @@ pub struct SmppProvider {
     bound_count: watch::Receiver<usize>,
     shutdown: CancellationToken,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    log: Option<Arc<SubmitLog>>,
+    events: Option<Arc<dyn ProviderEvents>>,
 }
 
 impl SmppProvider {
@@ -105,6 +110,12 @@ impl SmppProvider {
             .as_ref()
             .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
             .unwrap_or_default();
+        let log = c.state_dir.as_deref().and_then(|dir| {
+            SubmitLog::open(dir, &settings.name)
+                .map_err(|e| tracing::error!(provider = %settings.name, error = %e, "the SMPP submit log cannot be opened: messages in flight at a crash will stay in doubt"))
+                .ok()
+                .map(Arc::new)
+        });
         let mut binds = Vec::with_capacity(c.binds);
         let mut tasks = Vec::with_capacity(c.binds);
         for index in 0..c.binds.max(1) {
@@ -129,6 +140,7 @@ impl SmppProvider {
                 receipt_ids: c.receipt_id_conversion,
                 part_ids: part_ids.clone(),
                 events: events.clone(),
+                log: log.clone(),
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
             let bound = Arc::new(AtomicBool::new(false));
@@ -155,6 +167,8 @@ impl SmppProvider {
             bound_count: count_rx,
             shutdown,
             tasks: parking_lot::Mutex::new(tasks),
+            log,
+            events,
         }
     }
 
@@ -238,8 +252,13 @@ impl SmppProvider {
                 queued_at: tokio::time::Instant::now(),
                 reply,
                 long: long.as_ref().map(|m| (m.clone(), i + 1)),
+                tag: PartTag {
+                    message: m.id,
+                    part: (i + 1) as u8,
+                    total: total as u8,
+                },
             };
-            if bind.submits.send(submit).await.is_err() {
+            if bind.submits.send(Request::Submit(submit)).await.is_err() {
                 return unavailable("provider shut down");
             }
             let outcome = match answer.await {
@@ -310,6 +329,35 @@ impl Provider for SmppProvider {
 
     async fn send_batch(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         futures::future::join_all(messages.iter().map(|m| self.send_one(m))).await
+    }
+
+    fn in_flight_fates(&self, messages: &[InFlightMessage]) -> Vec<InFlightFate> {
+        let Some(log) = &self.log else {
+            return vec![InFlightFate::Unknown; messages.len()];
+        };
+        let (fates, accepted) = in_flight::fates(&self.settings.name, log, messages);
+        tracing::info!(
+            provider = %self.settings.name,
+            in_flight = messages.len(),
+            not_sent = fates.iter().filter(|f| **f == InFlightFate::NotSent).count(),
+            accepted = accepted.len(),
+            "messages in flight at the last stop read from the submit log"
+        );
+        if let (true, false, Some(events)) = (
+            self.settings.smpp.query_in_doubt,
+            accepted.is_empty(),
+            &self.events,
+        ) {
+            tokio::spawn(in_flight::query_states(
+                self.settings.name.clone(),
+                self.binds.clone(),
+                self.bound_count.clone(),
+                self.submit.clone(),
+                accepted,
+                events.clone(),
+            ));
+        }
+        fates
     }
 
     async fn shutdown(&self) {

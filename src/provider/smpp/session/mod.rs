@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use rusmpp::pdus::SubmitSm;
+use rusmpp::pdus::{QuerySm, SubmitSm};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -36,9 +36,31 @@ mod serve;
 use super::config::ReceiptIdConversion;
 use super::part_ids::{LongMessage, PartIds};
 use super::pdu::{BindFields, Codec};
+use super::submit_log::{PartTag, SubmitLog};
 use crate::provider::ProviderEvents;
 use link::connect_and_bind;
 use serve::serve;
+
+/// What the provider hands a bind.
+#[derive(Debug)]
+pub enum Request {
+    Submit(Submit),
+    Query(Query),
+}
+
+impl Request {
+    /// Answers it without writing anything to the SMSC.
+    fn refuse(self, why: &'static str) {
+        match self {
+            Request::Submit(s) => {
+                let _ = s.reply.send(SubmitAnswer::NotSent(why));
+            }
+            Request::Query(q) => {
+                let _ = q.reply.send(None);
+            }
+        }
+    }
+}
 
 /// A `submit_sm` handed to a bind.
 #[derive(Debug)]
@@ -49,6 +71,16 @@ pub struct Submit {
     /// The long message it is part `.1` of: its id is recorded for part receipts as the
     /// answer is read, before any receipt that follows it on the bind.
     pub long: Option<(Arc<LongMessage>, usize)>,
+    /// Which message and part it is, for the submit log.
+    pub tag: PartTag,
+}
+
+/// A `query_sm` handed to a bind; answered with the response's status and `message_state`,
+/// or `None` when no response came.
+#[derive(Debug)]
+pub struct Query {
+    pub pdu: QuerySm,
+    pub reply: oneshot::Sender<Option<(u32, Option<u8>)>>,
 }
 
 /// What became of a submit.
@@ -81,11 +113,14 @@ pub struct SessionSettings {
     pub receipt_ids: ReceiptIdConversion,
     pub part_ids: Arc<PartIds>,
     pub events: Option<Arc<dyn ProviderEvents>>,
+    /// Where submits are recorded before they are written; none: not recorded.
+    pub log: Option<Arc<SubmitLog>>,
 }
 
 /// A bind as the provider sees it.
+#[derive(Clone)]
 pub struct BindHandle {
-    pub submits: mpsc::Sender<Submit>,
+    pub submits: mpsc::Sender<Request>,
     pub bound: Arc<AtomicBool>,
 }
 
@@ -119,7 +154,7 @@ enum End {
 /// Runs one bind until `shutdown` is cancelled or every submit sender is gone.
 pub async fn run(
     s: Arc<SessionSettings>,
-    mut submits: mpsc::Receiver<Submit>,
+    mut submits: mpsc::Receiver<Request>,
     bound: Arc<AtomicBool>,
     bound_count: watch::Sender<usize>,
     shutdown: CancellationToken,
@@ -168,9 +203,7 @@ pub async fn run(
                 _ = &mut wait => break,
                 _ = shutdown.cancelled() => return refuse_all(&mut submits, "provider shut down"),
                 next = submits.recv() => match next {
-                    Some(submit) => {
-                        let _ = submit.reply.send(SubmitAnswer::NotSent("not bound"));
-                    }
+                    Some(request) => request.refuse("not bound"),
                     None => return,
                 },
             }
@@ -178,10 +211,10 @@ pub async fn run(
     }
 }
 
-fn refuse_all(submits: &mut mpsc::Receiver<Submit>, why: &'static str) {
+fn refuse_all(submits: &mut mpsc::Receiver<Request>, why: &'static str) {
     submits.close();
-    while let Ok(submit) = submits.try_recv() {
-        let _ = submit.reply.send(SubmitAnswer::NotSent(why));
+    while let Ok(request) = submits.try_recv() {
+        request.refuse(why);
     }
 }
 
