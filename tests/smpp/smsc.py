@@ -19,7 +19,8 @@ one), --ids hex|decimal (how message ids are written), --receipt-ids decimal (wr
 receipt's id in decimal whatever --ids says), --throttle-first N (answer the first N submit_sm
 with ESME_RTHROTTLED), --reject-dest DIGITS (answer submit_sm to that number with
 ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error again, 0.2 s
-later, up to N times in all).
+later, up to N times in all), --answer-after-ms N (answer each accepted submit_sm N ms after
+it arrived, as a loaded SMSC does: herald's window fills and submits queue behind it).
 
 Commands on stdin, one JSON object per line:
 
@@ -90,6 +91,14 @@ async def serve(args):
                 break
             await asyncio.sleep(0.2)
 
+    async def accept(ev, message_id):
+        if args.answer_after_ms:
+            await asyncio.sleep(args.answer_after_ms / 1000)
+        ev.accept(message_id=message_id)
+        esme = sessions.get(ev.session_id)
+        if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
+            await receipt(esme, ev, message_id)
+
     async def mo(cmd):
         esme = latest["esme"]
         if esme is None:
@@ -157,11 +166,8 @@ async def serve(args):
             counter["ids"] += 1
             n = counter["ids"]
             message_id = f"{n + 0xA0000:X}" if args.ids == "hex" else str(n + 1000000)
-            ev.accept(message_id=message_id)
             emit(status=0, message_id=message_id, **record)
-            esme = sessions.get(ev.session_id)
-            if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
-                later(receipt(esme, ev, message_id))
+            later(accept(ev, message_id))
         elif isinstance(ev, smpp34.Unbound):
             sessions.pop(ev.session_id, None)
             emit(event="unbound", session=ev.session_id)
@@ -176,6 +182,7 @@ def main():
     p.add_argument("--throttle-first", type=int, default=0)
     p.add_argument("--reject-dest", default="")
     p.add_argument("--receipt-attempts", type=int, default=10)
+    p.add_argument("--answer-after-ms", type=int, default=0)
     asyncio.run(serve(p.parse_args()))
 
 

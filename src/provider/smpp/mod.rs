@@ -40,7 +40,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{InFlightFate, InFlightMessage, OutboundMessage, Provider, ProviderEvents, SendOutcome};
+use super::{
+    InFlightFate, InFlightMessage, OutboundMessage, Provider, ProviderEvents, SendOutcome,
+};
 use crate::config::{MessageIdFormat, ProviderConfig};
 use config::SmppConfig;
 use part_ids::{LongMessage, PartIds};

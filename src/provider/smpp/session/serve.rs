@@ -20,9 +20,9 @@ use super::link::unbind;
 use super::{Conn, End, Query, Request, SessionSettings, Submit, SubmitAnswer};
 use crate::provider::smpp::deliver::{self, Delivered};
 use crate::provider::smpp::part_ids::{LongMessage, Resolved};
-use crate::provider::smpp::submit_log::PartTag;
 use crate::provider::smpp::pdu::{self, Frame};
 use crate::provider::smpp::status::{self, ESME_RINVCMDID, ESME_ROK, ESME_RSYSERR};
+use crate::provider::smpp::submit_log::PartTag;
 
 /// A request of ours awaiting its response.
 enum Pending {
