@@ -95,7 +95,7 @@ pub async fn query_states(
         let (reply, answer) = oneshot::channel();
         if bind
             .submits
-            .send(Request::Query(Query { pdu, reply }))
+            .send(Request::Query(Box::new(Query { pdu, reply })))
             .await
             .is_err()
         {

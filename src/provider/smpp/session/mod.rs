@@ -43,9 +43,11 @@ use serve::serve;
 
 /// What the provider hands a bind.
 #[derive(Debug)]
+// Nearly every request is a submit: boxing it would allocate once per part.
+#[allow(clippy::large_enum_variant)]
 pub enum Request {
     Submit(Submit),
-    Query(Query),
+    Query(Box<Query>),
 }
 
 impl Request {

@@ -168,7 +168,7 @@ impl Bound<'_> {
         let mut next = Some(first);
         while let Some(request) = next.take() {
             match request {
-                Request::Query(q) => queries.push(q),
+                Request::Query(q) => queries.push(*q),
                 Request::Submit(submit)
                     if now.duration_since(submit.queued_at) > self.s.response_timeout =>
                 {
