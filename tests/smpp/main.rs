@@ -4,6 +4,7 @@
 //! sink. A missing simulator fails the test with the command that installs it.
 
 mod crash;
+mod in_flight;
 mod smsc;
 
 use std::collections::HashSet;

@@ -22,6 +22,16 @@ ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error
 later, up to N times in all), --answer-after-ms N (answer each accepted submit_sm N ms after
 it arrived, as a loaded SMSC does: herald's window fills and submits queue behind it).
 
+smpp34's server does not serve query_sm. With --query-state N (an SMPP 3.4 message_state,
+section 5.2.28) the simulator listens through a thin PDU-framing relay in front of it that
+answers query_sm itself, as section 4.8 specifies: query_sm_resp with the message_id, an
+empty final_date, message_state N and error_code 0 for an id the simulator accepted, else a
+bodiless query_sm_resp with ESME_RQUERYFAIL. Each query is reported:
+
+    {"event": "query_sm", "message_id": "A0001", "status": 0}
+
+With --tls-cert FILE --tls-key FILE the relay speaks TLS (Python's ssl module) to the ESME.
+
 Commands on stdin, one JSON object per line:
 
     {"cmd": "mo", "from": "8613123079337", "to": "HERALD", "text": "退订", "ucs2": true}
@@ -33,11 +43,79 @@ import argparse
 import asyncio
 import json
 import os
+import socket
+import ssl
 import sys
 
 import smpp34
 
 ESME_RINVDSTADR = 0x0B
+ESME_RQUERYFAIL = 0x67
+QUERY_SM = 0x00000003
+QUERY_SM_RESP = 0x80000003
+
+
+async def read_pdu(reader):
+    head = await reader.readexactly(4)
+    length = int.from_bytes(head, "big")
+    return head + await reader.readexactly(length - 4)
+
+
+async def relay(args, inner_port, accepted):
+    """Listens on args.port (TLS when asked) and relays whole PDUs to the smpp34 server on
+    inner_port, answering query_sm on the way."""
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+
+    async def handle(esme_r, esme_w):
+        try:
+            smsc_r, smsc_w = await asyncio.open_connection("127.0.0.1", inner_port)
+        except OSError:
+            esme_w.close()
+            return
+        lock = asyncio.Lock()
+
+        async def to_esme(pdu):
+            async with lock:
+                esme_w.write(pdu)
+                await esme_w.drain()
+
+        async def upstream():
+            try:
+                while True:
+                    pdu = await read_pdu(esme_r)
+                    if int.from_bytes(pdu[4:8], "big") == QUERY_SM and args.query_state is not None:
+                        message_id = pdu[16:].split(b"\0", 1)[0].decode("ascii", "replace")
+                        if message_id in accepted:
+                            status = 0
+                            body = message_id.encode() + b"\0" + b"\0" + bytes([args.query_state, 0])
+                        else:
+                            status, body = ESME_RQUERYFAIL, b""
+                        emit(event="query_sm", message_id=message_id, status=status)
+                        head = (16 + len(body)).to_bytes(4, "big") + QUERY_SM_RESP.to_bytes(4, "big")
+                        await to_esme(head + status.to_bytes(4, "big") + pdu[12:16] + body)
+                    else:
+                        smsc_w.write(pdu)
+                        await smsc_w.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                smsc_w.close()
+
+        async def downstream():
+            try:
+                while True:
+                    await to_esme(await read_pdu(smsc_r))
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                esme_w.close()
+
+        await asyncio.gather(upstream(), downstream())
+
+    return await asyncio.start_server(handle, "127.0.0.1", args.port, ssl=context)
 
 
 def emit(**fields):
@@ -46,8 +124,17 @@ def emit(**fields):
 
 
 async def serve(args):
-    server = smpp34.Server(host="127.0.0.1", port=args.port, system_id="SIM")
+    accepted = set()
+    port = args.port
+    relayed = args.query_state is not None or args.tls_cert
+    if relayed:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    server = smpp34.Server(host="127.0.0.1", port=port, system_id="SIM")
     await server.start()
+    if relayed:
+        front = await relay(args, port, accepted)
     emit(event="ready", port=args.port)
     sessions = {}
     latest = {"esme": None}
@@ -166,6 +253,7 @@ async def serve(args):
             counter["ids"] += 1
             n = counter["ids"]
             message_id = f"{n + 0xA0000:X}" if args.ids == "hex" else str(n + 1000000)
+            accepted.add(message_id)
             emit(status=0, message_id=message_id, **record)
             later(accept(ev, message_id))
         elif isinstance(ev, smpp34.Unbound):
@@ -183,6 +271,9 @@ def main():
     p.add_argument("--reject-dest", default="")
     p.add_argument("--receipt-attempts", type=int, default=10)
     p.add_argument("--answer-after-ms", type=int, default=0)
+    p.add_argument("--query-state", type=int, default=None)
+    p.add_argument("--tls-cert", default="")
+    p.add_argument("--tls-key", default="")
     asyncio.run(serve(p.parse_args()))
 
 
