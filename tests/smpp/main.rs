@@ -5,6 +5,7 @@
 
 mod crash;
 mod in_flight;
+mod replies;
 mod smsc;
 
 use std::collections::HashSet;

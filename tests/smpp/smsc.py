@@ -36,7 +36,11 @@ Commands on stdin, one JSON object per line:
 
     {"cmd": "mo", "from": "8613123079337", "to": "HERALD", "text": "退订", "ucs2": true}
 
-sends a mobile-originated deliver_sm on the most recent bind. It exits when stdin closes.
+sends a mobile-originated deliver_sm on the most recent bind. With "parts": ["退", "订，谢谢"]
+instead of "text" it sends one deliver_sm per part, concatenated as "concat" says: "udh8"
+(IEI 0x00, 8-bit "ref"), "udh16" (IEI 0x08, 16-bit "ref") or "sar" (the SAR TLVs), in the
+order "order" lists (part indexes, default in order; parts left out are never sent). It exits
+when stdin closes.
 """
 
 import argparse
@@ -192,17 +196,39 @@ async def serve(args):
             emit(event="error", message="no bind for mo")
             return
         ucs2 = cmd.get("ucs2", False)
-        text = cmd["text"]
-        body = text.encode("utf-16-be") if ucs2 else text.encode("ascii")
-        resp = await esme.deliver_sm(
-            cmd.get("to", "HERALD"),
-            body,
-            source_addr=cmd["from"],
-            source_addr_ton=1,
-            source_addr_npi=1,
-            data_coding=8 if ucs2 else 0,
-        )
-        emit(event="deliver_sm_resp", kind="mo", status=resp.command_status)
+
+        def encode(text):
+            return text.encode("utf-16-be") if ucs2 else text.encode("ascii")
+
+        texts = cmd.get("parts") or [cmd["text"]]
+        total = len(texts)
+        ref = cmd.get("ref", 1)
+        concat = cmd.get("concat", "udh8")
+        for i in cmd.get("order", range(total)):
+            body, esm_class, tlvs = encode(texts[i]), 0, []
+            if total > 1 and concat == "udh8":
+                body = bytes([5, 0x00, 3, ref & 0xFF, total, i + 1]) + body
+                esm_class = 0x40
+            elif total > 1 and concat == "udh16":
+                body = bytes([6, 0x08, 4, ref >> 8 & 0xFF, ref & 0xFF, total, i + 1]) + body
+                esm_class = 0x40
+            elif total > 1:
+                tlvs = [
+                    smpp34.Tlv(smpp34.TLV_SAR_MSG_REF_NUM, ref.to_bytes(2, "big")),
+                    smpp34.Tlv(smpp34.TLV_SAR_TOTAL_SEGMENTS, bytes([total])),
+                    smpp34.Tlv(smpp34.TLV_SAR_SEGMENT_SEQNUM, bytes([i + 1])),
+                ]
+            resp = await esme.deliver_sm(
+                cmd.get("to", "HERALD"),
+                body,
+                source_addr=cmd["from"],
+                source_addr_ton=1,
+                source_addr_npi=1,
+                esm_class=esm_class,
+                data_coding=8 if ucs2 else 0,
+                tlvs=tlvs,
+            )
+            emit(event="deliver_sm_resp", kind="mo", status=resp.command_status)
 
     async def commands():
         loop = asyncio.get_running_loop()

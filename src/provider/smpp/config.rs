@@ -122,6 +122,11 @@ pub struct SmppConfig {
     /// it accepted while their answers were not yet recorded, and apply it as a receipt.
     /// Off for SMSCs that do not answer `query_sm`.
     pub query_in_doubt: bool,
+    /// A reply in several parts still missing some after this long is dropped.
+    pub mo_reassembly_timeout_seconds: u64,
+    /// Replies in several parts held at once waiting for their other parts (each at most
+    /// 255 parts of 140 octets); past it the oldest is dropped.
+    pub mo_reassembly_max: usize,
     /// Where the submit log lives: the server's `data_dir`, set when the environment is
     /// applied. Unset (a config built in code): no submit log, so every message in flight at
     /// a crash stays in doubt.
@@ -157,6 +162,8 @@ impl Default for SmppConfig {
             receipt_id_conversion: ReceiptIdConversion::None,
             part_receipt_ids: 1 << 20,
             query_in_doubt: true,
+            mo_reassembly_timeout_seconds: 300,
+            mo_reassembly_max: 10_000,
             state_dir: None,
         }
     }
@@ -239,6 +246,11 @@ impl SmppConfig {
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("throttle_retry_ms", self.throttle_retry_ms),
             ("part_receipt_ids", self.part_receipt_ids as u64),
+            (
+                "mo_reassembly_timeout_seconds",
+                self.mo_reassembly_timeout_seconds,
+            ),
+            ("mo_reassembly_max", self.mo_reassembly_max as u64),
         ] {
             if v == 0 {
                 err(field, "must be at least 1".into());

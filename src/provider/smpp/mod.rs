@@ -19,6 +19,7 @@
 pub mod config;
 pub mod deliver;
 mod in_flight;
+pub mod mo_parts;
 pub mod part_ids;
 pub mod parts;
 pub mod pdu;
@@ -118,6 +119,10 @@ impl SmppProvider {
                 .ok()
                 .map(Arc::new)
         });
+        let mo_parts = Arc::new(mo_parts::MoReassembly::new(
+            Duration::from_secs(c.mo_reassembly_timeout_seconds.max(1)),
+            c.mo_reassembly_max,
+        ));
         let mut binds = Vec::with_capacity(c.binds);
         let mut tasks = Vec::with_capacity(c.binds);
         for index in 0..c.binds.max(1) {
@@ -143,6 +148,7 @@ impl SmppProvider {
                 part_ids: part_ids.clone(),
                 events: events.clone(),
                 log: log.clone(),
+                mo_parts: mo_parts.clone(),
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
             let bound = Arc::new(AtomicBool::new(false));

@@ -204,6 +204,7 @@ pub fn deliver_fields(d: &DeliverSm) -> deliver::DeliverSm {
         short_message: d.short_message().as_ref().to_vec(),
         ..deliver::DeliverSm::default()
     };
+    let mut sar = (None, None, None);
     for tlv in d.tlvs() {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(id)) => {
@@ -213,8 +214,14 @@ pub fn deliver_fields(d: &DeliverSm) -> deliver::DeliverSm {
             Some(TlvValue::MessagePayload(p)) => {
                 out.message_payload = Some(p.value.as_ref().to_vec())
             }
+            Some(TlvValue::SarMsgRefNum(r)) => sar.0 = Some(*r),
+            Some(TlvValue::SarTotalSegments(t)) => sar.1 = Some(*t),
+            Some(TlvValue::SarSegmentSeqnum(n)) => sar.2 = Some(*n),
             _ => {}
         }
+    }
+    if let (Some(r), Some(t), Some(n)) = sar {
+        out.sar = Some((r, t, n));
     }
     out
 }

@@ -34,6 +34,7 @@ mod link;
 mod serve;
 
 use super::config::ReceiptIdConversion;
+use super::mo_parts::MoReassembly;
 use super::part_ids::{LongMessage, PartIds};
 use super::pdu::{BindFields, Codec};
 use super::submit_log::{PartTag, SubmitLog};
@@ -115,6 +116,8 @@ pub struct SessionSettings {
     pub receipt_ids: ReceiptIdConversion,
     pub part_ids: Arc<PartIds>,
     pub events: Option<Arc<dyn ProviderEvents>>,
+    /// Replies in several parts, shared by the binds.
+    pub mo_parts: Arc<MoReassembly>,
     /// Where submits are recorded before they are written; none: not recorded.
     pub log: Option<Arc<SubmitLog>>,
 }
