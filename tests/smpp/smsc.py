@@ -17,7 +17,7 @@ object per line, what it saw:
 Options: --receipts none|tlv|text (a delivery receipt per accepted submit_sm that asked for
 one), --ids hex|decimal (how message ids are written), --receipt-ids decimal (write the
 receipt's id in decimal whatever --ids says), --throttle-first N (answer the first N submit_sm
-with ESME_RTHROTTLED), --reject-dest DIGITS (answer submit_sm to that number with
+with ESME_RTHROTTLED), --queue-full-next N (answer the N after those with ESME_RMSGQFUL), --reject-dest DIGITS (answer submit_sm to that number with
 ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error again, 0.2 s
 later, up to N times in all), --answer-after-ms N (answer each accepted submit_sm N ms after
 it arrived, as a loaded SMSC does: herald's window fills and submits queue behind it).
@@ -272,6 +272,10 @@ async def serve(args):
                 ev.reject(smpp34.ESME_RTHROTTLED)
                 emit(status=smpp34.ESME_RTHROTTLED, message_id=None, **record)
                 continue
+            if counter["submits"] <= args.throttle_first + args.queue_full_next:
+                ev.reject(smpp34.ESME_RMSGQFUL)
+                emit(status=smpp34.ESME_RMSGQFUL, message_id=None, **record)
+                continue
             if args.reject_dest and ev.destination_addr == args.reject_dest:
                 ev.reject(ESME_RINVDSTADR)
                 emit(status=ESME_RINVDSTADR, message_id=None, **record)
@@ -294,6 +298,7 @@ def main():
     p.add_argument("--ids", choices=["hex", "decimal"], default="hex")
     p.add_argument("--receipt-ids", choices=["same", "decimal"], default="same")
     p.add_argument("--throttle-first", type=int, default=0)
+    p.add_argument("--queue-full-next", type=int, default=0)
     p.add_argument("--reject-dest", default="")
     p.add_argument("--receipt-attempts", type=int, default=10)
     p.add_argument("--answer-after-ms", type=int, default=0)

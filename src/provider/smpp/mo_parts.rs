@@ -38,9 +38,12 @@ pub struct Reassembled {
     pub body: Vec<u8>,
 }
 
-/// The concatenation of a user data header: (reference, total, seq), and the text after the
-/// header. `None` when the header is malformed or carries no concatenation element.
-pub fn concat_from_udh(short_message: &[u8]) -> Option<((u16, u8, u8), &[u8])> {
+/// A part's place in its reply: (reference, total, seq).
+pub type Concat = (u16, u8, u8);
+
+/// The concatenation of a user data header, and the text after the header. `None` when the
+/// header is malformed or carries no concatenation element.
+pub fn concat_from_udh(short_message: &[u8]) -> Option<(Concat, &[u8])> {
     let udhl = usize::from(*short_message.first()?);
     let header = short_message.get(1..1 + udhl)?;
     let text = short_message.get(1 + udhl..)?;
