@@ -66,6 +66,7 @@ pub fn observe(sources: &Sources<'_>) {
         let (ch, name) = (slot.channel.as_str(), slot.provider.name());
         gauge!(PROVIDER_RATE_LIMIT, CHANNEL => ch, PROVIDER => name.to_owned())
             .set(f64::from(slot.limiter.rate()));
+        slot.provider.observe_metrics();
         pending.insert((ch, name), 0);
     }
 

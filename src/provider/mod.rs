@@ -97,6 +97,9 @@ pub trait Provider: Send + Sync + 'static {
     /// it fail as transient.
     async fn shutdown(&self) {}
 
+    /// Sets the provider's own gauges (SMPP binds and windows) just before a scrape.
+    fn observe_metrics(&self) {}
+
     /// For providers that cannot drop repeats: what became of messages in flight at a crash,
     /// one answer per message, in order. Called once at start-up, before any send; it may
     /// read local files but must not wait on the network (it holds up the recovery).

@@ -5,6 +5,7 @@
 
 mod crash;
 mod in_flight;
+mod metrics;
 mod replies;
 mod smsc;
 

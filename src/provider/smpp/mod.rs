@@ -123,9 +123,11 @@ impl SmppProvider {
             Duration::from_secs(c.mo_reassembly_timeout_seconds.max(1)),
             c.mo_reassembly_max,
         ));
+        crate::metrics::smpp::register(&settings.name);
         let mut binds = Vec::with_capacity(c.binds);
         let mut tasks = Vec::with_capacity(c.binds);
         for index in 0..c.binds.max(1) {
+            let window_used = Arc::new(AtomicUsize::new(0));
             let session = Arc::new(SessionSettings {
                 provider: settings.name.clone(),
                 index,
@@ -149,6 +151,7 @@ impl SmppProvider {
                 events: events.clone(),
                 log: log.clone(),
                 mo_parts: mo_parts.clone(),
+                window_used: window_used.clone(),
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
             let bound = Arc::new(AtomicBool::new(false));
@@ -159,7 +162,11 @@ impl SmppProvider {
                 count_tx.clone(),
                 shutdown.clone(),
             )));
-            binds.push(BindHandle { submits: tx, bound });
+            binds.push(BindHandle {
+                submits: tx,
+                bound,
+                window_used,
+            });
         }
         SmppProvider {
             submit: SubmitFields {
@@ -337,6 +344,15 @@ impl Provider for SmppProvider {
 
     async fn send_batch(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         futures::future::join_all(messages.iter().map(|m| self.send_one(m))).await
+    }
+
+    fn observe_metrics(&self) {
+        let in_use = self
+            .binds
+            .iter()
+            .map(|b| b.window_used.load(Ordering::Relaxed))
+            .sum();
+        crate::metrics::smpp::binds(&self.settings.name, self.bound_binds(), in_use);
     }
 
     fn in_flight_fates(&self, messages: &[InFlightMessage]) -> Vec<InFlightFate> {

@@ -116,6 +116,8 @@ pub struct SessionSettings {
     pub receipt_ids: ReceiptIdConversion,
     pub part_ids: Arc<PartIds>,
     pub events: Option<Arc<dyn ProviderEvents>>,
+    /// Requests this bind has written and not yet had answered, for the metrics.
+    pub window_used: Arc<std::sync::atomic::AtomicUsize>,
     /// Replies in several parts, shared by the binds.
     pub mo_parts: Arc<MoReassembly>,
     /// Where submits are recorded before they are written; none: not recorded.
@@ -127,6 +129,7 @@ pub struct SessionSettings {
 pub struct BindHandle {
     pub submits: mpsc::Sender<Request>,
     pub bound: Arc<AtomicBool>,
+    pub window_used: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Marks a bind bound for as long as it lives, keeping the provider's count of bound binds.
@@ -199,6 +202,7 @@ pub async fn run(
                 tracing::warn!(provider = %s.provider, bind = s.index, reason = %why, "cannot bind")
             }
         }
+        crate::metrics::smpp::reconnect(&s.provider);
         let delay = delays.next().unwrap_or(s.reconnect_max);
         let wait = tokio::time::sleep(delay);
         tokio::pin!(wait);

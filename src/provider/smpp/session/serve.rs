@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{apply, finish_events, place, Events, Placed, MAX_EVENTS_IN_FLIGHT};
 use super::link::unbind;
 use super::{Conn, End, Query, Request, SessionSettings, Submit, SubmitAnswer};
+use crate::metrics::smpp::{self as smpp_metrics, DeliverKind};
 use crate::provider::smpp::deliver::{self, Delivered};
 use crate::provider::smpp::part_ids::{LongMessage, Resolved};
 use crate::provider::smpp::pdu::{self, Frame};
@@ -33,6 +34,7 @@ enum Pending {
         order: u64,
         long: Option<(Arc<LongMessage>, usize)>,
         tag: PartTag,
+        written_at: Instant,
     },
     Query {
         reply: oneshot::Sender<Option<(u32, Option<u8>)>>,
@@ -127,7 +129,10 @@ pub(super) async fn serve(
         if let Err(end) = b.release(&mut conn).await {
             break end;
         }
+        s.window_used
+            .store(b.pending.len(), std::sync::atomic::Ordering::Relaxed);
     };
+    s.window_used.store(0, std::sync::atomic::Ordering::Relaxed);
     if matches!(end, End::Shutdown) {
         finish_events(s, &mut conn, &mut b.events).await;
         unbind(s, &mut conn, b.seq.next(&b.pending)).await;
@@ -207,6 +212,7 @@ impl Bound<'_> {
                 order: self.written,
                 long: submit.long,
                 tag: submit.tag,
+                written_at: now,
             };
             self.pending.insert(n, pending);
         }
@@ -336,6 +342,13 @@ impl Bound<'_> {
             }
             Some(Pdu::DeliverSm(d)) => {
                 let delivered = deliver::classify(&pdu::deliver_fields(d), s.receipt_ids);
+                let kind = match &delivered {
+                    Delivered::Receipt(_) => DeliverKind::Receipt,
+                    Delivered::Inbound(_) => DeliverKind::Mo,
+                    Delivered::InboundPart(_) => DeliverKind::MoPart,
+                    Delivered::Ignored(_) => DeliverKind::Ignored,
+                };
+                smpp_metrics::deliver_sm(&s.provider, kind);
                 self.deliver(n, delivered)
             }
             // Neither answered nor acted on: alert_notification has no response.
@@ -362,9 +375,16 @@ impl Bound<'_> {
         // A generic_nack to our enquire_link just ends the probe: the link is alive.
         match self.pending.remove(&n) {
             Some(Pending::Submit {
-                reply, long, tag, ..
+                reply,
+                long,
+                tag,
+                written_at,
+                ..
             }) => {
                 self.in_window -= 1;
+                let throttled = status::classify(status) == status::StatusClass::Throttled;
+                smpp_metrics::submit_answered(&self.s.provider, written_at.elapsed(), throttled);
+                smpp_metrics::response(&self.s.provider, "submit_sm", status::name(status));
                 if let Some(log) = &self.s.log {
                     log.answered(&tag, status, &message_id);
                 }
@@ -374,6 +394,7 @@ impl Bound<'_> {
                 let _ = reply.send(SubmitAnswer::Answered { status, message_id });
             }
             Some(Pending::Query { reply, .. }) => {
+                smpp_metrics::response(&self.s.provider, "query_sm", status::name(status));
                 let _ = reply.send(Some((status, None)));
             }
             _ => {}
@@ -384,6 +405,7 @@ impl Bound<'_> {
     fn answer_query(&mut self, n: u32, status: u32, state: Option<u8>) {
         match self.pending.remove(&n) {
             Some(Pending::Query { reply, .. }) => {
+                smpp_metrics::response(&self.s.provider, "query_sm", status::name(status));
                 let _ = reply.send(Some((status, state)));
             }
             Some(other) => {
