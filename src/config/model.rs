@@ -10,7 +10,7 @@ use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 pub use crate::provider::smpp::config::{
-    DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
+    BindMode, DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
 };
 
 /// The whole configuration.

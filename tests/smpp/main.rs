@@ -3,6 +3,7 @@
 //! replies, throttling and binds are checked on the provider itself, with a recording events
 //! sink. A missing simulator fails the test with the command that installs it.
 
+mod binds;
 mod crash;
 mod in_flight;
 mod metrics;

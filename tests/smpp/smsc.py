@@ -2,11 +2,11 @@
 """An SMSC for herald's SMPP tests, built on the `smpp34` package (pip install smpp34): an
 SMPP 3.4 server herald did not write, with its own codec and session handling.
 
-It accepts every transceiver bind, answers each submit_sm and reports on stdout, one JSON
+It accepts every bind (transceiver, transmitter or receiver), answers each submit_sm and reports on stdout, one JSON
 object per line, what it saw:
 
     {"event": "ready", "port": 2775}
-    {"event": "bind", "session": "...", "system_id": "herald"}
+    {"event": "bind", "session": "...", "system_id": "herald", "can_receive": true}
     {"event": "submit_sm", "session": "...", "source_addr": "HERALD", "source_addr_ton": 5,
      "source_addr_npi": 0, "destination_addr": "8613...", "dest_addr_ton": 1,
      "dest_addr_npi": 1, "esm_class": 64, "data_coding": 0, "registered_delivery": 1,
@@ -187,6 +187,10 @@ async def serve(args):
             await asyncio.sleep(args.answer_after_ms / 1000)
         ev.accept(message_id=message_id)
         esme = sessions.get(ev.session_id)
+        if esme is not None and not esme.can_receive:
+            # A transmitter's receipts go to a receiver bind of the same system_id.
+            esme = next((e for e in sessions.values()
+                         if e.can_receive and e.system_id == esme.system_id), None)
         if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
             await receipt(esme, ev, message_id)
 
@@ -249,8 +253,10 @@ async def serve(args):
         ev = await server.next()
         if isinstance(ev, smpp34.Esme):
             sessions[ev.session_id] = ev
-            latest["esme"] = ev
-            emit(event="bind", session=ev.session_id, system_id=ev.system_id)
+            if ev.can_receive:
+                latest["esme"] = ev
+            emit(event="bind", session=ev.session_id, system_id=ev.system_id,
+                 can_receive=ev.can_receive)
         elif isinstance(ev, smpp34.SubmitSmEvent):
             counter["submits"] += 1
             record = dict(

@@ -69,6 +69,18 @@ pub enum ReceiptIdConversion {
     HexToDecimal,
 }
 
+/// How the provider binds to the SMSC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// `binds` transceiver binds: each sends and receives.
+    #[default]
+    Transceiver,
+    /// `binds` pairs of a transmitter bind (sends) and a receiver bind (receipts and replies),
+    /// for SMSCs that do not offer transceivers (SMPP 3.3 style).
+    TransmitterReceiver,
+}
+
 /// The SMPP settings of one provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,8 +99,14 @@ pub struct SmppConfig {
     pub system_type: String,
     /// 0x34 for SMPP 3.4.
     pub interface_version: u8,
-    /// Transceiver binds kept open; messages are spread over those that are bound.
+    /// Binds (or transmitter and receiver pairs) kept open; messages are spread over those
+    /// that are bound.
     pub binds: usize,
+    pub bind_mode: BindMode,
+    /// TLS to the SMSC (the server checked against `host`).
+    pub tls: bool,
+    /// PEM file of the CAs that sign the SMSC's certificate; unset: the system's roots.
+    pub ca_file: Option<String>,
     /// `submit_sm` outstanding per bind (sent, not yet answered).
     pub window: usize,
     /// A `submit_sm` unanswered after this long is a transient failure (and so is a bind,
@@ -145,6 +163,9 @@ impl Default for SmppConfig {
             system_type: String::new(),
             interface_version: 0x34,
             binds: 1,
+            bind_mode: BindMode::Transceiver,
+            tls: false,
+            ca_file: None,
             window: 10,
             response_timeout_ms: 10_000,
             enquire_link_seconds: 30,
@@ -232,6 +253,9 @@ impl SmppConfig {
                 ),
                 Some(_) => {}
             }
+        }
+        if self.ca_file.is_some() && !self.tls {
+            err("ca_file", "only with tls = true".into());
         }
         if !(1..=MAX_BINDS).contains(&self.binds) {
             err("binds", format!("must be between 1 and {MAX_BINDS}"));

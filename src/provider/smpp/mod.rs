@@ -1,4 +1,5 @@
-//! The SMPP 3.4 provider adapter: SMS to an SMSC over `binds` transceiver binds.
+//! The SMPP 3.4 provider adapter: SMS to an SMSC over `binds` transceiver binds (or
+//! transmitter and receiver pairs), over TCP or TLS.
 //!
 //! - `config.rs`: the `[providers.smpp]` table and its validation.
 //! - `text.rs`, `parts.rs`: a message as `submit_sm` parts, GSM 03.38 or UCS-2, concatenated
@@ -45,9 +46,10 @@ use super::{
     InFlightFate, InFlightMessage, OutboundMessage, Provider, ProviderEvents, SendOutcome,
 };
 use crate::config::{MessageIdFormat, ProviderConfig};
-use config::SmppConfig;
+use config::{BindMode, SmppConfig};
 use part_ids::{LongMessage, PartIds};
-use pdu::{BindFields, SubmitFields};
+use pdu::{BindFields, BindRole, SubmitFields};
+use session::transport::Tls;
 use session::{BindHandle, Request, SessionSettings, Submit, SubmitAnswer};
 use submit_log::{PartTag, SubmitLog};
 
@@ -56,6 +58,11 @@ use submit_log::{PartTag, SubmitLog};
 pub enum SmppError {
     #[error("provider {name}: kind = \"smpp\" needs a [providers.smpp] table")]
     MissingTable { name: String },
+    #[error("provider {name}: {source}")]
+    Tls {
+        name: String,
+        source: session::transport::TlsError,
+    },
 }
 
 /// The adapter's settings, read from a validated provider config.
@@ -75,6 +82,13 @@ impl SmppSettings {
         let smpp = c.smpp.clone().ok_or_else(|| SmppError::MissingTable {
             name: c.name.clone(),
         })?;
+        // A TLS setup that cannot work (an unreadable ca_file) stops the start here.
+        if smpp.tls {
+            tls_for(&smpp).map_err(|source| SmppError::Tls {
+                name: c.name.clone(),
+                source,
+            })?;
+        }
         Ok(SmppSettings {
             jitter_seed: xxh3_64(c.name.as_bytes()) ^ u64::from(std::process::id()),
             name: c.name.clone(),
@@ -88,6 +102,10 @@ impl SmppSettings {
     }
 }
 
+fn tls_for(c: &SmppConfig) -> Result<Tls, session::transport::TlsError> {
+    Tls::new(c.host.trim(), c.ca_file.as_deref())
+}
+
 /// The SMPP provider: its binds and the tasks that run them.
 pub struct SmppProvider {
     settings: SmppSettings,
@@ -95,6 +113,10 @@ pub struct SmppProvider {
     binds: Vec<BindHandle>,
     next_bind: AtomicUsize,
     bound_count: watch::Receiver<usize>,
+    /// Receiver binds bound (`transmitter_receiver` mode).
+    receivers_bound: watch::Receiver<usize>,
+    /// Keeps the receiver binds' (unused) request queues open.
+    _receivers: Vec<BindHandle>,
     shutdown: CancellationToken,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
     log: Option<Arc<SubmitLog>>,
@@ -102,10 +124,25 @@ pub struct SmppProvider {
 }
 
 impl SmppProvider {
-    /// Starts one task per bind; they connect in the background.
+    /// Starts one task per bind (two per pair); they connect in the background. A TLS setup
+    /// that fails here (checked by [`SmppSettings::from_config`]) leaves the binds refusing.
     pub fn start(settings: SmppSettings, events: Option<Arc<dyn ProviderEvents>>) -> SmppProvider {
         let c = &settings.smpp;
         let (count_tx, count_rx) = watch::channel(0usize);
+        let (rx_count_tx, rx_count_rx) = watch::channel(0usize);
+        let tls = match c.tls.then(|| tls_for(c)) {
+            None => None,
+            Some(Ok(t)) => Some(Arc::new(t)),
+            Some(Err(e)) => {
+                tracing::error!(provider = %settings.name, error = %e, "TLS cannot be set up; the binds stay down");
+                None
+            }
+        };
+        let tls_broken = c.tls && tls.is_none();
+        let roles: &[BindRole] = match c.bind_mode {
+            BindMode::Transceiver => &[BindRole::Transceiver],
+            BindMode::TransmitterReceiver => &[BindRole::Transmitter, BindRole::Receiver],
+        };
         let shutdown = CancellationToken::new();
         let part_ids = Arc::new(PartIds::new(settings.message_id_format, c.part_receipt_ids));
         let password = c
@@ -125,14 +162,20 @@ impl SmppProvider {
         ));
         crate::metrics::smpp::register(&settings.name);
         let mut binds = Vec::with_capacity(c.binds);
+        let mut receivers = Vec::new();
         let mut tasks = Vec::with_capacity(c.binds);
-        for index in 0..c.binds.max(1) {
+        for (index, &role) in (0..c.binds.max(1)).flat_map(|i| roles.iter().map(move |r| (i, r))) {
+            if tls_broken {
+                break;
+            }
             let window_used = Arc::new(AtomicUsize::new(0));
             let session = Arc::new(SessionSettings {
                 provider: settings.name.clone(),
                 index,
                 host: c.host.trim().to_string(),
                 port: c.port,
+                tls: tls.clone(),
+                role,
                 bind: BindFields {
                     system_id: c.system_id.clone(),
                     password: password.clone(),
@@ -155,18 +198,26 @@ impl SmppProvider {
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
             let bound = Arc::new(AtomicBool::new(false));
+            let counted = match role {
+                BindRole::Receiver => rx_count_tx.clone(),
+                _ => count_tx.clone(),
+            };
             tasks.push(tokio::spawn(session::run(
                 session,
                 rx,
                 bound.clone(),
-                count_tx.clone(),
+                counted,
                 shutdown.clone(),
             )));
-            binds.push(BindHandle {
+            let handle = BindHandle {
                 submits: tx,
                 bound,
                 window_used,
-            });
+            };
+            match role {
+                BindRole::Receiver => receivers.push(handle),
+                _ => binds.push(handle),
+            }
         }
         SmppProvider {
             submit: SubmitFields {
@@ -180,6 +231,8 @@ impl SmppProvider {
             binds,
             next_bind: AtomicUsize::new(0),
             bound_count: count_rx,
+            receivers_bound: rx_count_rx,
+            _receivers: receivers,
             shutdown,
             tasks: parking_lot::Mutex::new(tasks),
             log,
@@ -192,9 +245,14 @@ impl SmppProvider {
         &self.settings
     }
 
-    /// Binds currently bound.
+    /// Binds currently bound that can send (transceivers, or transmitters of pairs).
     pub fn bound_binds(&self) -> usize {
         *self.bound_count.borrow()
+    }
+
+    /// Receiver binds of pairs currently bound.
+    pub fn bound_receivers(&self) -> usize {
+        *self.receivers_bound.borrow()
     }
 
     /// Waits until at least one bind is bound, or `limit` passes; whether one is.
@@ -352,7 +410,8 @@ impl Provider for SmppProvider {
             .iter()
             .map(|b| b.window_used.load(Ordering::Relaxed))
             .sum();
-        crate::metrics::smpp::binds(&self.settings.name, self.bound_binds(), in_use);
+        let up = self.bound_binds() + self.bound_receivers();
+        crate::metrics::smpp::binds(&self.settings.name, up, in_use);
     }
 
     fn in_flight_fates(&self, messages: &[InFlightMessage]) -> Vec<InFlightFate> {

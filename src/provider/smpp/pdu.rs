@@ -4,7 +4,9 @@
 
 use bytes::{Buf, BytesMut};
 use rusmpp::decode::DecodeWithLength;
-use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{
+    BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm,
+};
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
 use rusmpp::values::{
@@ -118,6 +120,50 @@ pub struct BindFields {
     pub password: String,
     pub system_type: String,
     pub interface_version: u8,
+}
+
+/// Which way a bind carries messages: both, or one of a transmitter and receiver pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindRole {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+/// The bind request of `role`, and whether a response PDU is the answer to it.
+pub fn bind(b: &BindFields, role: BindRole) -> Result<Pdu, FieldError> {
+    let t = bind_transceiver(b)?;
+    Ok(match role {
+        BindRole::Transceiver => Pdu::BindTransceiver(t),
+        BindRole::Transmitter => Pdu::BindTransmitter(BindTransmitter {
+            system_id: t.system_id,
+            password: t.password,
+            system_type: t.system_type,
+            interface_version: t.interface_version,
+            addr_ton: t.addr_ton,
+            addr_npi: t.addr_npi,
+            address_range: t.address_range,
+        }),
+        BindRole::Receiver => Pdu::BindReceiver(BindReceiver {
+            system_id: t.system_id,
+            password: t.password,
+            system_type: t.system_type,
+            interface_version: t.interface_version,
+            addr_ton: t.addr_ton,
+            addr_npi: t.addr_npi,
+            address_range: t.address_range,
+        }),
+    })
+}
+
+/// Whether `pdu` is the response to a bind of `role`.
+pub fn is_bind_resp(pdu: &Pdu, role: BindRole) -> bool {
+    matches!(
+        (role, pdu),
+        (BindRole::Transceiver, Pdu::BindTransceiverResp(_))
+            | (BindRole::Transmitter, Pdu::BindTransmitterResp(_))
+            | (BindRole::Receiver, Pdu::BindReceiverResp(_))
+    )
 }
 
 /// `bind_transceiver`.

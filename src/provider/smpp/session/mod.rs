@@ -1,5 +1,5 @@
-//! One transceiver bind, run by one task for the provider's lifetime: connect, `bind_transceiver`,
-//! then serve until the connection ends, and again after a jittered exponential delay.
+//! One bind (a transceiver, or the transmitter or the receiver of a pair), run by one task for
+//! the provider's lifetime: connect (TLS when configured), bind in its role, then serve until the connection ends, and again after a jittered exponential delay.
 //!
 //! While bound it keeps at most `window` `submit_sm` outstanding, matches every response to
 //! its request by sequence number (a `generic_nack` answers the request it names), expires
@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use rusmpp::pdus::{QuerySm, SubmitSm};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -32,11 +31,12 @@ use tokio_util::sync::CancellationToken;
 mod events;
 mod link;
 mod serve;
+pub mod transport;
 
 use super::config::ReceiptIdConversion;
 use super::mo_parts::MoReassembly;
 use super::part_ids::{LongMessage, PartIds};
-use super::pdu::{BindFields, Codec};
+use super::pdu::{BindFields, BindRole, Codec};
 use super::submit_log::{PartTag, SubmitLog};
 use crate::provider::ProviderEvents;
 use link::connect_and_bind;
@@ -105,7 +105,10 @@ pub struct SessionSettings {
     pub index: usize,
     pub host: String,
     pub port: u16,
+    /// TLS to the SMSC, when configured.
+    pub tls: Option<Arc<transport::Tls>>,
     pub bind: BindFields,
+    pub role: BindRole,
     pub window: usize,
     pub response_timeout: Duration,
     pub enquire_link: Duration,
@@ -227,4 +230,4 @@ fn refuse_all(submits: &mut mpsc::Receiver<Request>, why: &'static str) {
     }
 }
 
-type Conn = Framed<TcpStream, Codec>;
+type Conn = Framed<transport::Stream, Codec>;
