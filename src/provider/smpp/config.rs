@@ -368,6 +368,8 @@ mod tests {
             reconnect_max_ms: 5,
             source_addr: "ALPHANUMERIC-TOO-LONG".into(),
             registered_delivery: 0x20,
+            ca_file: Some("ca.pem".into()),
+            mo_reassembly_max: 0,
             ..SmppConfig::default()
         };
         let errs = problems(&c);
@@ -381,6 +383,8 @@ mod tests {
             "reconnect_max_ms",
             "source_addr",
             "registered_delivery",
+            "ca_file",
+            "mo_reassembly_max",
         ] {
             let prefix = format!("providers[1].smpp.{field}: ");
             assert!(
