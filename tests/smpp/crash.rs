@@ -173,9 +173,10 @@ impl Drop for Herald {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_job_sends_nobody_twice_and_leaves_at_most_the_windows_in_doubt() {
-    // A loaded SMSC (40 ms per answer): the windows fill, so at each kill some messages of
-    // the chunks in flight are queued behind them, never written.
-    let mut smsc = Smsc::start(&["--answer-after-ms", "40"]).await;
+    // A loaded SMSC (80 ms per answer: 200 submits/s over the windows, half the rate limit):
+    // the windows fill, so at each kill some messages of the chunks in flight are queued
+    // behind them, never written.
+    let mut smsc = Smsc::start(&["--answer-after-ms", "80"]).await;
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port();
     let mut herald = Herald {
