@@ -12,8 +12,9 @@
 //!
 //! Two generations are kept (`<name>.log`, `<name>.log.1`), the live one rotated past
 //! [`ROTATE_BYTES`] (about 180,000 messages), far more than is ever in flight at a crash.
-//! The messages still unknown at a restart go to `<name>.doubt`, rewritten at each restart
-//! and never rotated, so one in doubt is never later mistaken for one never written.
+//! The messages found unknown at a restart are added to `<name>.doubt`, which is never
+//! rotated, so one in doubt is never later mistaken for one never written (it only grows by
+//! what is in doubt at each crash: at most the windows).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
@@ -60,6 +61,8 @@ pub struct SubmitLog {
     live: PathBuf,
     previous: PathBuf,
     doubt: PathBuf,
+    /// The doubt file's lines, as it was at open and as added since.
+    doubtful: Mutex<Vec<String>>,
     rotate_at: u64,
     file: Mutex<(File, u64)>,
 }
@@ -85,12 +88,18 @@ impl SubmitLog {
         let live = dir.join(format!("{file_name}.log"));
         let previous = dir.join(format!("{file_name}.log.1"));
         let doubt = dir.join(format!("{file_name}.doubt"));
+        let doubtful = match std::fs::read_to_string(&doubt) {
+            Ok(text) => text.lines().map(str::to_string).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
         let file = OpenOptions::new().create(true).append(true).open(&live)?;
         let len = file.metadata()?.len();
         Ok(SubmitLog {
             live,
             previous,
             doubt,
+            doubtful: Mutex::new(doubtful),
             rotate_at,
             file: Mutex::new((file, len)),
         })
@@ -139,11 +148,16 @@ impl SubmitLog {
     }
 
     /// What the log says of each message (by id, with its part count), reading both
-    /// generations and the doubt file once; the unknown ones become the new doubt file.
+    /// generations once, after the doubt file; the unknown ones are added to the doubt file.
     pub fn fates(&self, messages: &[(MessageId, u8)]) -> io::Result<Vec<LoggedFate>> {
         let wanted: HashSet<String> = messages.iter().map(|(m, _)| m.to_string()).collect();
         let mut records: HashMap<String, HashMap<u8, PartRecord>> = HashMap::new();
-        for path in [&self.doubt, &self.previous, &self.live] {
+        for line in self.doubtful.lock().iter() {
+            if let Some((id, part, record)) = parse_line(line, &wanted) {
+                records.entry(id).or_default().insert(part, record);
+            }
+        }
+        for path in [&self.previous, &self.live] {
             let file = match File::open(path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
@@ -160,15 +174,19 @@ impl SubmitLog {
             .iter()
             .map(|(m, total)| fate(records.get(&m.to_string()), *total))
             .collect();
-        let mut unknown = String::new();
+        let mut doubtful = self.doubtful.lock();
+        let before = doubtful.len();
         for ((m, total), f) in messages.iter().zip(&fates) {
-            if *f == LoggedFate::Unknown {
-                unknown.push_str(&format!("w {m} 1 {total}\n"));
+            let line = format!("w {m} 1 {total}");
+            if *f == LoggedFate::Unknown && !doubtful.contains(&line) {
+                doubtful.push(line);
             }
         }
-        let next = self.doubt.with_extension("doubt.next");
-        std::fs::write(&next, unknown)?;
-        std::fs::rename(&next, &self.doubt)?;
+        if doubtful.len() > before {
+            let next = self.doubt.with_extension("doubt.next");
+            std::fs::write(&next, doubtful.join("\n") + "\n")?;
+            std::fs::rename(&next, &self.doubt)?;
+        }
         Ok(fates)
     }
 }
@@ -283,5 +301,18 @@ mod tests {
         }
         let later = log.fates(&[(id(1), 2), (id(2), 1)]).expect("fates");
         assert_eq!(later, vec![LoggedFate::NotSent, LoggedFate::Unknown]);
+        // Asking about others (another job, a later restart) never forgets it.
+        log.writing(&[tag(7, 1, 1)]).expect("write");
+        assert_eq!(
+            log.fates(&[(id(7), 1)]).expect("fates"),
+            vec![LoggedFate::Unknown]
+        );
+        drop(log);
+        let log = SubmitLog::open_rotating_at(dir.path(), "carrier a", 4096).expect("reopen");
+        for n in 300..500 {
+            log.writing(&[tag(n, 1, 1)]).expect("write");
+        }
+        let both = log.fates(&[(id(2), 1), (id(7), 1)]).expect("fates");
+        assert_eq!(both, vec![LoggedFate::Unknown, LoggedFate::Unknown]);
     }
 }
