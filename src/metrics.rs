@@ -16,6 +16,7 @@
 //! every app built in the process (tests build many) the same [`PrometheusHandle`].
 
 pub mod scrape;
+pub mod smpp;
 
 use std::sync::{OnceLock, Weak};
 use std::time::Duration;
@@ -284,7 +285,7 @@ pub fn install() -> PrometheusHandle {
 /// idle gauges dropped.
 pub fn builder() -> PrometheusBuilder {
     let mut b = PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE));
-    for d in DECLARED.iter().filter(|d| d.kind == Kind::Histogram) {
+    for d in all().filter(|d| d.kind == Kind::Histogram) {
         b = match b.set_buckets_for_metric(Matcher::Full(d.name.to_string()), d.buckets) {
             Ok(b) => b,
             // Only empty bucket lists are refused, and none is declared (a unit test checks).
@@ -294,8 +295,13 @@ pub fn builder() -> PrometheusBuilder {
     b
 }
 
+/// Every declared metric: the gateway's and the SMPP provider's.
+pub fn all() -> impl Iterator<Item = &'static Declared> {
+    DECLARED.iter().chain(smpp::DECLARED)
+}
+
 fn describe_all() {
-    for d in DECLARED {
+    for d in all() {
         match d.kind {
             Kind::Counter => ::metrics::describe_counter!(d.name, d.help),
             Kind::Gauge => ::metrics::describe_gauge!(d.name, d.help),

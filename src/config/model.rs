@@ -11,7 +11,7 @@ use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::phone::RegionCode;
 pub use crate::provider::smpp::config::{
-    DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
+    BindMode, DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
 };
 
 /// The whole configuration.
@@ -418,6 +418,7 @@ impl Config {
             }
             if let Some(smpp) = p.smpp.as_mut() {
                 smpp.read_env(env);
+                smpp.state_dir = Some(std::path::Path::new(&self.server.data_dir).join("smpp"));
             }
         }
     }

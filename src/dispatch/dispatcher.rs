@@ -277,6 +277,12 @@ impl Dispatcher {
             .set_settler(Arc::new(settle::Settler(Arc::downgrade(&self.inner))));
     }
 
+    /// Settles an in-doubt message as sent under the id its provider gave (after a restart,
+    /// when the provider could tell it took the message), charged through the journal.
+    pub fn settle_in_doubt_as_sent(&self, job: &Arc<Job>, index: u32, provider_message_id: String) {
+        settle::settle_sent(&self.inner, job, index, Some(provider_message_id));
+    }
+
     /// Makes the job's current status and budget durable (status changes are otherwise
     /// journaled in the background).
     pub async fn persist_status(&self, id: &JobId) -> Result<(), super::journal::JournalError> {

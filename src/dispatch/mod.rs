@@ -14,6 +14,7 @@ pub mod counters;
 pub mod delivery;
 pub mod dispatcher;
 pub mod in_doubt;
+pub mod in_flight_inquiry;
 pub mod job;
 pub mod journal;
 pub mod planner;

@@ -9,6 +9,7 @@ use anyhow::Context;
 
 use super::cap_rebuild;
 use super::in_doubt::InDoubt;
+use super::in_flight_inquiry;
 use super::journal::codec::Settlement;
 use super::journal::{JobControl, Journal, RecoveredJob, StoredJob};
 use super::planner::{self, PlanRequest};
@@ -260,53 +261,78 @@ fn restore(
     }
 
     let cancelled = job.status() == JobStatus::Cancelled;
-    // Sent again only to the provider that had them, and only if it drops repeats.
+    // Sent again only to the provider that had them, and only if it drops repeats; one that
+    // cannot is asked first what it knows of them.
+    let mut by_provider: std::collections::BTreeMap<usize, Vec<_>> = Default::default();
+    for (provider, item) in in_flight.into_values() {
+        by_provider
+            .entry(slot_of(&provider))
+            .or_default()
+            .push(item);
+    }
+    let message_id =
+        |index: u32| MessageId::derive(&job.id, job.audience.contact_id(index), channel);
     let mut resend: std::collections::BTreeMap<usize, Vec<_>> = Default::default();
     let mut in_doubt = 0;
-    let mut items: Vec<_> = in_flight.into_values().collect();
-    items.sort_by_key(|(_, i)| i.index);
     let mut doubtful = Vec::new();
-    for (provider, item) in items {
-        let slot = slot_of(&provider);
-        let idempotent = dispatcher
-            .providers()
-            .get(slot)
-            .is_some_and(|p| p.idempotent);
-        let cost = job.unit_price(slot, item.region).times(item.parts).0;
-        if idempotent && !cancelled {
-            job.restore_sending(item.index, cost);
-            resend.entry(slot).or_default().push(item);
-        } else {
-            job.restore_in_doubt(
-                item.index,
-                InDoubt {
+    let mut settled_by_provider = Vec::new();
+    for (slot, mut items) in by_provider {
+        items.sort_by_key(|i| i.index);
+        let provider = dispatcher.providers().get(slot);
+        let idempotent = provider.is_some_and(|p| p.idempotent);
+        let mut sent = Vec::new();
+        if !idempotent && !cancelled {
+            if let Some(p) = provider {
+                let inquiry =
+                    in_flight_inquiry::ask(p.provider.as_ref(), items, |it| message_id(it.index));
+                for item in inquiry.not_sent {
+                    let cost = job.unit_price(slot, item.region).times(item.parts).0;
+                    job.restore_sending(item.index, cost);
+                    resend.entry(slot).or_default().push(item);
+                }
+                items = inquiry.unknown;
+                sent = inquiry.sent;
+            }
+        }
+        let sent_ids = sent.iter().map(|(it, id)| (it, Some(id)));
+        for (item, provider_id) in items.iter().map(|it| (it, None)).chain(sent_ids) {
+            let cost = job.unit_price(slot, item.region).times(item.parts).0;
+            if idempotent && !cancelled {
+                job.restore_sending(item.index, cost);
+                resend.entry(slot).or_default().push(item.clone());
+            } else {
+                job.restore_in_doubt(
+                    item.index,
+                    InDoubt {
+                        parts: item.parts,
+                        cost_micros: cost,
+                        region: item.region,
+                        provider: slot,
+                    },
+                );
+                // Unless the provider told its id, it never answered, so a receipt can only
+                // name the message by herald's own id (which the generic protocol uses).
+                doubtful.push(AcceptedMessage {
+                    provider: slot as u16,
+                    index: item.index,
+                    region: item.region,
                     parts: item.parts,
                     cost_micros: cost,
-                    region: item.region,
-                    provider: slot,
-                },
-            );
-            // The provider never answered, so its id is unknown: a receipt can only name
-            // the message by herald's own id (which the generic protocol uses by default).
-            doubtful.push(AcceptedMessage {
-                provider: slot as u16,
-                index: item.index,
-                region: item.region,
-                parts: item.parts,
-                cost_micros: cost,
-                provider_message_id: MessageId::derive(
-                    &job.id,
-                    job.audience.contact_id(item.index),
-                    channel,
-                )
-                .to_string(),
-            });
-            in_doubt += 1;
+                    provider_message_id: provider_id
+                        .cloned()
+                        .unwrap_or_else(|| message_id(item.index).to_string()),
+                });
+                in_doubt += usize::from(provider_id.is_none());
+            }
         }
+        settled_by_provider.extend(sent);
     }
     if !doubtful.is_empty() {
         dispatcher.settle_in_doubt_on_receipt(&job);
         dispatcher.observe_restored(&job, &doubtful);
+    }
+    for (item, provider_id) in settled_by_provider {
+        dispatcher.settle_in_doubt_as_sent(&job, item.index, provider_id);
     }
     let resent = resend.values().map(Vec::len).sum::<usize>();
     dispatcher.submit(job.clone());

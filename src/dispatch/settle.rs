@@ -234,47 +234,59 @@ impl InDoubtSettler for Settler {
         let Some(job) = inner.job(id) else {
             return;
         };
-        let Some(message) = job.progress.in_doubt.take(index) else {
-            return;
-        };
-        let message_id =
-            MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
-        let now = inner.deps.clock.now();
-        let settled = vec![SettledItem {
-            index,
-            settlement: Settlement::Sent,
-            parts: message.parts,
-            cost_micros: message.cost_micros,
-            region: message.region,
-            provider_message_id: message_id.to_string(),
-        }];
-        let entries = match inner.deps.charging {
-            true => EntryBatch::of(&[NewEntry {
-                kind: EntryKind::Charge,
-                message_id: message_id.to_string(),
-                job_id: job.id.to_string(),
-                campaign_id: job.spec.campaign_id.clone(),
-                channel: job.spec.channel,
-                provider: job.provider_at(message.provider).to_string(),
-                country: message.region.as_str().to_string(),
-                parts: message.parts,
-                unit_price_micros: job.unit_price(message.provider, message.region),
-                cost_micros: crate::domain::Micros(message.cost_micros),
-                currency: job.currency,
-                at: now,
-                references: None,
-                provider_message_id: Some(message_id.to_string()),
-            }]),
-            false => EntryBatch::empty(),
-        };
-        let log = inner.deps.send_log.clone();
-        tokio::spawn(async move {
-            log.settled(&job, message.provider, now, settled, entries)
-                .await;
-            job.settle_in_doubt(index, message);
-            tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent by its receipt");
-        });
+        settle_sent(&inner, &job, index, None);
     }
+}
+
+/// Settles in-doubt message `index` as sent, under `provider_message_id` when the provider
+/// told it (else herald's own id); only the first settling of a message does anything.
+pub(super) fn settle_sent(
+    inner: &Inner,
+    job: &Arc<Job>,
+    index: u32,
+    provider_message_id: Option<String>,
+) {
+    let Some(message) = job.progress.in_doubt.take(index) else {
+        return;
+    };
+    let message_id = MessageId::derive(&job.id, job.audience.contact_id(index), job.spec.channel);
+    let provider_message_id = provider_message_id.unwrap_or_else(|| message_id.to_string());
+    let now = inner.deps.clock.now();
+    let settled = vec![SettledItem {
+        index,
+        settlement: Settlement::Sent,
+        parts: message.parts,
+        cost_micros: message.cost_micros,
+        region: message.region,
+        provider_message_id: provider_message_id.clone(),
+    }];
+    let entries = match inner.deps.charging {
+        true => EntryBatch::of(&[NewEntry {
+            kind: EntryKind::Charge,
+            message_id: message_id.to_string(),
+            job_id: job.id.to_string(),
+            campaign_id: job.spec.campaign_id.clone(),
+            channel: job.spec.channel,
+            provider: job.provider_at(message.provider).to_string(),
+            country: message.region.as_str().to_string(),
+            parts: message.parts,
+            unit_price_micros: job.unit_price(message.provider, message.region),
+            cost_micros: crate::domain::Micros(message.cost_micros),
+            currency: job.currency,
+            at: now,
+            references: None,
+            provider_message_id: Some(provider_message_id),
+        }]),
+        false => EntryBatch::empty(),
+    };
+    let log = inner.deps.send_log.clone();
+    let job = job.clone();
+    tokio::spawn(async move {
+        log.settled(&job, message.provider, now, settled, entries)
+            .await;
+        job.settle_in_doubt(index, message);
+        tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent");
+    });
 }
 
 pub(super) fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem {

@@ -77,6 +77,7 @@ pub fn observe(sources: &Sources<'_>) {
             gauge!(PROVIDER_LATENCY, CHANNEL => ch, PROVIDER => name.to_owned())
                 .set(h.mean_latency_ms / 1_000.0);
         }
+        slot.provider.observe_metrics();
         pending.insert((ch, name), 0);
     }
 

@@ -59,6 +59,26 @@ pub struct SimulatedReceipt {
     pub after: Duration,
 }
 
+/// A message the journal shows handed to the provider when the previous process stopped,
+/// with no answer recorded.
+#[derive(Debug, Clone)]
+pub struct InFlightMessage {
+    pub id: MessageId,
+    pub to: u64,
+    pub parts: u32,
+}
+
+/// What a provider that cannot drop repeats knows, after a restart, of a message in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InFlightFate {
+    /// It cannot tell: the message stays in doubt until a receipt settles it.
+    Unknown,
+    /// It certainly did not take the message: send it again.
+    NotSent,
+    /// It took the message under this id: settle it as sent.
+    Sent { provider_message_id: String },
+}
+
 /// A provider of one channel.
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
@@ -76,6 +96,16 @@ pub trait Provider: Send + Sync + 'static {
     /// Closes what the provider holds open (SMPP unbinds), after the last send. Sends after
     /// it fail as transient.
     async fn shutdown(&self) {}
+
+    /// Sets the provider's own gauges (SMPP binds and windows) just before a scrape.
+    fn observe_metrics(&self) {}
+
+    /// For providers that cannot drop repeats: what became of messages in flight at a crash,
+    /// one answer per message, in order. Called once at start-up, before any send; it may
+    /// read local files but must not wait on the network (it holds up the recovery).
+    fn in_flight_fates(&self, messages: &[InFlightMessage]) -> Vec<InFlightFate> {
+        vec![InFlightFate::Unknown; messages.len()]
+    }
 }
 
 /// Where a provider hands what arrives on its own connection rather than through the HTTP

@@ -3,6 +3,11 @@
 //! replies, throttling and binds are checked on the provider itself, with a recording events
 //! sink. A missing simulator fails the test with the command that installs it.
 
+mod binds;
+mod crash;
+mod in_flight;
+mod metrics;
+mod replies;
 mod smsc;
 
 use std::collections::HashSet;
@@ -379,14 +384,33 @@ async fn text_receipts_with_decimal_ids_match_hex_submit_ids() {
 
 #[tokio::test]
 async fn throttling_and_refusals_map_to_outcomes_and_shutdown_unbinds() {
-    let mut smsc = Smsc::start(&["--throttle-first", "1", "--reject-dest", "8613123000009"]).await;
-    let p = provider(smpp_config(smsc.port), None).await;
+    let mut smsc = Smsc::start(&[
+        "--throttle-first",
+        "1",
+        "--queue-full-next",
+        "1",
+        "--reject-dest",
+        "8613123000009",
+    ])
+    .await;
+    let config = SmppConfig {
+        throttle_retry_ms: 750,
+        ..smpp_config(smsc.port)
+    };
+    let p = provider(config, None).await;
     let m = message(1, 8613123000001, "hello");
-    let first = p.send_batch(std::slice::from_ref(&m)).await;
-    assert!(
-        matches!(first[0], SendOutcome::Throttled { .. }),
-        "{first:?}"
-    );
+    // ESME_RTHROTTLED, then ESME_RMSGQFUL: both ask the dispatcher to back off, not fail.
+    for status in [0x58, 0x14] {
+        let out = p.send_batch(std::slice::from_ref(&m)).await;
+        assert_eq!(
+            out[0],
+            SendOutcome::Throttled {
+                retry_after: Duration::from_millis(750)
+            }
+        );
+        let seen = smsc.wait_for("submit_sm", WAIT).await;
+        assert_eq!(seen["status"], status);
+    }
     let again = p.send_batch(std::slice::from_ref(&m)).await;
     accepted_id(&again[0]);
     let refused = p.send_batch(&[message(2, 8613123000009, "hello")]).await;

@@ -2,11 +2,11 @@
 """An SMSC for herald's SMPP tests, built on the `smpp34` package (pip install smpp34): an
 SMPP 3.4 server herald did not write, with its own codec and session handling.
 
-It accepts every transceiver bind, answers each submit_sm and reports on stdout, one JSON
+It accepts every bind (transceiver, transmitter or receiver), answers each submit_sm and reports on stdout, one JSON
 object per line, what it saw:
 
     {"event": "ready", "port": 2775}
-    {"event": "bind", "session": "...", "system_id": "herald"}
+    {"event": "bind", "session": "...", "system_id": "herald", "can_receive": true}
     {"event": "submit_sm", "session": "...", "source_addr": "HERALD", "source_addr_ton": 5,
      "source_addr_npi": 0, "destination_addr": "8613...", "dest_addr_ton": 1,
      "dest_addr_npi": 1, "esm_class": 64, "data_coding": 0, "registered_delivery": 1,
@@ -17,26 +17,109 @@ object per line, what it saw:
 Options: --receipts none|tlv|text (a delivery receipt per accepted submit_sm that asked for
 one), --ids hex|decimal (how message ids are written), --receipt-ids decimal (write the
 receipt's id in decimal whatever --ids says), --throttle-first N (answer the first N submit_sm
-with ESME_RTHROTTLED), --reject-dest DIGITS (answer submit_sm to that number with
+with ESME_RTHROTTLED), --queue-full-next N (answer the N after those with ESME_RMSGQFUL), --reject-dest DIGITS (answer submit_sm to that number with
 ESME_RINVDSTADR), --receipt-attempts N (deliver a receipt answered with an error again, 0.2 s
-later, up to N times in all).
+later, up to N times in all), --answer-after-ms N (answer each accepted submit_sm N ms after
+it arrived, as a loaded SMSC does: herald's window fills and submits queue behind it).
+
+smpp34's server does not serve query_sm. With --query-state N (an SMPP 3.4 message_state,
+section 5.2.28) the simulator listens through a thin PDU-framing relay in front of it that
+answers query_sm itself, as section 4.8 specifies: query_sm_resp with the message_id, an
+empty final_date, message_state N and error_code 0 for an id the simulator accepted, else a
+bodiless query_sm_resp with ESME_RQUERYFAIL. Each query is reported:
+
+    {"event": "query_sm", "message_id": "A0001", "status": 0}
+
+With --tls-cert FILE --tls-key FILE the relay speaks TLS (Python's ssl module) to the ESME.
 
 Commands on stdin, one JSON object per line:
 
     {"cmd": "mo", "from": "8613123079337", "to": "HERALD", "text": "退订", "ucs2": true}
 
-sends a mobile-originated deliver_sm on the most recent bind. It exits when stdin closes.
+sends a mobile-originated deliver_sm on the most recent bind. With "parts": ["退", "订，谢谢"]
+instead of "text" it sends one deliver_sm per part, concatenated as "concat" says: "udh8"
+(IEI 0x00, 8-bit "ref"), "udh16" (IEI 0x08, 16-bit "ref") or "sar" (the SAR TLVs), in the
+order "order" lists (part indexes, default in order; parts left out are never sent). It exits
+when stdin closes.
 """
 
 import argparse
 import asyncio
 import json
 import os
+import socket
+import ssl
 import sys
 
 import smpp34
 
 ESME_RINVDSTADR = 0x0B
+ESME_RQUERYFAIL = 0x67
+QUERY_SM = 0x00000003
+QUERY_SM_RESP = 0x80000003
+
+
+async def read_pdu(reader):
+    head = await reader.readexactly(4)
+    length = int.from_bytes(head, "big")
+    return head + await reader.readexactly(length - 4)
+
+
+async def relay(args, inner_port, accepted):
+    """Listens on args.port (TLS when asked) and relays whole PDUs to the smpp34 server on
+    inner_port, answering query_sm on the way."""
+    context = None
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+
+    async def handle(esme_r, esme_w):
+        try:
+            smsc_r, smsc_w = await asyncio.open_connection("127.0.0.1", inner_port)
+        except OSError:
+            esme_w.close()
+            return
+        lock = asyncio.Lock()
+
+        async def to_esme(pdu):
+            async with lock:
+                esme_w.write(pdu)
+                await esme_w.drain()
+
+        async def upstream():
+            try:
+                while True:
+                    pdu = await read_pdu(esme_r)
+                    if int.from_bytes(pdu[4:8], "big") == QUERY_SM and args.query_state is not None:
+                        message_id = pdu[16:].split(b"\0", 1)[0].decode("ascii", "replace")
+                        if message_id in accepted:
+                            status = 0
+                            body = message_id.encode() + b"\0" + b"\0" + bytes([args.query_state, 0])
+                        else:
+                            status, body = ESME_RQUERYFAIL, b""
+                        emit(event="query_sm", message_id=message_id, status=status)
+                        head = (16 + len(body)).to_bytes(4, "big") + QUERY_SM_RESP.to_bytes(4, "big")
+                        await to_esme(head + status.to_bytes(4, "big") + pdu[12:16] + body)
+                    else:
+                        smsc_w.write(pdu)
+                        await smsc_w.drain()
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                smsc_w.close()
+
+        async def downstream():
+            try:
+                while True:
+                    await to_esme(await read_pdu(smsc_r))
+            except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                pass
+            finally:
+                esme_w.close()
+
+        await asyncio.gather(upstream(), downstream())
+
+    return await asyncio.start_server(handle, "127.0.0.1", args.port, ssl=context)
 
 
 def emit(**fields):
@@ -45,8 +128,17 @@ def emit(**fields):
 
 
 async def serve(args):
-    server = smpp34.Server(host="127.0.0.1", port=args.port, system_id="SIM")
+    accepted = set()
+    port = args.port
+    relayed = args.query_state is not None or args.tls_cert
+    if relayed:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    server = smpp34.Server(host="127.0.0.1", port=port, system_id="SIM")
     await server.start()
+    if relayed:
+        front = await relay(args, port, accepted)
     emit(event="ready", port=args.port)
     sessions = {}
     latest = {"esme": None}
@@ -90,23 +182,57 @@ async def serve(args):
                 break
             await asyncio.sleep(0.2)
 
+    async def accept(ev, message_id):
+        if args.answer_after_ms:
+            await asyncio.sleep(args.answer_after_ms / 1000)
+        ev.accept(message_id=message_id)
+        esme = sessions.get(ev.session_id)
+        if esme is not None and not esme.can_receive:
+            # A transmitter's receipts go to a receiver bind of the same system_id.
+            esme = next((e for e in sessions.values()
+                         if e.can_receive and e.system_id == esme.system_id), None)
+        if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
+            await receipt(esme, ev, message_id)
+
     async def mo(cmd):
         esme = latest["esme"]
         if esme is None:
             emit(event="error", message="no bind for mo")
             return
         ucs2 = cmd.get("ucs2", False)
-        text = cmd["text"]
-        body = text.encode("utf-16-be") if ucs2 else text.encode("ascii")
-        resp = await esme.deliver_sm(
-            cmd.get("to", "HERALD"),
-            body,
-            source_addr=cmd["from"],
-            source_addr_ton=1,
-            source_addr_npi=1,
-            data_coding=8 if ucs2 else 0,
-        )
-        emit(event="deliver_sm_resp", kind="mo", status=resp.command_status)
+
+        def encode(text):
+            return text.encode("utf-16-be") if ucs2 else text.encode("ascii")
+
+        texts = cmd.get("parts") or [cmd["text"]]
+        total = len(texts)
+        ref = cmd.get("ref", 1)
+        concat = cmd.get("concat", "udh8")
+        for i in cmd.get("order", range(total)):
+            body, esm_class, tlvs = encode(texts[i]), 0, []
+            if total > 1 and concat == "udh8":
+                body = bytes([5, 0x00, 3, ref & 0xFF, total, i + 1]) + body
+                esm_class = 0x40
+            elif total > 1 and concat == "udh16":
+                body = bytes([6, 0x08, 4, ref >> 8 & 0xFF, ref & 0xFF, total, i + 1]) + body
+                esm_class = 0x40
+            elif total > 1:
+                tlvs = [
+                    smpp34.Tlv(smpp34.TLV_SAR_MSG_REF_NUM, ref.to_bytes(2, "big")),
+                    smpp34.Tlv(smpp34.TLV_SAR_TOTAL_SEGMENTS, bytes([total])),
+                    smpp34.Tlv(smpp34.TLV_SAR_SEGMENT_SEQNUM, bytes([i + 1])),
+                ]
+            resp = await esme.deliver_sm(
+                cmd.get("to", "HERALD"),
+                body,
+                source_addr=cmd["from"],
+                source_addr_ton=1,
+                source_addr_npi=1,
+                esm_class=esm_class,
+                data_coding=8 if ucs2 else 0,
+                tlvs=tlvs,
+            )
+            emit(event="deliver_sm_resp", kind="mo", status=resp.command_status)
 
     async def commands():
         loop = asyncio.get_running_loop()
@@ -127,8 +253,10 @@ async def serve(args):
         ev = await server.next()
         if isinstance(ev, smpp34.Esme):
             sessions[ev.session_id] = ev
-            latest["esme"] = ev
-            emit(event="bind", session=ev.session_id, system_id=ev.system_id)
+            if ev.can_receive:
+                latest["esme"] = ev
+            emit(event="bind", session=ev.session_id, system_id=ev.system_id,
+                 can_receive=ev.can_receive)
         elif isinstance(ev, smpp34.SubmitSmEvent):
             counter["submits"] += 1
             record = dict(
@@ -150,6 +278,10 @@ async def serve(args):
                 ev.reject(smpp34.ESME_RTHROTTLED)
                 emit(status=smpp34.ESME_RTHROTTLED, message_id=None, **record)
                 continue
+            if counter["submits"] <= args.throttle_first + args.queue_full_next:
+                ev.reject(smpp34.ESME_RMSGQFUL)
+                emit(status=smpp34.ESME_RMSGQFUL, message_id=None, **record)
+                continue
             if args.reject_dest and ev.destination_addr == args.reject_dest:
                 ev.reject(ESME_RINVDSTADR)
                 emit(status=ESME_RINVDSTADR, message_id=None, **record)
@@ -157,11 +289,9 @@ async def serve(args):
             counter["ids"] += 1
             n = counter["ids"]
             message_id = f"{n + 0xA0000:X}" if args.ids == "hex" else str(n + 1000000)
-            ev.accept(message_id=message_id)
+            accepted.add(message_id)
             emit(status=0, message_id=message_id, **record)
-            esme = sessions.get(ev.session_id)
-            if args.receipts != "none" and ev.registered_delivery & 0x03 and esme:
-                later(receipt(esme, ev, message_id))
+            later(accept(ev, message_id))
         elif isinstance(ev, smpp34.Unbound):
             sessions.pop(ev.session_id, None)
             emit(event="unbound", session=ev.session_id)
@@ -174,8 +304,13 @@ def main():
     p.add_argument("--ids", choices=["hex", "decimal"], default="hex")
     p.add_argument("--receipt-ids", choices=["same", "decimal"], default="same")
     p.add_argument("--throttle-first", type=int, default=0)
+    p.add_argument("--queue-full-next", type=int, default=0)
     p.add_argument("--reject-dest", default="")
     p.add_argument("--receipt-attempts", type=int, default=10)
+    p.add_argument("--answer-after-ms", type=int, default=0)
+    p.add_argument("--query-state", type=int, default=None)
+    p.add_argument("--tls-cert", default="")
+    p.add_argument("--tls-key", default="")
     asyncio.run(serve(p.parse_args()))
 
 

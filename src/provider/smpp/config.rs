@@ -69,6 +69,18 @@ pub enum ReceiptIdConversion {
     HexToDecimal,
 }
 
+/// How the provider binds to the SMSC.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BindMode {
+    /// `binds` transceiver binds: each sends and receives.
+    #[default]
+    Transceiver,
+    /// `binds` pairs of a transmitter bind (sends) and a receiver bind (receipts and replies),
+    /// for SMSCs that do not offer transceivers (SMPP 3.3 style).
+    TransmitterReceiver,
+}
+
 /// The SMPP settings of one provider.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -87,8 +99,14 @@ pub struct SmppConfig {
     pub system_type: String,
     /// 0x34 for SMPP 3.4.
     pub interface_version: u8,
-    /// Transceiver binds kept open; messages are spread over those that are bound.
+    /// Binds (or transmitter and receiver pairs) kept open; messages are spread over those
+    /// that are bound.
     pub binds: usize,
+    pub bind_mode: BindMode,
+    /// TLS to the SMSC (the server checked against `host`).
+    pub tls: bool,
+    /// PEM file of the CAs that sign the SMSC's certificate; unset: the system's roots.
+    pub ca_file: Option<String>,
     /// `submit_sm` outstanding per bind (sent, not yet answered).
     pub window: usize,
     /// A `submit_sm` unanswered after this long is a transient failure (and so is a bind,
@@ -118,6 +136,20 @@ pub struct SmppConfig {
     /// Part ids of long messages kept to place per-part receipts (about 50 bytes each);
     /// past it the oldest are forgotten.
     pub part_receipt_ids: usize,
+    /// After a restart, ask the SMSC (`query_sm`) the state of messages the submit log shows
+    /// it accepted while their answers were not yet recorded, and apply it as a receipt.
+    /// Off for SMSCs that do not answer `query_sm`.
+    pub query_in_doubt: bool,
+    /// A reply in several parts still missing some after this long is dropped.
+    pub mo_reassembly_timeout_seconds: u64,
+    /// Replies in several parts held at once waiting for their other parts (each at most
+    /// 255 parts of 140 octets); past it the oldest is dropped.
+    pub mo_reassembly_max: usize,
+    /// Where the submit log lives: the server's `data_dir`, set when the environment is
+    /// applied. Unset (a config built in code): no submit log, so every message in flight at
+    /// a crash stays in doubt.
+    #[serde(skip)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for SmppConfig {
@@ -131,6 +163,9 @@ impl Default for SmppConfig {
             system_type: String::new(),
             interface_version: 0x34,
             binds: 1,
+            bind_mode: BindMode::Transceiver,
+            tls: false,
+            ca_file: None,
             window: 10,
             response_timeout_ms: 10_000,
             enquire_link_seconds: 30,
@@ -147,6 +182,10 @@ impl Default for SmppConfig {
             long_messages: LongMessages::Udh,
             receipt_id_conversion: ReceiptIdConversion::None,
             part_receipt_ids: 1 << 20,
+            query_in_doubt: true,
+            mo_reassembly_timeout_seconds: 300,
+            mo_reassembly_max: 10_000,
+            state_dir: None,
         }
     }
 }
@@ -215,6 +254,9 @@ impl SmppConfig {
                 Some(_) => {}
             }
         }
+        if self.ca_file.is_some() && !self.tls {
+            err("ca_file", "only with tls = true".into());
+        }
         if !(1..=MAX_BINDS).contains(&self.binds) {
             err("binds", format!("must be between 1 and {MAX_BINDS}"));
         }
@@ -228,6 +270,11 @@ impl SmppConfig {
             ("reconnect_min_ms", self.reconnect_min_ms),
             ("throttle_retry_ms", self.throttle_retry_ms),
             ("part_receipt_ids", self.part_receipt_ids as u64),
+            (
+                "mo_reassembly_timeout_seconds",
+                self.mo_reassembly_timeout_seconds,
+            ),
+            ("mo_reassembly_max", self.mo_reassembly_max as u64),
         ] {
             if v == 0 {
                 err(field, "must be at least 1".into());
@@ -321,6 +368,8 @@ mod tests {
             reconnect_max_ms: 5,
             source_addr: "ALPHANUMERIC-TOO-LONG".into(),
             registered_delivery: 0x20,
+            ca_file: Some("ca.pem".into()),
+            mo_reassembly_max: 0,
             ..SmppConfig::default()
         };
         let errs = problems(&c);
@@ -334,6 +383,8 @@ mod tests {
             "reconnect_max_ms",
             "source_addr",
             "registered_delivery",
+            "ca_file",
+            "mo_reassembly_max",
         ] {
             let prefix = format!("providers[1].smpp.{field}: ");
             assert!(

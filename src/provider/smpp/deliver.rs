@@ -8,6 +8,7 @@
 //! states (`ENROUTE`, `ACCEPTD`, `UNKNOWN`) are acknowledged and ignored.
 
 use super::config::ReceiptIdConversion;
+use super::mo_parts::{self, MoPart, Reassembled};
 use super::text;
 use crate::callbacks::inbound::Inbound;
 use crate::callbacks::receipt::Receipt;
@@ -33,6 +34,8 @@ pub struct DeliverSm {
     pub message_payload: Option<Vec<u8>>,
     pub receipted_message_id: Option<String>,
     pub message_state: Option<u8>,
+    /// The SAR TLVs: reference, total, seq.
+    pub sar: Option<(u16, u8, u8)>,
 }
 
 /// What a `deliver_sm` means to herald.
@@ -40,6 +43,8 @@ pub struct DeliverSm {
 pub enum Delivered {
     Receipt(Receipt),
     Inbound(Inbound),
+    /// One part of a reply in several: held until the reply is whole.
+    InboundPart(MoPart),
     /// Acknowledged and dropped, with why (for a debug log).
     Ignored(&'static str),
 }
@@ -86,18 +91,6 @@ fn receipt(pdu: &DeliverSm, body: &[u8], conversion: ReceiptIdConversion) -> Del
 }
 
 fn inbound(pdu: &DeliverSm, body: &[u8]) -> Delivered {
-    // A UDH (a part of a concatenated reply) is skipped: its first octet is its length.
-    let body = if pdu.esm_class & ESM_UDHI != 0 {
-        match body.first() {
-            Some(&len) => body.get(usize::from(len) + 1..).unwrap_or(&[]),
-            None => body,
-        }
-    } else {
-        body
-    };
-    let Some(text) = text::decode(pdu.data_coding, body) else {
-        return Delivered::Ignored("reply in a binary or unknown data coding");
-    };
     let sender = pdu.source_addr.trim();
     if sender.is_empty() {
         return Delivered::Ignored("reply without a sender");
@@ -107,12 +100,55 @@ fn inbound(pdu: &DeliverSm, body: &[u8]) -> Delivered {
     } else {
         sender.to_string()
     };
+    // A part of a concatenated reply: by its UDH (whose first octet is its length, skipped
+    // whatever it holds) or by the SAR TLVs.
+    let (concat, body) = if pdu.esm_class & ESM_UDHI != 0 {
+        match mo_parts::concat_from_udh(body) {
+            Some((c, text)) => (Some(c), text),
+            None => match body.first() {
+                Some(&len) => (None, body.get(usize::from(len) + 1..).unwrap_or(&[])),
+                None => (None, body),
+            },
+        }
+    } else {
+        (pdu.sar, body)
+    };
+    if let Some((reference, total, seq)) = concat.filter(|c| c.1 > 1) {
+        return Delivered::InboundPart(MoPart {
+            from,
+            reference,
+            total,
+            seq,
+            data_coding: pdu.data_coding,
+            body: body.to_vec(),
+        });
+    }
+    whole_reply(from, pdu.data_coding, body)
+}
+
+/// A reply whose parts were joined.
+pub fn reassembled(r: Reassembled) -> Delivered {
+    whole_reply(r.from, r.data_coding, &r.body)
+}
+
+fn whole_reply(from: String, data_coding: u8, body: &[u8]) -> Delivered {
+    let Some(text) = text::decode(data_coding, body) else {
+        return Delivered::Ignored("reply in a binary or unknown data coding");
+    };
     Delivered::Inbound(Inbound { from, text })
 }
 
 enum State {
     Final(ReceiptStatus),
     NotFinal,
+}
+
+/// The receipt a `message_state` (of a `query_sm_resp`, say) amounts to, when it is final.
+pub fn final_status(message_state: u8) -> Option<ReceiptStatus> {
+    match state_from_code(message_state) {
+        Some(State::Final(s)) => Some(s),
+        _ => None,
+    }
 }
 
 /// `message_state` TLV values (SMPP 3.4 section 5.2.28).
@@ -319,6 +355,7 @@ mod tests {
                 message_payload: None,
                 receipted_message_id: Some(text),
                 message_state: state,
+                sar: state.map(|s| (u16::from(s), s % 4, s % 3)),
             };
             let _ = classify(&pdu, ReceiptIdConversion::HexToDecimal);
             let _ = classify(&pdu, ReceiptIdConversion::DecimalToHex);
@@ -373,10 +410,29 @@ mod tests {
             panic!("inbound")
         };
         assert_eq!((m.from.as_str(), m.text.as_str()), ("13123079337", "STOP"));
-        // One part of a concatenated reply: the UDH is not text.
+        // One part of a concatenated reply is held for reassembly, its UDH taken off; so is
+        // one marked by SAR TLVs. A header without concatenation is skipped as not text.
         let mut part = gsm.clone();
         part.esm_class = ESM_UDHI;
         part.short_message = [&[5, 0, 3, 9, 2, 1][..], b"TD"].concat();
+        let Delivered::InboundPart(p) = classify(&part, ReceiptIdConversion::None) else {
+            panic!("a part")
+        };
+        assert_eq!(
+            (p.from.as_str(), p.reference, p.total, p.seq, &p.body[..]),
+            ("13123079337", 9, 2, 1, &b"TD"[..])
+        );
+        let mut sar = gsm.clone();
+        sar.sar = Some((300, 2, 2));
+        assert!(matches!(
+            classify(&sar, ReceiptIdConversion::None),
+            Delivered::InboundPart(MoPart {
+                reference: 300,
+                seq: 2,
+                ..
+            })
+        ));
+        part.short_message = [&[4, 0x24, 2, 1, 0][..], b"TD"].concat();
         let Delivered::Inbound(m) = classify(&part, ReceiptIdConversion::None) else {
             panic!("inbound")
         };

@@ -1,4 +1,5 @@
-//! The SMPP 3.4 provider adapter: SMS to an SMSC over `binds` transceiver binds.
+//! The SMPP 3.4 provider adapter: SMS to an SMSC over `binds` transceiver binds (or
+//! transmitter and receiver pairs), over TCP or TLS.
 //!
 //! - `config.rs`: the `[providers.smpp]` table and its validation.
 //! - `text.rs`, `parts.rs`: a message as `submit_sm` parts, GSM 03.38 or UCS-2, concatenated
@@ -18,11 +19,14 @@
 
 pub mod config;
 pub mod deliver;
+mod in_flight;
+pub mod mo_parts;
 pub mod part_ids;
 pub mod parts;
 pub mod pdu;
 mod session;
 pub mod status;
+pub mod submit_log;
 pub mod text;
 
 #[cfg(test)]
@@ -38,18 +42,27 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{OutboundMessage, Provider, ProviderEvents, SendOutcome};
+use super::{
+    InFlightFate, InFlightMessage, OutboundMessage, Provider, ProviderEvents, SendOutcome,
+};
 use crate::config::{MessageIdFormat, ProviderConfig};
-use config::SmppConfig;
+use config::{BindMode, SmppConfig};
 use part_ids::{LongMessage, PartIds};
-use pdu::{BindFields, SubmitFields};
-use session::{BindHandle, SessionSettings, Submit, SubmitAnswer};
+use pdu::{BindFields, BindRole, SubmitFields};
+use session::transport::Tls;
+use session::{BindHandle, Request, SessionSettings, Submit, SubmitAnswer};
+use submit_log::{PartTag, SubmitLog};
 
 /// Why an SMPP provider could not be built from its config.
 #[derive(Debug, thiserror::Error)]
 pub enum SmppError {
     #[error("provider {name}: kind = \"smpp\" needs a [providers.smpp] table")]
     MissingTable { name: String },
+    #[error("provider {name}: {source}")]
+    Tls {
+        name: String,
+        source: session::transport::TlsError,
+    },
 }
 
 /// The adapter's settings, read from a validated provider config.
@@ -69,6 +82,13 @@ impl SmppSettings {
         let smpp = c.smpp.clone().ok_or_else(|| SmppError::MissingTable {
             name: c.name.clone(),
         })?;
+        // A TLS setup that cannot work (an unreadable ca_file) stops the start here.
+        if smpp.tls {
+            tls_for(&smpp).map_err(|source| SmppError::Tls {
+                name: c.name.clone(),
+                source,
+            })?;
+        }
         Ok(SmppSettings {
             jitter_seed: xxh3_64(c.name.as_bytes()) ^ u64::from(std::process::id()),
             name: c.name.clone(),
@@ -82,6 +102,10 @@ impl SmppSettings {
     }
 }
 
+fn tls_for(c: &SmppConfig) -> Result<Tls, session::transport::TlsError> {
+    Tls::new(c.host.trim(), c.ca_file.as_deref())
+}
+
 /// The SMPP provider: its binds and the tasks that run them.
 pub struct SmppProvider {
     settings: SmppSettings,
@@ -89,15 +113,36 @@ pub struct SmppProvider {
     binds: Vec<BindHandle>,
     next_bind: AtomicUsize,
     bound_count: watch::Receiver<usize>,
+    /// Receiver binds bound (`transmitter_receiver` mode).
+    receivers_bound: watch::Receiver<usize>,
+    /// Keeps the receiver binds' (unused) request queues open.
+    _receivers: Vec<BindHandle>,
     shutdown: CancellationToken,
     tasks: parking_lot::Mutex<Vec<JoinHandle<()>>>,
+    log: Option<Arc<SubmitLog>>,
+    events: Option<Arc<dyn ProviderEvents>>,
 }
 
 impl SmppProvider {
-    /// Starts one task per bind; they connect in the background.
+    /// Starts one task per bind (two per pair); they connect in the background. A TLS setup
+    /// that fails here (checked by [`SmppSettings::from_config`]) leaves the binds refusing.
     pub fn start(settings: SmppSettings, events: Option<Arc<dyn ProviderEvents>>) -> SmppProvider {
         let c = &settings.smpp;
         let (count_tx, count_rx) = watch::channel(0usize);
+        let (rx_count_tx, rx_count_rx) = watch::channel(0usize);
+        let tls = match c.tls.then(|| tls_for(c)) {
+            None => None,
+            Some(Ok(t)) => Some(Arc::new(t)),
+            Some(Err(e)) => {
+                tracing::error!(provider = %settings.name, error = %e, "TLS cannot be set up; the binds stay down");
+                None
+            }
+        };
+        let tls_broken = c.tls && tls.is_none();
+        let roles: &[BindRole] = match c.bind_mode {
+            BindMode::Transceiver => &[BindRole::Transceiver],
+            BindMode::TransmitterReceiver => &[BindRole::Transmitter, BindRole::Receiver],
+        };
         let shutdown = CancellationToken::new();
         let part_ids = Arc::new(PartIds::new(settings.message_id_format, c.part_receipt_ids));
         let password = c
@@ -105,14 +150,32 @@ impl SmppProvider {
             .as_ref()
             .map(|p| String::from_utf8_lossy(p.expose()).into_owned())
             .unwrap_or_default();
+        let log = c.state_dir.as_deref().and_then(|dir| {
+            SubmitLog::open(dir, &settings.name)
+                .map_err(|e| tracing::error!(provider = %settings.name, error = %e, "the SMPP submit log cannot be opened: messages in flight at a crash will stay in doubt"))
+                .ok()
+                .map(Arc::new)
+        });
+        let mo_parts = Arc::new(mo_parts::MoReassembly::new(
+            Duration::from_secs(c.mo_reassembly_timeout_seconds.max(1)),
+            c.mo_reassembly_max,
+        ));
+        crate::metrics::smpp::register(&settings.name);
         let mut binds = Vec::with_capacity(c.binds);
+        let mut receivers = Vec::new();
         let mut tasks = Vec::with_capacity(c.binds);
-        for index in 0..c.binds.max(1) {
+        for (index, &role) in (0..c.binds.max(1)).flat_map(|i| roles.iter().map(move |r| (i, r))) {
+            if tls_broken {
+                break;
+            }
+            let window_used = Arc::new(AtomicUsize::new(0));
             let session = Arc::new(SessionSettings {
                 provider: settings.name.clone(),
                 index,
                 host: c.host.trim().to_string(),
                 port: c.port,
+                tls: tls.clone(),
+                role,
                 bind: BindFields {
                     system_id: c.system_id.clone(),
                     password: password.clone(),
@@ -129,17 +192,32 @@ impl SmppProvider {
                 receipt_ids: c.receipt_id_conversion,
                 part_ids: part_ids.clone(),
                 events: events.clone(),
+                log: log.clone(),
+                mo_parts: mo_parts.clone(),
+                window_used: window_used.clone(),
             });
             let (tx, rx) = mpsc::channel(c.window.max(1));
             let bound = Arc::new(AtomicBool::new(false));
+            let counted = match role {
+                BindRole::Receiver => rx_count_tx.clone(),
+                _ => count_tx.clone(),
+            };
             tasks.push(tokio::spawn(session::run(
                 session,
                 rx,
                 bound.clone(),
-                count_tx.clone(),
+                counted,
                 shutdown.clone(),
             )));
-            binds.push(BindHandle { submits: tx, bound });
+            let handle = BindHandle {
+                submits: tx,
+                bound,
+                window_used,
+            };
+            match role {
+                BindRole::Receiver => receivers.push(handle),
+                _ => binds.push(handle),
+            }
         }
         SmppProvider {
             submit: SubmitFields {
@@ -153,8 +231,12 @@ impl SmppProvider {
             binds,
             next_bind: AtomicUsize::new(0),
             bound_count: count_rx,
+            receivers_bound: rx_count_rx,
+            _receivers: receivers,
             shutdown,
             tasks: parking_lot::Mutex::new(tasks),
+            log,
+            events,
         }
     }
 
@@ -163,9 +245,14 @@ impl SmppProvider {
         &self.settings
     }
 
-    /// Binds currently bound.
+    /// Binds currently bound that can send (transceivers, or transmitters of pairs).
     pub fn bound_binds(&self) -> usize {
         *self.bound_count.borrow()
+    }
+
+    /// Receiver binds of pairs currently bound.
+    pub fn bound_receivers(&self) -> usize {
+        *self.receivers_bound.borrow()
     }
 
     /// Waits until at least one bind is bound, or `limit` passes; whether one is.
@@ -238,8 +325,13 @@ impl SmppProvider {
                 queued_at: tokio::time::Instant::now(),
                 reply,
                 long: long.as_ref().map(|m| (m.clone(), i + 1)),
+                tag: PartTag {
+                    message: m.id,
+                    part: (i + 1) as u8,
+                    total: total as u8,
+                },
             };
-            if bind.submits.send(submit).await.is_err() {
+            if bind.submits.send(Request::Submit(submit)).await.is_err() {
                 return unavailable("provider shut down");
             }
             let outcome = match answer.await {
@@ -310,6 +402,45 @@ impl Provider for SmppProvider {
 
     async fn send_batch(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         futures::future::join_all(messages.iter().map(|m| self.send_one(m))).await
+    }
+
+    fn observe_metrics(&self) {
+        let in_use = self
+            .binds
+            .iter()
+            .map(|b| b.window_used.load(Ordering::Relaxed))
+            .sum();
+        let up = self.bound_binds() + self.bound_receivers();
+        crate::metrics::smpp::binds(&self.settings.name, up, in_use);
+    }
+
+    fn in_flight_fates(&self, messages: &[InFlightMessage]) -> Vec<InFlightFate> {
+        let Some(log) = &self.log else {
+            return vec![InFlightFate::Unknown; messages.len()];
+        };
+        let (fates, accepted) = in_flight::fates(&self.settings.name, log, messages);
+        tracing::info!(
+            provider = %self.settings.name,
+            in_flight = messages.len(),
+            not_sent = fates.iter().filter(|f| **f == InFlightFate::NotSent).count(),
+            accepted = accepted.len(),
+            "messages in flight at the last stop read from the submit log"
+        );
+        if let (true, false, Some(events)) = (
+            self.settings.smpp.query_in_doubt,
+            accepted.is_empty(),
+            &self.events,
+        ) {
+            tokio::spawn(in_flight::query_states(
+                self.settings.name.clone(),
+                self.binds.clone(),
+                self.bound_count.clone(),
+                self.submit.clone(),
+                accepted,
+                events.clone(),
+            ));
+        }
+        fates
     }
 
     async fn shutdown(&self) {

@@ -4,7 +4,9 @@
 
 use bytes::{Buf, BytesMut};
 use rusmpp::decode::DecodeWithLength;
-use rusmpp::pdus::{BindTransceiver, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{
+    BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm,
+};
 use rusmpp::tlvs::{MessageSubmissionRequestTlvValue, TlvValue};
 use rusmpp::types::{COctetString, EmptyOrFullCOctetString, OctetString};
 use rusmpp::values::{
@@ -120,6 +122,50 @@ pub struct BindFields {
     pub interface_version: u8,
 }
 
+/// Which way a bind carries messages: both, or one of a transmitter and receiver pair.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindRole {
+    Transceiver,
+    Transmitter,
+    Receiver,
+}
+
+/// The bind request of `role`, and whether a response PDU is the answer to it.
+pub fn bind(b: &BindFields, role: BindRole) -> Result<Pdu, FieldError> {
+    let t = bind_transceiver(b)?;
+    Ok(match role {
+        BindRole::Transceiver => Pdu::BindTransceiver(t),
+        BindRole::Transmitter => Pdu::BindTransmitter(BindTransmitter {
+            system_id: t.system_id,
+            password: t.password,
+            system_type: t.system_type,
+            interface_version: t.interface_version,
+            addr_ton: t.addr_ton,
+            addr_npi: t.addr_npi,
+            address_range: t.address_range,
+        }),
+        BindRole::Receiver => Pdu::BindReceiver(BindReceiver {
+            system_id: t.system_id,
+            password: t.password,
+            system_type: t.system_type,
+            interface_version: t.interface_version,
+            addr_ton: t.addr_ton,
+            addr_npi: t.addr_npi,
+            address_range: t.address_range,
+        }),
+    })
+}
+
+/// Whether `pdu` is the response to a bind of `role`.
+pub fn is_bind_resp(pdu: &Pdu, role: BindRole) -> bool {
+    matches!(
+        (role, pdu),
+        (BindRole::Transceiver, Pdu::BindTransceiverResp(_))
+            | (BindRole::Transmitter, Pdu::BindTransmitterResp(_))
+            | (BindRole::Receiver, Pdu::BindReceiverResp(_))
+    )
+}
+
 /// `bind_transceiver`.
 pub fn bind_transceiver(b: &BindFields) -> Result<BindTransceiver, FieldError> {
     Ok(BindTransceiver {
@@ -204,6 +250,7 @@ pub fn deliver_fields(d: &DeliverSm) -> deliver::DeliverSm {
         short_message: d.short_message().as_ref().to_vec(),
         ..deliver::DeliverSm::default()
     };
+    let mut sar = (None, None, None);
     for tlv in d.tlvs() {
         match tlv.value() {
             Some(TlvValue::ReceiptedMessageId(id)) => {
@@ -213,8 +260,14 @@ pub fn deliver_fields(d: &DeliverSm) -> deliver::DeliverSm {
             Some(TlvValue::MessagePayload(p)) => {
                 out.message_payload = Some(p.value.as_ref().to_vec())
             }
+            Some(TlvValue::SarMsgRefNum(r)) => sar.0 = Some(*r),
+            Some(TlvValue::SarTotalSegments(t)) => sar.1 = Some(*t),
+            Some(TlvValue::SarSegmentSeqnum(n)) => sar.2 = Some(*n),
             _ => {}
         }
+    }
+    if let (Some(r), Some(t), Some(n)) = sar {
+        out.sar = Some((r, t, n));
     }
     out
 }

@@ -101,6 +101,11 @@ pub fn classify(status: u32) -> StatusClass {
     entry(status).map_or(StatusClass::Transient, |e| e.2)
 }
 
+/// The status's SMPP 3.4 name, or `other` for one the table lacks (a metric label).
+pub fn name(status: u32) -> &'static str {
+    entry(status).map_or("other", |e| e.1)
+}
+
 /// `ESME_RINVDSTADR (0x0000000B)`, or `status 0x00000400` for one the table lacks.
 pub fn describe(status: u32) -> String {
     match entry(status) {

@@ -10,7 +10,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::time::Instant;
 
 use super::{Conn, SessionSettings};
-use crate::provider::smpp::deliver::Delivered;
+use crate::provider::smpp::deliver::{self, Delivered};
 use crate::provider::smpp::part_ids::Resolved;
 use crate::provider::smpp::pdu;
 use crate::provider::smpp::status::{ESME_ROK, ESME_RX_T_APPN};
@@ -57,6 +57,13 @@ pub(super) fn place(s: &SessionSettings, delivered: Delivered) -> Placed {
             Placed::Apply(events.clone(), Delivered::Receipt(r))
         }
         Delivered::Inbound(m) => Placed::Apply(events.clone(), Delivered::Inbound(m)),
+        Delivered::InboundPart(part) => match s.mo_parts.add(part, std::time::Instant::now()) {
+            None => Placed::Answer(ESME_ROK),
+            Some(whole) => match deliver::reassembled(whole) {
+                Delivered::Inbound(m) => Placed::Apply(events.clone(), Delivered::Inbound(m)),
+                _ => Placed::Answer(ESME_ROK),
+            },
+        },
         Delivered::Ignored(why) => {
             tracing::debug!(provider = %s.provider, reason = why, "deliver_sm ignored");
             Placed::Answer(ESME_ROK)
@@ -73,7 +80,7 @@ pub(super) async fn apply(
     let applied = match delivered {
         Delivered::Receipt(r) => events.receipt(provider, r).await,
         Delivered::Inbound(m) => events.inbound(provider, m).await,
-        Delivered::Ignored(_) => Ok(()),
+        Delivered::InboundPart(_) | Delivered::Ignored(_) => Ok(()),
     };
     match applied {
         Ok(()) => ESME_ROK,

@@ -1,41 +1,35 @@
-//! Making and ending a bind: connect, `bind_transceiver` and its answer, `unbind`.
+//! Making and ending a bind: connect (TLS when configured), the bind of its role and its
+//! answer, `unbind`.
 
 use futures::{SinkExt, StreamExt};
 use rusmpp::{Command, CommandStatus, Pdu};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
 
-use super::{Conn, SessionSettings};
+use super::{transport, Conn, SessionSettings};
 use crate::provider::smpp::pdu::{self, Codec, Frame};
 use crate::provider::smpp::status::{self, ESME_ROK};
 
-/// Connects and binds as a transceiver; the error says why not, in words for the log.
+/// Connects and binds in the bind's role; the error says why not, in words for the log.
 pub(super) async fn connect_and_bind(s: &SessionSettings) -> Result<Conn, String> {
-    let stream = tokio::time::timeout(
-        s.connect_timeout,
-        TcpStream::connect((s.host.as_str(), s.port)),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| format!("connect: {e}"))?;
-    let _ = stream.set_nodelay(true);
+    let stream = transport::connect(&s.host, s.port, s.connect_timeout, s.tls.as_deref()).await?;
     let mut conn = Framed::new(stream, Codec::default());
-    let bind = pdu::bind_transceiver(&s.bind).map_err(|e| e.to_string())?;
+    let bind = pdu::bind(&s.bind, s.role).map_err(|e| e.to_string())?;
     conn.send(Command::new(CommandStatus::EsmeRok, 1, bind))
         .await
-        .map_err(|e| format!("sending bind_transceiver: {e}"))?;
+        .map_err(|e| format!("sending the bind: {e}"))?;
     let deadline = Instant::now() + s.response_timeout;
     loop {
         let frame = tokio::time::timeout_at(deadline, conn.next())
             .await
-            .map_err(|_| "no bind_transceiver_resp in time".to_string())?;
+            .map_err(|_| "no answer to the bind in time".to_string())?;
         match frame {
             None => return Err("connection closed during bind".into()),
             Some(Err(e)) => return Err(format!("reading the bind answer: {e}")),
             Some(Ok(Frame::Command(c))) if c.sequence_number == 1 => {
                 let code = pdu::status_code(c.status);
-                return if code == ESME_ROK && matches!(c.pdu(), Some(Pdu::BindTransceiverResp(_))) {
+                return if code == ESME_ROK && c.pdu().is_some_and(|p| pdu::is_bind_resp(p, s.role))
+                {
                     Ok(conn)
                 } else if code == ESME_ROK {
                     Err(format!("unexpected answer to bind: {:?}", c.id()))

@@ -1,5 +1,5 @@
-//! One transceiver bind, run by one task for the provider's lifetime: connect, `bind_transceiver`,
-//! then serve until the connection ends, and again after a jittered exponential delay.
+//! One bind (a transceiver, or the transmitter or the receiver of a pair), run by one task for
+//! the provider's lifetime: connect (TLS when configured), bind in its role, then serve until the connection ends, and again after a jittered exponential delay.
 //!
 //! While bound it keeps at most `window` `submit_sm` outstanding, matches every response to
 //! its request by sequence number (a `generic_nack` answers the request it names), expires
@@ -22,8 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use rusmpp::pdus::SubmitSm;
-use tokio::net::TcpStream;
+use rusmpp::pdus::{QuerySm, SubmitSm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::codec::Framed;
@@ -32,13 +31,39 @@ use tokio_util::sync::CancellationToken;
 mod events;
 mod link;
 mod serve;
+pub mod transport;
 
 use super::config::ReceiptIdConversion;
+use super::mo_parts::MoReassembly;
 use super::part_ids::{LongMessage, PartIds};
-use super::pdu::{BindFields, Codec};
+use super::pdu::{BindFields, BindRole, Codec};
+use super::submit_log::{PartTag, SubmitLog};
 use crate::provider::ProviderEvents;
 use link::connect_and_bind;
 use serve::serve;
+
+/// What the provider hands a bind.
+#[derive(Debug)]
+// Nearly every request is a submit: boxing it would allocate once per part.
+#[allow(clippy::large_enum_variant)]
+pub enum Request {
+    Submit(Submit),
+    Query(Box<Query>),
+}
+
+impl Request {
+    /// Answers it without writing anything to the SMSC.
+    fn refuse(self, why: &'static str) {
+        match self {
+            Request::Submit(s) => {
+                let _ = s.reply.send(SubmitAnswer::NotSent(why));
+            }
+            Request::Query(q) => {
+                let _ = q.reply.send(None);
+            }
+        }
+    }
+}
 
 /// A `submit_sm` handed to a bind.
 #[derive(Debug)]
@@ -49,6 +74,16 @@ pub struct Submit {
     /// The long message it is part `.1` of: its id is recorded for part receipts as the
     /// answer is read, before any receipt that follows it on the bind.
     pub long: Option<(Arc<LongMessage>, usize)>,
+    /// Which message and part it is, for the submit log.
+    pub tag: PartTag,
+}
+
+/// A `query_sm` handed to a bind; answered with the response's status and `message_state`,
+/// or `None` when no response came.
+#[derive(Debug)]
+pub struct Query {
+    pub pdu: QuerySm,
+    pub reply: oneshot::Sender<Option<(u32, Option<u8>)>>,
 }
 
 /// What became of a submit.
@@ -70,7 +105,10 @@ pub struct SessionSettings {
     pub index: usize,
     pub host: String,
     pub port: u16,
+    /// TLS to the SMSC, when configured.
+    pub tls: Option<Arc<transport::Tls>>,
     pub bind: BindFields,
+    pub role: BindRole,
     pub window: usize,
     pub response_timeout: Duration,
     pub enquire_link: Duration,
@@ -81,12 +119,20 @@ pub struct SessionSettings {
     pub receipt_ids: ReceiptIdConversion,
     pub part_ids: Arc<PartIds>,
     pub events: Option<Arc<dyn ProviderEvents>>,
+    /// Requests this bind has written and not yet had answered, for the metrics.
+    pub window_used: Arc<std::sync::atomic::AtomicUsize>,
+    /// Replies in several parts, shared by the binds.
+    pub mo_parts: Arc<MoReassembly>,
+    /// Where submits are recorded before they are written; none: not recorded.
+    pub log: Option<Arc<SubmitLog>>,
 }
 
 /// A bind as the provider sees it.
+#[derive(Clone)]
 pub struct BindHandle {
-    pub submits: mpsc::Sender<Submit>,
+    pub submits: mpsc::Sender<Request>,
     pub bound: Arc<AtomicBool>,
+    pub window_used: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Marks a bind bound for as long as it lives, keeping the provider's count of bound binds.
@@ -119,7 +165,7 @@ enum End {
 /// Runs one bind until `shutdown` is cancelled or every submit sender is gone.
 pub async fn run(
     s: Arc<SessionSettings>,
-    mut submits: mpsc::Receiver<Submit>,
+    mut submits: mpsc::Receiver<Request>,
     bound: Arc<AtomicBool>,
     bound_count: watch::Sender<usize>,
     shutdown: CancellationToken,
@@ -159,6 +205,7 @@ pub async fn run(
                 tracing::warn!(provider = %s.provider, bind = s.index, reason = %why, "cannot bind")
             }
         }
+        crate::metrics::smpp::reconnect(&s.provider);
         let delay = delays.next().unwrap_or(s.reconnect_max);
         let wait = tokio::time::sleep(delay);
         tokio::pin!(wait);
@@ -168,9 +215,7 @@ pub async fn run(
                 _ = &mut wait => break,
                 _ = shutdown.cancelled() => return refuse_all(&mut submits, "provider shut down"),
                 next = submits.recv() => match next {
-                    Some(submit) => {
-                        let _ = submit.reply.send(SubmitAnswer::NotSent("not bound"));
-                    }
+                    Some(request) => request.refuse("not bound"),
                     None => return,
                 },
             }
@@ -178,11 +223,11 @@ pub async fn run(
     }
 }
 
-fn refuse_all(submits: &mut mpsc::Receiver<Submit>, why: &'static str) {
+fn refuse_all(submits: &mut mpsc::Receiver<Request>, why: &'static str) {
     submits.close();
-    while let Ok(submit) = submits.try_recv() {
-        let _ = submit.reply.send(SubmitAnswer::NotSent(why));
+    while let Ok(request) = submits.try_recv() {
+        request.refuse(why);
     }
 }
 
-type Conn = Framed<TcpStream, Codec>;
+type Conn = Framed<transport::Stream, Codec>;

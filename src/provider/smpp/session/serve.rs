@@ -17,11 +17,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{apply, finish_events, place, Events, Placed, MAX_EVENTS_IN_FLIGHT};
 use super::link::unbind;
-use super::{Conn, End, SessionSettings, Submit, SubmitAnswer};
+use super::{Conn, End, Query, Request, SessionSettings, Submit, SubmitAnswer};
+use crate::metrics::smpp::{self as smpp_metrics, DeliverKind};
 use crate::provider::smpp::deliver::{self, Delivered};
 use crate::provider::smpp::part_ids::{LongMessage, Resolved};
 use crate::provider::smpp::pdu::{self, Frame};
 use crate::provider::smpp::status::{self, ESME_RINVCMDID, ESME_ROK, ESME_RSYSERR};
+use crate::provider::smpp::submit_log::PartTag;
 
 /// A request of ours awaiting its response.
 enum Pending {
@@ -31,6 +33,12 @@ enum Pending {
         /// Submits written before it on this bind.
         order: u64,
         long: Option<(Arc<LongMessage>, usize)>,
+        tag: PartTag,
+        written_at: Instant,
+    },
+    Query {
+        reply: oneshot::Sender<Option<(u32, Option<u8>)>>,
+        deadline: Instant,
     },
     EnquireLink {
         deadline: Instant,
@@ -72,7 +80,7 @@ struct Bound<'s> {
 pub(super) async fn serve(
     s: &SessionSettings,
     mut conn: Conn,
-    submits: &mut mpsc::Receiver<Submit>,
+    submits: &mut mpsc::Receiver<Request>,
     shutdown: &CancellationToken,
 ) -> End {
     let mut b = Bound {
@@ -121,14 +129,23 @@ pub(super) async fn serve(
         if let Err(end) = b.release(&mut conn).await {
             break end;
         }
+        s.window_used
+            .store(b.pending.len(), std::sync::atomic::Ordering::Relaxed);
     };
+    s.window_used.store(0, std::sync::atomic::Ordering::Relaxed);
     if matches!(end, End::Shutdown) {
         finish_events(s, &mut conn, &mut b.events).await;
         unbind(s, &mut conn, b.seq.next(&b.pending)).await;
     }
     for (_, p) in b.pending.drain() {
-        if let Pending::Submit { reply, .. } = p {
-            let _ = reply.send(SubmitAnswer::Lost);
+        match p {
+            Pending::Submit { reply, .. } => {
+                let _ = reply.send(SubmitAnswer::Lost);
+            }
+            Pending::Query { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            Pending::EnquireLink { .. } => {}
         }
     }
     end
@@ -141,40 +158,81 @@ fn is_response(command_id: u32) -> bool {
 
 impl Bound<'_> {
     /// Writes `first` and whatever else is queued while the window has room, then flushes
-    /// once. Submits written but not flushed are answered `Lost` when the session ends.
+    /// once. The submits are recorded in the submit log first, all in one write; if that
+    /// fails none is sent. Submits written but not flushed are answered `Lost` when the
+    /// session ends.
     async fn write_submits(
         &mut self,
         conn: &mut Conn,
-        first: Submit,
-        submits: &mut mpsc::Receiver<Submit>,
+        first: Request,
+        submits: &mut mpsc::Receiver<Request>,
     ) -> Result<(), End> {
         let now = Instant::now();
+        let mut batch: Vec<Submit> = Vec::new();
+        let mut queries: Vec<Query> = Vec::new();
         let mut next = Some(first);
-        while let Some(submit) = next.take() {
-            if now.duration_since(submit.queued_at) > self.s.response_timeout {
-                let _ = submit
-                    .reply
-                    .send(SubmitAnswer::NotSent("waited too long for the window"));
-            } else {
-                let n = self.seq.next(&self.pending);
-                let command = Command::new(CommandStatus::EsmeRok, n, submit.pdu);
-                if let Err(e) = conn.feed(command).await {
-                    let _ = submit.reply.send(SubmitAnswer::Lost);
-                    return Err(End::Lost(format!("writing submit_sm: {e}")));
+        while let Some(request) = next.take() {
+            match request {
+                Request::Query(q) => queries.push(*q),
+                Request::Submit(submit)
+                    if now.duration_since(submit.queued_at) > self.s.response_timeout =>
+                {
+                    let _ = submit
+                        .reply
+                        .send(SubmitAnswer::NotSent("waited too long for the window"));
                 }
-                self.in_window += 1;
-                self.written += 1;
-                let pending = Pending::Submit {
-                    reply: submit.reply,
-                    deadline: now + self.s.response_timeout,
-                    order: self.written,
-                    long: submit.long,
-                };
-                self.pending.insert(n, pending);
+                Request::Submit(submit) => batch.push(submit),
             }
-            if self.in_window < self.s.window {
+            if self.in_window + batch.len() < self.s.window {
                 next = submits.try_recv().ok();
             }
+        }
+        if let Some(log) = &self.s.log {
+            if let Err(e) = log.writing(batch.iter().map(|s| &s.tag)) {
+                tracing::warn!(provider = %self.s.provider, error = %e, "the submit log cannot be written; submits refused");
+                for submit in batch.drain(..) {
+                    let _ = submit
+                        .reply
+                        .send(SubmitAnswer::NotSent("the submit log cannot be written"));
+                }
+            }
+        }
+        for submit in batch {
+            let n = self.seq.next(&self.pending);
+            let command = Command::new(CommandStatus::EsmeRok, n, submit.pdu);
+            if let Err(e) = conn.feed(command).await {
+                let _ = submit.reply.send(SubmitAnswer::Lost);
+                return Err(End::Lost(format!("writing submit_sm: {e}")));
+            }
+            self.in_window += 1;
+            self.written += 1;
+            let pending = Pending::Submit {
+                reply: submit.reply,
+                deadline: now + self.s.response_timeout,
+                order: self.written,
+                long: submit.long,
+                tag: submit.tag,
+                written_at: now,
+            };
+            self.pending.insert(n, pending);
+        }
+        for query in queries {
+            let n = self.seq.next(&self.pending);
+            if let Err(e) = conn
+                .feed(Command::new(CommandStatus::EsmeRok, n, query.pdu))
+                .await
+            {
+                let _ = query.reply.send(None);
+                return Err(End::Lost(format!("writing query_sm: {e}")));
+            }
+            let deadline = now + self.s.response_timeout;
+            self.pending.insert(
+                n,
+                Pending::Query {
+                    reply: query.reply,
+                    deadline,
+                },
+            );
         }
         conn.flush()
             .await
@@ -188,9 +246,9 @@ impl Bound<'_> {
             .pending
             .iter()
             .filter(|(_, p)| match p {
-                Pending::Submit { deadline, .. } | Pending::EnquireLink { deadline } => {
-                    *deadline <= now
-                }
+                Pending::Submit { deadline, .. }
+                | Pending::Query { deadline, .. }
+                | Pending::EnquireLink { deadline } => *deadline <= now,
             })
             .map(|(&n, _)| n)
             .collect();
@@ -200,6 +258,9 @@ impl Bound<'_> {
                 Some(Pending::Submit { reply, .. }) => {
                     self.in_window -= 1;
                     let _ = reply.send(SubmitAnswer::TimedOut);
+                }
+                Some(Pending::Query { reply, .. }) => {
+                    let _ = reply.send(None);
                 }
                 Some(Pending::EnquireLink { .. }) => link_dead = true,
                 None => {}
@@ -261,6 +322,11 @@ impl Bound<'_> {
                 self.answer(n, code, resp.message_id().as_str().to_string());
                 None
             }
+            Some(Pdu::QuerySmResp(resp)) => {
+                let state = u8::from(resp.message_state);
+                self.answer_query(n, code, (code == ESME_ROK).then_some(state));
+                None
+            }
             Some(Pdu::GenericNack) => {
                 self.answer(n, code, String::new());
                 None
@@ -276,6 +342,13 @@ impl Bound<'_> {
             }
             Some(Pdu::DeliverSm(d)) => {
                 let delivered = deliver::classify(&pdu::deliver_fields(d), s.receipt_ids);
+                let kind = match &delivered {
+                    Delivered::Receipt(_) => DeliverKind::Receipt,
+                    Delivered::Inbound(_) => DeliverKind::Mo,
+                    Delivered::InboundPart(_) => DeliverKind::MoPart,
+                    Delivered::Ignored(_) => DeliverKind::Ignored,
+                };
+                smpp_metrics::deliver_sm(&s.provider, kind);
                 self.deliver(n, delivered)
             }
             // Neither answered nor acted on: alert_notification has no response.
@@ -297,15 +370,50 @@ impl Bound<'_> {
         }
     }
 
-    /// Answers the pending submit `n`, if there is one.
+    /// Answers the pending request `n`, if there is one.
     fn answer(&mut self, n: u32, status: u32, message_id: String) {
         // A generic_nack to our enquire_link just ends the probe: the link is alive.
-        if let Some(Pending::Submit { reply, long, .. }) = self.pending.remove(&n) {
-            self.in_window -= 1;
-            if let (ESME_ROK, Some((message, part))) = (status, long) {
-                self.s.part_ids.accepted(&message_id, &message, part);
+        match self.pending.remove(&n) {
+            Some(Pending::Submit {
+                reply,
+                long,
+                tag,
+                written_at,
+                ..
+            }) => {
+                self.in_window -= 1;
+                let throttled = status::classify(status) == status::StatusClass::Throttled;
+                smpp_metrics::submit_answered(&self.s.provider, written_at.elapsed(), throttled);
+                smpp_metrics::response(&self.s.provider, "submit_sm", status::name(status));
+                if let Some(log) = &self.s.log {
+                    log.answered(&tag, status, &message_id);
+                }
+                if let (ESME_ROK, Some((message, part))) = (status, long) {
+                    self.s.part_ids.accepted(&message_id, &message, part);
+                }
+                let _ = reply.send(SubmitAnswer::Answered { status, message_id });
             }
-            let _ = reply.send(SubmitAnswer::Answered { status, message_id });
+            Some(Pending::Query { reply, .. }) => {
+                smpp_metrics::response(&self.s.provider, "query_sm", status::name(status));
+                let _ = reply.send(Some((status, None)));
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers the pending `query_sm` `n`.
+    fn answer_query(&mut self, n: u32, status: u32, state: Option<u8>) {
+        match self.pending.remove(&n) {
+            Some(Pending::Query { reply, .. }) => {
+                smpp_metrics::response(&self.s.provider, "query_sm", status::name(status));
+                let _ = reply.send(Some((status, state)));
+            }
+            Some(other) => {
+                // Not a query: put it back and answer it as the response it names.
+                self.pending.insert(n, other);
+                self.answer(n, status, String::new());
+            }
+            None => {}
         }
     }
 
