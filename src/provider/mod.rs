@@ -1,9 +1,14 @@
 //! Provider adapters behind one trait. Adapters only translate: retries, rate limits,
 //! metrics and accounting are done once by the dispatcher, not by each adapter.
 
+pub mod aliyun;
+pub mod cloud;
 pub mod http;
+pub mod https_client;
 pub mod sandbox;
 pub mod smpp;
+pub mod tencent;
+pub mod twilio;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,6 +108,8 @@ pub enum BuildError {
     Http(#[from] http::HttpProviderError),
     #[error(transparent)]
     Smpp(#[from] smpp::SmppError),
+    #[error(transparent)]
+    Cloud(#[from] cloud::CloudError),
 }
 
 /// Builds the adapter a provider's config block names, without an events sink: receipts and
@@ -134,5 +141,8 @@ pub fn build_with_events(
             smpp::SmppSettings::from_config(config)?,
             events,
         )),
+        ProviderKind::Aliyun => Arc::new(aliyun::AliyunProvider::new(config, clock)?),
+        ProviderKind::Tencent => Arc::new(tencent::TencentProvider::new(config, clock)?),
+        ProviderKind::Twilio => Arc::new(twilio::TwilioProvider::new(config, clock)?),
     })
 }
