@@ -6,6 +6,8 @@
 
 mod budget;
 mod callbacks_receipts;
+mod cloud_https;
+mod cloud_support;
 mod dispatch_control;
 mod edge_hardening;
 mod http_provider;
