@@ -34,15 +34,12 @@ pub async fn gateway(
             }
         }
         c.callbacks.sweep_interval_ms = 20;
+        // Two shards per job: three recipients put two in one provider batch.
+        c.dispatch.workers = 1;
         c.dispatch.retry.initial_delay_ms = 10;
         c.dispatch.retry.max_delay_ms = 50;
     })
     .await
-}
-
-/// `+86131230000NN` for contact `cNN`.
-pub fn phone(i: usize) -> String {
-    format!("+86131{:08}", 23_000_000 + i)
 }
 
 /// Loads `n` contacts and sends them one job; answers the job id once it has completed.

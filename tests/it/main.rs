@@ -6,6 +6,7 @@
 
 mod budget;
 mod callbacks_receipts;
+mod cloud_aliyun;
 mod cloud_https;
 mod cloud_support;
 mod dispatch_control;
