@@ -8,6 +8,7 @@ mod budget;
 mod callbacks_receipts;
 mod cloud_aliyun;
 mod cloud_https;
+mod cloud_tencent;
 mod cloud_support;
 mod dispatch_control;
 mod edge_hardening;
