@@ -145,12 +145,19 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
     .await;
     let job = send_job(&g, 4).await;
 
-    assert!(mock.bad_requests.lock().is_empty(), "{:?}", mock.bad_requests.lock());
+    assert!(
+        mock.bad_requests.lock().is_empty(),
+        "{:?}",
+        mock.bad_requests.lock()
+    );
     for body in mock.bodies.lock().iter() {
         assert_eq!(body["SmsSdkAppId"], "1400787878");
         assert_eq!(body["SignName"], "Herald");
         assert_eq!(body["TemplateId"], "449739");
-        assert!(body["TemplateParamSet"][0].as_str().unwrap_or("").starts_with("Hi N"));
+        assert!(body["TemplateParamSet"][0]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Hi N"));
     }
     let taken = mock.taken.lock().clone();
     assert_eq!(taken.len(), 3, "c0, c1 after its limit, c3: {taken:?}");
@@ -161,10 +168,17 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
             .iter()
             .find(|l| l["contact_id"] == contact.as_str())
             .expect("line");
-        assert_eq!(Some(session.as_str()), line["message_id"].as_str(), "SessionContext");
+        assert_eq!(
+            Some(session.as_str()),
+            line["message_id"].as_str(),
+            "SessionContext"
+        );
     }
     let lines = outcomes(&g, &job).await;
-    assert!(lines.iter().any(|l| l.0 == "c2" && l.1 == "failed"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.0 == "c2" && l.1 == "failed"),
+        "{lines:?}"
+    );
 
     let callback: Vec<Value> = taken
         .iter()
@@ -199,7 +213,11 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
     wait_deliveries(
         &g,
         &job,
-        &[("c0", "delivered"), ("c1", "delivered"), ("c3", "undelivered")],
+        &[
+            ("c0", "delivered"),
+            ("c1", "delivered"),
+            ("c3", "undelivered"),
+        ],
     )
     .await;
 }
