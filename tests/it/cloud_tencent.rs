@@ -11,7 +11,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Uri};
 use axum::routing::post;
 use herald::config::{ProviderKind, Secret, TencentConfig};
-use herald_testkit::https::TestCa;
+use herald_testkit::https::{HttpsServer, TestCa};
+use herald_testkit::{sms_job, Gateway};
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -115,9 +116,8 @@ fn answer(mock: &Mock, headers: &HeaderMap, uri: &Uri, body: &[u8]) -> Value {
     json!({"Response": {"SendStatusSet": set, "RequestId": "a0aabda6-cf91-4f3e-a81f-9198114a2279"}})
 }
 
-#[tokio::test]
-async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks() {
-    let ca = TestCa::new();
+/// The mock on HTTPS and a gateway sending to it in requests of up to `batch_size` numbers.
+async fn setup(ca: &TestCa, batch_size: usize) -> (Arc<Mock>, HttpsServer, Gateway) {
     let mock = Arc::new(Mock::default());
     let m = mock.clone();
     let router = axum::Router::new().route(
@@ -129,7 +129,8 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
     );
     let server = ca.serve(router).await;
     let endpoint = server.url("/");
-    let g = gateway(&ca, ProviderKind::Tencent, |p| {
+    let g = gateway(ca, ProviderKind::Tencent, |p| {
+        p.batch_size = batch_size;
         p.callback_secrets = vec![Secret::new(TOKEN)];
         p.tencent = Some(TencentConfig {
             endpoint,
@@ -143,6 +144,13 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
         });
     })
     .await;
+    (mock, server, g)
+}
+
+#[tokio::test]
+async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks() {
+    let ca = TestCa::new();
+    let (mock, _server, g) = setup(&ca, 1).await;
     let job = send_job(&g, 4).await;
 
     assert!(
@@ -220,4 +228,44 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
         ],
     )
     .await;
+}
+
+#[tokio::test]
+async fn cloud_tencent_numbers_of_one_text_share_a_request_and_others_are_split() {
+    let ca = TestCa::new();
+    let (mock, _server, g) = setup(&ca, 10).await;
+    g.load_csv(&herald_testkit::contacts_csv(8)).await;
+    let audience = json!([{"contact_id": "c0"}, {"contact_id": "c3"}, {"contact_id": "c4"}]);
+    let (s, body) = g.submit(&sms_job("same", "Sale today", audience)).await;
+    assert_eq!(s, 201, "{body}");
+    let same = body["id"].as_str().expect("id").to_string();
+    g.wait_status(&same, "completed", std::time::Duration::from_secs(20))
+        .await;
+    let multi = mock
+        .bodies
+        .lock()
+        .iter()
+        .filter(|b| b["PhoneNumberSet"].as_array().map_or(0, Vec::len) > 1)
+        .count();
+    assert!(multi >= 1, "numbers of one text share a request");
+    // Personal texts: one text per request, whatever the batch size.
+    let audience = json!([{"contact_id": "c5"}, {"contact_id": "c6"}, {"contact_id": "c7"}]);
+    let (s, body) = g
+        .submit(&sms_job("personal", "Hi {{first_name}}", audience))
+        .await;
+    assert_eq!(s, 201, "{body}");
+    let personal = body["id"].as_str().expect("id").to_string();
+    g.wait_status(&personal, "completed", std::time::Duration::from_secs(20))
+        .await;
+    assert!(mock.bad_requests.lock().is_empty());
+    for b in mock.bodies.lock().iter() {
+        let n = b["PhoneNumberSet"].as_array().map_or(0, Vec::len);
+        let text = b["TemplateParamSet"][0].as_str().unwrap_or("");
+        assert!(n == 1 || text == "Sale today", "{b}");
+    }
+    for job in [&same, &personal] {
+        let lines = outcomes(&g, job).await;
+        assert!(lines.iter().all(|l| l.1 == "sent"), "{lines:?}");
+    }
+    assert_eq!(mock.taken.lock().len(), 6);
 }

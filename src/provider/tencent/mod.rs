@@ -94,16 +94,35 @@ impl TencentProvider {
         }
     }
 
-    /// A request carries one text for all its numbers: a chunk of mixed texts is sent as one
-    /// request per message.
+    /// A request carries one text for all its numbers: a chunk of several texts is sent as
+    /// one request per text, one after the other (the chunk holds one of the provider's
+    /// `max_in_flight` slots). Outcomes stay in the chunk's order.
     async fn send_chunk(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
-        let same_text = messages.windows(2).all(|w| w[0].body == w[1].body);
-        if same_text {
+        if messages.windows(2).all(|w| w[0].body == w[1].body) {
             return self.send_signed(messages).await;
         }
-        let answers =
-            futures::future::join_all(messages.chunks(1).map(|one| self.send_signed(one))).await;
-        answers.into_iter().flatten().collect()
+        let mut groups: Vec<Vec<usize>> = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            match groups.iter_mut().find(|g| messages[g[0]].body == m.body) {
+                Some(g) => g.push(i),
+                None => groups.push(vec![i]),
+            }
+        }
+        let mut outcomes: Vec<Option<SendOutcome>> = vec![None; messages.len()];
+        for group in groups {
+            let same: Vec<OutboundMessage> = group.iter().map(|&i| messages[i].clone()).collect();
+            for (i, o) in group.into_iter().zip(self.send_signed(&same).await) {
+                outcomes[i] = Some(o);
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or(SendOutcome::Transient {
+                    error: "no answer".into(),
+                })
+            })
+            .collect()
     }
 }
 
