@@ -85,6 +85,8 @@ impl TestCa {
                 let Ok((tcp, _)) = listener.accept().await else {
                     continue;
                 };
+                // As a provider's front end would: small answers go out at once.
+                let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let router = router.clone();
                 let stats = s.clone();

@@ -130,3 +130,51 @@ async fn cloud_https_a_job_through_the_generic_provider_over_tls() {
     assert!(lines.iter().all(|(_, o, _)| o == "sent"), "{lines:?}");
     assert!(server.handshakes() >= 1);
 }
+
+/// Sends `n` single-message requests, `in_flight` at a time; answers requests per second.
+async fn rate(provider: &HttpProvider, n: usize) -> f64 {
+    let batch: Vec<OutboundMessage> = (0..n).map(message).collect();
+    let start = std::time::Instant::now();
+    let out = provider.send_batch(&batch).await;
+    let took = start.elapsed().as_secs_f64();
+    assert!(
+        out.iter()
+            .all(|o| matches!(o, SendOutcome::Accepted { .. })),
+        "every request accepted"
+    );
+    n as f64 / took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_https_keeps_its_connections_under_load() {
+    const N: usize = 2_000;
+    let ca = TestCa::new();
+    let tls = ca.serve(accepting()).await;
+    let https = HttpProvider::new(
+        settings(&tls.url("/v1/messages"), Some(ca.ca_file())),
+        Arc::new(SystemClock),
+    )
+    .expect("provider");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let plain_server = tokio::spawn(async move {
+        let _ = axum::serve(listener, accepting()).await;
+    });
+    let plain = HttpProvider::new(
+        settings(&format!("http://{addr}/v1/messages"), None),
+        Arc::new(SystemClock),
+    )
+    .expect("provider");
+    let plain_rate = rate(&plain, N).await;
+    let https_rate = rate(&https, N).await;
+    plain_server.abort();
+    eprintln!(
+        "{N} requests, 4 in flight: http/1.1 {plain_rate:.0}/s, https (h2) {https_rate:.0}/s, \
+         {} TLS handshakes",
+        tls.handshakes()
+    );
+    // No handshake per request: at most one connection per request in flight.
+    assert!(tls.handshakes() <= 4, "{} handshakes", tls.handshakes());
+}
