@@ -207,6 +207,18 @@ async fn cloud_tencent_sends_tc3_signed_requests_and_takes_its_status_callbacks(
         .await
         .expect("send");
     assert_eq!(forged.status(), 401);
+    let malformed = g
+        .http
+        .post(g.url(&format!("{RECEIPTS}?token={TOKEN}")))
+        .body(r#"[{"sid": "2019:538884", "report_status": "MAYBE"}]"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        malformed.status(),
+        400,
+        "an authentic but malformed callback"
+    );
     let r = g
         .http
         .post(g.url(&format!("{RECEIPTS}?token={TOKEN}")))
