@@ -1,5 +1,11 @@
 //! Provider adapters behind one trait. Adapters only translate: retries, rate limits,
 //! metrics and accounting are done once by the dispatcher, not by each adapter.
+//!
+//! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs.
+//! - `aliyun`, `tencent`, `twilio`: cloud SMS APIs, each with its wire format and signature
+//!   as pure functions; `cloud` holds what they share (client, request bound, batching).
+//! - `https_client`: the pooled TLS client every HTTP-speaking adapter sends with, and the
+//!   one place a transport failure is told apart: not sent, or maybe sent.
 
 pub mod aliyun;
 pub mod cloud;
