@@ -112,3 +112,12 @@ pub fn not_answered(n: usize, failure: Failure) -> Vec<SendOutcome> {
     };
     vec![outcome; n]
 }
+
+/// A provider's error code as an outcome's error: at most 64 characters of the code's own
+/// alphabet (letters, digits, `.`, `_`, `-`, `:`), never the message text that comes with it.
+pub fn error_code(code: &str) -> String {
+    code.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
+        .take(64)
+        .collect()
+}

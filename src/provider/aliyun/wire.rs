@@ -136,18 +136,13 @@ struct Answer {
     #[serde(default)]
     code: Option<String>,
     #[serde(default)]
-    message: Option<String>,
-    #[serde(default)]
     biz_id: Option<String>,
 }
 
-/// What an error code means for the messages of its request.
-pub fn outcome_of_code(code: &str, message: &str, throttle: Duration) -> SendOutcome {
-    let error = if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{code}: {}", message.chars().take(120).collect::<String>())
-    };
+/// What an error code means for the messages of its request. The error names the code only:
+/// the provider's message text may quote the number, which logs must not carry.
+pub fn outcome_of_code(code: &str, throttle: Duration) -> SendOutcome {
+    let error = crate::provider::cloud::error_code(code);
     match code {
         "isv.BUSINESS_LIMIT_CONTROL" => SendOutcome::Throttled {
             retry_after: throttle,
@@ -205,14 +200,8 @@ pub fn map_answer(
                 .collect(),
         },
         Some(Answer {
-            code: Some(code),
-            message,
-            ..
-        }) => all(outcome_of_code(
-            &code,
-            message.as_deref().unwrap_or(""),
-            throttle,
-        )),
+            code: Some(code), ..
+        }) => all(outcome_of_code(&code, throttle)),
         _ if answer.status >= 500 || answer.status == 429 => all(SendOutcome::Unavailable {
             error: format!("http {}", answer.status),
         }),

@@ -79,8 +79,6 @@ struct Response {
 #[serde(rename_all = "PascalCase")]
 struct ApiError {
     code: String,
-    #[serde(default)]
-    message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,17 +89,12 @@ struct SendStatus {
     #[serde(default)]
     phone_number: String,
     code: String,
-    #[serde(default)]
-    message: String,
 }
 
-/// What a code means for its message(s).
-pub fn outcome_of_code(code: &str, message: &str, throttle: Duration) -> SendOutcome {
-    let error = if message.is_empty() {
-        code.to_string()
-    } else {
-        format!("{code}: {}", message.chars().take(120).collect::<String>())
-    };
+/// What a code means for its message(s). The error names the code only: the provider's
+/// message text may quote the number, which logs must not carry.
+pub fn outcome_of_code(code: &str, throttle: Duration) -> SendOutcome {
+    let error = crate::provider::cloud::error_code(code);
     match code {
         "LimitExceeded.PhoneNumberThirtySecondLimit" => SendOutcome::Throttled {
             retry_after: throttle,
@@ -145,7 +138,7 @@ pub fn map_answer(
         });
     };
     if let Some(e) = response.error {
-        return all(outcome_of_code(&e.code, &e.message, throttle));
+        return all(outcome_of_code(&e.code, throttle));
     }
     // Entries are matched by number (in order among repeats of a number).
     let mut by_phone: HashMap<String, Vec<SendStatus>> = HashMap::new();
@@ -174,7 +167,7 @@ pub fn map_answer(
                 Some(s) if s.code == "Ok" => SendOutcome::Accepted {
                     provider_message_id: m.id.to_string(),
                 },
-                Some(s) => outcome_of_code(&s.code, &s.message, throttle),
+                Some(s) => outcome_of_code(&s.code, throttle),
                 // Not mentioned: it may or may not have been taken.
                 None => SendOutcome::Transient {
                     error: "not in SendStatusSet".into(),

@@ -42,8 +42,6 @@ struct Answer {
     sid: Option<String>,
     #[serde(default)]
     code: Option<serde_json::Value>,
-    #[serde(default)]
-    message: Option<String>,
 }
 
 /// The outcome of one message from its complete answer.
@@ -58,10 +56,10 @@ pub fn map_answer(
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
     });
-    let error = match (&code, &parsed.message) {
-        (Some(c), Some(msg)) => format!("{c}: {}", msg.chars().take(120).collect::<String>()),
-        (Some(c), None) => c.clone(),
-        (None, _) => format!("http {}", answer.status),
+    // The code only: Twilio's message text quotes the number, which logs must not carry.
+    let error = match &code {
+        Some(c) => crate::provider::cloud::error_code(c),
+        None => format!("http {}", answer.status),
     };
     match (answer.status, code.as_deref()) {
         (200..=299, _) => SendOutcome::Accepted {
@@ -163,14 +161,17 @@ mod tests {
             &answer(
                 400,
                 None,
-                r#"{"code":21211,"message":"The 'To' number is not a valid phone number.","status":400}"#,
+                r#"{"code":21211,"message":"The 'To' number +14155550100 is not a valid phone number.","status":400}"#,
             ),
             T,
             now,
         );
-        assert!(
-            matches!(&bad, SendOutcome::Permanent { error } if error.starts_with("21211")),
-            "{bad:?}"
+        // The code is kept; the message, which quotes the number, is not.
+        assert_eq!(
+            bad,
+            SendOutcome::Permanent {
+                error: "21211".into()
+            }
         );
         assert!(matches!(
             map_answer(
