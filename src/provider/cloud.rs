@@ -121,3 +121,24 @@ pub fn error_code(code: &str) -> String {
         .take(64)
         .collect()
 }
+
+/// The outcome of a message whose answer had no body the adapter could read: a 429 is
+/// throttled for `throttle`, a 5xx unavailable, a 2xx accepted under herald's own id (the
+/// provider said yes; sending again could reach the phone twice, and only its receipts are
+/// lost), anything else permanent.
+pub fn unreadable_answer(m: &OutboundMessage, status: u16, throttle: Duration) -> SendOutcome {
+    match status {
+        429 => SendOutcome::Throttled {
+            retry_after: throttle,
+        },
+        200..=299 => SendOutcome::Accepted {
+            provider_message_id: m.id.to_string(),
+        },
+        500..=599 => SendOutcome::Unavailable {
+            error: format!("http {status}"),
+        },
+        _ => SendOutcome::Permanent {
+            error: format!("http {status}"),
+        },
+    }
+}

@@ -21,8 +21,12 @@ use serde::Deserialize;
 
 use super::sign;
 use crate::config::AliyunConfig;
+use crate::provider::cloud::unreadable_answer;
 use crate::provider::https_client::RawAnswer;
 use crate::provider::{OutboundMessage, SendOutcome};
+
+/// The throttle delay of an HTTP 429 without a readable code (the API's own request rate).
+pub const API_RATE_RETRY: Duration = Duration::from_secs(1);
 
 /// The API version of the SMS RPC endpoint.
 pub const VERSION: &str = "2017-05-25";
@@ -202,15 +206,10 @@ pub fn map_answer(
         Some(Answer {
             code: Some(code), ..
         }) => all(outcome_of_code(&code, throttle)),
-        _ if answer.status >= 500 || answer.status == 429 => all(SendOutcome::Unavailable {
-            error: format!("http {}", answer.status),
-        }),
-        _ if (200..300).contains(&answer.status) => all(SendOutcome::Transient {
-            error: "unreadable answer".into(),
-        }),
-        _ => all(SendOutcome::Permanent {
-            error: format!("http {}", answer.status),
-        }),
+        _ => messages
+            .iter()
+            .map(|m| unreadable_answer(m, answer.status, API_RATE_RETRY))
+            .collect(),
     }
 }
 
@@ -325,5 +324,11 @@ mod tests {
             map_answer(&m[..1], &answer(503, "<html>"), T)[0],
             SendOutcome::Unavailable { .. }
         ));
+        assert_eq!(
+            map_answer(&m[..1], &answer(429, "<html>"), T),
+            vec![SendOutcome::Throttled {
+                retry_after: API_RATE_RETRY
+            }]
+        );
     }
 }

@@ -21,6 +21,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TencentConfig;
+use crate::provider::cloud::unreadable_answer;
 use crate::provider::https_client::RawAnswer;
 use crate::provider::{OutboundMessage, SendOutcome};
 
@@ -123,19 +124,10 @@ pub fn map_answer(
     let all = |o: SendOutcome| vec![o; messages.len()];
     let parsed = serde_json::from_slice::<Envelope>(&answer.body).ok();
     let Some(Envelope { response }) = parsed else {
-        return all(if answer.status >= 500 || answer.status == 429 {
-            SendOutcome::Unavailable {
-                error: format!("http {}", answer.status),
-            }
-        } else if (200..300).contains(&answer.status) {
-            SendOutcome::Transient {
-                error: "unreadable answer".into(),
-            }
-        } else {
-            SendOutcome::Permanent {
-                error: format!("http {}", answer.status),
-            }
-        });
+        return messages
+            .iter()
+            .map(|m| unreadable_answer(m, answer.status, REQUEST_LIMIT_RETRY))
+            .collect();
     };
     if let Some(e) = response.error {
         return all(outcome_of_code(&e.code, throttle));
