@@ -183,9 +183,7 @@ pub(super) fn validate(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
     }
     validate_transport(i, p, errs);
     if p.channel != Channel::Sms {
-        errs.push(
-            format!("providers[{i}].channel: a {:?} provider sends sms", p.kind).to_lowercase(),
-        );
+        errs.push(format!("providers[{i}].channel: this provider sends sms"));
     }
     // None of these APIs drops a repeated herald id: a resend after a crash would reach the
     // phone twice, so in-flight messages must stay in doubt.
