@@ -14,7 +14,8 @@
 //! - [`dispatch`]: job planning, sharding, workers, rate limits (local or shared in Redis) and
 //!   retries; the dispatch journal that makes jobs survive a crash, and the recovery that
 //!   resumes them on start.
-//! - [`provider`]: provider adapters behind one trait: the in-process `sandbox` and generic HTTP/JSON.
+//! - [`provider`]: provider adapters behind one trait: the in-process `sandbox`, generic HTTP/JSON,
+//!   SMPP, and the Alibaba Cloud, Tencent Cloud and Twilio SMS APIs over HTTPS.
 //! - [`cluster`]: several instances sharing the work of every job through Redis: published
 //!   jobs, shard leases, fenced outcome writes, shared counts and receipts index.
 //! - [`store`]: the state-store trait (consent, suppressions, caps, idempotency, callback signatures), its

@@ -2,21 +2,25 @@
 //! `POST /v1/callbacks/{provider}/inbound`. Authenticated by the provider's HMAC signature,
 //! not an API key (see [`crate::callbacks::signature`]): the raw body is read (capped),
 //! verified, and only then parsed. Replays are answered idempotently ([`crate::callbacks`]).
+//! Receipts of the cloud SMS providers come in their own format and authentication, and are
+//! answered in the shape each provider expects ([`crate::callbacks::dialect`]).
 
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::callbacks::dialect::{CallbackRequest, DialectError};
 use crate::callbacks::inbound::{self, InboundTally};
+use crate::callbacks::receipt::Receipt;
 use crate::callbacks::receipt::{self, WireError};
 use crate::callbacks::signature::{Verified, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use crate::callbacks::ProviderCallbacks;
+use crate::callbacks::{ProviderCallbacks, ReceiptTally};
 
 /// Reads and verifies a signed callback body.
 async fn signed<'a>(
@@ -50,19 +54,54 @@ fn wire_error(e: WireError) -> ApiError {
     ApiError::invalid(e.field, e.message)
 }
 
-/// `POST /v1/callbacks/{provider}/receipts`: answers `{"applied","duplicates","unknown"}`.
+/// `POST /v1/callbacks/{provider}/receipts`: answers `{"applied","duplicates","unknown"}`, or
+/// the acknowledgement a cloud provider expects.
 pub async fn receipts(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
-    let receipts = receipt::parse(&bytes).map_err(wire_error)?;
+    let p = state
+        .callbacks
+        .provider(&provider)
+        .ok_or_else(|| ApiError::not_found("provider"))?;
+    if p.dialect.is_herald() {
+        let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
+        let receipts = receipt::parse(&bytes).map_err(wire_error)?;
+        let tally = apply(&state, p, &receipts).await?;
+        return Ok(Json(tally).into_response());
+    }
+    let bytes = super::body::read_whole(body, state.callbacks.max_body_bytes()).await?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let request = CallbackRequest {
+        query: query.as_deref(),
+        header: &header,
+        body: &bytes,
+    };
+    let verified = p.dialect.receipts(&request);
+    let receipts = verified.map_err(|e| match e {
+        DialectError::Auth(e) => {
+            tracing::info!(provider = %p.name, reason = e.code(), "callback refused");
+            ApiError::unauthenticated(e)
+        }
+        DialectError::Wire(e) => wire_error(e),
+    })?;
+    let tally = apply(&state, p, &receipts).await?;
+    Ok(Json(p.dialect.answer(&tally)).into_response())
+}
+
+/// Applies verified receipts and makes them durable before they are acknowledged.
+async fn apply(
+    state: &AppState,
+    p: &ProviderCallbacks,
+    receipts: &[Receipt],
+) -> Result<ReceiptTally, ApiError> {
     let mut unknown = Vec::new();
     let mut tally = state
         .callbacks
-        .apply_receipts_noting_unknown(p, &receipts, &mut unknown);
+        .apply_receipts_noting_unknown(p, receipts, &mut unknown);
     // With shared work, a receipt may be for a message another instance sent.
     if let (Some(cluster), false) = (&state.cluster, unknown.is_empty()) {
         let ids: Vec<&str> = unknown
@@ -85,7 +124,7 @@ pub async fn receipts(
         tracing::error!(error = %e, "receipts applied but not recorded");
         ApiError::unavailable("the receipts could not be recorded durably; send them again")
     })?;
-    Ok(Json(tally).into_response())
+    Ok(tally)
 }
 
 /// `POST /v1/callbacks/{provider}/inbound`: keyword replies change consent at once.

@@ -1,6 +1,8 @@
 //! The way back from providers: signed delivery receipts and inbound replies.
 //!
 //! - `signature.rs`: HMAC-SHA256 over `timestamp + "." + raw body`, checked before parsing.
+//! - `dialect/`: the receipt formats and authentication of the cloud SMS providers
+//!   (Alibaba Cloud, Tencent Cloud, Twilio), answered the way each expects.
 //! - `replay.rs`: recognises a signed request seen before within the window, across
 //!   restarts and instances (the signatures are kept in the state store).
 //! - `receipt.rs`, `inbound.rs`, `wire.rs`: the body formats (object, array or NDJSON).
@@ -17,6 +19,7 @@
 //! inbound request is answered 200 with `"replayed": true` and applies nothing.
 
 pub mod connection;
+pub mod dialect;
 pub mod inbound;
 pub mod index;
 pub mod keywords;
@@ -24,7 +27,7 @@ pub mod message_id;
 pub mod receipt;
 pub mod replay;
 pub mod signature;
-mod wire;
+pub(crate) mod wire;
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -55,6 +58,8 @@ pub struct ProviderCallbacks {
     pub channel: Channel,
     pub format: MessageIdFormat,
     verifier: Verifier,
+    /// How its receipts are authenticated, read and answered.
+    pub dialect: dialect::ReceiptDialect,
     /// Receipts come back on the provider's own connection (SMPP), not signed over HTTP.
     receipts_on_connection: bool,
 }
@@ -62,7 +67,7 @@ pub struct ProviderCallbacks {
 impl ProviderCallbacks {
     /// Whether callbacks are configured (a secret is set).
     pub fn accepts_callbacks(&self) -> bool {
-        self.verifier.is_configured()
+        self.verifier.is_configured() || self.dialect.is_configured()
     }
 
     /// Whether receipts can come back for its sends (signed callbacks, or its own
@@ -119,7 +124,13 @@ impl Callbacks {
             .enumerate()
             .map(|(slot, p)| {
                 let receipts_on_connection = p.kind == crate::config::ProviderKind::Smpp;
-                if p.callback_secrets.is_empty() && !receipts_on_connection {
+                let dialect = dialect::ReceiptDialect::from_config(p);
+                let configured = if dialect.is_herald() {
+                    !p.callback_secrets.is_empty()
+                } else {
+                    dialect.is_configured()
+                };
+                if !configured && !receipts_on_connection {
                     tracing::warn!(provider = %p.name, "no callback secret set; its receipts and inbound replies will be refused");
                 }
                 ProviderCallbacks {
@@ -128,6 +139,7 @@ impl Callbacks {
                     channel: p.channel,
                     format: p.message_id_format,
                     verifier: Verifier::new(&p.callback_secrets, c.signature_tolerance_seconds),
+                    dialect,
                     receipts_on_connection,
                 }
             })

@@ -45,13 +45,13 @@ pub struct WireError {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub(super) enum TextOrNumber {
+pub(crate) enum TextOrNumber {
     Text(String),
     Number(serde_json::Number),
 }
 
 impl TextOrNumber {
-    pub(super) fn into_text(self) -> String {
+    pub(crate) fn into_text(self) -> String {
         match self {
             TextOrNumber::Text(s) => s,
             TextOrNumber::Number(n) => n.to_string(),

@@ -31,7 +31,7 @@ fn from_slice<W: DeserializeOwned>(bytes: &[u8]) -> Result<W, (String, String)> 
 }
 
 /// Parses every item of `body` with `convert`; `name` prefixes array paths (`receipts`).
-pub(super) fn parse_items<W: DeserializeOwned, T>(
+pub(crate) fn parse_items<W: DeserializeOwned, T>(
     body: &[u8],
     name: &str,
     convert: impl Fn(W) -> Result<T, (&'static str, String)>,

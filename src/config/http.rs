@@ -12,13 +12,11 @@ pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Ve
         None | Some("") => errs.push(format!("providers[{i}].url: required for kind = \"http\"")),
         Some(u) => match reqwest::Url::parse(u) {
             Err(e) => errs.push(format!("providers[{i}].url: {u:?} is not a URL: {e}")),
-            Ok(url) if url.scheme() == "https" => errs.push(format!(
-                "providers[{i}].url: https is not supported (no TLS stack is built in); \
-                 use http://, e.g. through a local TLS-terminating proxy"
-            )),
-            Ok(url) if url.scheme() != "http" || url.host_str().is_none() => errs.push(format!(
-                "providers[{i}].url: {u:?} must be an http:// URL with a host"
-            )),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() => {
+                errs.push(format!(
+                    "providers[{i}].url: {u:?} must be an http:// or https:// URL with a host"
+                ))
+            }
             Ok(_) => {}
         },
     }
@@ -41,11 +39,18 @@ pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Ve
             Some(_) => {}
         }
     }
+    validate_transport(i, p, errs);
     if !(1..=MAX_HTTP_BATCH_SIZE).contains(&p.batch_size) {
         errs.push(format!(
             "providers[{i}].batch_size: must be between 1 and {MAX_HTTP_BATCH_SIZE}"
         ));
     }
+}
+
+/// The checks every HTTP-speaking provider shares (`http` and the cloud SMS kinds): the
+/// connection limits and the CA file, read and parsed now so that a wrong path stops the
+/// start rather than the first send.
+pub(super) fn validate_transport(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
     if p.max_in_flight == 0 {
         errs.push(format!("providers[{i}].max_in_flight: must be at least 1"));
     }
@@ -53,6 +58,11 @@ pub(super) fn validate_http_provider(i: usize, p: &ProviderConfig, errs: &mut Ve
         errs.push(format!(
             "providers[{i}].request_timeout_ms, connect_timeout_ms: must be > 0"
         ));
+    }
+    if let Some(path) = p.ca_file.as_deref() {
+        if let Err(reason) = crate::provider::https_client::read_ca_file(path) {
+            errs.push(format!("providers[{i}].ca_file: {path:?} {reason}"));
+        }
     }
 }
 
@@ -75,12 +85,18 @@ mod tests {
     }
 
     #[test]
-    fn url_is_required_parseable_and_plain_http() {
+    fn url_is_required_parseable_and_http_or_https() {
+        assert_eq!(
+            with_http(|p| p.url = Some("https://sms.example/v1".into())).validate(),
+            Ok(())
+        );
         for (url, needle) in [
             (None, "required"),
             (Some("not a url"), "not a URL"),
-            (Some("https://sms.example/v1"), "https is not supported"),
-            (Some("ftp://sms.example/"), "must be an http:// URL"),
+            (
+                Some("ftp://sms.example/"),
+                "must be an http:// or https:// URL",
+            ),
         ] {
             let c = with_http(|p| p.url = url.map(str::to_string));
             let errs = c.validate().expect_err("invalid");
@@ -115,6 +131,26 @@ mod tests {
             !format!("{c:?}").contains("s3cret"),
             "the secret is never printed"
         );
+    }
+
+    #[test]
+    fn a_ca_file_must_be_readable_pem() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").expect("write");
+        for (path, needle) in [
+            (missing, "cannot read it"),
+            (garbage.display().to_string(), "no PEM certificate"),
+        ] {
+            let c = with_http(|p| p.ca_file = Some(path.clone()));
+            let errs = c.validate().expect_err("invalid");
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("providers[0].ca_file") && e.contains(needle)),
+                "{path}: {errs:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! environment overrides. Validated once, reporting every problem at once; binds nothing.
 
 mod callbacks;
+mod cloud;
 mod http;
 mod model;
 mod routes;

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use std::net::SocketAddr;
 
 use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
+pub use super::cloud::{AliyunConfig, TencentConfig, TwilioConfig};
 use super::http::validate_http_provider;
 use super::routes::{ChannelLimitConfig, HealthConfig, RouteConfig};
 use super::state::StateConfig;
@@ -262,6 +263,22 @@ pub enum ProviderKind {
     Http,
     /// SMPP 3.4 to an SMSC (see `provider::smpp`), set up in the `smpp` table.
     Smpp,
+    /// Alibaba Cloud SMS (`provider::aliyun`), set up in the `aliyun` table.
+    Aliyun,
+    /// Tencent Cloud SMS (`provider::tencent`), set up in the `tencent` table.
+    Tencent,
+    /// Twilio Programmable Messaging (`provider::twilio`), set up in the `twilio` table.
+    Twilio,
+}
+
+impl ProviderKind {
+    /// The cloud SMS kinds: HTTPS APIs with their own request format, signature and receipts.
+    pub fn is_cloud(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::Aliyun | ProviderKind::Tencent | ProviderKind::Twilio
+        )
+    }
 }
 
 /// One provider of one channel.
@@ -287,10 +304,13 @@ pub struct ProviderConfig {
     pub delivery_rate: f64,
     #[serde(default)]
     pub receipt_delay_ms: u64,
-    /// `kind = "http"`: the endpoint messages are POSTed to; `http://` only (no TLS stack is
-    /// built in: put a local TLS-terminating proxy in front of an `https://` provider).
+    /// `kind = "http"`: the endpoint messages are POSTed to, `http://` or `https://`.
     #[serde(default)]
     pub url: Option<String>,
+    /// HTTP-speaking kinds: a PEM file of root certificates trusted for this provider beside
+    /// the system's (a private CA); read and checked at start-up.
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// `kind = "http"`: the header that carries the credential.
     #[serde(default = "default_auth_header")]
     pub auth_header: String,
@@ -337,6 +357,15 @@ pub struct ProviderConfig {
     /// `kind = "smpp"`: the SMSC, the binds and the addressing (`[providers.smpp]`).
     #[serde(default)]
     pub smpp: Option<SmppConfig>,
+    /// `kind = "aliyun"`: Alibaba Cloud SMS (`[providers.aliyun]`).
+    #[serde(default)]
+    pub aliyun: Option<AliyunConfig>,
+    /// `kind = "tencent"`: Tencent Cloud SMS (`[providers.tencent]`).
+    #[serde(default)]
+    pub tencent: Option<TencentConfig>,
+    /// `kind = "twilio"`: Twilio Programmable Messaging (`[providers.twilio]`).
+    #[serde(default)]
+    pub twilio: Option<TwilioConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -420,6 +449,7 @@ impl Config {
                 smpp.read_env(env);
                 smpp.state_dir = Some(std::path::Path::new(&self.server.data_dir).join("smpp"));
             }
+            super::cloud::read_env(p, env);
         }
     }
 
@@ -518,6 +548,7 @@ impl Config {
             if p.kind == ProviderKind::Http {
                 validate_http_provider(i, p, &mut errs);
             }
+            super::cloud::validate(i, p, &mut errs);
             match (p.kind, &p.smpp) {
                 (ProviderKind::Smpp, Some(smpp)) => {
                     smpp.validate(&format!("providers[{i}].smpp"), &mut errs);

@@ -1,9 +1,20 @@
 //! Provider adapters behind one trait. Adapters only translate: retries, rate limits,
 //! metrics and accounting are done once by the dispatcher, not by each adapter.
+//!
+//! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs.
+//! - `aliyun`, `tencent`, `twilio`: cloud SMS APIs, each with its wire format and signature
+//!   as pure functions; `cloud` holds what they share (client, request bound, batching).
+//! - `https_client`: the pooled TLS client every HTTP-speaking adapter sends with, and the
+//!   one place a transport failure is told apart: not sent, or maybe sent.
 
+pub mod aliyun;
+pub mod cloud;
 pub mod http;
+pub mod https_client;
 pub mod sandbox;
 pub mod smpp;
+pub mod tencent;
+pub mod twilio;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,6 +144,8 @@ pub enum BuildError {
     Http(#[from] http::HttpProviderError),
     #[error(transparent)]
     Smpp(#[from] smpp::SmppError),
+    #[error(transparent)]
+    Cloud(#[from] cloud::CloudError),
 }
 
 /// Builds the adapter a provider's config block names, without an events sink: receipts and
@@ -164,5 +177,8 @@ pub fn build_with_events(
             smpp::SmppSettings::from_config(config)?,
             events,
         )),
+        ProviderKind::Aliyun => Arc::new(aliyun::AliyunProvider::new(config, clock)?),
+        ProviderKind::Tencent => Arc::new(tencent::TencentProvider::new(config, clock)?),
+        ProviderKind::Twilio => Arc::new(twilio::TwilioProvider::new(config, clock)?),
     })
 }

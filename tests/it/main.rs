@@ -6,6 +6,11 @@
 
 mod budget;
 mod callbacks_receipts;
+mod cloud_aliyun;
+mod cloud_https;
+mod cloud_support;
+mod cloud_tencent;
+mod cloud_twilio;
 mod dispatch_control;
 mod edge_hardening;
 mod failover;

@@ -3,16 +3,15 @@
 //!
 //! A batch handed over by the dispatcher is split into requests of the configured
 //! `batch_size` (1 sends single-message bodies with an `Idempotency-Key` header), sent
-//! concurrently over pooled keep-alive HTTP/1.1 connections, with at most `max_in_flight`
+//! concurrently over pooled keep-alive connections (HTTP/2 when the provider offers it,
+//! TLS for `https://` URLs; see [`super::https_client`]), with at most `max_in_flight`
 //! requests to the provider at once across all workers. Outcomes come back one per message,
 //! in order; how answers map to outcomes is in [`wire`].
 //!
-//! Like every adapter it only translates: it never retries, sleeps or counts. A timeout, a
-//! refused connection or a 5xx is a `Transient` outcome the dispatcher retries under the
-//! same message ids, so a provider that honours the idempotency key never sends twice.
-//!
-//! No TLS stack is built in: URLs are `http://` only (validated with the config). An
-//! `https://` provider is reached through a local TLS-terminating proxy.
+//! Like every adapter it only translates: it never retries, sleeps or counts. A timeout is a
+//! `Transient` outcome, a refused connection, a failed TLS handshake or a 5xx an
+//! `Unavailable` one; the dispatcher retries both under the same message ids, so a provider
+//! that honours the idempotency key never sends twice.
 
 pub mod wire;
 
@@ -24,16 +23,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use tokio::sync::Semaphore;
 
+use super::https_client::{self, ClientSettings, Failure};
 use super::{OutboundMessage, Provider, SendOutcome};
 use crate::clock::Clock;
 use crate::config::ProviderConfig;
-
-/// Largest response body read; the rest of a longer one is ignored (it then reads as
-/// unparsable, which a 2xx maps to "all accepted").
-const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
 /// The header carrying a single message's id.
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -45,10 +41,10 @@ pub enum HttpProviderError {
     Url { name: String, reason: String },
     #[error("provider {name}: auth header: {reason}")]
     Auth { name: String, reason: String },
-    #[error("provider {name}: cannot build the HTTP client: {source}")]
+    #[error("provider {name}: {source}")]
     Client {
         name: String,
-        source: reqwest::Error,
+        source: https_client::ClientError,
     },
 }
 
@@ -64,6 +60,8 @@ pub struct HttpSettings {
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
     pub sender_id: String,
+    /// Extra root certificates (PEM) trusted for this provider, beside the system's.
+    pub ca_file: Option<String>,
 }
 
 impl HttpSettings {
@@ -75,10 +73,8 @@ impl HttpSettings {
         };
         let raw = c.url.as_deref().map(str::trim).unwrap_or("");
         let url = reqwest::Url::parse(raw).map_err(|e| url_err(format!("{raw:?}: {e}")))?;
-        if url.scheme() != "http" {
-            return Err(url_err(format!(
-                "{raw:?}: only http:// is supported (no TLS stack is built in)"
-            )));
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(url_err(format!("{raw:?}: must be http:// or https://")));
         }
         let auth = match &c.auth_value {
             None => None,
@@ -104,6 +100,7 @@ impl HttpSettings {
             request_timeout: Duration::from_millis(c.request_timeout_ms.max(1)),
             connect_timeout: Duration::from_millis(c.connect_timeout_ms.max(1)),
             sender_id: c.sender_id.clone(),
+            ca_file: c.ca_file.clone(),
         })
     }
 }
@@ -127,22 +124,17 @@ impl HttpProvider {
         if let Some((name, value)) = &settings.auth {
             headers.insert(name.clone(), value.clone());
         }
-        let client = reqwest::Client::builder()
-            .default_headers(headers)
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.connect_timeout)
-            .pool_max_idle_per_host(settings.max_in_flight)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // A provider endpoint is configured exactly: no redirects, no proxy from the
-            // environment silently in between.
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .build()
-            .map_err(|source| HttpProviderError::Client {
-                name: settings.name.clone(),
-                source,
-            })?;
+        let client = https_client::build(&ClientSettings {
+            request_timeout: settings.request_timeout,
+            connect_timeout: settings.connect_timeout,
+            max_idle: settings.max_in_flight,
+            ca_file: settings.ca_file.clone(),
+            default_headers: headers,
+        })
+        .map_err(|source| HttpProviderError::Client {
+            name: settings.name.clone(),
+            source,
+        })?;
         Ok(HttpProvider {
             in_flight: Arc::new(Semaphore::new(settings.max_in_flight)),
             settings,
@@ -172,61 +164,19 @@ impl HttpProvider {
                 .post(self.settings.url.clone())
                 .body(wire::batch_body(messages, &self.settings.sender_id)),
         };
-        let mut response = match request.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => return wire::not_sent(messages, &describe(&e)),
-            Err(e) => return wire::transport_failure(messages, &describe(&e)),
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-                        body.clear();
-                        break;
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                // The status line is the provider's answer; a body cut short reads as
-                // unparsable (a 2xx then accepts everything under its own id).
-                Err(e) if !(200..300).contains(&status) => {
-                    return wire::transport_failure(messages, &describe(&e));
-                }
-                Err(_) => {
-                    body.clear();
-                    break;
-                }
-            }
+        match https_client::exchange(request).await {
+            Ok(answer) => wire::map_answer(
+                messages,
+                &wire::Answer {
+                    status: answer.status,
+                    retry_after: answer.retry_after.as_deref(),
+                    body: &answer.body,
+                },
+                self.clock.now(),
+            ),
+            Err(Failure::NotSent(e)) => wire::not_sent(messages, &e),
+            Err(Failure::MaybeSent(e)) => wire::transport_failure(messages, &e),
         }
-        wire::map_answer(
-            messages,
-            &wire::Answer {
-                status,
-                retry_after: retry_after.as_deref(),
-                body: &body,
-            },
-            self.clock.now(),
-        )
-    }
-}
-
-/// A transport error in a few words (no URL: it may carry credentials in its user info).
-fn describe(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else if e.is_body() || e.is_decode() {
-        "response body failed".into()
-    } else {
-        "request failed".into()
     }
 }
 

@@ -71,6 +71,7 @@ fn settings(url: &str, batch_size: usize) -> HttpSettings {
         request_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(1),
         sender_id: "HERALD".into(),
+        ca_file: None,
     }
 }
 
