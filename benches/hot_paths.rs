@@ -103,6 +103,8 @@ fn job_policy(caps: bool) -> JobPolicy {
         template: Arc::new(
             Template::compile("Hi {{first_name}}, 20% off in {{city}} tonight").expect("template"),
         ),
+        variants: None,
+        content_rules: Default::default(),
         job_variables: HashMap::new(),
         default_region: CN,
         quiet_hours: Some(QuietHours {
@@ -413,6 +415,7 @@ fn bench_whole_job(c: &mut Criterion) {
                         template_body: "Hi {{first_name}}".into(),
                         phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                         created_at: Utc::now(),
+                        variants: None,
                     },
                     template: Arc::new(
                         Template::compile("Hi {{first_name}}, sale in {{city}}").expect("t"),

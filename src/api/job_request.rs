@@ -10,7 +10,7 @@ use super::error::ApiError;
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
-use crate::template::Template;
+use crate::template::{variants, Template, VariantSpec, VariantsSpec};
 
 /// Longest accepted campaign id.
 const MAX_CAMPAIGN_ID: usize = 128;
@@ -22,7 +22,15 @@ pub struct JobRequest {
     pub campaign_id: String,
     pub channel: Channel,
     pub purpose: Purpose,
-    pub template: TemplateRequest,
+    /// The one template; or give `variants` instead.
+    #[serde(default)]
+    pub template: Option<TemplateRequest>,
+    /// A/B variants, each contact assigned to one by a hash of (job, contact).
+    #[serde(default)]
+    pub variants: Option<Vec<VariantRequest>>,
+    /// Share of the audience held out as a control group (with `variants`): decided, not sent.
+    #[serde(default)]
+    pub holdout: Option<f64>,
     #[serde(default)]
     pub variables: HashMap<String, Scalar>,
     #[serde(default)]
@@ -86,6 +94,24 @@ pub struct TemplateRequest {
     pub body: String,
 }
 
+/// One A/B variant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantRequest {
+    pub name: String,
+    /// Relative share of the (not held out) audience; default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    pub template: TemplateRequest,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// Longest variant name.
+const MAX_VARIANT_NAME: usize = 64;
+
 /// Exactly one of an inline list or a segment expression.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +160,10 @@ pub fn text_variables(v: HashMap<String, Scalar>) -> HashMap<String, String> {
 /// The validated, job-level parts of a request.
 pub struct ValidJob {
     pub spec: JobSpec,
+    /// The template the job is planned with (with variants: their bodies joined).
     pub template: Arc<Template>,
+    /// Each body as written, for the content rules: the variant's name with variants.
+    pub bodies: Vec<(Option<String>, Template)>,
     pub variables: HashMap<String, String>,
     pub track_links: bool,
     /// The budget as requested; checked against the provider's currency once it is known.
@@ -153,10 +182,8 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             format!("must be at most {MAX_CAMPAIGN_ID} characters"),
         ));
     }
-    if req.template.body.trim().is_empty() {
-        return Err(ApiError::invalid("template.body", "must not be empty"));
-    }
-    let template = Template::compile(&req.template.body)
+    let (template_body, bodies, variants) = templates(req)?;
+    let template = Template::compile(&template_body)
         .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
@@ -177,13 +204,109 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             purpose: req.purpose,
             priority,
             send_at: req.send_at,
-            template_body: req.template.body.clone(),
+            template_body,
             phone_mismatch: req.phone_mismatch,
             created_at: now,
+            variants,
         },
         template: Arc::new(template),
+        bodies,
         variables: text_variables(req.variables.clone()),
         track_links: req.track_links,
         budget: req.budget.clone(),
     })
 }
+
+/// The template body a job stores, each body as written, and the variants' spec: from
+/// `template`, or from `variants` (and `holdout`).
+fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
+    let compile = |field: &str, body: &str| {
+        if body.trim().is_empty() {
+            return Err(ApiError::invalid(field, "must not be empty"));
+        }
+        Template::compile(body).map_err(|e| ApiError::invalid(field, e.to_string()))
+    };
+    match (&req.template, &req.variants) {
+        (Some(t), None) => {
+            if req.holdout.is_some() {
+                return Err(ApiError::invalid(
+                    "holdout",
+                    "needs variants (one variant is enough)",
+                ));
+            }
+            let template = compile("template.body", &t.body)?;
+            Ok((t.body.clone(), vec![(None, template)], None))
+        }
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > variants::MAX_VARIANTS {
+                return Err(ApiError::invalid(
+                    "variants",
+                    format!("give 1 to {} variants", variants::MAX_VARIANTS),
+                ));
+            }
+            let holdout = req.holdout.unwrap_or(0.0);
+            if !(0.0..1.0).contains(&holdout) {
+                return Err(ApiError::invalid(
+                    "holdout",
+                    "must be a share from 0 to below 1",
+                ));
+            }
+            if list.iter().all(|v| v.weight == 0) {
+                return Err(ApiError::invalid(
+                    "variants",
+                    "at least one weight must be above 0",
+                ));
+            }
+            let mut bodies = Vec::with_capacity(list.len());
+            let mut specs: Vec<VariantSpec> = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                let name = v.name.trim();
+                if name.is_empty() || name.len() > MAX_VARIANT_NAME {
+                    return Err(ApiError::invalid(
+                        format!("variants[{i}].name"),
+                        format!("must be 1 to {MAX_VARIANT_NAME} characters"),
+                    ));
+                }
+                if specs.iter().any(|s| s.name == name) {
+                    return Err(ApiError::invalid(
+                        format!("variants[{i}].name"),
+                        format!("{name:?} names another variant too"),
+                    ));
+                }
+                let field = format!("variants[{i}].template.body");
+                if v.template.body.contains(variants::JOIN_MARK) {
+                    return Err(ApiError::invalid(
+                        field,
+                        "must not contain the record separator U+001E",
+                    ));
+                }
+                bodies.push((Some(name.to_string()), compile(&field, &v.template.body)?));
+                specs.push(VariantSpec {
+                    name: name.to_string(),
+                    weight: v.weight,
+                });
+            }
+            let joined: Vec<&str> = list.iter().map(|v| v.template.body.as_str()).collect();
+            let spec = VariantsSpec {
+                variants: specs,
+                holdout,
+            };
+            Ok((variants::join(&joined), bodies, Some(spec)))
+        }
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "variants",
+            "give either template or variants, not both",
+        )),
+        (None, None) => Err(ApiError::invalid(
+            "template",
+            "is required (or give variants)",
+        )),
+    }
+}
+
+/// What [`templates`] answers.
+type Bodies = (
+    String,
+    Vec<(Option<String>, Template)>,
+    Option<VariantsSpec>,
+);

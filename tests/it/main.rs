@@ -6,6 +6,7 @@
 
 mod budget;
 mod callbacks_receipts;
+mod compliance;
 mod dispatch_control;
 mod edge_hardening;
 mod failover;

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::domain::{Currency, JobId, JobStatus, Reason, RecipientOutcome};
 use crate::policy::JobPolicy;
 use crate::provider::DeliveryStatus;
+use crate::template::Assignment;
 
 pub use plan::{JobPlan, JobSpec};
 use progress::Adopted;
@@ -261,6 +262,13 @@ impl Job {
     /// minute and country figures.
     pub fn record_accepted(&self, batch: &[AcceptedMessage], at: DateTime<Utc>) {
         self.progress.delivery.record_accepted(batch, at);
+        if let Some(v) = &self.policy.variants {
+            for m in batch {
+                if let Assignment::Variant(k) = v.assign(self.audience.contact_id(m.index)) {
+                    v.record_accepted(k, m.parts, m.cost_micros);
+                }
+            }
+        }
     }
 
     /// Records an open of recipient `i`'s message.

@@ -898,6 +898,7 @@ mod tests {
                 template_body: "hi".into(),
                 phone_mismatch: Default::default(),
                 created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+                variants: None,
             },
             variables: HashMap::new(),
             track_links: false,

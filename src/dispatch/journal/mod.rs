@@ -489,6 +489,7 @@ mod tests {
             template_body: "hi".into(),
             phone_mismatch: PhoneMismatchPolicy::default(),
             created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+            variants: None,
         }
     }
 
