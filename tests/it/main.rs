@@ -27,3 +27,4 @@ mod state_outage;
 mod store_behaviour;
 mod throttling;
 mod tracking_links;
+mod variants;
