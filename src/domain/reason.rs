@@ -3,8 +3,8 @@
 use serde::{Deserialize, Serialize};
 
 /// Why a recipient was not sent a message. The declaration order fixes each reason's stored
-/// code, so new reasons go last; the policy runner checks `content_rule` and `holdout` after
-/// `missing_variable` and before `frequency_capped`.
+/// code, so new reasons go last. The policy runner checks `holdout` after `no_consent` and
+/// `content_rule` after `missing_variable`, both before `frequency_capped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
