@@ -10,7 +10,7 @@ use super::error::ApiError;
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
-use crate::template::{variants, Template, VariantSpec, VariantsSpec};
+use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec};
 
 /// Longest accepted campaign id.
 const MAX_CAMPAIGN_ID: usize = 128;
@@ -31,6 +31,9 @@ pub struct JobRequest {
     /// Share of the audience held out as a control group (with `variants`): decided, not sent.
     #[serde(default)]
     pub holdout: Option<f64>,
+    /// With `variants`: send a test share first, then the rest with the winner.
+    #[serde(default)]
+    pub rollout: Option<RolloutRequest>,
     #[serde(default)]
     pub variables: HashMap<String, Scalar>,
     #[serde(default)]
@@ -108,6 +111,19 @@ pub struct VariantRequest {
 fn default_weight() -> u32 {
     1
 }
+
+/// A rollout: `test_share` of the audience first, and after `decide_after_seconds` the rest
+/// with the variant that won on `metric`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    pub test_share: f64,
+    pub decide_after_seconds: u64,
+    pub metric: RolloutMetric,
+}
+
+/// The longest wait for a rollout's decision: 30 days.
+const MAX_DECIDE_AFTER_SECONDS: u64 = 30 * 86_400;
 
 /// Longest variant name.
 const MAX_VARIANT_NAME: usize = 64;
@@ -234,6 +250,9 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
                     "needs variants (one variant is enough)",
                 ));
             }
+            if req.rollout.is_some() {
+                return Err(ApiError::invalid("rollout", "needs at least two variants"));
+            }
             let template = compile("template.body", &t.body)?;
             Ok((t.body.clone(), vec![(None, template)], None))
         }
@@ -287,9 +306,14 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
                 });
             }
             let joined: Vec<&str> = list.iter().map(|v| v.template.body.as_str()).collect();
+            let rollout = match &req.rollout {
+                None => None,
+                Some(r) => Some(rollout(r, specs.len())?),
+            };
             let spec = VariantsSpec {
                 variants: specs,
                 holdout,
+                rollout,
             };
             Ok((variants::join(&joined), bodies, Some(spec)))
         }
@@ -310,3 +334,27 @@ type Bodies = (
     Vec<(Option<String>, Template)>,
     Option<VariantsSpec>,
 );
+
+/// Checks a rollout against a job of `variants` variants.
+fn rollout(r: &RolloutRequest, variants: usize) -> Result<RolloutSpec, ApiError> {
+    if variants < 2 {
+        return Err(ApiError::invalid("rollout", "needs at least two variants"));
+    }
+    if !(r.test_share > 0.0 && r.test_share < 1.0) {
+        return Err(ApiError::invalid(
+            "rollout.test_share",
+            "must be a share above 0 and below 1",
+        ));
+    }
+    if r.decide_after_seconds == 0 || r.decide_after_seconds > MAX_DECIDE_AFTER_SECONDS {
+        return Err(ApiError::invalid(
+            "rollout.decide_after_seconds",
+            format!("must be 1 to {MAX_DECIDE_AFTER_SECONDS}"),
+        ));
+    }
+    Ok(RolloutSpec {
+        test_share: r.test_share,
+        decide_after_seconds: r.decide_after_seconds,
+        metric: r.metric,
+    })
+}

@@ -102,8 +102,13 @@ pub fn plan(
         .map(|(start, end)| QuietHours { start, end });
     let variants = match &spec.variants {
         Some(v) => Some(Arc::new(
-            Variants::build(id.as_str(), v.clone(), template.body())
-                .map_err(PlanError::Variants)?,
+            Variants::build(
+                id.as_str(),
+                v.clone(),
+                template.body(),
+                spec.send_at.unwrap_or(spec.created_at),
+            )
+            .map_err(PlanError::Variants)?,
         )),
         None => None,
     };

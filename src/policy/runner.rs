@@ -16,7 +16,7 @@ use crate::domain::{Channel, Purpose, Reason};
 use crate::phone::{PhoneInfo, RegionCode};
 use crate::snapshot::{ContactView, Snapshot};
 use crate::store::{CapRequest, CapRule, FactsQuery, StateStore, StoreError};
-use crate::template::{count_parts, Assignment, SmsParts, Template, Variants};
+use crate::template::{count_parts, Route, SmsParts, Template, Variants};
 
 /// One recipient as the job names it.
 #[derive(Debug, Clone, Copy)]
@@ -158,12 +158,14 @@ impl PolicyRunner {
                     policy.purpose,
                 );
             }
-            // holdout: after the eligibility rules, so the control group is like the rest.
+            // holdout: after the eligibility rules, so the control group is like the rest; a
+            // rollout's remainder is deferred until its winner is chosen.
             let mut template = &policy.template;
             if let (Verdict::Allow, Some(v)) = (verdict, &policy.variants) {
-                match v.assign(s.contact.contact_id()) {
-                    Assignment::Holdout => verdict = Verdict::Reject(Reason::Holdout),
-                    Assignment::Variant(k) => {
+                match v.route(s.contact.contact_id(), now) {
+                    Route::Holdout => verdict = Verdict::Reject(Reason::Holdout),
+                    Route::Wait(until) => verdict = Verdict::Defer(until),
+                    Route::Send(k) => {
                         if let Some(t) = v.templates.get(k) {
                             template = t;
                         }

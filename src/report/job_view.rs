@@ -42,6 +42,8 @@ pub struct JobView<'a> {
 pub struct VariantsView<'a> {
     pub variants: Vec<VariantView<'a>>,
     pub holdout: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<&'a crate::template::RolloutSpec>,
 }
 
 /// One variant in a job's view.
@@ -68,6 +70,7 @@ fn variants_view(job: &Job) -> Option<VariantsView<'_>> {
             })
             .collect(),
         holdout: spec.holdout,
+        rollout: spec.rollout.as_ref(),
     })
 }
 

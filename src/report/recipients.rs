@@ -55,9 +55,10 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
         .policy
         .variants
         .as_deref()
-        .map(|v| match v.assign(contact_id) {
-            Assignment::Holdout => "holdout",
-            Assignment::Variant(k) => v.spec.variants.get(k).map_or("", |s| s.name.as_str()),
+        .and_then(|v| match v.used(contact_id) {
+            Assignment::Holdout => Some("holdout"),
+            Assignment::Variant(k) => v.spec.variants.get(k).map(|s| s.name.as_str()),
+            Assignment::Undecided => None,
         });
     RecipientLine {
         variant,

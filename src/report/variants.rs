@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering::Relaxed;
 
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::stats::{compare, Comparison};
@@ -17,7 +18,8 @@ use crate::dispatch::delivery::DeliveryState;
 use crate::dispatch::Job;
 use crate::domain::{Consent, Reason, RecipientOutcome};
 use crate::store::{StateStore, StoreError};
-use crate::template::{Assignment, Variants};
+use crate::template::rollout::Rollout;
+use crate::template::{Assignment, RolloutMetric, Variants};
 
 /// The A/B section.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -27,6 +29,100 @@ pub struct VariantsReport {
     /// The variant with the highest click rate, and with the highest open rate.
     pub best_by_click_rate: Option<String>,
     pub best_by_open_rate: Option<String>,
+    /// With a rollout: the test, the winner and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutLine>,
+}
+
+/// A rollout's state: the rest of the audience waits for `decide_at`, then goes with the
+/// winner of the test on `metric`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RolloutLine {
+    pub test_share: f64,
+    pub metric: RolloutMetric,
+    pub decide_at: DateTime<Utc>,
+    /// Recipients of the rest still waiting for the winner.
+    pub waiting: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub winner: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// The test figures the choice was made on, per variant.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<RolloutTestLine>,
+    /// Why the winner won, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
+}
+
+/// One variant's test result at the decision.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RolloutTestLine {
+    pub name: String,
+    pub sent: u64,
+    pub hits: u64,
+    pub rate: Option<f64>,
+    /// Against the winner; absent for the winner itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_winner: Option<Comparison>,
+}
+
+fn rollout_line(r: &Rollout, lines: &[VariantLine], waiting: u64) -> RolloutLine {
+    let mut out = RolloutLine {
+        test_share: r.spec.test_share,
+        metric: r.spec.metric,
+        decide_at: r.decide_at,
+        waiting,
+        winner: None,
+        decided_at: None,
+        test: Vec::new(),
+        why: None,
+    };
+    let Some(d) = r.decision() else {
+        return out;
+    };
+    let name = |k: usize| lines.get(k).map_or(String::new(), |l| l.name.clone());
+    let w = d.results.get(d.winner).copied();
+    out.winner = Some(name(d.winner));
+    out.decided_at = Some(d.decided_at);
+    out.test = d
+        .results
+        .iter()
+        .enumerate()
+        .map(|(k, t)| RolloutTestLine {
+            name: name(k),
+            sent: t.sent,
+            hits: t.hits,
+            rate: (t.sent > 0).then(|| round4(t.hits as f64 / t.sent as f64)),
+            vs_winner: w
+                .filter(|_| k != d.winner)
+                .and_then(|w| compare(t.hits, t.sent, w.hits, w.sent)),
+        })
+        .collect();
+    let metric = r.spec.metric.as_str().replace('_', " ");
+    let mut why = match w {
+        Some(w) if w.sent > 0 => format!(
+            "{} had the highest {metric} in the test: {} of {} sent ({:.4})",
+            name(d.winner),
+            w.hits,
+            w.sent,
+            w.hits as f64 / w.sent as f64
+        ),
+        _ => format!(
+            "nothing was sent in the test; {} was taken as the first variant",
+            name(d.winner)
+        ),
+    };
+    for t in out.test.iter().filter(|t| t.vs_winner.is_some()) {
+        if let Some(c) = t.vs_winner {
+            why.push_str(&format!(
+                "; {}: {} of {} (difference {:.4}, p = {:.3e})",
+                t.name, t.hits, t.sent, c.difference, c.p_value
+            ));
+        }
+    }
+    out.why = Some(why);
+    out
 }
 
 /// The control group.
@@ -127,10 +223,11 @@ fn tally(job: &Job, variants: &Variants, opted_out: &HashSet<String>) -> Variant
         held_out: 0,
     };
     let delivery = &job.progress.delivery;
+    let mut waiting = 0u64;
     for i in 0..job.audience.len() as u32 {
         let contact = job.audience.contact_id(i);
         let outcome = job.outcome(i);
-        let k = match variants.assign(contact) {
+        let k = match variants.used(contact) {
             Assignment::Holdout => {
                 holdout.assigned += 1;
                 holdout.held_out +=
@@ -138,6 +235,10 @@ fn tally(job: &Job, variants: &Variants, opted_out: &HashSet<String>) -> Variant
                 continue;
             }
             Assignment::Variant(k) => k,
+            Assignment::Undecided => {
+                waiting += 1;
+                continue;
+            }
         };
         let Some(line) = lines.get_mut(k) else {
             continue;
@@ -174,7 +275,12 @@ fn tally(job: &Job, variants: &Variants, opted_out: &HashSet<String>) -> Variant
             l.open_rate_vs_best = compare(l.opened, l.sent, snapshot[b].opened, snapshot[b].sent);
         }
     }
+    let rollout = variants
+        .rollout
+        .as_ref()
+        .map(|r| rollout_line(r, &snapshot, waiting));
     VariantsReport {
+        rollout,
         best_by_click_rate: best_click.map(|b| snapshot[b].name.clone()),
         best_by_open_rate: best_open.map(|b| snapshot[b].name.clone()),
         variants: lines,

@@ -9,11 +9,13 @@
 mod compile;
 mod error;
 mod render;
+pub mod rollout;
 mod sms;
 pub mod variants;
 
 pub use compile::{Template, MAX_BODY_CHARS};
 pub use error::{TemplateError, TemplateErrorKind};
 pub use render::MissingVariable;
+pub use rollout::{RolloutMetric, RolloutSpec};
 pub use sms::{count_parts, Encoding, SmsParts};
-pub use variants::{Assignment, VariantSpec, Variants, VariantsSpec};
+pub use variants::{Assignment, Route, VariantSpec, Variants, VariantsSpec};

@@ -13,11 +13,13 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::compile::Template;
 use super::error::TemplateError;
+use super::rollout::{hits, share_below, Engagement, Rollout, RolloutSpec, TestResult};
 
 /// Separates variant bodies in the joined text. It ends any link before it (a newline), and
 /// a body may not hold the record separator in it.
@@ -37,20 +39,35 @@ pub struct VariantSpec {
     pub weight: u32,
 }
 
-/// A job's variants as accepted: names and weights in order, and the holdout share.
+/// A job's variants as accepted: names and weights in order, the holdout share, and an
+/// optional rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VariantsSpec {
     pub variants: Vec<VariantSpec>,
     /// Share of the audience held out (0 to below 1).
     #[serde(default)]
     pub holdout: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutSpec>,
 }
 
 /// Where a contact falls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Assignment {
     Holdout,
+    /// The variant the contact is (or will be) sent.
     Variant(usize),
+    /// In a rollout's remainder, before its winner is chosen.
+    Undecided,
+}
+
+/// What the policy does with a contact now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Holdout,
+    Send(usize),
+    /// A rollout's remainder waits for the winner, chosen at this time.
+    Wait(DateTime<Utc>),
 }
 
 /// Sends and cost per variant, added as the provider accepts messages (and again from the
@@ -60,6 +77,8 @@ pub struct VariantTally {
     pub messages: AtomicU64,
     pub parts: AtomicU64,
     pub cost_micros: AtomicI64,
+    /// Unique openers and clickers, as they come (for a rollout's decision).
+    pub engagement: Engagement,
 }
 
 /// A job's compiled variants and its assignment function.
@@ -70,6 +89,7 @@ pub struct Variants {
     /// The bodies as the sender wrote them would render (links as stand-ins).
     pub bodies: Vec<String>,
     pub tallies: Vec<VariantTally>,
+    pub rollout: Option<Rollout>,
     seed: u64,
     /// Contacts whose first hash is below this are held out.
     holdout_below: u64,
@@ -103,7 +123,13 @@ pub fn split(joined: &str) -> Vec<String> {
 impl Variants {
     /// Compiles the variants of a job from its joined (possibly link-rewritten) body.
     /// Fails when the number of bodies differs from the spec's, or a body does not compile.
-    pub fn build(job_id: &str, spec: VariantsSpec, joined: &str) -> Result<Variants, String> {
+    /// A rollout's clock starts at `start` (the job's `send_at`, or its acceptance).
+    pub fn build(
+        job_id: &str,
+        spec: VariantsSpec,
+        joined: &str,
+        start: DateTime<Utc>,
+    ) -> Result<Variants, String> {
         let bodies = split(joined);
         if bodies.len() != spec.variants.len() {
             return Err(format!(
@@ -127,8 +153,9 @@ impl Variants {
             })
             .collect();
         // 2^64 times the share, saturating: a share below one never holds everyone out.
-        let holdout_below = (spec.holdout.clamp(0.0, 1.0) * 18_446_744_073_709_551_616.0) as u64;
+        let holdout_below = share_below(spec.holdout);
         Ok(Variants {
+            rollout: spec.rollout.clone().map(|r| Rollout::new(r, start)),
             tallies: spec
                 .variants
                 .iter()
@@ -143,8 +170,51 @@ impl Variants {
         })
     }
 
-    /// Where `contact_id` falls in this job.
-    pub fn assign(&self, contact_id: &str) -> Assignment {
+    /// The variant `contact_id` is sent (or will be): its own, or in a rollout's remainder
+    /// the winner once chosen.
+    pub fn used(&self, contact_id: &str) -> Assignment {
+        match (self.draw(contact_id), &self.rollout) {
+            (Assignment::Variant(_), Some(r)) if !self.in_test(r, contact_id) => r
+                .decision()
+                .map_or(Assignment::Undecided, |d| Assignment::Variant(d.winner)),
+            (a, _) => a,
+        }
+    }
+
+    /// What to do with `contact_id` at `now`: in a rollout's remainder, wait for the decision
+    /// time, then take the winner (chosen by the first to ask).
+    pub fn route(&self, contact_id: &str, now: DateTime<Utc>) -> Route {
+        match (self.draw(contact_id), &self.rollout) {
+            (Assignment::Holdout, _) => Route::Holdout,
+            (Assignment::Variant(_), Some(r)) if !self.in_test(r, contact_id) => {
+                if now < r.decide_at && r.decision().is_none() {
+                    return Route::Wait(r.decide_at);
+                }
+                Route::Send(r.decide(now, || {
+                    self.tallies
+                        .iter()
+                        .map(|t| TestResult {
+                            sent: t.messages.load(Relaxed),
+                            hits: hits(&t.engagement, r.spec.metric),
+                        })
+                        .collect()
+                }))
+            }
+            (Assignment::Variant(k), _) => Route::Send(k),
+            (Assignment::Undecided, _) => Route::Wait(now),
+        }
+    }
+
+    /// Whether a contact is in the rollout's test share.
+    pub fn in_test(&self, r: &Rollout, contact_id: &str) -> bool {
+        r.in_test(xxh3_64_with_seed(
+            contact_id.as_bytes(),
+            self.seed ^ 0xC2B2_AE3D_27D4_EB4F,
+        ))
+    }
+
+    /// Where the hashes put `contact_id`: the holdout, or its own variant.
+    pub fn draw(&self, contact_id: &str) -> Assignment {
         let bytes = contact_id.as_bytes();
         if self.holdout_below > 0 && xxh3_64_with_seed(bytes, self.seed) < self.holdout_below {
             return Assignment::Holdout;
@@ -155,6 +225,14 @@ impl Variants {
         let pick = ((u128::from(second) * u128::from(total)) >> 64) as u64;
         let k = self.cumulative.partition_point(|&c| c <= pick);
         Assignment::Variant(k.min(self.templates.len().saturating_sub(1)))
+    }
+
+    /// Counts a first open or a first click of a recipient of variant `k`.
+    pub fn record_engagement(&self, k: usize, opened: bool, clicked: bool) {
+        if let Some(t) = self.tallies.get(k) {
+            t.engagement.opened.fetch_add(u64::from(opened), Relaxed);
+            t.engagement.clicked.fetch_add(u64::from(clicked), Relaxed);
+        }
     }
 
     /// Adds an accepted message of variant `k`.
@@ -187,13 +265,18 @@ mod tests {
                 })
                 .collect(),
             holdout,
+            rollout: None,
         }
+    }
+
+    fn start() -> DateTime<Utc> {
+        "2026-11-23T04:00:00Z".parse().expect("time")
     }
 
     fn build(weights: &[u32], holdout: f64) -> Variants {
         let bodies: Vec<String> = (0..weights.len()).map(|i| format!("body {i}")).collect();
         let refs: Vec<&str> = bodies.iter().map(String::as_str).collect();
-        Variants::build("job_1", spec(weights, holdout), &join(&refs)).expect("builds")
+        Variants::build("job_1", spec(weights, holdout), &join(&refs), start()).expect("builds")
     }
 
     #[test]
@@ -202,9 +285,10 @@ mod tests {
         let n = 100_000;
         let mut counts = [0u32; 4];
         for i in 0..n {
-            match v.assign(&format!("c{i}")) {
+            match v.draw(&format!("c{i}")) {
                 Assignment::Holdout => counts[3] += 1,
                 Assignment::Variant(k) => counts[k] += 1,
+                Assignment::Undecided => panic!("a draw is never undecided"),
             }
         }
         let share = |c: u32| f64::from(c) / f64::from(n);
@@ -218,20 +302,18 @@ mod tests {
     fn assignment_depends_on_the_job_and_the_contact_only() {
         let a = build(&[1, 1], 0.2);
         let b = build(&[1, 1], 0.2);
-        let other = Variants::build("job_2", spec(&[1, 1], 0.2), "x\n\u{1E}\ny").expect("builds");
+        let other =
+            Variants::build("job_2", spec(&[1, 1], 0.2), "x\n\u{1E}\ny", start()).expect("builds");
         let ids: Vec<String> = (0..1000).map(|i| format!("c{i}")).collect();
-        assert!(ids.iter().all(|c| a.assign(c) == b.assign(c)));
-        let moved = ids
-            .iter()
-            .filter(|c| a.assign(c) != other.assign(c))
-            .count();
+        assert!(ids.iter().all(|c| a.draw(c) == b.draw(c)));
+        let moved = ids.iter().filter(|c| a.draw(c) != other.draw(c)).count();
         assert!(moved > 300, "another job draws again: {moved}");
     }
 
     #[test]
     fn a_zero_weight_variant_gets_nobody() {
         let v = build(&[0, 3], 0.0);
-        assert!((0..5000).all(|i| v.assign(&format!("c{i}")) == Assignment::Variant(1)));
+        assert!((0..5000).all(|i| v.draw(&format!("c{i}")) == Assignment::Variant(1)));
     }
 
     #[test]
@@ -244,6 +326,62 @@ mod tests {
 
     #[test]
     fn a_body_count_that_differs_from_the_spec_is_refused() {
-        assert!(Variants::build("j", spec(&[1, 1], 0.0), "only one").is_err());
+        assert!(Variants::build("j", spec(&[1, 1], 0.0), "only one", start()).is_err());
+    }
+}
+
+#[cfg(test)]
+mod rollout_tests {
+    use super::*;
+    use crate::template::rollout::RolloutMetric;
+
+    #[test]
+    fn the_test_share_goes_first_and_the_rest_waits_for_the_winner() {
+        let start: DateTime<Utc> = "2026-11-23T04:00:00Z".parse().expect("time");
+        let spec = VariantsSpec {
+            variants: vec![
+                VariantSpec {
+                    name: "a".into(),
+                    weight: 1,
+                },
+                VariantSpec {
+                    name: "b".into(),
+                    weight: 1,
+                },
+            ],
+            holdout: 0.0,
+            rollout: Some(RolloutSpec {
+                test_share: 0.25,
+                decide_after_seconds: 600,
+                metric: RolloutMetric::ClickRate,
+            }),
+        };
+        let v = Variants::build("job_r", spec, &join(&["a", "b"]), start).expect("builds");
+        let ids: Vec<String> = (0..4000).map(|i| format!("c{i}")).collect();
+        let before = start + chrono::Duration::seconds(60);
+        let routes: Vec<Route> = ids.iter().map(|c| v.route(c, before)).collect();
+        let waiting = routes
+            .iter()
+            .filter(|r| matches!(r, Route::Wait(_)))
+            .count();
+        assert!((waiting as f64 / 4000.0 - 0.75).abs() < 0.03, "{waiting}");
+        let undecided = ids
+            .iter()
+            .filter(|c| v.used(c) == Assignment::Undecided)
+            .count();
+        assert_eq!(undecided, waiting, "the waiting ones have no variant yet");
+        // b's test messages were clicked; a's not.
+        v.record_accepted(0, 1, 0);
+        v.record_accepted(1, 1, 0);
+        v.record_engagement(1, true, true);
+        let after = start + chrono::Duration::seconds(600);
+        for (c, r) in ids.iter().zip(&routes) {
+            let now = v.route(c, after);
+            match r {
+                Route::Wait(_) => assert_eq!(now, Route::Send(1)),
+                other => assert_eq!(now, *other, "the test share keeps its variants"),
+            }
+        }
+        assert!(ids.iter().all(|c| v.used(c) != Assignment::Undecided));
     }
 }

@@ -321,3 +321,95 @@ async fn malformed_variants_are_refused_naming_the_field() {
     assert_eq!(g.submit(&lone).await.1["error"]["field"], "holdout");
     g.stop().await;
 }
+
+#[tokio::test]
+async fn a_rollout_sends_the_test_share_then_the_rest_with_the_planted_winner() {
+    let g = Gateway::start().await;
+    let n = 400;
+    g.load_csv(&contacts_csv(n)).await;
+    let mut body = job(n, (1, 1), 0.0);
+    body["rollout"] =
+        json!({"test_share": 0.3, "decide_after_seconds": 600, "metric": "click_rate"});
+    let (status, submitted) = g.submit(&body).await;
+    assert_eq!(status, 201, "{submitted}");
+    let id = submitted["id"].as_str().expect("id").to_string();
+    // The test share is sent; the rest waits for the winner.
+    let tested = g
+        .wait_until(&id, Duration::from_secs(20), |j| {
+            let c = &j["counts"];
+            c["sent"].as_u64().unwrap_or(0) + c["deferred"].as_u64().unwrap_or(0) == n as u64
+                && c["deferred"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    let sent_in_test = tested["counts"]["sent"].as_u64().unwrap_or(0);
+    assert!((80..=160).contains(&sent_in_test), "{tested}");
+    let report = g.report(&format!("/v1/jobs/{id}/report")).await;
+    let rollout = &report["variants"]["rollout"];
+    assert_eq!(
+        rollout["waiting"], tested["counts"]["deferred"],
+        "{rollout}"
+    );
+    assert!(rollout.get("winner").is_none(), "{rollout}");
+
+    // Plant the winner: every second `b` test recipient clicks, no `a` one.
+    let lines = g.recipients(&id).await;
+    let http = no_redirects();
+    let mut b_seen = 0;
+    for (i, l) in lines.iter().enumerate() {
+        if l["outcome"] != "sent" || l["variant"] != "b" {
+            continue;
+        }
+        b_seen += 1;
+        if b_seen % 2 == 0 {
+            let token = g.token(&id, i as u32, 1);
+            let r = http
+                .get(g.url(&format!("/c/{token}")))
+                .send()
+                .await
+                .expect("click");
+            assert_eq!(r.status(), 302);
+        }
+    }
+    let waiting: Vec<usize> = lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l["outcome"] == "deferred")
+        .map(|(i, _)| i)
+        .collect();
+    assert!(waiting.iter().all(|&i| lines[i].get("variant").is_none()));
+
+    // At the decision time the rest goes, every one with `b`.
+    g.clock.set("2026-11-23T04:10:01Z".parse().expect("time"));
+    g.wait_status(&id, "completed", Duration::from_secs(20))
+        .await;
+    let after = g.recipients(&id).await;
+    for &i in &waiting {
+        assert_eq!(after[i]["outcome"], "sent", "{}", after[i]);
+        assert_eq!(after[i]["variant"], "b", "{}", after[i]);
+    }
+    for (i, l) in lines.iter().enumerate() {
+        if l["outcome"] == "sent" {
+            assert_eq!(
+                after[i]["variant"], l["variant"],
+                "a test recipient kept its variant"
+            );
+        }
+    }
+    let report = g.report(&format!("/v1/jobs/{id}/report")).await;
+    let rollout = &report["variants"]["rollout"];
+    assert_eq!(rollout["winner"], "b", "{rollout:#}");
+    assert_eq!(rollout["waiting"], 0);
+    let why = rollout["why"].as_str().unwrap_or("");
+    assert!(
+        why.starts_with("b had the highest click rate in the test"),
+        "{why}"
+    );
+    let a_test = &rollout["test"][0];
+    assert_eq!(a_test["hits"], 0, "{rollout:#}");
+    assert!(
+        a_test["vs_winner"]["p_value"].as_f64().unwrap_or(1.0) < 0.001,
+        "{rollout:#}"
+    );
+    assert_report_matches_recipients(&report, &after);
+    g.stop().await;
+}

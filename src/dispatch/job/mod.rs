@@ -264,7 +264,7 @@ impl Job {
         self.progress.delivery.record_accepted(batch, at);
         if let Some(v) = &self.policy.variants {
             for m in batch {
-                if let Assignment::Variant(k) = v.assign(self.audience.contact_id(m.index)) {
+                if let Assignment::Variant(k) = v.used(self.audience.contact_id(m.index)) {
                     v.record_accepted(k, m.parts, m.cost_micros);
                 }
             }
@@ -273,14 +273,29 @@ impl Job {
 
     /// Records an open of recipient `i`'s message.
     pub fn record_open(&self, i: u32) {
+        let before = self.progress.delivery.engagement(i);
         self.progress.delivery.record_open(i, self.progress.now());
+        self.count_engagement(i, before);
+    }
+
+    /// Counts a recipient's first open or click for its variant (a rollout decides on them).
+    fn count_engagement(&self, i: u32, (opened, clicked): (bool, bool)) {
+        let Some(v) = &self.policy.variants else {
+            return;
+        };
+        let (now_opened, now_clicked) = self.progress.delivery.engagement(i);
+        if let Assignment::Variant(k) = v.used(self.audience.contact_id(i)) {
+            v.record_engagement(k, now_opened && !opened, now_clicked && !clicked);
+        }
     }
 
     /// Records a click on link `link` of recipient `i`'s message.
     pub fn record_click(&self, i: u32, link: usize) {
+        let before = self.progress.delivery.engagement(i);
         self.progress
             .delivery
             .record_click(i, link, self.progress.now());
+        self.count_engagement(i, before);
     }
 
     /// Drops every deferred recipient (on cancel); they read as cancelled.
