@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::domain::{Channel, JobId};
 use crate::policy::quiet_hours::QuietHours;
 use crate::policy::{frequency_cap, JobPolicy};
+use crate::template::rollout::DecideHook;
 use crate::template::{Template, Variants};
 
 /// Why a request cannot become a job; each names the request field at fault.
@@ -131,6 +132,10 @@ pub fn plan(
         cap_holder_seed: frequency_cap::holder_seed(&id),
         reserve_caps,
     };
+    if let Some(r) = policy.variants.as_ref().and_then(|v| v.rollout.as_ref()) {
+        // The winner is journaled as soon as it is chosen, before anyone is sent with it.
+        r.on_decide(DecideHook(Box::new(dispatcher.control_saver(id.clone()))));
+    }
     let now = dispatcher.clock().now();
     Ok(Job::new(
         JobParts {

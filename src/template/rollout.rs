@@ -44,14 +44,15 @@ pub struct RolloutSpec {
 }
 
 /// One variant's test figures when the winner was chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestResult {
     pub sent: u64,
     pub hits: u64,
 }
 
-/// The choice, with what it was made on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The choice, with what it was made on. Journaled with the job's control record, so a
+/// restart keeps the winner of those already sent with it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RolloutDecision {
     pub winner: usize,
     pub decided_at: DateTime<Utc>,
@@ -74,6 +75,17 @@ pub struct Rollout {
     /// Contacts whose third hash is below this are in the test.
     test_below: u64,
     decision: OnceLock<RolloutDecision>,
+    /// Called once, right after the choice is made (it journals it).
+    on_decide: OnceLock<DecideHook>,
+}
+
+/// What a rollout calls when it chooses.
+pub struct DecideHook(pub Box<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for DecideHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DecideHook")
+    }
 }
 
 impl Rollout {
@@ -87,7 +99,18 @@ impl Rollout {
             test_below: share_below(spec.test_share),
             spec,
             decision: OnceLock::new(),
+            on_decide: OnceLock::new(),
         }
+    }
+
+    /// Sets what is called once the winner is chosen (the first setting holds).
+    pub fn on_decide(&self, hook: DecideHook) {
+        let _ = self.on_decide.set(hook);
+    }
+
+    /// Takes a decision made before a restart.
+    pub fn restore(&self, decision: RolloutDecision) {
+        let _ = self.decision.set(decision);
     }
 
     /// Whether a contact's third hash puts it in the test.
@@ -102,8 +125,11 @@ impl Rollout {
 
     /// The winner: chosen now from `results` (sent and hits per variant) if not yet.
     pub fn decide(&self, now: DateTime<Utc>, results: impl FnOnce() -> Vec<TestResult>) -> usize {
-        self.decision
+        let mut fresh = false;
+        let winner = self
+            .decision
             .get_or_init(|| {
+                fresh = true;
                 let results = results();
                 RolloutDecision {
                     winner: best(&results).unwrap_or(0),
@@ -111,7 +137,13 @@ impl Rollout {
                     results,
                 }
             })
-            .winner
+            .winner;
+        if fresh {
+            if let Some(hook) = self.on_decide.get() {
+                (hook.0)();
+            }
+        }
+        winner
     }
 }
 
@@ -176,11 +208,21 @@ mod tests {
             rollout.decide_at,
             "2026-11-23T04:10:00Z".parse::<DateTime<Utc>>().expect("t")
         );
+        let calls = std::sync::Arc::new(AtomicU64::new(0));
+        let seen = calls.clone();
+        rollout.on_decide(DecideHook(Box::new(move || {
+            seen.fetch_add(1, Relaxed);
+        })));
         assert_eq!(rollout.decide(start, || vec![r(10, 1), r(10, 4)]), 1);
         assert_eq!(rollout.decide(start, || vec![r(10, 9), r(10, 0)]), 1);
         assert_eq!(
             rollout.decision().map(|d| d.results.clone()),
             Some(vec![r(10, 1), r(10, 4)])
         );
+        assert_eq!(calls.load(Relaxed), 1, "the hook runs once, for the choice");
+        // A restarted job takes the journaled decision instead of choosing again.
+        let again = Rollout::new(rollout.spec.clone(), start);
+        again.restore(rollout.decision().cloned().expect("decided"));
+        assert_eq!(again.decide(start, || vec![r(10, 9), r(10, 0)]), 1);
     }
 }

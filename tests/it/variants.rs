@@ -155,18 +155,7 @@ async fn nobody_moves_across_a_restart_and_the_report_equals_the_recipients() {
     g.stop().await;
 
     let g = Gateway::start_at(data.path(), |_| {}).await;
-    loop {
-        let r = g
-            .req(Method::GET, &format!("/v1/jobs/{id}"))
-            .send()
-            .await
-            .expect("get");
-        match r.status().as_u16() {
-            200 => break,
-            503 => tokio::time::sleep(Duration::from_millis(20)).await,
-            other => panic!("the job answered {other} after a restart"),
-        }
-    }
+    wait_restored(&g, &id).await;
     assert_eq!(variants_of(&g.recipients(&id).await), before);
     g.clock.set("2026-11-23T04:11:00Z".parse().expect("time"));
     let done = g
@@ -324,7 +313,8 @@ async fn malformed_variants_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn a_rollout_sends_the_test_share_then_the_rest_with_the_planted_winner() {
-    let g = Gateway::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let g = Gateway::start_at(data.path(), |_| {}).await;
     let n = 400;
     g.load_csv(&contacts_csv(n)).await;
     let mut body = job(n, (1, 1), 0.0);
@@ -412,4 +402,33 @@ async fn a_rollout_sends_the_test_share_then_the_rest_with_the_planted_winner() 
     );
     assert_report_matches_recipients(&report, &after);
     g.stop().await;
+
+    // The winner was journaled: after a restart everyone still has the variant they were
+    // sent, and the report still says who won and why.
+    let g = Gateway::start_at(data.path(), |_| {}).await;
+    wait_restored(&g, &id).await;
+    assert_eq!(variants_of(&g.recipients(&id).await), variants_of(&after));
+    let again = g.report(&format!("/v1/jobs/{id}/report")).await;
+    assert_eq!(again["variants"]["rollout"]["winner"], "b");
+    assert_eq!(again["variants"]["rollout"]["why"], rollout["why"]);
+    g.stop().await;
+}
+
+/// Waits until a restarted gateway has restored job `id` (503 until then).
+async fn wait_restored(g: &Gateway, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = g
+            .req(Method::GET, &format!("/v1/jobs/{id}"))
+            .send()
+            .await
+            .expect("get");
+        match r.status().as_u16() {
+            200 => return,
+            503 if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            other => panic!("the job answered {other} after a restart"),
+        }
+    }
 }

@@ -22,6 +22,7 @@ use crate::clock::Clock;
 use crate::domain::{Currency, JobId, JobStatus, Reason, RecipientOutcome};
 use crate::policy::JobPolicy;
 use crate::provider::DeliveryStatus;
+use crate::template::rollout::RolloutDecision;
 use crate::template::Assignment;
 
 pub use plan::{JobPlan, JobSpec};
@@ -276,6 +277,24 @@ impl Job {
         let before = self.progress.delivery.engagement(i);
         self.progress.delivery.record_open(i, self.progress.now());
         self.count_engagement(i, before);
+    }
+
+    /// The winner of the job's variants rollout, once chosen.
+    pub fn rollout_decision(&self) -> Option<RolloutDecision> {
+        let v = self.policy.variants.as_ref()?;
+        v.rollout.as_ref()?.decision().cloned()
+    }
+
+    /// Takes a rollout winner chosen before a restart.
+    pub fn restore_rollout(&self, decision: RolloutDecision) {
+        if let Some(r) = self
+            .policy
+            .variants
+            .as_ref()
+            .and_then(|v| v.rollout.as_ref())
+        {
+            r.restore(decision);
+        }
     }
 
     /// Counts a recipient's first open or click for its variant (a rollout decides on them).

@@ -915,6 +915,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             budget_micros: Some(5),
+            rollout: None,
         };
         let stored = encode_control(&control).unwrap();
         assert_eq!(stored[0], CONTROL_VERSION);
