@@ -6,7 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+use crate::compliance::{Finding, JobRules};
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
@@ -231,6 +232,41 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         track_links: req.track_links,
         budget: req.budget.clone(),
     })
+}
+
+/// Checks every body (every variant) against `rules`: a submission is refused (422
+/// `content_rule`) with the first finding, naming the field, rule, variant and position; a dry
+/// run answers them all.
+pub fn content_findings(
+    rules: &JobRules,
+    valid: &ValidJob,
+    dry_run: bool,
+) -> Result<Vec<Finding>, ApiError> {
+    let mut findings = Vec::new();
+    for (i, (variant, template)) in valid.bodies.iter().enumerate() {
+        for f in rules.check_template(template, variant.as_deref()) {
+            if !dry_run {
+                return Err(refusal(&f, variant.as_ref().map(|_| i)));
+            }
+            findings.push(f);
+        }
+    }
+    Ok(findings)
+}
+
+fn refusal(f: &Finding, variant_index: Option<usize>) -> ApiError {
+    let field = f.field(variant_index);
+    let mut details = serde_json::Map::new();
+    details.insert("rule".into(), f.rule.clone().into());
+    if let Some(v) = &f.variant {
+        details.insert("variant".into(), v.clone().into());
+    }
+    if let Some(p) = f.position {
+        details.insert("position".into(), p.into());
+    }
+    let mut e = ApiError::new(ErrorCode::ContentRule, format!("{field}: {}", f.describe()));
+    e.field = Some(field);
+    e.with_details(details)
 }
 
 /// The template body a job stores, each body as written, and the variants' spec: from

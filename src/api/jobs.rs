@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 use super::body::{capped_reader, next_line, read_whole};
 use super::error::{parse_json, ApiError, ErrorCode};
 use super::job_request::{
-    text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
+    content_findings, text_variables, validate, BudgetRequest, JobRequest, RecipientRequest,
+    ValidJob,
 };
 use crate::app::AppState;
 use crate::compliance::Finding;
@@ -150,8 +151,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(s.to_string()))
 }
 
-/// Checks every body against the content rules: a submission is refused with the first
-/// finding; a dry run answers them all.
+/// Checks every body against the content rules that apply to the job.
 fn check_content(
     state: &AppState,
     valid: &ValidJob,
@@ -164,32 +164,23 @@ fn check_content(
         .compiled()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.join("; ")))?
         .for_job(valid.spec.channel, valid.spec.purpose);
-    let mut findings = Vec::new();
-    for (i, (variant, template)) in valid.bodies.iter().enumerate() {
-        for f in rules.check_template(template, variant.as_deref()) {
-            if !dry_run {
-                let field = f.field(variant.as_ref().map(|_| i));
-                let mut details = serde_json::Map::new();
-                details.insert("rule".into(), f.rule.clone().into());
-                if let Some(v) = &f.variant {
-                    details.insert("variant".into(), v.clone().into());
-                }
-                if let Some(p) = f.position {
-                    details.insert("position".into(), p.into());
-                }
-                let mut e =
-                    ApiError::new(ErrorCode::ContentRule, format!("{field}: {}", f.describe()));
-                e.field = Some(field);
-                return Err(e.with_details(details));
-            }
-            findings.push(f);
-        }
-    }
-    Ok(findings)
+    content_findings(&rules, valid, dry_run)
 }
 
 /// Checks that the job can be dispatched before its audience is read.
 fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
+    // Each instance would choose a rollout's winner from its own counts.
+    let rollout = valid
+        .spec
+        .variants
+        .as_ref()
+        .is_some_and(|v| v.rollout.is_some());
+    if rollout && state.cluster.is_some() {
+        return Err(ApiError::unprocessable(
+            "rollout",
+            "is not available while instances share work (state.cluster)",
+        ));
+    }
     planner::check_channel(&state.dispatcher, valid.spec.channel)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
     if let Some(budget) = &valid.budget {

@@ -18,7 +18,7 @@ use crate::dispatch::delivery::DeliveryState;
 use crate::dispatch::Job;
 use crate::domain::{Consent, Reason, RecipientOutcome};
 use crate::store::{StateStore, StoreError};
-use crate::template::rollout::Rollout;
+use crate::template::rollout::{self, Rollout, TestResult};
 use crate::template::{Assignment, RolloutMetric, Variants};
 
 /// The A/B section.
@@ -263,8 +263,8 @@ fn tally(job: &Job, variants: &Variants, opted_out: &HashSet<String>) -> Variant
         l.open_rate = rate(l.opened, l.sent);
         l.click_rate = rate(l.clicked, l.sent);
     }
-    let best_click = best(&lines, |l| (l.clicked, l.sent));
-    let best_open = best(&lines, |l| (l.opened, l.sent));
+    let best_click = best(&lines, |l| l.clicked);
+    let best_open = best(&lines, |l| l.opened);
     let snapshot = lines.clone();
     for (k, l) in lines.iter_mut().enumerate() {
         if let Some(b) = best_click.filter(|&b| b != k) {
@@ -288,24 +288,16 @@ fn tally(job: &Job, variants: &Variants, opted_out: &HashSet<String>) -> Variant
     }
 }
 
-/// The index of the variant with the highest rate (hits over sent); the first on a tie;
-/// `None` when nothing was sent.
-fn best(lines: &[VariantLine], hits: impl Fn(&VariantLine) -> (u64, u64)) -> Option<usize> {
-    let mut best: Option<(usize, u64, u64)> = None;
-    for (k, l) in lines.iter().enumerate() {
-        let (h, n) = hits(l);
-        if n == 0 {
-            continue;
-        }
-        // h/n > bh/bn without division: h*bn > bh*n.
-        let better = best.is_none_or(|(_, bh, bn)| {
-            u128::from(h) * u128::from(bn) > u128::from(bh) * u128::from(n)
-        });
-        if better {
-            best = Some((k, h, n));
-        }
-    }
-    best.map(|(k, _, _)| k)
+/// The index of the variant with the highest rate (hits over sent), as a rollout picks it.
+fn best(lines: &[VariantLine], hits: impl Fn(&VariantLine) -> u64) -> Option<usize> {
+    let results: Vec<TestResult> = lines
+        .iter()
+        .map(|l| TestResult {
+            sent: l.sent,
+            hits: hits(l),
+        })
+        .collect();
+    rollout::best(&results)
 }
 
 fn round4(x: f64) -> f64 {
