@@ -81,14 +81,6 @@ pub struct ComplianceRuleConfig {
     pub max: Option<u32>,
 }
 
-impl ComplianceRuleConfig {
-    /// Whether the rule applies to jobs of this channel and purpose.
-    pub fn applies(&self, channel: Channel, purpose: Purpose) -> bool {
-        (self.channels.is_empty() || self.channels.contains(&channel))
-            && (self.purposes.is_empty() || self.purposes.contains(&purpose))
-    }
-}
-
 impl ComplianceConfig {
     /// Problems with the rules' shape (files are read by [`ComplianceConfig::load`]).
     pub fn validate(&self, errs: &mut Vec<String>) {
@@ -158,5 +150,94 @@ impl ComplianceConfig {
                 }
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml_text: &str) -> ComplianceConfig {
+        toml::from_str(toml_text).expect("toml")
+    }
+
+    #[test]
+    fn every_rule_problem_is_reported_at_once() {
+        let c = config(
+            r#"
+[[rules]]
+name = "sig"
+kind = "signature"
+open = "【"
+
+[[rules]]
+name = "sig"
+kind = "opt_out"
+
+[[rules]]
+name = "len"
+kind = "max_parts"
+max = 0
+
+[[rules]]
+name = "words"
+kind = "banned_words"
+"#,
+        );
+        let mut errs = Vec::new();
+        c.validate(&mut errs);
+        let joined = errs.join("\n");
+        for expected in [
+            "compliance.rules[0].close",
+            "compliance.rules[1].name: \"sig\" is used by another rule",
+            "compliance.rules[1].accepted",
+            "compliance.rules[2].max",
+            "compliance.rules[3].list",
+        ] {
+            assert!(joined.contains(expected), "{expected} in {joined}");
+        }
+        assert_eq!(errs.len(), 5, "{joined}");
+    }
+
+    #[test]
+    fn a_misspelt_field_is_refused() {
+        let r: Result<ComplianceConfig, _> =
+            toml::from_str("[[rules]]\nname = \"x\"\nkind = \"opt_out\"\naccept = [\"STOP\"]\n");
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn a_missing_list_names_its_rule_and_the_shipped_one_is_always_found() {
+        let missing =
+            config("[[rules]]\nname = \"w\"\nkind = \"banned_words\"\nlist = \"nope.txt\"\n");
+        let errs = missing
+            .load(&|p| std::path::Path::new("/nonexistent").join(p))
+            .expect_err("no such list");
+        assert!(
+            errs[0].starts_with("compliance.rules[0].list: cannot read"),
+            "{errs:?}"
+        );
+        let shipped = config(
+            "[[rules]]\nname = \"w\"\nkind = \"banned_words\"\nlist = \"banned-words-zh.txt\"\n",
+        );
+        let rules = shipped
+            .load(&|p| std::path::Path::new("/nonexistent").join(p))
+            .expect("the built-in copy");
+        let job = rules.for_job(Channel::Sms, Purpose::Marketing);
+        let parts = crate::template::count_parts("国家级好物");
+        assert!(!job.check_message("国家级好物", parts));
+    }
+
+    #[test]
+    fn rules_apply_to_the_channels_and_purposes_they_name() {
+        let c = config(
+            "[[rules]]\nname = \"o\"\nkind = \"opt_out\"\nchannels = [\"sms\"]\npurposes = [\"marketing\"]\naccepted = [\"STOP\"]\n",
+        );
+        let rules = c.compiled().expect("rules");
+        assert!(!rules.for_job(Channel::Sms, Purpose::Marketing).is_empty());
+        assert!(rules
+            .for_job(Channel::Sms, Purpose::Transactional)
+            .is_empty());
+        assert!(rules.for_job(Channel::Email, Purpose::Marketing).is_empty());
     }
 }
