@@ -200,8 +200,11 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         ));
     }
     let (template_body, bodies, variants) = templates(req)?;
-    let template = Template::compile(&template_body)
-        .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+    // Every body compiled on its own; together they may still be too long for one job.
+    let template = Template::compile(&template_body).map_err(|e| match variants {
+        Some(_) => ApiError::invalid("variants", format!("together: {}", e.message())),
+        None => ApiError::invalid("template.body", e.to_string()),
+    })?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
             return Err(ApiError::invalid(

@@ -286,6 +286,14 @@ async fn malformed_variants_are_refused_naming_the_field() {
             Some(1.0),
             "holdout",
         ),
+        (
+            json!([
+                {"name": "a", "template": {"body": "a".repeat(6000)}},
+                {"name": "b", "template": {"body": "b".repeat(6000)}},
+            ]),
+            None,
+            "variants",
+        ),
     ];
     for (variants, holdout, field) in cases {
         let mut body = json!({
