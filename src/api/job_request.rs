@@ -240,14 +240,23 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
 /// Checks every body (every variant) against `rules`: a submission is refused (422
 /// `content_rule`) with the first finding, naming the field, rule, variant and position; a dry
 /// run answers them all.
+///
+/// `as_sent` gives a body with its links tracked (`None` when tracking leaves it as it is),
+/// so that parts are counted on the length messages will have.
 pub fn content_findings(
     rules: &JobRules,
     valid: &ValidJob,
+    as_sent: impl Fn(&Template) -> Result<Option<Template>, ApiError>,
     dry_run: bool,
 ) -> Result<Vec<Finding>, ApiError> {
     let mut findings = Vec::new();
     for (i, (variant, template)) in valid.bodies.iter().enumerate() {
-        for f in rules.check_template(template, variant.as_deref()) {
+        let tracked = match rules.is_empty() {
+            true => None,
+            false => as_sent(template)?,
+        };
+        let sent = tracked.as_ref().unwrap_or(template);
+        for f in rules.check_template(template, sent, variant.as_deref()) {
             if !dry_run {
                 return Err(refusal(&f, variant.as_ref().map(|_| i)));
             }

@@ -164,7 +164,22 @@ fn check_content(
         .compiled()
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.join("; ")))?
         .for_job(valid.spec.channel, valid.spec.purpose);
-    content_findings(&rules, valid, dry_run)
+    let as_sent = |t: &Template| -> Result<Option<Template>, ApiError> {
+        if !valid.track_links {
+            return Ok(None);
+        }
+        let rewritten = state
+            .tracking
+            .prepare(t.body(), valid.spec.channel)
+            .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+        if rewritten.body == t.body() {
+            return Ok(None);
+        }
+        Template::compile(&rewritten.body)
+            .map(Some)
+            .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))
+    };
+    content_findings(&rules, valid, as_sent, dry_run)
 }
 
 /// Checks that the job can be dispatched before its audience is read.

@@ -121,22 +121,37 @@ impl JobRules {
     }
 
     /// Every finding for a template (of `variant`, when the job has variants). Placeholders
-    /// are masked: the sender's literal text must pass on its own, whatever the values.
-    pub fn check_template(&self, template: &Template, variant: Option<&str>) -> Vec<Finding> {
+    /// are masked: the sender's literal text must pass on its own, whatever the values are.
+    /// Parts are counted on `as_sent` (the template with its links tracked, as messages will
+    /// carry them), on its literal text: the least any message takes. A part limit's
+    /// position is given only when that text is the template as written.
+    pub fn check_template(
+        &self,
+        template: &Template,
+        as_sent: &Template,
+        variant: Option<&str>,
+    ) -> Vec<Finding> {
         if self.rules.is_empty() {
             return Vec::new();
         }
         let masked = template.masked_body(PLACEHOLDER_MASK);
-        let literal: String = masked.chars().filter(|&c| c != PLACEHOLDER_MASK).collect();
+        let literal: String = as_sent
+            .masked_body(PLACEHOLDER_MASK)
+            .chars()
+            .filter(|&c| c != PLACEHOLDER_MASK)
+            .collect();
+        let exact = template.is_literal() && as_sent.body() == template.body();
         self.rules
             .iter()
-            .filter_map(|r| {
-                // Parts are counted on the literal text: the least any message takes.
-                let text = match r.check {
-                    Check::MaxParts { .. } => literal.as_str(),
-                    _ => masked.as_str(),
-                };
-                r.check(text)
+            .filter_map(|r| match r.check {
+                Check::MaxParts { .. } => r.check(&literal).map(|mut f| {
+                    if !exact {
+                        f.position = None;
+                        f.message = format!("at least {}", f.message);
+                    }
+                    f
+                }),
+                _ => r.check(&masked),
             })
             .map(|mut f| {
                 f.variant = variant.map(str::to_string);

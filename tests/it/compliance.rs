@@ -147,6 +147,26 @@ async fn a_template_longer_than_the_part_limit_is_refused_at_its_first_extra_cha
     // English is GSM-7: 160 characters.
     assert_refused(&submit(&g, &"a".repeat(161)).await, "one_part", Some(161));
     assert_eq!(submit(&g, &"a".repeat(160)).await.0, 201);
+    // Links count at their tracked length (40 characters): a long link fits...
+    let long_link = format!(
+        "{} https://shop.example/{}",
+        "A".repeat(100),
+        "x".repeat(150)
+    );
+    assert_eq!(submit(&g, &long_link).await.0, 201);
+    // ...and a short one may not; then no position is given (the text differs from the
+    // template as written).
+    let short_link = format!("{} http://a.io", "A".repeat(138));
+    assert_eq!(short_link.len(), 150);
+    let refused = submit(&g, &short_link).await;
+    assert_refused(&refused, "one_part", None);
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("at least 2 SMS parts")),
+        "{}",
+        refused.1
+    );
     g.stop().await;
 }
 
