@@ -81,13 +81,12 @@ pub struct VariantTally {
     pub engagement: Engagement,
 }
 
-/// A job's compiled variants and its assignment function.
+/// A job's compiled variants (links as stand-ins, like the job's template) and its
+/// assignment function.
 #[derive(Debug)]
 pub struct Variants {
     pub spec: VariantsSpec,
     pub templates: Vec<Arc<Template>>,
-    /// The bodies as the sender wrote them would render (links as stand-ins).
-    pub bodies: Vec<String>,
     pub tallies: Vec<VariantTally>,
     pub rollout: Option<Rollout>,
     seed: u64,
@@ -163,7 +162,6 @@ impl Variants {
                 .collect(),
             spec,
             templates,
-            bodies,
             seed: xxh3_64(job_id.as_bytes()),
             holdout_below,
             cumulative,
