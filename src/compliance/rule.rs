@@ -139,9 +139,9 @@ fn signature(
     };
     match position {
         SignaturePosition::Start => {
-            let lead = text.len() - text.trim_start().len();
-            let at = text[..lead].chars().count() + 1;
-            let rest = &text[lead..];
+            let leading = text.len() - text.trim_start().len();
+            let at = text[..leading].chars().count() + 1;
+            let rest = &text[leading..];
             let ok = rest
                 .strip_prefix(open)
                 .and_then(|r| r.find(close).map(|end| &r[..end]))
