@@ -103,6 +103,8 @@ fn job_policy(caps: bool) -> JobPolicy {
         template: Arc::new(
             Template::compile("Hi {{first_name}}, 20% off in {{city}} tonight").expect("template"),
         ),
+        variants: None,
+        content_rules: Default::default(),
         job_variables: HashMap::new(),
         default_region: CN,
         quiet_hours: Some(QuietHours {
@@ -178,6 +180,50 @@ fn bench_render(c: &mut Criterion) {
     });
     g.bench_function("count_parts_ucs2", |b| {
         b.iter(|| count_parts("您好，今晚全场八折，回复TD退订"))
+    });
+    g.finish();
+}
+
+/// The per-message content check with the shipped rules (the Advertising Law's terms), and
+/// the per-recipient variant choice of an A/B job.
+fn bench_content(c: &mut Criterion) {
+    let config: herald::config::Config =
+        toml::from_str(herald::config::DEFAULT_TOML).expect("default config");
+    let rules = config
+        .compliance
+        .compiled()
+        .expect("shipped rules")
+        .for_job(Channel::Sms, Purpose::Marketing);
+    let body = "【星河商城】尊敬的会员，双十一全场八折，今晚零点截止，详情见 https://hrld.io/c/abcdefghij0123456789AB 回T退订";
+    let parts = count_parts(body);
+    let mut g = c.benchmark_group("content");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("check_message_shipped_rules", |b| {
+        b.iter(|| rules.check_message(body, parts))
+    });
+    let spec = herald::template::VariantsSpec {
+        variants: ["a", "b", "c"]
+            .iter()
+            .map(|n| herald::template::VariantSpec {
+                name: n.to_string(),
+                weight: 1,
+            })
+            .collect(),
+        holdout: 0.1,
+        rollout: None,
+    };
+    let joined = herald::template::variants::join(&["A {{x}}", "B {{x}}", "C {{x}}"]);
+    let variants = herald::template::Variants::build("job_bench", spec, &joined, Utc::now())
+        .expect("variants");
+    let ids: Vec<String> = (0..1024).map(|i| format!("c{i}")).collect();
+    g.throughput(Throughput::Elements(ids.len() as u64));
+    g.bench_function("variant_route", |b| {
+        let now = Utc::now();
+        b.iter(|| {
+            ids.iter()
+                .filter(|id| matches!(variants.route(id, now), herald::template::Route::Send(_)))
+                .count()
+        })
     });
     g.finish();
 }
@@ -413,6 +459,7 @@ fn bench_whole_job(c: &mut Criterion) {
                         template_body: "Hi {{first_name}}".into(),
                         phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                         created_at: Utc::now(),
+                        variants: None,
                     },
                     template: Arc::new(
                         Template::compile("Hi {{first_name}}, sale in {{city}}").expect("t"),
@@ -441,6 +488,7 @@ fn all(c: &mut Criterion) {
     bench_snapshot(c, &snap);
     bench_policy(c, &snap);
     bench_render(c);
+    bench_content(c);
     bench_rate_limiter(c);
     bench_ids(c);
     bench_durable_records(c);

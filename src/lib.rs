@@ -10,6 +10,8 @@
 //! - [`phone`]: numbering-plan parsing and validation (E.164 as integers), time zones by number.
 //! - [`segment`]: audience expressions over snapshot tags and attributes.
 //! - [`policy`]: the per-recipient decision pipeline, one rule per file, run in batches.
+//! - [`compliance`]: content rules (signature, opt-out, banned terms, part limit) every
+//!   template and every rendered message is held to.
 //! - [`template`]: template compilation, rendering, and SMS part counting as carriers bill it.
 //! - [`dispatch`]: job planning, sharding, workers, rate limits (local or shared in Redis) and
 //!   retries; the dispatch journal that makes jobs survive a crash, and the recovery that
@@ -40,6 +42,7 @@ pub mod app;
 pub mod callbacks;
 pub mod clock;
 pub mod cluster;
+pub mod compliance;
 pub mod config;
 pub mod dispatch;
 pub mod domain;

@@ -50,6 +50,8 @@ pub enum ErrorCode {
     Unprocessable,
     /// 422: a snapshot upload that would throw the live contacts away.
     SnapshotRejected,
+    /// 422: a template breaks a content rule (`rule`, `variant`, `position` say where).
+    ContentRule,
     /// 500: what should not happen.
     Internal,
     /// 503: a dependency is down; nothing was accepted.
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::Unprocessable => "unprocessable",
             ErrorCode::SnapshotRejected => "snapshot_rejected",
+            ErrorCode::ContentRule => "content_rule",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StateUnavailable => Hold::StateUnavailable.as_str(),
@@ -110,7 +113,7 @@ impl ErrorCode {
             | SnapshotStale => StatusCode::CONFLICT,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Unprocessable | SnapshotRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            Unprocessable | SnapshotRejected | ContentRule => StatusCode::UNPROCESSABLE_ENTITY,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable | StateUnavailable | OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
         }

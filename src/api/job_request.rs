@@ -6,11 +6,12 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+use crate::compliance::{Finding, JobRules};
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
-use crate::template::Template;
+use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec};
 
 /// Longest accepted campaign id.
 const MAX_CAMPAIGN_ID: usize = 128;
@@ -22,7 +23,18 @@ pub struct JobRequest {
     pub campaign_id: String,
     pub channel: Channel,
     pub purpose: Purpose,
-    pub template: TemplateRequest,
+    /// The one template; or give `variants` instead.
+    #[serde(default)]
+    pub template: Option<TemplateRequest>,
+    /// A/B variants, each contact assigned to one by a hash of (job, contact).
+    #[serde(default)]
+    pub variants: Option<Vec<VariantRequest>>,
+    /// Share of the audience held out as a control group (with `variants`): decided, not sent.
+    #[serde(default)]
+    pub holdout: Option<f64>,
+    /// With `variants`: send a test share first, then the rest with the winner.
+    #[serde(default)]
+    pub rollout: Option<RolloutRequest>,
     #[serde(default)]
     pub variables: HashMap<String, Scalar>,
     #[serde(default)]
@@ -86,6 +98,37 @@ pub struct TemplateRequest {
     pub body: String,
 }
 
+/// One A/B variant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VariantRequest {
+    pub name: String,
+    /// Relative share of the (not held out) audience; default 1.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    pub template: TemplateRequest,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+/// A rollout: `test_share` of the audience first, and after `decide_after_seconds` the rest
+/// with the variant that won on `metric`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutRequest {
+    pub test_share: f64,
+    pub decide_after_seconds: u64,
+    pub metric: RolloutMetric,
+}
+
+/// The longest wait for a rollout's decision: 30 days.
+const MAX_DECIDE_AFTER_SECONDS: u64 = 30 * 86_400;
+
+/// Longest variant name.
+const MAX_VARIANT_NAME: usize = 64;
+
 /// Exactly one of an inline list or a segment expression.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -134,7 +177,10 @@ pub fn text_variables(v: HashMap<String, Scalar>) -> HashMap<String, String> {
 /// The validated, job-level parts of a request.
 pub struct ValidJob {
     pub spec: JobSpec,
+    /// The template the job is planned with (with variants: their bodies joined).
     pub template: Arc<Template>,
+    /// Each body as written, for the content rules: the variant's name with variants.
+    pub bodies: Vec<(Option<String>, Template)>,
     pub variables: HashMap<String, String>,
     pub track_links: bool,
     /// The budget as requested; checked against the provider's currency once it is known.
@@ -153,11 +199,12 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             format!("must be at most {MAX_CAMPAIGN_ID} characters"),
         ));
     }
-    if req.template.body.trim().is_empty() {
-        return Err(ApiError::invalid("template.body", "must not be empty"));
-    }
-    let template = Template::compile(&req.template.body)
-        .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+    let (template_body, bodies, variants) = templates(req)?;
+    // Every body compiled on its own; together they may still be too long for one job.
+    let template = Template::compile(&template_body).map_err(|e| match variants {
+        Some(_) => ApiError::invalid("variants", format!("together: {}", e.message())),
+        None => ApiError::invalid("template.body", e.to_string()),
+    })?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
             return Err(ApiError::invalid(
@@ -177,13 +224,185 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             purpose: req.purpose,
             priority,
             send_at: req.send_at,
-            template_body: req.template.body.clone(),
+            template_body,
             phone_mismatch: req.phone_mismatch,
             created_at: now,
+            variants,
         },
         template: Arc::new(template),
+        bodies,
         variables: text_variables(req.variables.clone()),
         track_links: req.track_links,
         budget: req.budget.clone(),
+    })
+}
+
+/// Checks every body (every variant) against `rules`: a submission is refused (422
+/// `content_rule`) with the first finding, naming the field, rule, variant and position; a dry
+/// run answers them all.
+///
+/// `as_sent` gives a body with its links tracked (`None` when tracking leaves it as it is),
+/// so that parts are counted on the length messages will have.
+pub fn content_findings(
+    rules: &JobRules,
+    valid: &ValidJob,
+    as_sent: impl Fn(&Template) -> Result<Option<Template>, ApiError>,
+    dry_run: bool,
+) -> Result<Vec<Finding>, ApiError> {
+    let mut findings = Vec::new();
+    for (i, (variant, template)) in valid.bodies.iter().enumerate() {
+        let tracked = match rules.is_empty() {
+            true => None,
+            false => as_sent(template)?,
+        };
+        let sent = tracked.as_ref().unwrap_or(template);
+        for f in rules.check_template(template, sent, variant.as_deref()) {
+            if !dry_run {
+                return Err(refusal(&f, variant.as_ref().map(|_| i)));
+            }
+            findings.push(f);
+        }
+    }
+    Ok(findings)
+}
+
+fn refusal(f: &Finding, variant_index: Option<usize>) -> ApiError {
+    let field = f.field(variant_index);
+    let mut details = serde_json::Map::new();
+    details.insert("rule".into(), f.rule.clone().into());
+    if let Some(v) = &f.variant {
+        details.insert("variant".into(), v.clone().into());
+    }
+    if let Some(p) = f.position {
+        details.insert("position".into(), p.into());
+    }
+    let mut e = ApiError::new(ErrorCode::ContentRule, format!("{field}: {}", f.describe()));
+    e.field = Some(field);
+    e.with_details(details)
+}
+
+/// The template body a job stores, each body as written, and the variants' spec: from
+/// `template`, or from `variants` (and `holdout`).
+fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
+    let compile = |field: &str, body: &str| {
+        if body.trim().is_empty() {
+            return Err(ApiError::invalid(field, "must not be empty"));
+        }
+        Template::compile(body).map_err(|e| ApiError::invalid(field, e.to_string()))
+    };
+    match (&req.template, &req.variants) {
+        (Some(t), None) => {
+            if req.holdout.is_some() {
+                return Err(ApiError::invalid(
+                    "holdout",
+                    "needs variants (one variant is enough)",
+                ));
+            }
+            if req.rollout.is_some() {
+                return Err(ApiError::invalid("rollout", "needs at least two variants"));
+            }
+            let template = compile("template.body", &t.body)?;
+            Ok((t.body.clone(), vec![(None, template)], None))
+        }
+        (None, Some(list)) => {
+            if list.is_empty() || list.len() > variants::MAX_VARIANTS {
+                return Err(ApiError::invalid(
+                    "variants",
+                    format!("give 1 to {} variants", variants::MAX_VARIANTS),
+                ));
+            }
+            let holdout = req.holdout.unwrap_or(0.0);
+            if !(0.0..1.0).contains(&holdout) {
+                return Err(ApiError::invalid(
+                    "holdout",
+                    "must be a share from 0 to below 1",
+                ));
+            }
+            if list.iter().all(|v| v.weight == 0) {
+                return Err(ApiError::invalid(
+                    "variants",
+                    "at least one weight must be above 0",
+                ));
+            }
+            let mut bodies = Vec::with_capacity(list.len());
+            let mut specs: Vec<VariantSpec> = Vec::with_capacity(list.len());
+            for (i, v) in list.iter().enumerate() {
+                let name = v.name.trim();
+                if name.is_empty() || name.len() > MAX_VARIANT_NAME {
+                    return Err(ApiError::invalid(
+                        format!("variants[{i}].name"),
+                        format!("must be 1 to {MAX_VARIANT_NAME} characters"),
+                    ));
+                }
+                if specs.iter().any(|s| s.name == name) {
+                    return Err(ApiError::invalid(
+                        format!("variants[{i}].name"),
+                        format!("{name:?} names another variant too"),
+                    ));
+                }
+                let field = format!("variants[{i}].template.body");
+                if v.template.body.contains(variants::JOIN_MARK) {
+                    return Err(ApiError::invalid(
+                        field,
+                        "must not contain the record separator U+001E",
+                    ));
+                }
+                bodies.push((Some(name.to_string()), compile(&field, &v.template.body)?));
+                specs.push(VariantSpec {
+                    name: name.to_string(),
+                    weight: v.weight,
+                });
+            }
+            let joined: Vec<&str> = list.iter().map(|v| v.template.body.as_str()).collect();
+            let rollout = match &req.rollout {
+                None => None,
+                Some(r) => Some(rollout(r, specs.len())?),
+            };
+            let spec = VariantsSpec {
+                variants: specs,
+                holdout,
+                rollout,
+            };
+            Ok((variants::join(&joined), bodies, Some(spec)))
+        }
+        (Some(_), Some(_)) => Err(ApiError::invalid(
+            "variants",
+            "give either template or variants, not both",
+        )),
+        (None, None) => Err(ApiError::invalid(
+            "template",
+            "is required (or give variants)",
+        )),
+    }
+}
+
+/// What [`templates`] answers.
+type Bodies = (
+    String,
+    Vec<(Option<String>, Template)>,
+    Option<VariantsSpec>,
+);
+
+/// Checks a rollout against a job of `variants` variants.
+fn rollout(r: &RolloutRequest, variants: usize) -> Result<RolloutSpec, ApiError> {
+    if variants < 2 {
+        return Err(ApiError::invalid("rollout", "needs at least two variants"));
+    }
+    if !(r.test_share > 0.0 && r.test_share < 1.0) {
+        return Err(ApiError::invalid(
+            "rollout.test_share",
+            "must be a share above 0 and below 1",
+        ));
+    }
+    if r.decide_after_seconds == 0 || r.decide_after_seconds > MAX_DECIDE_AFTER_SECONDS {
+        return Err(ApiError::invalid(
+            "rollout.decide_after_seconds",
+            format!("must be 1 to {MAX_DECIDE_AFTER_SECONDS}"),
+        ));
+    }
+    Ok(RolloutSpec {
+        test_share: r.test_share,
+        decide_after_seconds: r.decide_after_seconds,
+        metric: r.metric,
     })
 }

@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use super::body::{capped_reader, next_line, read_whole};
 use super::error::{parse_json, ApiError, ErrorCode};
 use super::job_request::{
-    text_variables, validate, BudgetRequest, JobRequest, RecipientRequest, ValidJob,
+    content_findings, text_variables, validate, BudgetRequest, JobRequest, RecipientRequest,
+    ValidJob,
 };
 use crate::app::AppState;
+use crate::compliance::Finding;
 use crate::dispatch::planner;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
 use crate::domain::{JobId, JobStatus};
@@ -55,9 +57,19 @@ pub async fn submit(
         true => None,
         false => idempotency_key(&headers)?,
     };
-    let (submission, fingerprint) = read_submission(&state, &headers, body).await?;
+    let (submission, fingerprint, findings) =
+        read_submission(&state, &headers, body, query.dry_run).await?;
     if query.dry_run {
-        return Ok(Json(state.intake.preview(submission).await?).into_response());
+        let preview = state.intake.preview(submission).await?;
+        let mut answer = serde_json::to_value(preview)
+            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
+        if let Some(obj) = answer.as_object_mut() {
+            obj.insert(
+                "compliance".into(),
+                serde_json::json!({ "findings": findings }),
+            );
+        }
+        return Ok(Json(answer).into_response());
     }
     let key = key
         .as_deref()
@@ -75,20 +87,22 @@ async fn read_submission(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Submission, [u8; 32]), ApiError> {
+    dry_run: bool,
+) -> Result<(Submission, [u8; 32], Vec<Finding>), ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    let (mut valid, audience, fingerprint) = if content_type.starts_with("application/x-ndjson") {
-        read_ndjson(state, body).await?
-    } else if content_type.starts_with("application/json") {
-        read_json(state, body).await?
-    } else {
-        return Err(ApiError::unsupported_media(
-            "application/json or application/x-ndjson",
-        ));
-    };
+    let (mut valid, audience, fingerprint, findings) =
+        if content_type.starts_with("application/x-ndjson") {
+            read_ndjson(state, body, dry_run).await?
+        } else if content_type.starts_with("application/json") {
+            read_json(state, body, dry_run).await?
+        } else {
+            return Err(ApiError::unsupported_media(
+                "application/json or application/x-ndjson",
+            ));
+        };
     let links = prepare_links(state, &mut valid)?;
     let submission = Submission {
         budget_micros: valid.budget.as_ref().map(|b| b.amount_micros),
@@ -98,7 +112,7 @@ async fn read_submission(
         audience: audience.finish(),
         links,
     };
-    Ok((submission, fingerprint))
+    Ok((submission, fingerprint, findings))
 }
 
 /// Rewrites the template's links to tracked links (before parts are counted), unless the
@@ -137,8 +151,51 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(s.to_string()))
 }
 
+/// Checks every body against the content rules that apply to the job.
+fn check_content(
+    state: &AppState,
+    valid: &ValidJob,
+    dry_run: bool,
+) -> Result<Vec<Finding>, ApiError> {
+    let rules = state
+        .config
+        .config
+        .compliance
+        .compiled()
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.join("; ")))?
+        .for_job(valid.spec.channel, valid.spec.purpose);
+    let as_sent = |t: &Template| -> Result<Option<Template>, ApiError> {
+        if !valid.track_links {
+            return Ok(None);
+        }
+        let rewritten = state
+            .tracking
+            .prepare(t.body(), valid.spec.channel)
+            .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
+        if rewritten.body == t.body() {
+            return Ok(None);
+        }
+        Template::compile(&rewritten.body)
+            .map(Some)
+            .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))
+    };
+    content_findings(&rules, valid, as_sent, dry_run)
+}
+
 /// Checks that the job can be dispatched before its audience is read.
 fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
+    // Each instance would choose a rollout's winner from its own counts.
+    let rollout = valid
+        .spec
+        .variants
+        .as_ref()
+        .is_some_and(|v| v.rollout.is_some());
+    if rollout && state.cluster.is_some() {
+        return Err(ApiError::unprocessable(
+            "rollout",
+            "is not available while instances share work (state.cluster)",
+        ));
+    }
     planner::check_channel(&state.dispatcher, valid.spec.channel)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
     if let Some(budget) = &valid.budget {
@@ -163,12 +220,14 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
 async fn read_json(
     state: &AppState,
     body: Body,
-) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+    dry_run: bool,
+) -> Result<(ValidJob, AudienceBuilder, [u8; 32], Vec<Finding>), ApiError> {
     let limit = state.config.config.server.max_json_body_bytes;
     let bytes: Bytes = read_whole(body, limit).await?;
     let fingerprint: [u8; 32] = Sha256::digest(&bytes).into();
     let mut req: JobRequest = parse_json(&bytes, "")?;
     let valid = validate(&req, state.clock.now())?;
+    let findings = check_content(state, &valid, dry_run)?;
     precheck(state, &valid)?;
     let audience = req.audience.take().ok_or_else(|| {
         ApiError::invalid(
@@ -207,7 +266,7 @@ async fn read_json(
     if builder.is_empty() {
         return Err(ApiError::invalid("audience", "selects no recipients"));
     }
-    Ok((valid, builder, fingerprint))
+    Ok((valid, builder, fingerprint, findings))
 }
 
 fn push_recipient(
@@ -230,7 +289,8 @@ fn push_recipient(
 async fn read_ndjson(
     state: &AppState,
     body: Body,
-) -> Result<(ValidJob, AudienceBuilder, [u8; 32]), ApiError> {
+    dry_run: bool,
+) -> Result<(ValidJob, AudienceBuilder, [u8; 32], Vec<Finding>), ApiError> {
     let limit = state.config.config.server.max_upload_bytes;
     let (mut reader, cap) = capped_reader(body, limit)?;
     let mut hasher = Sha256::new();
@@ -254,6 +314,7 @@ async fn read_ndjson(
         return Err(ApiError::invalid("audience", "must not be in the job line of an NDJSON submission; send one recipient per further line"));
     }
     let valid = validate(&req, state.clock.now())?;
+    let findings = check_content(state, &valid, dry_run)?;
     precheck(state, &valid)?;
     let mut builder = AudienceBuilder::new();
     let mut line_no: u64 = 1;
@@ -280,7 +341,7 @@ async fn read_ndjson(
             "no recipient lines after the job line",
         ));
     }
-    Ok((valid, builder, hasher.finalize().into()))
+    Ok((valid, builder, hasher.finalize().into(), findings))
 }
 
 fn job_id(raw: &str) -> Result<JobId, ApiError> {

@@ -3,12 +3,14 @@
 
 mod callbacks;
 mod cloud;
+mod compliance;
 mod http;
 mod model;
 mod routes;
 mod state;
 
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
+pub use compliance::{ComplianceConfig, ComplianceRuleConfig, RuleKind, SignaturePosition};
 pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
 pub use routes::{ChannelLimitConfig, HealthConfig, RouteConfig, RouteStrategy};
@@ -80,7 +82,14 @@ impl LoadedConfig {
         let mut config: Config = toml::from_str(&text)?;
         config.apply_env(env);
         config.validate().map_err(ConfigError::Invalid)?;
-        Ok(LoadedConfig { config, source })
+        let loaded = LoadedConfig { config, source };
+        // The content rules' lists are read now, so a missing one stops the start.
+        loaded
+            .config
+            .compliance
+            .load(&|p| loaded.resolve(p))
+            .map_err(ConfigError::Invalid)?;
+        Ok(loaded)
     }
 
     /// Resolves a path named in the config against the config file's directory.

@@ -50,6 +50,9 @@ pub struct Config {
     pub callbacks: CallbacksConfig,
     #[serde(default)]
     pub tracking: TrackingConfig,
+    /// Content rules templates and messages are held to (see [`super::compliance`]).
+    #[serde(default)]
+    pub compliance: super::compliance::ComplianceConfig,
 }
 
 /// HTTP server settings.
@@ -507,6 +510,7 @@ impl Config {
         if self.policy.quiet_hours.window().is_none() {
             errs.push("policy.quiet_hours: start and end must be HH:MM".into());
         }
+        self.compliance.validate(&mut errs);
         for (i, cap) in self.policy.frequency_caps.iter().enumerate() {
             if cap.max == 0 || cap.window_seconds == 0 {
                 errs.push(format!(

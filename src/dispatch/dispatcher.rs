@@ -283,6 +283,19 @@ impl Dispatcher {
         settle::settle_sent(&self.inner, job, index, Some(provider_message_id));
     }
 
+    /// Journals a job's control record in the background when called, for as long as this
+    /// dispatcher runs (a variants rollout calls it when it chooses its winner).
+    pub fn control_saver(&self, id: JobId) -> impl Fn() + Send + Sync + 'static {
+        let inner = Arc::downgrade(&self.inner);
+        move || {
+            if let Some(inner) = inner.upgrade() {
+                if let Some(job) = inner.job(&id) {
+                    inner.save(&job);
+                }
+            }
+        }
+    }
+
     /// Makes the job's current status and budget durable (status changes are otherwise
     /// journaled in the background).
     pub async fn persist_status(&self, id: &JobId) -> Result<(), super::journal::JournalError> {

@@ -1,6 +1,6 @@
-//! Turns an accepted request into a runnable job: compiles the template once, takes the
-//! prices of the providers the channel is routed to, fixes the policy (quiet hours, caps) and shards the
-//! audience.
+//! Turns an accepted request into a runnable job: compiles the template (and its A/B
+//! variants) once, takes the prices of the providers the channel is routed to, fixes the
+//! policy (quiet hours, caps, content rules) and shards the audience.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,13 +13,18 @@ use crate::config::Config;
 use crate::domain::{Channel, JobId};
 use crate::policy::quiet_hours::QuietHours;
 use crate::policy::{frequency_cap, JobPolicy};
-use crate::template::Template;
+use crate::template::rollout::DecideHook;
+use crate::template::{Template, Variants};
 
 /// Why a request cannot become a job; each names the request field at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("no provider is configured for channel {0}")]
     NoProvider(&'static str),
+    #[error("the variants do not match the template: {0}")]
+    Variants(String),
+    #[error("the content rules cannot be loaded: {}", .0.join("; "))]
+    Compliance(Vec<String>),
 }
 
 impl PlanError {
@@ -27,6 +32,8 @@ impl PlanError {
     pub fn field(&self) -> &'static str {
         match self {
             PlanError::NoProvider(_) => "channel",
+            PlanError::Variants(_) => "variants",
+            PlanError::Compliance(_) => "template.body",
         }
     }
 }
@@ -94,11 +101,30 @@ pub fn plan(
         .then(|| config.policy.quiet_hours.window())
         .flatten()
         .map(|(start, end)| QuietHours { start, end });
+    let variants = match &spec.variants {
+        Some(v) => Some(Arc::new(
+            Variants::build(
+                id.as_str(),
+                v.clone(),
+                template.body(),
+                spec.send_at.unwrap_or(spec.created_at),
+            )
+            .map_err(PlanError::Variants)?,
+        )),
+        None => None,
+    };
+    let content_rules = config
+        .compliance
+        .compiled()
+        .map_err(PlanError::Compliance)?
+        .for_job(spec.channel, spec.purpose);
     let policy = JobPolicy {
         channel: spec.channel,
         purpose: spec.purpose,
         phone_mismatch: spec.phone_mismatch,
         template,
+        variants,
+        content_rules: Arc::new(content_rules),
         job_variables,
         default_region: config.snapshot.region(),
         quiet_hours,
@@ -106,6 +132,10 @@ pub fn plan(
         cap_holder_seed: frequency_cap::holder_seed(&id),
         reserve_caps,
     };
+    if let Some(r) = policy.variants.as_ref().and_then(|v| v.rollout.as_ref()) {
+        // The winner is journaled as soon as it is chosen, before anyone is sent with it.
+        r.on_decide(DecideHook(Box::new(dispatcher.control_saver(id.clone()))));
+    }
     let now = dispatcher.clock().now();
     Ok(Job::new(
         JobParts {

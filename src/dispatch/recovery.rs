@@ -199,6 +199,9 @@ fn restore(
         if let Some(limit) = control.budget_micros {
             job.progress.budget.set_limit(limit);
         }
+        if let Some(decision) = &control.rollout {
+            job.restore_rollout(decision.clone());
+        }
         job.with_state(|st| {
             // A job that was running is queued again; the first lease marks it running.
             st.status = match control.status {

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Why a recipient was not sent a message. The declaration order is the order the policy
-/// pipeline checks them in, so the first failing rule names the reason.
+/// Why a recipient was not sent a message. The declaration order fixes each reason's stored
+/// code, so new reasons go last. The policy runner checks `holdout` after `no_consent` and
+/// `content_rule` after `missing_variable`, both before `frequency_capped`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
@@ -18,11 +19,16 @@ pub enum Reason {
     NoConsent,
     MissingVariable,
     FrequencyCapped,
+    /// A rendered message broke a content rule (a variable's value brought in a banned term,
+    /// or made it too long).
+    ContentRule,
+    /// In the job's holdout: decided, not sent, counted as the control group.
+    Holdout,
 }
 
 impl Reason {
     /// Every reason, in check order.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 13] = [
         Reason::Duplicate,
         Reason::UnknownContact,
         Reason::MissingPhone,
@@ -34,6 +40,8 @@ impl Reason {
         Reason::NoConsent,
         Reason::MissingVariable,
         Reason::FrequencyCapped,
+        Reason::ContentRule,
+        Reason::Holdout,
     ];
 
     /// Stable snake_case name used in JSON, CSV and metric labels.
@@ -50,6 +58,8 @@ impl Reason {
             Reason::NoConsent => "no_consent",
             Reason::MissingVariable => "missing_variable",
             Reason::FrequencyCapped => "frequency_capped",
+            Reason::ContentRule => "content_rule",
+            Reason::Holdout => "holdout",
         }
     }
 

@@ -11,11 +11,12 @@ use super::phone_mismatch::MismatchOutcome;
 use super::quiet_hours::QuietHours;
 use super::{consent, frequency_cap, phone_check, phone_mismatch, render, suppression};
 use super::{PhoneMismatchPolicy, Verdict};
+use crate::compliance::JobRules;
 use crate::domain::{Channel, Purpose, Reason};
 use crate::phone::{PhoneInfo, RegionCode};
 use crate::snapshot::{ContactView, Snapshot};
 use crate::store::{CapRequest, CapRule, FactsQuery, StateStore, StoreError};
-use crate::template::{count_parts, SmsParts, Template};
+use crate::template::{count_parts, Route, SmsParts, Template, Variants};
 
 /// One recipient as the job names it.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +53,11 @@ pub struct JobPolicy {
     pub purpose: Purpose,
     pub phone_mismatch: PhoneMismatchPolicy,
     pub template: Arc<Template>,
+    /// A/B variants: each recipient is rendered with its variant's template instead, or
+    /// held out.
+    pub variants: Option<Arc<Variants>>,
+    /// The content rules every rendered message must pass.
+    pub content_rules: Arc<JobRules>,
     pub job_variables: HashMap<String, String>,
     pub default_region: RegionCode,
     /// Applied to marketing messages only.
@@ -152,15 +158,34 @@ impl PolicyRunner {
                     policy.purpose,
                 );
             }
+            // holdout: after the eligibility rules, so the control group is like the rest; a
+            // rollout's remainder is deferred until its winner is chosen.
+            let mut template = &policy.template;
+            if let (Verdict::Allow, Some(v)) = (verdict, &policy.variants) {
+                match v.route(s.contact.contact_id(), now) {
+                    Route::Holdout => verdict = Verdict::Reject(Reason::Holdout),
+                    Route::Wait(until) => verdict = Verdict::Defer(until),
+                    Route::Send(k) => {
+                        if let Some(t) = v.templates.get(k) {
+                            template = t;
+                        }
+                    }
+                }
+            }
             let mut body = String::new();
             if verdict == Verdict::Allow {
                 verdict = render::render(
-                    &policy.template,
+                    template,
                     input.variables,
                     &s.contact,
                     &policy.job_variables,
                     &mut body,
                 );
+            }
+            // content_rule: what a variable's value brought into the message.
+            let parts = count_parts(&body);
+            if verdict == Verdict::Allow && !policy.content_rules.check_message(&body, parts) {
+                verdict = Verdict::Reject(Reason::ContentRule);
             }
             if verdict == Verdict::Allow && policy.purpose == Purpose::Marketing {
                 if let Some(qh) = &policy.quiet_hours {
@@ -173,7 +198,6 @@ impl PolicyRunner {
                 decisions[s.index] = Some(to_decision(verdict));
                 continue;
             }
-            let parts = count_parts(&body);
             ready.push((
                 s.index,
                 ReadyMessage {

@@ -135,6 +135,9 @@ pub struct Report {
     pub cost: Cost,
     pub links: Vec<LinkLine>,
     pub series: Vec<SeriesPoint>,
+    /// A job with A/B variants: each variant's funnel and how it compares with the best.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<super::variants::VariantsReport>,
 }
 
 /// Builds the report of `jobs` (one job, or a campaign's jobs).
@@ -231,7 +234,12 @@ pub async fn build(
         clicked_of_opened: rate(f.clicked.unique_contacts, f.opened.unique_contacts),
         opted_out_of_sent: rate(f.opted_out_after_send, f.sent),
     };
+    let variants = match (kind, jobs) {
+        ("job", [job]) => super::variants::build(job, store).await?,
+        _ => None,
+    };
     Ok(Report {
+        variants,
         scope: Scope {
             kind,
             id,
@@ -467,6 +475,9 @@ pub fn to_csv(r: &Report) -> String {
                 row(name, &minute, v.to_string());
             }
         }
+    }
+    if let Some(v) = &r.variants {
+        super::variants::csv_rows(v, &mut row);
     }
     let bytes = w.into_inner().unwrap_or_default();
     String::from_utf8(bytes).unwrap_or_default()

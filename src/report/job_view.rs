@@ -32,6 +32,46 @@ pub struct JobView<'a> {
     pub providers: std::collections::BTreeMap<&'a str, CostLine>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetView>,
+    /// The A/B variants as accepted, with the share held out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variants: Option<VariantsView<'a>>,
+}
+
+/// A job's variants in its view.
+#[derive(Debug, Serialize)]
+pub struct VariantsView<'a> {
+    pub variants: Vec<VariantView<'a>>,
+    pub holdout: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<&'a crate::template::RolloutSpec>,
+}
+
+/// One variant in a job's view.
+#[derive(Debug, Serialize)]
+pub struct VariantView<'a> {
+    pub name: &'a str,
+    pub weight: u32,
+    /// The body as the sender wrote it.
+    pub body: String,
+}
+
+fn variants_view(job: &Job) -> Option<VariantsView<'_>> {
+    let spec = job.spec.variants.as_ref()?;
+    let bodies = crate::template::variants::split(&job.spec.template_body);
+    Some(VariantsView {
+        variants: spec
+            .variants
+            .iter()
+            .zip(bodies)
+            .map(|(v, body)| VariantView {
+                name: &v.name,
+                weight: v.weight,
+                body,
+            })
+            .collect(),
+        holdout: spec.holdout,
+        rollout: spec.rollout.as_ref(),
+    })
 }
 
 /// Builds the view at `now`.
@@ -85,6 +125,7 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
             .map(|(slot, line)| (job.provider_at(usize::from(slot)), line))
             .collect(),
         budget: job.progress.budget.view(job.currency),
+        variants: variants_view(job),
     }
 }
 

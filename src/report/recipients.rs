@@ -4,6 +4,7 @@ use serde::Serialize;
 
 use crate::dispatch::Job;
 use crate::domain::{MessageId, RecipientOutcome};
+use crate::template::Assignment;
 
 /// One line of the per-recipient report.
 #[derive(Debug, Serialize)]
@@ -21,6 +22,9 @@ pub struct RecipientLine<'a> {
     pub opened: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub clicked: bool,
+    /// The A/B variant the recipient is assigned to (`holdout` for the control group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<&'a str>,
 }
 
 /// The line for recipient `i` (0-based; `line` is 1-based in submission order).
@@ -47,7 +51,17 @@ pub fn line(job: &Job, i: u32) -> RecipientLine<'_> {
     .then(|| MessageId::derive(&job.id, contact_id, job.spec.channel));
     let delivery = job.progress.delivery.state(i).map(|d| d.as_str());
     let (opened, clicked) = job.progress.delivery.engagement(i);
+    let variant = job
+        .policy
+        .variants
+        .as_deref()
+        .and_then(|v| match v.used(contact_id) {
+            Assignment::Holdout => Some("holdout"),
+            Assignment::Variant(k) => v.spec.variants.get(k).map(|s| s.name.as_str()),
+            Assignment::Undecided => None,
+        });
     RecipientLine {
+        variant,
         line: i + 1,
         contact_id,
         outcome: name,

@@ -102,6 +102,29 @@ impl Template {
         &self.body
     }
 
+    /// The body with every placeholder's text replaced by as many `mask` characters: the
+    /// sender's literal text at its own character positions, for content checks that must
+    /// hold whatever the values are.
+    pub fn masked_body(&self, mask: char) -> String {
+        let mut out = String::with_capacity(self.body.len());
+        let mut at = 0;
+        let gap = |out: &mut String, from: usize, to: usize| {
+            out.extend(std::iter::repeat_n(
+                mask,
+                self.body[from..to].chars().count(),
+            ));
+        };
+        for piece in &self.pieces {
+            if let Piece::Literal { start, end } = *piece {
+                gap(&mut out, at, start);
+                out.push_str(&self.body[start..end]);
+                at = end;
+            }
+        }
+        gap(&mut out, at, self.body.len());
+        out
+    }
+
     /// Whether the body has no placeholders, so every recipient gets the same text.
     pub fn is_literal(&self) -> bool {
         self.variables.is_empty()
@@ -154,6 +177,14 @@ mod tests {
         let t = Template::compile("{{b}} {{ a }} {{b}} {{c.d-e_1}}").expect("compiles");
         assert_eq!(t.variables(), ["b", "a", "c.d-e_1"]);
         assert!(!t.is_literal());
+    }
+
+    #[test]
+    fn masking_keeps_literal_text_at_its_character_positions() {
+        let t = Template::compile("{{a}}你好 {{ b }}!{{c}}").expect("compiles");
+        assert_eq!(t.masked_body('#'), "#####你好 #######!#####");
+        let plain = Template::compile("no placeholders").expect("compiles");
+        assert_eq!(plain.masked_body('#'), "no placeholders");
     }
 
     #[test]

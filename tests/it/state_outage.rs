@@ -241,6 +241,7 @@ fn submit(s: &Setup, priority: u8, range: std::ops::Range<usize>) -> Arc<Job> {
                 template_body: "hi".into(),
                 phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                 created_at: Utc::now(),
+                variants: None,
             },
             template: Arc::new(Template::compile("hi").expect("template")),
             job_variables: Default::default(),

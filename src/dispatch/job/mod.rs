@@ -22,6 +22,8 @@ use crate::clock::Clock;
 use crate::domain::{Currency, JobId, JobStatus, Reason, RecipientOutcome};
 use crate::policy::JobPolicy;
 use crate::provider::DeliveryStatus;
+use crate::template::rollout::RolloutDecision;
+use crate::template::Assignment;
 
 pub use plan::{JobPlan, JobSpec};
 use progress::Adopted;
@@ -261,28 +263,70 @@ impl Job {
     /// minute and country figures.
     pub fn record_accepted(&self, batch: &[AcceptedMessage], at: DateTime<Utc>) {
         self.progress.delivery.record_accepted(batch, at);
+        if let Some(v) = &self.policy.variants {
+            for m in batch {
+                if let Assignment::Variant(k) = v.used(self.audience.contact_id(m.index)) {
+                    v.record_accepted(k, m.parts, m.cost_micros);
+                }
+            }
+        }
     }
 
     /// Records an open of recipient `i`'s message (durably, when the journal is kept).
     pub fn record_open(&self, i: u32) {
         let now = self.progress.now();
+        let before = self.progress.delivery.engagement(i);
         self.progress.delivery.record_open(i, now);
+        self.count_engagement(i, before);
         self.progress
             .note_engaged(&self.id, now, i, super::journal::codec::ENGAGED_OPEN);
+    }
+
+    /// The winner of the job's variants rollout, once chosen.
+    pub fn rollout_decision(&self) -> Option<RolloutDecision> {
+        let v = self.policy.variants.as_ref()?;
+        v.rollout.as_ref()?.decision().cloned()
+    }
+
+    /// Takes a rollout winner chosen before a restart.
+    pub fn restore_rollout(&self, decision: RolloutDecision) {
+        if let Some(r) = self
+            .policy
+            .variants
+            .as_ref()
+            .and_then(|v| v.rollout.as_ref())
+        {
+            r.restore(decision);
+        }
+    }
+
+    /// Counts a recipient's first open or click for its variant (a rollout decides on them).
+    fn count_engagement(&self, i: u32, (opened, clicked): (bool, bool)) {
+        let Some(v) = &self.policy.variants else {
+            return;
+        };
+        let (now_opened, now_clicked) = self.progress.delivery.engagement(i);
+        if let Assignment::Variant(k) = v.used(self.audience.contact_id(i)) {
+            v.record_engagement(k, now_opened && !opened, now_clicked && !clicked);
+        }
     }
 
     /// Records a click on link `link` of recipient `i`'s message (durably, when the journal
     /// is kept).
     pub fn record_click(&self, i: u32, link: usize) {
         let now = self.progress.now();
+        let before = self.progress.delivery.engagement(i);
         self.progress.delivery.record_click(i, link, now);
+        self.count_engagement(i, before);
         if let Ok(what) = u8::try_from(link + 1) {
             self.progress.note_engaged(&self.id, now, i, what);
         }
     }
 
-    /// Restores an open or click journaled before a restart, at its time.
+    /// Restores an open or click journaled before a restart, at its time (its variant's
+    /// counts too).
     pub fn restore_engaged(&self, i: u32, what: u8, at: DateTime<Utc>) {
+        let before = self.progress.delivery.engagement(i);
         match what {
             super::journal::codec::ENGAGED_OPEN => self.progress.delivery.record_open(i, at),
             link => self
@@ -290,6 +334,7 @@ impl Job {
                 .delivery
                 .record_click(i, usize::from(link - 1), at),
         }
+        self.count_engagement(i, before);
     }
 
     /// Drops every deferred recipient (on cancel); they read as cancelled.

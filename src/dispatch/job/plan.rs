@@ -12,6 +12,7 @@ use crate::domain::{Channel, Currency, JobId, Micros, Purpose};
 use crate::links::JobLinks;
 use crate::phone::RegionCode;
 use crate::policy::{JobPolicy, PhoneMismatchPolicy};
+use crate::template::VariantsSpec;
 
 /// What the upstream system asked for, as accepted.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -25,6 +26,10 @@ pub struct JobSpec {
     pub template_body: String,
     pub phone_mismatch: PhoneMismatchPolicy,
     pub created_at: DateTime<Utc>,
+    /// A/B variants: then `template_body` holds their bodies joined
+    /// ([`crate::template::variants::join`]). Plans written before variants have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variants: Option<VariantsSpec>,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).

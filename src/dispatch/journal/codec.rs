@@ -1018,6 +1018,7 @@ mod tests {
                 template_body: "hi".into(),
                 phone_mismatch: Default::default(),
                 created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+                variants: None,
             },
             variables: HashMap::new(),
             track_links: false,
@@ -1034,6 +1035,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             budget_micros: Some(5),
+            rollout: None,
         };
         let stored = encode_control(&control).unwrap();
         assert_eq!(stored[0], CONTROL_VERSION);

@@ -31,6 +31,7 @@ use crate::durable::tables::{
 };
 use crate::durable::{self, Durability, Durable, DurableError, ExtraWrite, PendingCommit};
 use crate::ledger::{Chainer, EntryBatch, LedgerError};
+use crate::template::rollout::RolloutDecision;
 use codec::{CodecError, LogRecord, SendingItem, SettledItem, StoredRecipient, AUDIENCE_CHUNK};
 
 /// Why the journal could not be written or read.
@@ -109,6 +110,9 @@ pub struct JobControl {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub budget_micros: Option<i64>,
+    /// A variants rollout's winner once chosen (absent in records written before rollouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutDecision>,
 }
 
 impl JobControl {
@@ -120,6 +124,7 @@ impl JobControl {
             started_at: st.started_at,
             finished_at: st.finished_at,
             budget_micros: job.progress.budget.limit(),
+            rollout: job.rollout_decision(),
         }
     }
 }
@@ -556,6 +561,7 @@ mod tests {
             template_body: "hi".into(),
             phone_mismatch: PhoneMismatchPolicy::default(),
             created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
+            variants: None,
         }
     }
 
