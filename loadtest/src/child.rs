@@ -22,6 +22,8 @@ pub struct MockProcess {
     _stdin: Option<ChildStdin>,
     _stdout: Option<BufReader<ChildStdout>>,
     pub addr: SocketAddr,
+    /// With `tls`: the `https://` base of the same routes, and the CA file that signs it.
+    pub https: Option<(String, String)>,
 }
 
 impl MockProcess {
@@ -35,16 +37,19 @@ impl MockProcess {
         seed: u64,
         credential: &str,
         callback_secret: Option<&str>,
+        tls: bool,
     ) -> anyhow::Result<MockProcess> {
         let exe = std::env::current_exe().context("locating this executable")?;
         let mut command = Command::new(exe);
         if let Some(secret) = callback_secret {
             command.env(SECRET_ENV, secret);
         }
+
         let r = receipts;
         let mut child = command
             .arg("mock-provider")
             .args(["--port", "0", "--exit-on-stdin-eof"])
+            .args(tls.then_some("--tls"))
             .args(["--latency", shape_name(spec.latency)])
             .args(["--latency-p50-ms", &spec.latency_p50_ms.to_string()])
             .args(["--latency-p99-ms", &spec.latency_p99_ms.to_string()])
@@ -80,6 +85,7 @@ impl MockProcess {
             _stdin: stdin,
             _stdout: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            https: None,
         };
         let stdout = stdout.ok_or_else(|| anyhow!("mock provider has no stdout"))?;
         // Read the first line on a thread, so a mock that never speaks cannot hang us.
@@ -95,10 +101,15 @@ impl MockProcess {
             .map_err(|_| anyhow!("mock provider did not report its address within 10 s"))?;
         process._stdout = Some(reader);
         let line = line.context("reading the mock provider's address")?;
-        process.addr = line
-            .trim()
+        let mut words = line.split_whitespace();
+        process.addr = words
+            .next()
+            .unwrap_or_default()
             .parse()
             .with_context(|| format!("mock provider printed {line:?}, not an address"))?;
+        if let (Some(url), Some(ca)) = (words.next(), words.next()) {
+            process.https = Some((url.to_string(), ca.to_string()));
+        }
         if !process.addr.ip().is_loopback() {
             return Err(anyhow!(
                 "mock provider bound {}, not loopback",

@@ -59,6 +59,9 @@ enum Command {
         /// Also write the figures and checks as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Speak HTTPS to the mock provider (rustls, HTTP/2 by ALPN), with its own CA.
+        #[arg(long)]
+        https: bool,
     },
     /// The mock provider (normally started by `run`); prints its address, then serves.
     MockProvider(mock::MockSettings),
@@ -136,7 +139,13 @@ fn main() -> anyhow::Result<()> {
             scenario,
             recipients,
             summary_json,
-        } => rt.block_on(run::run(&scenario, recipients, summary_json.as_deref())),
+            https,
+        } => rt.block_on(run::run(
+            &scenario,
+            recipients,
+            summary_json.as_deref(),
+            https,
+        )),
         Command::MockProvider(_) => Ok(()),
         Command::Sandbox {
             recipients,

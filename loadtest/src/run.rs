@@ -45,6 +45,8 @@ const PROVIDER: &str = "mock";
 /// Secrets and addresses of one run.
 struct Wiring<'a> {
     mock_url: &'a str,
+    /// The CA file of an `https://` mock.
+    ca_file: Option<&'a str>,
     data_dir: &'a str,
     credential: &'a str,
     /// Receipts are signed with it; `None` when the scenario turns receipts off.
@@ -98,6 +100,7 @@ fn herald_config(s: &Scenario, w: &Wiring<'_>) -> anyhow::Result<Config> {
     p.channel = Channel::Sms;
     p.currency = currency;
     p.url = Some(format!("{}/v1/messages", w.mock_url));
+    p.ca_file = w.ca_file.map(str::to_string);
     p.auth_header = "authorization".into();
     p.auth_header_env = Some(TOKEN_VAR.into());
     p.batch_size = s.provider.batch_size;
@@ -175,6 +178,7 @@ pub async fn run(
     path: &Path,
     recipients: Option<usize>,
     summary: Option<&Path>,
+    https: bool,
 ) -> anyhow::Result<()> {
     let mut s = Scenario::load(path)?;
     if let Some(n) = recipients {
@@ -222,13 +226,26 @@ pub async fn run(
         s.seed,
         &credential,
         callback_secret.as_deref(),
+        https,
     )?;
-    let mock_url = format!("http://{}", mock.addr);
+    let (mock_url, ca_file) = match &mock.https {
+        Some((url, ca)) => (url.clone(), Some(ca.as_str())),
+        None => (format!("http://{}", mock.addr), None),
+    };
+    println!(
+        "herald speaks to the mock over {}",
+        if https {
+            "HTTPS (rustls, HTTP/2 by ALPN, the mock's own CA)"
+        } else {
+            "plain HTTP/1.1"
+        }
+    );
 
     let dir = TempDir(std::env::temp_dir().join(format!("herald-loadtest-{}", std::process::id())));
     let data_dir = dir.0.display().to_string();
     let mut wiring = Wiring {
         mock_url: &mock_url,
+        ca_file,
         data_dir: &data_dir,
         credential: &credential,
         callback_secret: callback_secret.as_deref(),
@@ -463,6 +480,7 @@ mod tests {
         let s: Scenario = toml::from_str("name = \"t\"\nrecipients = 10").expect("scenario");
         let w = Wiring {
             mock_url: "http://127.0.0.1:1",
+            ca_file: None,
             data_dir: "/nonexistent",
             credential: "Bearer x",
             callback_secret: Some("s3cret"),

@@ -86,6 +86,11 @@ pub struct MockSettings {
     /// Exit when standard input closes (the parent that started us has gone).
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
+    /// Also serve the same routes over HTTPS (HTTP/2 or HTTP/1.1 by ALPN) on another port,
+    /// with a certificate from a CA made at start-up; the first line printed is then
+    /// `<address> https://<address> <CA file>`.
+    #[arg(long)]
+    pub tls: bool,
     #[command(flatten)]
     pub callbacks: callbacks::CallbackSettings,
 }
@@ -114,10 +119,20 @@ pub fn run(settings: MockSettings) -> anyhow::Result<()> {
             tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], settings.port)))
                 .await?;
         let addr = listener.local_addr()?;
+        let app = router(settings.clone());
+        // Kept for as long as the mock runs: the CA's file and the HTTPS server.
+        let mut _tls = None;
         {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
-            writeln!(out, "{addr}")?;
+            if settings.tls {
+                let ca = herald_testkit::https::TestCa::new();
+                let server = ca.serve(app.clone()).await;
+                writeln!(out, "{addr} {} {}", server.url(""), ca.ca_file())?;
+                _tls = Some((ca, server));
+            } else {
+                writeln!(out, "{addr}")?;
+            }
             out.flush()?;
         }
         if settings.exit_on_stdin_eof {
@@ -127,7 +142,6 @@ pub fn run(settings: MockSettings) -> anyhow::Result<()> {
                 std::process::exit(0);
             });
         }
-        let app = router(settings);
         axum::serve(listener, app).await?;
         Ok(())
     })
@@ -428,6 +442,7 @@ mod server_tests {
             seed: 1,
             threads: 1,
             exit_on_stdin_eof: false,
+            tls: false,
             callbacks: callbacks::CallbackSettings {
                 delivered_rate: 0.97,
                 receipt_delay: Shape::Fixed,
