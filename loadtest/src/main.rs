@@ -34,6 +34,7 @@ mod receipts;
 mod report;
 mod run;
 mod scenario;
+mod smsc;
 mod synth;
 mod way_back;
 
@@ -62,6 +63,9 @@ enum Command {
     },
     /// The mock provider (normally started by `run`); prints its address, then serves.
     MockProvider(mock::MockSettings),
+    /// The SMSC sink alone: an SMPP server on loopback that counts what it is sent (see
+    /// `smsc`); prints its SMPP and stats addresses as JSON, then serves until interrupted.
+    SmscSink(smsc::SinkSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
     Sandbox {
         /// Recipients in the job (and contacts in the snapshot).
@@ -128,6 +132,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::MockProvider(settings) = cli.command {
         return mock::run(settings);
     }
+    if let Command::SmscSink(settings) = cli.command {
+        return smsc::serve(settings);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -137,7 +144,7 @@ fn main() -> anyhow::Result<()> {
             recipients,
             summary_json,
         } => rt.block_on(run::run(&scenario, recipients, summary_json.as_deref())),
-        Command::MockProvider(_) => Ok(()),
+        Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
         Command::Sandbox {
             recipients,
             workers,
