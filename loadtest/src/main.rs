@@ -28,12 +28,15 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod child;
 mod cluster;
 mod countries;
+mod cpu;
 mod mock;
 mod population;
 mod receipts;
 mod report;
 mod run;
 mod scenario;
+mod smpp_run;
+mod smpp_scenario;
 mod smsc;
 mod synth;
 mod way_back;
@@ -50,7 +53,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Rehearse a scenario end to end: synthetic audience, mock provider, herald over HTTP.
+    /// Rehearse a scenario end to end: synthetic audience, mock provider, herald over HTTP;
+    /// or, for a scenario with an `[smsc]` table, herald over SMPP to the SMSC sink.
     Run {
         /// A scenario file, e.g. loadtest/scenarios/promotion-1m.toml.
         scenario: PathBuf,
@@ -139,6 +143,15 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     match cli.command {
+        Command::Run {
+            scenario,
+            recipients,
+            summary_json,
+        } if smpp_scenario::is_smpp(&scenario) => rt.block_on(smpp_run::run(
+            &scenario,
+            recipients,
+            summary_json.as_deref(),
+        )),
         Command::Run {
             scenario,
             recipients,

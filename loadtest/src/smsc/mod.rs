@@ -162,7 +162,7 @@ impl SinkSettings {
 }
 
 /// A value's name on the command line.
-fn value_name(v: &impl clap::ValueEnum) -> String {
+pub fn value_name(v: &impl clap::ValueEnum) -> String {
     v.to_possible_value()
         .map(|p| p.get_name().to_string())
         .unwrap_or_default()
