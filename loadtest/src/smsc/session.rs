@@ -24,6 +24,7 @@ use rusmpp::pdus::{
 use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::COctetString;
 use rusmpp::{Command, CommandStatus, Pdu};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -201,15 +202,28 @@ where
         Role::Receiver => BindReceiverResp::new(name, None).into(),
         Role::Transceiver => BindTransceiverResp::new(name, None).into(),
     };
-    writer
-        .send(Command::new(status, c.sequence_number, pdu))
-        .await?;
     if status == CommandStatus::EsmeRok {
-        Ok(Some(role))
-    } else {
-        shared.tally.refused_binds.fetch_add(1, Relaxed);
-        Ok(None)
+        writer
+            .send(Command::new(status, c.sequence_number, pdu))
+            .await?;
+        return Ok(Some(role));
     }
+    // A refused bind is answered with the header alone, as SMSCs commonly do (and some
+    // ESMEs expect: a body after an error status is not read).
+    shared.tally.refused_binds.fetch_add(1, Relaxed);
+    let id = u32::from(c.id()) | 0x8000_0000;
+    let mut header = Vec::with_capacity(16);
+    for word in [16, id, u32::from(status), c.sequence_number] {
+        header.extend_from_slice(&word.to_be_bytes());
+    }
+    let out = writer.get_mut();
+    out.write_all(&header)
+        .await
+        .map_err(|e| SessionError::Encode(e.into()))?;
+    out.flush()
+        .await
+        .map_err(|e| SessionError::Encode(e.into()))?;
+    Ok(None)
 }
 
 /// `COctetString` from text that is known to fit.
