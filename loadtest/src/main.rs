@@ -35,6 +35,7 @@ mod receipts;
 mod report;
 mod run;
 mod scenario;
+mod sendsms;
 mod smpp_run;
 mod smpp_scenario;
 mod smsc;
@@ -70,6 +71,8 @@ enum Command {
     /// The SMSC sink alone: an SMPP server on loopback that counts what it is sent (see
     /// `smsc`); prints its SMPP and stats addresses as JSON, then serves until interrupted.
     SmscSink(smsc::SinkSettings),
+    /// Offers N messages to a Kannel-style `sendsms` HTTP interface (for side-by-side runs).
+    Sendsms(sendsms::SendSmsSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
     Sandbox {
         /// Recipients in the job (and contacts in the snapshot).
@@ -158,6 +161,7 @@ fn main() -> anyhow::Result<()> {
             summary_json,
         } => rt.block_on(run::run(&scenario, recipients, summary_json.as_deref())),
         Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
+        Command::Sendsms(settings) => rt.block_on(sendsms::run(settings)),
         Command::Sandbox {
             recipients,
             workers,
