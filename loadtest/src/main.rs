@@ -65,6 +65,13 @@ enum Command {
         /// Also write the figures and checks as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// SMPP scenarios: bind herald to this SMSC (a gateway under test, on loopback)
+        /// instead of starting the sink; needs --sink-stats.
+        #[arg(long, requires = "sink_stats")]
+        smsc: Option<std::net::SocketAddr>,
+        /// SMPP scenarios: the stats address of the sink that gateway forwards to.
+        #[arg(long, requires = "smsc")]
+        sink_stats: Option<std::net::SocketAddr>,
     },
     /// The mock provider (normally started by `run`); prints its address, then serves.
     MockProvider(mock::MockSettings),
@@ -150,15 +157,29 @@ fn main() -> anyhow::Result<()> {
             scenario,
             recipients,
             summary_json,
-        } if smpp_scenario::is_smpp(&scenario) => rt.block_on(smpp_run::run(
-            &scenario,
-            recipients,
-            summary_json.as_deref(),
-        )),
+            smsc,
+            sink_stats,
+        } if smpp_scenario::is_smpp(&scenario) => {
+            let upstream = smsc
+                .zip(sink_stats)
+                .map(|(smsc, sink_stats)| smpp_run::Upstream { smsc, sink_stats });
+            if upstream
+                .is_some_and(|u| !(u.smsc.ip().is_loopback() && u.sink_stats.ip().is_loopback()))
+            {
+                anyhow::bail!("--smsc and --sink-stats must be loopback addresses");
+            }
+            rt.block_on(smpp_run::run(
+                &scenario,
+                recipients,
+                summary_json.as_deref(),
+                upstream,
+            ))
+        }
         Command::Run {
             scenario,
             recipients,
             summary_json,
+            ..
         } => rt.block_on(run::run(&scenario, recipients, summary_json.as_deref())),
         Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
         Command::Sendsms(settings) => rt.block_on(sendsms::run(settings)),

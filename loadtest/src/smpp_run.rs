@@ -41,12 +41,22 @@ struct Measured {
     receipts_wait: Duration,
 }
 
+/// Where herald binds when the run does not start the sink itself: an SMSC in between (a
+/// gateway under test) that forwards to a sink started by someone else, whose stats are read.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream {
+    pub smsc: std::net::SocketAddr,
+    pub sink_stats: std::net::SocketAddr,
+}
+
 /// Runs the SMPP scenario at `path`; `recipients` overrides its size; with `summary`, the
-/// figures are also written there as JSON.
+/// figures are also written there as JSON. With `upstream`, herald binds there instead of to a
+/// sink of its own (the window and bind checks are then skipped: the sink sees the gateway's).
 pub async fn run(
     path: &Path,
     recipients: Option<usize>,
     summary: Option<&Path>,
+    upstream: Option<Upstream>,
 ) -> anyhow::Result<()> {
     let mut s = SmppScenario::load(path)?;
     if let Some(n) = recipients {
@@ -64,10 +74,13 @@ pub async fn run(
         s.smsc.latency_ms,
         crate::smsc::value_name(&s.smsc.receipts),
     );
-    let sink = SinkProcess::start(&s.smsc)?;
+    let sink = match upstream {
+        None => Sink::Own(SinkProcess::start(&s.smsc)?),
+        Some(u) => Sink::Upstream(u),
+    };
     let dir =
         TempDir(std::env::temp_dir().join(format!("herald-loadtest-smpp-{}", std::process::id())));
-    let config = s.herald_config(sink.smpp, &dir.0.display().to_string())?;
+    let config = s.herald_config(sink.smpp(), &dir.0.display().to_string())?;
     let running = crate::start_gateway(config).await?;
     let base = format!("http://{}", running.addr);
     let http = reqwest::Client::new();
@@ -76,7 +89,7 @@ pub async fn run(
     drop(sink);
     drop(dir);
     let m = result?;
-    let problems = print(&s, &m);
+    let problems = print(&s, &m, upstream.is_none());
     if let Some(path) = summary {
         let text = serde_json::to_string_pretty(&summary_json(&s, &m, &problems))?;
         std::fs::write(path, text)
@@ -89,11 +102,41 @@ pub async fn run(
     }
 }
 
+/// The sink herald's messages end at: started by the run, or by someone else upstream.
+enum Sink {
+    Own(SinkProcess),
+    Upstream(Upstream),
+}
+
+impl Sink {
+    fn smpp(&self) -> std::net::SocketAddr {
+        match self {
+            Sink::Own(p) => p.smpp,
+            Sink::Upstream(u) => u.smsc,
+        }
+    }
+
+    async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<TallyView> {
+        let addr = match self {
+            Sink::Own(p) => p.stats,
+            Sink::Upstream(u) => u.sink_stats,
+        };
+        SinkProcess::stats_at(http, addr).await
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        match self {
+            Sink::Own(p) => crate::cpu::seconds(Some(p.pid())).unwrap_or(0.0),
+            Sink::Upstream(_) => 0.0,
+        }
+    }
+}
+
 async fn drive(
     s: &SmppScenario,
     http: &reqwest::Client,
     base: &str,
-    sink: &SinkProcess,
+    sink: &Sink,
 ) -> anyhow::Result<Measured> {
     let n = s.recipients;
     let r = http
@@ -109,7 +152,7 @@ async fn drive(
     let head = json!({"campaign_id": s.name, "channel": "sms", "purpose": "marketing",
         "template": {"body": "Hi {{first_name}}, 20% off in {{city}} tonight only"}});
     let cpu_before = crate::cpu::seconds(None).unwrap_or(0.0);
-    let sink_cpu_before = crate::cpu::seconds(Some(sink.pid())).unwrap_or(0.0);
+    let sink_cpu_before = sink.cpu_seconds();
     let t = Instant::now();
     let id = crate::submit_ndjson(
         http,
@@ -136,7 +179,7 @@ async fn drive(
     }
     let dispatch = t.elapsed();
     let herald_cpu = crate::cpu::seconds(None).unwrap_or(0.0) - cpu_before;
-    let sink_cpu = crate::cpu::seconds(Some(sink.pid())).unwrap_or(0.0) - sink_cpu_before;
+    let sink_cpu = sink.cpu_seconds() - sink_cpu_before;
     // The way back: every receipt the sink planned acknowledged, and herald's counts caught up.
     let t = Instant::now();
     let wait = Duration::from_secs(s.herald.receipts_wait_seconds);
@@ -174,7 +217,7 @@ fn lost(m: &Measured) -> i64 {
     count(&m.job, "sent") as i64 - m.sink.distinct as i64
 }
 
-fn print(s: &SmppScenario, m: &Measured) -> Vec<String> {
+fn print(s: &SmppScenario, m: &Measured, own_sink: bool) -> Vec<String> {
     let mut problems = Vec::new();
     let v = &m.sink;
     let (sent, failed) = (count(&m.job, "sent"), count(&m.job, "failed"));
@@ -235,7 +278,7 @@ fn print(s: &SmppScenario, m: &Measured) -> Vec<String> {
     if v.duplicates != 0 {
         problems.push(format!("{} duplicates", v.duplicates));
     }
-    let window_ok = v.max_outstanding() <= s.provider.window;
+    let window_ok = !own_sink || v.max_outstanding() <= s.provider.window;
     println!(
         "  {:<40} {:>12}   configured {} {}",
         "largest window seen on a bind",
@@ -250,7 +293,7 @@ fn print(s: &SmppScenario, m: &Measured) -> Vec<String> {
             s.provider.window
         ));
     }
-    let binds_ok = v.binds.len() <= s.provider.binds;
+    let binds_ok = !own_sink || v.binds.len() <= s.provider.binds;
     println!(
         "  {:<40} {:>12}   configured {} {}",
         "binds made",

@@ -58,6 +58,8 @@ pub struct SmppProviderSpec {
     /// 0 turns herald's rate limit off.
     pub rate_limit_parts_per_second: u32,
     pub burst_parts: u32,
+    /// How the SMSC's ids compare; unset: as the sink writes them (`hex` or `decimal`).
+    pub message_id_format: Option<MessageIdFormat>,
 }
 
 impl Default for SmppProviderSpec {
@@ -69,6 +71,7 @@ impl Default for SmppProviderSpec {
             throttle_retry_ms: 200,
             rate_limit_parts_per_second: 0,
             burst_parts: 1,
+            message_id_format: None,
         }
     }
 }
@@ -156,10 +159,13 @@ impl SmppScenario {
         p.permanent_failure_rate = 0.0;
         p.rate_limit_parts_per_second = self.provider.rate_limit_parts_per_second;
         p.burst_parts = self.provider.burst_parts;
-        p.message_id_format = match self.smsc.message_id {
-            IdFormat::Hex => MessageIdFormat::Hex,
-            IdFormat::Decimal => MessageIdFormat::Decimal,
-        };
+        p.message_id_format =
+            self.provider
+                .message_id_format
+                .unwrap_or(match self.smsc.message_id {
+                    IdFormat::Hex => MessageIdFormat::Hex,
+                    IdFormat::Decimal => MessageIdFormat::Decimal,
+                });
         let v = &self.provider;
         p.smpp = Some(SmppConfig {
             host: smsc.ip().to_string(),

@@ -80,10 +80,10 @@ impl SinkProcess {
         Ok(process)
     }
 
-    /// The sink's counters.
-    pub async fn stats(&self, http: &reqwest::Client) -> anyhow::Result<TallyView> {
+    /// The counters of the sink whose stats endpoint is at `addr`.
+    pub async fn stats_at(http: &reqwest::Client, addr: SocketAddr) -> anyhow::Result<TallyView> {
         Ok(http
-            .get(format!("http://{}/stats", self.stats))
+            .get(format!("http://{addr}/stats"))
             .send()
             .await?
             .error_for_status()?
