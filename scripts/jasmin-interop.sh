@@ -5,6 +5,7 @@
 # Shows the messages the sink counted (lost, duplicated) and the receipts herald applied.
 #
 #   scripts/jasmin-interop.sh            # N=1000 messages
+#   KEEP_LOGS=1 N=20 scripts/jasmin-interop.sh   # keeps Jasmin's logs and config
 #
 # Needs Jasmin from PyPI (python3 -m pip install jasmin; set JASMIN_PYTHON to the Python that
 # has it, e.g. a virtualenv's), RabbitMQ on 127.0.0.1:5672 with the guest account
@@ -31,7 +32,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   if [[ -n $started_rabbit ]]; then rabbitmqctl stop >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
+  if [[ -n ${KEEP_LOGS:-} ]]; then echo "logs kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 

@@ -123,9 +123,10 @@ impl SinkSettings {
         if self.throttled_rate + self.queue_full_rate > 1.0 {
             errs.push("smsc: throttled + queue full rates exceed 1".into());
         }
-        if !(self.latency_ms >= 0.0 && self.latency_jitter_ms >= 0.0)
-            || !(self.latency_ms + self.latency_jitter_ms).is_finite()
-        {
+        let latency_ok = self.latency_ms >= 0.0
+            && self.latency_jitter_ms >= 0.0
+            && (self.latency_ms + self.latency_jitter_ms).is_finite();
+        if !latency_ok {
             errs.push("smsc: latencies must be finite and >= 0".into());
         }
         if self.system_id.is_empty() || self.system_id.len() > 15 {

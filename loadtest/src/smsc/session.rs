@@ -79,10 +79,11 @@ enum Outgoing {
     Deliver(Delivery),
 }
 
+/// Boxed, so the heap moves a pointer rather than a whole PDU when it reorders.
 struct Scheduled {
     due: Instant,
     order: u64,
-    what: Outgoing,
+    what: Box<Outgoing>,
 }
 
 impl PartialEq for Scheduled {
@@ -293,7 +294,7 @@ impl Session {
         self.heap.push(Scheduled {
             due,
             order: self.order,
-            what,
+            what: Box::new(what),
         });
     }
 
@@ -461,7 +462,7 @@ impl Session {
         let mut wrote = false;
         while self.heap.peek().is_some_and(|s| all || s.due <= now) {
             let Some(item) = self.heap.pop() else { break };
-            match item.what {
+            match *item.what {
                 Outgoing::Answer {
                     command,
                     submit,
@@ -503,7 +504,7 @@ impl Session {
     fn hand_back(&mut self) {
         let now = Instant::now();
         for item in std::mem::take(&mut self.heap) {
-            if let Outgoing::Deliver(d) = item.what {
+            if let Outgoing::Deliver(d) = *item.what {
                 self.shared.backlog.push_at(now, d);
             }
         }
