@@ -28,12 +28,17 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 mod child;
 mod cluster;
 mod countries;
+mod cpu;
 mod mock;
 mod population;
 mod receipts;
 mod report;
 mod run;
 mod scenario;
+mod sendsms;
+mod smpp_run;
+mod smpp_scenario;
+mod smsc;
 mod synth;
 mod way_back;
 
@@ -49,7 +54,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Rehearse a scenario end to end: synthetic audience, mock provider, herald over HTTP.
+    /// Rehearse a scenario end to end: synthetic audience, mock provider, herald over HTTP;
+    /// or, for a scenario with an `[smsc]` table, herald over SMPP to the SMSC sink.
     Run {
         /// A scenario file, e.g. loadtest/scenarios/promotion-1m.toml.
         scenario: PathBuf,
@@ -62,9 +68,21 @@ enum Command {
         /// Speak HTTPS to the mock provider (rustls, HTTP/2 by ALPN), with its own CA.
         #[arg(long)]
         https: bool,
+        /// SMPP scenarios: bind herald to this SMSC (a gateway under test, on loopback)
+        /// instead of starting the sink; needs --sink-stats.
+        #[arg(long, requires = "sink_stats")]
+        smsc: Option<std::net::SocketAddr>,
+        /// SMPP scenarios: the stats address of the sink that gateway forwards to.
+        #[arg(long, requires = "smsc")]
+        sink_stats: Option<std::net::SocketAddr>,
     },
     /// The mock provider (normally started by `run`); prints its address, then serves.
     MockProvider(mock::MockSettings),
+    /// The SMSC sink alone: an SMPP server on loopback that counts what it is sent (see
+    /// `smsc`); prints its SMPP and stats addresses as JSON, then serves until interrupted.
+    SmscSink(smsc::SinkSettings),
+    /// Offers N messages to a Kannel-style `sendsms` HTTP interface (for side-by-side runs).
+    Sendsms(sendsms::SendSmsSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
     Sandbox {
         /// Recipients in the job (and contacts in the snapshot).
@@ -131,6 +149,9 @@ fn main() -> anyhow::Result<()> {
     if let Command::MockProvider(settings) = cli.command {
         return mock::run(settings);
     }
+    if let Command::SmscSink(settings) = cli.command {
+        return smsc::serve(settings);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -139,14 +160,39 @@ fn main() -> anyhow::Result<()> {
             scenario,
             recipients,
             summary_json,
+            smsc,
+            sink_stats,
+            ..
+        } if smpp_scenario::is_smpp(&scenario) => {
+            let upstream = smsc
+                .zip(sink_stats)
+                .map(|(smsc, sink_stats)| smpp_run::Upstream { smsc, sink_stats });
+            if upstream
+                .is_some_and(|u| !(u.smsc.ip().is_loopback() && u.sink_stats.ip().is_loopback()))
+            {
+                anyhow::bail!("--smsc and --sink-stats must be loopback addresses");
+            }
+            rt.block_on(smpp_run::run(
+                &scenario,
+                recipients,
+                summary_json.as_deref(),
+                upstream,
+            ))
+        }
+        Command::Run {
+            scenario,
+            recipients,
+            summary_json,
             https,
+            ..
         } => rt.block_on(run::run(
             &scenario,
             recipients,
             summary_json.as_deref(),
             https,
         )),
-        Command::MockProvider(_) => Ok(()),
+        Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
+        Command::Sendsms(settings) => rt.block_on(sendsms::run(settings)),
         Command::Sandbox {
             recipients,
             workers,
