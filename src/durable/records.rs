@@ -41,13 +41,13 @@ pub(super) fn next_key(db: &Database) -> Result<u64, DurableError> {
     Ok(last.map(|(k, _)| k.value() + 1).unwrap_or(1))
 }
 
-/// Calls `f(round key, record)` on the records of at most `max_rounds` rounds after the round
-/// `after`, in order; answers the key of the last round read (`after` when there was none).
-/// Event deliveries follow the log with it.
+/// Calls `f(key, record)` on the records stored under the record-log keys after `after` (at
+/// most `max_keys` of them), in order; answers the last key read (`after` when none). Event
+/// webhooks follow the log with it.
 pub fn scan_after<E: From<DurableError>>(
     r: &redb::ReadTransaction,
     after: u64,
-    max_rounds: usize,
+    max_keys: usize,
     mut f: impl FnMut(u64, &[u8]) -> Result<(), E>,
 ) -> Result<u64, E> {
     let db_err = |e: redb::Error| E::from(db_err(e));
@@ -61,7 +61,7 @@ pub fn scan_after<E: From<DurableError>>(
     for row in t
         .range(start..)
         .map_err(|e| db_err(e.into()))?
-        .take(max_rounds)
+        .take(max_keys)
     {
         let (k, v) = row.map_err(|e| db_err(e.into()))?;
         last = k.value();

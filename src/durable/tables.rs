@@ -59,5 +59,5 @@ pub const STATE_IDEMPOTENCY: TableDefinition<&str, &[u8]> =
 pub const WEBHOOK_ENDPOINTS: TableDefinition<&str, &[u8]> =
     TableDefinition::new("webhook_endpoints");
 /// How far each endpoint's deliveries have gone, by endpoint id: the version byte, then the
-/// record-log round (8 bytes) and the events of it already delivered (4 bytes), little-endian.
+/// record-log key (8 bytes) and the events of it already delivered (4 bytes), little-endian.
 pub const WEBHOOK_CURSORS: TableDefinition<&str, &[u8]> = TableDefinition::new("webhook_cursors");

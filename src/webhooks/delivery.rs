@@ -26,9 +26,9 @@ const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
 /// How often an endpoint that is caught up looks for new events.
 const IDLE_POLL: Duration = Duration::from_millis(300);
-/// Journal rounds read at once.
-const ROUNDS_PER_READ: usize = 256;
-/// Requests' worth of events read at once: a journal round holds thousands of events, and
+/// Journal keys read at once.
+const KEYS_PER_READ: usize = 256;
+/// Requests' worth of events read at once: one record-log key holds thousands of events, and
 /// reading it again for each request would decode it again.
 const REQUESTS_PER_READ: usize = 16;
 
@@ -41,7 +41,7 @@ pub struct Deps {
     pub http: reqwest::Client,
 }
 
-/// Events after `from` (the events of `from.round` before `from.n` skipped), at most `max`
+/// Events after `from` (the events of `from.key` before `from.n` skipped), at most `max`
 /// of those `wanted` lets through, and the cursor just past the last event read. Blocking.
 pub fn read_events(
     deps: &Deps,
@@ -53,51 +53,44 @@ pub fn read_events(
     let r = db
         .begin_read()
         .map_err(|e| DurableError::Db(e.to_string()))?;
-    // {r, 0}: round r and all before it are done; {r, k}: events k.. of round r remain.
-    let after = if from.n > 0 {
-        from.round - 1
-    } else {
-        from.round
-    };
+    // {r, 0}: key r and all before it are done; {r, k}: events k.. of key r remain.
+    let after = if from.n > 0 { from.key - 1 } else { from.key };
     let mut out = Vec::new();
     let mut at = from;
-    let mut round_events = Vec::new();
+    let mut key_events = Vec::new();
     let mut current = 0u64;
     let mut n = 0u32;
     let mut full = false;
     crate::durable::records::scan_after::<DurableError>(
         &r,
         after,
-        ROUNDS_PER_READ,
-        |round, record| {
+        KEYS_PER_READ,
+        |key, record| {
             if full {
                 return Ok(());
             }
-            if round != current {
+            if key != current {
                 if current != 0 {
-                    at = Cursor {
-                        round: current,
-                        n: 0,
-                    };
+                    at = Cursor { key: current, n: 0 };
                 }
-                current = round;
+                current = key;
                 n = 0;
             }
             let Ok(decoded) = codec::decode_record(record) else {
                 return Ok(());
             };
-            round_events.clear();
-            events::of_record(&deps.dispatcher, round, &mut n, &decoded, &mut round_events);
-            for e in round_events.drain(..) {
+            key_events.clear();
+            events::of_record(&deps.dispatcher, key, &mut n, &decoded, &mut key_events);
+            for e in key_events.drain(..) {
                 let k = event_n(&e);
-                if round == from.round && k < from.n {
+                if key == from.key && k < from.n {
                     continue;
                 }
                 if out.len() >= max {
                     full = true;
                     return Ok(());
                 }
-                at = Cursor { round, n: k + 1 };
+                at = Cursor { key, n: k + 1 };
                 if wanted(&e) {
                     out.push(e);
                 }
@@ -106,15 +99,12 @@ pub fn read_events(
         },
     )?;
     if !full && current != 0 {
-        at = Cursor {
-            round: current,
-            n: 0,
-        };
+        at = Cursor { key: current, n: 0 };
     }
     Ok((out, at))
 }
 
-/// The number of an event within its round, from its id (`evt_<round>_<n>`).
+/// The number of an event within its key, from its id (`evt_<key>_<n>`).
 fn event_n(e: &Event) -> u32 {
     e.id.rsplit('_')
         .next()
@@ -168,9 +158,9 @@ pub async fn send(
 /// The cursor just past `e`.
 fn after(e: &Event) -> Cursor {
     let mut parts = e.id.trim_start_matches("evt_").split('_');
-    let round = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
+    let key = parts.next().and_then(|r| r.parse().ok()).unwrap_or(0);
     Cursor {
-        round,
+        key,
         n: event_n(e) + 1,
     }
 }

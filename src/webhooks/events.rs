@@ -12,7 +12,7 @@
 //! - a `consent` record (an inbound STOP or START reply): `contact.opted_out` or
 //!   `contact.opted_in`.
 //!
-//! An event's id is `evt_<round>_<n>`: the journal round it was read from and its place in
+//! An event's id is `evt_<key>_<n>`: the record-log key it was read from and its place in
 //! it, the same on every delivery and replay, so a receiver drops repeats by id.
 
 use chrono::{DateTime, Utc};
@@ -53,19 +53,19 @@ fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
-/// The events of one journal record of round `round`, numbered from `next` within the round
+/// The events of one journal record of key `key`, numbered from `next` within the key
 /// (advanced past them). Records of jobs this instance no longer knows give their job id and
 /// recipient only.
 pub fn of_record(
     dispatcher: &Dispatcher,
-    round: u64,
+    key: u64,
     next: &mut u32,
     record: &LogRecord,
     out: &mut Vec<Event>,
 ) {
     let mut push = |kind: &'static str, timestamp: DateTime<Utc>, data: Value| {
         out.push(Event {
-            id: format!("evt_{round}_{next}"),
+            id: format!("evt_{key}_{next}"),
             kind,
             timestamp,
             data,

@@ -100,8 +100,8 @@ impl Webhooks {
         tokio::task::spawn_blocking(move || {
             // Starts after everything already in the journal.
             durable.flush().map_err(|e| StoreError::Db(e.to_string()))?;
-            let round = store.last_round()?;
-            store.save(&saved, Some(Cursor { round, n: 0 }))
+            let key = store.last_round()?;
+            store.save(&saved, Some(Cursor { key, n: 0 }))
         })
         .await
         .map_err(|e| StoreError::Db(e.to_string()))??;

@@ -33,11 +33,11 @@ pub struct Endpoint {
     pub disabled: bool,
 }
 
-/// Where an endpoint's deliveries stand: every event before `n` of journal round `round`
-/// has been delivered.
+/// Where an endpoint's deliveries stand: `{key, 0}`: every event of record-log key `key` and
+/// before it is delivered; `{key, n}`: the events of `key` from `n` on remain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
-    pub round: u64,
+    pub key: u64,
     pub n: u32,
 }
 
@@ -138,7 +138,7 @@ impl EndpointStore {
         w.commit().map_err(db_err)
     }
 
-    /// The journal's last round now (a new endpoint starts after it).
+    /// The record log's newest key (a new endpoint's events start after it).
     pub fn last_round(&self) -> Result<u64, StoreError> {
         let r = self.db.begin_read().map_err(db_err)?;
         let t = match r.open_table(crate::durable::tables::RECORD_LOG) {
@@ -153,7 +153,7 @@ impl EndpointStore {
 
 fn encode_cursor(c: Cursor) -> Vec<u8> {
     let mut v = vec![CURSOR_VERSION];
-    v.extend_from_slice(&c.round.to_le_bytes());
+    v.extend_from_slice(&c.key.to_le_bytes());
     v.extend_from_slice(&c.n.to_le_bytes());
     v
 }
@@ -163,12 +163,12 @@ fn decode_cursor(stored: &[u8]) -> Result<Cursor, StoreError> {
     if body.len() != 12 {
         return Err(StoreError::Db("webhook cursor truncated".into()));
     }
-    let mut round = [0u8; 8];
-    round.copy_from_slice(&body[..8]);
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&body[..8]);
     let mut n = [0u8; 4];
     n.copy_from_slice(&body[8..]);
     Ok(Cursor {
-        round: u64::from_le_bytes(round),
+        key: u64::from_le_bytes(key),
         n: u32::from_le_bytes(n),
     })
 }
@@ -192,12 +192,9 @@ mod tests {
             failing_since: None,
             disabled: false,
         };
-        s.save(&e, Some(Cursor { round: 7, n: 3 })).expect("save");
+        s.save(&e, Some(Cursor { key: 7, n: 3 })).expect("save");
         assert_eq!(s.load().expect("load"), vec![e]);
-        assert_eq!(
-            s.cursor("whk_1").expect("cursor"),
-            Cursor { round: 7, n: 3 }
-        );
+        assert_eq!(s.cursor("whk_1").expect("cursor"), Cursor { key: 7, n: 3 });
         s.delete("whk_1").expect("delete");
         assert!(s.load().expect("load").is_empty());
         assert_eq!(s.cursor("whk_1").expect("cursor"), Cursor::default());
