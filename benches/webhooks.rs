@@ -44,13 +44,7 @@ async fn receiver() -> (String, Arc<Counted>) {
         }
     };
     let app = axum::Router::new().route("/hook", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = herald_testkit::loopback::serve(app).await;
     (format!("http://{addr}/hook"), counted)
 }
 
@@ -77,21 +71,10 @@ fn main() {
             .await
             .expect("register");
         assert_eq!(r.status(), 201);
-        let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
-        for i in 0..n {
-            csv.push_str(&format!(
-                "w{i},+86131{:08},Asia/Shanghai,opt_in\n",
-                10_000_000 + i
-            ));
-        }
+        let (csv, audience) = herald_testkit::loopback::numbered_contacts("w", 10_000_000, n);
         g.load_csv(&csv).await;
-        let audience: Vec<Value> = (0..n)
-            .map(|i| json!({"contact_id": format!("w{i}")}))
-            .collect();
         let started = Instant::now();
-        let (status, body) = g
-            .submit(&sms_job("bench", "Hi", Value::Array(audience)))
-            .await;
+        let (status, body) = g.submit(&sms_job("bench", "Hi", audience)).await;
         assert_eq!(status, 201, "{body}");
         let id = body["id"].as_str().expect("id").to_string();
         g.wait_status(&id, "completed", Duration::from_secs(600))

@@ -10,6 +10,7 @@
 
 pub mod gateway;
 pub mod https;
+pub mod loopback;
 pub mod observed;
 pub mod redis;
 pub mod signed;

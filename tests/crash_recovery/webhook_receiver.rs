@@ -35,13 +35,7 @@ pub(crate) async fn webhook_receiver() -> (String, Arc<Hooked>) {
         }
     };
     let app = axum::Router::new().route("/hook", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = herald_testkit::loopback::serve(app).await;
     (format!("http://{addr}/hook"), hooked)
 }
 

@@ -73,13 +73,7 @@ async fn start_mock(name: &'static str) -> (String, Arc<Mock>) {
         async move { m.answer(&body) }
     };
     let app = axum::Router::new().route("/v1/messages", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = herald_testkit::loopback::serve(app).await;
     (format!("http://{addr}/v1/messages"), mock)
 }
 
@@ -128,19 +122,10 @@ async fn a_failing_provider_loses_its_traffic_within_seconds_and_gets_it_back() 
     })
     .await;
     let n = 15_000;
-    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
-    for i in 0..n {
-        csv.push_str(&format!(
-            "f{i},+86131{:08},Asia/Shanghai,opt_in\n",
-            30_000_000 + i
-        ));
-    }
+    let (csv, audience) = herald_testkit::loopback::numbered_contacts("f", 30_000_000, n);
     g.load_csv(&csv).await;
-    let audience: Vec<Value> = (0..n)
-        .map(|i| json!({"contact_id": format!("f{i}")}))
-        .collect();
     let (status, body) = g
-        .submit(&sms_job("failover", "Sale tonight", Value::Array(audience)))
+        .submit(&sms_job("failover", "Sale tonight", audience))
         .await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().expect("job id").to_string();
@@ -261,21 +246,10 @@ async fn two_sandboxes(
 }
 
 async fn run_small_job(g: &Gateway, n: usize) -> (Value, Duration) {
-    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
-    for i in 0..n {
-        csv.push_str(&format!(
-            "w{i},+86131{:08},Asia/Shanghai,opt_in\n",
-            40_000_000 + i
-        ));
-    }
+    let (csv, audience) = herald_testkit::loopback::numbered_contacts("w", 40_000_000, n);
     g.load_csv(&csv).await;
-    let audience: Vec<Value> = (0..n)
-        .map(|i| json!({"contact_id": format!("w{i}")}))
-        .collect();
     let started = Instant::now();
-    let (status, body) = g
-        .submit(&sms_job("routes", "Hi", Value::Array(audience)))
-        .await;
+    let (status, body) = g.submit(&sms_job("routes", "Hi", audience)).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().expect("job id").to_string();
     let done = g

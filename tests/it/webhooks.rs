@@ -73,13 +73,7 @@ async fn receiver() -> (String, Arc<Received>) {
         }
     };
     let app = axum::Router::new().route("/hook", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = herald_testkit::loopback::serve(app).await;
     (format!("http://{addr}/hook"), rec)
 }
 
@@ -96,20 +90,9 @@ async fn register(g: &Gateway, body: Value) -> (u16, Value) {
 
 /// Runs a job of `n` contacts and waits until the receiver has `expected` events.
 async fn job_and_events(g: &Gateway, rec: &Received, n: usize, expected: usize) -> String {
-    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
-    for i in 0..n {
-        csv.push_str(&format!(
-            "h{i},+86131{:08},Asia/Shanghai,opt_in\n",
-            50_000_000 + i
-        ));
-    }
+    let (csv, audience) = herald_testkit::loopback::numbered_contacts("h", 50_000_000, n);
     g.load_csv(&csv).await;
-    let audience: Vec<Value> = (0..n)
-        .map(|i| json!({"contact_id": format!("h{i}")}))
-        .collect();
-    let (status, body) = g
-        .submit(&sms_job("hooks", "Hi", Value::Array(audience)))
-        .await;
+    let (status, body) = g.submit(&sms_job("hooks", "Hi", audience)).await;
     assert_eq!(status, 201, "{body}");
     let id = body["id"].as_str().expect("job id").to_string();
     g.wait_status(&id, "completed", Duration::from_secs(30))
@@ -307,18 +290,9 @@ async fn a_job_stopped_by_its_budget_is_announced() {
     )
     .await;
     assert_eq!(status, 201);
-    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
-    for i in 0..10 {
-        csv.push_str(&format!(
-            "b{i},+86131{:08},Asia/Shanghai,opt_in\n",
-            60_000_000 + i
-        ));
-    }
+    let (csv, audience) = herald_testkit::loopback::numbered_contacts("b", 60_000_000, 10);
     g.load_csv(&csv).await;
-    let audience: Vec<Value> = (0..10)
-        .map(|i| json!({"contact_id": format!("b{i}")}))
-        .collect();
-    let mut job = sms_job("hooks", "Hi", Value::Array(audience));
+    let mut job = sms_job("hooks", "Hi", audience);
     // Two CN messages at 45,000 micros each fit; the third does not.
     job["budget"] = json!({"amount_micros": 100_000, "currency": "CNY"});
     let (s, body) = g.submit(&job).await;
