@@ -392,25 +392,34 @@ fn settlement(code: u8) -> Result<Settlement, CodecError> {
 
 /// Encodes final delivery states of one job's messages, applied at `at` (Unix seconds).
 pub fn encode_delivered(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
-    let mut w = Writer::record(KIND_DELIVERED, job, items.len(), items.len() * 5 + 64);
+    encode_timed_codes(KIND_DELIVERED, job, at, items)
+}
+
+/// The body `delivered` and `engaged` records share: a time, then (recipient, code) pairs.
+fn encode_timed_codes(kind: u8, job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
+    let mut w = Writer::record(kind, job, items.len(), items.len() * 5 + 64);
     w.u64(at as u64);
-    for &(index, state) in items {
+    for &(index, code) in items {
         w.u32(index);
-        w.u8(state);
+        w.u8(code);
     }
     w.finish_compressed()
+}
+
+/// Reads what [`encode_timed_codes`] wrote after the header: the time and `count` pairs.
+fn read_timed_codes(r: &mut Reader<'_>, count: usize) -> Result<(i64, Vec<(u32, u8)>), CodecError> {
+    let at = r.u64()? as i64;
+    let mut items = Vec::with_capacity(count.min(1 << 16));
+    for _ in 0..count {
+        items.push((r.u32()?, r.u8()?));
+    }
+    Ok((at, items))
 }
 
 /// Encodes opens and clicks of one job's messages noted at `at`: (recipient, [`ENGAGED_OPEN`]
 /// or 1 + the link's number).
 pub fn encode_engaged(job: &str, at: i64, items: &[(u32, u8)]) -> Vec<u8> {
-    let mut w = Writer::record(KIND_ENGAGED, job, items.len(), items.len() * 5 + 64);
-    w.u64(at as u64);
-    for &(index, what) in items {
-        w.u32(index);
-        w.u8(what);
-    }
-    w.finish_compressed()
+    encode_timed_codes(KIND_ENGAGED, job, at, items)
 }
 
 /// One consent change as the journal keeps it for announcing (the state store holds the
@@ -569,11 +578,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             })
         }
         KIND_DELIVERED => {
-            let at = r.u64()? as i64;
-            let mut items = Vec::with_capacity(count.min(1 << 16));
-            for _ in 0..count {
-                items.push((r.u32()?, r.u8()?));
-            }
+            let (at, items) = read_timed_codes(&mut r, count)?;
             Ok(LogRecord::Delivered { job, at, items })
         }
         KIND_CONSENT => {
@@ -594,11 +599,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             at: r.u64()? as i64,
         }),
         KIND_ENGAGED => {
-            let at = r.u64()? as i64;
-            let mut items = Vec::with_capacity(count.min(1 << 16));
-            for _ in 0..count {
-                items.push((r.u32()?, r.u8()?));
-            }
+            let (at, items) = read_timed_codes(&mut r, count)?;
             Ok(LogRecord::Engaged { job, at, items })
         }
         KIND_DECIDED => {
