@@ -8,6 +8,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 
+use crate::access::ApiKeys;
 use crate::api;
 use crate::callbacks::connection::ConnectionEvents;
 use crate::callbacks::Callbacks;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Event webhooks, when the dispatch journal is kept (their events are read from it).
     pub webhooks: Option<Arc<Webhooks>>,
+    /// The API keys requests are checked against.
+    pub keys: ApiKeys,
 }
 
 impl AppState {
@@ -309,6 +312,7 @@ pub async fn build_with_clock(
         )),
         None => None,
     };
+    let keys = ApiKeys::new(&config.config.auth.api_keys, store.clone());
     let state = Arc::new(AppState {
         config,
         clock,
@@ -324,6 +328,7 @@ pub async fn build_with_clock(
         cluster,
         intake,
         webhooks,
+        keys,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)

@@ -3,6 +3,7 @@
 //!
 //! A job flows through the modules in this order:
 //!
+//! - [`access`]: tenants, API key scopes, and the stored (hashed) keys every request is checked against.
 //! - [`api`]: the HTTP edge. Thin handlers, one error type mapped to statuses, body limits.
 //! - [`intake`]: accepting a valid job: idempotency keys, planning, publishing, recording.
 //! - [`snapshot`]: the compact, atomically swapped contact snapshot every recipient is checked
@@ -37,6 +38,7 @@
 //! - [`private_files`]: the data directory and every file in it private to herald's user.
 //! - [`app`]: wires the pieces together and runs the server.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod callbacks;

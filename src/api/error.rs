@@ -28,6 +28,8 @@ pub enum ErrorCode {
     TimestampOutOfWindow,
     /// 401: a callback signature that does not match.
     SignatureMismatch,
+    /// 403: the API key lacks the scope the route needs, or its tenant may not do this.
+    Forbidden,
     /// 404.
     NotFound,
     /// 408: the request body stopped arriving.
@@ -74,6 +76,7 @@ impl ErrorCode {
             ErrorCode::SignatureMalformed => "signature_malformed",
             ErrorCode::TimestampOutOfWindow => "timestamp_out_of_window",
             ErrorCode::SignatureMismatch => "signature_mismatch",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::BodyStalled => "body_stalled",
             ErrorCode::IdempotencyConflict => "idempotency_conflict",
@@ -104,6 +107,7 @@ impl ErrorCode {
             | SignatureMalformed
             | TimestampOutOfWindow
             | SignatureMismatch => StatusCode::UNAUTHORIZED,
+            Forbidden => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
             BodyStalled => StatusCode::REQUEST_TIMEOUT,
             IdempotencyConflict
@@ -194,6 +198,19 @@ impl ApiError {
             ErrorCode::Unauthorized,
             "a valid API key is required: Authorization: Bearer <key>",
         )
+    }
+
+    /// 403: the key lacks `scope`.
+    pub fn missing_scope(scope: crate::access::Scope) -> ApiError {
+        ApiError::new(
+            ErrorCode::Forbidden,
+            format!("this API key lacks the scope {scope} that this route needs"),
+        )
+    }
+
+    /// 403: the caller's tenant may not do this, for the reason given.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, message)
     }
 
     /// 401 for a callback that is not authentic (bad, stale or missing signature).

@@ -228,6 +228,8 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             phone_mismatch: req.phone_mismatch,
             created_at: now,
             variants,
+            // Set by the caller from the request's key.
+            tenant: Default::default(),
         },
         template: Arc::new(template),
         bodies,

@@ -7,7 +7,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -17,6 +17,7 @@ use super::job_request::{
     content_findings, text_variables, validate, BudgetRequest, JobRequest, RecipientRequest,
     ValidJob,
 };
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::compliance::Finding;
 use crate::dispatch::planner;
@@ -46,6 +47,7 @@ pub struct SubmitQuery {
 /// `POST /v1/jobs` (and `?dry_run=true` for a preview): validation, then [`Intake`].
 pub async fn submit(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Query(query): Query<SubmitQuery>,
     headers: HeaderMap,
     body: Body,
@@ -57,8 +59,9 @@ pub async fn submit(
         true => None,
         false => idempotency_key(&headers)?,
     };
-    let (submission, fingerprint, findings) =
+    let (mut submission, fingerprint, findings) =
         read_submission(&state, &headers, body, query.dry_run).await?;
+    submission.spec.tenant = by.tenant.clone();
     if query.dry_run {
         let preview = state.intake.preview(submission).await?;
         let mut answer = serde_json::to_value(preview)
@@ -71,6 +74,13 @@ pub async fn submit(
         }
         return Ok(Json(answer).into_response());
     }
+    // Each tenant has its own key space. The default tenant's keys are stored as sent (as
+    // before tenants existed); another tenant's carry its name and a separator that no
+    // header value can contain.
+    let key = key.map(|k| match by.tenant.is_default() {
+        true => k,
+        false => format!("{}\u{1f}{k}", by.tenant),
+    });
     let key = key
         .as_deref()
         .map(|key| IdempotencyKey { key, fingerprint });
@@ -348,12 +358,18 @@ fn job_id(raw: &str) -> Result<JobId, ApiError> {
     JobId::parse(raw).ok_or_else(|| ApiError::not_found("job"))
 }
 
-fn find(state: &AppState, raw: &str) -> Result<Arc<Job>, ApiError> {
+/// The job `raw` names, if the caller's tenant owns it: another tenant's job is not found.
+pub fn find(state: &AppState, by: &Principal, raw: &str) -> Result<Arc<Job>, ApiError> {
     let id = job_id(raw)?;
-    state
+    let job = state
         .dispatcher
         .get(&id)
-        .ok_or_else(|| missing_job(state, &id))
+        .ok_or_else(|| missing_job(state, &id))?;
+    if by.owns(job.spec.tenant.as_str()) {
+        Ok(job)
+    } else {
+        Err(ApiError::not_found("job"))
+    }
 }
 
 /// Not found, or not restored yet after a restart (then worth asking again shortly).
@@ -368,9 +384,10 @@ pub fn missing_job(state: &AppState, id: &JobId) -> ApiError {
 /// `GET /v1/jobs/{id}`.
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
+    let job = find(&state, &by, &id)?;
     Ok(Json(job_view::view(&job, state.clock.now())).into_response())
 }
 
@@ -389,6 +406,7 @@ pub struct ListQuery {
 /// `GET /v1/jobs`: newest first.
 pub async fn list(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100);
@@ -399,6 +417,7 @@ pub async fn list(
     let jobs = state.dispatcher.list();
     let views: Vec<_> = jobs
         .iter()
+        .filter(|j| by.owns(j.spec.tenant.as_str()))
         .filter(|j| q.status.is_none_or(|s| j.status() == s))
         .filter(|j| {
             q.campaign_id
@@ -423,11 +442,12 @@ pub struct ResumeRequest {
 /// `POST /v1/jobs/{id}/pause`, `/resume` (optionally with `{"budget": {...}}`), `/cancel`.
 pub async fn transition(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path((id, action)): Path<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
-    let id = job_id(&id)?;
+    let id = find(&state, &by, &id)?.id.clone();
     let result = match action.as_str() {
         "pause" => state.dispatcher.pause(&id),
         "resume" => {
@@ -468,7 +488,7 @@ pub async fn transition(
                     "the status change is in effect but could not be recorded durably; repeat it",
                 ));
             }
-            get(State(state), Path(id.to_string())).await
+            get(State(state), Extension(by), Path(id.to_string())).await
         }
         Err(TransitionError::NotFound) => Err(missing_job(&state, &id)),
         Err(e @ TransitionError::NotAllowed(..)) => {
@@ -485,9 +505,10 @@ pub async fn transition(
 /// `GET /v1/jobs/{id}/recipients`: one NDJSON line per recipient, streamed.
 pub async fn recipients(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let job = find(&state, &id)?;
+    let job = find(&state, &by, &id)?;
     let total = job.audience.len() as u32;
     const CHUNK: u32 = 4096;
     let stream = futures::stream::unfold(0u32, move |from| {

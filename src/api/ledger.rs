@@ -2,19 +2,20 @@
 //! campaign, job and time; `GET /v1/ledger/summary` totals them by campaign, channel,
 //! provider, country and currency.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
+use crate::access::{Principal, TenantId};
 use crate::app::AppState;
 use crate::ledger::LedgerEntry;
 use crate::report::csv_cell;
@@ -33,6 +34,34 @@ pub struct LedgerQuery {
     pub to: Option<DateTime<Utc>>,
     #[serde(default)]
     pub format: Option<String>,
+}
+
+/// Which jobs' entries the caller's tenant sees: its own jobs; the default tenant also sees
+/// entries of jobs no longer held (the installation's history).
+struct OwnedJobs {
+    tenant: TenantId,
+    jobs: HashMap<String, TenantId>,
+}
+
+impl OwnedJobs {
+    fn of(state: &AppState, by: &Principal) -> OwnedJobs {
+        OwnedJobs {
+            tenant: by.tenant.clone(),
+            jobs: state
+                .dispatcher
+                .list()
+                .iter()
+                .map(|j| (j.id.to_string(), j.spec.tenant.clone()))
+                .collect(),
+        }
+    }
+
+    fn owns(&self, e: &LedgerEntry) -> bool {
+        match self.jobs.get(&e.entry.job_id) {
+            Some(t) => *t == self.tenant,
+            None => self.tenant.is_default(),
+        }
+    }
 }
 
 impl LedgerQuery {
@@ -87,6 +116,7 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
 /// `GET /v1/ledger?campaign_id=&job_id=&from=&to=&format=csv|ndjson`.
 pub async fn entries(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Query(q): Query<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let csv = match q.format.as_deref() {
@@ -94,6 +124,7 @@ pub async fn entries(
         Some("csv") => true,
         Some(_) => return Err(ApiError::invalid("format", "must be csv or ndjson")),
     };
+    let owned = OwnedJobs::of(&state, &by);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let ledger = state.ledger.clone();
     tokio::task::spawn_blocking(move || {
@@ -102,7 +133,7 @@ pub async fn entries(
             buf.extend_from_slice(CSV_HEADER.as_bytes());
         }
         let result = ledger.scan(|e| {
-            if q.matches(e) {
+            if q.matches(e) && owned.owns(e) {
                 if csv {
                     csv_line(e, &mut buf);
                 } else if serde_json::to_writer(&mut buf, e).is_ok() {
@@ -145,15 +176,17 @@ pub struct Total {
 /// country within each currency (money in different currencies is never added up).
 pub async fn summary(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Query(q): Query<LedgerQuery>,
 ) -> Result<Response, ApiError> {
+    let owned = OwnedJobs::of(&state, &by);
     let ledger = state.ledger.clone();
     type Groups = BTreeMap<String, BTreeMap<String, Total>>;
     let (totals, groups) = tokio::task::spawn_blocking(move || {
         let mut totals: BTreeMap<String, Total> = BTreeMap::new();
         let mut groups: BTreeMap<&'static str, Groups> = BTreeMap::new();
         ledger.scan(|e| {
-            if q.matches(e) {
+            if q.matches(e) && owned.owns(e) {
                 let n = &e.entry;
                 let cur = n.currency.to_string();
                 let add = |t: &mut Total| {

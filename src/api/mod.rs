@@ -12,6 +12,7 @@ pub mod error;
 mod health;
 mod job_request;
 mod jobs;
+mod keys;
 mod ledger;
 mod reconcile;
 mod reports;
@@ -29,33 +30,88 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use axum::{middleware, Router};
 
+use crate::access::Scope;
 use crate::app::AppState;
 
 /// Every route herald serves on `server.listen`. `/metrics` is among them unless
 /// `server.metrics_listen` moves it to [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {
+    // Each group of routes needs one scope (checked inside the key check); the table is
+    // documented in docs/api.md and in the spec.
+    let scoped = |scope: Scope, routes: Router<Arc<AppState>>| {
+        routes.route_layer(middleware::from_fn(move |req, next| {
+            auth::require_scope(scope, req, next)
+        }))
+    };
+    let installation = |routes: Router<Arc<AppState>>| {
+        routes.route_layer(middleware::from_fn(auth::require_default_tenant))
+    };
     let v1 = Router::new()
-        .route("/v1/snapshot", put(snapshot::put).get(snapshot::get))
-        .route("/v1/contacts", axum::routing::patch(snapshot::patch))
-        .route("/v1/suppressions", put(suppressions::put))
-        .route("/v1/suppressions/{key}", delete(suppressions::delete))
-        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
-        .route("/v1/jobs/{id}/report", get(reports::job))
-        .route("/v1/campaigns/{campaign_id}/report", get(reports::campaign))
-        .route(
-            "/v1/contacts/{id}/consent-history",
-            get(contacts::consent_history),
-        )
-        .route("/v1/jobs/{id}/{action}", post(jobs::transition))
-        .route("/v1/ledger", get(ledger::entries))
-        .route("/v1/ledger/summary", get(ledger::summary))
-        .route("/v1/ledger/reconcile", post(reconcile::reconcile))
-        .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
-        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::delete))
-        .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
-        .route("/v1/webhooks/{id}/replay", post(webhooks::replay))
+        .merge(scoped(
+            Scope::SnapshotWrite,
+            installation(
+                Router::new()
+                    .route("/v1/snapshot", put(snapshot::put))
+                    .route("/v1/contacts", axum::routing::patch(snapshot::patch)),
+            ),
+        ))
+        .merge(scoped(
+            Scope::SuppressionsWrite,
+            installation(
+                Router::new()
+                    .route("/v1/suppressions", put(suppressions::put))
+                    .route("/v1/suppressions/{key}", delete(suppressions::delete)),
+            ),
+        ))
+        .merge(scoped(
+            Scope::JobsWrite,
+            Router::new()
+                .route("/v1/jobs", post(jobs::submit))
+                .route("/v1/jobs/{id}/{action}", post(jobs::transition)),
+        ))
+        .merge(scoped(
+            Scope::JobsRead,
+            Router::new()
+                .merge(installation(
+                    Router::new().route("/v1/snapshot", get(snapshot::get)),
+                ))
+                .route("/v1/jobs", get(jobs::list))
+                .route("/v1/jobs/{id}", get(jobs::get))
+                .route("/v1/jobs/{id}/recipients", get(jobs::recipients)),
+        ))
+        .merge(scoped(
+            Scope::ReportsRead,
+            Router::new()
+                .route("/v1/jobs/{id}/report", get(reports::job))
+                .route("/v1/campaigns/{campaign_id}/report", get(reports::campaign))
+                .merge(installation(Router::new().route(
+                    "/v1/contacts/{id}/consent-history",
+                    get(contacts::consent_history),
+                ))),
+        ))
+        .merge(scoped(
+            Scope::LedgerRead,
+            Router::new()
+                .route("/v1/ledger", get(ledger::entries))
+                .route("/v1/ledger/summary", get(ledger::summary))
+                .merge(installation(
+                    Router::new().route("/v1/ledger/reconcile", post(reconcile::reconcile)),
+                )),
+        ))
+        .merge(scoped(
+            Scope::WebhooksWrite,
+            Router::new()
+                .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
+                .route("/v1/webhooks/{id}", delete(webhooks::delete))
+                .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
+                .route("/v1/webhooks/{id}/replay", post(webhooks::replay)),
+        ))
+        .merge(scoped(
+            Scope::Admin,
+            Router::new()
+                .route("/v1/keys", post(keys::create).get(keys::list))
+                .route("/v1/keys/{id}", delete(keys::revoke)),
+        ))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,

@@ -6,13 +6,13 @@ use std::sync::Arc;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::error::ApiError;
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::dispatch::Job;
-use crate::domain::JobId;
 use crate::report::campaign;
 
 /// `?format=json|csv`.
@@ -58,21 +58,19 @@ async fn respond(
 /// `GET /v1/jobs/{id}/report`.
 pub async fn job(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let format = format(&q)?;
-    let job_id = JobId::parse(&id).ok_or_else(|| ApiError::not_found("job"))?;
-    let job = state
-        .dispatcher
-        .get(&job_id)
-        .ok_or_else(|| super::jobs::missing_job(&state, &job_id))?;
+    let job = super::jobs::find(&state, &by, &id)?;
     respond(&state, "job", id, &[job], format).await
 }
 
 /// `GET /v1/campaigns/{campaign_id}/report`: every job of the campaign, oldest first.
 pub async fn campaign(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(campaign_id): Path<String>,
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
@@ -81,7 +79,7 @@ pub async fn campaign(
         .dispatcher
         .list()
         .into_iter()
-        .filter(|j| j.spec.campaign_id == campaign_id)
+        .filter(|j| j.spec.campaign_id == campaign_id && by.owns(j.spec.tenant.as_str()))
         .collect();
     if jobs.is_empty() {
         return Err(ApiError::not_found("campaign"));

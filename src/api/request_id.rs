@@ -1,7 +1,8 @@
 //! Every request gets an id: the caller's `X-Request-Id` when it is a short visible token,
 //! else a new one. It is echoed in the response and set on a span around the request, so
 //! every log line written while the request runs carries it (`request_id` in JSON logs), and
-//! an integrator's report of a failure can be found in the logs.
+//! an integrator's report of a failure can be found in the logs. Authentication adds the
+//! caller's tenant to the same span.
 
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
@@ -38,7 +39,8 @@ pub async fn tag(request: Request, next: Next) -> Response {
         "request",
         request_id = %id,
         method = %request.method(),
-        route = %route
+        route = %route,
+        tenant = tracing::field::Empty
     );
     let mut response = next.run(request).instrument(span).await;
     if let Ok(v) = HeaderValue::from_str(&id) {

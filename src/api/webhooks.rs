@@ -9,12 +9,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{parse_json, ApiError};
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::webhooks::events::TYPES;
 use crate::webhooks::store::Endpoint;
@@ -94,6 +95,16 @@ fn webhooks(state: &AppState) -> Result<&Arc<Webhooks>, ApiError> {
     })
 }
 
+/// The webhooks, when endpoint `id` is the caller's tenant's; another tenant's is not found.
+fn owned<'a>(state: &'a AppState, by: &Principal, id: &str) -> Result<&'a Arc<Webhooks>, ApiError> {
+    let hooks = webhooks(state)?;
+    if hooks.owned_by(id, &by.tenant) {
+        Ok(hooks)
+    } else {
+        Err(ApiError::not_found("webhook"))
+    }
+}
+
 fn store_error(e: crate::webhooks::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "webhook store");
     ApiError::internal("storing the webhook endpoint")
@@ -111,6 +122,7 @@ fn check_secret(field: &str, secret: &Option<String>) -> Result<(), ApiError> {
 /// `POST /v1/webhooks`: answers 201 with the endpoint and its secret.
 pub async fn register(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let hooks = webhooks(&state)?;
@@ -150,6 +162,7 @@ pub async fn register(
             event_types: r.event_types,
             secret: r.secret,
             batch_size: r.batch_size,
+            tenant: by.tenant.clone(),
         })
         .await
         .map_err(store_error)?;
@@ -159,17 +172,26 @@ pub async fn register(
 }
 
 /// `GET /v1/webhooks`.
-pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
+) -> Result<Response, ApiError> {
     let all = webhooks(&state)?.list();
-    let views: Vec<View<'_>> = all.iter().map(view).collect();
+    let views: Vec<View<'_>> = all
+        .iter()
+        .filter(|e| e.tenant == by.tenant)
+        .map(view)
+        .collect();
     Ok(Json(json!({ "webhooks": views })).into_response())
 }
 
 /// `DELETE /v1/webhooks/{id}`: 204.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    owned(&state, &by, &id)?;
     match webhooks(&state)?.delete(&id).await.map_err(store_error)? {
         true => Ok(StatusCode::NO_CONTENT.into_response()),
         false => Err(ApiError::not_found("webhook")),
@@ -179,10 +201,11 @@ pub async fn delete(
 /// `POST /v1/webhooks/{id}/rotate`: answers the new secret.
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let hooks = webhooks(&state)?;
+    let hooks = owned(&state, &by, &id)?;
     let r: Rotate = match body.iter().all(u8::is_ascii_whitespace) {
         true => Rotate {
             secret: None,
@@ -213,10 +236,11 @@ fn time(field: &str, v: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
 /// `POST /v1/webhooks/{id}/replay?from=&to=`: 202 with the number of events sent again.
 pub async fn replay(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     Path(id): Path<String>,
     Query(q): Query<ReplayQuery>,
 ) -> Result<Response, ApiError> {
-    let hooks = webhooks(&state)?;
+    let hooks = owned(&state, &by, &id)?;
     let from = time("from", q.from.as_deref())?;
     let to = time("to", q.to.as_deref())?;
     if to < from {

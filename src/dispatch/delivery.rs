@@ -563,6 +563,7 @@ pub(crate) mod test_support {
                     phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                     created_at: now,
                     variants: None,
+                    tenant: Default::default(),
                 },
                 policy: JobPolicy {
                     channel: Channel::Sms,

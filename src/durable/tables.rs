@@ -52,6 +52,9 @@ pub const STATE_CALLBACK_USES: TableDefinition<&[u8], &[u8]> =
 /// Idempotency keys: the request's fingerprint and the job it created.
 pub const STATE_IDEMPOTENCY: TableDefinition<&str, &[u8]> =
     TableDefinition::new("state_idempotency");
+/// API keys made through `/v1/keys`, by key id: the version byte and the record as JSON
+/// ([`crate::access::StoredKey`]); never the token itself.
+pub const STATE_API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_api_keys");
 
 // Event webhooks ([`crate::webhooks`]).
 

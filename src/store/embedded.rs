@@ -18,10 +18,11 @@ use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
     StateStore, StoreError, SuppressionKey,
 };
+use crate::access::StoredKey;
 use crate::domain::{Channel, JobId, Purpose};
 use crate::durable::format::{self, versioned};
 use crate::durable::tables::{
-    STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
+    STATE_API_KEYS as API_KEYS, STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
     STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
     STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS, STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
 };
@@ -43,6 +44,7 @@ enum Op {
     Idempotency(String, Vec<u8>),
     CallbackUse([u8; 32], i64),
     ForgetCallbackUse([u8; 32]),
+    ApiKey(String, Vec<u8>),
 }
 
 /// Durable state: memory for speed, redb for survival.
@@ -112,6 +114,7 @@ impl EmbeddedStore {
         w.open_table(CAPS).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(CALLBACK_USES).map_err(unavailable)?;
+        w.open_table(API_KEYS).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
 
         let hot = MemoryStore::new();
@@ -199,6 +202,15 @@ impl EmbeddedStore {
                 hot.restore_callback_use(signature, expires);
             }
         }
+        for row in r
+            .open_table(API_KEYS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (_, v) = row.map_err(unavailable)?;
+            hot.restore_api_key(StoredKey::decode(v.value()).map_err(unavailable)?);
+        }
         drop(r);
         Ok(EmbeddedStore {
             db,
@@ -258,6 +270,10 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::ForgetCallbackUse(signature) => {
                 w.open_table(CALLBACK_USES)?.remove(signature.as_slice())?;
+            }
+            Op::ApiKey(id, stored) => {
+                w.open_table(API_KEYS)?
+                    .insert(id.as_str(), stored.as_slice())?;
             }
         }
     }
@@ -379,6 +395,20 @@ impl StateStore for EmbeddedStore {
             })
             .collect();
         self.write(ops).await
+    }
+
+    async fn save_api_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.write(vec![Op::ApiKey(key.id.clone(), key.encode())])
+            .await?;
+        self.hot.save_api_key(key).await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.hot.api_key(id).await
+    }
+
+    async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.hot.api_keys().await
     }
 
     async fn claim_idempotency_key(

@@ -145,6 +145,15 @@ mod tests {
 
     #[async_trait]
     impl StateStore for Switch {
+        async fn save_api_key(&self, _: &crate::access::StoredKey) -> Result<(), StoreError> {
+            gone()
+        }
+        async fn api_key(&self, _: &str) -> Result<Option<crate::access::StoredKey>, StoreError> {
+            gone()
+        }
+        async fn api_keys(&self) -> Result<Vec<crate::access::StoredKey>, StoreError> {
+            gone()
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             self.pings.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {

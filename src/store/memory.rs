@@ -9,6 +9,7 @@ use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
     StoreError, SuppressionKey,
 };
+use crate::access::StoredKey;
 use crate::domain::{Channel, Consent, JobId, Purpose};
 
 /// State held in concurrent maps; lost on restart (durable backends keep it).
@@ -26,6 +27,8 @@ pub struct MemoryStore {
     idempotency: DashMap<String, ([u8; 32], JobId)>,
     /// Signatures of callbacks seen, with the Unix time (seconds) after which they expire.
     callback_uses: DashMap<[u8; 32], i64>,
+    /// API key records by id.
+    api_keys: DashMap<String, StoredKey>,
 }
 
 impl MemoryStore {
@@ -68,6 +71,11 @@ impl MemoryStore {
     /// Restores an idempotency key.
     pub(crate) fn restore_idempotency(&self, key: String, fingerprint: [u8; 32], job: JobId) {
         self.idempotency.insert(key, (fingerprint, job));
+    }
+
+    /// Restores an API key's record.
+    pub(crate) fn restore_api_key(&self, key: StoredKey) {
+        self.api_keys.insert(key.id.clone(), key);
     }
 
     /// Restores a callback signature and its expiry (Unix seconds).
@@ -293,6 +301,19 @@ impl StateStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn save_api_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.api_keys.insert(key.id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        Ok(self.api_keys.get(id).map(|k| k.clone()))
+    }
+
+    async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        Ok(self.api_keys.iter().map(|k| k.clone()).collect())
     }
 
     async fn claim_idempotency_key(

@@ -26,6 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::access::StoredKey;
 use crate::domain::{Channel, Consent, JobId, Purpose};
 
 /// Why the store could not answer. A rejection is never an error; this means "could not run".
@@ -210,6 +211,16 @@ pub trait StateStore: Send + Sync + 'static {
     /// times the signature window); answers how many. An expired signature already counts as
     /// unseen, so this only frees space; backends whose entries expire by themselves answer 0.
     async fn prune_callback_uses(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Writes an API key's record (a new key, or a revoked one), replacing the record of its
+    /// id. Every instance sharing the backend sees it on its next lookup.
+    async fn save_api_key(&self, key: &StoredKey) -> Result<(), StoreError>;
+
+    /// The record of the key with `id`, revoked or not.
+    async fn api_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError>;
+
+    /// Every key's record, in no particular order.
+    async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
 
     /// Whether the backend answers right now, within its usual timeout: one cheap round trip
     /// for a networked backend, always yes for one inside the process. Readiness and the

@@ -169,7 +169,10 @@ fn after(e: &Event) -> Cursor {
 pub async fn run(deps: Deps, mut endpoint: Endpoint, stop: CancellationToken) {
     let mut attempt = 0u32;
     let types = endpoint.event_types.clone();
-    let wanted = move |e: &Event| types.is_empty() || types.iter().any(|t| t == e.kind);
+    let tenant = endpoint.tenant.clone();
+    let wanted = move |e: &Event| {
+        e.tenant == tenant && (types.is_empty() || types.iter().any(|t| t == e.kind))
+    };
     let wanted: Arc<dyn Fn(&Event) -> bool + Send + Sync> = Arc::new(wanted);
     while !stop.is_cancelled() {
         let store = deps.store.clone();

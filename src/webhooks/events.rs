@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::access::TenantId;
 use crate::dispatch::delivery::DeliveryState;
 use crate::dispatch::journal::codec::{self, LogRecord, Settlement};
 use crate::dispatch::Dispatcher;
@@ -47,6 +48,10 @@ pub struct Event {
     pub kind: &'static str,
     pub timestamp: DateTime<Utc>,
     pub data: Value,
+    /// Whose event it is: the job's tenant, or the default tenant for contact events and jobs
+    /// this instance no longer holds. Not sent; endpoints receive only their tenant's events.
+    #[serde(skip)]
+    pub tenant: TenantId,
 }
 
 fn at(seconds: i64) -> DateTime<Utc> {
@@ -63,12 +68,14 @@ pub fn of_record(
     record: &LogRecord,
     out: &mut Vec<Event>,
 ) {
+    let tenant = tenant_of(dispatcher, record);
     let mut push = |kind: &'static str, timestamp: DateTime<Utc>, data: Value| {
         out.push(Event {
             id: format!("evt_{key}_{next}"),
             kind,
             timestamp,
             data,
+            tenant: tenant.clone(),
         });
         *next += 1;
     };
@@ -197,6 +204,22 @@ pub fn of_record(
         }
         LogRecord::Sending { .. } | LogRecord::Withdrawn { .. } => {}
     }
+}
+
+/// The tenant a record's events belong to.
+fn tenant_of(dispatcher: &Dispatcher, record: &LogRecord) -> TenantId {
+    let job = match record {
+        LogRecord::Settled { job, .. }
+        | LogRecord::Delivered { job, .. }
+        | LogRecord::Engaged { job, .. }
+        | LogRecord::Decided { job, .. }
+        | LogRecord::BudgetExhausted { job, .. } => job,
+        _ => return TenantId::default(),
+    };
+    JobId::parse(job)
+        .and_then(|id| dispatcher.get(&id))
+        .map(|j| j.spec.tenant.clone())
+        .unwrap_or_default()
 }
 
 /// What every event of one job's record repeats.

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use self::delivery::Deps;
 use self::events::Event;
 use self::store::{Cursor, Endpoint, EndpointStore, StoreError};
+use crate::access::TenantId;
 use crate::dispatch::Dispatcher;
 use crate::durable::Durable;
 use crate::ledger::Chainer;
@@ -46,6 +47,7 @@ pub struct NewEndpoint {
     pub event_types: Vec<String>,
     pub secret: Option<String>,
     pub batch_size: usize,
+    pub tenant: TenantId,
 }
 
 impl Webhooks {
@@ -94,6 +96,7 @@ impl Webhooks {
             created_at: Utc::now(),
             failing_since: None,
             disabled: false,
+            tenant: new.tenant,
         };
         let (store, saved) = (self.deps.store.clone(), e.clone());
         let durable = self.deps.durable.clone();
@@ -114,6 +117,13 @@ impl Webhooks {
         let mut all: Vec<Endpoint> = self.running.iter().map(|r| r.value().0.clone()).collect();
         all.sort_by_key(|e| e.created_at);
         all
+    }
+
+    /// Whether endpoint `id` exists and belongs to `tenant`.
+    pub fn owned_by(&self, id: &str, tenant: &TenantId) -> bool {
+        self.running
+            .get(id)
+            .is_some_and(|r| r.value().0.tenant == *tenant)
     }
 
     /// Stops and forgets an endpoint; answers whether it existed.
@@ -170,6 +180,7 @@ impl Webhooks {
         };
         let deps = self.deps.clone();
         let types = e.event_types.clone();
+        let tenant = e.tenant.clone();
         let events = tokio::task::spawn_blocking(move || {
             deps.durable
                 .flush()
@@ -177,6 +188,7 @@ impl Webhooks {
             let wanted = |ev: &Event| {
                 ev.timestamp >= from
                     && ev.timestamp <= to
+                    && ev.tenant == tenant
                     && (types.is_empty() || types.iter().any(|t| t == ev.kind))
             };
             let mut all = Vec::new();

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use serde::{Deserialize, Serialize};
 
+use crate::access::TenantId;
 use crate::durable::format::{self, FormatError};
 use crate::durable::tables::{WEBHOOK_CURSORS, WEBHOOK_ENDPOINTS};
 
@@ -31,6 +32,10 @@ pub struct Endpoint {
     pub failing_since: Option<DateTime<Utc>>,
     /// Set after a day of failures: deliveries stopped until it is registered again.
     pub disabled: bool,
+    /// The tenant that registered it: it receives that tenant's events only. Endpoints
+    /// registered before tenants belong to the default one.
+    #[serde(default)]
+    pub tenant: TenantId,
 }
 
 /// Where an endpoint's deliveries stand: `{key, 0}`: every event of record-log key `key` and
@@ -191,6 +196,7 @@ mod tests {
             created_at: Utc::now(),
             failing_since: None,
             disabled: false,
+            tenant: TenantId::parse("acme").expect("tenant"),
         };
         s.save(&e, Some(Cursor { key: 7, n: 3 })).expect("save");
         assert_eq!(s.load().expect("load"), vec![e]);

@@ -30,6 +30,7 @@ mod shutdown;
 mod state_hardening;
 mod state_outage;
 mod store_behaviour;
+mod tenants;
 mod throttling;
 mod tracking_links;
 mod variants;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use herald::access::StoredKey;
 use herald::clock::SystemClock;
 use herald::config::{Config, DEFAULT_TOML};
 use herald::dispatch::planner::{plan, PlanRequest};
@@ -131,6 +132,18 @@ impl StateStore for Flaky {
         self.check()?;
         self.inner.prune_callback_uses(now).await
     }
+    async fn save_api_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.save_api_key(key).await
+    }
+    async fn api_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        self.check()?;
+        self.inner.api_key(id).await
+    }
+    async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        self.check()?;
+        self.inner.api_keys().await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
@@ -242,6 +255,7 @@ fn submit(s: &Setup, priority: u8, range: std::ops::Range<usize>) -> Arc<Job> {
                 phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                 created_at: Utc::now(),
                 variants: None,
+                tenant: Default::default(),
             },
             template: Arc::new(Template::compile("hi").expect("template")),
             job_variables: Default::default(),

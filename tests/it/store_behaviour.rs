@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use herald::access::{Scope, Scopes, StoredKey, TenantId};
 use herald::domain::{Channel, Consent, JobId, Purpose};
 use herald::store::{
     CapRequest, CapRule, ConsentChange, EmbeddedStore, FactsQuery, IdempotencyClaim, MemoryStore,
@@ -342,6 +343,40 @@ async fn callback_uses(s: &dyn StateStore) {
     );
 }
 
+async fn api_keys(s: &dyn StateStore) {
+    let (mut key, token) = StoredKey::generate(
+        TenantId::parse("acme").unwrap(),
+        Scopes::of([Scope::JobsRead, Scope::LedgerRead]),
+        "finance".into(),
+        Utc::now(),
+    );
+    assert_eq!(s.api_key(&key.id).await.unwrap(), None);
+    s.save_api_key(&key).await.unwrap();
+    let stored = s.api_key(&key.id).await.unwrap().expect("saved");
+    assert_eq!(stored, key);
+    assert!(stored.accepts(&token));
+    let (other, _) =
+        StoredKey::generate(TenantId::default(), Scopes::ADMIN, "ops".into(), Utc::now());
+    s.save_api_key(&other).await.unwrap();
+    let mut ids: Vec<String> = s
+        .api_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    ids.sort();
+    let mut expected = vec![key.id.clone(), other.id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    // A revocation replaces the record and is what every later lookup sees.
+    key.revoked_at = Some(Utc::now());
+    s.save_api_key(&key).await.unwrap();
+    let stored = s.api_key(&key.id).await.unwrap().expect("still listed");
+    assert!(stored.revoked_at.is_some());
+    assert!(!stored.accepts(&token));
+}
+
 fn embedded(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
     let db = redb::Database::create(dir.path().join("herald.redb")).unwrap();
     Arc::new(EmbeddedStore::open(Arc::new(db)).unwrap())
@@ -399,6 +434,12 @@ macro_rules! suite {
                 let (_dir, s) = $make;
                 callback_uses(&*s).await;
             }
+
+            #[tokio::test]
+            async fn api_keys_are_saved_listed_and_revoked() {
+                let (_dir, s) = $make;
+                api_keys(&*s).await;
+            }
         }
     };
 }
@@ -445,6 +486,8 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     idempotency(&*s).await;
     let (_c, s) = store().await;
     callback_uses(&*s).await;
+    let (_c, s) = store().await;
+    api_keys(&*s).await;
     // Caps spread over the nodes, and a batch of many contacts is answered in full, even
     // with a second instance racing for the same contacts.
     let (cleanup, s) = cluster.store().await;

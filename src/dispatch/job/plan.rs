@@ -2,6 +2,7 @@
 //! audience, the providers its messages may be routed to and their prices, and (set once,
 //! right after planning) its tracked links.
 
+use crate::access::TenantId;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +31,9 @@ pub struct JobSpec {
     /// ([`crate::template::variants::join`]). Plans written before variants have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<VariantsSpec>,
+    /// The tenant that owns the job; plans written before tenants belong to the default one.
+    #[serde(default)]
+    pub tenant: TenantId,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).

@@ -10,6 +10,7 @@
 //! | `{P}:v1:consent-log:<contact id>` | list | that contact's changes as JSON, oldest first |
 //! | `{P}:v1:consent-since` | sorted set | every change, scored by its time (µs) |
 //! | `{P}:v1:idem:<key>` | string | fingerprint (hex) + job id |
+//! | `{P}:v1:api-keys` | hash | API key id → its stored record (never the token) |
 //! | `{P:<contact key>}:v1:cap:<channel>:<purpose>` | sorted set | holder → reservation time |
 //! | `{P:rate:<provider>}:v1:gcra` | string | the provider's GCRA theoretical arrival time (µs) |
 //! | `{P}:v1:work:active`, `{P}:v1:work:done` | set | ids of shared jobs, running or finished |
@@ -169,6 +170,11 @@ impl Keys {
         let mut k = format!("{{{}}}:v1:consent-log:", self.prefix).into_bytes();
         k.extend_from_slice(contact_id.as_bytes());
         k
+    }
+
+    /// Every API key's record, by key id.
+    pub(super) fn api_keys(&self) -> String {
+        format!("{{{}}}:v1:api-keys", self.prefix)
     }
 
     /// Binary-safe: idempotency keys are used as the client sent them.

@@ -29,6 +29,7 @@ use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
     StoreError, SuppressionKey,
 };
+use crate::access::StoredKey;
 use crate::config::RedisStateConfig;
 use crate::domain::{Channel, Consent, JobId};
 
@@ -348,6 +349,35 @@ impl StateStore for RedisStore {
         _reserved_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         caps::release(&self.conn, &self.keys, requests).await
+    }
+
+    async fn save_api_key(&self, key: &StoredKey) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HSET")
+            .arg(self.keys.api_keys())
+            .arg(&key.id)
+            .arg(key.encode())
+            .ignore();
+        self.conn.query::<()>(&pipe).await
+    }
+
+    async fn api_key(&self, id: &str) -> Result<Option<StoredKey>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGET").arg(self.keys.api_keys()).arg(id);
+        let (stored,): (Option<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        stored
+            .map(|v| StoredKey::decode(&v).map_err(unavailable))
+            .transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HVALS").arg(self.keys.api_keys());
+        let (stored,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
+        stored
+            .iter()
+            .map(|v| StoredKey::decode(v).map_err(unavailable))
+            .collect()
     }
 
     async fn claim_idempotency_key(
