@@ -89,22 +89,42 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr in `format`; `RUST_LOG` adjusts the level.
-pub fn init_tracing(format: LogFormat) {
+/// Logs to stderr in `format`; `RUST_LOG` adjusts the level. With `otlp_endpoint`, spans are
+/// also exported there ([`crate::traces`]); keep the answer alive while the process serves.
+pub fn init_tracing(
+    format: LogFormat,
+    otlp_endpoint: Option<&str>,
+) -> anyhow::Result<Option<crate::traces::TraceExport>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let lines = match format {
+        LogFormat::Text => lines.boxed(),
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .try_init(),
+            .boxed(),
     };
+    let (otlp, export) = match otlp_endpoint {
+        Some(endpoint) => {
+            let (layer, export) = crate::traces::otlp_layer(endpoint)
+                .with_context(|| format!("exporting spans to {endpoint}"))?;
+            (Some(layer), Some(export))
+        }
+        None => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .with(otlp)
+        .try_init();
+    Ok(export)
 }
 
 /// Builds the application with the system clock.

@@ -28,6 +28,7 @@
 //!   database in the background; every database table, defined in one place.
 //! - [`ledger`]: the hash-chained, append-only cost ledger finance audits.
 //! - [`metrics`]: every exported Prometheus metric, declared once, with typed recorders.
+//! - [`traces`]: optional OTLP export of spans, and the trace a job's sends and receipts join.
 //! - [`callbacks`]: signed delivery receipts and inbound replies (STOP / 退订), matched back to
 //!   messages through the provider-id index.
 //! - [`links`]: tracked links and opens: template rewriting, signed compact tokens.
@@ -62,4 +63,5 @@ pub mod segment;
 pub mod snapshot;
 pub mod store;
 pub mod template;
+pub mod traces;
 pub mod webhooks;

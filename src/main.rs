@@ -43,6 +43,10 @@ enum Command {
         /// Log lines as text or as one JSON object per line.
         #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: herald::app::LogFormat,
+        /// Export spans to this OpenTelemetry collector URL over OTLP/HTTP (JSON), e.g.
+        /// http://127.0.0.1:4318/v1/traces. None are exported without it.
+        #[arg(long, env = "HERALD_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Print the embedded default configuration.
     DefaultConfig,
@@ -76,8 +80,9 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             allow_demo_key,
             log_format,
+            otlp_endpoint,
         } => {
-            herald::app::init_tracing(log_format);
+            let _spans = herald::app::init_tracing(log_format, otlp_endpoint.as_deref())?;
             let mut loaded = LoadedConfig::load(config.as_deref(), &process_env)?;
             if let Some(addr) = listen {
                 loaded.config.server.listen = addr;

@@ -176,6 +176,14 @@ impl MessageIndex {
         }
     }
 
+    /// The job of the message registered under `key`, if it is registered.
+    pub fn job_of(&self, key: MessageKey) -> Option<Arc<Job>> {
+        match &*self.map.get(&MessageKeyHash(key))? {
+            Slot::Sent { job, .. } => Some(job.clone()),
+            Slot::Parked(_) => None,
+        }
+    }
+
     /// Applies a receipt to the message registered under `key`, or parks it.
     pub fn apply(&self, key: MessageKey, update: ReceiptUpdate, now: i64) -> Resolution {
         let k = MessageKeyHash(key);

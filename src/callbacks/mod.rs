@@ -223,11 +223,24 @@ impl Callbacks {
         let now = self.clock.now().timestamp();
         let mut tally = ReceiptTally::default();
         let mut first_unknown: Option<&str> = None;
+        // Receipts applied per job, for a span in each job's trace (only while exporting).
+        let mut traced: Vec<(Arc<Job>, u32)> = Vec::new();
         for (n, r) in receipts.iter().enumerate() {
-            let resolution = match message_id::key(provider.slot, provider.format, &r.message_id) {
+            let key = message_id::key(provider.slot, provider.format, &r.message_id);
+            // Looked up first: a message's entry may go once its final state is applied.
+            let job = key
+                .filter(|_| crate::traces::exporting())
+                .and_then(|k| self.index.job_of(k));
+            let resolution = match key {
                 Some(key) => self.index.apply(key, r.update, now),
                 None => Resolution::Unknown,
             };
+            if let (Some(job), Resolution::Applied) = (job, resolution) {
+                match traced.iter_mut().find(|(j, _)| Arc::ptr_eq(j, &job)) {
+                    Some((_, count)) => *count += 1,
+                    None => traced.push((job, 1)),
+                }
+            }
             match resolution {
                 Resolution::Applied => tally.applied += 1,
                 Resolution::Duplicate => tally.duplicates += 1,
@@ -237,6 +250,15 @@ impl Callbacks {
                     first_unknown.get_or_insert(&r.message_id);
                 }
             }
+        }
+        for (job, applied) in traced {
+            let span = tracing::info_span!(
+                "job.receipts",
+                job_id = %job.id,
+                provider = %provider.name,
+                applied
+            );
+            job.trace().adopt(&span);
         }
         if let Some(example) = first_unknown {
             tracing::info!(

@@ -524,9 +524,17 @@ async fn send(
     provider: usize,
     messages: &[OutboundMessage],
 ) -> Vec<SendOutcome> {
+    use tracing::Instrument;
     let slot = &inner.deps.providers[provider];
+    let span = tracing::info_span!(
+        "job.send",
+        job_id = %job.id,
+        provider = %slot.provider.name(),
+        messages = messages.len()
+    );
+    job.trace().adopt(&span);
     let started = std::time::Instant::now();
-    let outcomes = slot.provider.send_batch(messages).await;
+    let outcomes = slot.provider.send_batch(messages).instrument(span).await;
     let took = started.elapsed();
     let mut failures = 0u64;
     let mut throttled = false;

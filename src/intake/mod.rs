@@ -108,6 +108,21 @@ impl Intake {
         submission: Submission,
         key: Option<IdempotencyKey<'_>>,
     ) -> Result<Submitted, IntakeError> {
+        use tracing::Instrument;
+        let span = tracing::info_span!(
+            "job.submit",
+            job_id = tracing::field::Empty,
+            campaign_id = %submission.spec.campaign_id,
+            tenant = %submission.spec.tenant,
+        );
+        self.submit_traced(submission, key).instrument(span).await
+    }
+
+    async fn submit_traced(
+        &self,
+        submission: Submission,
+        key: Option<IdempotencyKey<'_>>,
+    ) -> Result<Submitted, IntakeError> {
         // Held until this request is answered: a retry meanwhile is told to wait.
         let _in_flight = match &key {
             Some(k) => Some(self.keys.enter(k.key).ok_or(IntakeError::KeyInProgress)?),
@@ -123,7 +138,9 @@ impl Intake {
         }
         let mut submission = submission;
         let (budget_micros, links) = (submission.budget_micros, submission.links.take());
+        tracing::Span::current().record("job_id", id.as_str());
         let job = self.plan(id, submission, true)?;
+        job.set_trace(crate::traces::JobTrace::current());
         if let Some(links) = &links {
             self.tracking.attach(&job, links, job.spec.channel);
         }

@@ -119,13 +119,14 @@ impl Harness {
     }
 
     /// herald's log, over every start and kill: one JSON object per line, the lines written
-    /// while a request ran carrying its request id, and no contact's phone number anywhere.
+    /// while a request ran carrying its request id (and the caller's tenant, once known), and
+    /// no contact's phone number anywhere.
     pub(crate) fn assert_logs_are_json_without_numbers(&self) {
         let text = std::fs::read_to_string(&self.herald.log).expect("read the herald log");
         let numbers: HashSet<String> = (0..self.scenario.recipients)
             .map(|i| format!("131{:08}", 23_000_000 + i))
             .collect();
-        let mut with_request_id = 0;
+        let (mut with_request_id, mut with_tenant) = (0, 0);
         for (n, line) in text
             .lines()
             .enumerate()
@@ -140,6 +141,9 @@ impl Harness {
             if v["span"]["request_id"].is_string() {
                 with_request_id += 1;
             }
+            if v["span"]["tenant"] == "default" {
+                with_tenant += 1;
+            }
             let leaked = line
                 .split(|c: char| !c.is_ascii_digit())
                 .filter(|run| run.len() >= 11)
@@ -151,6 +155,7 @@ impl Harness {
             );
         }
         assert!(with_request_id > 0, "no log line carries a request id");
+        assert!(with_tenant > 0, "no log line carries the caller's tenant");
     }
 
     /// Every request the provider got was one it could read.
@@ -163,6 +168,11 @@ impl Harness {
     }
 
     pub(crate) async fn start(scenario: Scenario) -> Harness {
+        Harness::start_with_env(scenario, Vec::new()).await
+    }
+
+    /// As [`Harness::start`], with extra environment for herald.
+    pub(crate) async fn start_with_env(scenario: Scenario, env: Vec<(String, String)>) -> Harness {
         let seed = seed();
         println!(
             "{}: seed {seed} (CRASH_SEED={seed} replays the kill delays)",
@@ -173,6 +183,7 @@ impl Harness {
         let port = free_port();
         let config = write_config(dir.path(), port, &url, &scenario);
         let mut herald = Herald::new(config.clone(), dir.path().join("herald.log"), port);
+        herald.env = env;
         let ready = herald.start().await;
         println!("herald ready in {ready:?}");
         Harness {

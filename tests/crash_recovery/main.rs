@@ -13,6 +13,7 @@
 mod harness;
 mod process;
 mod provider;
+mod traces;
 mod webhook_receiver;
 
 use harness::*;

@@ -10,6 +10,8 @@ pub(crate) struct Herald {
     pub(crate) log: PathBuf,
     pub(crate) base: String,
     pub(crate) http: reqwest::Client,
+    /// Extra environment for the child.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 impl Herald {
@@ -23,6 +25,7 @@ impl Herald {
                 .timeout(Duration::from_secs(10))
                 .build()
                 .expect("http client"),
+            env: Vec::new(),
         }
     }
 
@@ -47,6 +50,7 @@ impl Herald {
             .env_remove("HERALD_API_KEYS")
             .env("NO_COLOR", "1")
             .env(CALLBACK_SECRET_ENV, CALLBACK_SECRET)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)

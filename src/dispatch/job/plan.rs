@@ -3,6 +3,7 @@
 //! right after planning) its tracked links.
 
 use crate::access::TenantId;
+use crate::traces::JobTrace;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
@@ -52,6 +53,8 @@ pub struct JobPlan {
     providers: Vec<(String, ProviderPrices)>,
     /// Set once, when the job is accepted with tracked links.
     links: OnceLock<Arc<JobLinks>>,
+    /// Set once, when the job is submitted while spans are exported.
+    trace: OnceLock<JobTrace>,
 }
 
 impl JobPlan {
@@ -74,6 +77,7 @@ impl JobPlan {
             currency,
             providers,
             links: OnceLock::new(),
+            trace: OnceLock::new(),
         }
     }
 
@@ -97,6 +101,17 @@ impl JobPlan {
     /// Gives the job its tracked links (once; later calls are ignored).
     pub fn set_links(&self, links: JobLinks) {
         let _ = self.links.set(Arc::new(links));
+    }
+
+    /// Notes the trace the job's sends and receipts join (the first one set stays).
+    pub fn set_trace(&self, trace: JobTrace) {
+        let _ = self.trace.set(trace);
+    }
+
+    /// The trace of the job's submission; empty when spans are not exported or the job was
+    /// restored after a restart.
+    pub fn trace(&self) -> JobTrace {
+        self.trace.get().cloned().unwrap_or_default()
     }
 
     /// The job's tracked links, if it has them.
