@@ -15,7 +15,7 @@ use super::journal::{JobControl, Journal, RecoveredJob, StoredJob};
 use super::planner::{self, PlanRequest};
 use super::{AcceptedMessage, Audience, DeliveryState, Dispatcher, Job};
 use crate::config::Config;
-use crate::domain::{JobStatus, MessageId};
+use crate::domain::{JobId, JobStatus, MessageId};
 use crate::links::Tracking;
 use crate::policy::frequency_cap;
 use crate::store::StateStore;
@@ -74,7 +74,8 @@ pub async fn recover(
             );
         }
     }
-    let mut summary = restore_all(jobs, dispatcher, config, tracking);
+    let (mut summary, in_doubt) = restore_all(jobs, dispatcher, config, tracking);
+    announce_in_doubt(journal, now.timestamp(), in_doubt).await;
 
     let reader = journal.clone();
     let finished =
@@ -94,7 +95,7 @@ pub async fn recover(
                 tokio::task::spawn_blocking(move || reader.load_where(|c| !first(c))).await;
             match loaded {
                 Ok(Ok(jobs)) => {
-                    let s = restore_all(jobs, &dispatcher, &config, &tracking);
+                    let (s, _) = restore_all(jobs, &dispatcher, &config, &tracking);
                     tracing::info!(
                         jobs = s.jobs,
                         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -110,20 +111,37 @@ pub async fn recover(
     Ok(summary)
 }
 
+/// Journals the recipients each job was newly found in doubt for, so event webhooks announce
+/// them (`message.in_doubt`). One that cannot be journaled now is found again at the next
+/// restart, and announced then.
+async fn announce_in_doubt(journal: &Journal, at: i64, found: Vec<(JobId, Vec<u32>)>) {
+    for (job, items) in found {
+        if let Err(e) = journal.record_in_doubt(&job, at, &items).await {
+            tracing::warn!(job = %job, error = %e, "messages in doubt not recorded for announcing");
+        }
+    }
+}
+
+/// Restores every job; answers the summary and, per job, the recipients found in doubt that
+/// no earlier restart announced.
 fn restore_all(
     jobs: Vec<RecoveredJob>,
     dispatcher: &Dispatcher,
     config: &Config,
     tracking: &Tracking,
-) -> RecoverySummary {
+) -> (RecoverySummary, Vec<(JobId, Vec<u32>)>) {
     let mut summary = RecoverySummary::default();
+    let mut found = Vec::new();
     for recovered in jobs {
         let id = recovered.stored.id.clone();
         match restore(recovered, dispatcher, config, tracking) {
-            Ok((job, resent, in_doubt)) => {
+            Ok((job, resent, in_doubt, unannounced)) => {
                 summary.jobs += 1;
                 summary.resent += resent;
                 summary.in_doubt += in_doubt;
+                if !unannounced.is_empty() {
+                    found.push((job.id.clone(), unannounced));
+                }
                 if !job.status().is_terminal() {
                     summary.unfinished += 1;
                 }
@@ -131,7 +149,7 @@ fn restore_all(
             Err(e) => tracing::error!(job = %id, error = %e, "job could not be recovered"),
         }
     }
-    summary
+    (summary, found)
 }
 
 /// Plans a job again from its stored form and audience (links tracked as before); not yet
@@ -182,7 +200,7 @@ fn restore(
     dispatcher: &Dispatcher,
     config: &Config,
     tracking: &Tracking,
-) -> anyhow::Result<(Arc<Job>, usize, usize)> {
+) -> anyhow::Result<(Arc<Job>, usize, usize, Vec<u32>)> {
     let RecoveredJob {
         stored,
         audience,
@@ -192,6 +210,7 @@ fn restore(
         deliveries,
         engaged,
         decided,
+        announced_in_doubt,
     } = r;
     let channel = stored.spec.channel;
     let job = rebuild(stored, audience, dispatcher, config, tracking)?;
@@ -277,6 +296,7 @@ fn restore(
         |index: u32| MessageId::derive(&job.id, job.audience.contact_id(index), channel);
     let mut resend: std::collections::BTreeMap<usize, Vec<_>> = Default::default();
     let mut in_doubt = 0;
+    let mut unannounced = Vec::new();
     let mut doubtful = Vec::new();
     let mut settled_by_provider = Vec::new();
     for (slot, mut items) in by_provider {
@@ -326,6 +346,9 @@ fn restore(
                         .unwrap_or_else(|| message_id(item.index).to_string()),
                 });
                 in_doubt += usize::from(provider_id.is_none());
+                if provider_id.is_none() && !announced_in_doubt.contains(&item.index) {
+                    unannounced.push(item.index);
+                }
             }
         }
         settled_by_provider.extend(sent);
@@ -351,5 +374,5 @@ fn restore(
         remaining = job.remaining(),
         "job recovered"
     );
-    Ok((job, resent, in_doubt))
+    Ok((job, resent, in_doubt, unannounced))
 }

@@ -3,6 +3,8 @@
 //! undid, and none is lost to a crash (deliveries resume from the endpoint's cursor).
 //!
 //! - a `settled` record: `message.sent` or `message.failed` per message;
+//! - an `in_doubt` record (written when a restart finds messages a provider may or may not
+//!   have taken): `message.in_doubt` per message, with the provider it was handed to;
 //! - a `delivered` record: `message.delivered` or `message.undelivered` (delivery states
 //!   `undelivered` and `expired`);
 //! - an `engaged` record: `message.opened`, or `message.clicked` with the link's number and
@@ -26,9 +28,10 @@ use crate::dispatch::Dispatcher;
 use crate::domain::{JobId, JobStatus, MessageId};
 
 /// Every event type an endpoint can ask for.
-pub const TYPES: [&str; 11] = [
+pub const TYPES: [&str; 12] = [
     "message.sent",
     "message.failed",
+    "message.in_doubt",
     "message.delivered",
     "message.undelivered",
     "message.opened",
@@ -202,6 +205,16 @@ pub fn of_record(
                 );
             }
         }
+        LogRecord::InDoubt {
+            job,
+            at: when,
+            items,
+        } => {
+            let base = JobBase::of(dispatcher, job);
+            for &index in items {
+                push("message.in_doubt", at(*when), base.message(index));
+            }
+        }
         LogRecord::Sending { .. } | LogRecord::Withdrawn { .. } => {}
     }
 }
@@ -213,7 +226,8 @@ fn tenant_of(dispatcher: &Dispatcher, record: &LogRecord) -> TenantId {
         | LogRecord::Delivered { job, .. }
         | LogRecord::Engaged { job, .. }
         | LogRecord::Decided { job, .. }
-        | LogRecord::BudgetExhausted { job, .. } => job,
+        | LogRecord::BudgetExhausted { job, .. }
+        | LogRecord::InDoubt { job, .. } => job,
         _ => return TenantId::default(),
     };
     JobId::parse(job)

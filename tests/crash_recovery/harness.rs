@@ -107,17 +107,6 @@ unit_micros = {UNIT_PRICE_MICROS}
 }
 
 impl Harness {
-    /// Writes the config and snapshot, starts the provider and herald, waits until ready.
-    /// Starts herald on `scenario`, submits its job, kills and restarts herald as the
-    /// scenario says, and answers once the job has completed (with its final view).
-    pub(crate) async fn crash_through(scenario: Scenario) -> (Harness, JobId, Value) {
-        let mut h = Harness::start(scenario).await;
-        let job = h.submit().await;
-        h.crash_repeatedly().await;
-        let view = h.wait_completed(&job).await;
-        (h, job, view)
-    }
-
     /// herald's log, over every start and kill: one JSON object per line, the lines written
     /// while a request ran carrying its request id (and the caller's tenant, once known), and
     /// no contact's phone number anywhere.

@@ -186,7 +186,8 @@ async fn sigkill_five_times_every_recipient_reaches_an_idempotent_provider_once(
 async fn a_provider_without_dedup_never_gets_a_message_twice() {
     let _serial = ONE_AT_A_TIME.lock().await;
     let test_started = Instant::now();
-    let (mut h, job, view) = Harness::crash_through(Scenario {
+    let (hook_url, hooked) = webhook_receiver().await;
+    let mut h = Harness::start(Scenario {
         campaign: "crash-no-dedup",
         recipients: 40_000,
         kills: 3,
@@ -198,6 +199,10 @@ async fn a_provider_without_dedup_never_gets_a_message_twice() {
         shutdown_timeout_seconds: 10,
     })
     .await;
+    h.register_webhook(&hook_url).await;
+    let job = h.submit().await;
+    h.crash_repeatedly().await;
+    let view = h.wait_completed(&job).await;
 
     let n = h.scenario.recipients;
     let expected = h.audience_ids(&job);
@@ -256,6 +261,23 @@ async fn a_provider_without_dedup_never_gets_a_message_twice() {
     // and is charged, so herald's sent count and the ledger end equal to what was delivered.
     let doubtful = h.message_ids_with(&job, "in_doubt").await;
     assert_eq!(doubtful.len() as u64, in_doubt);
+
+    // Each is announced as `message.in_doubt` by exactly one event (however many restarts
+    // restored it), and nothing else is.
+    let waited = Instant::now();
+    while hooked.in_doubt.lock().len() < doubtful.len()
+        && waited.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let announced = hooked.in_doubt.lock().clone();
+    let expected_doubt: HashSet<String> = doubtful.iter().cloned().collect();
+    let announced_ids: HashSet<String> = announced.keys().cloned().collect();
+    assert_eq!(announced_ids, expected_doubt, "message.in_doubt events");
+    assert!(
+        announced.values().all(|events| events.len() == 1),
+        "a message announced in doubt by more than one event"
+    );
     let delivered_doubtful: Vec<String> = doubtful
         .iter()
         .filter(|id| received.contains_key(*id))

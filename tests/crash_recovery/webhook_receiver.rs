@@ -1,5 +1,6 @@
 //! A webhook receiver in the test process: the distinct `message.sent` events it got, so a
-//! test can check that kills of herald lose none (repeats are allowed: at least once).
+//! test can check that kills of herald lose none (repeats are allowed: at least once), and the
+//! `message.in_doubt` events by message.
 
 use super::*;
 
@@ -7,6 +8,8 @@ use super::*;
 #[derive(Default)]
 pub(crate) struct Hooked {
     pub(crate) sent: Mutex<HashSet<String>>,
+    /// Message id → the distinct ids of the `message.in_doubt` events that named it.
+    pub(crate) in_doubt: Mutex<HashMap<String, HashSet<String>>>,
     pub(crate) events: AtomicU64,
 }
 
@@ -23,12 +26,16 @@ pub(crate) async fn webhook_receiver() -> (String, Arc<Hooked>) {
                 one => vec![one],
             };
             h.events.fetch_add(events.len() as u64, Ordering::SeqCst);
-            let mut sent = h.sent.lock();
+            let (mut sent, mut in_doubt) = (h.sent.lock(), h.in_doubt.lock());
             for e in events {
+                let Some(id) = e["data"]["message_id"].as_str() else {
+                    continue;
+                };
                 if e["type"] == "message.sent" {
-                    if let Some(id) = e["data"]["message_id"].as_str() {
-                        sent.insert(id.to_string());
-                    }
+                    sent.insert(id.to_string());
+                } else if e["type"] == "message.in_doubt" {
+                    let event = e["id"].as_str().unwrap_or_default().to_string();
+                    in_doubt.entry(id.to_string()).or_default().insert(event);
                 }
             }
             StatusCode::NO_CONTENT
@@ -40,14 +47,14 @@ pub(crate) async fn webhook_receiver() -> (String, Arc<Hooked>) {
 }
 
 impl Harness {
-    /// Registers `url` for `message.sent` events, batched.
+    /// Registers `url` for `message.sent` and `message.in_doubt` events, batched.
     pub(crate) async fn register_webhook(&self, url: &str) {
         let r = self
             .herald
             .http
             .post(self.herald.url("/v1/webhooks"))
             .bearer_auth(KEY)
-            .json(&json!({"url": url, "event_types": ["message.sent"], "batch_size": 1000}))
+            .json(&json!({"url": url, "event_types": ["message.sent", "message.in_doubt"], "batch_size": 1000}))
             .send()
             .await
             .expect("register the webhook");

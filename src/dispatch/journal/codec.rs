@@ -53,6 +53,7 @@ const KIND_SETTLED: u8 = 9;
 const KIND_ENGAGED: u8 = 10;
 const KIND_BUDGET_EXHAUSTED: u8 = 11;
 const KIND_CONSENT: u8 = 12;
+const KIND_IN_DOUBT: u8 = 13;
 
 /// What an `engaged` item records: an open, or a click on the link of this number plus one.
 pub const ENGAGED_OPEN: u8 = 0;
@@ -146,6 +147,13 @@ pub enum LogRecord {
     /// Recipients of an earlier `sending` record that never reached the provider (a shutdown
     /// came first): no longer in flight.
     Withdrawn { job: String, items: Vec<u32> },
+    /// Recipients a restart found in doubt (handed to a provider that may or may not have
+    /// taken them), at `at` (Unix seconds): written once per recipient, for announcing.
+    InDoubt {
+        job: String,
+        at: i64,
+        items: Vec<u32>,
+    },
 }
 
 struct Writer(Vec<u8>);
@@ -250,9 +258,8 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         | KIND_SENDING_UNROUTED
         | KIND_SETTLED_UNROUTED
         | KIND_BUDGET_EXHAUSTED => Ok((kind, Cow::Borrowed(body))),
-        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED | KIND_CONSENT => {
-            Ok((kind, Cow::Owned(decompress(body)?)))
-        }
+        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED | KIND_CONSENT
+        | KIND_IN_DOUBT => Ok((kind, Cow::Owned(decompress(body)?))),
         _ => Err(CodecError::Unreadable("unknown record kind")),
     }
 }
@@ -473,6 +480,16 @@ pub fn encode_withdrawn(job: &str, items: &[u32]) -> Vec<u8> {
     w.finish_compressed()
 }
 
+/// Encodes the recipients a restart found in doubt, at `at` (Unix seconds).
+pub fn encode_in_doubt(job: &str, at: i64, items: &[u32]) -> Vec<u8> {
+    let mut w = Writer::record(KIND_IN_DOUBT, job, items.len(), items.len() * 4 + 64);
+    w.u64(at as u64);
+    for &index in items {
+        w.u32(index);
+    }
+    w.finish_compressed()
+}
+
 /// The job a message-log record belongs to, without decoding its items (recovery skips the
 /// records of jobs it is not restoring yet).
 pub fn record_job(stored: &[u8]) -> Result<String, CodecError> {
@@ -615,6 +632,14 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                 items.push(r.u32()?);
             }
             Ok(LogRecord::Withdrawn { job, items })
+        }
+        KIND_IN_DOUBT => {
+            let at = r.u64()? as i64;
+            let mut items = Vec::with_capacity(count.min(1 << 16));
+            for _ in 0..count {
+                items.push(r.u32()?);
+            }
+            Ok(LogRecord::InDoubt { job, at, items })
         }
         _ => Err(CodecError::Unreadable("unknown record kind")),
     }
@@ -798,6 +823,16 @@ mod tests {
             LogRecord::Consent { items: consent }
         );
         assert_eq!(record_job(&stored).unwrap(), "");
+        let stored = encode_in_doubt(job.as_str(), 1_764_000_300, &[7, 9]);
+        assert_eq!(
+            decode_record(&stored).unwrap(),
+            LogRecord::InDoubt {
+                job: job.as_str().into(),
+                at: 1_764_000_300,
+                items: vec![7, 9]
+            }
+        );
+        assert_eq!(record_job(&stored).unwrap(), job.as_str());
         let stored = encode_budget_exhausted(job.as_str(), 1_764_000_180);
         assert_eq!(
             decode_record(&stored).unwrap(),

@@ -16,7 +16,7 @@
 
 pub mod codec;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -147,6 +147,8 @@ pub struct RecoveredJob {
     /// Outcomes decided without a provider call, as written when the job ended: (recipient,
     /// outcome code).
     pub decided: Vec<(u32, u8)>,
+    /// Recipients an earlier restart found in doubt and announced.
+    pub announced_in_doubt: HashSet<u32>,
 }
 
 /// Notes waiting for a flush, by job: per minute (Unix seconds / 60) they were applied in,
@@ -306,6 +308,22 @@ impl Journal {
             .commit(charges, vec![record], Vec::new(), Durability::Soon)?)
     }
 
+    /// Records recipients a restart found in doubt, for event webhooks; each is recorded once
+    /// (recovery leaves out those an earlier restart announced).
+    pub async fn record_in_doubt(
+        &self,
+        job: &JobId,
+        at: i64,
+        items: &[u32],
+    ) -> Result<(), JournalError> {
+        let record = codec::encode_in_doubt(job.as_str(), at, items);
+        self.durable
+            .commit(None, vec![record], Vec::new(), Durability::Soon)?
+            .wait()
+            .await?;
+        Ok(())
+    }
+
     /// Records consent changes from inbound replies, for event webhooks (the state store
     /// keeps the consent itself).
     pub async fn record_consent(
@@ -437,6 +455,7 @@ impl Journal {
                 deliveries: Vec::new(),
                 engaged: Vec::new(),
                 decided: Vec::new(),
+                announced_in_doubt: HashSet::new(),
             });
         }
         let apply = |stored: &[u8]| -> Result<(), JournalError> {
@@ -486,6 +505,11 @@ impl Journal {
                         for index in items {
                             jobs[j].in_flight.remove(&index);
                         }
+                    }
+                }
+                LogRecord::InDoubt { job, items, .. } => {
+                    if let Some(&j) = by_id.get(&job) {
+                        jobs[j].announced_in_doubt.extend(items);
                     }
                 }
                 LogRecord::Decided { job, items } => {
