@@ -59,6 +59,8 @@ pub struct AppState {
     pub intake: Intake,
     /// Event webhooks, when the dispatch journal is kept (their events are read from it).
     pub webhooks: Option<Arc<Webhooks>>,
+    /// The report pages' sign-in signer and failed sign-in throttle.
+    pub ui: crate::ui::Ui,
 }
 
 impl AppState {
@@ -309,6 +311,7 @@ pub async fn build_with_clock(
         )),
         None => None,
     };
+    let ui = crate::ui::Ui::new(&config.config.ui);
     let state = Arc::new(AppState {
         config,
         clock,
@@ -324,6 +327,7 @@ pub async fn build_with_clock(
         cluster,
         intake,
         webhooks,
+        ui,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)
