@@ -6,15 +6,20 @@
 //! an HMAC-SHA256 over the rest with the `[ui]` secret. A cookie is valid while its MAC
 //! checks, it has not lapsed, and a key that may read reports still has its tag.
 //!
+//! Signing out removes the cookie and remembers its nonce until it would have lapsed, so a
+//! copy of a signed-out cookie is refused too (by the instance that signed it out).
+//!
 //! Forms are CSRF-safe two ways: the cookies are `SameSite=Strict`, and every POST carries a
 //! token the server checks. The sign-in form, sent before anyone is signed in, uses a double
 //! submit: a random value in an HttpOnly cookie and the same value in the form. The sign-out
 //! form carries an HMAC of the sign-in's nonce, which only this server can compute.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
 use sha2::Sha256;
 
 use crate::api::auth::ct_eq;
@@ -47,7 +52,12 @@ pub struct Access {
     secret: Vec<u8>,
     lifetime: Duration,
     secure: bool,
+    /// Nonces of signed-out cookies, with when they would have lapsed.
+    signed_out: Mutex<HashMap<String, DateTime<Utc>>>,
 }
+
+/// Signed-out nonces remembered at most; past it the oldest lapse first.
+const MAX_SIGNED_OUT: usize = 100_000;
 
 /// A valid sign-in, as read from its cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +84,7 @@ impl Access {
             secret,
             lifetime: Duration::from_secs(config.sign_in_minutes.saturating_mul(60)),
             secure: config.secure_cookies,
+            signed_out: Mutex::new(HashMap::new()),
         }
     }
 
@@ -118,7 +129,7 @@ impl Access {
             return None;
         }
         let expires = DateTime::from_timestamp(expires.parse().ok()?, 0)?;
-        if expires <= now {
+        if expires <= now || self.signed_out.lock().contains_key(nonce) {
             return None;
         }
         let key_still_may = state.config.config.auth.api_keys.iter().any(|k| {
@@ -128,6 +139,18 @@ impl Access {
             nonce: nonce.to_string(),
             expires,
         })
+    }
+
+    /// Refuses `signed_in`'s cookie from now on, even if a copy of it is presented.
+    pub fn sign_out(&self, signed_in: &SignedIn, now: DateTime<Utc>) {
+        let mut out = self.signed_out.lock();
+        out.retain(|_, expires| *expires > now);
+        if out.len() >= MAX_SIGNED_OUT {
+            if let Some(first) = out.iter().min_by_key(|(_, e)| **e).map(|(n, _)| n.clone()) {
+                out.remove(&first);
+            }
+        }
+        out.insert(signed_in.nonce.clone(), signed_in.expires);
     }
 
     /// The token the sign-out form of `signed_in` carries.

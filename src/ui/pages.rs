@@ -143,7 +143,7 @@ pub async fn job(
         });
     };
     let now = state.clock.now();
-    let report = campaign::build("job", id, &[job.clone()], &*state.store, now)
+    let report = campaign::build("job", id, std::slice::from_ref(&job), &*state.store, now)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "a job report could not be read");

@@ -182,6 +182,7 @@ pub async fn sign_out(
     if !state.ui.access.sign_out_token_ok(&signed_in, token) {
         return PageError::Forbidden.into_response();
     }
+    state.ui.access.sign_out(&signed_in, state.clock.now());
     with_cookie(
         Redirect::to("/ui/sign-in").into_response(),
         &state.ui.access.sign_out_cookie(),

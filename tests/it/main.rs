@@ -32,5 +32,6 @@ mod state_outage;
 mod store_behaviour;
 mod throttling;
 mod tracking_links;
+mod ui;
 mod variants;
 mod webhooks;
