@@ -362,6 +362,18 @@ async fn the_job_page_in_chromium_shows_the_reports_numbers_only_after_sign_in()
         assert!(png.starts_with(b"\x89PNG"));
         std::fs::write(dir.join(format!("job-{width}.png")), png).expect("write");
     }
+    // The whole page at 1280 px, for the docs.
+    let tall = c
+        .execute("return document.documentElement.scrollHeight;", vec![])
+        .await
+        .expect("height")
+        .as_u64()
+        .unwrap_or(900)
+        .min(4000) as u32;
+    c.set_window_size(1280, tall + 100).await.expect("resize");
+    c.goto(&page).await.expect("reload");
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(dir.join("job-1280-full.png"), png).expect("write");
 
     // Sign out: the page is refused again.
     c.find(Locator::Id("sign-out"))
