@@ -62,6 +62,8 @@ pub struct AppState {
     pub webhooks: Option<Arc<Webhooks>>,
     /// The API keys requests are checked against.
     pub keys: ApiKeys,
+    /// The report pages' sign-in signer and failed sign-in throttle.
+    pub ui: crate::ui::Ui,
 }
 
 impl AppState {
@@ -333,6 +335,7 @@ pub async fn build_with_clock(
         None => None,
     };
     let keys = ApiKeys::new(&config.config.auth.api_keys, store.clone());
+    let ui = crate::ui::Ui::new(&config.config.ui);
     let state = Arc::new(AppState {
         config,
         clock,
@@ -349,6 +352,7 @@ pub async fn build_with_clock(
         intake,
         webhooks,
         keys,
+        ui,
     });
     crate::metrics::spawn_upkeep(state.metrics.clone(), Arc::downgrade(&state));
     Ok(state)

@@ -33,6 +33,7 @@
 //!   messages through the provider-id index.
 //! - [`links`]: tracked links and opens: template rewriting, signed compact tokens.
 //! - [`report`]: job counts, per-recipient outcomes, and job and campaign funnel reports.
+//! - [`ui`]: the report pages under `/ui/` for people: sign-in, funnels, charts, finance.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
 //! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
@@ -64,4 +65,5 @@ pub mod snapshot;
 pub mod store;
 pub mod template;
 pub mod traces;
+pub mod ui;
 pub mod webhooks;

@@ -14,7 +14,7 @@ use crate::policy::PhoneMismatchPolicy;
 use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec};
 
 /// Longest accepted campaign id.
-const MAX_CAMPAIGN_ID: usize = 128;
+pub(crate) const MAX_CAMPAIGN_ID: usize = 128;
 
 /// `POST /v1/jobs` body (JSON), or the first line of an NDJSON submission.
 #[derive(Debug, Deserialize)]

@@ -1,8 +1,7 @@
 //! Ledger routes for finance: `GET /v1/ledger` streams entries as NDJSON or CSV, filtered by
 //! campaign, job and time; `GET /v1/ledger/summary` totals them by campaign, channel,
-//! provider, country and currency.
+//! provider, country and month within each currency.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -11,12 +10,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::error::ApiError;
-use crate::access::{Principal, TenantId};
 use crate::app::AppState;
+use crate::access::Principal;
+use crate::ledger::summary::{LedgerFilter, Summary, TenantJobs};
 use crate::ledger::LedgerEntry;
 use crate::report::csv_cell;
 
@@ -36,42 +36,16 @@ pub struct LedgerQuery {
     pub format: Option<String>,
 }
 
-/// Which jobs' entries the caller's tenant sees: its own jobs; the default tenant also sees
-/// entries of jobs no longer held (the installation's history).
-struct OwnedJobs {
-    tenant: TenantId,
-    jobs: HashMap<String, TenantId>,
-}
-
-impl OwnedJobs {
-    fn of(state: &AppState, by: &Principal) -> OwnedJobs {
-        OwnedJobs {
-            tenant: by.tenant.clone(),
-            jobs: state
-                .dispatcher
-                .list()
-                .iter()
-                .map(|j| (j.id.to_string(), j.spec.tenant.clone()))
-                .collect(),
-        }
-    }
-
-    fn owns(&self, e: &LedgerEntry) -> bool {
-        match self.jobs.get(&e.entry.job_id) {
-            Some(t) => *t == self.tenant,
-            None => self.tenant.is_default(),
-        }
-    }
-}
-
 impl LedgerQuery {
-    fn matches(&self, e: &LedgerEntry) -> bool {
-        self.campaign_id
-            .as_deref()
-            .is_none_or(|c| e.entry.campaign_id == c)
-            && self.job_id.as_deref().is_none_or(|j| e.entry.job_id == j)
-            && self.from.is_none_or(|f| e.entry.at >= f)
-            && self.to.is_none_or(|t| e.entry.at < t)
+    /// The filter of the query, limited to the caller's tenant.
+    fn filter(&self, state: &AppState, by: &Principal) -> LedgerFilter {
+        LedgerFilter {
+            campaign_id: self.campaign_id.clone(),
+            job_id: self.job_id.clone(),
+            from: self.from,
+            to: self.to,
+            tenant: Some(TenantJobs::of(&state.dispatcher, &by.tenant)),
+        }
     }
 }
 
@@ -124,16 +98,16 @@ pub async fn entries(
         Some("csv") => true,
         Some(_) => return Err(ApiError::invalid("format", "must be csv or ndjson")),
     };
-    let owned = OwnedJobs::of(&state, &by);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let ledger = state.ledger.clone();
+    let filter = q.filter(&state, &by);
     tokio::task::spawn_blocking(move || {
         let mut buf = Vec::with_capacity(1 << 16);
         if csv {
             buf.extend_from_slice(CSV_HEADER.as_bytes());
         }
         let result = ledger.scan(|e| {
-            if q.matches(e) && owned.owns(e) {
+            if filter.matches(e) {
                 if csv {
                     csv_line(e, &mut buf);
                 } else if serde_json::to_writer(&mut buf, e).is_ok() {
@@ -164,65 +138,26 @@ pub async fn entries(
         .into_response())
 }
 
-/// One row of a summary.
-#[derive(Debug, Default, Serialize)]
-pub struct Total {
-    pub entries: u64,
-    pub parts: u64,
-    pub cost_micros: i64,
-}
-
-/// `GET /v1/ledger/summary`: totals per currency, and per campaign, channel, provider and
-/// country within each currency (money in different currencies is never added up).
+/// `GET /v1/ledger/summary`: totals per currency, and per campaign, channel, provider,
+/// country and month within each currency ([`summary`](crate::ledger::summary)).
 pub async fn summary(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
     Query(q): Query<LedgerQuery>,
 ) -> Result<Response, ApiError> {
-    let owned = OwnedJobs::of(&state, &by);
+    let summary = summarize(&state, q.filter(&state, &by)).await?;
+    Ok(Json(summary).into_response())
+}
+
+/// The summary of the entries `filter` selects, summed off the async runtime; the finance
+/// page reads the same.
+pub async fn summarize(state: &AppState, filter: LedgerFilter) -> Result<Summary, ApiError> {
     let ledger = state.ledger.clone();
-    type Groups = BTreeMap<String, BTreeMap<String, Total>>;
-    let (totals, groups) = tokio::task::spawn_blocking(move || {
-        let mut totals: BTreeMap<String, Total> = BTreeMap::new();
-        let mut groups: BTreeMap<&'static str, Groups> = BTreeMap::new();
-        ledger.scan(|e| {
-            if q.matches(e) && owned.owns(e) {
-                let n = &e.entry;
-                let cur = n.currency.to_string();
-                let add = |t: &mut Total| {
-                    t.entries += 1;
-                    t.parts += n.parts as u64;
-                    t.cost_micros += n.cost_micros.0;
-                };
-                add(totals.entry(cur.clone()).or_default());
-                for (dim, key) in [
-                    ("by_campaign", n.campaign_id.clone()),
-                    ("by_channel", n.channel.as_str().to_string()),
-                    ("by_provider", n.provider.clone()),
-                    ("by_country", n.country.clone()),
-                ] {
-                    add(groups
-                        .entry(dim)
-                        .or_default()
-                        .entry(cur.clone())
-                        .or_default()
-                        .entry(key)
-                        .or_default());
-                }
-            }
-            true
-        })?;
-        Ok::<_, crate::ledger::LedgerError>((totals, groups))
-    })
-    .await
-    .map_err(|_| ApiError::internal("summing the ledger"))?
-    .map_err(|e| {
-        tracing::error!(error = %e, "ledger read failed");
-        ApiError::internal("reading the ledger")
-    })?;
-    let mut body = serde_json::json!({ "totals": totals });
-    for (dim, g) in groups {
-        body[dim] = serde_json::to_value(g).unwrap_or_default();
-    }
-    Ok(Json(body).into_response())
+    tokio::task::spawn_blocking(move || crate::ledger::summary::summarize(&ledger, &filter))
+        .await
+        .map_err(|_| ApiError::internal("summing the ledger"))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "ledger read failed");
+            ApiError::internal("reading the ledger")
+        })
 }

@@ -4,16 +4,16 @@
 //! server loop ([`server`]) adds the connection limits: header and body timeouts, and a
 //! connection cap that keeps health and metrics answering.
 
-mod auth;
+pub(crate) mod auth;
 mod body;
 mod callbacks;
 mod contacts;
 pub mod error;
 mod health;
-mod job_request;
-mod jobs;
+pub(crate) mod job_request;
+pub(crate) mod jobs;
 mod keys;
-mod ledger;
+pub(crate) mod ledger;
 mod reconcile;
 mod reports;
 pub mod request_id;
@@ -134,6 +134,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     }
     ops.merge(v1)
         .merge(public)
+        .merge(crate::ui::router(state.clone()))
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
         .layer(DefaultBodyLimit::max(

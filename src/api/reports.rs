@@ -75,16 +75,10 @@ pub async fn campaign(
     Query(q): Query<ReportQuery>,
 ) -> Result<Response, ApiError> {
     let format = format(&q)?;
-    let mut jobs: Vec<Arc<Job>> = state
-        .dispatcher
-        .list()
-        .into_iter()
-        .filter(|j| j.spec.campaign_id == campaign_id && by.owns(j.spec.tenant.as_str()))
-        .collect();
+    let mut jobs = campaign::jobs_of(&state.dispatcher, &campaign_id);
+    jobs.retain(|j| by.owns(j.spec.tenant.as_str()));
     if jobs.is_empty() {
         return Err(ApiError::not_found("campaign"));
     }
-    // Ids are time-ordered, which breaks ties between jobs created in the same instant.
-    jobs.sort_by(|a, b| (a.spec.created_at, &a.id).cmp(&(b.spec.created_at, &b.id)));
     respond(&state, "campaign", campaign_id, &jobs, format).await
 }

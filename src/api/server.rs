@@ -133,7 +133,10 @@ async fn connection(
                     ApiError::over_capacity().into_response(),
                 );
             }
-            let req = req.map(|b| Body::new(IdleTimeout::new(b, idle)));
+            let mut req = req.map(|b| Body::new(IdleTimeout::new(b, idle)));
+            // The client's address, for limits kept per address (failed sign-ins).
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             router.oneshot(req).await
         }
     });

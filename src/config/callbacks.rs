@@ -123,6 +123,9 @@ pub(super) fn read_secrets(config: &mut super::Config, env: &dyn Fn(&str) -> Opt
     if let Some(s) = read(&config.tracking.link_secret_env) {
         config.tracking.link_secret = Some(s);
     }
+    if let Some(s) = read(&config.ui.secret_env) {
+        config.ui.secret = Some(s);
+    }
     if let Some(url) = env("HERALD_TRACKING_BASE_URL").filter(|v| !v.trim().is_empty()) {
         config.tracking.base_url = url.trim().to_string();
     }

@@ -8,6 +8,7 @@ mod http;
 mod model;
 mod routes;
 mod state;
+mod ui;
 
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use compliance::{ComplianceConfig, ComplianceRuleConfig, RuleKind, SignaturePosition};
@@ -15,6 +16,7 @@ pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
 pub use routes::{ChannelLimitConfig, HealthConfig, RouteConfig, RouteStrategy};
 pub use state::{ClusterConfig, RedisStateConfig, StateBackend, StateConfig};
+pub use ui::UiConfig;
 
 use std::path::{Path, PathBuf};
 

@@ -53,6 +53,9 @@ pub struct Config {
     /// Content rules templates and messages are held to (see [`super::compliance`]).
     #[serde(default)]
     pub compliance: super::compliance::ComplianceConfig,
+    /// The report pages under `/ui/`.
+    #[serde(default)]
+    pub ui: super::UiConfig,
 }
 
 /// HTTP server settings.
@@ -494,6 +497,7 @@ impl Config {
         if self.auth.api_keys.iter().any(|k| k.trim().is_empty()) {
             errs.push("auth.api_keys: keys must not be empty".into());
         }
+        super::ui::validate(&self.ui, &mut errs);
         let server = &self.server;
         if server.max_connections == 0 {
             errs.push("server.max_connections: must be at least 1".into());

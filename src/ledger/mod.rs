@@ -17,6 +17,7 @@
 //! - [`chain`]: verification of a sequence of stored entries.
 //! - [`reconcile`]: a provider invoice diffed against the entries, the ledger streamed past it.
 //! - [`store`]: the ledger handle: appends, reads, verification.
+//! - [`summary`]: totals per currency and per campaign, channel, provider, country and month.
 
 pub mod batch;
 pub mod block;
@@ -28,6 +29,7 @@ pub mod entry;
 pub mod packed_rows;
 pub mod reconcile;
 pub mod store;
+pub mod summary;
 
 pub use crate::durable::{ExtraWrite, PendingCommit};
 pub use batch::{EntryBatch, EntryBatchBuilder, SharedHeaderBatchBuilder};

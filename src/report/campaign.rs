@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use super::csv_cell;
 use crate::dispatch::delivery::MinuteCounts;
-use crate::dispatch::Job;
+use crate::dispatch::{Dispatcher, Job};
 use crate::domain::{Consent, JobId, JobStatus, Reason, RecipientOutcome};
 use crate::store::{StateStore, StoreError};
 
@@ -258,6 +258,18 @@ pub async fn build(
             })
             .collect(),
     })
+}
+
+/// The jobs of a campaign, oldest first; ids are time-ordered, which breaks ties between
+/// jobs created in the same instant.
+pub fn jobs_of(dispatcher: &Dispatcher, campaign_id: &str) -> Vec<Arc<Job>> {
+    let mut jobs: Vec<Arc<Job>> = dispatcher
+        .list()
+        .into_iter()
+        .filter(|j| j.spec.campaign_id == campaign_id)
+        .collect();
+    jobs.sort_by(|a, b| (a.spec.created_at, &a.id).cmp(&(b.spec.created_at, &b.id)));
+    jobs
 }
 
 /// Unique contacts that opened and that clicked, across the jobs (a contact reached by two

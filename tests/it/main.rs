@@ -33,5 +33,6 @@ mod store_behaviour;
 mod tenants;
 mod throttling;
 mod tracking_links;
+mod ui;
 mod variants;
 mod webhooks;
