@@ -17,9 +17,10 @@ use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpe
 const MAX_CAMPAIGN_ID: usize = 128;
 
 /// `POST /v1/jobs` body (JSON), or the first line of an NDJSON submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    #[schema(min_length = 1, max_length = 128)]
     pub campaign_id: String,
     pub channel: Channel,
     pub purpose: Purpose,
@@ -55,7 +56,7 @@ pub struct JobRequest {
 }
 
 /// A spending limit in micros of the provider's currency.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
     pub amount_micros: i64,
@@ -92,14 +93,14 @@ fn default_true() -> bool {
 }
 
 /// The message template.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
     pub body: String,
 }
 
 /// One A/B variant.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantRequest {
     pub name: String,
@@ -115,7 +116,7 @@ fn default_weight() -> u32 {
 
 /// A rollout: `test_share` of the audience first, and after `decide_after_seconds` the rest
 /// with the variant that won on `metric`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
     pub test_share: f64,
@@ -130,7 +131,7 @@ const MAX_DECIDE_AFTER_SECONDS: u64 = 30 * 86_400;
 const MAX_VARIANT_NAME: usize = 64;
 
 /// Exactly one of an inline list or a segment expression.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceRequest {
     #[serde(default)]
@@ -140,7 +141,7 @@ pub struct AudienceRequest {
 }
 
 /// One recipient, inline or as an NDJSON line.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientRequest {
     pub contact_id: String,

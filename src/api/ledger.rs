@@ -6,31 +6,37 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::ledger::LedgerEntry;
 use crate::report::csv_cell;
 
 /// Filters shared by both routes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LedgerQuery {
     #[serde(default)]
     pub campaign_id: Option<String>,
     #[serde(default)]
     pub job_id: Option<String>,
+    /// Entries at or after this time.
     #[serde(default)]
     pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
     #[serde(default)]
     pub to: Option<DateTime<Utc>>,
+    /// The entries: `ndjson` (default) or `csv`. The summary is JSON whatever it says.
     #[serde(default)]
     pub format: Option<String>,
 }
@@ -85,9 +91,22 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
 }
 
 /// `GET /v1/ledger?campaign_id=&job_id=&from=&to=&format=csv|ndjson`.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "The entries in chain order: one `LedgerEntry` a line, or CSV", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+    )
+)]
 pub async fn entries(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<LedgerQuery>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let csv = match q.format.as_deref() {
         None | Some("ndjson") => false,
@@ -134,24 +153,47 @@ pub async fn entries(
 }
 
 /// One row of a summary.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Total {
     pub entries: u64,
     pub parts: u64,
     pub cost_micros: i64,
 }
 
+/// Totals by currency, then by each dimension within a currency. A dimension is left out
+/// when no entry matched.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct Summary {
+    pub totals: BTreeMap<String, Total>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_campaign: BTreeMap<String, BTreeMap<String, Total>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_channel: BTreeMap<String, BTreeMap<String, Total>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_provider: BTreeMap<String, BTreeMap<String, Total>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_country: BTreeMap<String, BTreeMap<String, Total>>,
+}
+
 /// `GET /v1/ledger/summary`: totals per currency, and per campaign, channel, provider and
 /// country within each currency (money in different currencies is never added up).
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/summary",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "Totals per currency and by campaign, channel, provider and country", body = Summary),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+    )
+)]
 pub async fn summary(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<LedgerQuery>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let ledger = state.ledger.clone();
-    type Groups = BTreeMap<String, BTreeMap<String, Total>>;
-    let (totals, groups) = tokio::task::spawn_blocking(move || {
-        let mut totals: BTreeMap<String, Total> = BTreeMap::new();
-        let mut groups: BTreeMap<&'static str, Groups> = BTreeMap::new();
+    let summary = tokio::task::spawn_blocking(move || {
+        let mut s = Summary::default();
         ledger.scan(|e| {
             if q.matches(e) {
                 let n = &e.entry;
@@ -161,16 +203,14 @@ pub async fn summary(
                     t.parts += n.parts as u64;
                     t.cost_micros += n.cost_micros.0;
                 };
-                add(totals.entry(cur.clone()).or_default());
-                for (dim, key) in [
-                    ("by_campaign", n.campaign_id.clone()),
-                    ("by_channel", n.channel.as_str().to_string()),
-                    ("by_provider", n.provider.clone()),
-                    ("by_country", n.country.clone()),
+                add(s.totals.entry(cur.clone()).or_default());
+                for (groups, key) in [
+                    (&mut s.by_campaign, n.campaign_id.clone()),
+                    (&mut s.by_channel, n.channel.as_str().to_string()),
+                    (&mut s.by_provider, n.provider.clone()),
+                    (&mut s.by_country, n.country.clone()),
                 ] {
                     add(groups
-                        .entry(dim)
-                        .or_default()
                         .entry(cur.clone())
                         .or_default()
                         .entry(key)
@@ -179,7 +219,7 @@ pub async fn summary(
             }
             true
         })?;
-        Ok::<_, crate::ledger::LedgerError>((totals, groups))
+        Ok::<_, crate::ledger::LedgerError>(s)
     })
     .await
     .map_err(|_| ApiError::internal("summing the ledger"))?
@@ -187,9 +227,5 @@ pub async fn summary(
         tracing::error!(error = %e, "ledger read failed");
         ApiError::internal("reading the ledger")
     })?;
-    let mut body = serde_json::json!({ "totals": totals });
-    for (dim, g) in groups {
-        body[dim] = serde_json::to_value(g).unwrap_or_default();
-    }
-    Ok(Json(body).into_response())
+    Ok(Json(summary).into_response())
 }

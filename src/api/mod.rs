@@ -9,10 +9,12 @@ mod body;
 mod callbacks;
 mod contacts;
 pub mod error;
+mod extract;
 mod health;
 mod job_request;
 mod jobs;
 mod ledger;
+pub mod openapi;
 mod reconcile;
 mod reports;
 pub mod request_id;
@@ -26,58 +28,76 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::{middleware, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
+
+/// The route table: every route herald serves on `server.listen`, in the two groups that
+/// differ in authentication. The router and the OpenAPI document are both built from it, and
+/// each route's method and path come from its handler's `#[utoipa::path]`, so nothing is
+/// served that the document does not describe.
+struct Routes {
+    /// `/v1` routes behind a bearer API key.
+    keyed: OpenApiRouter<Arc<AppState>>,
+    /// Provider callbacks (authenticated by their HMAC signature), tracking links (by their
+    /// signed tokens), health, readiness, metrics and the document: no API key.
+    open: OpenApiRouter<Arc<AppState>>,
+}
+
+fn routes(metrics: bool) -> Routes {
+    let keyed = OpenApiRouter::new()
+        .routes(routes!(snapshot::put, snapshot::get))
+        .routes(routes!(snapshot::patch))
+        .routes(routes!(suppressions::put))
+        .routes(routes!(suppressions::delete))
+        .routes(routes!(jobs::submit, jobs::list))
+        .routes(routes!(jobs::get))
+        .routes(routes!(jobs::recipients))
+        .routes(routes!(reports::job))
+        .routes(routes!(reports::campaign))
+        .routes(routes!(contacts::consent_history))
+        .routes(routes!(jobs::transition))
+        .routes(routes!(ledger::entries))
+        .routes(routes!(ledger::summary))
+        .routes(routes!(reconcile::reconcile))
+        .routes(routes!(webhooks::register, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::rotate))
+        .routes(routes!(webhooks::replay));
+    let mut open = OpenApiRouter::new()
+        .routes(routes!(callbacks::receipts))
+        .routes(routes!(callbacks::inbound))
+        .routes(routes!(tracking::click))
+        .routes(routes!(tracking::open))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document));
+    if metrics {
+        open = open.routes(routes!(telemetry::metrics));
+    }
+    Routes { keyed, open }
+}
+
+/// The OpenAPI document of every route, `/metrics` included (it may be served on
+/// `server.metrics_listen` instead).
+fn openapi_document() -> utoipa::openapi::OpenApi {
+    let Routes { keyed, open } = routes(true);
+    openapi::assemble(keyed.into_openapi(), open.into_openapi())
+}
 
 /// Every route herald serves on `server.listen`. `/metrics` is among them unless
 /// `server.metrics_listen` moves it to [`metrics_router`].
 pub fn router(state: Arc<AppState>) -> Router {
-    let v1 = Router::new()
-        .route("/v1/snapshot", put(snapshot::put).get(snapshot::get))
-        .route("/v1/contacts", axum::routing::patch(snapshot::patch))
-        .route("/v1/suppressions", put(suppressions::put))
-        .route("/v1/suppressions/{key}", delete(suppressions::delete))
-        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::get))
-        .route("/v1/jobs/{id}/recipients", get(jobs::recipients))
-        .route("/v1/jobs/{id}/report", get(reports::job))
-        .route("/v1/campaigns/{campaign_id}/report", get(reports::campaign))
-        .route(
-            "/v1/contacts/{id}/consent-history",
-            get(contacts::consent_history),
-        )
-        .route("/v1/jobs/{id}/{action}", post(jobs::transition))
-        .route("/v1/ledger", get(ledger::entries))
-        .route("/v1/ledger/summary", get(ledger::summary))
-        .route("/v1/ledger/reconcile", post(reconcile::reconcile))
-        .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
-        .route("/v1/webhooks/{id}", axum::routing::delete(webhooks::delete))
-        .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
-        .route("/v1/webhooks/{id}/replay", post(webhooks::replay))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ));
-    // Provider callbacks are authenticated by their HMAC signature, tracking links by their
-    // signed tokens: neither carries an API key.
-    let public = Router::new()
-        .route(
-            "/v1/callbacks/{provider}/receipts",
-            post(callbacks::receipts),
-        )
-        .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
-        .route("/c/{token}", get(tracking::click))
-        .route("/o/{token}", get(tracking::open));
-    let mut ops = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    if state.config.config.server.metrics_listen.is_none() {
-        ops = ops.route("/metrics", get(telemetry::metrics));
-    }
-    ops.merge(v1)
-        .merge(public)
+    let Routes { keyed, open } = routes(state.config.config.server.metrics_listen.is_none());
+    let keyed = keyed.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_key,
+    ));
+    let (routes, _) = keyed.merge(open).split_for_parts();
+    routes
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.
         .layer(DefaultBodyLimit::max(
