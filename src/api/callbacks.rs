@@ -60,6 +60,7 @@ fn wire_error(e: WireError) -> ApiError {
 #[utoipa::path(
     post,
     path = "/v1/callbacks/{provider}/receipts",
+    operation_id = "receive_receipts",
     tag = "callbacks",
     params(
         ("provider" = String, Path, description = "A configured provider's name"),
@@ -153,6 +154,7 @@ async fn apply(
 #[utoipa::path(
     post,
     path = "/v1/callbacks/{provider}/inbound",
+    operation_id = "receive_inbound",
     tag = "callbacks",
     params(
         ("provider" = String, Path, description = "A configured provider's name"),

@@ -27,6 +27,7 @@ pub struct ConsentHistory {
 #[utoipa::path(
     get,
     path = "/v1/contacts/{id}/consent-history",
+    operation_id = "get_consent_history",
     tag = "reports",
     params(("id" = String, Path, description = "The contact id")),
     responses(

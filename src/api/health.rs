@@ -45,6 +45,7 @@ pub struct Liveness {
 #[utoipa::path(
     get,
     path = "/healthz",
+    operation_id = "healthz",
     tag = "operations",
     responses((status = 200, description = "The process serves", body = Liveness))
 )]
@@ -56,6 +57,7 @@ pub async fn healthz() -> Json<Liveness> {
 #[utoipa::path(
     get,
     path = "/readyz",
+    operation_id = "readyz",
     tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Readiness),

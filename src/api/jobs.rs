@@ -74,6 +74,7 @@ pub enum Answered<'a> {
 #[utoipa::path(
     post,
     path = "/v1/jobs",
+    operation_id = "submit_job",
     tag = "jobs",
     params(
         SubmitQuery,
@@ -84,7 +85,12 @@ pub enum Answered<'a> {
         content((JobRequest = "application/json"), (String = "application/x-ndjson"))
     ),
     responses(
-        (status = 201, description = "Accepted", body = JobView),
+        (status = 201, description = "Accepted", body = JobView, links(
+            ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+            ("GetJobReport" = (operation_id = "get_job_report", parameters(("id" = "$response.body#/id")))),
+            ("GetJobRecipients" = (operation_id = "get_job_recipients", parameters(("id" = "$response.body#/id")))),
+            ("ChangeJobStatus" = (operation_id = "change_job_status", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 200, description = "The job this Idempotency-Key already made, or with `dry_run=true` the preview", body = Answered),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, or `snapshot_stale`", body = ErrorBody),
@@ -421,6 +427,7 @@ pub fn missing_job(state: &AppState, id: &JobId) -> ApiError {
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
+    operation_id = "get_job",
     tag = "jobs",
     params(("id" = String, Path, description = "The job id (`job_...`)")),
     responses(
@@ -463,6 +470,7 @@ pub struct JobList<'a> {
 #[utoipa::path(
     get,
     path = "/v1/jobs",
+    operation_id = "list_jobs",
     tag = "jobs",
     params(ListQuery),
     responses(
@@ -507,6 +515,7 @@ pub struct ResumeRequest {
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/{action}",
+    operation_id = "change_job_status",
     tag = "jobs",
     params(
         ("id" = String, Path, description = "The job id"),
@@ -586,6 +595,7 @@ pub async fn transition(
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/recipients",
+    operation_id = "get_job_recipients",
     tag = "reports",
     params(("id" = String, Path, description = "The job id")),
     responses(

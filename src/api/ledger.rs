@@ -94,6 +94,7 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
 #[utoipa::path(
     get,
     path = "/v1/ledger",
+    operation_id = "get_ledger_entries",
     tag = "ledger",
     params(LedgerQuery),
     responses(
@@ -180,6 +181,7 @@ pub struct Summary {
 #[utoipa::path(
     get,
     path = "/v1/ledger/summary",
+    operation_id = "get_ledger_summary",
     tag = "ledger",
     params(LedgerQuery),
     responses(

@@ -67,6 +67,7 @@ static DOCUMENT_JSON: LazyLock<String> = LazyLock::new(|| {
 #[utoipa::path(
     get,
     path = "/openapi.json",
+    operation_id = "get_openapi_document",
     tag = "operations",
     responses((status = 200, description = "This OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]

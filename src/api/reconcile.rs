@@ -60,6 +60,7 @@ impl ReconcileQuery {
 #[utoipa::path(
     post,
     path = "/v1/ledger/reconcile",
+    operation_id = "reconcile_invoice",
     tag = "ledger",
     params(ReconcileQuery),
     request_body(description = "The provider's invoice: a CSV header naming the id, charge and optional parts and currency columns, then one line per message", content((String = "text/csv"))),

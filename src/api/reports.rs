@@ -64,6 +64,7 @@ async fn respond(
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}/report",
+    operation_id = "get_job_report",
     tag = "reports",
     params(("id" = String, Path, description = "The job id"), ReportQuery),
     responses(
@@ -94,6 +95,7 @@ pub async fn job(
 #[utoipa::path(
     get,
     path = "/v1/campaigns/{campaign_id}/report",
+    operation_id = "get_campaign_report",
     tag = "reports",
     params(("campaign_id" = String, Path, description = "The campaign id jobs were submitted with"), ReportQuery),
     responses(

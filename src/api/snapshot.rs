@@ -97,6 +97,7 @@ fn refused_error(refused: &Refused) -> ApiError {
 #[utoipa::path(
     put,
     path = "/v1/snapshot",
+    operation_id = "replace_snapshot",
     tag = "snapshot",
     params(PutQuery),
     request_body(
@@ -198,6 +199,7 @@ pub struct SnapshotStatus {
 #[utoipa::path(
     get,
     path = "/v1/snapshot",
+    operation_id = "get_snapshot",
     tag = "snapshot",
     responses((status = 200, description = "The live snapshot", body = SnapshotStatus))
 )]
@@ -217,6 +219,7 @@ pub async fn get(State(state): State<Arc<AppState>>) -> Json<SnapshotStatus> {
 #[utoipa::path(
     patch,
     path = "/v1/contacts",
+    operation_id = "patch_contacts",
     tag = "snapshot",
     request_body(
         description = "One contact a line, or `{\"contact_id\": ..., \"deleted\": true}`",

@@ -44,6 +44,7 @@ pub struct SuppressionsAdded {
 #[utoipa::path(
     put,
     path = "/v1/suppressions",
+    operation_id = "add_suppressions",
     tag = "suppressions",
     request_body(
         description = "One `{\"phone\": ...}` or `{\"contact_id\": ...}` a line (the array's items)",
@@ -109,6 +110,7 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
 #[utoipa::path(
     delete,
     path = "/v1/suppressions/{key}",
+    operation_id = "delete_suppression",
     tag = "suppressions",
     params(("key" = String, Path, description = "A phone number or a contact id")),
     responses(

@@ -19,6 +19,7 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[utoipa::path(
     get,
     path = "/metrics",
+    operation_id = "get_metrics",
     tag = "operations",
     responses((status = 200, description = "Every metric in the Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
 )]

@@ -25,6 +25,7 @@ const PIXEL: [u8; 43] = [
 #[utoipa::path(
     get,
     path = "/c/{token}",
+    operation_id = "follow_tracked_link",
     tag = "tracking",
     params(("token" = String, Path, description = "The signed token of one link of one message")),
     responses(
@@ -63,6 +64,7 @@ pub async fn click(
 #[utoipa::path(
     get,
     path = "/o/{token}",
+    operation_id = "open_pixel",
     tag = "tracking",
     params(("token" = String, Path, description = "The signed open token of one email")),
     responses(

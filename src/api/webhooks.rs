@@ -163,10 +163,15 @@ fn check_secret(field: &str, secret: &Option<String>) -> Result<(), ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/webhooks",
+    operation_id = "register_webhook",
     tag = "webhooks",
     request_body(content((Register = "application/json"))),
     responses(
-        (status = 201, description = "Registered; `secret` is shown this once", body = Registered),
+        (status = 201, description = "Registered; `secret` is shown this once", body = Registered, links(
+            ("RotateSecret" = (operation_id = "rotate_webhook_secret", parameters(("id" = "$response.body#/id")))),
+            ("ReplayEvents" = (operation_id = "replay_webhook_events", parameters(("id" = "$response.body#/id")))),
+            ("DeleteWebhook" = (operation_id = "delete_webhook", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
@@ -227,6 +232,7 @@ pub async fn register(
 #[utoipa::path(
     get,
     path = "/v1/webhooks",
+    operation_id = "list_webhooks",
     tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint, without secrets", body = WebhookList),
@@ -243,6 +249,7 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Response, ApiErr
 #[utoipa::path(
     delete,
     path = "/v1/webhooks/{id}",
+    operation_id = "delete_webhook",
     tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint id")),
     responses(
@@ -266,6 +273,7 @@ pub async fn delete(
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{id}/rotate",
+    operation_id = "rotate_webhook_secret",
     tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint id")),
     request_body(description = "Optional", content((Rotate = "application/json"))),
@@ -314,6 +322,7 @@ fn time(field: &str, v: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
 #[utoipa::path(
     post,
     path = "/v1/webhooks/{id}/replay",
+    operation_id = "replay_webhook_events",
     tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint id"), ReplayQuery),
     responses(
