@@ -29,9 +29,11 @@ pub struct JobRequest {
     pub template: Option<TemplateRequest>,
     /// A/B variants, each contact assigned to one by a hash of (job, contact).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 16)]
     pub variants: Option<Vec<VariantRequest>>,
     /// Share of the audience held out as a control group (with `variants`): decided, not sent.
     #[serde(default)]
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     pub holdout: Option<f64>,
     /// With `variants`: send a test share first, then the rest with the winner.
     #[serde(default)]
@@ -59,6 +61,7 @@ pub struct JobRequest {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
+    #[schema(minimum = 1)]
     pub amount_micros: i64,
     /// Required on submission; on resume it may be left out (the job's currency).
     #[serde(default)]
@@ -103,6 +106,7 @@ pub struct TemplateRequest {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Relative share of the (not held out) audience; default 1.
     #[serde(default = "default_weight")]
@@ -119,7 +123,9 @@ fn default_weight() -> u32 {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub test_share: f64,
+    #[schema(minimum = 1, maximum = 2_592_000)]
     pub decide_after_seconds: u64,
     pub metric: RolloutMetric,
 }
