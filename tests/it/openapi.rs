@@ -264,3 +264,40 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     eprintln!("schemathesis ran for {:?}", started.elapsed());
     gw.stop().await;
 }
+
+/// The text of `src` from the line starting `start` to the end of that item.
+fn item<'a>(src: &'a str, start: &str) -> &'a str {
+    let from = src.find(start).expect("item");
+    let to = src[from..].find("\n}\n").expect("item end") + from;
+    &src[from..to]
+}
+
+/// Routes enter the router only through the described table in `src/api/mod.rs`: neither the
+/// table nor the router built from it adds one that skips its `#[utoipa::path]`, so a route
+/// added beside the table (a plain `.route`, a nested or merged router) fails here rather
+/// than being served undescribed.
+#[test]
+fn routes_enter_the_router_only_through_the_described_table() {
+    let src = include_str!("../../src/api/mod.rs");
+    let table = item(src, "fn routes(");
+    let router = item(src, "pub fn router(");
+    for bypass in [
+        ".route(",
+        ".route_service(",
+        ".nest(",
+        ".nest_service(",
+        ".fallback_service(",
+    ] {
+        assert!(!table.contains(bypass), "the route table uses {bypass}");
+        assert!(
+            !router.contains(bypass),
+            "the router adds a route with {bypass}"
+        );
+    }
+    assert_eq!(
+        router.matches(".merge(").collect::<Vec<_>>(),
+        [".merge("],
+        "the router merges only the table's two groups"
+    );
+    assert!(router.contains("keyed.merge(open)"));
+}
