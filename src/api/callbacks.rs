@@ -8,12 +8,13 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use crate::app::AppState;
 use crate::callbacks::dialect::{CallbackRequest, DialectError};
 use crate::callbacks::inbound::{self, InboundTally};
@@ -56,9 +57,31 @@ fn wire_error(e: WireError) -> ApiError {
 
 /// `POST /v1/callbacks/{provider}/receipts`: answers `{"applied","duplicates","unknown"}`, or
 /// the acknowledgement a cloud provider expects.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{provider}/receipts",
+    operation_id = "receive_receipts",
+    tag = "callbacks",
+    params(
+        ("provider" = String, Path, description = "A configured provider's name"),
+        ("X-Herald-Timestamp" = Option<String>, Header, description = "Unix seconds (herald's own format)"),
+        ("X-Herald-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of `timestamp.body` (herald's own format)"),
+    ),
+    request_body(
+        description = "Delivery receipts: herald's JSON, or the cloud provider's own format",
+        content((Object = "application/json"), (String = "application/x-www-form-urlencoded"))
+    ),
+    responses(
+        (status = 200, description = "herald's format: a `ReceiptTally` (`applied`, `duplicates`, `unknown`); a cloud provider's: the acknowledgement it expects", body = Object),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
+        (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
+        (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn receipts(
     State(state): State<Arc<AppState>>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
@@ -128,9 +151,28 @@ async fn apply(
 }
 
 /// `POST /v1/callbacks/{provider}/inbound`: keyword replies change consent at once.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{provider}/inbound",
+    operation_id = "receive_inbound",
+    tag = "callbacks",
+    params(
+        ("provider" = String, Path, description = "A configured provider's name"),
+        ("X-Herald-Timestamp" = Option<String>, Header, description = "Unix seconds"),
+        ("X-Herald-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of `timestamp.body`"),
+    ),
+    request_body(description = "Inbound replies", content((Object = "application/json"))),
+    responses(
+        (status = 200, description = "What the replies did (`replayed` for a signed request already applied)", body = InboundTally),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
+        (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
+        (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn inbound(
     State(state): State<Arc<AppState>>,
-    Path(provider): Path<String>,
+    ApiPath(provider): ApiPath<String>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

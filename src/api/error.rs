@@ -5,12 +5,15 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::Hold;
 
 /// Every code an error answer carries: stable and machine-readable, each with its one status.
-/// Clients branch on these, so a code is never renamed or reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Clients branch on these, so a code is never renamed or reused. Its serde name is
+/// [`ErrorCode::as_str`] (a test holds them equal); the OpenAPI document lists them from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: a field is missing or malformed (`field` names it).
     InvalidField,
@@ -150,19 +153,25 @@ pub struct ApiError {
     pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Inner<'a>,
+/// Every error answer's JSON body: one `error` object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorObject,
 }
 
-#[derive(Serialize)]
-struct Inner<'a> {
-    code: &'a str,
-    message: &'a str,
+/// The error object. Some errors add members the client acts on (a refused snapshot's
+/// `refusal` and row `errors`, a content rule's `rule`, `variant` and `position`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorObject {
+    pub code: ErrorCode,
+    /// For people; never parsed.
+    pub message: String,
+    /// The offending field or header, or `line N: column` in an upload.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    #[serde(flatten)]
-    details: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    pub field: Option<String>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    pub details: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -338,12 +347,12 @@ impl From<crate::intake::IntakeError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Inner {
-                code: self.code.as_str(),
-                message: &self.message,
-                field: self.field.as_deref(),
-                details: self.details.as_ref(),
+        let body = ErrorBody {
+            error: ErrorObject {
+                code: self.code,
+                message: self.message,
+                field: self.field,
+                details: self.details,
             },
         };
         let mut resp = (self.status, Json(body)).into_response();
@@ -402,4 +411,46 @@ pub(crate) fn trailing_offset(bytes: &[u8]) -> usize {
         .iter()
         .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorCode::{self, *};
+
+    const ALL: [ErrorCode; 24] = [
+        InvalidField,
+        BadRequest,
+        Unauthorized,
+        CallbacksNotConfigured,
+        SignatureMissing,
+        SignatureMalformed,
+        TimestampOutOfWindow,
+        SignatureMismatch,
+        NotFound,
+        BodyStalled,
+        IdempotencyConflict,
+        IdempotencyInProgress,
+        InvalidTransition,
+        BudgetNotRaised,
+        SnapshotStale,
+        BodyTooLarge,
+        UnsupportedMediaType,
+        Unprocessable,
+        SnapshotRejected,
+        ContentRule,
+        Internal,
+        Unavailable,
+        StateUnavailable,
+        OverCapacity,
+    ];
+
+    #[test]
+    fn the_code_in_the_answer_is_the_one_the_openapi_document_lists() {
+        for code in ALL {
+            assert_eq!(
+                serde_json::to_value(code).unwrap(),
+                serde_json::json!(code.as_str())
+            );
+        }
+    }
 }

@@ -13,15 +13,17 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::{ApiError, STATE_RETRY_AFTER_SECONDS};
 use crate::app::AppState;
 use crate::domain::Hold;
 
 /// `/readyz`'s answer.
-#[derive(Debug, Serialize)]
-struct Readiness {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
     /// `ready` or `unready`.
+    #[schema(value_type = String, pattern = "^(ready|unready)$")]
     status: &'static str,
     /// What keeps the instance unready; empty when ready.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -31,12 +33,38 @@ struct Readiness {
     state_down_ms: Option<u64>,
 }
 
+/// `/healthz`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Liveness {
+    /// Always `ok`.
+    #[schema(value_type = String, pattern = "^ok$")]
+    status: &'static str,
+}
+
 /// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    responses((status = 200, description = "The process serves", body = Liveness))
+)]
+pub async fn healthz() -> Json<Liveness> {
+    Json(Liveness { status: "ok" })
 }
 
 /// `GET /readyz`: ready only with a fresh snapshot and a state backend that answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: `reasons` say why", body = Readiness,
+            headers(("Retry-After" = u64, description = "While the state backend does not answer"))),
+    )
+)]
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut reasons = Vec::new();
     if state.snapshot_stale(state.clock.now()) {

@@ -17,9 +17,10 @@ use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpe
 pub(crate) const MAX_CAMPAIGN_ID: usize = 128;
 
 /// `POST /v1/jobs` body (JSON), or the first line of an NDJSON submission.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobRequest {
+    #[schema(min_length = 1, max_length = 128)]
     pub campaign_id: String,
     pub channel: Channel,
     pub purpose: Purpose,
@@ -28,9 +29,11 @@ pub struct JobRequest {
     pub template: Option<TemplateRequest>,
     /// A/B variants, each contact assigned to one by a hash of (job, contact).
     #[serde(default)]
+    #[schema(min_items = 1, max_items = 16)]
     pub variants: Option<Vec<VariantRequest>>,
     /// Share of the audience held out as a control group (with `variants`): decided, not sent.
     #[serde(default)]
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     pub holdout: Option<f64>,
     /// With `variants`: send a test share first, then the rest with the winner.
     #[serde(default)]
@@ -55,9 +58,10 @@ pub struct JobRequest {
 }
 
 /// A spending limit in micros of the provider's currency.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetRequest {
+    #[schema(minimum = 1)]
     pub amount_micros: i64,
     /// Required on submission; on resume it may be left out (the job's currency).
     #[serde(default)]
@@ -92,16 +96,17 @@ fn default_true() -> bool {
 }
 
 /// The message template.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
     pub body: String,
 }
 
 /// One A/B variant.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VariantRequest {
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// Relative share of the (not held out) audience; default 1.
     #[serde(default = "default_weight")]
@@ -115,10 +120,12 @@ fn default_weight() -> u32 {
 
 /// A rollout: `test_share` of the audience first, and after `decide_after_seconds` the rest
 /// with the variant that won on `metric`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RolloutRequest {
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub test_share: f64,
+    #[schema(minimum = 1, maximum = 2_592_000)]
     pub decide_after_seconds: u64,
     pub metric: RolloutMetric,
 }
@@ -130,7 +137,7 @@ const MAX_DECIDE_AFTER_SECONDS: u64 = 30 * 86_400;
 const MAX_VARIANT_NAME: usize = 64;
 
 /// Exactly one of an inline list or a segment expression.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudienceRequest {
     #[serde(default)]
@@ -140,7 +147,7 @@ pub struct AudienceRequest {
 }
 
 /// One recipient, inline or as an NDJSON line.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RecipientRequest {
     pub contact_id: String,

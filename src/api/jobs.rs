@@ -4,15 +4,17 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
 
 use super::body::{capped_reader, next_line, read_whole};
-use super::error::{parse_json, ApiError, ErrorCode};
+use super::error::{parse_json, ApiError, ErrorBody, ErrorCode};
+use super::extract::{ApiPath, ApiQuery};
 use super::job_request::{
     content_findings, text_variables, validate, BudgetRequest, JobRequest, RecipientRequest,
     ValidJob,
@@ -21,11 +23,13 @@ use crate::access::Principal;
 use crate::app::AppState;
 use crate::compliance::Finding;
 use crate::dispatch::planner;
+use crate::dispatch::preview::Preview;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
 use crate::domain::{JobId, JobStatus};
 use crate::intake::{IdempotencyKey, Submission, Submitted};
 use crate::links::Rewritten;
-use crate::report::{job_view, recipients};
+use crate::report::job_view::{self, JobView};
+use crate::report::recipients;
 use crate::segment::Segment;
 use crate::template::Template;
 
@@ -36,19 +40,70 @@ const MAX_RECIPIENT_LINE: usize = 64 << 10;
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// Query of `POST /v1/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
     /// Run the decision pipeline and the finish-time model; send nothing, reserve nothing.
     #[serde(default)]
     pub dry_run: bool,
 }
 
+/// A dry run's answer: what the job would do, and every content rule its template breaks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DryRun {
+    #[serde(flatten)]
+    pub preview: Preview,
+    pub compliance: ComplianceFindings,
+}
+
+/// The content rules a dry run's template breaks (a submission is refused with the first).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceFindings {
+    pub findings: Vec<Finding>,
+}
+
+/// `POST /v1/jobs`'s 200: the job an Idempotency-Key already made, or a dry run's preview.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Answered<'a> {
+    Job(Box<JobView<'a>>),
+    DryRun(DryRun),
+}
+
 /// `POST /v1/jobs` (and `?dry_run=true` for a preview): validation, then [`Intake`].
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    operation_id = "submit_job",
+    tag = "jobs",
+    params(
+        SubmitQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 characters; a repeat with the same body answers the same job"),
+    ),
+    request_body(
+        description = "The job as JSON, or as NDJSON: the job (without `audience`), then one recipient a line",
+        content((JobRequest = "application/json"), (String = "application/x-ndjson"))
+    ),
+    responses(
+        (status = 201, description = "Accepted", body = JobView, links(
+            ("GetJob" = (operation_id = "get_job", parameters(("id" = "$response.body#/id")))),
+            ("GetJobReport" = (operation_id = "get_job_report", parameters(("id" = "$response.body#/id")))),
+            ("GetJobRecipients" = (operation_id = "get_job_recipients", parameters(("id" = "$response.body#/id")))),
+            ("ChangeJobStatus" = (operation_id = "change_job_status", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 200, description = "The job this Idempotency-Key already made, or with `dry_run=true` the preview", body = Answered),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, or `snapshot_stale`", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json or application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "Not possible (`unprocessable`, e.g. no provider for the channel) or a content rule broken (`content_rule`)", body = ErrorBody),
+        (status = 503, description = "The state backend does not answer (`state_unavailable`), or the job is being restored or could not be recorded (`unavailable`); repeat the request", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn submit(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Query(query): Query<SubmitQuery>,
+    ApiQuery(query): ApiQuery<SubmitQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -64,14 +119,10 @@ pub async fn submit(
     submission.spec.tenant = by.tenant.clone();
     if query.dry_run {
         let preview = state.intake.preview(submission).await?;
-        let mut answer = serde_json::to_value(preview)
-            .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?;
-        if let Some(obj) = answer.as_object_mut() {
-            obj.insert(
-                "compliance".into(),
-                serde_json::json!({ "findings": findings }),
-            );
-        }
+        let answer = Answered::DryRun(DryRun {
+            preview,
+            compliance: ComplianceFindings { findings },
+        });
         return Ok(Json(answer).into_response());
     }
     // Each tenant has its own key space. The default tenant's keys are stored as sent (as
@@ -84,11 +135,18 @@ pub async fn submit(
     let key = key
         .as_deref()
         .map(|key| IdempotencyKey { key, fingerprint });
-    let (status, job) = match state.intake.submit(submission, key).await? {
-        Submitted::Created(job) => (StatusCode::CREATED, job),
-        Submitted::Existing(job) => (StatusCode::OK, job),
-    };
-    Ok((status, Json(job_view::view(&job, state.clock.now()))).into_response())
+    Ok(match state.intake.submit(submission, key).await? {
+        Submitted::Created(job) => (
+            StatusCode::CREATED,
+            Json(job_view::view(&job, state.clock.now())),
+        )
+            .into_response(),
+        Submitted::Existing(job) => Json(Answered::Job(Box::new(job_view::view(
+            &job,
+            state.clock.now(),
+        ))))
+        .into_response(),
+    })
 }
 
 /// Reads and validates a submission (JSON, or NDJSON: the job, then one recipient a line);
@@ -382,32 +440,65 @@ pub fn missing_job(state: &AppState, id: &JobId) -> ApiError {
 }
 
 /// `GET /v1/jobs/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    operation_id = "get_job",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job id (`job_...`)")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such job (`not_found`)", body = ErrorBody),
+        (status = 503, description = "The job is being restored after a restart (`unavailable`); ask again shortly", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &by, &id)?;
     Ok(Json(job_view::view(&job, state.clock.now())).into_response())
 }
 
 /// Query of `GET /v1/jobs`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(default)]
     pub status: Option<JobStatus>,
     #[serde(default)]
     pub campaign_id: Option<String>,
+    /// 1 to 1000; 100 by default.
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
+/// `GET /v1/jobs`'s answer, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobList<'a> {
+    pub jobs: Vec<JobView<'a>>,
+}
+
 /// `GET /v1/jobs`: newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    operation_id = "list_jobs",
+    tag = "jobs",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs, newest first", body = JobList),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -427,11 +518,11 @@ pub async fn list(
         .take(limit)
         .map(|j| job_view::view(j, now))
         .collect();
-    Ok(Json(serde_json::json!({ "jobs": views })).into_response())
+    Ok(Json(JobList { jobs: views }).into_response())
 }
 
 /// Optional body of `POST /v1/jobs/{id}/resume`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeRequest {
     /// A raised budget; required to resume a `budget_exhausted` job.
@@ -440,10 +531,28 @@ pub struct ResumeRequest {
 }
 
 /// `POST /v1/jobs/{id}/pause`, `/resume` (optionally with `{"budget": {...}}`), `/cancel`.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/{action}",
+    operation_id = "change_job_status",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job id"),
+        ("action" = String, Path, description = "`pause`, `resume` or `cancel`", pattern = "^(pause|resume|cancel)$"),
+    ),
+    request_body(description = "With `resume` only, optionally: a raised budget", content((ResumeRequest = "application/json"))),
+    responses(
+        (status = 200, description = "The job after the change", body = JobView),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such job or action (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The job's status does not allow it (`invalid_transition`), or a budget-stopped job resumed without a higher budget (`budget_not_raised`)", body = ErrorBody),
+        (status = 503, description = "The state backend does not answer (`state_unavailable`), or the job is being restored or could not be recorded (`unavailable`); repeat the request", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn transition(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path((id, action)): Path<(String, String)>,
+    ApiPath((id, action)): ApiPath<(String, String)>,
     body: Body,
 ) -> Result<Response, ApiError> {
     let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
@@ -488,7 +597,7 @@ pub async fn transition(
                     "the status change is in effect but could not be recorded durably; repeat it",
                 ));
             }
-            get(State(state), Extension(by), Path(id.to_string())).await
+            get(State(state), Extension(by), ApiPath(id.to_string())).await
         }
         Err(TransitionError::NotFound) => Err(missing_job(&state, &id)),
         Err(e @ TransitionError::NotAllowed(..)) => {
@@ -503,10 +612,23 @@ pub async fn transition(
 }
 
 /// `GET /v1/jobs/{id}/recipients`: one NDJSON line per recipient, streamed.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/recipients",
+    operation_id = "get_job_recipients",
+    tag = "reports",
+    params(("id" = String, Path, description = "The job id")),
+    responses(
+        (status = 200, description = "One `RecipientLine` a line, in submission order", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such job (`not_found`)", body = ErrorBody),
+        (status = 503, description = "The job is being restored after a restart (`unavailable`); ask again shortly", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn recipients(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let job = find(&state, &by, &id)?;
     let total = job.audience.len() as u32;

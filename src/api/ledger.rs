@@ -5,15 +5,17 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::access::Principal;
 use crate::ledger::summary::{LedgerFilter, Summary, TenantJobs};
@@ -21,17 +23,21 @@ use crate::ledger::LedgerEntry;
 use crate::report::csv_cell;
 
 /// Filters shared by both routes.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LedgerQuery {
     #[serde(default)]
     pub campaign_id: Option<String>,
     #[serde(default)]
     pub job_id: Option<String>,
+    /// Entries at or after this time.
     #[serde(default)]
     pub from: Option<DateTime<Utc>>,
+    /// Entries before this time.
     #[serde(default)]
     pub to: Option<DateTime<Utc>>,
+    /// The entries: `ndjson` (default) or `csv`. The summary is JSON whatever it says.
     #[serde(default)]
     pub format: Option<String>,
 }
@@ -88,10 +94,24 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
 }
 
 /// `GET /v1/ledger?campaign_id=&job_id=&from=&to=&format=csv|ndjson`.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger",
+    operation_id = "get_ledger_entries",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "The entries in chain order: one `LedgerEntry` a line, or CSV", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+    )
+)]
 pub async fn entries(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Query(q): Query<LedgerQuery>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let csv = match q.format.as_deref() {
         None | Some("ndjson") => false,
@@ -140,10 +160,21 @@ pub async fn entries(
 
 /// `GET /v1/ledger/summary`: totals per currency, and per campaign, channel, provider,
 /// country and month within each currency ([`summary`](crate::ledger::summary)).
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/summary",
+    operation_id = "get_ledger_summary",
+    tag = "ledger",
+    params(LedgerQuery),
+    responses(
+        (status = 200, description = "Totals per currency and by campaign, channel, provider, country and month", body = Summary),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+    )
+)]
 pub async fn summary(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Query(q): Query<LedgerQuery>,
+    ApiQuery(q): ApiQuery<LedgerQuery>,
 ) -> Result<Response, ApiError> {
     let summary = summarize(&state, q.filter(&state, &by)).await?;
     Ok(Json(summary).into_response())

@@ -9,11 +9,13 @@ mod body;
 mod callbacks;
 mod contacts;
 pub mod error;
+mod extract;
 mod health;
 pub(crate) mod job_request;
 pub(crate) mod jobs;
 mod keys;
 pub(crate) mod ledger;
+pub mod openapi;
 mod reconcile;
 mod reports;
 pub mod request_id;
@@ -27,113 +29,168 @@ mod webhooks;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post, put};
+use axum::routing::get;
 use axum::{middleware, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::access::Scope;
 use crate::app::AppState;
 
-/// Every route herald serves on `server.listen`. `/metrics` is among them unless
-/// `server.metrics_listen` moves it to [`metrics_router`].
-pub fn router(state: Arc<AppState>) -> Router {
-    // Each group of routes needs one scope (checked inside the key check); the table is
-    // documented in docs/api.md and in the spec.
-    let scoped = |scope: Scope, routes: Router<Arc<AppState>>| {
-        routes.route_layer(middleware::from_fn(move |req, next| {
-            auth::require_scope(scope, req, next)
-        }))
-    };
-    let installation = |routes: Router<Arc<AppState>>| {
-        routes.route_layer(middleware::from_fn(auth::require_default_tenant))
-    };
-    let v1 = Router::new()
-        .merge(scoped(
-            Scope::SnapshotWrite,
-            installation(
-                Router::new()
-                    .route("/v1/snapshot", put(snapshot::put))
-                    .route("/v1/contacts", axum::routing::patch(snapshot::patch)),
-            ),
-        ))
-        .merge(scoped(
-            Scope::SuppressionsWrite,
-            installation(
-                Router::new()
-                    .route("/v1/suppressions", put(suppressions::put))
-                    .route("/v1/suppressions/{key}", delete(suppressions::delete)),
-            ),
-        ))
-        .merge(scoped(
-            Scope::JobsWrite,
-            Router::new()
-                .route("/v1/jobs", post(jobs::submit))
-                .route("/v1/jobs/{id}/{action}", post(jobs::transition)),
-        ))
-        .merge(scoped(
-            Scope::JobsRead,
-            Router::new()
-                .merge(installation(
-                    Router::new().route("/v1/snapshot", get(snapshot::get)),
-                ))
-                .route("/v1/jobs", get(jobs::list))
-                .route("/v1/jobs/{id}", get(jobs::get))
-                .route("/v1/jobs/{id}/recipients", get(jobs::recipients)),
-        ))
-        .merge(scoped(
-            Scope::ReportsRead,
-            Router::new()
-                .route("/v1/jobs/{id}/report", get(reports::job))
-                .route("/v1/campaigns/{campaign_id}/report", get(reports::campaign))
-                .merge(installation(Router::new().route(
-                    "/v1/contacts/{id}/consent-history",
-                    get(contacts::consent_history),
-                ))),
-        ))
-        .merge(scoped(
-            Scope::LedgerRead,
-            Router::new()
-                .route("/v1/ledger", get(ledger::entries))
-                .route("/v1/ledger/summary", get(ledger::summary))
-                .merge(installation(
-                    Router::new().route("/v1/ledger/reconcile", post(reconcile::reconcile)),
-                )),
-        ))
-        .merge(scoped(
-            Scope::WebhooksWrite,
-            Router::new()
-                .route("/v1/webhooks", post(webhooks::register).get(webhooks::list))
-                .route("/v1/webhooks/{id}", delete(webhooks::delete))
-                .route("/v1/webhooks/{id}/rotate", post(webhooks::rotate))
-                .route("/v1/webhooks/{id}/replay", post(webhooks::replay)),
-        ))
-        .merge(scoped(
-            Scope::Admin,
-            Router::new()
-                .route("/v1/keys", post(keys::create).get(keys::list))
-                .route("/v1/keys/{id}", delete(keys::revoke)),
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_key,
-        ));
-    // Provider callbacks are authenticated by their HMAC signature, tracking links by their
-    // signed tokens: neither carries an API key.
-    let public = Router::new()
-        .route(
-            "/v1/callbacks/{provider}/receipts",
-            post(callbacks::receipts),
-        )
-        .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
-        .route("/c/{token}", get(tracking::click))
-        .route("/o/{token}", get(tracking::open));
-    let mut ops = Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    if state.config.config.server.metrics_listen.is_none() {
-        ops = ops.route("/metrics", get(telemetry::metrics));
+/// The route table: every route herald serves on `server.listen`, in groups that differ in
+/// authentication. The router and the OpenAPI document are both built from it, and each
+/// route's method and path come from its handler's `#[utoipa::path]`, so nothing is served
+/// that the document does not describe.
+struct Routes {
+    /// `/v1` routes behind a bearer API key, by the scope they need; routes of the
+    /// installation (contacts, consent, suppressions, invoices) are marked, only the default
+    /// tenant's keys may use them.
+    keyed: Vec<KeyedGroup>,
+    /// Provider callbacks (authenticated by their HMAC signature), tracking links (by their
+    /// signed tokens), health, readiness, metrics and the document: no API key.
+    open: OpenApiRouter<Arc<AppState>>,
+}
+
+/// Keyed routes that need one scope.
+struct KeyedGroup {
+    scope: Scope,
+    /// Only the default tenant's keys may use them.
+    installation: bool,
+    routes: OpenApiRouter<Arc<AppState>>,
+}
+
+fn group(scope: Scope, installation: bool, routes: OpenApiRouter<Arc<AppState>>) -> KeyedGroup {
+    KeyedGroup {
+        scope,
+        installation,
+        routes,
     }
-    ops.merge(v1)
-        .merge(public)
+}
+
+fn routes(metrics: bool) -> Routes {
+    let new = OpenApiRouter::new;
+    let keyed = vec![
+        group(
+            Scope::SnapshotWrite,
+            true,
+            new()
+                .routes(routes!(snapshot::put))
+                .routes(routes!(snapshot::patch)),
+        ),
+        group(Scope::JobsRead, true, new().routes(routes!(snapshot::get))),
+        group(
+            Scope::SuppressionsWrite,
+            true,
+            new()
+                .routes(routes!(suppressions::put))
+                .routes(routes!(suppressions::delete)),
+        ),
+        group(
+            Scope::JobsWrite,
+            false,
+            new()
+                .routes(routes!(jobs::submit))
+                .routes(routes!(jobs::transition)),
+        ),
+        group(
+            Scope::JobsRead,
+            false,
+            new()
+                .routes(routes!(jobs::list))
+                .routes(routes!(jobs::get))
+                .routes(routes!(jobs::recipients)),
+        ),
+        group(
+            Scope::ReportsRead,
+            false,
+            new()
+                .routes(routes!(reports::job))
+                .routes(routes!(reports::campaign)),
+        ),
+        group(
+            Scope::ReportsRead,
+            true,
+            new().routes(routes!(contacts::consent_history)),
+        ),
+        group(
+            Scope::LedgerRead,
+            false,
+            new()
+                .routes(routes!(ledger::entries))
+                .routes(routes!(ledger::summary)),
+        ),
+        group(
+            Scope::LedgerRead,
+            true,
+            new().routes(routes!(reconcile::reconcile)),
+        ),
+        group(
+            Scope::WebhooksWrite,
+            false,
+            new()
+                .routes(routes!(webhooks::register, webhooks::list))
+                .routes(routes!(webhooks::delete))
+                .routes(routes!(webhooks::rotate))
+                .routes(routes!(webhooks::replay)),
+        ),
+        group(
+            Scope::Admin,
+            false,
+            new()
+                .routes(routes!(keys::create, keys::list))
+                .routes(routes!(keys::revoke)),
+        ),
+    ];
+    let mut open = OpenApiRouter::new()
+        .routes(routes!(callbacks::receipts))
+        .routes(routes!(callbacks::inbound))
+        .routes(routes!(tracking::click))
+        .routes(routes!(tracking::open))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::document));
+    if metrics {
+        open = open.routes(routes!(telemetry::metrics));
+    }
+    Routes { keyed, open }
+}
+
+/// The OpenAPI document of every route, `/metrics` included (it may be served on
+/// `server.metrics_listen` instead).
+fn openapi_document() -> utoipa::openapi::OpenApi {
+    let Routes { keyed, open } = routes(true);
+    let keyed = keyed
+        .into_iter()
+        .map(|g| (g.scope, g.installation, g.routes.into_openapi()))
+        .collect();
+    openapi::assemble(keyed, open.into_openapi())
+}
+
+/// Every route herald serves on `server.listen`. `/metrics` is among them unless
+/// `server.metrics_listen` moves it to [`metrics_router`]. The report pages under `/ui/`
+/// are HTML for people, not part of the API, and are added beside the table.
+pub fn router(state: Arc<AppState>) -> Router {
+    let Routes { keyed, open } = routes(state.config.config.server.metrics_listen.is_none());
+    // Inside the key check: the group's scope, then (for the installation's routes) the
+    // default tenant.
+    let mut all = OpenApiRouter::new();
+    for g in keyed {
+        let mut routes = g.routes;
+        if g.installation {
+            routes = routes.route_layer(middleware::from_fn(auth::require_default_tenant));
+        }
+        let scope = g.scope;
+        routes = routes.route_layer(middleware::from_fn(move |req, next| {
+            auth::require_scope(scope, req, next)
+        }));
+        all = all.merge(routes);
+    }
+    let keyed = all.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_key,
+    ));
+    let (routes, _) = keyed.merge(open).split_for_parts();
+    routes
         .merge(crate::ui::router(state.clone()))
         .fallback(not_found)
         // Streaming routes enforce their own caps; this guards everything else.

@@ -6,16 +6,18 @@
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
+use utoipa::IntoParams;
 
 use super::body::{capped_reader, next_line};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiQuery;
 use crate::app::AppState;
 use crate::ledger::reconcile::{Columns, IdColumn, Invoice, Reconciler, Report, LIST_LIMIT};
 use crate::ledger::LedgerEntry;
@@ -28,8 +30,9 @@ const MAX_INVOICE_BYTES: u64 = 256 << 20;
 const MAX_INVOICE_LINE: usize = 64 << 10;
 
 /// Query of `POST /v1/ledger/reconcile`: narrows the ledger side.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReconcileQuery {
     #[serde(default)]
     pub provider: Option<String>,
@@ -39,6 +42,7 @@ pub struct ReconcileQuery {
     pub to: Option<DateTime<Utc>>,
     /// `json` (default) or `csv`.
     #[serde(default)]
+    #[param(pattern = "^(json|csv)$")]
     pub format: Option<String>,
 }
 
@@ -53,9 +57,25 @@ impl ReconcileQuery {
 }
 
 /// `POST /v1/ledger/reconcile?provider=&from=&to=&format=json|csv` with a `text/csv` invoice.
+#[utoipa::path(
+    post,
+    path = "/v1/ledger/reconcile",
+    operation_id = "reconcile_invoice",
+    tag = "ledger",
+    params(ReconcileQuery),
+    request_body(description = "The provider's invoice: a CSV header naming the id, charge and optional parts and currency columns, then one line per message", content((String = "text/csv"))),
+    responses(
+        (status = 200, description = "The differences", content(
+            (Report = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not text/csv (`unsupported_media_type`)", body = ErrorBody),
+    )
+)]
 pub async fn reconcile(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<ReconcileQuery>,
+    ApiQuery(q): ApiQuery<ReconcileQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {

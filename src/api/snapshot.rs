@@ -4,22 +4,27 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
+use utoipa::{IntoParams, ToSchema};
 
 use super::body::{capped_reader, CapFlag};
-use super::error::{ApiError, ErrorCode};
+use super::error::{ApiError, ErrorBody, ErrorCode};
+use super::extract::ApiQuery;
 use crate::app::AppState;
-use crate::snapshot::{load_csv, load_ndjson, Refused, SnapshotError, UploadFormat};
+use crate::snapshot::{
+    load_csv, load_ndjson, LoadReport, PatchReport, Refused, SnapshotError, UploadFormat,
+};
 
 /// Query of `PUT /v1/snapshot`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PutQuery {
     /// When the export was taken; defaults to now. Freshness is judged from it.
     #[serde(default)]
@@ -89,9 +94,26 @@ fn refused_error(refused: &Refused) -> ApiError {
 /// snapshot or entirely against the new one, never against a partly loaded one; chunks
 /// started after the swap use the new one. Segment audiences were already resolved against
 /// the snapshot current at submission.
+#[utoipa::path(
+    put,
+    path = "/v1/snapshot",
+    operation_id = "replace_snapshot",
+    tag = "snapshot",
+    params(PutQuery),
+    request_body(
+        description = "Every contact: CSV with a header line, or one JSON object a line (the array's items)",
+        content((String = "text/csv"), (Vec<Object> = "application/x-ndjson"))
+    ),
+    responses(
+        (status = 200, description = "The snapshot was replaced", body = LoadReport),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not text/csv or application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
+        (status = 422, description = "The upload was refused (`snapshot_rejected`, with `refusal`, counts and row `errors`); nothing changed", body = ErrorBody),
+    )
+)]
 pub async fn put(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<PutQuery>,
+    ApiQuery(q): ApiQuery<PutQuery>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -161,20 +183,54 @@ pub async fn put(
     Ok(Json(report).into_response())
 }
 
+/// The live snapshot, as `GET /v1/snapshot` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SnapshotStatus {
+    pub version: u64,
+    /// When the export was taken (the upload's `as_of`).
+    pub as_of: DateTime<Utc>,
+    pub contacts: usize,
+    pub age_seconds: i64,
+    /// Older than `snapshot.max_age_seconds`: jobs that would send now are refused.
+    pub stale: bool,
+}
+
 /// `GET /v1/snapshot`.
-pub async fn get(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/v1/snapshot",
+    operation_id = "get_snapshot",
+    tag = "snapshot",
+    responses((status = 200, description = "The live snapshot", body = SnapshotStatus))
+)]
+pub async fn get(State(state): State<Arc<AppState>>) -> Json<SnapshotStatus> {
     let snap = state.snapshots.current();
     let now = state.clock.now();
-    Json(serde_json::json!({
-        "version": snap.version(),
-        "as_of": snap.as_of(),
-        "contacts": snap.len(),
-        "age_seconds": (now - snap.as_of()).num_seconds().max(0),
-        "stale": state.snapshot_stale(now),
-    }))
+    Json(SnapshotStatus {
+        version: snap.version(),
+        as_of: snap.as_of(),
+        contacts: snap.len(),
+        age_seconds: (now - snap.as_of()).num_seconds().max(0),
+        stale: state.snapshot_stale(now),
+    })
 }
 
 /// `PATCH /v1/contacts`: NDJSON upserts and `{"contact_id", "deleted": true}` lines.
+#[utoipa::path(
+    patch,
+    path = "/v1/contacts",
+    operation_id = "patch_contacts",
+    tag = "snapshot",
+    request_body(
+        description = "One contact a line, or `{\"contact_id\": ..., \"deleted\": true}`",
+        content((Vec<Object> = "application/x-ndjson"))
+    ),
+    responses(
+        (status = 200, description = "The patch was applied", body = PatchReport),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
+    )
+)]
 pub async fn patch(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

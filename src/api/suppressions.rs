@@ -4,22 +4,25 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::body::{capped_reader, next_line};
-use super::error::{parse_json, ApiError};
+use super::error::{parse_json, ApiError, ErrorBody};
+use super::extract::ApiPath;
 use crate::app::AppState;
 use crate::phone;
 use crate::store::SuppressionKey;
 
-/// One NDJSON line.
-#[derive(Debug, Deserialize)]
+/// One NDJSON line: exactly one of the two.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Line {
+#[schema(as = SuppressionLine)]
+pub struct Line {
     #[serde(default)]
     phone: Option<String>,
     #[serde(default)]
@@ -28,7 +31,31 @@ struct Line {
 
 const BATCH: usize = 4096;
 
+/// What `PUT /v1/suppressions` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressionsAdded {
+    /// Entries read.
+    pub lines: u64,
+    /// Entries that were not on the list yet.
+    pub added: usize,
+}
+
 /// `PUT /v1/suppressions`: adds every line; answers how many were new.
+#[utoipa::path(
+    put,
+    path = "/v1/suppressions",
+    operation_id = "add_suppressions",
+    tag = "suppressions",
+    request_body(
+        description = "One `{\"phone\": ...}` or `{\"contact_id\": ...}` a line (the array's items)",
+        content((Vec<Line> = "application/x-ndjson"))
+    ),
+    responses(
+        (status = 200, description = "Every line was added", body = SuppressionsAdded),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
     super::health::require_state(&state)?;
     let limit = state.config.config.server.max_upload_bytes;
@@ -76,13 +103,26 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
         }
     }
     added += state.store.add_suppressions(&batch).await?;
-    Ok(Json(serde_json::json!({ "lines": lines, "added": added })).into_response())
+    Ok(Json(SuppressionsAdded { lines, added }).into_response())
 }
 
 /// `DELETE /v1/suppressions/{phone-or-id}`: 204 when something was removed, else 404.
+#[utoipa::path(
+    delete,
+    path = "/v1/suppressions/{key}",
+    operation_id = "delete_suppression",
+    tag = "suppressions",
+    params(("key" = String, Path, description = "A phone number or a contact id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "Not on the list (`not_found`)", body = ErrorBody),
+        (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     super::health::require_state(&state)?;
     let region = state.config.config.snapshot.region();

@@ -16,6 +16,13 @@ use crate::app::AppState;
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// `GET /metrics`: sets the scrape-time gauges, then renders everything.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "get_metrics",
+    tag = "operations",
+    responses((status = 200, description = "Every metric in the Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
+)]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let snapshot = state.snapshots.current();
     crate::metrics::scrape::observe(&crate::metrics::scrape::Sources {

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
+use super::extract::ApiPath;
 use crate::app::AppState;
 use crate::links::OPEN_LINK;
 
@@ -21,9 +22,22 @@ const PIXEL: [u8; 43] = [
 ];
 
 /// `GET /c/{token}`: 302 to the template's link.
+#[utoipa::path(
+    get,
+    path = "/c/{token}",
+    operation_id = "follow_tracked_link",
+    tag = "tracking",
+    params(("token" = String, Path, description = "The signed token of one link of one message")),
+    responses(
+        (status = 302, description = "To the link the message's template held; the click is recorded",
+            headers(("Location" = String, description = "The link"))),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "A forged or altered token, or one naming no link (`not_found`)", body = ErrorBody),
+    )
+)]
 pub async fn click(
     State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (job, claims) = state
         .tracking
@@ -47,9 +61,21 @@ pub async fn click(
 }
 
 /// `GET /o/{token}`: the open pixel.
+#[utoipa::path(
+    get,
+    path = "/o/{token}",
+    operation_id = "open_pixel",
+    tag = "tracking",
+    params(("token" = String, Path, description = "The signed open token of one email")),
+    responses(
+        (status = 200, description = "A transparent 1×1 GIF; the open is recorded", content_type = "image/gif", body = Vec<u8>),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
+    )
+)]
 pub async fn open(
     State(state): State<Arc<AppState>>,
-    Path(token): Path<String>,
+    ApiPath(token): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let (job, claims) = state
         .tracking

@@ -5,31 +5,41 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
-use super::error::{parse_json, ApiError};
+use super::body::read_whole;
+use super::error::{parse_json, ApiError, ErrorBody};
+use super::extract::{ApiPath, ApiQuery};
 use crate::access::Principal;
 use crate::app::AppState;
 use crate::webhooks::events::TYPES;
 use crate::webhooks::store::Endpoint;
 use crate::webhooks::{signature, NewEndpoint, Webhooks, MAX_BATCH};
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/webhooks`'s body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Register {
+pub struct Register {
+    /// An http:// or https:// URL with a host and no credentials.
+    #[schema(pattern = "^https?://[^/@]+")]
     url: String,
+    /// The event types to send; all of them when empty.
     #[serde(default)]
     event_types: Vec<String>,
+    /// `whsec_` and the base64 of 24 to 64 bytes; one is made when left out.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
     secret: Option<String>,
+    /// Events a request may carry, 1 to the batch cap.
     #[serde(default = "one")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
     batch_size: usize,
 }
 
@@ -37,12 +47,17 @@ fn one() -> usize {
     1
 }
 
-#[derive(Debug, Deserialize)]
+/// `POST /v1/webhooks/{id}/rotate`'s optional body.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Rotate {
+pub struct Rotate {
+    /// The new secret (`whsec_` and base64); one is made when left out.
     #[serde(default)]
+    #[schema(pattern = "^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
     secret: Option<String>,
+    /// Sign with the previous secret too until the next rotation.
     #[serde(default = "yes")]
+    #[schema(default = true)]
     keep_previous: bool,
 }
 
@@ -50,24 +65,60 @@ fn yes() -> bool {
     true
 }
 
-/// Query of the replay route.
-#[derive(Debug, Deserialize)]
+/// Query of the replay route. Both are required; they are read as text so that a missing or
+/// malformed one is answered naming it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReplayQuery {
+    /// RFC 3339: events at or after this time.
+    #[param(required = true, format = DateTime)]
     from: Option<String>,
+    /// RFC 3339, not before `from`.
+    #[param(required = true, format = DateTime)]
     to: Option<String>,
 }
 
 /// An endpoint as listed: without its secrets.
-#[derive(Debug, Serialize)]
-struct View<'a> {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct View<'a> {
     id: &'a str,
     url: &'a str,
+    #[schema(value_type = Vec<String>)]
     event_types: &'a [String],
     batch_size: usize,
     created_at: DateTime<Utc>,
     /// `active`, `failing` (deliveries are being retried) or `disabled` (a day of failures).
+    #[schema(value_type = String, pattern = "^(active|failing|disabled)$")]
     status: &'static str,
     failing_since: Option<DateTime<Utc>>,
+}
+
+/// A registered endpoint, with the secret it signs with: shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered<'a> {
+    #[serde(flatten)]
+    endpoint: View<'a>,
+    secret: Option<&'a str>,
+}
+
+/// `GET /v1/webhooks`'s answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookList<'a> {
+    webhooks: Vec<View<'a>>,
+}
+
+/// A rotation's answer: the new secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rotated {
+    id: String,
+    secret: String,
+}
+
+/// A replay's answer: how many events were queued again.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Replayed {
+    id: String,
+    events: usize,
 }
 
 fn view(e: &Endpoint) -> View<'_> {
@@ -120,12 +171,29 @@ fn check_secret(field: &str, secret: &Option<String>) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/webhooks`: answers 201 with the endpoint and its secret.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    operation_id = "register_webhook",
+    tag = "webhooks",
+    request_body(content((Register = "application/json"))),
+    responses(
+        (status = 201, description = "Registered; `secret` is shown this once", body = Registered, links(
+            ("RotateSecret" = (operation_id = "rotate_webhook_secret", parameters(("id" = "$response.body#/id")))),
+            ("ReplayEvents" = (operation_id = "replay_webhook_events", parameters(("id" = "$response.body#/id")))),
+            ("DeleteWebhook" = (operation_id = "delete_webhook", parameters(("id" = "$response.body#/id")))),
+        )),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+    )
+)]
 pub async fn register(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let hooks = webhooks(&state)?;
+    let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
     let r: Register = parse_json(&body, "")?;
     let url = reqwest::Url::parse(r.url.trim())
         .map_err(|e| ApiError::invalid("url", format!("not a URL: {e}")))?;
@@ -166,12 +234,24 @@ pub async fn register(
         })
         .await
         .map_err(store_error)?;
-    let mut body = serde_json::to_value(view(&e)).map_err(|_| ApiError::internal("answering"))?;
-    body["secret"] = json!(e.secrets.first());
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    let answer = Registered {
+        endpoint: view(&e),
+        secret: e.secrets.first().map(String::as_str),
+    };
+    Ok((StatusCode::CREATED, Json(answer)).into_response())
 }
 
 /// `GET /v1/webhooks`.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    operation_id = "list_webhooks",
+    tag = "webhooks",
+    responses(
+        (status = 200, description = "Every endpoint, without secrets", body = WebhookList),
+        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
@@ -182,14 +262,27 @@ pub async fn list(
         .filter(|e| e.tenant == by.tenant)
         .map(view)
         .collect();
-    Ok(Json(json!({ "webhooks": views })).into_response())
+    Ok(Json(WebhookList { webhooks: views }).into_response())
 }
 
 /// `DELETE /v1/webhooks/{id}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    operation_id = "delete_webhook",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 204, description = "Stopped and forgotten"),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     owned(&state, &by, &id)?;
     match webhooks(&state)?.delete(&id).await.map_err(store_error)? {
@@ -199,13 +292,28 @@ pub async fn delete(
 }
 
 /// `POST /v1/webhooks/{id}/rotate`: answers the new secret.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/rotate",
+    operation_id = "rotate_webhook_secret",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id")),
+    request_body(description = "Optional", content((Rotate = "application/json"))),
+    responses(
+        (status = 200, description = "The new secret", body = Rotated),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+    )
+)]
 pub async fn rotate(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path(id): Path<String>,
-    body: Bytes,
+    ApiPath(id): ApiPath<String>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let hooks = owned(&state, &by, &id)?;
+    let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
     let r: Rotate = match body.iter().all(u8::is_ascii_whitespace) {
         true => Rotate {
             secret: None,
@@ -219,7 +327,7 @@ pub async fn rotate(
         .await
         .map_err(store_error)?
     {
-        Some(secret) => Ok(Json(json!({ "id": id, "secret": secret })).into_response()),
+        Some(secret) => Ok(Json(Rotated { id, secret }).into_response()),
         None => Err(ApiError::not_found("webhook")),
     }
 }
@@ -234,11 +342,24 @@ fn time(field: &str, v: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
 }
 
 /// `POST /v1/webhooks/{id}/replay?from=&to=`: 202 with the number of events sent again.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/{id}/replay",
+    operation_id = "replay_webhook_events",
+    tag = "webhooks",
+    params(("id" = String, Path, description = "The endpoint id"), ReplayQuery),
+    responses(
+        (status = 202, description = "The events of that range are queued again", body = Replayed),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+    )
+)]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
-    Path(id): Path<String>,
-    Query(q): Query<ReplayQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
     let hooks = owned(&state, &by, &id)?;
     let from = time("from", q.from.as_deref())?;
@@ -247,9 +368,7 @@ pub async fn replay(
         return Err(ApiError::invalid("to", "must not be before from"));
     }
     match hooks.replay(&id, from, to).await.map_err(store_error)? {
-        Some(n) => {
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id, "events": n }))).into_response())
-        }
+        Some(n) => Ok((StatusCode::ACCEPTED, Json(Replayed { id, events: n })).into_response()),
         None => Err(ApiError::not_found("webhook")),
     }
 }

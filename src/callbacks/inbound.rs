@@ -49,7 +49,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<Inbound>, WireError> {
 }
 
 /// What a batch of replies did, by reply.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct InboundTally {
     pub received: u64,
     /// Opt-out replies from a known contact (every contact with that number is opted out).

@@ -78,7 +78,7 @@ impl ProviderCallbacks {
 }
 
 /// What a batch of receipts did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReceiptTally {
     /// Receipts that moved a message forward (or recorded a new part of it).
     pub applied: u64,

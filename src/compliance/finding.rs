@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::config::RuleKind;
 
 /// One rule a template does not pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     /// The rule's configured name.
     pub rule: String,

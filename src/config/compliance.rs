@@ -23,7 +23,7 @@ pub struct ComplianceConfig {
 }
 
 /// What a rule checks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleKind {
     /// A sender signature such as `【品牌】` at the start or the end of the message.

@@ -29,7 +29,7 @@ impl Default for Budget {
 }
 
 /// The budget as the job view shows it.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct BudgetView {
     pub amount_micros: i64,
     pub currency: Currency,

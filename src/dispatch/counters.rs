@@ -30,7 +30,7 @@ pub struct JobCounters {
 }
 
 /// The counters as the API shows them.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Counts {
     pub audience: u64,
     pub accepted: u64,

@@ -129,7 +129,7 @@ pub trait SendObserver: Send + Sync + 'static {
 }
 
 /// One minute of a job's activity.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MinuteCounts {
     pub sent: u64,
     pub parts: u64,
@@ -154,7 +154,8 @@ impl MinuteCounts {
 }
 
 /// Sends and cost towards one destination country, or through one provider.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ProviderCost)]
 pub struct CostLine {
     pub messages: u64,
     pub parts: u64,

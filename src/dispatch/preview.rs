@@ -14,7 +14,7 @@ use crate::policy::{Decision, PolicyInput, PolicyRunner};
 use crate::store::{StateStore, StoreError};
 
 /// What a preview answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub audience: u64,
     pub eligible: u64,

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// A delivery channel. Only `sms` has a provider today; the others are accepted by the
 /// schema so upstream systems can be written against the final API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Sms,
@@ -41,7 +41,7 @@ impl Channel {
 }
 
 /// Why a message is sent: marketing needs explicit consent, transactional only no opt-out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Purpose {
     Marketing,
@@ -59,7 +59,9 @@ impl Purpose {
 }
 
 /// A contact's consent for one channel. `Unknown` is the empty CSV cell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Consent {
     #[default]

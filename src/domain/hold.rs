@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 /// A condition that holds dispatch (and makes the instance unready) until it clears by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Hold {
     /// The contact snapshot is older than `snapshot.max_age_seconds` (or none is loaded).

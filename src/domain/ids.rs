@@ -8,7 +8,9 @@ use xxhash_rust::xxh3::xxh3_128;
 use super::Channel;
 
 /// A job's id: `job_` followed by a time-ordered UUID (v7) in simple hex form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(String);
 
@@ -84,6 +86,18 @@ impl Serialize for MessageId {
         s.collect_str(self)
     }
 }
+
+/// In the OpenAPI document: the id as text.
+impl utoipa::PartialSchema for MessageId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A message id, derived from (job, contact, channel)"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MessageId {}
 
 #[cfg(test)]
 mod tests {

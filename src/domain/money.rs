@@ -5,7 +5,18 @@ use std::fmt;
 
 /// An amount in millionths of the currency's major unit (1 CNY = 1,000,000 micros).
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
 )]
 #[serde(transparent)]
 pub struct Micros(pub i64);
@@ -73,6 +84,19 @@ impl<'de> Deserialize<'de> for Currency {
         })
     }
 }
+
+/// In the OpenAPI document: three letters (read in any case, written in upper case).
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some("^[A-Za-z]{3}$"))
+            .description(Some("An ISO 4217 currency code"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Currency {}
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use super::Reason;
 
 /// Where a job is in its life. Terminal: `completed`, `cancelled`, `failed`. A job that
 /// stopped at its budget (`budget_exhausted`) resumes with a raised one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobStatus {
     Queued,

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{Channel, Currency, Micros};
 
 /// What an entry records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     /// A billable send.
@@ -46,7 +46,7 @@ impl EntryKind {
 }
 
 /// An entry as the dispatcher hands it over, before it has a place in the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewEntry {
     pub kind: EntryKind,
     pub message_id: String,
@@ -83,7 +83,7 @@ pub enum BodyForm {
 }
 
 /// A stored entry: its place in the chain, the previous hash and its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     pub seq: u64,
     #[serde(flatten)]

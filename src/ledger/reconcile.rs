@@ -17,7 +17,7 @@ pub const LIST_LIMIT: usize = 1000;
 pub const ERROR_LIMIT: usize = 100;
 
 /// Which id the invoice names its messages by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum IdColumn {
     /// herald's message id (the provider idempotency key).
@@ -127,7 +127,7 @@ pub fn parse_decimal_micros(s: &str) -> Result<i64, &'static str> {
 }
 
 /// A capped list with an exact count.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Listing<T> {
     pub count: u64,
     pub items: Vec<T>,
@@ -150,7 +150,7 @@ impl<T> Listing<T> {
 }
 
 /// A bad invoice line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LineError {
     pub line: u64,
     pub message: String,
@@ -265,7 +265,7 @@ impl Invoice {
 }
 
 /// A ledger entry with no invoice line.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MissingInInvoice {
     pub seq: u64,
     pub message_id: String,
@@ -276,7 +276,7 @@ pub struct MissingInInvoice {
 }
 
 /// An invoice line with no ledger entry.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MissingInLedger {
     pub line: u64,
     pub id: String,
@@ -285,7 +285,7 @@ pub struct MissingInLedger {
 
 /// A matched message whose invoice charge differs from the ledger (`difference_micros` is
 /// invoice minus ledger: positive when the provider charged more than herald recorded).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AmountDifference {
     pub line: u64,
     pub id: String,
@@ -296,7 +296,7 @@ pub struct AmountDifference {
 }
 
 /// A matched message billed for a different number of parts.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PartsDifference {
     pub line: u64,
     pub id: String,
@@ -305,7 +305,7 @@ pub struct PartsDifference {
 }
 
 /// A matched message invoiced in another currency than the ledger recorded (not compared).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CurrencyDifference {
     pub line: u64,
     pub id: String,
@@ -314,21 +314,21 @@ pub struct CurrencyDifference {
 }
 
 /// Matched messages and their money, per currency.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Matched {
     pub count: u64,
     pub totals: BTreeMap<String, MatchedTotal>,
 }
 
 /// One currency of [`Matched`].
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct MatchedTotal {
     pub ledger_cost_micros: i64,
     pub invoice_charge_micros: i64,
 }
 
 /// Both sides' totals in one currency (`difference_micros` = invoice − ledger).
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct SideTotals {
     pub ledger_entries: u64,
     pub ledger_cost_micros: i64,
@@ -338,7 +338,8 @@ pub struct SideTotals {
 }
 
 /// The answer of a reconciliation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = ReconcileReport)]
 pub struct Report {
     pub matched_by: IdColumn,
     pub matched: Matched,

@@ -69,7 +69,7 @@ impl LedgerFilter {
 
 /// Entries, parts and cost of one group. Corrections and refunds are entries too, so a
 /// group's cost is what was finally charged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Total {
     pub entries: u64,
     pub parts: u64,
@@ -80,20 +80,25 @@ pub struct Total {
 pub type Groups = BTreeMap<String, BTreeMap<String, Total>>;
 
 /// A summary. A dimension with no entries is left out of the JSON.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Summary {
     /// Currency → total.
     pub totals: BTreeMap<String, Total>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Total>>)]
     pub by_campaign: Groups,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Total>>)]
     pub by_channel: Groups,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Total>>)]
     pub by_provider: Groups,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Total>>)]
     pub by_country: Groups,
     /// Keyed by the UTC month of the entry, `YYYY-MM`.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(value_type = BTreeMap<String, BTreeMap<String, Total>>)]
     pub by_month: Groups,
 }
 

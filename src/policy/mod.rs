@@ -29,7 +29,17 @@ pub enum Verdict {
 }
 
 /// What to do when the phone the upstream system sent differs from the snapshot's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum PhoneMismatchPolicy {
     /// Send to the snapshot's (fresher) number and count a correction.

@@ -31,7 +31,7 @@ use crate::domain::{Consent, JobId, JobStatus, Reason, RecipientOutcome};
 use crate::store::{StateStore, StoreError};
 
 /// What a report covers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Scope {
     /// `job` or `campaign`.
     pub kind: &'static str,
@@ -40,21 +40,21 @@ pub struct Scope {
 }
 
 /// Events and the contacts behind them.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Engagement {
     pub total: u64,
     pub unique_contacts: u64,
 }
 
 /// Rejections.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Rejected {
     pub total: u64,
     pub by_reason: BTreeMap<&'static str, u64>,
 }
 
 /// The funnel's counts.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Funnel {
     pub audience: u64,
     pub rejected: Rejected,
@@ -79,7 +79,7 @@ pub struct Funnel {
 }
 
 /// Ratios between funnel steps (four decimals); `null` when the base is zero.
-#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Rates {
     pub sent_of_audience: Option<f64>,
     pub delivered_of_sent: Option<f64>,
@@ -90,7 +90,8 @@ pub struct Rates {
 }
 
 /// One line of a cost breakdown.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = CostBreakdownLine)]
 pub struct CostLine {
     pub key: String,
     pub currency: String,
@@ -100,7 +101,7 @@ pub struct CostLine {
 }
 
 /// Cost, in integer micros per currency.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Cost {
     pub total_micros: BTreeMap<String, i64>,
     pub by_channel: Vec<CostLine>,
@@ -109,7 +110,7 @@ pub struct Cost {
 }
 
 /// Clicks on one tracked link of one job.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LinkLine {
     pub job: JobId,
     pub index: usize,
@@ -118,7 +119,7 @@ pub struct LinkLine {
 }
 
 /// One minute of the series.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SeriesPoint {
     pub minute: DateTime<Utc>,
     #[serde(flatten)]
@@ -126,7 +127,8 @@ pub struct SeriesPoint {
 }
 
 /// A whole report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = FunnelReport)]
 pub struct Report {
     pub scope: Scope,
     pub generated_at: DateTime<Utc>,
@@ -137,6 +139,7 @@ pub struct Report {
     pub series: Vec<SeriesPoint>,
     /// A job with A/B variants: each variant's funnel and how it compares with the best.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub variants: Option<super::variants::VariantsReport>,
 }
 

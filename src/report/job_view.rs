@@ -8,7 +8,7 @@ use crate::dispatch::{BudgetView, Counts, Job};
 use crate::domain::{Channel, JobId, JobStatus, Purpose, Reason};
 
 /// A job as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView<'a> {
     pub id: &'a JobId,
     pub campaign_id: &'a str,
@@ -38,7 +38,7 @@ pub struct JobView<'a> {
 }
 
 /// A job's variants in its view.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VariantsView<'a> {
     pub variants: Vec<VariantView<'a>>,
     pub holdout: f64,
@@ -47,7 +47,7 @@ pub struct VariantsView<'a> {
 }
 
 /// One variant in a job's view.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VariantView<'a> {
     pub name: &'a str,
     pub weight: u32,

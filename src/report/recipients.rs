@@ -7,7 +7,7 @@ use crate::domain::{MessageId, RecipientOutcome};
 use crate::template::Assignment;
 
 /// One line of the per-recipient report.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecipientLine<'a> {
     pub line: u32,
     pub contact_id: &'a str,

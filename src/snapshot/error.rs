@@ -56,7 +56,7 @@ pub struct Refused {
 }
 
 /// One rejected (or noteworthy) input row. `message` starts with the column it is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RowError {
     /// 1-based line of the input where the row starts (the CSV header is line 1).
     pub line: u64,
@@ -65,7 +65,7 @@ pub struct RowError {
 }
 
 /// The outcome of a full load.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct LoadReport {
     /// The snapshot's version (process-wide increasing; see [`super::Snapshot::version`]).
     pub version: u64,
@@ -81,7 +81,7 @@ pub struct LoadReport {
 }
 
 /// The outcome of an incremental patch.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PatchReport {
     /// The snapshot version the patch was applied to.
     pub version: u64,

@@ -24,7 +24,7 @@ pub struct UploadGuard {
 }
 
 /// Why an upload was refused; the live snapshot is unchanged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "check", rename_all = "snake_case")]
 pub enum Refusal {
     /// More rows were rejected than `snapshot.max_rejected_share` allows.

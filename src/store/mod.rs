@@ -114,7 +114,7 @@ pub enum IdempotencyClaim {
 }
 
 /// A consent change with its origin, kept for audit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ConsentChange {
     pub contact_id: String,
     pub channel: Channel,

@@ -19,6 +19,7 @@ mod http_provider;
 mod inbound_optout;
 mod jobs_api;
 mod ledger;
+mod openapi;
 mod reconcile;
 mod recovery;
 mod redis_gateway;

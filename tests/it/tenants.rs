@@ -351,3 +351,130 @@ async fn one_tenants_objects_do_not_exist_for_another() {
     assert_eq!(status, 403, "{answer}");
     g.stop().await;
 }
+
+/// Every keyed operation of the OpenAPI document, with its method, path and the scope its
+/// security requirement names.
+async fn keyed_operations(g: &Gateway) -> Vec<(Method, String, String)> {
+    let doc = g.get_json("/openapi.json").await;
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("path item") {
+            let Ok(m) = method.to_uppercase().parse::<Method>() else {
+                continue;
+            };
+            let Some(security) = op["security"].as_array() else {
+                continue;
+            };
+            let scopes: Vec<&str> = security
+                .iter()
+                .filter_map(|s| s["bearer"].as_array())
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            assert_eq!(scopes.len(), 1, "{method} {path} names one scope: {scopes:?}");
+            ops.push((m, path.clone(), scopes[0].to_string()));
+        }
+    }
+    assert!(ops.len() >= 25, "{} keyed operations", ops.len());
+    ops
+}
+
+/// `path` with each `{param}` filled from `fill`, which must know every parameter.
+fn fill_path(path: &str, fill: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..].find('}').expect("closing brace") + open;
+        let name = &rest[open + 1..close];
+        out.push_str(&rest[..open]);
+        out.push_str(
+            &fill(name).unwrap_or_else(|| panic!("no value for {{{name}}} of {path}: classify it")),
+        );
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+const ALL_BUT_ADMIN: [&str; 7] = [
+    "jobs:write",
+    "jobs:read",
+    "reports:read",
+    "ledger:read",
+    "snapshot:write",
+    "suppressions:write",
+    "webhooks:write",
+];
+
+/// From the document's route list: every keyed operation answers 403 to a key holding every
+/// scope but the one it names, and 404 (or, for the installation's routes, 403) to another
+/// tenant's key holding every scope, for the first tenant's job, campaign, webhook and key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_route_needs_its_scope_and_hides_another_tenants_objects() {
+    let g = Gateway::start().await;
+    g.load_csv(&herald_testkit::contacts_csv(2)).await;
+    let acme = make_key(&g, Some("acme"), &["admin"]).await;
+    let job = sms_job("acme-spring", "Hi", json!([{"contact_id": "c1"}]));
+    let (status, created) = call(&g, &acme, Method::POST, "/v1/jobs", Some(job)).await;
+    assert_eq!(status, 201, "{created}");
+    let job_id = created["id"].as_str().expect("job id").to_string();
+    let (status, hook) = call(
+        &g,
+        &acme,
+        Method::POST,
+        "/v1/webhooks",
+        Some(json!({"url": "http://127.0.0.1:9/hook"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
+    let hook_id = hook["id"].as_str().expect("hook id").to_string();
+    let (_, keys) = call(&g, &acme, Method::GET, "/v1/keys", None).await;
+    let key_id = keys["keys"][0]["id"].as_str().expect("key id").to_string();
+
+    let ops = keyed_operations(&g).await;
+    // Without its scope: 403 naming it, whatever the route.
+    for (method, path, scope) in &ops {
+        let others: Vec<&str> = ALL_BUT_ADMIN
+            .iter()
+            .copied()
+            .filter(|s| s != scope)
+            .collect();
+        let token = make_key(&g, None, &others).await;
+        let filled = fill_path(path, &|_| Some("x1".to_string()));
+        let (status, answer) = call(&g, &token, method.clone(), &filled, None).await;
+        assert_eq!(status, 403, "{method} {path} without {scope}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(scope.as_str()), "{method} {path}: {message}");
+    }
+    // Another tenant, every scope: the first tenant's objects are not found; the
+    // installation's routes are refused.
+    let globex = make_key(&g, Some("globex"), &["admin"]).await;
+    let installation = ["/v1/snapshot", "/v1/contacts", "/v1/suppressions", "/v1/ledger/reconcile"];
+    for (method, path, _) in &ops {
+        let owned = path.contains('{') || path.starts_with("/v1/contacts/");
+        let expected = if installation.iter().any(|p| path.starts_with(p)) {
+            403
+        } else if owned {
+            404
+        } else {
+            continue;
+        };
+        let fill = |name: &str| match (name, path.as_str()) {
+            ("id", p) if p.starts_with("/v1/jobs/") => Some(job_id.clone()),
+            ("action", _) => Some("cancel".to_string()),
+            ("id", p) if p.starts_with("/v1/webhooks/") => Some(hook_id.clone()),
+            ("id", p) if p.starts_with("/v1/keys/") => Some(key_id.clone()),
+            ("campaign_id", _) => Some("acme-spring".to_string()),
+            ("id", p) if p.starts_with("/v1/contacts/") => Some("c1".to_string()),
+            ("key", p) if p.starts_with("/v1/suppressions/") => Some("c1".to_string()),
+            _ => None,
+        };
+        let filled = fill_path(path, &fill);
+        let (status, answer) = call(&g, &globex, method.clone(), &filled, None).await;
+        assert_eq!(status, expected, "{method} {filled} as another tenant: {answer}");
+    }
+    // The objects are still there for their owner.
+    let (status, _) = call(&g, &acme, Method::GET, &format!("/v1/jobs/{job_id}"), None).await;
+    assert_eq!(status, 200);
+    g.stop().await;
+}
