@@ -12,12 +12,12 @@ use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
-use crate::app::AppState;
 use crate::access::Principal;
+use crate::app::AppState;
 use crate::ledger::summary::{LedgerFilter, Summary, TenantJobs};
 use crate::ledger::LedgerEntry;
 use crate::report::csv_cell;

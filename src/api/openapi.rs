@@ -19,8 +19,8 @@ use utoipa::openapi::{
 use utoipa::{OpenApi, PartialSchema};
 
 use super::error::{ErrorBody, ErrorCode};
-use crate::access::Scope;
 use super::server::RESERVED_PATHS;
+use crate::access::Scope;
 
 /// The name of the bearer-key security scheme.
 pub const BEARER: &str = "bearer";
@@ -90,10 +90,7 @@ pub fn assemble(keyed: Vec<(Scope, bool, Document)>, open: Document) -> Document
     for (scope, installation, mut group) in keyed {
         for (path, item) in group.paths.paths.iter_mut() {
             for op in operations(item) {
-                op.security = Some(vec![SecurityRequirement::new(
-                    BEARER,
-                    [scope.as_str()],
-                )]);
+                op.security = Some(vec![SecurityRequirement::new(BEARER, [scope.as_str()])]);
                 let why = if installation {
                     format!(
                         "The key lacks the scope `{scope}`, or belongs to a tenant other than \

@@ -58,9 +58,10 @@ impl LedgerFilter {
     /// Whether `e` is counted.
     pub fn matches(&self, e: &LedgerEntry) -> bool {
         self.tenant.as_ref().is_none_or(|t| t.owns(&e.entry.job_id))
-            && self.campaign_id
-            .as_deref()
-            .is_none_or(|c| e.entry.campaign_id == c)
+            && self
+                .campaign_id
+                .as_deref()
+                .is_none_or(|c| e.entry.campaign_id == c)
             && self.job_id.as_deref().is_none_or(|j| e.entry.job_id == j)
             && self.from.is_none_or(|f| e.entry.at >= f)
             && self.to.is_none_or(|t| e.entry.at < t)

@@ -371,7 +371,11 @@ async fn keyed_operations(g: &Gateway) -> Vec<(Method, String, String)> {
                 .flatten()
                 .filter_map(Value::as_str)
                 .collect();
-            assert_eq!(scopes.len(), 1, "{method} {path} names one scope: {scopes:?}");
+            assert_eq!(
+                scopes.len(),
+                1,
+                "{method} {path} names one scope: {scopes:?}"
+            );
             ops.push((m, path.clone(), scopes[0].to_string()));
         }
     }
@@ -444,12 +448,20 @@ async fn every_documented_route_needs_its_scope_and_hides_another_tenants_object
         let (status, answer) = call(&g, &token, method.clone(), &filled, None).await;
         assert_eq!(status, 403, "{method} {path} without {scope}: {answer}");
         let message = answer["error"]["message"].as_str().unwrap_or_default();
-        assert!(message.contains(scope.as_str()), "{method} {path}: {message}");
+        assert!(
+            message.contains(scope.as_str()),
+            "{method} {path}: {message}"
+        );
     }
     // Another tenant, every scope: the first tenant's objects are not found; the
     // installation's routes are refused.
     let globex = make_key(&g, Some("globex"), &["admin"]).await;
-    let installation = ["/v1/snapshot", "/v1/contacts", "/v1/suppressions", "/v1/ledger/reconcile"];
+    let installation = [
+        "/v1/snapshot",
+        "/v1/contacts",
+        "/v1/suppressions",
+        "/v1/ledger/reconcile",
+    ];
     for (method, path, _) in &ops {
         let owned = path.contains('{') || path.starts_with("/v1/contacts/");
         let expected = if installation.iter().any(|p| path.starts_with(p)) {
@@ -471,7 +483,10 @@ async fn every_documented_route_needs_its_scope_and_hides_another_tenants_object
         };
         let filled = fill_path(path, &fill);
         let (status, answer) = call(&g, &globex, method.clone(), &filled, None).await;
-        assert_eq!(status, expected, "{method} {filled} as another tenant: {answer}");
+        assert_eq!(
+            status, expected,
+            "{method} {filled} as another tenant: {answer}"
+        );
     }
     // The objects are still there for their owner.
     let (status, _) = call(&g, &acme, Method::GET, &format!("/v1/jobs/{job_id}"), None).await;
