@@ -465,7 +465,7 @@ pub fn provider_call(
             SendOutcome::Accepted { .. } => 0,
             SendOutcome::Throttled { .. } => 1,
             SendOutcome::Transient { .. } => 2,
-            SendOutcome::Permanent { .. } => 3,
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => 3,
             SendOutcome::Unavailable { .. } => 4,
         }] += 1;
     }

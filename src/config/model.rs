@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use super::cloud::{AliyunConfig, TencentConfig, TwilioConfig};
 use super::http::validate_http_provider;
+pub use super::push::{ApnsConfig, FcmConfig, WechatConfig};
 use super::routes::{ChannelLimitConfig, HealthConfig, RouteConfig};
 use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
@@ -272,6 +273,12 @@ pub enum ProviderKind {
     Tencent,
     /// Twilio Programmable Messaging (`provider::twilio`), set up in the `twilio` table.
     Twilio,
+    /// Firebase Cloud Messaging HTTP v1 (`provider::fcm`), set up in the `fcm` table.
+    Fcm,
+    /// Apple Push Notification service (`provider::apns`), set up in the `apns` table.
+    Apns,
+    /// WeChat official-account template messages (`provider::wechat`), in the `wechat` table.
+    Wechat,
 }
 
 impl ProviderKind {
@@ -369,6 +376,15 @@ pub struct ProviderConfig {
     /// `kind = "twilio"`: Twilio Programmable Messaging (`[providers.twilio]`).
     #[serde(default)]
     pub twilio: Option<TwilioConfig>,
+    /// `kind = "fcm"`: Firebase Cloud Messaging (`[providers.fcm]`).
+    #[serde(default)]
+    pub fcm: Option<FcmConfig>,
+    /// `kind = "apns"`: Apple Push Notification service (`[providers.apns]`).
+    #[serde(default)]
+    pub apns: Option<ApnsConfig>,
+    /// `kind = "wechat"`: a WeChat official account (`[providers.wechat]`).
+    #[serde(default)]
+    pub wechat: Option<WechatConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -453,6 +469,7 @@ impl Config {
                 smpp.state_dir = Some(std::path::Path::new(&self.server.data_dir).join("smpp"));
             }
             super::cloud::read_env(p, env);
+            super::push::read_env(p, env);
         }
     }
 
@@ -553,6 +570,7 @@ impl Config {
                 validate_http_provider(i, p, &mut errs);
             }
             super::cloud::validate(i, p, &mut errs);
+            super::push::validate(i, p, &mut errs);
             match (p.kind, &p.smpp) {
                 (ProviderKind::Smpp, Some(smpp)) => {
                     smpp.validate(&format!("providers[{i}].smpp"), &mut errs);

@@ -105,7 +105,7 @@ pub(super) async fn record_outcomes(
                     receipts.push((meta.index, r.status));
                 }
             }
-            SendOutcome::Permanent { .. } => {
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => {
                 if keeping {
                     settled.push(failed_item(&meta, &message));
                 }

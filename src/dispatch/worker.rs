@@ -534,7 +534,9 @@ async fn send(
         match o {
             SendOutcome::Transient { .. } | SendOutcome::Unavailable { .. } => failures += 1,
             SendOutcome::Throttled { .. } => throttled = true,
-            SendOutcome::Accepted { .. } | SendOutcome::Permanent { .. } => {}
+            SendOutcome::Accepted { .. }
+            | SendOutcome::Permanent { .. }
+            | SendOutcome::Unreachable { .. } => {}
         }
     }
     if throttled {

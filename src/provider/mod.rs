@@ -4,17 +4,24 @@
 //! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs.
 //! - `aliyun`, `tencent`, `twilio`: cloud SMS APIs, each with its wire format and signature
 //!   as pure functions; `cloud` holds what they share (client, request bound, batching).
+//! - `fcm`, `apns`: app push; `wechat`: official-account template messages. Each keeps its
+//!   bearer token in an `access_token` cache.
 //! - `https_client`: the pooled TLS client every HTTP-speaking adapter sends with, and the
 //!   one place a transport failure is told apart: not sent, or maybe sent.
 
+pub mod access_token;
 pub mod aliyun;
+pub mod apns;
 pub mod cloud;
+pub mod content;
+pub mod fcm;
 pub mod http;
 pub mod https_client;
 pub mod sandbox;
 pub mod smpp;
 pub mod tencent;
 pub mod twilio;
+pub mod wechat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +68,19 @@ pub enum SendOutcome {
     Throttled { retry_after: Duration },
     /// Will never succeed (bad number, content refused).
     Permanent { error: String },
+    /// Will never succeed at this address, nor will any later message: the push token is
+    /// dead, or the person unfollowed the official account. Settled as failed, and `fate`
+    /// is applied to the contact so later jobs do not try again.
+    Unreachable { error: String, fate: AddressFate },
+}
+
+/// What a provider's refusal means for the address beyond the message refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressFate {
+    /// This address (one push token) is dead: suppress it, keep the contact's others.
+    Suppress,
+    /// The person withdrew from the channel (a WeChat unfollow): opt the contact out of it.
+    OptOut,
 }
 
 /// A receipt the sandbox simulates for an accepted message, applied after `after`.
@@ -180,5 +200,8 @@ pub fn build_with_events(
         ProviderKind::Aliyun => Arc::new(aliyun::AliyunProvider::new(config, clock)?),
         ProviderKind::Tencent => Arc::new(tencent::TencentProvider::new(config, clock)?),
         ProviderKind::Twilio => Arc::new(twilio::TwilioProvider::new(config, clock)?),
+        ProviderKind::Fcm => Arc::new(fcm::FcmProvider::new(config, clock)?),
+        ProviderKind::Apns => Arc::new(apns::ApnsProvider::new(config, clock)?),
+        ProviderKind::Wechat => Arc::new(wechat::WechatProvider::new(config, clock)?),
     })
 }

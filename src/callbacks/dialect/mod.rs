@@ -60,9 +60,14 @@ impl ReceiptDialect {
     /// The dialect of a provider's kind, with its secrets (read from the environment).
     pub fn from_config(p: &ProviderConfig) -> ReceiptDialect {
         match p.kind {
-            ProviderKind::Sandbox | ProviderKind::Http | ProviderKind::Smpp => {
-                ReceiptDialect::Herald
-            }
+            // Push services send no receipts; WeChat's results arrive as account events on
+            // their own route (`provider::wechat::events`).
+            ProviderKind::Sandbox
+            | ProviderKind::Http
+            | ProviderKind::Smpp
+            | ProviderKind::Fcm
+            | ProviderKind::Apns
+            | ProviderKind::Wechat => ReceiptDialect::Herald,
             ProviderKind::Aliyun => {
                 ReceiptDialect::Aliyun(url_token::UrlToken::new(&p.callback_secrets))
             }

@@ -422,7 +422,7 @@ mod tests {
             SendOutcome::Transient { .. } => "transient",
             SendOutcome::Unavailable { .. } => "unavailable",
             SendOutcome::Throttled { .. } => "throttled",
-            SendOutcome::Permanent { .. } => "permanent",
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => "permanent",
         };
         assert_eq!(kind(202), "accepted");
         assert_eq!(kind(429), "throttled");
