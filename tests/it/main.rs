@@ -19,6 +19,8 @@ mod http_provider;
 mod inbound_optout;
 mod jobs_api;
 mod ledger;
+mod push_fcm;
+mod push_support;
 mod reconcile;
 mod recovery;
 mod redis_gateway;

@@ -165,7 +165,11 @@ mod tests {
     fn entities_and_garbage_are_refused() {
         let bomb = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY a \"aaaa\">]>\
             <xml><MsgType>&a;</MsgType></xml>";
-        assert!(matches!(parse(bomb), Err(EventError::Xml(_))), "{:?}", parse(bomb));
+        assert!(
+            matches!(parse(bomb), Err(EventError::Xml(_))),
+            "{:?}",
+            parse(bomb)
+        );
         assert!(matches!(parse("not xml"), Err(EventError::Xml(_))));
         let no_status = "<xml><FromUserName>o</FromUserName><MsgType>event</MsgType>\
             <Event>TEMPLATESENDJOBFINISH</Event><MsgID>1</MsgID></xml>";
