@@ -19,6 +19,7 @@ mod http_provider;
 mod inbound_optout;
 mod jobs_api;
 mod ledger;
+mod push_apns;
 mod push_fcm;
 mod push_support;
 mod reconcile;
