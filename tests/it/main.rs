@@ -37,3 +37,4 @@ mod throttling;
 mod tracking_links;
 mod variants;
 mod webhooks;
+mod wechat_api;
