@@ -22,6 +22,7 @@ mod suppressions;
 mod telemetry;
 mod tracking;
 mod webhooks;
+mod wechat;
 
 use std::sync::Arc;
 
@@ -68,6 +69,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(callbacks::receipts),
         )
         .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
+        .route(
+            "/v1/callbacks/{provider}/wechat",
+            get(wechat::verify_url).post(wechat::event),
+        )
         .route("/c/{token}", get(tracking::click))
         .route("/o/{token}", get(tracking::open));
     let mut ops = Router::new()

@@ -38,3 +38,4 @@ mod tracking_links;
 mod variants;
 mod webhooks;
 mod wechat_api;
+mod wechat_events;
