@@ -460,6 +460,7 @@ fn bench_whole_job(c: &mut Criterion) {
                         phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                         created_at: Utc::now(),
                         variants: None,
+                        fields: None,
                     },
                     template: Arc::new(
                         Template::compile("Hi {{first_name}}, sale in {{city}}").expect("t"),

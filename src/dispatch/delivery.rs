@@ -563,6 +563,7 @@ pub(crate) mod test_support {
                     phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                     created_at: now,
                     variants: None,
+                    fields: None,
                 },
                 policy: JobPolicy {
                     channel: Channel::Sms,

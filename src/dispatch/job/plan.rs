@@ -12,6 +12,7 @@ use crate::domain::{Channel, Currency, JobId, Micros, Purpose};
 use crate::links::JobLinks;
 use crate::phone::RegionCode;
 use crate::policy::{JobPolicy, PhoneMismatchPolicy};
+use crate::template::channel::ChannelFields;
 use crate::template::VariantsSpec;
 
 /// What the upstream system asked for, as accepted.
@@ -30,6 +31,9 @@ pub struct JobSpec {
     /// ([`crate::template::variants::join`]). Plans written before variants have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<VariantsSpec>,
+    /// Push and WeChat jobs: the template's channel fields as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<ChannelFields>,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).

@@ -1020,6 +1020,7 @@ mod tests {
                 phone_mismatch: Default::default(),
                 created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
                 variants: None,
+                fields: None,
             },
             variables: HashMap::new(),
             track_links: false,

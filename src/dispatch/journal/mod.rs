@@ -562,6 +562,7 @@ mod tests {
             phone_mismatch: PhoneMismatchPolicy::default(),
             created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
             variants: None,
+            fields: None,
         }
     }
 
