@@ -228,6 +228,7 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             phone_mismatch: req.phone_mismatch,
             created_at: now,
             variants,
+            wechat_account: None,
         },
         template: Arc::new(template),
         bodies,

@@ -563,9 +563,11 @@ pub(crate) mod test_support {
                     phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                     created_at: now,
                     variants: None,
+                    wechat_account: None,
                 },
                 policy: JobPolicy {
                     channel: Channel::Sms,
+                    wechat_account: None,
                     purpose: Purpose::Transactional,
                     phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                     template,

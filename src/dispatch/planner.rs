@@ -97,7 +97,7 @@ pub fn plan(
     let quiet_hours = config
         .policy
         .quiet_hours
-        .enabled
+        .applies_to(spec.channel)
         .then(|| config.policy.quiet_hours.window())
         .flatten()
         .map(|(start, end)| QuietHours { start, end });
@@ -122,6 +122,7 @@ pub fn plan(
         channel: spec.channel,
         purpose: spec.purpose,
         phone_mismatch: spec.phone_mismatch,
+        wechat_account: spec.wechat_account.clone(),
         template,
         variants,
         content_rules: Arc::new(content_rules),

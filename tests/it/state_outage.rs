@@ -242,6 +242,7 @@ fn submit(s: &Setup, priority: u8, range: std::ops::Range<usize>) -> Arc<Job> {
                 phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                 created_at: Utc::now(),
                 variants: None,
+                wechat_account: None,
             },
             template: Arc::new(Template::compile("hi").expect("template")),
             job_variables: Default::default(),

@@ -110,6 +110,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
                 phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                 created_at: chrono::Utc::now(),
                 variants: None,
+                wechat_account: None,
             },
             template: Arc::new(Template::compile("hi").unwrap()),
             job_variables: Default::default(),

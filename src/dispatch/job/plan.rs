@@ -30,6 +30,10 @@ pub struct JobSpec {
     /// ([`crate::template::variants::join`]). Plans written before variants have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variants: Option<VariantsSpec>,
+    /// WeChat jobs: the official account whose followers are messaged (`None`: the default
+    /// account, the openids the snapshot gives without an account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_account: Option<String>,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).
