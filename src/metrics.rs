@@ -422,9 +422,10 @@ impl DecisionTally {
         if self.deferred > 0 {
             decisions(channel, Decided::Deferred, self.deferred);
         }
-        for (reason, &n) in Reason::ALL.iter().zip(&self.rejected) {
+        for reason in Reason::ALL {
+            let n = self.rejected[reason.index()];
             if n > 0 {
-                decisions(channel, Decided::Rejected(*reason), n);
+                decisions(channel, Decided::Rejected(reason), n);
             }
         }
     }

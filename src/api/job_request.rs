@@ -255,6 +255,7 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             created_at: now,
             variants,
             fields: written,
+            wechat_account: None,
         },
         template: Arc::new(template),
         bodies,

@@ -61,8 +61,12 @@ impl Callbacks {
     }
 }
 
-/// The contacts whose openid for `account` is `openid`.
+/// The contacts whose openid for `account` is `openid`: one pass over the snapshot (follow
+/// events are rare beside sends; an openid index would make it a lookup).
 fn followers(snapshot: &Snapshot, account: Option<&str>, openid: &str) -> Vec<String> {
-    let _ = (snapshot, account, openid);
-    Vec::new()
+    snapshot
+        .iter()
+        .filter(|c| c.wechat_openid(account) == Some(openid))
+        .map(|c| c.contact_id().to_string())
+        .collect()
 }

@@ -168,6 +168,8 @@ pub struct QuietHoursConfig {
     pub start: String,
     /// End of the allowed window, `HH:MM` local time.
     pub end: String,
+    /// The channels whose marketing messages keep to the window (default: every channel).
+    pub channels: Vec<Channel>,
 }
 
 impl Default for QuietHoursConfig {
@@ -176,11 +178,17 @@ impl Default for QuietHoursConfig {
             enabled: true,
             start: "08:00".into(),
             end: "21:00".into(),
+            channels: Channel::ALL.to_vec(),
         }
     }
 }
 
 impl QuietHoursConfig {
+    /// Whether marketing messages of `channel` keep to the window.
+    pub fn applies_to(&self, channel: Channel) -> bool {
+        self.enabled && self.channels.contains(&channel)
+    }
+
     /// The allowed window as times (validated at load).
     pub fn window(&self) -> Option<(NaiveTime, NaiveTime)> {
         let start = NaiveTime::parse_from_str(&self.start, "%H:%M").ok()?;
@@ -282,6 +290,20 @@ pub enum ProviderKind {
 }
 
 impl ProviderKind {
+    /// The channels an adapter of this kind can send; a provider configured for another
+    /// channel is refused at start-up, so a job never reaches an adapter that cannot carry it.
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            ProviderKind::Sandbox | ProviderKind::Http => &Channel::ALL,
+            ProviderKind::Smpp
+            | ProviderKind::Aliyun
+            | ProviderKind::Tencent
+            | ProviderKind::Twilio => &[Channel::Sms],
+            ProviderKind::Fcm | ProviderKind::Apns => &[Channel::Push],
+            ProviderKind::Wechat => &[Channel::Wechat],
+        }
+    }
+
     /// The cloud SMS kinds: HTTPS APIs with their own request format, signature and receipts.
     pub fn is_cloud(self) -> bool {
         matches!(
@@ -566,6 +588,14 @@ impl Config {
                     errs.push(format!("providers[{i}].{field}: must be between 0 and 1"));
                 }
             }
+            if !p.kind.channels().contains(&p.channel) {
+                let can: Vec<&str> = p.kind.channels().iter().map(|c| c.as_str()).collect();
+                errs.push(format!(
+                    "providers[{i}].channel: this kind of provider sends {}, not {}",
+                    can.join(", "),
+                    p.channel.as_str()
+                ));
+            }
             if p.kind == ProviderKind::Http {
                 validate_http_provider(i, p, &mut errs);
             }
@@ -574,11 +604,6 @@ impl Config {
             match (p.kind, &p.smpp) {
                 (ProviderKind::Smpp, Some(smpp)) => {
                     smpp.validate(&format!("providers[{i}].smpp"), &mut errs);
-                    if p.channel != Channel::Sms {
-                        errs.push(format!(
-                            "providers[{i}].channel: an smpp provider sends sms"
-                        ));
-                    }
                     // An SMSC knows nothing of herald's message ids: a resend after a crash
                     // would reach the phone twice, so in-flight messages must stay in doubt.
                     if p.idempotent {

@@ -21,20 +21,52 @@ pub struct WechatContent {
     pub data: BTreeMap<String, String>,
 }
 
-use super::{OutboundMessage, SendOutcome};
-
-/// The device token of `platform` (`fcm`, `apns`) and the notification of a message.
-pub fn push_of(m: &OutboundMessage, platform: &str) -> Result<(String, PushContent), SendOutcome> {
-    let _ = m;
-    Err(SendOutcome::Permanent {
-        error: format!("no {platform} token on the message"),
-    })
+/// The channel content of an outbound message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelContent {
+    Push(PushContent),
+    Wechat(WechatContent),
 }
 
-/// The openid and the template message of a message.
-pub fn wechat_of(m: &OutboundMessage) -> Result<(String, WechatContent), SendOutcome> {
-    let _ = m;
-    Err(SendOutcome::Permanent {
-        error: "no openid on the message".into(),
-    })
+use super::{OutboundMessage, SendOutcome};
+use crate::domain::{Address, PushPlatform};
+
+/// The device token and the notification of a push message for a `platform` adapter. A
+/// token of the other platform is refused as permanent: one push job goes to the route's
+/// provider, which cannot deliver to another platform's devices.
+pub fn push_of(
+    m: &OutboundMessage,
+    platform: PushPlatform,
+) -> Result<(&str, &PushContent), SendOutcome> {
+    let Address::Push { platform: p, token } = &m.to else {
+        return Err(SendOutcome::Permanent {
+            error: "not a push address".into(),
+        });
+    };
+    if *p != platform {
+        return Err(SendOutcome::Permanent {
+            error: format!("a {} token cannot go to {}", p.as_str(), platform.as_str()),
+        });
+    }
+    match m.content.as_deref() {
+        Some(ChannelContent::Push(c)) => Ok((token, c)),
+        _ => Err(SendOutcome::Permanent {
+            error: "no push content on the message".into(),
+        }),
+    }
+}
+
+/// The openid and the template message of a WeChat message.
+pub fn wechat_of(m: &OutboundMessage) -> Result<(&str, &WechatContent), SendOutcome> {
+    let Address::Wechat { openid, .. } = &m.to else {
+        return Err(SendOutcome::Permanent {
+            error: "not a WeChat address".into(),
+        });
+    };
+    match m.content.as_deref() {
+        Some(ChannelContent::Wechat(c)) => Ok((openid, c)),
+        _ => Err(SendOutcome::Permanent {
+            error: "no WeChat template on the message".into(),
+        }),
+    }
 }

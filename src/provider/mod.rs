@@ -32,17 +32,29 @@ use crate::callbacks::inbound::Inbound;
 use crate::callbacks::receipt::Receipt;
 use crate::clock::Clock;
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::domain::{Channel, MessageId};
+use crate::domain::{Address, Channel, MessageId};
 
 /// One message as handed to a provider. `id` is the provider's idempotency key.
 #[derive(Debug, Clone)]
 pub struct OutboundMessage {
     pub id: MessageId,
-    /// Destination, E.164 digits.
-    pub to: u64,
+    /// Destination on the message's channel.
+    pub to: Address,
     pub channel: Channel,
     pub body: String,
     pub parts: u32,
+    /// Push and WeChat: what is sent beside the body (title and data, a template's fields),
+    /// rendered for the recipient. `None` for SMS and email.
+    pub content: Option<Arc<content::ChannelContent>>,
+}
+
+impl OutboundMessage {
+    /// The destination number of an SMS. Adapters that only send SMS read this: config
+    /// validation never routes another channel to them ([`ProviderKind::channels`]), so the
+    /// 0 of a non-phone address (which every SMSC refuses) is never sent.
+    pub fn phone(&self) -> u64 {
+        self.to.phone().unwrap_or(0)
+    }
 }
 
 /// A delivery receipt as a provider reports it.
@@ -95,6 +107,7 @@ pub struct SimulatedReceipt {
 #[derive(Debug, Clone)]
 pub struct InFlightMessage {
     pub id: MessageId,
+    /// The number of an SMS; 0 on other channels (their addresses are not journaled).
     pub to: u64,
     pub parts: u32,
 }

@@ -107,12 +107,8 @@ impl ChannelFields {
             Channel::Push => {
                 only("template_id", self.template_id.is_some(), "wechat")?;
                 only("url", self.url.is_some(), "wechat")?;
-                let title = self
-                    .title
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .ok_or_else(|| err(field("title"), "is required for push jobs"))?;
+                // A notification may have a body alone.
+                let title = self.title.as_deref().map_or("", str::trim);
                 if title.chars().count() > MAX_TITLE_CHARS {
                     return Err(err(
                         field("title"),
@@ -257,7 +253,7 @@ mod tests {
     }
 
     #[test]
-    fn push_needs_a_title_and_refuses_wechat_fields() {
+    fn push_takes_a_title_and_data_and_refuses_wechat_fields() {
         let ok =
             fields(serde_json::json!({"title": "Hi {{first_name}}", "data": {"sku": "{{sku}}"}}));
         let compiled = ok.compile(Channel::Push, "template").expect("valid");
@@ -272,10 +268,10 @@ mod tests {
             .expect("push");
         assert_eq!(content.title, "Hi Ann");
         assert_eq!(content.data["sku"], "42");
-        assert_eq!(
-            field_of(&fields(serde_json::json!({})), Channel::Push),
-            "template.title"
-        );
+        // A body alone is a notification too.
+        assert!(fields(serde_json::json!({}))
+            .compile(Channel::Push, "template")
+            .is_ok());
         assert_eq!(
             field_of(
                 &fields(serde_json::json!({"title": "t", "template_id": "x"})),

@@ -6,6 +6,7 @@
 
 mod budget;
 mod callbacks_receipts;
+mod channels;
 mod cloud_aliyun;
 mod cloud_https;
 mod cloud_support;

@@ -34,6 +34,10 @@ pub struct JobSpec {
     /// Push and WeChat jobs: the template's channel fields as written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<ChannelFields>,
+    /// WeChat jobs: the official account whose followers are messaged (`None`: the default
+    /// account, the openids the snapshot gives without an account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_account: Option<String>,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).

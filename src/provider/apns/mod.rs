@@ -22,7 +22,7 @@ use super::https_client;
 use super::{OutboundMessage, Provider, SendOutcome};
 use crate::clock::Clock;
 use crate::config::{ApnsConfig, ProviderConfig};
-use crate::domain::MessageId;
+use crate::domain::{MessageId, PushPlatform};
 
 /// The APNs provider of one app (topic).
 pub struct ApnsProvider {
@@ -136,8 +136,8 @@ impl RequestSender for ApnsProvider {
     async fn send_request(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         let mut outcomes = Vec::with_capacity(messages.len());
         for m in messages {
-            outcomes.push(match super::content::push_of(m, "apns") {
-                Ok((token, content)) => self.send_push(m.id, &token, &content).await,
+            outcomes.push(match super::content::push_of(m, PushPlatform::Apns) {
+                Ok((token, content)) => self.send_push(m.id, token, content).await,
                 Err(outcome) => outcome,
             });
         }

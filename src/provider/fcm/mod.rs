@@ -20,7 +20,7 @@ use super::https_client::{self, Failure};
 use super::{OutboundMessage, Provider, SendOutcome};
 use crate::clock::Clock;
 use crate::config::{FcmConfig, ProviderConfig};
-use crate::domain::MessageId;
+use crate::domain::{MessageId, PushPlatform};
 
 /// An access token is replaced this long before it expires.
 const TOKEN_MARGIN: Duration = Duration::from_secs(300);
@@ -140,8 +140,8 @@ impl RequestSender for FcmProvider {
     async fn send_request(&self, messages: &[OutboundMessage]) -> Vec<SendOutcome> {
         let mut outcomes = Vec::with_capacity(messages.len());
         for m in messages {
-            outcomes.push(match super::content::push_of(m, "fcm") {
-                Ok((token, content)) => self.send_push(m.id, &token, &content).await,
+            outcomes.push(match super::content::push_of(m, PushPlatform::Fcm) {
+                Ok((token, content)) => self.send_push(m.id, token, content).await,
                 Err(outcome) => outcome,
             });
         }

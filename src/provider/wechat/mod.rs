@@ -139,7 +139,7 @@ impl RequestSender for WechatProvider {
         let mut outcomes = Vec::with_capacity(messages.len());
         for m in messages {
             outcomes.push(match super::content::wechat_of(m) {
-                Ok((openid, content)) => self.send_template(m.id, &openid, &content).await,
+                Ok((openid, content)) => self.send_template(m.id, openid, content).await,
                 Err(outcome) => outcome,
             });
         }
