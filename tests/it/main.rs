@@ -19,6 +19,7 @@ mod failover;
 mod http_provider;
 mod inbound_optout;
 mod jobs_api;
+mod journey;
 mod ledger;
 mod push_apns;
 mod push_fcm;
