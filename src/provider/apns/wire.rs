@@ -22,7 +22,7 @@ pub fn path(token: &str) -> String {
 pub fn token_shape_ok(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 200
-        && token.len() % 2 == 0
+        && token.len().is_multiple_of(2)
         && token.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
