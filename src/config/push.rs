@@ -236,3 +236,80 @@ fn url(errs: &mut Vec<String>, i: usize, field: &str, url: &str) {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, DEFAULT_TOML};
+
+    fn config(adjust: impl FnOnce(&mut ProviderConfig)) -> Config {
+        let mut c: Config = toml::from_str(DEFAULT_TOML).expect("default config");
+        let p = &mut c.providers[0];
+        p.idempotent = false;
+        adjust(p);
+        c
+    }
+
+    fn errors(c: &Config) -> Vec<String> {
+        c.validate().expect_err("invalid")
+    }
+
+    #[test]
+    fn push_kinds_need_their_key_files_and_the_push_channel() {
+        let c = config(|p| {
+            p.kind = ProviderKind::Apns;
+            p.apns = Some(ApnsConfig {
+                key_file: "/nonexistent/AuthKey.p8".into(),
+                token_refresh_minutes: 61,
+                ..ApnsConfig::default()
+            });
+        });
+        let errs = errors(&c);
+        for needle in [
+            "apns.key_file",
+            "apns.team_id",
+            "apns.topic",
+            "apns.token_refresh_minutes",
+            "channel",
+        ] {
+            assert!(
+                errs.iter().any(|e| e.contains(needle)),
+                "{needle}: {errs:?}"
+            );
+        }
+        let c = config(|p| {
+            p.kind = ProviderKind::Fcm;
+            p.channel = Channel::Push;
+            p.fcm = Some(FcmConfig::default());
+        });
+        assert!(
+            errors(&c)
+                .iter()
+                .any(|e| e.contains("fcm.service_account_file: required")),
+            "{:?}",
+            errors(&c)
+        );
+    }
+
+    #[test]
+    fn wechat_needs_its_secrets_from_the_environment() {
+        let mut c = config(|p| {
+            p.kind = ProviderKind::Wechat;
+            p.channel = Channel::Wechat;
+            p.wechat = Some(WechatConfig::default());
+        });
+        c.apply_env(&|_| None);
+        let errs = errors(&c);
+        assert!(
+            errs.iter().any(|e| e.contains("HERALD_WECHAT_SECRET")),
+            "{errs:?}"
+        );
+        c.apply_env(&|k| {
+            k.starts_with("HERALD_WECHAT_")
+                .then(|| "s3cret".to_string())
+        });
+        let errs = c.validate().err().unwrap_or_default();
+        assert!(!errs.iter().any(|e| e.contains("wechat")), "{errs:?}");
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets never print");
+    }
+}
