@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use herald::domain::{Channel, JobId, MessageId, Purpose};
+use herald::domain::{Address, Channel, JobId, MessageId, Purpose};
 use herald::phone::{self, RegionCode};
 use herald::policy::quiet_hours::QuietHours;
 use herald::policy::{JobPolicy, PhoneMismatchPolicy, PolicyInput, PolicyRunner};
@@ -98,6 +98,8 @@ fn bench_snapshot(c: &mut Criterion, snap: &Snapshot) {
 fn job_policy(caps: bool) -> JobPolicy {
     JobPolicy {
         channel: Channel::Sms,
+        wechat_account: None,
+        fields: Arc::new(herald::template::channel::CompiledFields::None),
         purpose: Purpose::Marketing,
         phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
         template: Arc::new(
@@ -294,10 +296,11 @@ fn bench_durable_records(c: &mut Criterion) {
     let messages: Vec<OutboundMessage> = (0..BATCH)
         .map(|i| OutboundMessage {
             id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
-            to: 8_613_120_000_000 + i as u64 * 7,
+            to: Address::Phone(8_613_120_000_000 + i as u64 * 7),
             channel: Channel::Sms,
             body: format!("Hi N{}, 20% off in Shanghai tonight only", i % 100),
             parts: 1,
+            content: None,
         })
         .collect();
     let settled: Vec<SettledItem> = messages
@@ -461,6 +464,8 @@ fn bench_whole_job(c: &mut Criterion) {
                         created_at: Utc::now(),
                         variants: None,
                         tenant: Default::default(),
+                        fields: None,
+                        wechat_account: None,
                     },
                     template: Arc::new(
                         Template::compile("Hi {{first_name}}, sale in {{city}}").expect("t"),

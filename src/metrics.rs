@@ -422,9 +422,10 @@ impl DecisionTally {
         if self.deferred > 0 {
             decisions(channel, Decided::Deferred, self.deferred);
         }
-        for (reason, &n) in Reason::ALL.iter().zip(&self.rejected) {
+        for reason in Reason::ALL {
+            let n = self.rejected[reason.index()];
             if n > 0 {
-                decisions(channel, Decided::Rejected(*reason), n);
+                decisions(channel, Decided::Rejected(reason), n);
             }
         }
     }
@@ -465,7 +466,7 @@ pub fn provider_call(
             SendOutcome::Accepted { .. } => 0,
             SendOutcome::Throttled { .. } => 1,
             SendOutcome::Transient { .. } => 2,
-            SendOutcome::Permanent { .. } => 3,
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => 3,
             SendOutcome::Unavailable { .. } => 4,
         }] += 1;
     }

@@ -116,7 +116,7 @@ pub async fn receipts(
 }
 
 /// Applies verified receipts and makes them durable before they are acknowledged.
-async fn apply(
+pub(super) async fn apply(
     state: &AppState,
     p: &ProviderCallbacks,
     receipts: &[Receipt],

@@ -1,6 +1,6 @@
 //! The job submission schema and its validation. Every error names the field at fault.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +11,7 @@ use crate::compliance::{Finding, JobRules};
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
 use crate::policy::PhoneMismatchPolicy;
+use crate::template::channel::ChannelFields;
 use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec};
 
 /// Longest accepted campaign id.
@@ -95,11 +96,35 @@ fn default_true() -> bool {
     true
 }
 
-/// The message template.
+/// The message template: the body, and the fields of the push and WeChat channels.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
     pub body: String,
+    /// Push: the notification's title.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Push: key-value data for the app; WeChat: each template field's value.
+    #[serde(default)]
+    pub data: BTreeMap<String, String>,
+    /// WeChat: the approved template's id.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// WeChat: the page the message opens.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl TemplateRequest {
+    /// The channel fields as written.
+    fn fields(&self) -> ChannelFields {
+        ChannelFields {
+            title: self.title.clone(),
+            data: self.data.clone(),
+            template_id: self.template_id.clone(),
+            url: self.url.clone(),
+        }
+    }
 }
 
 /// One A/B variant.
@@ -212,6 +237,7 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         Some(_) => ApiError::invalid("variants", format!("together: {}", e.message())),
         None => ApiError::invalid("template.body", e.to_string()),
     })?;
+    let written = channel_fields(req)?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
             return Err(ApiError::invalid(
@@ -237,6 +263,8 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             variants,
             // Set by the caller from the request's key.
             tenant: Default::default(),
+            fields: written,
+            wechat_account: None,
         },
         template: Arc::new(template),
         bodies,
@@ -383,6 +411,34 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
             "is required (or give variants)",
         )),
     }
+}
+
+/// The channel fields of the template as they are stored with the job, once they compile.
+/// With variants they are not taken yet: a push or WeChat job gives one template.
+fn channel_fields(req: &JobRequest) -> Result<Option<ChannelFields>, ApiError> {
+    let refused = |e: crate::template::channel::FieldError| ApiError::invalid(e.field, e.message);
+    if let Some(list) = &req.variants {
+        for (i, v) in list.iter().enumerate() {
+            let prefix = format!("variants[{i}].template");
+            if v.template.fields() != ChannelFields::default() {
+                return Err(ApiError::invalid(
+                    prefix,
+                    "push and wechat fields are not taken with variants; give one template",
+                ));
+            }
+            // Still checked, so a push job without a title is refused by name.
+            ChannelFields::default()
+                .compile(req.channel, &prefix)
+                .map_err(refused)?;
+        }
+        return Ok(None);
+    }
+    let Some(t) = &req.template else {
+        return Ok(None);
+    };
+    let written = t.fields();
+    written.compile(req.channel, "template").map_err(refused)?;
+    Ok((written != ChannelFields::default()).then_some(written))
 }
 
 /// What [`templates`] answers.

@@ -25,6 +25,7 @@ mod suppressions;
 mod telemetry;
 mod tracking;
 mod webhooks;
+mod wechat;
 
 use std::sync::Arc;
 
@@ -144,6 +145,7 @@ fn routes(metrics: bool) -> Routes {
     let mut open = OpenApiRouter::new()
         .routes(routes!(callbacks::receipts))
         .routes(routes!(callbacks::inbound))
+        .routes(routes!(wechat::verify_url, wechat::event))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::open))
         .routes(routes!(health::healthz))

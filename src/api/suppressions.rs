@@ -1,5 +1,5 @@
-//! The global do-not-contact list: `PUT /v1/suppressions` (NDJSON of `phone` or
-//! `contact_id`) and `DELETE /v1/suppressions/{phone-or-id}`.
+//! The global do-not-contact list: `PUT /v1/suppressions` (NDJSON of `phone`, `contact_id`,
+//! `email` or `push_token`) and `DELETE /v1/suppressions/{phone-id-email-or-token}`.
 
 use std::sync::Arc;
 
@@ -15,6 +15,7 @@ use super::body::{capped_reader, next_line};
 use super::error::{parse_json, ApiError, ErrorBody};
 use super::extract::ApiPath;
 use crate::app::AppState;
+use crate::domain::{email_entry, normalize_email, normalize_push_token, push_entry, PushPlatform};
 use crate::phone;
 use crate::store::SuppressionKey;
 
@@ -27,6 +28,44 @@ pub struct Line {
     phone: Option<String>,
     #[serde(default)]
     contact_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    /// A device token of either platform (tokens are suppressed whatever their platform).
+    #[serde(default)]
+    push_token: Option<String>,
+}
+
+impl Line {
+    /// The one entry the line names.
+    fn key(self, region: phone::RegionCode) -> Result<SuppressionKey, (&'static str, String)> {
+        match (self.phone, self.contact_id, self.email, self.push_token) {
+            (Some(p), None, None, None) => phone::parse(&p, region)
+                .map(|p| SuppressionKey::Phone(p.e164))
+                .map_err(|e| ("phone", e.to_string())),
+            (None, Some(c), None, None) if !c.trim().is_empty() => {
+                Ok(SuppressionKey::ContactId(c.trim().to_string()))
+            }
+            (None, None, Some(e), None) => normalize_email(&e)
+                .map(|e| SuppressionKey::Address(email_entry(&e)))
+                .map_err(|e| ("email", e.to_string())),
+            (None, None, None, Some(t)) => push_token_key(&t).ok_or((
+                "push_token",
+                "is neither an apns nor an fcm token".to_string(),
+            )),
+            _ => Err((
+                "",
+                "give exactly one of phone, contact_id, email or push_token".to_string(),
+            )),
+        }
+    }
+}
+
+/// The entry of a token of either platform, checked for the shape of one.
+fn push_token_key(token: &str) -> Option<SuppressionKey> {
+    [PushPlatform::Apns, PushPlatform::Fcm]
+        .into_iter()
+        .find_map(|p| normalize_push_token(p, token).ok())
+        .map(|t| SuppressionKey::Address(push_entry(&t)))
 }
 
 const BATCH: usize = 4096;
@@ -77,24 +116,10 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
             continue;
         }
         let l: Line = parse_json(&buf, &format!("line {line_no}: "))?;
-        let key = match (l.phone, l.contact_id) {
-            (Some(p), None) => SuppressionKey::Phone(
-                phone::parse(&p, region)
-                    .map_err(|e| {
-                        ApiError::invalid(format!("line {line_no}: phone"), e.to_string())
-                    })?
-                    .e164,
-            ),
-            (None, Some(c)) if !c.trim().is_empty() => {
-                SuppressionKey::ContactId(c.trim().to_string())
-            }
-            _ => {
-                return Err(ApiError::invalid(
-                    format!("line {line_no}"),
-                    "give exactly one of phone or contact_id",
-                ))
-            }
-        };
+        let key = l.key(region).map_err(|(field, message)| match field {
+            "" => ApiError::invalid(format!("line {line_no}"), message),
+            field => ApiError::invalid(format!("line {line_no}: {field}"), message),
+        })?;
         batch.push(key);
         lines += 1;
         if batch.len() >= BATCH {
@@ -106,13 +131,13 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
     Ok(Json(SuppressionsAdded { lines, added }).into_response())
 }
 
-/// `DELETE /v1/suppressions/{phone-or-id}`: 204 when something was removed, else 404.
+/// `DELETE /v1/suppressions/{phone-id-email-or-token}`: 204 when something was removed, else 404.
 #[utoipa::path(
     delete,
     path = "/v1/suppressions/{key}",
     operation_id = "delete_suppression",
     tag = "suppressions",
-    params(("key" = String, Path, description = "A phone number or a contact id")),
+    params(("key" = String, Path, description = "A phone number, contact id, email address or push token")),
     responses(
         (status = 204, description = "Removed"),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
@@ -135,6 +160,15 @@ pub async fn delete(
             .store
             .remove_suppression(&SuppressionKey::Phone(p.e164))
             .await?;
+    }
+    if let Ok(e) = normalize_email(&key) {
+        removed |= state
+            .store
+            .remove_suppression(&SuppressionKey::Address(email_entry(&e)))
+            .await?;
+    }
+    if let Some(k) = push_token_key(&key) {
+        removed |= state.store.remove_suppression(&k).await?;
     }
     if removed {
         Ok(StatusCode::NO_CONTENT.into_response())

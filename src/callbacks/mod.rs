@@ -8,6 +8,7 @@
 //! - `receipt.rs`, `inbound.rs`, `wire.rs`: the body formats (object, array or NDJSON).
 //! - `message_id.rs`, `index.rs`: provider message id → (job, recipient), filled by workers
 //!   through [`SendObserver`]; early receipts parked; the `unknown` timeout swept.
+//! - `follow.rs`: WeChat follows and unfollows, applied to the follower's WeChat consent.
 //! - `keywords.rs`: STOP / 退订 / START … in replies, width- and case-insensitive.
 //!
 //! **Replays.** Both endpoints accept a replayed request (the same signature again within
@@ -20,6 +21,7 @@
 
 pub mod connection;
 pub mod dialect;
+pub mod follow;
 pub mod inbound;
 pub mod index;
 pub mod keywords;
@@ -124,7 +126,7 @@ impl Callbacks {
             .enumerate()
             .map(|(slot, p)| {
                 let receipts_on_connection = p.kind == crate::config::ProviderKind::Smpp;
-                let dialect = dialect::ReceiptDialect::from_config(p);
+                let dialect = dialect::ReceiptDialect::from_config(p, c.signature_tolerance_seconds);
                 let configured = if dialect.is_herald() {
                     !p.callback_secrets.is_empty()
                 } else {

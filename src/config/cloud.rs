@@ -10,7 +10,6 @@ use serde::Deserialize;
 use super::http::validate_transport;
 use super::model::{ProviderConfig, ProviderKind};
 use super::Secret;
-use crate::domain::Channel;
 
 /// Alibaba Cloud SMS (Dysmsapi `SendSms` / `SendBatchSms`, version 2017-05-25).
 #[derive(Debug, Clone, Deserialize)]
@@ -182,9 +181,6 @@ pub(super) fn validate(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
         return;
     }
     validate_transport(i, p, errs);
-    if p.channel != Channel::Sms {
-        errs.push(format!("providers[{i}].channel: this provider sends sms"));
-    }
     // None of these APIs drops a repeated herald id: a resend after a crash would reach the
     // phone twice, so in-flight messages must stay in doubt.
     if p.idempotent {

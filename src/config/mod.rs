@@ -6,6 +6,7 @@ mod cloud;
 mod compliance;
 mod http;
 mod model;
+mod push;
 mod routes;
 mod state;
 mod ui;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use super::callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
 pub use super::cloud::{AliyunConfig, TencentConfig, TwilioConfig};
 use super::http::validate_http_provider;
+pub use super::push::{ApnsConfig, FcmConfig, WechatConfig};
 use super::routes::{ChannelLimitConfig, HealthConfig, RouteConfig};
 use super::state::StateConfig;
 use crate::domain::{Channel, Currency, Purpose};
@@ -170,6 +171,8 @@ pub struct QuietHoursConfig {
     pub start: String,
     /// End of the allowed window, `HH:MM` local time.
     pub end: String,
+    /// The channels whose marketing messages keep to the window (default: every channel).
+    pub channels: Vec<Channel>,
 }
 
 impl Default for QuietHoursConfig {
@@ -178,11 +181,17 @@ impl Default for QuietHoursConfig {
             enabled: true,
             start: "08:00".into(),
             end: "21:00".into(),
+            channels: Channel::ALL.to_vec(),
         }
     }
 }
 
 impl QuietHoursConfig {
+    /// Whether marketing messages of `channel` keep to the window.
+    pub fn applies_to(&self, channel: Channel) -> bool {
+        self.enabled && self.channels.contains(&channel)
+    }
+
     /// The allowed window as times (validated at load).
     pub fn window(&self) -> Option<(NaiveTime, NaiveTime)> {
         let start = NaiveTime::parse_from_str(&self.start, "%H:%M").ok()?;
@@ -275,9 +284,29 @@ pub enum ProviderKind {
     Tencent,
     /// Twilio Programmable Messaging (`provider::twilio`), set up in the `twilio` table.
     Twilio,
+    /// Firebase Cloud Messaging HTTP v1 (`provider::fcm`), set up in the `fcm` table.
+    Fcm,
+    /// Apple Push Notification service (`provider::apns`), set up in the `apns` table.
+    Apns,
+    /// WeChat official-account template messages (`provider::wechat`), in the `wechat` table.
+    Wechat,
 }
 
 impl ProviderKind {
+    /// The channels an adapter of this kind can send; a provider configured for another
+    /// channel is refused at start-up, so a job never reaches an adapter that cannot carry it.
+    pub fn channels(self) -> &'static [Channel] {
+        match self {
+            ProviderKind::Sandbox | ProviderKind::Http => &Channel::ALL,
+            ProviderKind::Smpp
+            | ProviderKind::Aliyun
+            | ProviderKind::Tencent
+            | ProviderKind::Twilio => &[Channel::Sms],
+            ProviderKind::Fcm | ProviderKind::Apns => &[Channel::Push],
+            ProviderKind::Wechat => &[Channel::Wechat],
+        }
+    }
+
     /// The cloud SMS kinds: HTTPS APIs with their own request format, signature and receipts.
     pub fn is_cloud(self) -> bool {
         matches!(
@@ -372,6 +401,15 @@ pub struct ProviderConfig {
     /// `kind = "twilio"`: Twilio Programmable Messaging (`[providers.twilio]`).
     #[serde(default)]
     pub twilio: Option<TwilioConfig>,
+    /// `kind = "fcm"`: Firebase Cloud Messaging (`[providers.fcm]`).
+    #[serde(default)]
+    pub fcm: Option<FcmConfig>,
+    /// `kind = "apns"`: Apple Push Notification service (`[providers.apns]`).
+    #[serde(default)]
+    pub apns: Option<ApnsConfig>,
+    /// `kind = "wechat"`: a WeChat official account (`[providers.wechat]`).
+    #[serde(default)]
+    pub wechat: Option<WechatConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -456,6 +494,7 @@ impl Config {
                 smpp.state_dir = Some(std::path::Path::new(&self.server.data_dir).join("smpp"));
             }
             super::cloud::read_env(p, env);
+            super::push::read_env(p, env);
         }
     }
 
@@ -553,18 +592,22 @@ impl Config {
                     errs.push(format!("providers[{i}].{field}: must be between 0 and 1"));
                 }
             }
+            if !p.kind.channels().contains(&p.channel) {
+                let can: Vec<&str> = p.kind.channels().iter().map(|c| c.as_str()).collect();
+                errs.push(format!(
+                    "providers[{i}].channel: this kind of provider sends {}, not {}",
+                    can.join(", "),
+                    p.channel.as_str()
+                ));
+            }
             if p.kind == ProviderKind::Http {
                 validate_http_provider(i, p, &mut errs);
             }
             super::cloud::validate(i, p, &mut errs);
+            super::push::validate(i, p, &mut errs);
             match (p.kind, &p.smpp) {
                 (ProviderKind::Smpp, Some(smpp)) => {
                     smpp.validate(&format!("providers[{i}].smpp"), &mut errs);
-                    if p.channel != Channel::Sms {
-                        errs.push(format!(
-                            "providers[{i}].channel: an smpp provider sends sms"
-                        ));
-                    }
                     // An SMSC knows nothing of herald's message ids: a resend after a crash
                     // would reach the phone twice, so in-flight messages must stay in doubt.
                     if p.idempotent {

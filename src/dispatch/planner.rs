@@ -25,6 +25,8 @@ pub enum PlanError {
     Variants(String),
     #[error("the content rules cannot be loaded: {}", .0.join("; "))]
     Compliance(Vec<String>),
+    #[error("{0}")]
+    Fields(String),
 }
 
 impl PlanError {
@@ -34,6 +36,7 @@ impl PlanError {
             PlanError::NoProvider(_) => "channel",
             PlanError::Variants(_) => "variants",
             PlanError::Compliance(_) => "template.body",
+            PlanError::Fields(_) => "template",
         }
     }
 }
@@ -97,7 +100,7 @@ pub fn plan(
     let quiet_hours = config
         .policy
         .quiet_hours
-        .enabled
+        .applies_to(spec.channel)
         .then(|| config.policy.quiet_hours.window())
         .flatten()
         .map(|(start, end)| QuietHours { start, end });
@@ -122,6 +125,14 @@ pub fn plan(
         channel: spec.channel,
         purpose: spec.purpose,
         phone_mismatch: spec.phone_mismatch,
+        wechat_account: spec.wechat_account.clone(),
+        fields: Arc::new(
+            spec.fields
+                .clone()
+                .unwrap_or_default()
+                .compile(spec.channel, "template")
+                .map_err(|e| PlanError::Fields(e.to_string()))?,
+        ),
         template,
         variants,
         content_rules: Arc::new(content_rules),

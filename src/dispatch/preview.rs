@@ -82,8 +82,7 @@ pub async fn preview(
                 Decision::Send(m) => {
                     eligible += 1;
                     segments += m.parts.parts as u64;
-                    cost +=
-                        routed_price(dispatcher, job, i, m.phone.region) * i64::from(m.parts.parts);
+                    cost += routed_price(dispatcher, job, i, m.region) * i64::from(m.parts.parts);
                 }
                 Decision::Defer(until) => {
                     eligible += 1;
@@ -107,7 +106,7 @@ pub async fn preview(
                 let (p, c) = match d {
                     Decision::Send(m) => (
                         m.parts.parts as u64,
-                        routed_price(dispatcher, job, i, m.phone.region) * i64::from(m.parts.parts),
+                        routed_price(dispatcher, job, i, m.region) * i64::from(m.parts.parts),
                     ),
                     _ => (1, 0),
                 };

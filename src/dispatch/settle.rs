@@ -15,11 +15,13 @@ use super::job::Job;
 use super::journal::codec::{SettledItem, Settlement};
 use super::simulated_receipts::ReceiptBatch;
 use super::worker::{message_cost, release_caps, Meta};
+use crate::domain::{Address, Consent};
 use crate::domain::{MessageId, Micros};
 use crate::ledger::charge_rows::{HeaderRef, RowRef};
 use crate::ledger::{EntryBatch, EntryKind, NewEntry, SharedHeaderBatchBuilder};
 use crate::metrics;
-use crate::provider::{OutboundMessage, SendOutcome};
+use crate::provider::{AddressFate, OutboundMessage, SendOutcome};
+use crate::store::{ConsentChange, SuppressionKey};
 
 /// What the providers did not take this time: the messages to send again, how long they
 /// asked us to wait, and how many of them failed transiently (the rest were throttled).
@@ -55,6 +57,7 @@ pub(super) async fn record_outcomes(
     let mut receipts = Vec::new();
     let mut receipt_after = Duration::ZERO;
     let mut to_release = Vec::new();
+    let mut fates = Vec::new();
     let mut cost_total = 0i64;
     let mut accepted = Vec::new();
     let (mut retry_metas, mut retry_messages, mut throttle) =
@@ -105,7 +108,10 @@ pub(super) async fn record_outcomes(
                     receipts.push((meta.index, r.status));
                 }
             }
-            SendOutcome::Permanent { .. } => {
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => {
+                if let SendOutcome::Unreachable { fate, .. } = &outcome {
+                    fates.push((*fate, meta.index, message.to.clone()));
+                }
                 if keeping {
                     settled.push(failed_item(&meta, &message));
                 }
@@ -166,6 +172,7 @@ pub(super) async fn record_outcomes(
         }
     }
     release_caps(inner, &to_release, decided_at).await;
+    apply_fates(inner, job, slot.provider.name(), &fates, now).await;
     job.record_accepted(&accepted, now);
     if let Some(observer) = &inner.deps.observer {
         observer.accepted(job, &accepted);
@@ -297,5 +304,63 @@ pub(super) fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem
         cost_micros: 0,
         region: meta.region,
         provider_message_id: String::new(),
+    }
+}
+
+/// Applies what providers said of addresses beyond the message: a dead push token is
+/// suppressed (the contact's other tokens and channels stay), a WeChat unfollow opts the
+/// contact out of the job's channel. The message itself has already failed; a store that
+/// does not answer loses only this, and the provider will say it again next time.
+async fn apply_fates(
+    inner: &Inner,
+    job: &Arc<Job>,
+    provider: &str,
+    fates: &[(AddressFate, u32, Address)],
+    now: DateTime<Utc>,
+) {
+    if fates.is_empty() {
+        return;
+    }
+    let mut suppress = Vec::new();
+    let mut opt_outs = Vec::new();
+    for (fate, index, address) in fates {
+        match fate {
+            AddressFate::Suppress => {
+                if let Some(entry) = address.suppression_entry() {
+                    suppress.push(SuppressionKey::Address(entry));
+                }
+            }
+            AddressFate::OptOut => opt_outs.push(ConsentChange {
+                contact_id: job.audience.contact_id(*index).to_string(),
+                channel: job.spec.channel,
+                consent: Consent::OptOut,
+                source: format!("provider:{provider}"),
+                at: now,
+            }),
+        }
+    }
+    if !suppress.is_empty() {
+        match inner.deps.store.add_suppressions(&suppress).await {
+            Ok(_) => tracing::info!(
+                provider,
+                count = suppress.len(),
+                "dead addresses suppressed"
+            ),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "dead addresses could not be suppressed")
+            }
+        }
+    }
+    if !opt_outs.is_empty() {
+        match inner.deps.store.record_consent(&opt_outs).await {
+            Ok(()) => tracing::info!(
+                provider,
+                count = opt_outs.len(),
+                "contacts opted out by their provider"
+            ),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "provider opt-outs could not be recorded")
+            }
+        }
     }
 }

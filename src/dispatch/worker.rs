@@ -13,10 +13,10 @@ use super::job::{Job, Lease};
 use super::journal::codec::SendingItem;
 use super::retry;
 use super::settle::{failed_item, record_outcomes, Unanswered};
-use crate::domain::{JobStatus, MessageId};
+use crate::domain::{Address, Channel, JobStatus, MessageId};
 use crate::ledger::EntryBatch;
 use crate::metrics;
-use crate::policy::{Decision, PolicyInput, PolicyRunner};
+use crate::policy::{address_check, Decision, PolicyInput, PolicyRunner};
 use crate::provider::{OutboundMessage, SendOutcome};
 use crate::store::CapRequest;
 
@@ -264,11 +264,9 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                 let provider = inner
                     .deps
                     .router
-                    .choose(job.spec.channel, m.phone.region, draw, None, &mut order)
+                    .choose(job.spec.channel, m.region, draw, None, &mut order)
                     .unwrap_or(job.provider);
-                let cost = job
-                    .unit_price(provider, m.phone.region)
-                    .times(m.parts.parts);
+                let cost = job.unit_price(provider, m.region).times(m.parts.parts);
                 if over_budget || !job.progress.budget.try_reserve(cost.0) {
                     over_budget = true;
                     job.hold_over_budget(i);
@@ -288,17 +286,18 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                 }
                 metas.push(Meta {
                     index: i,
-                    region: m.phone.region,
+                    region: m.region,
                     cap: m.cap,
                     provider,
                     refused: false,
                 });
                 messages.push(OutboundMessage {
                     id: MessageId::derive(&job.id, audience.contact_id(i), job.spec.channel),
-                    to: m.phone.e164,
+                    to: m.to,
                     channel: job.spec.channel,
                     body: job.fill_links(i, m.body),
                     parts: m.parts.parts,
+                    content: m.content,
                 });
             }
         }
@@ -455,26 +454,35 @@ pub(super) async fn resend(
     for chunk in items.chunks(batch) {
         seed = seed.wrapping_add(1);
         let now = inner.deps.clock.now();
-        let mut metas: Vec<Meta> = chunk
-            .iter()
-            .map(|it| Meta {
+        let snapshot = inner.deps.snapshots.current();
+        let mut metas: Vec<Meta> = Vec::with_capacity(chunk.len());
+        let mut messages: Vec<OutboundMessage> = Vec::with_capacity(chunk.len());
+        for it in chunk {
+            let contact_id = job.audience.contact_id(it.index);
+            let Some(to) = resend_address(&job, &snapshot, contact_id, it.to) else {
+                // The contact or its address left the snapshot since: nowhere to send it.
+                job.record_failed(it.index);
+                continue;
+            };
+            metas.push(Meta {
                 index: it.index,
                 region: it.region,
                 cap: None,
                 provider,
                 refused: false,
-            })
-            .collect();
-        let mut messages: Vec<OutboundMessage> = chunk
-            .iter()
-            .map(|it| OutboundMessage {
-                id: MessageId::derive(&job.id, job.audience.contact_id(it.index), job.spec.channel),
-                to: it.to,
+            });
+            messages.push(OutboundMessage {
+                id: MessageId::derive(&job.id, contact_id, job.spec.channel),
+                to,
                 channel: job.spec.channel,
                 body: it.body.clone(),
                 parts: it.parts,
-            })
-            .collect();
+                content: None,
+            });
+        }
+        if messages.is_empty() {
+            continue;
+        }
         if !take_tokens(&inner, &job, &mut metas, &mut messages, now).await {
             break;
         }
@@ -483,6 +491,24 @@ pub(super) async fn resend(
     }
     tracing::info!(job = %job.id, count = items.len(), "messages in flight at the last stop were sent again");
     drop(permit);
+}
+
+/// The address a message in flight at the last stop is sent again to: the journaled number
+/// of an SMS, or the contact's address on the job's channel in the current snapshot (only
+/// numbers are journaled); `None` when the snapshot no longer has one.
+fn resend_address(
+    job: &Job,
+    snapshot: &crate::snapshot::Snapshot,
+    contact_id: &str,
+    journaled_phone: u64,
+) -> Option<Address> {
+    match job.spec.channel {
+        Channel::Sms => Some(Address::Phone(journaled_phone)),
+        channel => {
+            let contact = snapshot.lookup(contact_id)?;
+            address_check::check(&contact, channel, job.policy.wechat_account.as_deref()).ok()
+        }
+    }
 }
 
 /// Hands messages (ordered by provider) to their providers, one provider after the other,
@@ -542,7 +568,9 @@ async fn send(
         match o {
             SendOutcome::Transient { .. } | SendOutcome::Unavailable { .. } => failures += 1,
             SendOutcome::Throttled { .. } => throttled = true,
-            SendOutcome::Accepted { .. } | SendOutcome::Permanent { .. } => {}
+            SendOutcome::Accepted { .. }
+            | SendOutcome::Permanent { .. }
+            | SendOutcome::Unreachable { .. } => {}
         }
     }
     if throttled {

@@ -61,6 +61,11 @@ impl MessageId {
         self.0
     }
 
+    /// The id of a raw value, as [`MessageId::as_u128`] gave it.
+    pub fn from_u128(raw: u128) -> MessageId {
+        MessageId(raw)
+    }
+
     /// The id's text, as `Display` writes it, in `buf`: for hot paths that must not allocate.
     pub fn write_str(self, buf: &mut [u8; 36]) -> &str {
         buf[..4].copy_from_slice(b"msg_");

@@ -1,5 +1,6 @@
 //! Pure domain types shared by every stage: no I/O here.
 
+mod address;
 mod channel;
 mod hold;
 mod ids;
@@ -7,6 +8,10 @@ mod money;
 mod reason;
 mod status;
 
+pub use address::{
+    email_entry, normalize_email, normalize_push_cell, normalize_push_token, normalize_wechat_cell,
+    push_entry, push_pairs, wechat_openid, Address, PushPlatform,
+};
 pub use channel::{Channel, Consent, Purpose};
 pub use hold::Hold;
 pub use ids::{JobId, MessageId};

@@ -90,9 +90,10 @@ impl RecipientOutcome {
             4 => RecipientOutcome::Cancelled,
             5 => RecipientOutcome::Sending,
             6 => RecipientOutcome::InDoubt,
-            c if c >= 16 && ((c - 16) as usize) < Reason::ALL.len() => {
-                RecipientOutcome::Rejected(Reason::ALL[(c - 16) as usize])
-            }
+            c if c >= 16 => match Reason::from_index(usize::from(c - 16)) {
+                Some(r) => RecipientOutcome::Rejected(r),
+                None => RecipientOutcome::Pending,
+            },
             _ => RecipientOutcome::Pending,
         }
     }

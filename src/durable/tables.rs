@@ -40,6 +40,9 @@ pub const STATE_SUPPRESSED_PHONES: TableDefinition<u64, u8> =
 /// Suppressed contact ids.
 pub const STATE_SUPPRESSED_CONTACTS: TableDefinition<&str, u8> =
     TableDefinition::new("state_suppressed_contacts");
+/// Suppressed email addresses and push tokens, by entry (`email:...`, `push:...`).
+pub const STATE_SUPPRESSED_ADDRESSES: TableDefinition<&str, u8> =
+    TableDefinition::new("state_suppressed_addresses");
 /// Every consent change, by a sequence number.
 pub const STATE_CONSENT_HISTORY: TableDefinition<u64, &[u8]> =
     TableDefinition::new("state_consent_history");

@@ -15,6 +15,10 @@ pub use timezone::zones_for;
 pub struct RegionCode(pub [u8; 2]);
 
 impl RegionCode {
+    /// No country: the destination of channels whose addresses have none (email, push,
+    /// WeChat), so their routes and prices are the `*` ones.
+    pub const UNKNOWN: RegionCode = RegionCode(*b"ZZ");
+
     /// Parses two ASCII letters, case-insensitively.
     pub fn parse(s: &str) -> Option<RegionCode> {
         let b = s.as_bytes();

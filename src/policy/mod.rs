@@ -4,6 +4,7 @@
 //! store's facts for a whole batch in one call, and reserves frequency caps last, only for
 //! messages that will really go.
 
+pub mod address_check;
 pub mod consent;
 pub mod dedup;
 pub mod frequency_cap;

@@ -9,13 +9,17 @@ use chrono::{DateTime, Utc};
 
 use super::phone_mismatch::MismatchOutcome;
 use super::quiet_hours::QuietHours;
-use super::{consent, frequency_cap, phone_check, phone_mismatch, render, suppression};
+use super::{
+    address_check, consent, frequency_cap, phone_check, phone_mismatch, render, suppression,
+};
 use super::{PhoneMismatchPolicy, Verdict};
 use crate::compliance::JobRules;
-use crate::domain::{Channel, Purpose, Reason};
-use crate::phone::{PhoneInfo, RegionCode};
-use crate::snapshot::{ContactView, Snapshot};
+use crate::domain::{Address, Channel, Purpose, Reason};
+use crate::phone::RegionCode;
+use crate::provider::content::ChannelContent;
+use crate::snapshot::{ContactView, PhoneField, Snapshot};
 use crate::store::{CapRequest, CapRule, FactsQuery, StateStore, StoreError};
+use crate::template::channel::CompiledFields;
 use crate::template::{count_parts, Route, SmsParts, Template, Variants};
 
 /// One recipient as the job names it.
@@ -30,9 +34,15 @@ pub struct PolicyInput<'a> {
 /// A message that passed every rule, ready for a provider.
 #[derive(Debug, Clone)]
 pub struct ReadyMessage {
-    pub phone: PhoneInfo,
+    /// Where it goes, on the job's channel.
+    pub to: Address,
+    /// The destination country for routes and prices: the phone's for SMS,
+    /// [`RegionCode::UNKNOWN`] for channels whose addresses have no country.
+    pub region: RegionCode,
     pub body: String,
     pub parts: SmsParts,
+    /// Push and WeChat: the title and data, or the template's fields, rendered.
+    pub content: Option<Arc<ChannelContent>>,
     /// The upstream number differed and the snapshot's was used.
     pub corrected: bool,
     /// The cap reservation taken for this message, to release on permanent failure.
@@ -52,7 +62,11 @@ pub struct JobPolicy {
     pub channel: Channel,
     pub purpose: Purpose,
     pub phone_mismatch: PhoneMismatchPolicy,
+    /// WeChat jobs: the official account whose openids are used (`None`: the default one).
+    pub wechat_account: Option<String>,
     pub template: Arc<Template>,
+    /// Push and WeChat: the template's channel fields, rendered beside the body.
+    pub fields: Arc<CompiledFields>,
     /// A/B variants: each recipient is rendered with its variant's template instead, or
     /// held out.
     pub variants: Option<Arc<Variants>>,
@@ -60,7 +74,8 @@ pub struct JobPolicy {
     pub content_rules: Arc<JobRules>,
     pub job_variables: HashMap<String, String>,
     pub default_region: RegionCode,
-    /// Applied to marketing messages only.
+    /// Applied to marketing messages only; `None` also when the job's channel is not one the
+    /// quiet hours are configured for.
     pub quiet_hours: Option<QuietHours>,
     pub cap_rules: Vec<CapRule>,
     /// Seeds the cap holder of each message (see [`frequency_cap::holder_seed`]); derived
@@ -76,7 +91,8 @@ pub struct PolicyRunner;
 struct Survivor<'s> {
     index: usize,
     contact: ContactView<'s>,
-    phone: PhoneInfo,
+    to: Address,
+    region: RegionCode,
     corrected: bool,
 }
 
@@ -95,7 +111,9 @@ impl PolicyRunner {
         let mut decisions: Vec<Option<Decision>> = vec![None; inputs.len()];
         let mut survivors: Vec<Survivor<'_>> = Vec::with_capacity(inputs.len());
 
-        // unknown_contact, missing_phone, invalid_phone, not_mobile, phone_mismatch.
+        // unknown_contact; then the channel's address: missing_phone, invalid_phone,
+        // not_mobile, phone_mismatch for SMS, missing_email, invalid_email,
+        // missing_push_token, missing_openid for the others.
         // Batched lookups overlap their cache misses (a random lookup is memory-bound).
         let ids: Vec<&str> = inputs.iter().map(|i| i.contact_id).collect();
         let mut contacts = Vec::with_capacity(inputs.len());
@@ -105,40 +123,35 @@ impl PolicyRunner {
                 decisions[index] = Some(Decision::Reject(Reason::UnknownContact));
                 continue;
             };
-            let phone = match phone_check::check(contact.phone()) {
-                Ok(p) => p,
-                Err(v) => {
-                    decisions[index] = Some(to_decision(v));
-                    continue;
+            let checked = match policy.channel {
+                Channel::Sms => sms_address(policy, input, &contact),
+                channel => {
+                    address_check::check(&contact, channel, policy.wechat_account.as_deref())
+                        .map(|to| (to, RegionCode::UNKNOWN, false))
                 }
             };
-            let corrected = match phone_mismatch::check(
-                input.upstream_phone,
-                phone.e164,
-                policy.default_region,
-                policy.phone_mismatch,
-            ) {
-                MismatchOutcome::Same => false,
-                MismatchOutcome::Corrected => true,
-                MismatchOutcome::Rejected(v) => {
-                    decisions[index] = Some(to_decision(v));
-                    continue;
-                }
-            };
-            survivors.push(Survivor {
-                index,
-                contact,
-                phone,
-                corrected,
-            });
+            match checked {
+                Ok((to, region, corrected)) => survivors.push(Survivor {
+                    index,
+                    contact,
+                    to,
+                    region,
+                    corrected,
+                }),
+                Err(v) => decisions[index] = Some(to_decision(v)),
+            }
         }
 
         // suppressed, opted_out, no_consent: one store round trip for the batch.
+        let entries: Vec<Option<String>> =
+            survivors.iter().map(|s| s.to.suppression_entry()).collect();
         let queries: Vec<FactsQuery<'_>> = survivors
             .iter()
-            .map(|s| FactsQuery {
+            .zip(&entries)
+            .map(|(s, entry)| FactsQuery {
                 contact_id: s.contact.contact_id(),
-                phone: s.phone.e164,
+                phone: s.to.phone().unwrap_or(0),
+                address: entry.as_deref(),
             })
             .collect();
         let facts = if queries.is_empty() {
@@ -182,14 +195,34 @@ impl PolicyRunner {
                     &mut body,
                 );
             }
-            // content_rule: what a variable's value brought into the message.
-            let parts = count_parts(&body);
+            let mut content = None;
+            if verdict == Verdict::Allow {
+                match render::render_fields(
+                    &policy.fields,
+                    &body,
+                    input.variables,
+                    &s.contact,
+                    &policy.job_variables,
+                ) {
+                    Ok(c) => content = c.map(Arc::new),
+                    Err(v) => verdict = v,
+                }
+            }
+            // content_rule: what a variable's value brought into the message. A push or
+            // WeChat message is one billable unit whatever its length.
+            let parts = match policy.channel {
+                Channel::Push | Channel::Wechat => SmsParts {
+                    parts: 1,
+                    ..count_parts(&body)
+                },
+                Channel::Sms | Channel::Email => count_parts(&body),
+            };
             if verdict == Verdict::Allow && !policy.content_rules.check_message(&body, parts) {
                 verdict = Verdict::Reject(Reason::ContentRule);
             }
             if verdict == Verdict::Allow && policy.purpose == Purpose::Marketing {
                 if let Some(qh) = &policy.quiet_hours {
-                    if let Some(until) = quiet_check(qh, &s.contact, &s.phone, now) {
+                    if let Some(until) = quiet_check(qh, &s.contact, now) {
                         verdict = Verdict::Defer(until);
                     }
                 }
@@ -201,9 +234,11 @@ impl PolicyRunner {
             ready.push((
                 s.index,
                 ReadyMessage {
-                    phone: s.phone,
+                    to: s.to.clone(),
+                    region: s.region,
                     body,
                     parts,
+                    content,
                     corrected: s.corrected,
                     cap: None,
                 },
@@ -254,15 +289,39 @@ impl PolicyRunner {
     }
 }
 
+/// The SMS address rules: the snapshot's phone checked, then compared with the upstream's.
+fn sms_address(
+    policy: &JobPolicy,
+    input: &PolicyInput<'_>,
+    contact: &ContactView<'_>,
+) -> Result<(Address, RegionCode, bool), Verdict> {
+    let phone = phone_check::check(contact.phone())?;
+    let corrected = match phone_mismatch::check(
+        input.upstream_phone,
+        phone.e164,
+        policy.default_region,
+        policy.phone_mismatch,
+    ) {
+        MismatchOutcome::Same => false,
+        MismatchOutcome::Corrected => true,
+        MismatchOutcome::Rejected(v) => return Err(v),
+    };
+    Ok((Address::Phone(phone.e164), phone.region, corrected))
+}
+
+/// Quiet hours in the contact's time zone; without one, in every zone of its phone number's
+/// region (when it has a valid phone); a contact with neither is never deferred.
 fn quiet_check(
     qh: &QuietHours,
     contact: &ContactView<'_>,
-    phone: &PhoneInfo,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match contact.timezone() {
-        Some(tz) => qh.check(&[tz], now),
-        None => qh.check(crate::phone::timezone::zones_for(phone), now),
+    match (contact.timezone(), contact.phone()) {
+        (Some(tz), _) => qh.check(&[tz], now),
+        (None, PhoneField::Valid(phone)) => {
+            qh.check(crate::phone::timezone::zones_for(&phone), now)
+        }
+        (None, _) => None,
     }
 }
 

@@ -43,6 +43,15 @@ pub struct Transport {
 impl Transport {
     /// Builds the pooled TLS client of a validated cloud provider config.
     pub fn from_config(c: &ProviderConfig) -> Result<Transport, CloudError> {
+        Transport::build(c, false)
+    }
+
+    /// Like [`Transport::from_config`], speaking HTTP/2 only (APNs).
+    pub fn http2_from_config(c: &ProviderConfig) -> Result<Transport, CloudError> {
+        Transport::build(c, true)
+    }
+
+    fn build(c: &ProviderConfig, http2_only: bool) -> Result<Transport, CloudError> {
         let max_in_flight = c.max_in_flight.max(1);
         let client = https_client::build(&ClientSettings {
             request_timeout: Duration::from_millis(c.request_timeout_ms.max(1)),
@@ -50,6 +59,7 @@ impl Transport {
             max_idle: max_in_flight,
             ca_file: c.ca_file.clone(),
             default_headers: HeaderMap::new(),
+            http2_only,
         })
         .map_err(|source| CloudError::Client {
             name: c.name.clone(),

@@ -30,6 +30,9 @@ pub struct ClientSettings {
     pub ca_file: Option<String>,
     /// Headers sent with every request.
     pub default_headers: HeaderMap,
+    /// Speak HTTP/2 only (APNs refuses HTTP/1.1): offered alone by ALPN, so a server that
+    /// cannot speak it fails the handshake instead of answering in HTTP/1.1.
+    pub http2_only: bool,
 }
 
 /// Why a client could not be built.
@@ -69,6 +72,9 @@ pub fn build(settings: &ClientSettings) -> Result<reqwest::Client, ClientError> 
         // environment silently in between.
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy();
+    if settings.http2_only {
+        builder = builder.http2_prior_knowledge();
+    }
     if let Some(path) = &settings.ca_file {
         for cert in read_ca_file(path).map_err(|reason| ClientError::CaFile {
             path: path.clone(),

@@ -4,17 +4,24 @@
 //! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs.
 //! - `aliyun`, `tencent`, `twilio`: cloud SMS APIs, each with its wire format and signature
 //!   as pure functions; `cloud` holds what they share (client, request bound, batching).
+//! - `fcm`, `apns`: app push; `wechat`: official-account template messages. Each keeps its
+//!   bearer token in an `access_token` cache.
 //! - `https_client`: the pooled TLS client every HTTP-speaking adapter sends with, and the
 //!   one place a transport failure is told apart: not sent, or maybe sent.
 
+pub mod access_token;
 pub mod aliyun;
+pub mod apns;
 pub mod cloud;
+pub mod content;
+pub mod fcm;
 pub mod http;
 pub mod https_client;
 pub mod sandbox;
 pub mod smpp;
 pub mod tencent;
 pub mod twilio;
+pub mod wechat;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,17 +32,29 @@ use crate::callbacks::inbound::Inbound;
 use crate::callbacks::receipt::Receipt;
 use crate::clock::Clock;
 use crate::config::{ProviderConfig, ProviderKind};
-use crate::domain::{Channel, MessageId};
+use crate::domain::{Address, Channel, MessageId};
 
 /// One message as handed to a provider. `id` is the provider's idempotency key.
 #[derive(Debug, Clone)]
 pub struct OutboundMessage {
     pub id: MessageId,
-    /// Destination, E.164 digits.
-    pub to: u64,
+    /// Destination on the message's channel.
+    pub to: Address,
     pub channel: Channel,
     pub body: String,
     pub parts: u32,
+    /// Push and WeChat: what is sent beside the body (title and data, a template's fields),
+    /// rendered for the recipient. `None` for SMS and email.
+    pub content: Option<Arc<content::ChannelContent>>,
+}
+
+impl OutboundMessage {
+    /// The destination number of an SMS. Adapters that only send SMS read this: config
+    /// validation never routes another channel to them ([`ProviderKind::channels`]), so the
+    /// 0 of a non-phone address (which every SMSC refuses) is never sent.
+    pub fn phone(&self) -> u64 {
+        self.to.phone().unwrap_or(0)
+    }
 }
 
 /// A delivery receipt as a provider reports it.
@@ -61,6 +80,19 @@ pub enum SendOutcome {
     Throttled { retry_after: Duration },
     /// Will never succeed (bad number, content refused).
     Permanent { error: String },
+    /// Will never succeed at this address, nor will any later message: the push token is
+    /// dead, or the person unfollowed the official account. Settled as failed, and `fate`
+    /// is applied to the contact so later jobs do not try again.
+    Unreachable { error: String, fate: AddressFate },
+}
+
+/// What a provider's refusal means for the address beyond the message refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressFate {
+    /// This address (one push token) is dead: suppress it, keep the contact's others.
+    Suppress,
+    /// The person withdrew from the channel (a WeChat unfollow): opt the contact out of it.
+    OptOut,
 }
 
 /// A receipt the sandbox simulates for an accepted message, applied after `after`.
@@ -75,6 +107,7 @@ pub struct SimulatedReceipt {
 #[derive(Debug, Clone)]
 pub struct InFlightMessage {
     pub id: MessageId,
+    /// The number of an SMS; 0 on other channels (their addresses are not journaled).
     pub to: u64,
     pub parts: u32,
 }
@@ -180,5 +213,8 @@ pub fn build_with_events(
         ProviderKind::Aliyun => Arc::new(aliyun::AliyunProvider::new(config, clock)?),
         ProviderKind::Tencent => Arc::new(tencent::TencentProvider::new(config, clock)?),
         ProviderKind::Twilio => Arc::new(twilio::TwilioProvider::new(config, clock)?),
+        ProviderKind::Fcm => Arc::new(fcm::FcmProvider::new(config, clock)?),
+        ProviderKind::Apns => Arc::new(apns::ApnsProvider::new(config, clock)?),
+        ProviderKind::Wechat => Arc::new(wechat::WechatProvider::new(config, clock)?),
     })
 }

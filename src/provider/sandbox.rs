@@ -132,7 +132,7 @@ impl Provider for Sandbox {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, JobId, MessageId};
+    use crate::domain::{Address, Channel, JobId, MessageId};
 
     fn settings(transient: f64, permanent: f64) -> SandboxSettings {
         SandboxSettings {
@@ -151,10 +151,11 @@ mod tests {
         (0..n)
             .map(|i| OutboundMessage {
                 id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
-                to: 8613100000000 + i as u64,
+                to: Address::Phone(8613100000000 + i as u64),
                 channel: Channel::Sms,
                 body: "hi".into(),
                 parts: 1,
+                content: None,
             })
             .collect()
     }

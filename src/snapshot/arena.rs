@@ -5,7 +5,9 @@
 //!
 //! ```text
 //! varint len, contact id bytes
-//! varint len, email bytes            (len 0 = no email)
+//! varint len, email bytes            (len 0 = no valid email)
+//! varint len, push tokens            (len 0 = none; `platform:token;...`)
+//! varint len, wechat openids         (len 0 = none; `openid` or `account:openid;...`)
 //! ntags  x u16 LE tag id             (count in Record::ntags)
 //! nattrs x (u16 LE attribute id, varint len, value bytes)   (count in Record::nattrs)
 //! ```
@@ -85,21 +87,27 @@ pub(crate) fn as_str(bytes: &[u8]) -> &str {
     std::str::from_utf8(bytes).unwrap_or("")
 }
 
-/// Where the email and the tags of one blob are, decoded from its front.
+/// Where the channel addresses and the tags of one blob are, decoded from its front.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct BlobLayout {
     pub(crate) email: (usize, usize),
+    pub(crate) push: (usize, usize),
+    pub(crate) wechat: (usize, usize),
     pub(crate) tags: usize,
 }
 
 impl BlobLayout {
-    /// Skips the id and decodes the email header of the blob at `start`.
+    /// Skips the id and decodes the address strings of the blob at `start`.
     #[inline]
     pub(crate) fn decode(buf: &[u8], start: usize) -> BlobLayout {
         let (_, after_id) = read_str(buf, start);
-        let (email, tags) = read_str(buf, after_id);
+        let (email, after_email) = read_str(buf, after_id);
+        let (push, after_push) = read_str(buf, after_email);
+        let (wechat, tags) = read_str(buf, after_push);
         BlobLayout {
-            email: (tags - email.len(), tags),
+            email: (after_email - email.len(), after_email),
+            push: (after_push - push.len(), after_push),
+            wechat: (tags - wechat.len(), tags),
             tags,
         }
     }
@@ -124,10 +132,14 @@ mod tests {
         let long = "x".repeat(200);
         push_str(&mut buf, b"c001");
         push_str(&mut buf, long.as_bytes());
+        push_str(&mut buf, b"");
+        push_str(&mut buf, b"wx1:o1");
         push_u16(&mut buf, 513);
         let layout = BlobLayout::decode(&buf, 3);
         assert_eq!(read_str(&buf, 3).0, b"c001");
         assert_eq!(as_str(&buf[layout.email.0..layout.email.1]), long);
+        assert_eq!(layout.push.0, layout.push.1);
+        assert_eq!(&buf[layout.wechat.0..layout.wechat.1], b"wx1:o1");
         assert_eq!(read_u16(&buf, layout.tags), 513);
     }
 

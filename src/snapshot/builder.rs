@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::arena::{push_str, push_u16};
 use super::error::{ErrorLog, LoadReport, RowError, SnapshotError, MAX_REPORTED_ERRORS};
-use super::fields::{self, AttrKey, RowFields};
+use super::fields::{self, AttrKey, EmailCell, RowFields};
 use super::index::IdIndex;
 use super::intern::{Interner, ZoneTable};
 use super::overlay::Overlay;
@@ -56,9 +56,16 @@ impl Builder {
                 .zones
                 .intern(row.timezone)
                 .map_err(|_| fields::bad_timezone(row.timezone))?;
-            Ok((id, zone, fields::consents(row)?, fields::updated_at(row)?))
+            let addresses = (fields::push_tokens(row)?, fields::wechat_openids(row)?);
+            Ok((
+                id,
+                zone,
+                fields::consents(row)?,
+                fields::updated_at(row)?,
+                addresses,
+            ))
         });
-        let (id, zone, consents, updated) = match checked {
+        let (id, zone, consents, updated, (push, wechat)) = match checked {
             Ok(ok) => ok,
             Err(message) => {
                 self.log.reject(line, message);
@@ -66,8 +73,14 @@ impl Builder {
             }
         };
         let (index, blob) = self.next_slot()?;
+        let email = fields::email(row);
         push_str(&mut self.arena, id.as_bytes());
-        push_str(&mut self.arena, row.email.trim().as_bytes());
+        match &email {
+            EmailCell::Valid(e) => push_str(&mut self.arena, e.as_bytes()),
+            EmailCell::Missing | EmailCell::Invalid => push_str(&mut self.arena, b""),
+        }
+        push_str(&mut self.arena, push.as_bytes());
+        push_str(&mut self.arena, wechat.as_bytes());
         let counts = self
             .push_tags(tags)
             .and_then(|ntags| Ok((ntags, self.push_attrs(attrs)?)));
@@ -88,6 +101,9 @@ impl Builder {
             ..Record::default()
         };
         record.set_consents(consents);
+        if email == EmailCell::Invalid {
+            record.set_email_invalid();
+        }
         self.records.push(record);
         self.lines.push(u32::try_from(line).unwrap_or(u32::MAX));
         Ok(Some(index))
@@ -108,7 +124,9 @@ impl Builder {
         };
         let (_, blob) = self.next_slot()?;
         push_str(&mut self.arena, id.as_bytes());
-        push_str(&mut self.arena, b"");
+        for _address in 0..3 {
+            push_str(&mut self.arena, b"");
+        }
         let mut record = Record {
             blob,
             ..Record::default()

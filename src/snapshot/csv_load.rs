@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 
 use super::error::{quoted, LoadReport, SnapshotError};
-use super::fields::{split_tags, AttrKey, Column, RowFields};
+use super::fields::{split_tags, AttrKey, Column, RowFields, CONSENT_SLOTS};
 use super::load::load_with;
 use super::table::Snapshot;
 use crate::phone::RegionCode;
@@ -69,6 +69,8 @@ pub fn load_csv<R: Read>(
                 contact_id: cell(Some(layout.contact_id)),
                 phone: cell(layout.phone),
                 email: cell(layout.email),
+                push_token: cell(layout.push_token),
+                wechat_openid: cell(layout.wechat_openid),
                 timezone: cell(layout.timezone),
                 consents: layout.consents.map(cell),
                 updated_at: cell(layout.updated_at),
@@ -109,9 +111,11 @@ struct Layout {
     contact_id: usize,
     phone: Option<usize>,
     email: Option<usize>,
+    push_token: Option<usize>,
+    wechat_openid: Option<usize>,
     timezone: Option<usize>,
     tags: Option<usize>,
-    consents: [Option<usize>; 3],
+    consents: [Option<usize>; CONSENT_SLOTS],
     updated_at: Option<usize>,
     deleted: Option<usize>,
     attributes: Vec<(usize, String)>,
@@ -135,9 +139,11 @@ impl Layout {
             contact_id: usize::MAX,
             phone: None,
             email: None,
+            push_token: None,
+            wechat_openid: None,
             timezone: None,
             tags: None,
-            consents: [None; 3],
+            consents: [None; CONSENT_SLOTS],
             updated_at: None,
             deleted: None,
             attributes: Vec::new(),
@@ -158,13 +164,18 @@ impl Layout {
                 }
                 Some(Column::Phone) => &mut layout.phone,
                 Some(Column::Email) => &mut layout.email,
+                Some(Column::PushToken) => &mut layout.push_token,
+                Some(Column::WechatOpenid) => &mut layout.wechat_openid,
                 Some(Column::Timezone) => &mut layout.timezone,
                 Some(Column::Tags) => &mut layout.tags,
                 Some(Column::UpdatedAt) => &mut layout.updated_at,
                 Some(Column::Deleted) => &mut layout.deleted,
-                Some(c @ (Column::SmsConsent | Column::EmailConsent | Column::PushConsent)) => {
-                    &mut layout.consents[c.consent_slot().unwrap_or(0)]
-                }
+                Some(
+                    c @ (Column::SmsConsent
+                    | Column::EmailConsent
+                    | Column::PushConsent
+                    | Column::WechatConsent),
+                ) => &mut layout.consents[c.consent_slot().unwrap_or(0)],
                 None => {
                     layout.attributes.push((i, name.clone()));
                     continue;

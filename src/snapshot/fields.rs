@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::error::quoted;
 use super::record::encode_time;
-use crate::domain::Consent;
+use crate::domain::{normalize_email, normalize_push_cell, normalize_wechat_cell, Consent};
 
 /// A column (CSV) or key (NDJSON) with a fixed meaning; every other one is an attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,13 +21,18 @@ pub(crate) enum Column {
     SmsConsent,
     EmailConsent,
     PushConsent,
+    /// Device tokens: `platform:token` pairs (`fcm`, `apns`) separated by `;`.
+    PushToken,
+    /// WeChat openids: `openid` (default official account) or `account:openid` pairs.
+    WechatOpenid,
+    WechatConsent,
     UpdatedAt,
     /// `true` removes the contact (NDJSON `"deleted": true`, or a CSV `deleted` column).
     Deleted,
 }
 
 /// Every fixed column with its canonical name.
-const ALL: [(&str, Column); 10] = [
+const ALL: [(&str, Column); 13] = [
     ("contact_id", Column::ContactId),
     ("phone", Column::Phone),
     ("email", Column::Email),
@@ -36,6 +41,9 @@ const ALL: [(&str, Column); 10] = [
     ("sms_consent", Column::SmsConsent),
     ("email_consent", Column::EmailConsent),
     ("push_consent", Column::PushConsent),
+    ("push_token", Column::PushToken),
+    ("wechat_openid", Column::WechatOpenid),
+    ("wechat_consent", Column::WechatConsent),
     ("updated_at", Column::UpdatedAt),
     ("deleted", Column::Deleted),
 ];
@@ -56,22 +64,28 @@ impl Column {
             .map_or("?", |&(n, _)| n)
     }
 
-    /// The consent slot (sms, email, push) of a consent column.
+    /// The consent slot (sms, email, push, wechat: [`Channel::index`] order) of a consent
+    /// column.
     pub(crate) fn consent_slot(self) -> Option<usize> {
         match self {
             Column::SmsConsent => Some(0),
             Column::EmailConsent => Some(1),
             Column::PushConsent => Some(2),
+            Column::WechatConsent => Some(3),
             _ => None,
         }
     }
 }
 
+/// How many channels have a consent column.
+pub(crate) const CONSENT_SLOTS: usize = 4;
+
 /// The consent columns by slot, for messages.
-const CONSENT_COLUMNS: [Column; 3] = [
+const CONSENT_COLUMNS: [Column; CONSENT_SLOTS] = [
     Column::SmsConsent,
     Column::EmailConsent,
     Column::PushConsent,
+    Column::WechatConsent,
 ];
 
 /// One row's fixed cells, borrowed from the reader's buffers. Empty means absent.
@@ -80,8 +94,13 @@ pub(crate) struct RowFields<'a> {
     pub(crate) contact_id: &'a str,
     pub(crate) phone: &'a str,
     pub(crate) email: &'a str,
+    /// In the CSV form (`platform:token;...`), NDJSON arrays already turned into it.
+    pub(crate) push_token: &'a str,
+    /// In the CSV form (`openid` or `account:openid;...`), NDJSON arrays and objects already
+    /// turned into it.
+    pub(crate) wechat_openid: &'a str,
     pub(crate) timezone: &'a str,
-    pub(crate) consents: [&'a str; 3],
+    pub(crate) consents: [&'a str; CONSENT_SLOTS],
     pub(crate) updated_at: &'a str,
 }
 
@@ -101,9 +120,9 @@ pub(crate) fn contact_id<'a>(fields: &RowFields<'a>) -> Result<&'a str, String> 
     Ok(id)
 }
 
-/// The three consent cells.
-pub(crate) fn consents(fields: &RowFields<'_>) -> Result<[Consent; 3], String> {
-    let mut out = [Consent::Unknown; 3];
+/// The consent cells, in slot order.
+pub(crate) fn consents(fields: &RowFields<'_>) -> Result<[Consent; CONSENT_SLOTS], String> {
+    let mut out = [Consent::Unknown; CONSENT_SLOTS];
     for (slot, cell) in fields.consents.iter().enumerate() {
         out[slot] = Consent::parse(cell).ok_or_else(|| {
             format!(
@@ -114,6 +133,40 @@ pub(crate) fn consents(fields: &RowFields<'_>) -> Result<[Consent; 3], String> {
         })?;
     }
     Ok(out)
+}
+
+/// An email cell as checked at load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum EmailCell {
+    Missing,
+    /// Kept on the contact as "invalid" (the policy reports `invalid_email`), not stored.
+    Invalid,
+    /// Normalized: the domain lower-cased.
+    Valid(String),
+}
+
+/// Checks the email cell. A malformed address does not reject the row (the contact may still
+/// be reached on other channels); it is kept as invalid.
+pub(crate) fn email(fields: &RowFields<'_>) -> EmailCell {
+    let cell = fields.email.trim();
+    if cell.is_empty() {
+        return EmailCell::Missing;
+    }
+    match normalize_email(cell) {
+        Ok(e) => EmailCell::Valid(e),
+        Err(_) => EmailCell::Invalid,
+    }
+}
+
+/// The push tokens in their stored form (empty: none). A malformed token rejects the row:
+/// unlike an email, there is no reason to report it under and a guessed token reaches nobody.
+pub(crate) fn push_tokens(fields: &RowFields<'_>) -> Result<String, String> {
+    normalize_push_cell(fields.push_token).map_err(|e| format!("push_token: {e}"))
+}
+
+/// The WeChat openids in their stored form (empty: none); malformed ones reject the row.
+pub(crate) fn wechat_openids(fields: &RowFields<'_>) -> Result<String, String> {
+    normalize_wechat_cell(fields.wechat_openid).map_err(|e| format!("wechat_openid: {e}"))
 }
 
 /// `updated_at` as stored (see `record::encode_time`); empty is 0 (unknown).
@@ -151,6 +204,12 @@ mod tests {
         assert_eq!(Column::from_name("push_consent"), Some(Column::PushConsent));
         assert_eq!(Column::from_name("city"), None);
         assert_eq!(Column::EmailConsent.consent_slot(), Some(1));
+        assert_eq!(
+            Column::from_name("WeChat_Consent"),
+            Some(Column::WechatConsent)
+        );
+        assert_eq!(Column::WechatConsent.consent_slot(), Some(3));
+        assert_eq!(Column::from_name("push_token"), Some(Column::PushToken));
     }
 
     #[test]
@@ -160,9 +219,26 @@ mod tests {
             ..RowFields::default()
         };
         assert_eq!(contact_id(&f), Ok("c1"));
-        f.consents = ["opt_in", "", "maybe"];
+        f.consents = ["opt_in", "", "maybe", ""];
         let e = consents(&f).expect_err("bad push consent");
         assert!(e.starts_with("push_consent:"), "{e}");
+        f.consents = ["opt_in", "", "", "yes"];
+        let e = consents(&f).expect_err("bad wechat consent");
+        assert!(e.starts_with("wechat_consent:"), "{e}");
+        f.consents = ["", "", "", "opt_out"];
+        assert_eq!(consents(&f).expect("valid")[3], Consent::OptOut);
+        f.push_token = "apns:123";
+        let e = push_tokens(&f).expect_err("short apns token");
+        assert!(e.starts_with("push_token:"), "{e}");
+        f.wechat_openid = "acct:o 1";
+        let e = wechat_openids(&f).expect_err("space in openid");
+        assert!(e.starts_with("wechat_openid:"), "{e}");
+        f.email = "Li@Example.COM";
+        assert_eq!(email(&f), EmailCell::Valid("Li@example.com".into()));
+        f.email = "li@";
+        assert_eq!(email(&f), EmailCell::Invalid);
+        f.email = " ";
+        assert_eq!(email(&f), EmailCell::Missing);
         f.updated_at = "yesterday";
         assert!(updated_at(&f).expect_err("bad").starts_with("updated_at:"));
         f.updated_at = "2026-11-20T08:00:00+08:00";

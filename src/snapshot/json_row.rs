@@ -6,12 +6,13 @@
 //! and booleans in attribute position are stringified; `null` means absent. A value of the
 //! wrong shape records a message naming its key, which becomes the row error.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fmt::Write as _;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-use super::fields::{split_tags, Column, RowFields};
+use super::fields::{split_tags, Column, RowFields, CONSENT_SLOTS};
 
 type Span = (usize, usize);
 
@@ -22,13 +23,17 @@ pub(crate) struct JsonRow {
     contact_id: Option<Span>,
     phone: Option<Span>,
     email: Option<Span>,
+    push_token: Option<Span>,
+    wechat_openid: Option<Span>,
     timezone: Option<Span>,
     updated_at: Option<Span>,
-    consents: [Option<Span>; 3],
+    consents: [Option<Span>; CONSENT_SLOTS],
     tags: Vec<Span>,
     attrs: Vec<(Span, Span)>,
     deleted: bool,
     problem: Option<String>,
+    /// Where the address list being read starts in `text`.
+    pairs_start: usize,
 }
 
 impl JsonRow {
@@ -52,6 +57,8 @@ impl JsonRow {
             contact_id: cell(self.contact_id),
             phone: cell(self.phone),
             email: cell(self.email),
+            push_token: cell(self.push_token),
+            wechat_openid: cell(self.wechat_openid),
             timezone: cell(self.timezone),
             consents: self.consents.map(cell),
             updated_at: cell(self.updated_at),
@@ -84,9 +91,11 @@ impl JsonRow {
         self.contact_id = None;
         self.phone = None;
         self.email = None;
+        self.push_token = None;
+        self.wechat_openid = None;
         self.timezone = None;
         self.updated_at = None;
-        self.consents = [None; 3];
+        self.consents = [None; CONSENT_SLOTS];
         self.tags.clear();
         self.attrs.clear();
         self.deleted = false;
@@ -155,6 +164,20 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 }
                 Some(Column::Deleted) => {
                     row.deleted = map.next_value_seed(DeletedSeed(row))?;
+                    continue;
+                }
+                Some(Column::PushToken) => {
+                    row.push_token = map.next_value_seed(PairsSeed {
+                        row,
+                        shape: &PUSH_PAIRS,
+                    })?;
+                    continue;
+                }
+                Some(Column::WechatOpenid) => {
+                    row.wechat_openid = map.next_value_seed(PairsSeed {
+                        row,
+                        shape: &WECHAT_PAIRS,
+                    })?;
                     continue;
                 }
                 _ => {}
@@ -322,6 +345,139 @@ impl<'de> Visitor<'de> for TagsSeed<'_> {
     }
 }
 
+/// How an address list is spelt in NDJSON: an array of objects with two keys, the first of
+/// which may be optional (the default WeChat account), or (WeChat) an object of first to
+/// second. Either way it is written out in the CSV form (`first:second;...`) that the shared
+/// validation in `fields.rs` checks.
+struct PairShape {
+    column: &'static str,
+    first: &'static str,
+    second: &'static str,
+    first_optional: bool,
+    /// Whether `{"first value": "second value", ...}` is accepted too.
+    as_object: bool,
+}
+
+const PUSH_PAIRS: PairShape = PairShape {
+    column: "push_token",
+    first: "platform",
+    second: "token",
+    first_optional: false,
+    as_object: false,
+};
+
+const WECHAT_PAIRS: PairShape = PairShape {
+    column: "wechat_openid",
+    first: "account",
+    second: "openid",
+    first_optional: true,
+    as_object: true,
+};
+
+impl PairShape {
+    fn problem(&self) -> String {
+        let object = if self.as_object {
+            format!(", an object of {} to {}", self.first, self.second)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}: must be a string, an array of {{\"{}\", \"{}\"}} objects{object}, or null",
+            self.column, self.first, self.second
+        )
+    }
+}
+
+/// Reads an address list into the row's text in the CSV form; `None` for null.
+struct PairsSeed<'r> {
+    row: &'r mut JsonRow,
+    shape: &'static PairShape,
+}
+
+impl PairsSeed<'_> {
+    fn push_pair(&mut self, first: Option<&str>, second: &str) {
+        if self.row.text.len() > self.start() {
+            self.row.text.push(';');
+        }
+        if let Some(first) = first {
+            self.row.text.push_str(first);
+            self.row.text.push(':');
+        }
+        self.row.text.push_str(second);
+    }
+
+    fn start(&self) -> usize {
+        self.row.pairs_start
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for PairsSeed<'_> {
+    type Value = Option<Span>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Span>, D::Error> {
+        self.row.pairs_start = self.row.text.len();
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PairsSeed<'_> {
+    type Value = Option<Span>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an address list")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Span>, E> {
+        Ok(Some(self.row.push(v)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Span>, E> {
+        Ok(None)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Option<Span>, A::Error> {
+        let shape = self.shape;
+        loop {
+            let pair = match seq.next_element::<Option<HashMap<String, String>>>() {
+                Ok(Some(pair)) => pair.unwrap_or_default(),
+                Ok(None) => break,
+                Err(_) => return Err(self.row.fail(shape.problem())),
+            };
+            let unknown = pair.keys().any(|k| k != shape.first && k != shape.second);
+            let first = pair.get(shape.first);
+            match (pair.get(shape.second), first) {
+                (Some(second), first) if !unknown && (first.is_some() || shape.first_optional) => {
+                    self.push_pair(first.map(String::as_str), second)
+                }
+                _ => return Err(self.row.fail(shape.problem())),
+            }
+        }
+        let start = self.start();
+        Ok(Some((start, self.row.text.len())))
+    }
+    fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Option<Span>, A::Error> {
+        if !self.shape.as_object {
+            return Err(self.row.fail(self.shape.problem()));
+        }
+        loop {
+            match map.next_entry::<String, String>() {
+                Ok(Some((first, second))) => self.push_pair(Some(&first), &second),
+                Ok(None) => break,
+                Err(_) => return Err(self.row.fail(self.shape.problem())),
+            }
+        }
+        let start = self.start();
+        Ok(Some((start, self.row.text.len())))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Option<Span>, E> {
+        Err(self.row.fail(self.shape.problem()))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Option<Span>, E> {
+        Err(self.row.fail(self.shape.problem()))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Option<Span>, E> {
+        Err(self.row.fail(self.shape.problem()))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Option<Span>, E> {
+        Err(self.row.fail(self.shape.problem()))
+    }
+}
+
 /// `deleted`: a boolean or null.
 struct DeletedSeed<'r>(&'r mut JsonRow);
 
@@ -415,6 +571,41 @@ mod tests {
         assert!(e.starts_with("row:"), "{e}");
         let e = row.parse(br#"{"contact_id":"c1""#).expect_err("truncated");
         assert!(e.starts_with("row:"), "{e}");
+    }
+
+    #[test]
+    fn address_lists_become_the_csv_form_and_bad_shapes_name_the_key() {
+        let mut row = JsonRow::default();
+        row.parse(
+            br#"{"contact_id":"c1","push_token":[{"platform":"apns","token":"ab"},{"platform":"fcm","token":"x:y"}],
+                "wechat_openid":[{"openid":"o0"},{"account":"wx1","openid":"o1"}]}"#,
+        )
+        .expect("valid");
+        let f = row.fields();
+        assert_eq!(f.push_token, "apns:ab;fcm:x:y");
+        assert_eq!(f.wechat_openid, "o0;wx1:o1");
+        row.parse(
+            br#"{"contact_id":"c1","wechat_openid":{"wx1":"o1","wx2":"o2"},"push_token":"fcm:t"}"#,
+        )
+        .expect("valid");
+        assert_eq!(row.fields().wechat_openid, "wx1:o1;wx2:o2");
+        assert_eq!(row.fields().push_token, "fcm:t");
+        row.parse(br#"{"contact_id":"c1","push_token":null}"#)
+            .expect("valid");
+        assert_eq!(row.fields().push_token, "");
+        for bad in [
+            &br#"{"contact_id":"c1","push_token":[{"token":"t"}]}"#[..],
+            br#"{"contact_id":"c1","push_token":{"fcm":"t"}}"#,
+            br#"{"contact_id":"c1","push_token":[{"platform":"fcm","token":"t","x":1}]}"#,
+            br#"{"contact_id":"c1","push_token":7}"#,
+        ] {
+            let e = row.parse(bad).expect_err("bad shape");
+            assert!(e.starts_with("push_token:"), "{e}");
+        }
+        let e = row
+            .parse(br#"{"contact_id":"c1","wechat_openid":[{"account":"wx1"}]}"#)
+            .expect_err("no openid");
+        assert!(e.starts_with("wechat_openid:"), "{e}");
     }
 
     #[test]

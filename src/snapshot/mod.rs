@@ -23,12 +23,16 @@
 //!   loaded or patched, and implements [`crate::segment::SegmentSubject`].
 //!
 //! Input columns (CSV header names; NDJSON keys): `contact_id` (required), `phone`
-//! (national numbers use the default region), `email`, `timezone` (IANA name), `tags`
-//! (`;`-separated in CSV, an array in NDJSON), `sms_consent` / `email_consent` /
-//! `push_consent` (`opt_in`, `opt_out` or empty), `updated_at` (RFC 3339), `deleted`
-//! (`true` drops the contact); any other column is a template attribute. A phone that is
-//! not a valid number does not reject its row: the contact is kept with an invalid phone
-//! so the policy can report it as such.
+//! (national numbers use the default region), `email`, `push_token` (`platform:token` pairs,
+//! `fcm` or `apns`, `;`-separated; NDJSON: an array of `{"platform", "token"}`),
+//! `wechat_openid` (`openid` for the default official account or `account:openid` pairs;
+//! NDJSON: also an array of `{"account", "openid"}` or an object of account to openid),
+//! `timezone` (IANA name), `tags` (`;`-separated in CSV, an array in NDJSON), `sms_consent` /
+//! `email_consent` / `push_consent` / `wechat_consent` (`opt_in`, `opt_out` or empty),
+//! `updated_at` (RFC 3339), `deleted` (`true` drops the contact); any other column is a
+//! template attribute. A phone or email that is not valid does not reject its row: the
+//! contact is kept with it marked invalid so the policy can report it as such. A malformed
+//! push token or openid rejects the row, naming the column.
 
 mod arena;
 mod batch;
@@ -64,4 +68,4 @@ pub use persist::{SnapshotFiles, UploadFormat};
 pub use record::PhoneStatus;
 pub use store::SnapshotStore;
 pub use table::{Iter, Snapshot};
-pub use view::{Attributes, ContactView, PhoneField, Tags};
+pub use view::{Attributes, ContactView, EmailField, PhoneField, Tags};

@@ -2,9 +2,10 @@
 //! path (phone, consent, time zone, freshness) without touching the string arena.
 //!
 //! The policy reads one of these per recipient, so it is kept small enough to cost one
-//! cache-line fetch (rarely two): the phone as an E.164 integer, its status and line type, two consent bits per channel,
-//! an interned time-zone index and `updated_at` in seconds. Strings (id, email, tags,
-//! attributes) live in the arena at `blob`; see `arena.rs` for that layout.
+//! cache-line fetch (rarely two): the phone as an E.164 integer, its status and line type,
+//! two consent bits per channel, an invalid-email flag, an interned time-zone index and
+//! `updated_at` in seconds. Strings (id, email, push tokens, openids, tags, attributes) live
+//! in the arena at `blob`; see `arena.rs` for that layout.
 
 use chrono::{DateTime, Utc};
 
@@ -66,6 +67,10 @@ const LINE_TYPE_MASK: u16 = 0b111 << LINE_TYPE_SHIFT;
 const CONSENT_SHIFT: u16 = 5;
 /// Set on a load-time `deleted: true` row: it removes an earlier row and is never live.
 const TOMBSTONE: u16 = 1 << 11;
+/// WeChat's consent bits, placed after the tombstone flag (it came later).
+const WECHAT_CONSENT_SHIFT: u16 = 12;
+/// Set when the email cell held something that is not an address (none is stored then).
+const EMAIL_INVALID: u16 = 1 << 14;
 
 /// One contact's fixed-size fields.
 #[derive(Debug, Clone, Copy, Default)]
@@ -81,7 +86,7 @@ pub(crate) struct Record {
     pub(crate) zone: u16,
     /// Region of a valid phone.
     pub(crate) region: [u8; 2],
-    /// Phone status, line type, consent bits and the tombstone flag.
+    /// Phone status, line type, consent bits, the tombstone and invalid-email flags.
     pub(crate) flags: u16,
     /// Number of tag ids in the blob.
     pub(crate) ntags: u8,
@@ -127,22 +132,23 @@ impl Record {
     }
 
     pub(crate) fn consent(&self, channel: Channel) -> Consent {
-        match consent_shift(channel) {
-            Some(shift) => Consent::from_bits(((self.flags >> shift) & 0b11) as u8),
-            None => Consent::Unknown,
+        Consent::from_bits(((self.flags >> consent_shift(channel)) & 0b11) as u8)
+    }
+
+    pub(crate) fn set_consents(&mut self, consents: [Consent; 4]) {
+        for (channel, consent) in Channel::ALL.into_iter().zip(consents) {
+            let shift = consent_shift(channel);
+            self.flags = (self.flags & !(0b11 << shift)) | (u16::from(consent.to_bits()) << shift);
         }
     }
 
-    pub(crate) fn set_consents(&mut self, consents: [Consent; 3]) {
-        for (channel, consent) in [Channel::Sms, Channel::Email, Channel::Push]
-            .into_iter()
-            .zip(consents)
-        {
-            if let Some(shift) = consent_shift(channel) {
-                self.flags =
-                    (self.flags & !(0b11 << shift)) | (u16::from(consent.to_bits()) << shift);
-            }
-        }
+    /// Whether the email cell was present but not an address.
+    pub(crate) fn email_invalid(&self) -> bool {
+        self.flags & EMAIL_INVALID != 0
+    }
+
+    pub(crate) fn set_email_invalid(&mut self) {
+        self.flags |= EMAIL_INVALID;
     }
 
     pub(crate) fn is_tombstone(&self) -> bool {
@@ -158,13 +164,13 @@ impl Record {
     }
 }
 
-/// The channels that have consent bits, in storage order.
-fn consent_shift(channel: Channel) -> Option<u16> {
+/// Where a channel's consent bits are.
+fn consent_shift(channel: Channel) -> u16 {
     match channel {
-        Channel::Sms => Some(CONSENT_SHIFT),
-        Channel::Email => Some(CONSENT_SHIFT + 2),
-        Channel::Push => Some(CONSENT_SHIFT + 4),
-        Channel::Wechat => None,
+        Channel::Sms => CONSENT_SHIFT,
+        Channel::Email => CONSENT_SHIFT + 2,
+        Channel::Push => CONSENT_SHIFT + 4,
+        Channel::Wechat => WECHAT_CONSENT_SHIFT,
     }
 }
 
@@ -208,7 +214,13 @@ mod tests {
     #[test]
     fn phone_and_consent_bits_do_not_overlap() {
         let mut r = Record::default();
-        r.set_consents([Consent::OptIn, Consent::OptOut, Consent::Unknown]);
+        r.set_consents([
+            Consent::OptIn,
+            Consent::OptOut,
+            Consent::Unknown,
+            Consent::OptOut,
+        ]);
+        r.set_email_invalid();
         let info = PhoneInfo {
             e164: 447700900123,
             region: RegionCode(*b"GB"),
@@ -220,12 +232,15 @@ mod tests {
         assert_eq!(r.consent(Channel::Sms), Consent::OptIn);
         assert_eq!(r.consent(Channel::Email), Consent::OptOut);
         assert_eq!(r.consent(Channel::Push), Consent::Unknown);
-        assert_eq!(r.consent(Channel::Wechat), Consent::Unknown);
+        assert_eq!(r.consent(Channel::Wechat), Consent::OptOut);
         assert!(r.is_tombstone());
+        assert!(r.email_invalid());
         r.set_phone(PhoneOutcome::Invalid);
         assert_eq!(r.phone_status(), PhoneStatus::Invalid);
         assert_eq!(r.phone_info(), None);
         assert_eq!(r.consent(Channel::Email), Consent::OptOut);
+        assert_eq!(r.consent(Channel::Wechat), Consent::OptOut);
+        assert!(r.email_invalid());
     }
 
     #[test]

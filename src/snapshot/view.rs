@@ -12,10 +12,10 @@ use chrono_tz::Tz;
 
 use super::arena::{as_str, read_str, read_u16, BlobLayout};
 use super::intern::{AttrId, TagId};
-use super::owned::OwnedContact;
+use super::owned::{EmailState, OwnedContact};
 use super::record::{PhoneOutcome, PhoneStatus, Record};
 use super::table::Snapshot;
-use crate::domain::{Channel, Consent};
+use crate::domain::{push_pairs, wechat_openid, Channel, Consent, PushPlatform};
 use crate::phone::PhoneInfo;
 use crate::segment::SegmentSubject;
 
@@ -28,6 +28,17 @@ pub enum PhoneField {
     Invalid,
     /// A valid number; check [`PhoneInfo::line_type`] before sending SMS.
     Valid(PhoneInfo),
+}
+
+/// A contact's email address as the policy needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmailField<'a> {
+    /// No email on file.
+    Missing,
+    /// The cell failed the syntax or domain check at load.
+    Invalid,
+    /// A checked address, its domain lower-cased.
+    Valid(&'a str),
 }
 
 /// One live contact of a [`Snapshot`].
@@ -99,21 +110,58 @@ impl<'a> ContactView<'a> {
         }
     }
 
-    /// The email address, if any (stored as given; not validated).
+    /// The email address, if the contact has a valid one (its domain lower-cased at load).
     pub fn email(&self) -> Option<&str> {
-        let email = match &self.inner {
+        match self.email_field() {
+            EmailField::Valid(e) => Some(e),
+            EmailField::Missing | EmailField::Invalid => None,
+        }
+    }
+
+    /// The email address as checked at load, telling missing from invalid.
+    pub fn email_field(&self) -> EmailField<'_> {
+        match &self.inner {
+            Inner::Base(r) => {
+                if r.email_invalid() {
+                    return EmailField::Invalid;
+                }
+                let layout = BlobLayout::decode(&self.snap.arena, r.blob as usize);
+                match self.arena_str(layout.email) {
+                    "" => EmailField::Missing,
+                    e => EmailField::Valid(e),
+                }
+            }
+            Inner::Owned(c) => match &c.email {
+                EmailState::Missing => EmailField::Missing,
+                EmailState::Invalid => EmailField::Invalid,
+                EmailState::Valid(e) => EmailField::Valid(e),
+            },
+        }
+    }
+
+    /// The contact's push tokens, `(platform, token)` in the order the file gave them.
+    pub fn push_tokens(&self) -> impl Iterator<Item = (PushPlatform, &str)> {
+        push_pairs(self.stored_addresses().0)
+    }
+
+    /// The contact's openid for a WeChat official account (`None`: the default account).
+    pub fn wechat_openid(&self, account: Option<&str>) -> Option<&str> {
+        wechat_openid(self.stored_addresses().1, account)
+    }
+
+    /// The stored push-token and openid strings.
+    fn stored_addresses(&self) -> (&str, &str) {
+        match &self.inner {
             Inner::Base(r) => {
                 let layout = BlobLayout::decode(&self.snap.arena, r.blob as usize);
-                as_str(
-                    self.snap
-                        .arena
-                        .get(layout.email.0..layout.email.1)
-                        .unwrap_or(&[]),
-                )
+                (self.arena_str(layout.push), self.arena_str(layout.wechat))
             }
-            Inner::Owned(c) => c.email.as_deref().unwrap_or(""),
-        };
-        (!email.is_empty()).then_some(email)
+            Inner::Owned(c) => (&c.push_tokens, &c.wechat_openids),
+        }
+    }
+
+    fn arena_str(&self, (start, end): (usize, usize)) -> &'a str {
+        as_str(self.snap.arena.get(start..end).unwrap_or(&[]))
     }
 
     /// The contact's IANA time zone, if the file gave one.
@@ -125,7 +173,7 @@ impl<'a> ContactView<'a> {
         }
     }
 
-    /// Consent for `channel`; channels without stored consent (WeChat) are `Unknown`.
+    /// Consent for `channel` (`Unknown` when the file's cell was empty).
     #[inline]
     pub fn consent(&self, channel: Channel) -> Consent {
         match &self.inner {
@@ -134,7 +182,7 @@ impl<'a> ContactView<'a> {
                 Channel::Sms => c.consents[0],
                 Channel::Email => c.consents[1],
                 Channel::Push => c.consents[2],
-                Channel::Wechat => Consent::Unknown,
+                Channel::Wechat => c.consents[3],
             },
         }
     }

@@ -24,6 +24,7 @@ use crate::durable::format::{self, versioned};
 use crate::durable::tables::{
     STATE_API_KEYS as API_KEYS, STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
     STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
+    STATE_SUPPRESSED_ADDRESSES as SUPPRESSED_ADDRESSES,
     STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS, STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
 };
 
@@ -111,6 +112,7 @@ impl EmbeddedStore {
         w.open_table(CONSENT_HISTORY).map_err(unavailable)?;
         w.open_table(SUPPRESSED_PHONES).map_err(unavailable)?;
         w.open_table(SUPPRESSED_CONTACTS).map_err(unavailable)?;
+        w.open_table(SUPPRESSED_ADDRESSES).map_err(unavailable)?;
         w.open_table(CAPS).map_err(unavailable)?;
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(CALLBACK_USES).map_err(unavailable)?;
@@ -138,6 +140,16 @@ impl EmbeddedStore {
             let (k, v) = row.map_err(unavailable)?;
             payload("state suppression", &[v.value()])?;
             hot.restore_suppression(SuppressionKey::ContactId(k.value().to_string()));
+        }
+        for row in r
+            .open_table(SUPPRESSED_ADDRESSES)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            payload("state suppression", &[v.value()])?;
+            hot.restore_suppression(SuppressionKey::Address(k.value().to_string()));
         }
         let mut last_seq = 0;
         for row in r
@@ -250,6 +262,13 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             }
             Op::Unsuppress(SuppressionKey::ContactId(c)) => {
                 w.open_table(SUPPRESSED_CONTACTS)?.remove(c.as_str())?;
+            }
+            Op::Suppress(SuppressionKey::Address(a)) => {
+                w.open_table(SUPPRESSED_ADDRESSES)?
+                    .insert(a.as_str(), FORMAT_VERSION)?;
+            }
+            Op::Unsuppress(SuppressionKey::Address(a)) => {
+                w.open_table(SUPPRESSED_ADDRESSES)?.remove(a.as_str())?;
             }
             Op::Consent(seq, json) => {
                 w.open_table(CONSENT_HISTORY)?

@@ -17,6 +17,8 @@ use crate::domain::{Channel, Consent, JobId, Purpose};
 pub struct MemoryStore {
     suppressed_phones: DashMap<u64, ()>,
     suppressed_contacts: DashMap<String, ()>,
+    /// Suppressed email addresses and push tokens, by their entry (`email:...`, `push:...`).
+    suppressed_addresses: DashMap<String, ()>,
     /// Consent recorded after the snapshot, per contact and channel (indexed by
     /// [`Channel::index`]); keyed by contact id alone so a lookup borrows the id.
     consent: DashMap<String, [Option<Consent>; 4]>,
@@ -59,6 +61,7 @@ impl MemoryStore {
         match key {
             SuppressionKey::Phone(p) => self.suppressed_phones.insert(p, ()),
             SuppressionKey::ContactId(c) => self.suppressed_contacts.insert(c, ()),
+            SuppressionKey::Address(a) => self.suppressed_addresses.insert(a, ()),
         };
     }
 
@@ -143,8 +146,9 @@ impl StateStore for MemoryStore {
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
-        let any_suppressed =
-            !self.suppressed_phones.is_empty() || !self.suppressed_contacts.is_empty();
+        let any_suppressed = !self.suppressed_phones.is_empty()
+            || !self.suppressed_contacts.is_empty()
+            || !self.suppressed_addresses.is_empty();
         let any_consent = !self.consent.is_empty();
         if !any_suppressed && !any_consent {
             return Ok(vec![RecipientFacts::default(); queries.len()]);
@@ -154,7 +158,9 @@ impl StateStore for MemoryStore {
             .map(|q| RecipientFacts {
                 suppressed: any_suppressed
                     && (self.suppressed_phones.contains_key(&q.phone)
-                        || self.suppressed_contacts.contains_key(q.contact_id)),
+                        || self.suppressed_contacts.contains_key(q.contact_id)
+                        || q.address
+                            .is_some_and(|a| self.suppressed_addresses.contains_key(a))),
                 consent_override: if any_consent {
                     self.consent
                         .get(q.contact_id)
@@ -174,6 +180,9 @@ impl StateStore for MemoryStore {
                 SuppressionKey::ContactId(c) => {
                     self.suppressed_contacts.insert(c.clone(), ()).is_none()
                 }
+                SuppressionKey::Address(a) => {
+                    self.suppressed_addresses.insert(a.clone(), ()).is_none()
+                }
             };
             added += usize::from(new);
         }
@@ -184,6 +193,7 @@ impl StateStore for MemoryStore {
         Ok(match key {
             SuppressionKey::Phone(p) => self.suppressed_phones.remove(p).is_some(),
             SuppressionKey::ContactId(c) => self.suppressed_contacts.remove(c).is_some(),
+            SuppressionKey::Address(a) => self.suppressed_addresses.remove(a).is_some(),
         })
     }
 
@@ -438,6 +448,7 @@ mod tests {
                 &[FactsQuery {
                     contact_id: "a",
                     phone: 1,
+                    address: None,
                 }],
             )
             .await

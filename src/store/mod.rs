@@ -43,6 +43,9 @@ pub enum SuppressionKey {
     /// An E.164 number as an integer.
     Phone(u64),
     ContactId(String),
+    /// An email address or push token, as [`crate::domain::email_entry`] and
+    /// [`crate::domain::push_entry`] spell it (`email:...`, `push:...`).
+    Address(String),
 }
 
 /// What the store knows about one recipient beyond the snapshot, fetched in one batch.
@@ -57,7 +60,11 @@ pub struct RecipientFacts {
 #[derive(Debug, Clone, Copy)]
 pub struct FactsQuery<'a> {
     pub contact_id: &'a str,
+    /// The E.164 number of an SMS, else 0.
     pub phone: u64,
+    /// The address's suppression entry ([`crate::domain::Address::suppression_entry`]) for
+    /// channels whose addresses can be suppressed (email, push).
+    pub address: Option<&'a str>,
 }
 
 /// A frequency-cap rule: at most `max` messages of (channel, purpose) per `window_seconds`.

@@ -5,7 +5,10 @@
 //! ([`Template::render_into`]) from snapshot attributes and job or recipient variables, and the
 //! rendered text is counted ([`count_parts`]) as the carrier will bill it, before it is priced.
 //! A job may carry several bodies as A/B [`variants`], each contact assigned to one by a hash.
+//! Push and WeChat jobs add [`channel`] fields (a title and data, a WeChat template's id, link
+//! and values), compiled and rendered the same way.
 
+pub mod channel;
 mod compile;
 mod error;
 mod render;

@@ -73,11 +73,27 @@ impl TestCa {
 
     /// Serves `router` over HTTPS on `127.0.0.1:0` until the server is dropped.
     pub async fn serve(&self, router: axum::Router) -> HttpsServer {
+        self.serve_with(router, self.server.clone()).await
+    }
+
+    /// Serves `router` over HTTPS offering HTTP/2 only by ALPN, as APNs does: a client that
+    /// cannot speak HTTP/2 fails the handshake.
+    pub async fn serve_http2_only(&self, router: axum::Router) -> HttpsServer {
+        let mut config = (*self.server).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        self.serve_with(router, Arc::new(config)).await
+    }
+
+    async fn serve_with(
+        &self,
+        router: axum::Router,
+        config: Arc<rustls::ServerConfig>,
+    ) -> HttpsServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let acceptor = tokio_rustls::TlsAcceptor::from(self.server.clone());
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let stats = Arc::new(Stats::default());
         let s = stats.clone();
         let task = tokio::spawn(async move {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::routing::post;
 use herald::clock::SystemClock;
 use herald::config::ProviderKind;
-use herald::domain::{Channel, JobId, MessageId};
+use herald::domain::{Address, Channel, JobId, MessageId};
 use herald::provider::http::{HttpProvider, HttpSettings};
 use herald::provider::{OutboundMessage, Provider, SendOutcome};
 use herald_testkit::https::TestCa;
@@ -33,10 +33,11 @@ fn settings(url: &str, ca_file: Option<String>) -> HttpSettings {
 fn message(i: usize) -> OutboundMessage {
     OutboundMessage {
         id: MessageId::derive(&JobId::generate(), &format!("c{i}"), Channel::Sms),
-        to: 8613123000000 + i as u64,
+        to: Address::Phone(8613123000000 + i as u64),
         channel: Channel::Sms,
         body: "Hi".into(),
         parts: 1,
+        content: None,
     }
 }
 

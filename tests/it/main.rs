@@ -6,6 +6,7 @@
 
 mod budget;
 mod callbacks_receipts;
+mod channels;
 mod cloud_aliyun;
 mod cloud_https;
 mod cloud_support;
@@ -18,8 +19,12 @@ mod failover;
 mod http_provider;
 mod inbound_optout;
 mod jobs_api;
+mod journey;
 mod ledger;
 mod openapi;
+mod push_apns;
+mod push_fcm;
+mod push_support;
 mod reconcile;
 mod recovery;
 mod redis_gateway;
@@ -37,3 +42,5 @@ mod tracking_links;
 mod ui;
 mod variants;
 mod webhooks;
+mod wechat_api;
+mod wechat_events;

@@ -94,6 +94,7 @@ async fn batch_calls_take_one_round_trip_each() {
         .map(|(i, id)| FactsQuery {
             contact_id: id,
             phone: 8613100000000 + i as u64,
+            address: None,
         })
         .collect();
     s.add_suppressions(&[
@@ -243,6 +244,7 @@ async fn a_redis_that_goes_down_answers_unavailable_quickly() {
     let q = [FactsQuery {
         contact_id: "c1",
         phone: 1,
+        address: None,
     }];
     let started = Instant::now();
     assert_unavailable(

@@ -256,6 +256,8 @@ fn submit(s: &Setup, priority: u8, range: std::ops::Range<usize>) -> Arc<Job> {
                 created_at: Utc::now(),
                 variants: None,
                 tenant: Default::default(),
+                fields: None,
+                wechat_account: None,
             },
             template: Arc::new(Template::compile("hi").expect("template")),
             job_variables: Default::default(),

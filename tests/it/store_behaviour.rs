@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use herald::access::{Scope, Scopes, StoredKey, TenantId};
-use herald::domain::{Channel, Consent, JobId, Purpose};
+use herald::domain::{email_entry, push_entry, Channel, Consent, JobId, Purpose};
 use herald::store::{
     CapRequest, CapRule, ConsentChange, EmbeddedStore, FactsQuery, IdempotencyClaim, MemoryStore,
     StateStore, SuppressionKey,
@@ -36,6 +36,7 @@ fn q(id: &str, phone: u64) -> FactsQuery<'_> {
     FactsQuery {
         contact_id: id,
         phone,
+        address: None,
     }
 }
 
@@ -85,6 +86,65 @@ async fn suppressions(s: &dyn StateStore) {
         .unwrap());
     let f = s
         .recipient_facts(Channel::Sms, &[q("c2", 1)])
+        .await
+        .unwrap();
+    assert!(!f[0].suppressed);
+}
+
+/// Email addresses and push tokens are suppressed on their own: the entry stops sends to the
+/// address whichever contact holds it, and leaves the contact's other channels alone.
+async fn address_suppressions(s: &dyn StateStore) {
+    let email = email_entry("li.wei@example.com");
+    let token = push_entry(&"ab".repeat(32));
+    assert_eq!(
+        s.add_suppressions(&[
+            SuppressionKey::Address(email.clone()),
+            SuppressionKey::Address(token.clone()),
+        ])
+        .await
+        .unwrap(),
+        2
+    );
+    fn with<'a>(contact_id: &'a str, address: Option<&'a str>) -> FactsQuery<'a> {
+        FactsQuery {
+            contact_id,
+            phone: 0,
+            address,
+        }
+    }
+    let (email_ref, token_ref) = (email.as_str(), token.as_str());
+    let f = s
+        .recipient_facts(
+            Channel::Email,
+            &[
+                with("c1", Some(email_ref)),
+                with("c2", Some("email:other@example.com")),
+                with("c3", None),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        f.iter().map(|f| f.suppressed).collect::<Vec<_>>(),
+        vec![true, false, false]
+    );
+    let f = s
+        .recipient_facts(Channel::Push, &[with("c9", Some(token_ref))])
+        .await
+        .unwrap();
+    assert!(f[0].suppressed);
+    // The contact's phone is not suppressed by its email being so.
+    let f = s
+        .recipient_facts(Channel::Sms, &[q("c1", 8613123079337)])
+        .await
+        .unwrap();
+    assert!(!f[0].suppressed);
+    assert!(s
+        .remove_suppression(&SuppressionKey::Address(email.clone()))
+        .await
+        .unwrap());
+    let f = s
+        .recipient_facts(Channel::Email, &[with("c1", Some(email_ref))])
         .await
         .unwrap();
     assert!(!f[0].suppressed);
@@ -394,6 +454,12 @@ macro_rules! suite {
             }
 
             #[tokio::test]
+            async fn suppressions_by_email_and_push_token() {
+                let (_dir, s) = $make;
+                address_suppressions(&*s).await;
+            }
+
+            #[tokio::test]
             async fn consent_overrides_and_history() {
                 let (_dir, s) = $make;
                 consent(&*s).await;
@@ -472,6 +538,8 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     };
     let (_c, s) = store().await;
     suppressions(&*s).await;
+    let (_c, s) = store().await;
+    address_suppressions(&*s).await;
     let (_c, s) = store().await;
     consent(&*s).await;
     let (_c, s) = store().await;

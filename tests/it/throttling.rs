@@ -111,6 +111,8 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
                 created_at: chrono::Utc::now(),
                 variants: None,
                 tenant: Default::default(),
+                fields: None,
+                wechat_account: None,
             },
             template: Arc::new(Template::compile("hi").unwrap()),
             job_variables: Default::default(),

@@ -14,7 +14,7 @@ use crate::{accepted_id, message, provider, smpp_config, wait_for, Recorder, WAI
 fn in_flight(m: &OutboundMessage) -> InFlightMessage {
     InFlightMessage {
         id: m.id,
-        to: m.to,
+        to: m.phone(),
         parts: m.parts,
     }
 }

@@ -21,7 +21,7 @@ use herald::config::{
     LongMessages, MessageIdFormat, ProviderKind, ReceiptIdConversion, SmppConfig,
 };
 use herald::dispatch::ReceiptStatus;
-use herald::domain::{Channel, JobId, MessageId};
+use herald::domain::{Address, Channel, JobId, MessageId};
 use herald::provider::smpp::{SmppProvider, SmppSettings};
 use herald::provider::{EventError, OutboundMessage, Provider, ProviderEvents, SendOutcome};
 use herald::template::count_parts;
@@ -242,10 +242,11 @@ fn message(n: usize, to: u64, body: &str) -> OutboundMessage {
     let job = JobId::parse("job_smpp_test").unwrap_or_else(JobId::generate);
     OutboundMessage {
         id: MessageId::derive(&job, &format!("c{n}"), Channel::Sms),
-        to,
+        to: Address::Phone(to),
         channel: Channel::Sms,
         body: body.to_string(),
         parts: count_parts(body).parts,
+        content: None,
     }
 }
 

@@ -9,6 +9,8 @@
 //!   answered `{"result":0,"errmsg":"OK"}`.
 //! - `twilio`: Twilio's form-encoded `StatusCallback`, verified by `X-Twilio-Signature`;
 //!   statuses that are not final are accepted and ignored.
+//! - `wechat`: the official account's signed XML events, on their own route
+//!   (`/v1/callbacks/{provider}/wechat`); the receipts route refuses them.
 //!
 //! Every dialect parses into the same [`Receipt`]s, so receipts apply the same way whatever
 //! their provider. The whole body is verified before it is parsed, and parsed before anything
@@ -18,6 +20,7 @@ pub mod aliyun;
 pub mod tencent;
 pub mod twilio;
 pub mod url_token;
+pub mod wechat;
 
 use serde_json::{json, Value};
 
@@ -54,15 +57,24 @@ pub enum ReceiptDialect {
     Aliyun(url_token::UrlToken),
     Tencent(url_token::UrlToken),
     Twilio(twilio::TwilioSignature),
+    Wechat(wechat::EventToken),
 }
 
 impl ReceiptDialect {
-    /// The dialect of a provider's kind, with its secrets (read from the environment).
-    pub fn from_config(p: &ProviderConfig) -> ReceiptDialect {
+    /// The dialect of a provider's kind, with its secrets (read from the environment);
+    /// `tolerance_seconds` is the signature window.
+    pub fn from_config(p: &ProviderConfig, tolerance_seconds: u64) -> ReceiptDialect {
         match p.kind {
-            ProviderKind::Sandbox | ProviderKind::Http | ProviderKind::Smpp => {
-                ReceiptDialect::Herald
-            }
+            // Push services send no receipts of their own.
+            ProviderKind::Sandbox
+            | ProviderKind::Http
+            | ProviderKind::Smpp
+            | ProviderKind::Fcm
+            | ProviderKind::Apns => ReceiptDialect::Herald,
+            ProviderKind::Wechat => ReceiptDialect::Wechat(wechat::EventToken::new(
+                p.wechat.as_ref().and_then(|w| w.callback_token.as_ref()),
+                tolerance_seconds,
+            )),
             ProviderKind::Aliyun => {
                 ReceiptDialect::Aliyun(url_token::UrlToken::new(&p.callback_secrets))
             }
@@ -90,13 +102,16 @@ impl ReceiptDialect {
             ReceiptDialect::Herald => false,
             ReceiptDialect::Aliyun(t) | ReceiptDialect::Tencent(t) => t.is_configured(),
             ReceiptDialect::Twilio(s) => s.is_configured(),
+            ReceiptDialect::Wechat(t) => t.is_configured(),
         }
     }
 
     /// Authenticates a provider-specific request, then parses its receipts.
     pub fn receipts(&self, request: &CallbackRequest<'_>) -> Result<Vec<Receipt>, DialectError> {
         match self {
-            ReceiptDialect::Herald => Err(SignatureError::NotConfigured.into()),
+            ReceiptDialect::Herald | ReceiptDialect::Wechat(_) => {
+                Err(SignatureError::NotConfigured.into())
+            }
             ReceiptDialect::Aliyun(token) => {
                 token.verify(request.query)?;
                 Ok(aliyun::parse(request.body)?)
@@ -118,7 +133,7 @@ impl ReceiptDialect {
         match self {
             ReceiptDialect::Aliyun(_) => json!({"code": 0, "msg": "接收成功"}),
             ReceiptDialect::Tencent(_) => json!({"result": 0, "errmsg": "OK"}),
-            ReceiptDialect::Herald | ReceiptDialect::Twilio(_) => {
+            ReceiptDialect::Herald | ReceiptDialect::Twilio(_) | ReceiptDialect::Wechat(_) => {
                 serde_json::to_value(tally).unwrap_or(Value::Null)
             }
         }

@@ -14,6 +14,7 @@ use crate::domain::{Channel, Currency, JobId, Micros, Purpose};
 use crate::links::JobLinks;
 use crate::phone::RegionCode;
 use crate::policy::{JobPolicy, PhoneMismatchPolicy};
+use crate::template::channel::ChannelFields;
 use crate::template::VariantsSpec;
 
 /// What the upstream system asked for, as accepted.
@@ -35,6 +36,13 @@ pub struct JobSpec {
     /// The tenant that owns the job; plans written before tenants belong to the default one.
     #[serde(default)]
     pub tenant: TenantId,
+    /// Push and WeChat jobs: the template's channel fields as written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<ChannelFields>,
+    /// WeChat jobs: the official account whose followers are messaged (`None`: the default
+    /// account, the openids the snapshot gives without an account).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wechat_account: Option<String>,
 }
 
 /// The immutable part of a job. A [`super::Job`] reads as its plan (`job.id`, `job.spec`).

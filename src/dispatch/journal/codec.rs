@@ -80,6 +80,8 @@ pub enum CodecError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SendingItem {
     pub index: u32,
+    /// The number of an SMS; 0 on other channels, whose addresses are derived again from
+    /// the snapshot when the message is sent again.
     pub to: u64,
     pub parts: u32,
     pub region: RegionCode,
@@ -321,14 +323,17 @@ pub fn encode_sending<'a>(
         if flags & SAME_REGION == 0 {
             w.0.extend_from_slice(&region.0);
         }
-        compact::put_varint(&mut w.0, zigzag(m.to.wrapping_sub(rep.to) as i64));
+        // Only an SMS's number is kept (0 otherwise): the other channels' addresses are
+        // personal data the recovery derives again from the snapshot.
+        let to = m.phone();
+        compact::put_varint(&mut w.0, zigzag(to.wrapping_sub(rep.to) as i64));
         w.text(&m.body, prev);
         prev = &m.body;
         rep = Repeats {
             index: Some(index),
             parts: m.parts,
             region: region.0,
-            to: m.to,
+            to,
             ..rep
         };
     }
@@ -730,17 +735,18 @@ pub fn decode_audience_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, JobId, MessageId};
+    use crate::domain::{Address, Channel, JobId, MessageId};
 
     #[test]
     fn log_records_round_trip() {
         let job = JobId::generate();
         let msg = OutboundMessage {
             id: MessageId::derive(&job, "c1", Channel::Sms),
-            to: 8613123079337,
+            to: Address::Phone(8613123079337),
             channel: Channel::Sms,
             body: "你好 {{name}}".into(),
             parts: 2,
+            content: None,
         };
         let cn = RegionCode(*b"CN");
         let stored = encode_sending(job.as_str(), "carrier-b", [(7u32, cn, &msg)].into_iter());
@@ -751,7 +757,7 @@ mod tests {
                 provider: Some("carrier-b".into()),
                 items: vec![SendingItem {
                     index: 7,
-                    to: msg.to,
+                    to: msg.phone(),
                     parts: 2,
                     region: cn,
                     body: msg.body.clone()
@@ -867,10 +873,11 @@ mod tests {
         let job = JobId::generate();
         let msg = OutboundMessage {
             id: MessageId::derive(&job, "c1", Channel::Sms),
-            to: 8613123079337,
+            to: Address::Phone(8613123079337),
             channel: Channel::Sms,
             body: "hi".into(),
             parts: 1,
+            content: None,
         };
         let cn = RegionCode(*b"CN");
         let stored = encode_sending(job.as_str(), "a", [(3u32, cn, &msg)].into_iter());
@@ -880,7 +887,7 @@ mod tests {
                 provider, items, ..
             } => {
                 assert_eq!(provider, None);
-                assert_eq!((items[0].index, items[0].to), (3, msg.to));
+                assert_eq!((items[0].index, items[0].to), (3, msg.phone()));
             }
             other => panic!("{other:?}"),
         }
@@ -892,10 +899,11 @@ mod tests {
         let messages: Vec<OutboundMessage> = (0..512)
             .map(|i| OutboundMessage {
                 id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
-                to: 33_612_345_000 + i as u64,
+                to: Address::Phone(33_612_345_000 + i as u64),
                 channel: Channel::Sms,
                 body: format!("Hi Name{i}, 20% off in City{} tonight only", i % 9),
                 parts: 1,
+                content: None,
             })
             .collect();
         let fr = RegionCode(*b"FR");
@@ -1001,10 +1009,11 @@ mod tests {
         let job = JobId::generate();
         let msg = OutboundMessage {
             id: MessageId::derive(&job, "c1", Channel::Sms),
-            to: 8613123079337,
+            to: Address::Phone(8613123079337),
             channel: Channel::Sms,
             body: "hi".into(),
             parts: 1,
+            content: None,
         };
         let cn = RegionCode(*b"CN");
         let records = [
@@ -1056,6 +1065,8 @@ mod tests {
                 created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
                 variants: None,
                 tenant: Default::default(),
+                fields: None,
+                wechat_account: None,
             },
             variables: HashMap::new(),
             track_links: false,

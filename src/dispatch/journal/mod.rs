@@ -568,7 +568,7 @@ pub fn audience_chunks(audience: &Audience) -> Vec<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, MessageId, Purpose};
+    use crate::domain::{Address, Channel, MessageId, Purpose};
     use crate::ledger::Ledger;
     use crate::phone::RegionCode;
     use crate::policy::PhoneMismatchPolicy;
@@ -587,16 +587,19 @@ mod tests {
             created_at: "2026-11-23T04:00:00Z".parse().unwrap(),
             variants: None,
             tenant: Default::default(),
+            fields: None,
+            wechat_account: None,
         }
     }
 
     fn message(job: &JobId, contact: &str) -> OutboundMessage {
         OutboundMessage {
             id: MessageId::derive(job, contact, Channel::Sms),
-            to: 8613123000000,
+            to: Address::Phone(8613123000000),
             channel: Channel::Sms,
             body: "hi".into(),
             parts: 1,
+            content: None,
         }
     }
 

@@ -99,7 +99,7 @@ pub fn params(
     match messages {
         [m] => {
             let mut p = common("SendSms", config, access_key_id, now, nonce);
-            p.push(("PhoneNumbers", phone(m.to)));
+            p.push(("PhoneNumbers", phone(m.phone())));
             p.push(("SignName", config.sign_name.clone()));
             p.push(("TemplateCode", config.template_code.clone()));
             p.push(("TemplateParam", template_param(config, &m.body).to_string()));
@@ -108,7 +108,7 @@ pub fn params(
         }
         _ => {
             let mut p = common("SendBatchSms", config, access_key_id, now, nonce);
-            let phones: Vec<String> = messages.iter().map(|m| phone(m.to)).collect();
+            let phones: Vec<String> = messages.iter().map(|m| phone(m.phone())).collect();
             let signs: Vec<&str> = messages.iter().map(|_| config.sign_name.as_str()).collect();
             let params: Vec<serde_json::Value> = messages
                 .iter()
@@ -192,7 +192,7 @@ pub fn map_answer(
             Some(biz) => messages
                 .iter()
                 .map(|m| SendOutcome::Accepted {
-                    provider_message_id: provider_message_id(biz.trim(), &phone(m.to)),
+                    provider_message_id: provider_message_id(biz.trim(), &phone(m.phone())),
                 })
                 .collect(),
             // Accepted without an id: receipts cannot be matched, but it was sent.
@@ -216,15 +216,16 @@ pub fn map_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, JobId, MessageId};
+    use crate::domain::{Address, Channel, JobId, MessageId};
 
     fn message(to: u64) -> OutboundMessage {
         OutboundMessage {
             id: MessageId::derive(&JobId::generate(), &to.to_string(), Channel::Sms),
-            to,
+            to: Address::Phone(to),
             channel: Channel::Sms,
             body: "Hello 你好".into(),
             parts: 1,
+            content: None,
         }
     }
 

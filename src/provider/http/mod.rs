@@ -130,6 +130,7 @@ impl HttpProvider {
             max_idle: settings.max_in_flight,
             ca_file: settings.ca_file.clone(),
             default_headers: headers,
+            http2_only: false,
         })
         .map_err(|source| HttpProviderError::Client {
             name: settings.name.clone(),

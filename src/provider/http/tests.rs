@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{HttpProvider, HttpSettings};
 use crate::clock::SystemClock;
-use crate::domain::{Channel, JobId, MessageId};
+use crate::domain::{Address, Channel, JobId, MessageId};
 use crate::provider::{OutboundMessage, Provider, SendOutcome};
 
 /// What the test provider answers, given the request's headers and JSON body.
@@ -84,10 +84,11 @@ fn msgs(n: usize) -> Vec<OutboundMessage> {
     (0..n)
         .map(|i| OutboundMessage {
             id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
-            to: 8_613_123_079_000 + i as u64,
+            to: Address::Phone(8_613_123_079_000 + i as u64),
             channel: Channel::Sms,
             body: format!("hello {i}"),
             parts: 1,
+            content: None,
         })
         .collect()
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::domain::{Channel, MessageId};
+use crate::domain::{Address, Channel, MessageId};
 use crate::provider::{OutboundMessage, SendOutcome};
 
 /// Throttle delay used when a 429 carries no usable `Retry-After`.
@@ -26,12 +26,18 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Longest throttle delay honoured; a provider asking for more is asked again after this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
-/// An E.164 number written as `+<digits>`, without an intermediate string.
-struct PlusE164(u64);
+/// The destination as the protocol's `to` string: `+<digits>` for a phone (written without
+/// an intermediate string), else the email address, device token or openid.
+struct WireTo<'a>(&'a Address);
 
-impl Serialize for PlusE164 {
+impl Serialize for WireTo<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format_args!("+{}", self.0))
+        match self.0 {
+            Address::Phone(p) => s.collect_str(&format_args!("+{p}")),
+            Address::Email(e) => s.serialize_str(e),
+            Address::Push { token, .. } => s.serialize_str(token),
+            Address::Wechat { openid, .. } => s.serialize_str(openid),
+        }
     }
 }
 
@@ -39,7 +45,7 @@ impl Serialize for PlusE164 {
 #[derive(Serialize)]
 struct WireMessage<'a> {
     id: MessageId,
-    to: PlusE164,
+    to: WireTo<'a>,
     from: &'a str,
     channel: Channel,
     body: &'a str,
@@ -50,7 +56,7 @@ impl<'a> WireMessage<'a> {
     fn new(m: &'a OutboundMessage, from: &'a str) -> WireMessage<'a> {
         WireMessage {
             id: m.id,
-            to: PlusE164(m.to),
+            to: WireTo(&m.to),
             from,
             channel: m.channel,
             body: &m.body,
@@ -301,17 +307,18 @@ pub fn parse_retry_after(value: Option<&str>, now: DateTime<Utc>) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::JobId;
+    use crate::domain::{Address, JobId};
 
     fn msgs(n: usize) -> Vec<OutboundMessage> {
         let job = JobId::generate();
         (0..n)
             .map(|i| OutboundMessage {
                 id: MessageId::derive(&job, &format!("c{i}"), Channel::Sms),
-                to: 447_700_900_000 + i as u64,
+                to: Address::Phone(447_700_900_000 + i as u64),
                 channel: Channel::Sms,
                 body: "Hi \"you\"".into(),
                 parts: 1,
+                content: None,
             })
             .collect()
     }
@@ -422,7 +429,7 @@ mod tests {
             SendOutcome::Transient { .. } => "transient",
             SendOutcome::Unavailable { .. } => "unavailable",
             SendOutcome::Throttled { .. } => "throttled",
-            SendOutcome::Permanent { .. } => "permanent",
+            SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => "permanent",
         };
         assert_eq!(kind(202), "accepted");
         assert_eq!(kind(429), "throttled");

@@ -296,7 +296,7 @@ impl SmppProvider {
         };
         let mut pdus = Vec::with_capacity(parts.len());
         for part in &parts {
-            match pdu::submit_sm(&self.submit, m.to, part) {
+            match pdu::submit_sm(&self.submit, m.phone(), part) {
                 Ok(p) => pdus.push(p),
                 Err(e) => {
                     return SendOutcome::Permanent {

@@ -22,7 +22,7 @@ use super::{SmppProvider, SmppSettings};
 use crate::callbacks::inbound::Inbound;
 use crate::callbacks::receipt::Receipt;
 use crate::config::MessageIdFormat;
-use crate::domain::{Channel, JobId, MessageId};
+use crate::domain::{Address, Channel, JobId, MessageId};
 use crate::provider::{EventError, OutboundMessage, Provider, ProviderEvents, SendOutcome};
 
 type Peer = Framed<TcpStream, CommandCodec>;
@@ -95,10 +95,11 @@ fn submit_resp(seq: u32, id: &str) -> Command {
 fn message(n: usize) -> OutboundMessage {
     OutboundMessage {
         id: MessageId::derive(&JobId::generate(), &format!("c{n}"), Channel::Sms),
-        to: 8613123000000 + n as u64,
+        to: Address::Phone(8613123000000 + n as u64),
         channel: Channel::Sms,
         body: "hello".into(),
         parts: 1,
+        content: None,
     }
 }
 

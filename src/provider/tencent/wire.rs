@@ -48,7 +48,7 @@ struct Body<'a> {
 pub fn body(messages: &[OutboundMessage], config: &TencentConfig) -> Vec<u8> {
     let text = messages.first().map(|m| m.body.as_str()).unwrap_or("");
     serde_json::to_vec(&Body {
-        phone_number_set: messages.iter().map(|m| format!("+{}", m.to)).collect(),
+        phone_number_set: messages.iter().map(|m| format!("+{}", m.phone())).collect(),
         sms_sdk_app_id: &config.sms_sdk_app_id,
         sign_name: &config.sign_name,
         template_id: &config.template_id,
@@ -150,7 +150,7 @@ pub fn map_answer(
     messages
         .iter()
         .map(
-            |m| match by_phone.get_mut(&m.to.to_string()).and_then(Vec::pop) {
+            |m| match by_phone.get_mut(&m.phone().to_string()).and_then(Vec::pop) {
                 Some(s) if s.code == "Ok" && !s.serial_no.trim().is_empty() => {
                     SendOutcome::Accepted {
                         provider_message_id: s.serial_no.trim().to_string(),
@@ -172,15 +172,16 @@ pub fn map_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, JobId, MessageId};
+    use crate::domain::{Address, Channel, JobId, MessageId};
 
     fn message(to: u64) -> OutboundMessage {
         OutboundMessage {
             id: MessageId::derive(&JobId::generate(), &to.to_string(), Channel::Sms),
-            to,
+            to: Address::Phone(to),
             channel: Channel::Sms,
             body: "Hi".into(),
             parts: 1,
+            content: None,
         }
     }
 

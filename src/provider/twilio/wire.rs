@@ -23,7 +23,7 @@ use crate::provider::{OutboundMessage, SendOutcome};
 /// The form body of one message.
 pub fn body(m: &OutboundMessage, config: &TwilioConfig) -> String {
     let mut form = form_urlencoded::Serializer::new(String::new());
-    form.append_pair("To", &format!("+{}", m.to));
+    form.append_pair("To", &format!("+{}", m.phone()));
     if let Some(sid) = &config.messaging_service_sid {
         form.append_pair("MessagingServiceSid", sid);
     } else if let Some(from) = &config.from {
@@ -83,15 +83,16 @@ pub fn map_answer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Channel, JobId, MessageId};
+    use crate::domain::{Address, Channel, JobId, MessageId};
 
     fn message() -> OutboundMessage {
         OutboundMessage {
             id: MessageId::derive(&JobId::generate(), "c1", Channel::Sms),
-            to: 14155550100,
+            to: Address::Phone(14155550100),
             channel: Channel::Sms,
             body: "Hi & bye".into(),
             parts: 1,
+            content: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `{P}:v1:supp:phone` | set | suppressed E.164 numbers |
 //! | `{P}:v1:supp:contact` | set | suppressed contact ids |
+//! | `{P}:v1:supp:addr` | set | suppressed email addresses and push tokens (`email:...`, `push:...`) |
 //! | `{P}:v1:consent:<channel>` | hash | contact id → consent code (latest override) |
 //! | `{P}:v1:consent-log:<contact id>` | list | that contact's changes as JSON, oldest first |
 //! | `{P}:v1:consent-since` | sorted set | every change, scored by its time (µs) |
@@ -45,6 +46,7 @@ pub(super) struct Keys {
     prefix: String,
     supp_phone: String,
     supp_contact: String,
+    supp_addr: String,
     consent: [String; 4],
     consent_since: String,
     work_active: String,
@@ -97,6 +99,7 @@ impl Keys {
             prefix: prefix.to_string(),
             supp_phone: dir("supp:phone"),
             supp_contact: dir("supp:contact"),
+            supp_addr: dir("supp:addr"),
             consent: CHANNELS.map(|c| dir(&format!("consent:{}", c.as_str()))),
             consent_since: dir("consent-since"),
             work_active: dir("work:active"),
@@ -155,6 +158,10 @@ impl Keys {
 
     pub(super) fn suppressed_contacts(&self) -> &str {
         &self.supp_contact
+    }
+
+    pub(super) fn suppressed_addresses(&self) -> &str {
+        &self.supp_addr
     }
 
     pub(super) fn consent(&self, channel: Channel) -> &str {
@@ -221,6 +228,7 @@ mod tests {
         for key in [
             k.suppressed_phones().as_bytes(),
             k.suppressed_contacts().as_bytes(),
+            k.suppressed_addresses().as_bytes(),
             k.consent(Channel::Email).as_bytes(),
             k.consent_since().as_bytes(),
             &k.consent_log("c{1}"),

@@ -179,11 +179,32 @@ impl StateStore for RedisStore {
         for q in queries {
             pipe.arg(q.contact_id);
         }
-        let (phones, contacts, consent): (Vec<bool>, Vec<bool>, Vec<Option<Vec<u8>>>) =
-            self.conn.query(&pipe).await?;
+        // Only channels with suppressible addresses pay for the third lookup.
+        let with_addresses = queries.iter().any(|q| q.address.is_some());
+        if with_addresses {
+            pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_addresses());
+            for q in queries {
+                // The empty entry is never a member.
+                pipe.arg(q.address.unwrap_or(""));
+            }
+        }
+        let (phones, contacts, consent, addresses): (
+            Vec<bool>,
+            Vec<bool>,
+            Vec<Option<Vec<u8>>>,
+            Vec<bool>,
+        ) = if with_addresses {
+            self.conn.query(&pipe).await?
+        } else {
+            let (p, c, o): (Vec<bool>, Vec<bool>, Vec<Option<Vec<u8>>>) =
+                self.conn.query(&pipe).await?;
+            let none = vec![false; p.len()];
+            (p, c, o, none)
+        };
         if phones.len() != queries.len()
             || contacts.len() != queries.len()
             || consent.len() != queries.len()
+            || addresses.len() != queries.len()
         {
             return Err(unavailable(
                 "a batch lookup answered the wrong number of items",
@@ -193,9 +214,10 @@ impl StateStore for RedisStore {
             .into_iter()
             .zip(contacts)
             .zip(consent)
-            .map(|((phone, contact), consent)| {
+            .zip(addresses)
+            .map(|(((phone, contact), consent), address)| {
                 Ok(RecipientFacts {
-                    suppressed: phone || contact,
+                    suppressed: phone || contact || address,
                     consent_override: consent.as_deref().map(consent_from).transpose()?,
                 })
             })
@@ -207,14 +229,21 @@ impl StateStore for RedisStore {
             .iter()
             .filter_map(|k| match k {
                 SuppressionKey::Phone(p) => Some(*p),
-                SuppressionKey::ContactId(_) => None,
+                _ => None,
             })
             .collect();
         let contacts: Vec<&str> = keys
             .iter()
             .filter_map(|k| match k {
                 SuppressionKey::ContactId(c) => Some(c.as_str()),
-                SuppressionKey::Phone(_) => None,
+                _ => None,
+            })
+            .collect();
+        let addresses: Vec<&str> = keys
+            .iter()
+            .filter_map(|k| match k {
+                SuppressionKey::Address(a) => Some(a.as_str()),
+                _ => None,
             })
             .collect();
         let mut pipe = redis::pipe();
@@ -227,6 +256,11 @@ impl StateStore for RedisStore {
             pipe.cmd("SADD")
                 .arg(self.keys.suppressed_contacts())
                 .arg(&contacts);
+        }
+        if !addresses.is_empty() {
+            pipe.cmd("SADD")
+                .arg(self.keys.suppressed_addresses())
+                .arg(&addresses);
         }
         if pipe.is_empty() {
             return Ok(0);
@@ -243,6 +277,10 @@ impl StateStore for RedisStore {
                 .cmd("SREM")
                 .arg(self.keys.suppressed_contacts())
                 .arg(c.as_str()),
+            SuppressionKey::Address(a) => pipe
+                .cmd("SREM")
+                .arg(self.keys.suppressed_addresses())
+                .arg(a.as_str()),
         };
         let (removed,): (usize,) = self.conn.query(&pipe).await?;
         Ok(removed > 0)
