@@ -15,12 +15,16 @@ use axum::Json;
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::callbacks::bounce;
 use crate::callbacks::dialect::{CallbackRequest, DialectError};
 use crate::callbacks::inbound::{self, InboundTally};
 use crate::callbacks::receipt::Receipt;
 use crate::callbacks::receipt::{self, WireError};
 use crate::callbacks::signature::{Verified, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::callbacks::{ProviderCallbacks, ReceiptTally};
+use crate::dispatch::{ReceiptStatus, ReceiptUpdate};
+use crate::domain::email_entry;
+use crate::store::SuppressionKey;
 
 /// Reads and verifies a signed callback body.
 async fn signed<'a>(
@@ -125,6 +129,46 @@ async fn apply(
         ApiError::unavailable("the receipts could not be recorded durably; send them again")
     })?;
     Ok(tally)
+}
+
+/// `POST /v1/callbacks/{provider}/bounces`: one raw DSN (RFC 3464), signed like the other
+/// callbacks. A failure makes its message undelivered; a hard one (5.x.x) also suppresses the
+/// address. Answers `{"applied","duplicates","unknown","suppressed"}`; a delay or other
+/// non-failure report is acknowledged and changes nothing.
+pub async fn bounces(
+    State(state): State<Arc<AppState>>,
+    Path(provider): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
+    let bounce = bounce::parse(&bytes).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let Some(bounce) = bounce else {
+        return Ok(Json(serde_json::json!({"applied": 0, "suppressed": 0})).into_response());
+    };
+    let receipt = Receipt {
+        message_id: bounce.message_id.clone(),
+        update: ReceiptUpdate {
+            status: ReceiptStatus::Undelivered,
+            part: None,
+        },
+        error_code: Some(bounce.status.clone()),
+    };
+    let tally = apply(&state, p, &[receipt]).await?;
+    let mut suppressed = 0;
+    if let (true, Some(address)) = (bounce.is_hard(), &bounce.recipient) {
+        suppressed = state
+            .store
+            .add_suppressions(&[SuppressionKey::Address(email_entry(address))])
+            .await?;
+    }
+    Ok(Json(serde_json::json!({
+        "applied": tally.applied,
+        "duplicates": tally.duplicates,
+        "unknown": tally.unknown,
+        "suppressed": suppressed,
+    }))
+    .into_response())
 }
 
 /// `POST /v1/callbacks/{provider}/inbound`: keyword replies change consent at once.

@@ -68,8 +68,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             post(callbacks::receipts),
         )
         .route("/v1/callbacks/{provider}/inbound", post(callbacks::inbound))
+        .route("/v1/callbacks/{provider}/bounces", post(callbacks::bounces))
         .route("/c/{token}", get(tracking::click))
-        .route("/o/{token}", get(tracking::open));
+        .route("/o/{token}", get(tracking::open))
+        .route(
+            "/u/{token}",
+            get(tracking::unsubscribe_page).post(tracking::unsubscribe),
+        );
     let mut ops = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));

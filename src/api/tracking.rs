@@ -1,5 +1,8 @@
 //! Tracked links and opens: `GET /c/{token}` records a click and redirects to the link the
-//! message's template held; `GET /o/{token}` records an email open and answers a 1×1 GIF.
+//! message's template held; `GET /o/{token}` records an email open and answers a 1×1 GIF;
+//! `POST /u/{token}` is an email's one-click unsubscribe (RFC 8058: it opts the contact out
+//! of email at once), and `GET /u/{token}` shows a page whose button posts it (a link
+//! scanner following the URL unsubscribes nobody).
 //! A forged or altered token, or one naming a link the template did not hold, is a 404 and
 //! records nothing. No query parameter can change where a click goes.
 
@@ -11,7 +14,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
 use crate::app::AppState;
-use crate::links::OPEN_LINK;
+use crate::domain::{Channel, Consent};
+use crate::links::{OPEN_LINK, UNSUBSCRIBE_LINK};
+use crate::store::ConsentChange;
 
 /// A transparent 1×1 GIF.
 const PIXEL: [u8; 43] = [
@@ -68,6 +73,69 @@ pub async fn open(
             (header::CACHE_CONTROL, "no-store"),
         ],
         PIXEL.as_slice(),
+    )
+        .into_response())
+}
+
+/// The contact an unsubscribe token names, if the token is genuine and its job known.
+fn unsubscribe_contact(state: &AppState, token: &str) -> Result<String, ApiError> {
+    state
+        .tracking
+        .resolve(token)
+        .filter(|(job, c)| {
+            c.link == UNSUBSCRIBE_LINK && (c.recipient as usize) < job.audience.len()
+        })
+        .map(|(job, c)| job.audience.contact_id(c.recipient).to_string())
+        .ok_or_else(|| ApiError::not_found("unsubscribe link"))
+}
+
+/// `GET /u/{token}`: a small page asking to confirm; its button posts the same URL.
+pub async fn unsubscribe_page(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    unsubscribe_contact(&state, &token)?;
+    // The token is base62 (checked by its MAC above), so it is safe inside the HTML.
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
+         <body><form method=\"post\" action=\"/u/{token}\">\
+         <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button>\
+         </form></body></html>"
+    );
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response())
+}
+
+/// `POST /u/{token}`: opts the contact out of email, at once and across running jobs.
+/// Repeating it changes nothing more. The body (`List-Unsubscribe=One-Click`, or a form
+/// post) is not needed: the signed token says who.
+pub async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    Path(token): Path<String>,
+) -> Result<Response, ApiError> {
+    let contact_id = unsubscribe_contact(&state, &token)?;
+    let change = ConsentChange {
+        contact_id,
+        channel: Channel::Email,
+        consent: Consent::OptOut,
+        source: "list_unsubscribe".into(),
+        at: state.clock.now(),
+    };
+    state.callbacks.record_consent(&[change]).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "<!doctype html><html><body><p>You are unsubscribed.</p></body></html>",
     )
         .into_response())
 }

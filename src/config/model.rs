@@ -14,6 +14,7 @@ use crate::phone::RegionCode;
 pub use crate::provider::smpp::config::{
     BindMode, DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
 };
+pub use crate::provider::smtp::config::{SmtpConfig, SmtpTls};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +281,8 @@ pub enum ProviderKind {
     Tencent,
     /// Twilio Programmable Messaging (`provider::twilio`), set up in the `twilio` table.
     Twilio,
+    /// Email to an SMTP relay (`provider::smtp`), set up in the `smtp` table.
+    Smtp,
 }
 
 impl ProviderKind {
@@ -292,6 +295,7 @@ impl ProviderKind {
             | ProviderKind::Aliyun
             | ProviderKind::Tencent
             | ProviderKind::Twilio => &[Channel::Sms],
+            ProviderKind::Smtp => &[Channel::Email],
         }
     }
 
@@ -389,6 +393,10 @@ pub struct ProviderConfig {
     /// `kind = "twilio"`: Twilio Programmable Messaging (`[providers.twilio]`).
     #[serde(default)]
     pub twilio: Option<TwilioConfig>,
+    /// `kind = "smtp"`: the relay, its TLS mode, the account and the sender
+    /// (`[providers.smtp]`).
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -467,6 +475,9 @@ impl Config {
         for p in &mut self.providers {
             if let Some(var) = p.auth_header_env.as_deref() {
                 p.auth_value = env(var).map(Secret::new);
+            }
+            if let Some(smtp) = p.smtp.as_mut() {
+                smtp.read_env(env);
             }
             if let Some(smpp) = p.smpp.as_mut() {
                 smpp.read_env(env);
@@ -596,6 +607,16 @@ impl Config {
                     errs.push(format!("providers[{i}].smpp: required for kind = \"smpp\""))
                 }
                 (_, Some(_)) => errs.push(format!("providers[{i}].smpp: only for kind = \"smpp\"")),
+                (_, None) => {}
+            }
+            match (p.kind, &p.smtp) {
+                (ProviderKind::Smtp, Some(smtp)) => {
+                    smtp.validate(&format!("providers[{i}].smtp"), &mut errs)
+                }
+                (ProviderKind::Smtp, None) => {
+                    errs.push(format!("providers[{i}].smtp: required for kind = \"smtp\""))
+                }
+                (_, Some(_)) => errs.push(format!("providers[{i}].smtp: only for kind = \"smtp\"")),
                 (_, None) => {}
             }
         }

@@ -1,4 +1,5 @@
-//! Templates compiled once per job and rendered per recipient; SMS part counting.
+//! Templates compiled once per job and rendered per recipient; SMS part counting; an
+//! email's subject, text and HTML carried as one body ([`email`]).
 //!
 //! A job's body is compiled once ([`Template::compile`]), which rejects malformed bodies with a
 //! position the API can show. Each recipient's message is then rendered into a reused buffer
@@ -7,6 +8,7 @@
 //! A job may carry several bodies as A/B [`variants`], each contact assigned to one by a hash.
 
 mod compile;
+pub mod email;
 mod error;
 mod render;
 pub mod rollout;

@@ -60,9 +60,10 @@ impl ReceiptDialect {
     /// The dialect of a provider's kind, with its secrets (read from the environment).
     pub fn from_config(p: &ProviderConfig) -> ReceiptDialect {
         match p.kind {
-            ProviderKind::Sandbox | ProviderKind::Http | ProviderKind::Smpp => {
-                ReceiptDialect::Herald
-            }
+            ProviderKind::Sandbox
+            | ProviderKind::Http
+            | ProviderKind::Smpp
+            | ProviderKind::Smtp => ReceiptDialect::Herald,
             ProviderKind::Aliyun => {
                 ReceiptDialect::Aliyun(url_token::UrlToken::new(&p.callback_secrets))
             }
