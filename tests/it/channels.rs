@@ -88,11 +88,15 @@ async fn gateway(adjust: impl FnOnce(&mut herald::config::Config)) -> (Gateway, 
 
 fn job(channel: &str, contacts: &[&str]) -> Value {
     let contacts: Vec<Value> = contacts.iter().map(|c| json!({"contact_id": c})).collect();
+    let template = match channel {
+        "email" => json!({ "subject": "Hello", "body": "Hello {{first_name}}" }),
+        _ => json!({ "body": "Hello {{first_name}}" }),
+    };
     json!({
         "campaign_id": format!("{channel}-test"),
         "channel": channel,
         "purpose": "marketing",
-        "template": { "body": "Hello {{first_name}}" },
+        "template": template,
         "audience": { "contacts": contacts },
         "track_links": false,
     })

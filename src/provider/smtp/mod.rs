@@ -2,7 +2,8 @@
 //! or plain to a loopback relay), AUTH when configured, and the MIME of each message built by
 //! `message.rs`.
 //!
-//! A batch is sent concurrently over the pool's connections (`connections` of them). The
+//! A batch is sent concurrently over the pool's connections, at most `connections` messages
+//! in flight across all workers, so connections are reused rather than opened per message. The
 //! relay's answer decides the outcome: a 5xx reply is permanent for the message, a 4xx reply
 //! means it was not taken (send again), and a lost connection or a timeout may have come after
 //! the relay took it (transient, same message id). The accepted message's id is herald's own
@@ -43,6 +44,9 @@ pub struct SmtpProvider {
     name: String,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     sender: Sender,
+    /// One permit per pooled connection: the pool bounds idle connections only, so sends
+    /// beyond it would each open (and close) a connection of their own.
+    in_flight: tokio::sync::Semaphore,
 }
 
 impl SmtpProvider {
@@ -83,7 +87,10 @@ impl SmtpProvider {
             .port(smtp.port())
             .tls(tls)
             .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
-            .pool_config(PoolConfig::new().max_size(smtp.connections));
+            // A connection goes back to the pool in a task of its own after the send that
+            // used it: room for twice the sends in flight keeps a send that starts meanwhile
+            // from finding the pool full later and closing its new connection.
+            .pool_config(PoolConfig::new().max_size(smtp.connections.saturating_mul(2)));
         if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
             let password = String::from_utf8_lossy(password.expose()).into_owned();
             builder = builder.credentials(Credentials::new(user.clone(), password));
@@ -97,6 +104,7 @@ impl SmtpProvider {
                 link_base: link_base.trim_end_matches('/').to_string(),
                 unsubscribe_mailto: smtp.unsubscribe_mailto.clone(),
             },
+            in_flight: tokio::sync::Semaphore::new(smtp.connections as usize),
         })
     }
 
@@ -104,6 +112,11 @@ impl SmtpProvider {
         let email = match message::build(&self.sender, m) {
             Ok(e) => e,
             Err(error) => return SendOutcome::Permanent { error },
+        };
+        let Ok(_permit) = self.in_flight.acquire().await else {
+            return SendOutcome::Unavailable {
+                error: "the provider is shut down".into(),
+            };
         };
         match self.transport.send(email).await {
             Ok(_) => SendOutcome::Accepted {
