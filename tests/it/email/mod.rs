@@ -28,6 +28,15 @@ pub struct Relay {
 impl Relay {
     /// Starts the relay on a free loopback port and waits until it accepts connections.
     pub fn start() -> Relay {
+        Relay::start_with(&[])
+    }
+
+    /// Starts the relay requiring STARTTLS with this certificate and key (PEM files).
+    pub fn start_tls(cert: &str, key: &str) -> Relay {
+        Relay::start_with(&[cert, key])
+    }
+
+    fn start_with(tls: &[&str]) -> Relay {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
             l.local_addr().expect("addr").port()
@@ -36,6 +45,7 @@ impl Relay {
         let mut child = Command::new("python3")
             .arg(script)
             .args([&port.to_string(), USER, PASSWORD])
+            .args(tls)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

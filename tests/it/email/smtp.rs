@@ -18,6 +18,10 @@ const CSV: &str = "contact_id,phone,email,timezone,email_consent,first_name\n\
                    b,,b@example.org,Asia/Shanghai,opt_in,Bo\n";
 
 async fn gateway(relay: &Relay) -> Gateway {
+    gateway_with(relay, SmtpTls::None, None).await
+}
+
+async fn gateway_with(relay: &Relay, tls: SmtpTls, ca_file: Option<String>) -> Gateway {
     let port = relay.port;
     let g = Gateway::start_with(move |c| {
         with_callbacks(c);
@@ -26,10 +30,11 @@ async fn gateway(relay: &Relay) -> Gateway {
         p.kind = ProviderKind::Smtp;
         p.channel = Channel::Email;
         p.callback_secrets = vec![Secret::new(SECRET)];
+        p.ca_file = ca_file;
         p.smtp = Some(SmtpConfig {
             host: "127.0.0.1".into(),
             port: Some(port),
-            tls: SmtpTls::None,
+            tls,
             username: Some(USER.into()),
             password_env: Some("HERALD_TEST_SMTP_PASSWORD".into()),
             password: Some(Secret::new(PASSWORD)),
@@ -243,4 +248,17 @@ async fn email_template_errors_name_the_part() {
         assert_eq!(status, 400, "{e}");
         assert_eq!(e["error"]["field"], field, "{e}");
     }
+}
+
+#[tokio::test]
+async fn starttls_to_a_relay_whose_certificate_chains_to_the_ca_file() {
+    let ca = herald_testkit::https::TestCa::new();
+    let (cert, key) = ca.server_files();
+    let relay = Relay::start_tls(&cert, &key);
+    let g = gateway_with(&relay, SmtpTls::Starttls, Some(ca.ca_file())).await;
+    let (_, done) = run(&g, &email_job("transactional", &["a"])).await;
+    assert_eq!(done["counts"]["sent"], 1, "{done:#}");
+    let got = relay.wait_for(1).await;
+    assert_eq!(got[0]["tls"], true, "sent over STARTTLS");
+    assert_eq!(got[0]["authenticated"], true, "AUTH over TLS");
 }
