@@ -215,7 +215,12 @@ pub async fn build_with_clock(
         .iter()
         .map(|p| {
             Ok(ProviderSlot {
-                provider: provider::build_with_events(p, clock.clone(), Some(events.clone()))?,
+                provider: provider::build_with_events(
+                    p,
+                    clock.clone(),
+                    Some(events.clone()),
+                    tracking.base_url(),
+                )?,
                 channel: p.channel,
                 currency: p.currency,
                 limiter: PartsLimiter::for_state(

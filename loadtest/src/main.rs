@@ -7,6 +7,8 @@
 //! - `sandbox`: starts a real gateway on loopback with the in-process sandbox provider (rate
 //!   limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
 //!   and prints snapshot load rate, intake rate, decisions per second and sends per second.
+//! - `email`: one email job through the SMTP provider to an SMTP sink (see [`smtp_sink`]),
+//!   printing emails per second, losses and duplicates.
 //! - `receipts`: sends a job the same way, then POSTs signed delivery-receipt batches back
 //!   over loopback HTTP with several connections and prints receipts per second.
 
@@ -29,6 +31,7 @@ mod child;
 mod cluster;
 mod countries;
 mod cpu;
+mod email_run;
 mod mock;
 mod population;
 mod receipts;
@@ -39,6 +42,7 @@ mod sendsms;
 mod smpp_run;
 mod smpp_scenario;
 mod smsc;
+mod smtp_sink;
 mod synth;
 mod way_back;
 
@@ -81,6 +85,8 @@ enum Command {
     /// The SMSC sink alone: an SMPP server on loopback that counts what it is sent (see
     /// `smsc`); prints its SMPP and stats addresses as JSON, then serves until interrupted.
     SmscSink(smsc::SinkSettings),
+    /// One email job of N recipients through the SMTP provider to an in-process SMTP sink.
+    Email(email_run::EmailSettings),
     /// Offers N messages to a Kannel-style `sendsms` HTTP interface (for side-by-side runs).
     Sendsms(sendsms::SendSmsSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
@@ -135,7 +141,7 @@ enum Command {
     },
 }
 
-const KEY: &str = "loadtest-key";
+pub(crate) const KEY: &str = "loadtest-key";
 
 /// One durable part of the dispatch path, measured alone.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -193,6 +199,7 @@ fn main() -> anyhow::Result<()> {
         )),
         Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
         Command::Sendsms(settings) => rt.block_on(sendsms::run(settings)),
+        Command::Email(settings) => rt.block_on(email_run::run(settings)),
         Command::Sandbox {
             recipients,
             workers,

@@ -16,12 +16,16 @@ use axum::Json;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use crate::app::AppState;
+use crate::callbacks::bounce;
 use crate::callbacks::dialect::{CallbackRequest, DialectError};
 use crate::callbacks::inbound::{self, InboundTally};
 use crate::callbacks::receipt::Receipt;
 use crate::callbacks::receipt::{self, WireError};
 use crate::callbacks::signature::{Verified, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use crate::callbacks::{ProviderCallbacks, ReceiptTally};
+use crate::dispatch::{ReceiptStatus, ReceiptUpdate};
+use crate::domain::email_entry;
+use crate::store::SuppressionKey;
 
 /// Reads and verifies a signed callback body.
 async fn signed<'a>(
@@ -148,6 +152,65 @@ pub(super) async fn apply(
         ApiError::unavailable("the receipts could not be recorded durably; send them again")
     })?;
     Ok(tally)
+}
+
+/// `POST /v1/callbacks/{provider}/bounces`: one raw DSN (RFC 3464), signed like the other
+/// callbacks. A failure makes its message undelivered; a hard one (5.x.x) also suppresses the
+/// address. Answers `{"applied","duplicates","unknown","suppressed"}`; a delay or other
+/// non-failure report is acknowledged and changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/callbacks/{provider}/bounces",
+    operation_id = "receive_bounce",
+    tag = "callbacks",
+    params(
+        ("provider" = String, Path, description = "A configured email provider's name"),
+        ("X-Herald-Timestamp" = Option<String>, Header, description = "Unix seconds"),
+        ("X-Herald-Signature" = Option<String>, Header, description = "Hex HMAC-SHA256 of `timestamp.body`"),
+    ),
+    request_body(description = "One delivery status notification (RFC 3464), as received", content((String = "message/rfc822"), (String = "text/plain"))),
+    responses(
+        (status = 200, description = "`applied`, `duplicates`, `unknown` and `suppressed` counts", body = Object),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
+        (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
+        (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
+        (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn bounces(
+    State(state): State<Arc<AppState>>,
+    ApiPath(provider): ApiPath<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (p, bytes, _) = signed(&state, &provider, &headers, body).await?;
+    let bounce = bounce::parse(&bytes).map_err(|e| ApiError::invalid("body", e.to_string()))?;
+    let Some(bounce) = bounce else {
+        return Ok(Json(serde_json::json!({"applied": 0, "suppressed": 0})).into_response());
+    };
+    let receipt = Receipt {
+        message_id: bounce.message_id.clone(),
+        update: ReceiptUpdate {
+            status: ReceiptStatus::Undelivered,
+            part: None,
+        },
+        error_code: Some(bounce.status.clone()),
+    };
+    let tally = apply(&state, p, &[receipt]).await?;
+    let mut suppressed = 0;
+    if let (true, Some(address)) = (bounce.is_hard(), &bounce.recipient) {
+        suppressed = state
+            .store
+            .add_suppressions(&[SuppressionKey::Address(email_entry(address))])
+            .await?;
+    }
+    Ok(Json(serde_json::json!({
+        "applied": tally.applied,
+        "duplicates": tally.duplicates,
+        "unknown": tally.unknown,
+        "suppressed": suppressed,
+    }))
+    .into_response())
 }
 
 /// `POST /v1/callbacks/{provider}/inbound`: keyword replies change consent at once.

@@ -10,9 +10,12 @@ use super::error::{ApiError, ErrorCode};
 use crate::compliance::{Finding, JobRules};
 use crate::dispatch::JobSpec;
 use crate::domain::{Channel, Currency, Purpose};
+use crate::links::rewrite::unsubscribe_stand_in;
 use crate::policy::PhoneMismatchPolicy;
 use crate::template::channel::ChannelFields;
-use crate::template::{variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec};
+use crate::template::{
+    email, variants, RolloutMetric, RolloutSpec, Template, VariantSpec, VariantsSpec,
+};
 
 /// Longest accepted campaign id.
 pub(crate) const MAX_CAMPAIGN_ID: usize = 128;
@@ -96,11 +99,23 @@ fn default_true() -> bool {
     true
 }
 
-/// The message template: the body, and the fields of the push and WeChat channels.
+/// The message template: `body` for SMS, push and WeChat; `subject` and `text` (or `body`)
+/// and/or `html` for email; `title` and `data` for push; `template_id`, `data` and `url` for
+/// WeChat.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
-    pub body: String,
+    #[serde(default)]
+    pub body: Option<String>,
+    /// Email: the subject line (one line).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// Email: the plain-text part (`body` is taken as it too).
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Email: the HTML part.
+    #[serde(default)]
+    pub html: Option<String>,
     /// Push: the notification's title.
     #[serde(default)]
     pub title: Option<String>,
@@ -124,6 +139,75 @@ impl TemplateRequest {
             template_id: self.template_id.clone(),
             url: self.url.clone(),
         }
+    }
+
+    /// The body the job stores for `channel`: the SMS-style body as written, or an email's
+    /// sections joined ([`email::join`]), with an unsubscribe link for marketing email. Each
+    /// part is compiled on its own so an error names it (`template.subject`).
+    fn compose(&self, channel: Channel, purpose: Purpose, at: &str) -> Result<String, ApiError> {
+        let field = |name: &str| format!("{at}.{name}");
+        let check = |name: &str, text: &str| -> Result<(), ApiError> {
+            if text.contains(email::SECTION_MARK) || text.contains(variants::JOIN_MARK) {
+                return Err(ApiError::invalid(
+                    field(name),
+                    "must not contain the separators U+001E or U+001F",
+                ));
+            }
+            Template::compile(text)
+                .map(|_| ())
+                .map_err(|e| ApiError::invalid(field(name), e.to_string()))
+        };
+        if channel != Channel::Email {
+            for (name, v) in [
+                ("subject", &self.subject),
+                ("text", &self.text),
+                ("html", &self.html),
+            ] {
+                if v.is_some() {
+                    return Err(ApiError::invalid(field(name), "is only for email jobs"));
+                }
+            }
+            let body = self.body.as_deref().unwrap_or("");
+            if body.trim().is_empty() {
+                return Err(ApiError::invalid(field("body"), "must not be empty"));
+            }
+            return Ok(body.to_string());
+        }
+        let subject = self.subject.as_deref().unwrap_or("").trim();
+        if subject.is_empty() {
+            return Err(ApiError::invalid(field("subject"), "is required for email"));
+        }
+        if subject.contains(['\r', '\n']) {
+            return Err(ApiError::invalid(field("subject"), "must be one line"));
+        }
+        check("subject", subject)?;
+        let (text_name, text) = match (&self.text, &self.body) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(
+                    field("text"),
+                    "give text or body, not both",
+                ))
+            }
+            (Some(t), None) => ("text", Some(t.as_str())),
+            (None, Some(b)) => ("body", Some(b.as_str())),
+            (None, None) => ("text", None),
+        };
+        let text = text.filter(|t| !t.trim().is_empty());
+        let html = self.html.as_deref().filter(|h| !h.trim().is_empty());
+        if text.is_none() && html.is_none() {
+            return Err(ApiError::invalid(
+                field("text"),
+                "an email needs text, html or both",
+            ));
+        }
+        if let Some(t) = text {
+            check(text_name, t)?;
+        }
+        if let Some(h) = html {
+            check("html", h)?;
+        }
+        let unsubscribe = (purpose == Purpose::Marketing).then(unsubscribe_stand_in);
+        Ok(email::join(unsubscribe.as_deref(), subject, text, html))
     }
 }
 
@@ -338,8 +422,9 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
             if req.rollout.is_some() {
                 return Err(ApiError::invalid("rollout", "needs at least two variants"));
             }
-            let template = compile("template.body", &t.body)?;
-            Ok((t.body.clone(), vec![(None, template)], None))
+            let body = t.compose(req.channel, req.purpose, "template")?;
+            let template = compile("template.body", &body)?;
+            Ok((body, vec![(None, template)], None))
         }
         (None, Some(list)) => {
             if list.is_empty() || list.len() > variants::MAX_VARIANTS {
@@ -362,6 +447,7 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
                 ));
             }
             let mut bodies = Vec::with_capacity(list.len());
+            let mut composed: Vec<String> = Vec::with_capacity(list.len());
             let mut specs: Vec<VariantSpec> = Vec::with_capacity(list.len());
             for (i, v) in list.iter().enumerate() {
                 let name = v.name.trim();
@@ -377,20 +463,25 @@ fn templates(req: &JobRequest) -> Result<Bodies, ApiError> {
                         format!("{name:?} names another variant too"),
                     ));
                 }
-                let field = format!("variants[{i}].template.body");
-                if v.template.body.contains(variants::JOIN_MARK) {
+                let at = format!("variants[{i}].template");
+                let body = v.template.compose(req.channel, req.purpose, &at)?;
+                if body.contains(variants::JOIN_MARK) {
                     return Err(ApiError::invalid(
-                        field,
+                        format!("{at}.body"),
                         "must not contain the record separator U+001E",
                     ));
                 }
-                bodies.push((Some(name.to_string()), compile(&field, &v.template.body)?));
+                bodies.push((
+                    Some(name.to_string()),
+                    compile(&format!("{at}.body"), &body)?,
+                ));
+                composed.push(body);
                 specs.push(VariantSpec {
                     name: name.to_string(),
                     weight: v.weight,
                 });
             }
-            let joined: Vec<&str> = list.iter().map(|v| v.template.body.as_str()).collect();
+            let joined: Vec<&str> = composed.iter().map(String::as_str).collect();
             let rollout = match &req.rollout {
                 None => None,
                 Some(r) => Some(rollout(r, specs.len())?),

@@ -25,7 +25,7 @@ use crate::compliance::Finding;
 use crate::dispatch::planner;
 use crate::dispatch::preview::Preview;
 use crate::dispatch::{AudienceBuilder, Job, TransitionError};
-use crate::domain::{JobId, JobStatus};
+use crate::domain::{Channel, JobId, JobStatus, Purpose};
 use crate::intake::{IdempotencyKey, Submission, Submitted};
 use crate::links::Rewritten;
 use crate::report::job_view::{self, JobView};
@@ -184,17 +184,23 @@ async fn read_submission(
 }
 
 /// Rewrites the template's links to tracked links (before parts are counted), unless the
-/// job switched tracking off or the template has nothing to track.
+/// job switched tracking off or the template has nothing to track. A marketing email is
+/// always given its links, for its per-recipient unsubscribe token.
 fn prepare_links(state: &AppState, valid: &mut ValidJob) -> Result<Option<Rewritten>, ApiError> {
+    let unsubscribe =
+        valid.spec.channel == Channel::Email && valid.spec.purpose == Purpose::Marketing;
     if !valid.track_links {
-        return Ok(None);
+        return Ok(unsubscribe.then(|| Rewritten {
+            body: valid.spec.template_body.clone(),
+            links: Vec::new(),
+        }));
     }
     let rewritten = state
         .tracking
         .prepare(&valid.spec.template_body, valid.spec.channel)
         .map_err(|e| ApiError::invalid("template.body", e.to_string()))?;
     if rewritten.body == valid.spec.template_body {
-        return Ok(None);
+        return Ok(unsubscribe.then_some(rewritten));
     }
     let template = Template::compile(&rewritten.body)
         .map_err(|e| ApiError::invalid("template.body", format!("with its links tracked: {e}")))?;

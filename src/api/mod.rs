@@ -146,8 +146,10 @@ fn routes(metrics: bool) -> Routes {
         .routes(routes!(callbacks::receipts))
         .routes(routes!(callbacks::inbound))
         .routes(routes!(wechat::verify_url, wechat::event))
+        .routes(routes!(callbacks::bounces))
         .routes(routes!(tracking::click))
         .routes(routes!(tracking::open))
+        .routes(routes!(tracking::unsubscribe_page, tracking::unsubscribe))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(openapi::document));

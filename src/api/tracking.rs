@@ -1,5 +1,8 @@
 //! Tracked links and opens: `GET /c/{token}` records a click and redirects to the link the
-//! message's template held; `GET /o/{token}` records an email open and answers a 1×1 GIF.
+//! message's template held; `GET /o/{token}` records an email open and answers a 1×1 GIF;
+//! `POST /u/{token}` is an email's one-click unsubscribe (RFC 8058: it opts the contact out
+//! of email at once), and `GET /u/{token}` shows a page whose button posts it (a link
+//! scanner following the URL unsubscribes nobody).
 //! A forged or altered token, or one naming a link the template did not hold, is a 404 and
 //! records nothing. No query parameter can change where a click goes.
 
@@ -12,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use crate::app::AppState;
-use crate::links::OPEN_LINK;
+use crate::domain::{Channel, Consent};
+use crate::links::{OPEN_LINK, UNSUBSCRIBE_LINK};
+use crate::store::ConsentChange;
 
 /// A transparent 1×1 GIF.
 const PIXEL: [u8; 43] = [
@@ -94,6 +99,94 @@ pub async fn open(
             (header::CACHE_CONTROL, "no-store"),
         ],
         PIXEL.as_slice(),
+    )
+        .into_response())
+}
+
+/// The contact an unsubscribe token names, if the token is genuine and its job known.
+fn unsubscribe_contact(state: &AppState, token: &str) -> Result<String, ApiError> {
+    state
+        .tracking
+        .resolve(token)
+        .filter(|(job, c)| {
+            c.link == UNSUBSCRIBE_LINK && (c.recipient as usize) < job.audience.len()
+        })
+        .map(|(job, c)| job.audience.contact_id(c.recipient).to_string())
+        .ok_or_else(|| ApiError::not_found("unsubscribe link"))
+}
+
+/// `GET /u/{token}`: a small page asking to confirm; its button posts the same URL.
+#[utoipa::path(
+    get,
+    path = "/u/{token}",
+    operation_id = "show_unsubscribe_page",
+    tag = "tracking",
+    params(("token" = String, Path, description = "The signed unsubscribe token of one message")),
+    responses(
+        (status = 200, description = "A page with a button that confirms", content_type = "text/html", body = String),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it)", body = ErrorBody),
+        (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
+    )
+)]
+pub async fn unsubscribe_page(
+    State(state): State<Arc<AppState>>,
+    ApiPath(token): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    unsubscribe_contact(&state, &token)?;
+    // The token is base62 (checked by its MAC above), so it is safe inside the HTML.
+    let page = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>Unsubscribe</title></head>\
+         <body><form method=\"post\" action=\"/u/{token}\">\
+         <p>Stop receiving these emails?</p><button type=\"submit\">Unsubscribe</button>\
+         </form></body></html>"
+    );
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        page,
+    )
+        .into_response())
+}
+
+/// `POST /u/{token}`: opts the contact out of email, at once and across running jobs.
+/// Repeating it changes nothing more. The body (`List-Unsubscribe=One-Click`, or a form
+/// post) is not needed: the signed token says who.
+#[utoipa::path(
+    post,
+    path = "/u/{token}",
+    operation_id = "unsubscribe",
+    tag = "tracking",
+    params(("token" = String, Path, description = "The signed unsubscribe token of one message")),
+    responses(
+        (status = 200, description = "Opted out of email (RFC 8058 one-click; repeating changes nothing)", content_type = "text/html", body = String),
+        (status = 400, description = "A malformed field (`invalid_field`, naming it)", body = ErrorBody),
+        (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
+        (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    )
+)]
+pub async fn unsubscribe(
+    State(state): State<Arc<AppState>>,
+    ApiPath(token): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let contact_id = unsubscribe_contact(&state, &token)?;
+    let change = ConsentChange {
+        contact_id,
+        channel: Channel::Email,
+        consent: Consent::OptOut,
+        source: "list_unsubscribe".into(),
+        at: state.clock.now(),
+    };
+    state.callbacks.record_consent(&[change]).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        "<!doctype html><html><body><p>You are unsubscribed.</p></body></html>",
     )
         .into_response())
 }

@@ -19,6 +19,7 @@
 //! (replaying an old `START` after a `STOP` would subscribe someone again), so a replayed
 //! inbound request is answered 200 with `"replayed": true` and applies nothing.
 
+pub mod bounce;
 pub mod connection;
 pub mod dialect;
 pub mod follow;
@@ -368,19 +369,27 @@ impl Callbacks {
                 at: now,
             }));
         }
-        if !changes.is_empty() {
-            self.store.record_consent(&changes).await?;
-            if let Some(journal) = self.consent_log.get() {
-                // Applied already; a journal failure loses only the announcement.
-                if let Err(e) = journal.record_consent(&changes).await {
-                    tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
-                }
-            }
-        }
+        self.record_consent(&changes).await?;
         if !suppress.is_empty() {
             self.store.add_suppressions(&suppress).await?;
         }
         Ok(tally)
+    }
+
+    /// Applies consent changes (inbound replies, unsubscribe links) across running jobs and
+    /// announces them to webhooks.
+    pub async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.store.record_consent(changes).await?;
+        if let Some(journal) = self.consent_log.get() {
+            // Applied already; a journal failure loses only the announcement.
+            if let Err(e) = journal.record_consent(changes).await {
+                tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
+            }
+        }
+        Ok(())
     }
 
     /// One sweep: receipt timeouts, index retention, parked receipts. (Expired replay

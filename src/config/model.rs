@@ -15,6 +15,7 @@ use crate::phone::RegionCode;
 pub use crate::provider::smpp::config::{
     BindMode, DataCodingPolicy, LongMessages, ReceiptIdConversion, SmppConfig,
 };
+pub use crate::provider::smtp::config::{SmtpConfig, SmtpTls};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -290,6 +291,8 @@ pub enum ProviderKind {
     Apns,
     /// WeChat official-account template messages (`provider::wechat`), in the `wechat` table.
     Wechat,
+    /// Email to an SMTP relay (`provider::smtp`), set up in the `smtp` table.
+    Smtp,
 }
 
 impl ProviderKind {
@@ -304,6 +307,7 @@ impl ProviderKind {
             | ProviderKind::Twilio => &[Channel::Sms],
             ProviderKind::Fcm | ProviderKind::Apns => &[Channel::Push],
             ProviderKind::Wechat => &[Channel::Wechat],
+            ProviderKind::Smtp => &[Channel::Email],
         }
     }
 
@@ -410,6 +414,10 @@ pub struct ProviderConfig {
     /// `kind = "wechat"`: a WeChat official account (`[providers.wechat]`).
     #[serde(default)]
     pub wechat: Option<WechatConfig>,
+    /// `kind = "smtp"`: the relay, its TLS mode, the account and the sender
+    /// (`[providers.smtp]`).
+    #[serde(default)]
+    pub smtp: Option<SmtpConfig>,
 }
 
 fn default_burst() -> u32 {
@@ -488,6 +496,9 @@ impl Config {
         for p in &mut self.providers {
             if let Some(var) = p.auth_header_env.as_deref() {
                 p.auth_value = env(var).map(Secret::new);
+            }
+            if let Some(smtp) = p.smtp.as_mut() {
+                smtp.read_env(env);
             }
             if let Some(smpp) = p.smpp.as_mut() {
                 smpp.read_env(env);
@@ -620,6 +631,16 @@ impl Config {
                     errs.push(format!("providers[{i}].smpp: required for kind = \"smpp\""))
                 }
                 (_, Some(_)) => errs.push(format!("providers[{i}].smpp: only for kind = \"smpp\"")),
+                (_, None) => {}
+            }
+            match (p.kind, &p.smtp) {
+                (ProviderKind::Smtp, Some(smtp)) => {
+                    smtp.validate(&format!("providers[{i}].smtp"), &mut errs)
+                }
+                (ProviderKind::Smtp, None) => {
+                    errs.push(format!("providers[{i}].smtp: required for kind = \"smtp\""))
+                }
+                (_, Some(_)) => errs.push(format!("providers[{i}].smtp: only for kind = \"smtp\"")),
                 (_, None) => {}
             }
         }

@@ -17,11 +17,16 @@ use dashmap::DashMap;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 pub use rewrite::{RewriteError, Rewritten, MAX_LINKS};
-pub use token::{LinkSigner, TokenClaims, OPEN_LINK, TOKEN_LEN};
+pub use token::{LinkSigner, TokenClaims, OPEN_LINK, TOKEN_LEN, UNSUBSCRIBE_LINK};
 
 use crate::config::TrackingConfig;
 use crate::dispatch::Job;
 use crate::domain::{Channel, JobId};
+
+/// Whether a body gets an open pixel: an email with an HTML part.
+fn pixel_for(body: &str, channel: Channel) -> bool {
+    channel == Channel::Email && crate::template::email::has_html(body)
+}
 
 /// What a job needs to fill its messages' tokens and resolve its clicks.
 #[derive(Debug)]
@@ -72,9 +77,10 @@ impl Tracking {
         &self.signer
     }
 
-    /// Rewrites a template body's links (and adds the open pixel for email).
+    /// Rewrites a template body's links (and adds the open pixel to an email with an HTML
+    /// part).
     pub fn prepare(&self, body: &str, channel: Channel) -> Result<Rewritten, RewriteError> {
-        rewrite::rewrite(body, &self.base_url, channel == Channel::Email)
+        rewrite::rewrite(body, &self.base_url, pixel_for(body, channel))
     }
 
     /// Registers an accepted job under a fresh tag and gives it its links. The tag is derived
@@ -84,7 +90,7 @@ impl Tracking {
         job.set_links(JobLinks {
             tag,
             urls: rewritten.links.clone(),
-            pixel: channel == Channel::Email,
+            pixel: channel == Channel::Email && rewritten.body.contains(rewrite::OPEN_MARK),
             signer: self.signer.clone(),
         });
     }

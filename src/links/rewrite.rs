@@ -13,7 +13,7 @@
 //! `{{placeholder}}` inside differ per recipient and are left as they are (untracked), as are
 //! URLs that only a variable's value brings in. Identical URLs share one link index.
 
-use super::token::{LinkSigner, TokenClaims, OPEN_LINK, TOKEN_LEN};
+use super::token::{LinkSigner, TokenClaims, OPEN_LINK, TOKEN_LEN, UNSUBSCRIBE_LINK};
 
 /// The most tracked links one template may hold.
 pub const MAX_LINKS: usize = 32;
@@ -21,8 +21,17 @@ pub const MAX_LINKS: usize = 32;
 pub const MAX_URL_LEN: usize = 2048;
 
 const CLICK_MARK: &str = "/c/@@@@@@@@@@@@@@@@@@@@";
-const OPEN_MARK: &str = "/o/@@@@@@@@@@@@@@@@@@@@";
+/// The path of the open pixel's stand-in.
+pub(crate) const OPEN_MARK: &str = "/o/@@@@@@@@@@@@@@@@@@@@";
 const OPEN_SUFFIX: &str = "OP";
+const UNSUBSCRIBE_MARK: &str = "/u/@@@@@@@@@@@@@@@@@@@@";
+const UNSUBSCRIBE_SUFFIX: &str = "US";
+
+/// The path of an email's one-click unsubscribe link before [`fill`] signs it: `/u/` and a
+/// stand-in (no scheme, so [`rewrite`] never tracks it as a link).
+pub fn unsubscribe_stand_in() -> String {
+    format!("{UNSUBSCRIBE_MARK}{UNSUBSCRIBE_SUFFIX}")
+}
 
 /// A template body with its links replaced by stand-ins, and the original links in index
 /// order (the only places a click may redirect to).
@@ -82,7 +91,14 @@ pub fn rewrite(body: &str, base: &str, pixel: bool) -> Result<Rewritten, Rewrite
 /// Replaces every stand-in in a rendered `body` with the signed token of (`job_tag`,
 /// `recipient`, link). Same length, same alphabet class: SMS part counts do not change.
 pub fn fill(body: &mut String, signer: &LinkSigner, job_tag: u32, recipient: u32) {
-    for (mark, is_open) in [(CLICK_MARK, false), (OPEN_MARK, true)] {
+    for (mark, fixed) in [
+        (CLICK_MARK, None),
+        (OPEN_MARK, Some((OPEN_SUFFIX, OPEN_LINK))),
+        (
+            UNSUBSCRIBE_MARK,
+            Some((UNSUBSCRIBE_SUFFIX, UNSUBSCRIBE_LINK)),
+        ),
+    ] {
         let mut from = 0;
         while let Some(found) = body[from..].find(mark) {
             let token_start = from + found + 3;
@@ -91,13 +107,12 @@ pub fn fill(body: &mut String, signer: &LinkSigner, job_tag: u32, recipient: u32
             let Some(suffix) = body.get(token_end - 2..token_end) else {
                 break;
             };
-            let link = if is_open {
-                (suffix == OPEN_SUFFIX).then_some(OPEN_LINK)
-            } else {
-                suffix
+            let link = match fixed {
+                Some((expected, link)) => (suffix == expected).then_some(link),
+                None => suffix
                     .parse::<u8>()
                     .ok()
-                    .filter(|&i| usize::from(i) < MAX_LINKS)
+                    .filter(|&i| usize::from(i) < MAX_LINKS),
             };
             let Some(link) = link else { continue };
             let mut token = [0u8; TOKEN_LEN];

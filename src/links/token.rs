@@ -7,7 +7,7 @@
 //! | --- | --- |
 //! | 127..96 | job tag: 32 bits naming the job, unique among the gateway's jobs |
 //! | 95..64 | recipient index within the job (which message) |
-//! | 63..56 | link index in the template's link list; 255 = the email open pixel |
+//! | 63..56 | link index in the template's link list; 255 = the email open pixel, 254 = its unsubscribe link |
 //! | 55..0 | MAC: the first 56 bits of HMAC-SHA256(link secret, `"herald-link-v1"` + the 9 bytes above) |
 //!
 //! With the host `hrld.io` a tracked link is `https://hrld.io/c/` + 22 = 40 characters. Any
@@ -22,6 +22,8 @@ use sha2::Sha256;
 pub const TOKEN_LEN: usize = 22;
 /// The link index that stands for the open pixel.
 pub const OPEN_LINK: u8 = 255;
+/// The link index that stands for an email's one-click unsubscribe (`/u/{token}`).
+pub const UNSUBSCRIBE_LINK: u8 = 254;
 
 const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const DOMAIN: &[u8] = b"herald-link-v1";

@@ -20,7 +20,7 @@ use crate::provider::content::ChannelContent;
 use crate::snapshot::{ContactView, PhoneField, Snapshot};
 use crate::store::{CapRequest, CapRule, FactsQuery, StateStore, StoreError};
 use crate::template::channel::CompiledFields;
-use crate::template::{count_parts, Route, SmsParts, Template, Variants};
+use crate::template::{count_parts, Encoding, Route, SmsParts, Template, Variants};
 
 /// One recipient as the job names it.
 #[derive(Debug, Clone, Copy)]
@@ -208,15 +208,9 @@ impl PolicyRunner {
                     Err(v) => verdict = v,
                 }
             }
-            // content_rule: what a variable's value brought into the message. A push or
-            // WeChat message is one billable unit whatever its length.
-            let parts = match policy.channel {
-                Channel::Push | Channel::Wechat => SmsParts {
-                    parts: 1,
-                    ..count_parts(&body)
-                },
-                Channel::Sms | Channel::Email => count_parts(&body),
-            };
+            // content_rule: what a variable's value brought into the message. An email, push
+            // or WeChat message is one billable unit whatever its length.
+            let parts = billed_units(policy.channel, &body);
             if verdict == Verdict::Allow && !policy.content_rules.check_message(&body, parts) {
                 verdict = Verdict::Reject(Reason::ContentRule);
             }
@@ -322,6 +316,19 @@ fn quiet_check(
             qh.check(crate::phone::timezone::zones_for(&phone), now)
         }
         (None, _) => None,
+    }
+}
+
+/// What a message is billed as: SMS parts as carriers count them; one unit (one email, one
+/// notification) on the other channels, whatever its length.
+fn billed_units(channel: Channel, body: &str) -> SmsParts {
+    match channel {
+        Channel::Sms => count_parts(body),
+        Channel::Email | Channel::Push | Channel::Wechat => SmsParts {
+            encoding: Encoding::Ucs2,
+            units: u32::try_from(body.len()).unwrap_or(u32::MAX),
+            parts: 1,
+        },
     }
 }
 

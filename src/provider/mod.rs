@@ -1,7 +1,8 @@
 //! Provider adapters behind one trait. Adapters only translate: retries, rate limits,
 //! metrics and accounting are done once by the dispatcher, not by each adapter.
 //!
-//! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs.
+//! - `sandbox`: in process, simulated; `http`: the generic JSON protocol; `smpp`: SMSCs;
+//!   `smtp`: email relays.
 //! - `aliyun`, `tencent`, `twilio`: cloud SMS APIs, each with its wire format and signature
 //!   as pure functions; `cloud` holds what they share (client, request bound, batching).
 //! - `fcm`, `apns`: app push; `wechat`: official-account template messages. Each keeps its
@@ -19,6 +20,7 @@ pub mod http;
 pub mod https_client;
 pub mod sandbox;
 pub mod smpp;
+pub mod smtp;
 pub mod tencent;
 pub mod twilio;
 pub mod wechat;
@@ -179,24 +181,29 @@ pub enum BuildError {
     Smpp(#[from] smpp::SmppError),
     #[error(transparent)]
     Cloud(#[from] cloud::CloudError),
+    #[error(transparent)]
+    Smtp(#[from] smtp::SmtpError),
 }
 
 /// Builds the adapter a provider's config block names, without an events sink: receipts and
-/// replies that arrive on a provider's own connection are acknowledged and dropped.
+/// replies that arrive on a provider's own connection are acknowledged and dropped; email
+/// unsubscribe links are under the default tracking base URL.
 pub fn build(
     config: &ProviderConfig,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<dyn Provider>, BuildError> {
-    build_with_events(config, clock, None)
+    let base = crate::config::TrackingConfig::default().base_url;
+    build_with_events(config, clock, None, &base)
 }
 
 /// Builds the adapter a provider's config block names; `events` receives what arrives on its
 /// own connection (SMPP `deliver_sm`). Adapters with a connection start it here (a tokio
-/// runtime is required).
+/// runtime is required). `link_base` is the tracking base URL email unsubscribe links use.
 pub fn build_with_events(
     config: &ProviderConfig,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn ProviderEvents>>,
+    link_base: &str,
 ) -> Result<Arc<dyn Provider>, BuildError> {
     Ok(match config.kind {
         ProviderKind::Sandbox => Arc::new(sandbox::Sandbox::new(
@@ -216,5 +223,6 @@ pub fn build_with_events(
         ProviderKind::Fcm => Arc::new(fcm::FcmProvider::new(config, clock)?),
         ProviderKind::Apns => Arc::new(apns::ApnsProvider::new(config, clock)?),
         ProviderKind::Wechat => Arc::new(wechat::WechatProvider::new(config, clock)?),
+        ProviderKind::Smtp => Arc::new(smtp::SmtpProvider::new(config, link_base)?),
     })
 }

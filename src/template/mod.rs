@@ -1,4 +1,5 @@
-//! Templates compiled once per job and rendered per recipient; SMS part counting.
+//! Templates compiled once per job and rendered per recipient; SMS part counting; an
+//! email's subject, text and HTML carried as one body ([`email`]).
 //!
 //! A job's body is compiled once ([`Template::compile`]), which rejects malformed bodies with a
 //! position the API can show. Each recipient's message is then rendered into a reused buffer
@@ -10,6 +11,7 @@
 
 pub mod channel;
 mod compile;
+pub mod email;
 mod error;
 mod render;
 pub mod rollout;

@@ -48,6 +48,9 @@ impl TestCa {
 
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("ca.pem"), ca_cert.pem()).expect("write ca.pem");
+        std::fs::write(dir.path().join("server.pem"), cert.pem()).expect("write server.pem");
+        std::fs::write(dir.path().join("server-key.pem"), key.serialize_pem())
+            .expect("write server-key.pem");
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut server = rustls::ServerConfig::builder_with_provider(provider)
@@ -69,6 +72,13 @@ impl TestCa {
     /// The CA certificate's PEM file (what a provider's `ca_file` names).
     pub fn ca_file(&self) -> String {
         self.dir.path().join("ca.pem").display().to_string()
+    }
+
+    /// The server certificate and its key as PEM files, for a server outside this process
+    /// (the SMTP relay of the email tests).
+    pub fn server_files(&self) -> (String, String) {
+        let path = |name: &str| self.dir.path().join(name).display().to_string();
+        (path("server.pem"), path("server-key.pem"))
     }
 
     /// Serves `router` over HTTPS on `127.0.0.1:0` until the server is dropped.

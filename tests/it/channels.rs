@@ -91,6 +91,7 @@ fn job(channel: &str, contacts: &[&str]) -> Value {
     let template = match channel {
         "wechat" => json!({"body": "Hello {{first_name}}", "template_id": "TPL-1",
             "data": {"first": "Hello {{first_name}}"}}),
+        "email" => json!({ "subject": "Hello", "body": "Hello {{first_name}}" }),
         _ => json!({ "body": "Hello {{first_name}}" }),
     };
     json!({

@@ -15,6 +15,7 @@ mod cloud_twilio;
 mod compliance;
 mod dispatch_control;
 mod edge_hardening;
+mod email;
 mod failover;
 mod http_provider;
 mod inbound_optout;

@@ -70,7 +70,8 @@ impl ReceiptDialect {
             | ProviderKind::Http
             | ProviderKind::Smpp
             | ProviderKind::Fcm
-            | ProviderKind::Apns => ReceiptDialect::Herald,
+            | ProviderKind::Apns
+            | ProviderKind::Smtp => ReceiptDialect::Herald,
             ProviderKind::Wechat => ReceiptDialect::Wechat(wechat::EventToken::new(
                 p.wechat.as_ref().and_then(|w| w.callback_token.as_ref()),
                 tolerance_seconds,
