@@ -115,7 +115,12 @@ impl Intake {
             campaign_id = %submission.spec.campaign_id,
             tenant = %submission.spec.tenant,
         );
-        self.submit_traced(submission, key).instrument(span).await
+        let submitted = self.submit_traced(submission, key).instrument(span).await;
+        // Logged in the request's span, so the line carries its request id and tenant.
+        if let Ok(Submitted::Created(job)) = &submitted {
+            tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
+        }
+        submitted
     }
 
     async fn submit_traced(
@@ -156,7 +161,6 @@ impl Intake {
             .accept(job.clone())
             .await
             .map_err(IntakeError::Record)?;
-        tracing::info!(job = %job.id, campaign = %job.spec.campaign_id, audience = job.audience.len(), "job accepted");
         Ok(Submitted::Created(job))
     }
 

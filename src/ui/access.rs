@@ -1,10 +1,11 @@
 //! Who may read the report pages, and the signed cookie that says a reader signed in.
 //!
-//! The cookie never holds the API key. It holds `1.<expiry>.<key tag>.<nonce>.<mac>`: the
-//! form version, the Unix second it lapses, a tag of the key that signed in (an HMAC of the
-//! key, so a key removed from the configuration signs its readers out), a random nonce, and
-//! an HMAC-SHA256 over the rest with the `[ui]` secret. A cookie is valid while its MAC
-//! checks, it has not lapsed, and a key that may read reports still has its tag.
+//! The cookie never holds the API key. It holds `1.<expiry>.<tenant>.<key>.<nonce>.<mac>`:
+//! the form version, the Unix second it lapses, the reader's tenant, the key that signed in
+//! (`k<id>` for a key made through `/v1/keys`, `c<tag>` for a configured one: an HMAC of the
+//! key), a random nonce, and an HMAC-SHA256 over the rest with the `[ui]` secret. A cookie is
+//! valid while its MAC checks, it has not lapsed, and its key still exists, is not revoked
+//! and may read reports; the pages then show that tenant's jobs only.
 //!
 //! Signing out removes the cookie and remembers its nonce until it would have lapsed, so a
 //! copy of a signed-out cookie is refused too (by the instance that signed it out).
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 use sha2::Sha256;
 
 use crate::access::key::ct_eq;
+use crate::access::{Principal, Scope, Scopes, TenantId};
 use crate::app::AppState;
 use crate::config::UiConfig;
 
@@ -33,18 +35,11 @@ pub const FORM_COOKIE: &str = "herald_form";
 /// The form version of the signed cookie.
 const FORM_VERSION: &str = "1";
 
-/// Which API keys may sign in to the report pages: the one place that decides it. Today
-/// every configured key may; with scoped keys, only those with the right to read reports.
-pub fn key_may_read_reports(state: &AppState, key: &str) -> bool {
-    let key = key.as_bytes();
-    !key.is_empty()
-        && state
-            .config
-            .config
-            .auth
-            .api_keys
-            .iter()
-            .fold(false, |acc, k| acc | ct_eq(k.as_bytes(), key))
+/// Who a key signs in as, if it may read reports: any key with `reports:read` (or `admin`),
+/// configured or made through `/v1/keys`. The one place that decides it.
+pub async fn reader_of(state: &AppState, key: &str) -> Option<Principal> {
+    let principal = state.keys.authenticate(key).await.ok()??;
+    principal.allows(Scope::ReportsRead).then_some(principal)
 }
 
 /// Signs and checks sign-in cookies and form tokens with the `[ui]` secret.
@@ -65,6 +60,8 @@ pub struct SignedIn {
     nonce: String,
     /// When it lapses.
     pub expires: DateTime<Utc>,
+    /// The reader: the key's tenant and scopes, as they are now.
+    pub principal: Principal,
 }
 
 impl Access {
@@ -102,29 +99,45 @@ impl Access {
         hex::encode(&self.mac("key", key).finalize().into_bytes()[..8])
     }
 
-    /// A cookie value for `key` (already checked with [`key_may_read_reports`]), valid from
-    /// `now` for the configured lifetime.
-    pub fn sign_in(&self, key: &str, now: DateTime<Utc>) -> String {
+    /// A cookie value for `reader` (from [`reader_of`] with `key`), valid from `now` for the
+    /// configured lifetime. It names the reader's tenant and its key: a stored key by id, a
+    /// configured one by a tag.
+    pub fn sign_in(&self, reader: &Principal, key: &str, now: DateTime<Utc>) -> String {
         let expires = now
             .timestamp()
             .saturating_add(self.lifetime.as_secs() as i64);
+        let who = match &reader.key_id {
+            Some(id) => format!("k{id}"),
+            None => format!("c{}", self.key_tag(key)),
+        };
         let body = format!(
-            "{FORM_VERSION}.{expires}.{}.{}",
-            self.key_tag(key),
+            "{FORM_VERSION}.{expires}.{}.{who}.{}",
+            reader.tenant,
             hex::encode(rand::random::<[u8; 16]>())
         );
         let mac = hex::encode(self.mac("sign-in", &body).finalize().into_bytes());
         format!("{body}.{mac}")
     }
 
-    /// The sign-in `value` stands for, if it is valid at `now`.
-    pub fn check(&self, state: &AppState, value: &str, now: DateTime<Utc>) -> Option<SignedIn> {
+    /// The sign-in `value` stands for, if it is valid at `now` and its key may still read
+    /// reports (a revoked or removed key signs its readers out).
+    pub async fn check(
+        &self,
+        state: &AppState,
+        value: &str,
+        now: DateTime<Utc>,
+    ) -> Option<SignedIn> {
         let (body, mac) = value.rsplit_once('.')?;
         let mac = hex::decode(mac).ok()?;
         self.mac("sign-in", body).verify_slice(&mac).ok()?;
         let mut parts = body.split('.');
-        let (version, expires, tag, nonce) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let (version, expires, tenant, who, nonce) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
         if version != FORM_VERSION || parts.next().is_some() {
             return None;
         }
@@ -132,12 +145,38 @@ impl Access {
         if expires <= now || self.signed_out.lock().contains_key(nonce) {
             return None;
         }
-        let key_still_may = state.config.config.auth.api_keys.iter().any(|k| {
-            ct_eq(self.key_tag(k).as_bytes(), tag.as_bytes()) && key_may_read_reports(state, k)
-        });
-        key_still_may.then(|| SignedIn {
+        let principal = match who.split_at_checked(1)? {
+            ("k", id) => {
+                let key = state.store.api_key(id).await.ok()??;
+                if key.revoked_at.is_some() || key.tenant.as_str() != tenant {
+                    return None;
+                }
+                Principal {
+                    tenant: key.tenant,
+                    scopes: key.scopes,
+                    key_id: Some(key.id),
+                }
+            }
+            ("c", tag) => {
+                let configured = state
+                    .config
+                    .config
+                    .auth
+                    .api_keys
+                    .iter()
+                    .any(|k| ct_eq(self.key_tag(k).as_bytes(), tag.as_bytes()));
+                (configured && tenant == TenantId::DEFAULT).then(|| Principal {
+                    tenant: TenantId::default_tenant(),
+                    scopes: Scopes::ADMIN,
+                    key_id: None,
+                })?
+            }
+            _ => return None,
+        };
+        principal.allows(Scope::ReportsRead).then(|| SignedIn {
             nonce: nonce.to_string(),
             expires,
+            principal,
         })
     }
 

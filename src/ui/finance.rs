@@ -14,7 +14,8 @@ use super::access::SignedIn;
 use super::format;
 use super::report_page::Figure;
 use super::{render, Chrome, PageError};
-use crate::ledger::summary::{by_month_csv, Groups, LedgerFilter, Summary};
+use crate::access::Scope;
+use crate::ledger::summary::{by_month_csv, Groups, LedgerFilter, Summary, TenantJobs};
 
 use crate::app::AppState;
 
@@ -80,8 +81,16 @@ fn table(title: &'static str, dimension: &'static str, name: &str, groups: &Grou
     }
 }
 
-async fn summary(state: &AppState) -> Result<Summary, PageError> {
-    crate::api::ledger::summarize(state, LedgerFilter::default())
+/// The reader's tenant's ledger summary; the ledger needs `ledger:read`.
+async fn summary(state: &AppState, reader: &SignedIn) -> Result<Summary, PageError> {
+    if !reader.principal.allows(Scope::LedgerRead) {
+        return Err(PageError::NotAllowed("the ledger"));
+    }
+    let filter = LedgerFilter {
+        tenant: Some(TenantJobs::of(&state.dispatcher, &reader.principal.tenant)),
+        ..LedgerFilter::default()
+    };
+    crate::api::ledger::summarize(state, filter)
         .await
         .map_err(|_| PageError::Internal)
 }
@@ -91,7 +100,7 @@ pub async fn page(
     State(state): State<Arc<AppState>>,
     Extension(signed_in): Extension<SignedIn>,
 ) -> Result<Response, PageError> {
-    let s = summary(&state).await?;
+    let s = summary(&state, &signed_in).await?;
     let totals = s
         .totals
         .iter()
@@ -116,8 +125,11 @@ pub async fn page(
 }
 
 /// `GET /ui/finance/by-month.csv`: `month,currency,entries,parts,cost_micros`.
-pub async fn csv(State(state): State<Arc<AppState>>) -> Result<Response, PageError> {
-    let s = summary(&state).await?;
+pub async fn csv(
+    State(state): State<Arc<AppState>>,
+    Extension(signed_in): Extension<SignedIn>,
+) -> Result<Response, PageError> {
+    let s = summary(&state, &signed_in).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),

@@ -2,7 +2,7 @@
 //! who would rather look at a funnel than read JSON. Every figure comes from the functions
 //! the JSON routes call; pages lay them out and count nothing themselves.
 //!
-//! - [`access`]: which keys may sign in ([`access::key_may_read_reports`]), the signed
+//! - [`access`]: which keys may sign in ([`access::reader_of`]), the signed
 //!   sign-in cookie, and the forms' CSRF tokens.
 //! - [`throttle`]: failed sign-ins slowed and limited per client address.
 //! - [`signin`]: the sign-in and sign-out forms.
@@ -115,7 +115,11 @@ async fn require_sign_in(
         .and_then(|v| v.to_str().ok())
         .and_then(|h| cookie_value(h, SIGN_IN_COOKIE));
     let now = state.clock.now();
-    if let Some(signed_in) = cookie.and_then(|c| state.ui.access.check(&state, c, now)) {
+    let signed_in = match cookie {
+        Some(c) => state.ui.access.check(&state, c, now).await,
+        None => None,
+    };
+    if let Some(signed_in) = signed_in {
         req.extensions_mut().insert(signed_in);
         return next.run(req).await;
     }
@@ -178,6 +182,8 @@ pub enum PageError {
     NotFound(&'static str),
     /// A form whose CSRF token did not check.
     Forbidden,
+    /// The reader's key may not read this (the ledger without `ledger:read`).
+    NotAllowed(&'static str),
     /// Too many failed sign-ins from one address.
     TooMany(Duration),
     /// Worth asking again shortly (a job being restored after a restart).
@@ -206,6 +212,11 @@ impl IntoResponse for PageError {
                 StatusCode::FORBIDDEN,
                 "The form has expired".to_string(),
                 "Open the page again and send the form from there.".to_string(),
+            ),
+            PageError::NotAllowed(what) => (
+                StatusCode::FORBIDDEN,
+                "Not allowed".to_string(),
+                format!("The key you signed in with may not read {what}."),
             ),
             PageError::TooMany(wait) => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -91,6 +91,7 @@ pub async fn jobs(
         .dispatcher
         .list()
         .into_iter()
+        .filter(|j| signed_in.principal.owns(j.spec.tenant.as_str()))
         .filter(|j| campaign.is_empty() || j.spec.campaign_id == *campaign)
         .filter(|j| wanted.is_none_or(|s| j.status() == s));
     let jobs: Vec<JobRow> = matching
@@ -142,6 +143,10 @@ pub async fn job(
             PageError::NotFound("job")
         });
     };
+    // Another tenant's job does not exist for this reader.
+    if !signed_in.principal.owns(job.spec.tenant.as_str()) {
+        return Err(PageError::NotFound("job"));
+    }
     let now = state.clock.now();
     let report = campaign::build("job", id, std::slice::from_ref(&job), &*state.store, now)
         .await
@@ -163,7 +168,8 @@ pub async fn campaign(
     if id.trim().is_empty() || id.len() > MAX_CAMPAIGN_ID {
         return Err(PageError::NotFound("campaign"));
     }
-    let jobs = campaign::jobs_of(&state.dispatcher, &id);
+    let mut jobs = campaign::jobs_of(&state.dispatcher, &id);
+    jobs.retain(|j| signed_in.principal.owns(j.spec.tenant.as_str()));
     if jobs.is_empty() {
         return Err(PageError::NotFound("campaign"));
     }

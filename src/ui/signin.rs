@@ -14,7 +14,7 @@ use axum::Extension;
 use serde::Deserialize;
 
 use super::access::FORM_COOKIE;
-use super::access::{cookie_value, form_token_ok, key_may_read_reports, Access, SignedIn};
+use super::access::{cookie_value, form_token_ok, reader_of, Access, SignedIn};
 use super::throttle::FAILURE_PAUSE;
 use super::{render, Chrome, PageError};
 use crate::app::AppState;
@@ -150,7 +150,7 @@ pub async fn submit(
     }
     let next = safe_next(Some(field("next")));
     let key = field("key").trim();
-    if !key_may_read_reports(&state, key) {
+    let Some(reader) = reader_of(&state, key).await else {
         state.ui.throttle.failed(addr, now);
         tokio::time::sleep(FAILURE_PAUSE).await;
         return show_form(
@@ -160,8 +160,8 @@ pub async fn submit(
             StatusCode::UNAUTHORIZED,
             Some("That key may not read reports."),
         );
-    }
-    let value = state.ui.access.sign_in(key, state.clock.now());
+    };
+    let value = state.ui.access.sign_in(&reader, key, state.clock.now());
     with_cookie(
         Redirect::to(&next).into_response(),
         &state.ui.access.sign_in_cookie(&value),

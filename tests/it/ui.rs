@@ -1,7 +1,7 @@
 //! The report pages over HTTP: nothing under `/ui/` shows data without a sign-in, the forms
 //! refuse a missing or wrong CSRF token, a wrong key is refused and then limited, signing out
 //! clears the cookie and retires it, unknown ids get a 404 page, text is escaped, and the
-//! finance CSV equals the ledger summary. The browser test (tests/ui/) drives the same pages
+//! finance CSV equals the ledger summary; a tenant's reader sees only its tenant's jobs. The browser test (tests/ui/) drives the same pages
 //! in Chromium.
 
 use std::time::Duration;
@@ -306,6 +306,97 @@ async fn the_finance_csv_equals_the_ledger_summary_by_month() {
     assert!(
         html.contains(&format!("data-metric=\"totals.CNY.cost_micros\">{shown}<")),
         "{shown} not on the page"
+    );
+    g.stop().await;
+}
+
+/// Makes a key for `tenant` with `scopes` through the API; answers its token.
+async fn make_key(g: &Gateway, tenant: &str, scopes: &[&str]) -> String {
+    let r = g
+        .req(reqwest::Method::POST, "/v1/keys")
+        .json(&json!({"name": "reader", "tenant": tenant, "scopes": scopes}))
+        .send()
+        .await
+        .expect("make a key");
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.expect("json")["key"]
+        .as_str()
+        .expect("token")
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_tenants_reader_signs_in_with_its_own_key_and_sees_only_its_jobs() {
+    let g = Gateway::start().await;
+    g.load_csv(&contacts_csv(3)).await;
+    let installation_job = finished_job(&g, "spring", 2).await;
+    let reader = make_key(&g, "acme", &["reports:read", "jobs:write"]).await;
+    let job = sms_job("acme-sale", "Sale", json!([{"contact_id": "c1"}]));
+    let r = reqwest::Client::new()
+        .post(g.url("/v1/jobs"))
+        .bearer_auth(&reader)
+        .json(&job)
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(r.status(), 201);
+    let acme_job = r.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    // A key without reports:read may not sign in.
+    let http = no_redirects();
+    let writer = make_key(&g, "acme", &["jobs:write"]).await;
+    let (cookie, csrf) = open_form(&g, &http).await;
+    let r = post_sign_in(&g, &http, &cookie, &csrf, &writer).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (cookie, csrf) = open_form(&g, &http).await;
+    let r = post_sign_in(&g, &http, &cookie, &csrf, &reader).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let signed_in = set_cookie(&r, "herald_ui").expect("a sign-in cookie").0;
+    let list = get(&g, &http, "/ui/jobs", Some(&signed_in)).await;
+    assert_eq!(list.status(), 200);
+    let html = list.text().await.expect("html");
+    assert!(html.contains(&acme_job), "its own job is listed");
+    assert!(!html.contains(&installation_job), "another tenant's is not");
+    let r = get(
+        &g,
+        &http,
+        &format!("/ui/jobs/{installation_job}"),
+        Some(&signed_in),
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = get(&g, &http, &format!("/ui/jobs/{acme_job}"), Some(&signed_in)).await;
+    assert_eq!(r.status(), 200);
+    // The ledger needs ledger:read.
+    let r = get(&g, &http, "/ui/finance", Some(&signed_in)).await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+
+    // Revoking the key signs its reader out at the next page.
+    let keys = g.get_json("/v1/keys").await["keys"]
+        .as_array()
+        .expect("keys")
+        .clone();
+    let id = keys
+        .iter()
+        .find(|k| reader.contains(k["id"].as_str().unwrap_or("-")))
+        .and_then(|k| k["id"].as_str())
+        .expect("the reader's key")
+        .to_string();
+    let r = g
+        .req(reqwest::Method::DELETE, &format!("/v1/keys/{id}"))
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(r.status(), 200);
+    let r = get(&g, &http, "/ui/jobs", Some(&signed_in)).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "back to the sign-in form"
     );
     g.stop().await;
 }
