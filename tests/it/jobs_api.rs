@@ -308,7 +308,7 @@ async fn bad_input_is_a_4xx_naming_the_field() {
             "audience.contacts[0]",
         ),
         (
-            json!({"campaign_id": "x", "channel": "email", "purpose": "marketing", "template": {"body": "a"}, "audience": {"contacts": [{"contact_id": "ok1"}]}}),
+            json!({"campaign_id": "x", "channel": "email", "purpose": "marketing", "template": {"subject": "s", "body": "a"}, "audience": {"contacts": [{"contact_id": "ok1"}]}}),
             422,
             "channel",
         ),

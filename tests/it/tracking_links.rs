@@ -196,7 +196,7 @@ async fn the_email_pixel_records_opens() {
         "campaign_id": "mail",
         "channel": "email",
         "purpose": "transactional",
-        "template": {"body": "<p>Hello {{first_name}}</p>"},
+        "template": {"subject": "Hello", "html": "<p>Hello {{first_name}}</p>"},
         "audience": {"contacts": [{"contact_id": "c0"}, {"contact_id": "c1"}]},
     });
     let id = run(&g, &job).await;
