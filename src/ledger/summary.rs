@@ -104,30 +104,66 @@ pub struct Summary {
 }
 
 impl Summary {
-    /// Counts one entry.
+    /// Counts one entry. Allocates only for a group seen for the first time: a summary of
+    /// millions of entries is one pass of map lookups.
     pub fn add(&mut self, e: &LedgerEntry) {
         let n = &e.entry;
-        let currency = n.currency.to_string();
+        let currency = n.currency.as_str();
+        let mut month = [0u8; 7];
+        let month = month_key(n.at, &mut month);
         let add = |t: &mut Total| {
             t.entries += 1;
             t.parts += u64::from(n.parts);
             t.cost_micros += n.cost_micros.0;
         };
-        add(self.totals.entry(currency.clone()).or_default());
+        match self.totals.get_mut(currency) {
+            Some(t) => add(t),
+            None => add(self.totals.entry(currency.to_string()).or_default()),
+        }
         for (groups, key) in [
-            (&mut self.by_campaign, n.campaign_id.clone()),
-            (&mut self.by_channel, n.channel.as_str().to_string()),
-            (&mut self.by_provider, n.provider.clone()),
-            (&mut self.by_country, n.country.clone()),
-            (&mut self.by_month, n.at.format("%Y-%m").to_string()),
+            (&mut self.by_campaign, n.campaign_id.as_str()),
+            (&mut self.by_channel, n.channel.as_str()),
+            (&mut self.by_provider, n.provider.as_str()),
+            (&mut self.by_country, n.country.as_str()),
+            (&mut self.by_month, month.as_ref()),
         ] {
-            add(groups
-                .entry(currency.clone())
-                .or_default()
-                .entry(key)
-                .or_default());
+            if !groups.contains_key(currency) {
+                groups.insert(currency.to_string(), BTreeMap::new());
+            }
+            let Some(keys) = groups.get_mut(currency) else {
+                continue;
+            };
+            match keys.get_mut(key) {
+                Some(t) => add(t),
+                None => add(keys.entry(key.to_string()).or_default()),
+            }
         }
     }
+}
+
+/// `YYYY-MM` of `at`, written into `buf` (years past 9999 are written in full instead).
+fn month_key(at: DateTime<Utc>, buf: &mut [u8; 7]) -> std::borrow::Cow<'_, str> {
+    use chrono::Datelike;
+    let (year, month) = (at.year(), at.month());
+    if !(0..=9999).contains(&year) {
+        return std::borrow::Cow::Owned(format!("{year}-{month:02}"));
+    }
+    let year = year as u32;
+    for (i, d) in [
+        year / 1000,
+        year / 100 % 10,
+        year / 10 % 10,
+        year % 10,
+        10,
+        month / 10,
+        month % 10,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        buf[i] = if d == 10 { b'-' } else { b'0' + d as u8 };
+    }
+    std::borrow::Cow::Borrowed(std::str::from_utf8(buf).unwrap_or("0000-00"))
 }
 
 /// Sums the entries `filter` selects. Blocking: run it off the async runtime.
@@ -180,6 +216,15 @@ mod tests {
             parts,
             cost_micros,
         }
+    }
+
+    #[test]
+    fn month_keys_are_year_and_month() {
+        let mut buf = [0u8; 7];
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        assert_eq!(month_key(at("2026-11-23T04:00:00Z"), &mut buf), "2026-11");
+        assert_eq!(month_key(at("0987-01-31T23:59:59Z"), &mut buf), "0987-01");
+        assert_eq!(month_key(at("2026-12-31T23:59:59Z"), &mut buf), "2026-12");
     }
 
     #[test]
