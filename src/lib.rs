@@ -36,6 +36,7 @@
 //! - [`ui`]: the report pages under `/ui/` for people: sign-in, funnels, charts, finance.
 //! - [`config`]: the TOML configuration with embedded defaults and environment overrides.
 //! - [`domain`]: pure types shared by everything: ids, channels, reasons, statuses, money.
+//! - [`constant_time`]: comparing secrets in constant time.
 //! - [`clock`]: injected time, so quiet hours, caps and ETAs are testable.
 //! - [`private_files`]: the data directory and every file in it private to herald's user.
 //! - [`app`]: wires the pieces together and runs the server.
@@ -48,6 +49,7 @@ pub mod clock;
 pub mod cluster;
 pub mod compliance;
 pub mod config;
+pub mod constant_time;
 pub mod dispatch;
 pub mod domain;
 pub mod durable;

@@ -72,7 +72,8 @@ impl StoredKey {
 
     /// Whether `token` is this key's and the key is not revoked (compared in constant time).
     pub fn accepts(&self, token: &str) -> bool {
-        self.revoked_at.is_none() && ct_eq(digest_hex(token).as_bytes(), self.sha256.as_bytes())
+        self.revoked_at.is_none()
+            && crate::constant_time::eq(digest_hex(token).as_bytes(), self.sha256.as_bytes())
     }
 
     /// The stored form: the version byte, then JSON.
@@ -100,14 +101,6 @@ pub fn token_id(token: &str) -> Option<&str> {
 /// SHA-256 of a token, hex (configured keys are compared through it too).
 pub fn digest_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
-}
-
-/// Equality whose time does not depend on where the inputs differ.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::key::{ct_eq, digest_hex, token_id};
+use super::key::{digest_hex, token_id};
 use super::{Principal, Scopes, StoredKey, TenantId};
+use crate::constant_time;
 use crate::store::{StateStore, StoreError};
 
 /// The keys herald accepts: those of the configuration (default tenant, `admin`), compared
@@ -59,10 +60,9 @@ impl ApiKeys {
             }
         }
         let digest = digest_hex(token);
-        let configured = self
-            .configured
-            .iter()
-            .fold(false, |acc, k| acc | ct_eq(k.as_bytes(), digest.as_bytes()));
+        let configured = self.configured.iter().fold(false, |acc, k| {
+            acc | constant_time::eq(k.as_bytes(), digest.as_bytes())
+        });
         Ok(configured.then(|| Principal {
             tenant: TenantId::default_tenant(),
             scopes: Scopes::ADMIN,

@@ -417,7 +417,7 @@ pub(crate) fn trailing_offset(bytes: &[u8]) -> usize {
 mod tests {
     use super::ErrorCode::{self, *};
 
-    const ALL: [ErrorCode; 24] = [
+    const ALL: [ErrorCode; 25] = [
         InvalidField,
         BadRequest,
         Unauthorized,
@@ -426,6 +426,7 @@ mod tests {
         SignatureMalformed,
         TimestampOutOfWindow,
         SignatureMismatch,
+        Forbidden,
         NotFound,
         BodyStalled,
         IdempotencyConflict,

@@ -23,10 +23,10 @@ use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
 
-use crate::access::key::ct_eq;
 use crate::access::{Principal, Scope, Scopes, TenantId};
 use crate::app::AppState;
 use crate::config::UiConfig;
+use crate::constant_time;
 
 /// The cookie holding the signed sign-in.
 pub const SIGN_IN_COOKIE: &str = "herald_ui";
@@ -164,7 +164,7 @@ impl Access {
                     .auth
                     .api_keys
                     .iter()
-                    .any(|k| ct_eq(self.key_tag(k).as_bytes(), tag.as_bytes()));
+                    .any(|k| constant_time::eq(self.key_tag(k).as_bytes(), tag.as_bytes()));
                 (configured && tenant == TenantId::DEFAULT).then(|| Principal {
                     tenant: TenantId::default_tenant(),
                     scopes: Scopes::ADMIN,
@@ -204,7 +204,7 @@ impl Access {
 
     /// Whether `token` is the sign-out token of `signed_in`.
     pub fn sign_out_token_ok(&self, signed_in: &SignedIn, token: &str) -> bool {
-        ct_eq(self.sign_out_token(signed_in).as_bytes(), token.as_bytes())
+        constant_time::eq(self.sign_out_token(signed_in).as_bytes(), token.as_bytes())
     }
 
     /// A fresh double-submit token for the sign-in form.
@@ -249,7 +249,7 @@ pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 
 /// Whether a double-submit pair matches: both present, the expected length, equal.
 pub fn form_token_ok(cookie: Option<&str>, field: &str) -> bool {
-    cookie.is_some_and(|c| c.len() == 32 && ct_eq(c.as_bytes(), field.as_bytes()))
+    cookie.is_some_and(|c| c.len() == 32 && constant_time::eq(c.as_bytes(), field.as_bytes()))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
-use super::url_token::constant_time_eq;
 use crate::callbacks::receipt::{Receipt, WireError};
 use crate::callbacks::signature::SignatureError;
 use crate::config::Secret;
@@ -82,7 +81,7 @@ impl TwilioSignature {
             .filter(|h| !h.is_empty())
             .ok_or(SignatureError::Missing)?;
         let expected = signature(token.expose(), url, params);
-        if constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+        if crate::constant_time::eq(expected.as_bytes(), given.as_bytes()) {
             Ok(())
         } else {
             Err(SignatureError::Mismatch)

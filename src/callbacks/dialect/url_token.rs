@@ -49,7 +49,7 @@ impl UrlToken {
             .ok_or(SignatureError::Missing)?;
         let mut ok = false;
         for t in &self.tokens {
-            ok |= constant_time_eq(t.expose(), given.as_bytes());
+            ok |= crate::constant_time::eq(t.expose(), given.as_bytes());
         }
         if ok {
             Ok(())
@@ -57,14 +57,6 @@ impl UrlToken {
             Err(SignatureError::Mismatch)
         }
     }
-}
-
-/// Equality whose time depends only on the lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

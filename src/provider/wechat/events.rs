@@ -21,12 +21,7 @@ pub fn signature(token: &[u8], timestamp: &str, nonce: &str) -> String {
 pub fn verify(token: &[u8], timestamp: &str, nonce: &str, given: &str) -> bool {
     let want = signature(token, timestamp, nonce);
     let given = given.trim().to_ascii_lowercase();
-    want.len() == given.len()
-        && want
-            .bytes()
-            .zip(given.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    crate::constant_time::eq(want.as_bytes(), given.as_bytes())
 }
 
 /// An event herald acts on; others are acknowledged and ignored.
