@@ -166,17 +166,7 @@ pub(super) fn validate(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
         ("tencent", ProviderKind::Tencent, p.tencent.is_some()),
         ("twilio", ProviderKind::Twilio, p.twilio.is_some()),
     ];
-    for (table, kind, present) in tables {
-        match (p.kind == kind, present) {
-            (true, false) => errs.push(format!(
-                "providers[{i}].{table}: required for kind = \"{table}\""
-            )),
-            (false, true) => errs.push(format!(
-                "providers[{i}].{table}: only for kind = \"{table}\""
-            )),
-            _ => {}
-        }
-    }
+    super::model::check_kind_tables(i, p.kind, &tables, errs);
     if !p.kind.is_cloud() {
         return;
     }

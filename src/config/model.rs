@@ -671,3 +671,24 @@ impl Config {
         }
     }
 }
+
+/// Adds a problem for each provider table that is missing for its `kind` or present for
+/// another kind: `tables` holds (table name, the kind it is for, whether it is present).
+pub(super) fn check_kind_tables(
+    i: usize,
+    kind: ProviderKind,
+    tables: &[(&str, ProviderKind, bool)],
+    errs: &mut Vec<String>,
+) {
+    for &(table, for_kind, present) in tables {
+        match (kind == for_kind, present) {
+            (true, false) => errs.push(format!(
+                "providers[{i}].{table}: required for kind = \"{table}\""
+            )),
+            (false, true) => errs.push(format!(
+                "providers[{i}].{table}: only for kind = \"{table}\""
+            )),
+            _ => {}
+        }
+    }
+}

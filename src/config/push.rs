@@ -141,17 +141,7 @@ pub(super) fn validate(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
         ("apns", ProviderKind::Apns, p.apns.is_some()),
         ("wechat", ProviderKind::Wechat, p.wechat.is_some()),
     ];
-    for (table, kind, present) in tables {
-        match (p.kind == kind, present) {
-            (true, false) => errs.push(format!(
-                "providers[{i}].{table}: required for kind = \"{table}\""
-            )),
-            (false, true) => errs.push(format!(
-                "providers[{i}].{table}: only for kind = \"{table}\""
-            )),
-            _ => {}
-        }
-    }
+    super::model::check_kind_tables(i, p.kind, &tables, errs);
     let channel = match p.kind {
         ProviderKind::Fcm | ProviderKind::Apns => Channel::Push,
         ProviderKind::Wechat => Channel::Wechat,
