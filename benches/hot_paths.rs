@@ -426,6 +426,7 @@ fn bench_whole_job(c: &mut Criterion) {
             }],
             router: herald::dispatch::Router::new(&config, &[(sandbox.name.clone(), Channel::Sms)]),
             channel_limits: Default::default(),
+            tenant_limits: Default::default(),
             clock: Arc::new(SystemClock),
             config: config.dispatch.clone(),
             max_snapshot_age: Duration::hours(1),

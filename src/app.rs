@@ -276,6 +276,7 @@ pub async fn build_with_clock(
         providers,
         router,
         channel_limits,
+        tenant_limits: crate::dispatch::TenantLimits::for_state(&c.state, &c.tenants),
         clock: clock.clone(),
         config: c.dispatch.clone(),
         max_snapshot_age: chrono::Duration::seconds(

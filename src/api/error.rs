@@ -57,6 +57,9 @@ pub enum ErrorCode {
     SnapshotRejected,
     /// 422: a template breaks a content rule (`rule`, `variant`, `position` say where).
     ContentRule,
+    /// 429: the job's recipients do not fit in its tenant's monthly quota (`quota` says how
+    /// much is left and when it resets).
+    QuotaExceeded,
     /// 500: what should not happen.
     Internal,
     /// 503: a dependency is down; nothing was accepted.
@@ -92,6 +95,7 @@ impl ErrorCode {
             ErrorCode::Unprocessable => "unprocessable",
             ErrorCode::SnapshotRejected => "snapshot_rejected",
             ErrorCode::ContentRule => "content_rule",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::StateUnavailable => Hold::StateUnavailable.as_str(),
@@ -121,6 +125,7 @@ impl ErrorCode {
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Unprocessable | SnapshotRejected | ContentRule => StatusCode::UNPROCESSABLE_ENTITY,
+            QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Unavailable | StateUnavailable | OverCapacity => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -340,6 +345,16 @@ impl From<crate::intake::IntakeError> for ApiError {
                 tracing::error!(error = %source, "a job could not be recorded");
                 ApiError::unavailable(message)
             }
+            QuotaExceeded(refused) => {
+                let mut details = serde_json::Map::new();
+                details.insert("asked".into(), refused.asked.into());
+                if let Ok(quota) = serde_json::to_value(&refused.view) {
+                    details.insert("quota".into(), quota);
+                }
+                let mut e = ApiError::new(ErrorCode::QuotaExceeded, message).with_details(details);
+                e.field = Some("audience".into());
+                e
+            }
             Store(source) => source.into(),
         }
     }
@@ -417,7 +432,7 @@ pub(crate) fn trailing_offset(bytes: &[u8]) -> usize {
 mod tests {
     use super::ErrorCode::{self, *};
 
-    const ALL: [ErrorCode; 25] = [
+    const ALL: [ErrorCode; 26] = [
         InvalidField,
         BadRequest,
         Unauthorized,
@@ -439,6 +454,7 @@ mod tests {
         Unprocessable,
         SnapshotRejected,
         ContentRule,
+        QuotaExceeded,
         Internal,
         Unavailable,
         StateUnavailable,

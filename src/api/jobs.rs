@@ -55,6 +55,10 @@ pub struct DryRun {
     #[serde(flatten)]
     pub preview: Preview,
     pub compliance: ComplianceFindings,
+    /// The tenant's monthly quota, when it has one: the job is refused if its recipients
+    /// are more than `remaining`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota: Option<crate::intake::quota::QuotaView>,
 }
 
 /// The content rules a dry run's template breaks (a submission is refused with the first).
@@ -97,6 +101,7 @@ pub enum Answered<'a> {
         (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, or `snapshot_stale`", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json or application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "Not possible (`unprocessable`, e.g. no provider for the channel) or a content rule broken (`content_rule`)", body = ErrorBody),
+        (status = 429, description = "The audience does not fit in the tenant's monthly quota (`quota_exceeded`; `asked` and `quota` say by how much and when it resets)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`), or the job is being restored or could not be recorded (`unavailable`); repeat the request", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
@@ -122,6 +127,7 @@ pub async fn submit(
         let answer = Answered::DryRun(DryRun {
             preview,
             compliance: ComplianceFindings { findings },
+            quota: state.intake.quota(&by.tenant).await?,
         });
         return Ok(Json(answer).into_response());
     }

@@ -23,6 +23,7 @@ pub mod server;
 mod snapshot;
 mod suppressions;
 mod telemetry;
+mod tenant;
 mod tracking;
 mod webhooks;
 mod wechat;
@@ -99,7 +100,8 @@ fn routes(metrics: bool) -> Routes {
             new()
                 .routes(routes!(jobs::list))
                 .routes(routes!(jobs::get))
-                .routes(routes!(jobs::recipients)),
+                .routes(routes!(jobs::recipients))
+                .routes(routes!(tenant::get)),
         ),
         group(
             Scope::ReportsRead,

@@ -9,6 +9,7 @@ mod model;
 mod push;
 mod routes;
 mod state;
+mod tenants;
 mod ui;
 
 pub use callbacks::{CallbacksConfig, MessageIdFormat, Secret, TrackingConfig};
@@ -17,6 +18,7 @@ pub use http::MAX_HTTP_BATCH_SIZE;
 pub use model::*;
 pub use routes::{ChannelLimitConfig, HealthConfig, RouteConfig, RouteStrategy};
 pub use state::{ClusterConfig, RedisStateConfig, StateBackend, StateConfig};
+pub use tenants::{limits_of, TenantConfig, ANY_TENANT};
 pub use ui::UiConfig;
 
 use std::path::{Path, PathBuf};

@@ -48,6 +48,9 @@ pub struct Config {
     /// Limits on a whole channel across its providers.
     #[serde(default)]
     pub channel_limits: Vec<ChannelLimitConfig>,
+    /// Rate limits and monthly quotas per tenant (see [`super::tenants`]).
+    #[serde(default)]
+    pub tenants: Vec<super::TenantConfig>,
     #[serde(default)]
     pub callbacks: CallbacksConfig,
     #[serde(default)]
@@ -647,6 +650,7 @@ impl Config {
         super::callbacks::validate(self, &mut errs);
         super::state::validate(&self.state, &mut errs);
         super::routes::validate(self, &mut errs);
+        super::tenants::validate(self, &mut errs);
         for (i, price) in self.prices.iter().enumerate() {
             if !self.providers.iter().any(|p| p.name == price.provider) {
                 errs.push(format!(

@@ -45,6 +45,8 @@ pub struct DispatcherDeps {
     pub router: Router,
     /// Limits on whole channels, over their providers.
     pub channel_limits: ChannelLimits,
+    /// Limits on each tenant's sends, over all its jobs.
+    pub tenant_limits: super::TenantLimits,
     pub clock: Arc<dyn Clock>,
     pub config: DispatchConfig,
     /// Jobs hold their sends while the snapshot is older than this.
@@ -644,8 +646,8 @@ impl Inner {
     }
 
     /// Recipients per chunk: the configured batch without a rate limit; under one, about a
-    /// fifth of a second of the tighter of the job's first provider's and its channel's
-    /// rates, shared across the workers.
+    /// fifth of a second of the tightest of the job's first provider's, its channel's and its
+    /// tenant's rates, shared across the workers.
     fn chunk_size(&self, job: &Job) -> usize {
         let batch = self.deps.config.batch_size.max(1);
         let provider = self.deps.providers[job.provider].limiter.rate() as usize;
@@ -654,11 +656,16 @@ impl Inner {
             .channel_limits
             .get(job.spec.channel)
             .map_or(0, |l| l.rate() as usize);
-        let rate = match (provider, channel) {
-            (0, c) => c,
-            (p, 0) => p,
-            (p, c) => p.min(c),
-        };
+        let tenant = self
+            .deps
+            .tenant_limits
+            .get(&job.spec.tenant)
+            .map_or(0, |l| l.rate() as usize);
+        let rate = [provider, channel, tenant]
+            .into_iter()
+            .filter(|r| *r > 0)
+            .min()
+            .unwrap_or(0);
         if rate == 0 {
             return batch;
         }

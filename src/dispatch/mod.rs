@@ -39,6 +39,6 @@ pub use delivery::{
 pub use dispatcher::{Dispatcher, DispatcherDeps, ProviderSlot, QueueDepths, TransitionError};
 pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;
-pub use rate_limit::{ChannelLimits, PartsLimiter};
+pub use rate_limit::{ChannelLimits, PartsLimiter, TenantLimits};
 pub use routing::Router;
 pub use share::{SendingMarks, ShardShare, SharedCounts};

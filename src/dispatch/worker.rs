@@ -151,10 +151,12 @@ async fn prepare_next(inner: &Arc<Inner>, seed: &mut u64) -> Option<ReadyChunk> 
     }
 }
 
-/// Whether any message of the chunk waits for a rate limit (its provider's or its channel's).
+/// Whether any message of the chunk waits for a rate limit (its provider's, its channel's or
+/// its tenant's).
 fn rate_limited(inner: &Inner, job: &Job, metas: &[Meta]) -> bool {
     let providers = &inner.deps.providers;
     inner.deps.channel_limits.get(job.spec.channel).is_some()
+        || inner.deps.tenant_limits.get(&job.spec.tenant).is_some()
         || metas.iter().any(|m| {
             providers
                 .get(m.provider)
@@ -390,11 +392,17 @@ async fn take_tokens(
 ) -> bool {
     let providers = &inner.deps.providers;
     let channel_limit = inner.deps.channel_limits.get(job.spec.channel);
+    let tenant_limit = inner.deps.tenant_limits.get(&job.spec.tenant);
     let keep_waiting =
         || job.status() != JobStatus::Cancelled && !inner.shutdown.load(Ordering::SeqCst);
     let mut granted = 0;
     let started = std::time::Instant::now();
     for (meta, m) in metas.iter().zip(messages.iter()) {
+        if let Some(limit) = &tenant_limit {
+            if !limit.acquire(m.parts, &keep_waiting).await {
+                break;
+            }
+        }
         if let Some(limit) = channel_limit {
             if !limit.acquire(m.parts, &keep_waiting).await {
                 break;

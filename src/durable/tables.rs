@@ -59,6 +59,10 @@ pub const STATE_IDEMPOTENCY: TableDefinition<&str, &[u8]> =
 /// ([`crate::access::StoredKey`]); never the token itself.
 pub const STATE_API_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_api_keys");
 
+/// Monthly quota reservations, by `<tenant>/<YYYYMM>/<job id>`: the version byte and the
+/// job's recipients (u64, little-endian).
+pub const STATE_QUOTAS: TableDefinition<&str, &[u8]> = TableDefinition::new("state_quotas");
+
 // Event webhooks ([`crate::webhooks`]).
 
 /// Registered webhook endpoints, by endpoint id: the version byte and the endpoint as JSON.

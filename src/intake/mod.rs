@@ -2,9 +2,12 @@
 //! body answer the job they made, a different body is a conflict, a retry while the first
 //! request runs waits), planning, publishing to the other instances, and recording it
 //! durably before it is acknowledged. The HTTP handler validates and calls this; previews go
-//! through the same planning without reserving or recording anything.
+//! through the same planning without reserving or recording anything. A tenant with a
+//! monthly quota has the job's recipients counted against it before the job is recorded
+//! ([`quota`]).
 
 mod keys_in_flight;
+pub mod quota;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -67,6 +70,8 @@ pub enum IntakeError {
     Publish(#[source] StoreError),
     #[error("the job could not be recorded durably; try again")]
     Record(#[source] JournalError),
+    #[error("{0}")]
+    QuotaExceeded(quota::QuotaExceeded),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -152,16 +157,53 @@ impl Intake {
         if let Some(amount) = budget_micros {
             job.progress.budget.set_limit(amount);
         }
-        // With several instances the job is published for all of them first.
-        if let Some(cluster) = &self.cluster {
-            cluster.publish(&job).await.map_err(IntakeError::Publish)?;
+        let counted = quota::reserve(
+            &*self.store,
+            &self.config,
+            quota::Reserve {
+                tenant: &job.spec.tenant,
+                job: &job.id,
+                recipients: job.audience.len() as u64,
+                at: job.spec.created_at,
+            },
+        )
+        .await?
+        .map_err(IntakeError::QuotaExceeded)?;
+        let recorded = self.record(&job).await;
+        if let (Err(_), Some(month)) = (&recorded, counted) {
+            // Not accepted after all: the recipients no longer count. Should this fail too,
+            // the retry with the same Idempotency-Key finds the reservation and keeps it.
+            if let Err(e) = self
+                .store
+                .release_quota(&job.spec.tenant, month, &job.id)
+                .await
+            {
+                tracing::warn!(job = %job.id, error = %e, "a refused job's quota could not be given back");
+            }
         }
-        // Acknowledged only once the job and its audience are durable.
+        recorded?;
+        Ok(Submitted::Created(job))
+    }
+
+    /// Publishes the job to the other instances (when there are any), then records it:
+    /// acknowledged only once the job and its audience are durable.
+    async fn record(&self, job: &Arc<Job>) -> Result<(), IntakeError> {
+        if let Some(cluster) = &self.cluster {
+            cluster.publish(job).await.map_err(IntakeError::Publish)?;
+        }
         self.dispatcher
             .accept(job.clone())
             .await
-            .map_err(IntakeError::Record)?;
-        Ok(Submitted::Created(job))
+            .map_err(IntakeError::Record)
+    }
+
+    /// The tenant's quota this month, if it has one.
+    pub async fn quota(
+        &self,
+        tenant: &crate::access::TenantId,
+    ) -> Result<Option<quota::QuotaView>, StoreError> {
+        let now = self.dispatcher.clock().now();
+        quota::current(&*self.store, &self.config, tenant, now).await
     }
 
     /// Runs the whole decision pipeline over a submission without sending, reserving or

@@ -15,16 +15,16 @@ use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
 use super::{
-    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
-    StateStore, StoreError, SuppressionKey,
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, QuotaAnswer,
+    QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,
 };
-use crate::access::StoredKey;
+use crate::access::{StoredKey, TenantId};
 use crate::domain::{Channel, JobId, Purpose};
 use crate::durable::format::{self, versioned};
 use crate::durable::tables::{
     STATE_API_KEYS as API_KEYS, STATE_CALLBACK_USES as CALLBACK_USES, STATE_CAPS as CAPS,
     STATE_CONSENT_HISTORY as CONSENT_HISTORY, STATE_IDEMPOTENCY as IDEMPOTENCY,
-    STATE_SUPPRESSED_ADDRESSES as SUPPRESSED_ADDRESSES,
+    STATE_QUOTAS as QUOTAS, STATE_SUPPRESSED_ADDRESSES as SUPPRESSED_ADDRESSES,
     STATE_SUPPRESSED_CONTACTS as SUPPRESSED_CONTACTS, STATE_SUPPRESSED_PHONES as SUPPRESSED_PHONES,
 };
 
@@ -46,6 +46,22 @@ enum Op {
     CallbackUse([u8; 32], i64),
     ForgetCallbackUse([u8; 32]),
     ApiKey(String, Vec<u8>),
+    Quota(String, u64),
+    Unquota(String),
+}
+
+/// The key of a job's quota reservation: `<tenant>/<YYYYMM>/<job id>` (neither tenants nor
+/// job ids contain `/`).
+fn quota_key(tenant: &TenantId, month: u32, job: &JobId) -> String {
+    format!("{tenant}/{month}/{job}")
+}
+
+fn quota_key_from(k: &str) -> Option<(TenantId, u32, JobId)> {
+    let mut parts = k.splitn(3, '/');
+    let tenant = TenantId::parse(parts.next()?).ok()?;
+    let month = parts.next()?.parse().ok()?;
+    let job = JobId::parse(parts.next()?)?;
+    Some((tenant, month, job))
 }
 
 /// Durable state: memory for speed, redb for survival.
@@ -117,6 +133,7 @@ impl EmbeddedStore {
         w.open_table(IDEMPOTENCY).map_err(unavailable)?;
         w.open_table(CALLBACK_USES).map_err(unavailable)?;
         w.open_table(API_KEYS).map_err(unavailable)?;
+        w.open_table(QUOTAS).map_err(unavailable)?;
         w.commit().map_err(unavailable)?;
 
         let hot = MemoryStore::new();
@@ -223,6 +240,21 @@ impl EmbeddedStore {
             let (_, v) = row.map_err(unavailable)?;
             hot.restore_api_key(StoredKey::decode(v.value()).map_err(unavailable)?);
         }
+        for row in r
+            .open_table(QUOTAS)
+            .map_err(unavailable)?
+            .iter()
+            .map_err(unavailable)?
+        {
+            let (k, v) = row.map_err(unavailable)?;
+            let n = payload("quota reservation", v.value())?
+                .try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| unavailable("a quota reservation is not 8 bytes"))?;
+            let (tenant, month, job) = quota_key_from(k.value())
+                .ok_or_else(|| unavailable("a quota reservation's key is malformed"))?;
+            hot.restore_quota(tenant, month, job, n);
+        }
         drop(r);
         Ok(EmbeddedStore {
             db,
@@ -293,6 +325,13 @@ fn apply(w: &WriteTransaction, ops: Vec<Op>) -> Result<(), redb::Error> {
             Op::ApiKey(id, stored) => {
                 w.open_table(API_KEYS)?
                     .insert(id.as_str(), stored.as_slice())?;
+            }
+            Op::Quota(k, n) => {
+                let value = versioned(FORMAT_VERSION, &n.to_le_bytes());
+                w.open_table(QUOTAS)?.insert(k.as_str(), value.as_slice())?;
+            }
+            Op::Unquota(k) => {
+                w.open_table(QUOTAS)?.remove(k.as_str())?;
             }
         }
     }
@@ -428,6 +467,37 @@ impl StateStore for EmbeddedStore {
 
     async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         self.hot.api_keys().await
+    }
+
+    /// Reserved in memory first (atomic there), then written; a failed write gives the
+    /// reservation back.
+    async fn reserve_quota(&self, r: &QuotaReservation<'_>) -> Result<QuotaAnswer, StoreError> {
+        let (answer, new) = self.hot.reserve_quota_entry(r);
+        if new {
+            let key = quota_key(r.tenant, r.month, r.job);
+            if let Err(e) = self.write(vec![Op::Quota(key, r.recipients)]).await {
+                self.hot.release_quota_entry(r.tenant, r.month, r.job);
+                return Err(e);
+            }
+        }
+        Ok(answer)
+    }
+
+    async fn release_quota(
+        &self,
+        tenant: &TenantId,
+        month: u32,
+        job: &JobId,
+    ) -> Result<(), StoreError> {
+        if self.hot.release_quota_entry(tenant, month, job) {
+            self.write(vec![Op::Unquota(quota_key(tenant, month, job))])
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn quota_used(&self, tenant: &TenantId, month: u32) -> Result<u64, StoreError> {
+        self.hot.quota_used(tenant, month).await
     }
 
     async fn claim_idempotency_key(

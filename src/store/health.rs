@@ -154,6 +154,23 @@ mod tests {
         async fn api_keys(&self) -> Result<Vec<crate::access::StoredKey>, StoreError> {
             gone()
         }
+        async fn reserve_quota(
+            &self,
+            _: &crate::store::QuotaReservation<'_>,
+        ) -> Result<crate::store::QuotaAnswer, StoreError> {
+            gone()
+        }
+        async fn release_quota(
+            &self,
+            _: &crate::access::TenantId,
+            _: u32,
+            _: &JobId,
+        ) -> Result<(), StoreError> {
+            gone()
+        }
+        async fn quota_used(&self, _: &crate::access::TenantId, _: u32) -> Result<u64, StoreError> {
+            gone()
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             self.pings.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {

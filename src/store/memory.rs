@@ -6,10 +6,10 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
 use super::{
-    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
-    StoreError, SuppressionKey,
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, QuotaAnswer,
+    QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,
 };
-use crate::access::StoredKey;
+use crate::access::{StoredKey, TenantId};
 use crate::domain::{Channel, Consent, JobId, Purpose};
 
 /// State held in concurrent maps; lost on restart (durable backends keep it).
@@ -31,6 +31,16 @@ pub struct MemoryStore {
     callback_uses: DashMap<[u8; 32], i64>,
     /// API key records by id.
     api_keys: DashMap<String, StoredKey>,
+    /// Quota reservations per (tenant, month `YYYYMM`).
+    quotas: DashMap<(TenantId, u32), QuotaMonth>,
+}
+
+/// One tenant's reservations in one month.
+#[derive(Default)]
+struct QuotaMonth {
+    used: u64,
+    /// Recipients reserved by each job.
+    jobs: std::collections::HashMap<JobId, u64>,
 }
 
 impl MemoryStore {
@@ -79,6 +89,44 @@ impl MemoryStore {
     /// Restores an API key's record.
     pub(crate) fn restore_api_key(&self, key: StoredKey) {
         self.api_keys.insert(key.id.clone(), key);
+    }
+
+    /// Reserves quota as [`StateStore::reserve_quota`] does; also answers whether this call
+    /// made the reservation (for write-through backends).
+    pub(crate) fn reserve_quota_entry(&self, r: &QuotaReservation<'_>) -> (QuotaAnswer, bool) {
+        let mut month = self.quotas.entry((r.tenant.clone(), r.month)).or_default();
+        if month.jobs.contains_key(r.job) {
+            return (QuotaAnswer::Reserved { used: month.used }, false);
+        }
+        let used = month.used.saturating_add(r.recipients);
+        if used > r.limit {
+            return (QuotaAnswer::Exceeded { used: month.used }, false);
+        }
+        month.used = used;
+        month.jobs.insert(r.job.clone(), r.recipients);
+        (QuotaAnswer::Reserved { used }, true)
+    }
+
+    /// Drops a job's reservation; answers whether it had one.
+    pub(crate) fn release_quota_entry(&self, tenant: &TenantId, month: u32, job: &JobId) -> bool {
+        let Some(mut m) = self.quotas.get_mut(&(tenant.clone(), month)) else {
+            return false;
+        };
+        match m.jobs.remove(job) {
+            Some(n) => {
+                m.used = m.used.saturating_sub(n);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Restores a job's reservation read back from a durable backend.
+    pub(crate) fn restore_quota(&self, tenant: TenantId, month: u32, job: JobId, recipients: u64) {
+        let mut m = self.quotas.entry((tenant, month)).or_default();
+        if m.jobs.insert(job, recipients).is_none() {
+            m.used = m.used.saturating_add(recipients);
+        }
     }
 
     /// Restores a callback signature and its expiry (Unix seconds).
@@ -324,6 +372,27 @@ impl StateStore for MemoryStore {
 
     async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError> {
         Ok(self.api_keys.iter().map(|k| k.clone()).collect())
+    }
+
+    async fn reserve_quota(&self, r: &QuotaReservation<'_>) -> Result<QuotaAnswer, StoreError> {
+        Ok(self.reserve_quota_entry(r).0)
+    }
+
+    async fn release_quota(
+        &self,
+        tenant: &TenantId,
+        month: u32,
+        job: &JobId,
+    ) -> Result<(), StoreError> {
+        self.release_quota_entry(tenant, month, job);
+        Ok(())
+    }
+
+    async fn quota_used(&self, tenant: &TenantId, month: u32) -> Result<u64, StoreError> {
+        Ok(self
+            .quotas
+            .get(&(tenant.clone(), month))
+            .map_or(0, |m| m.used))
     }
 
     async fn claim_idempotency_key(

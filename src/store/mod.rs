@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::access::StoredKey;
+use crate::access::{StoredKey, TenantId};
 use crate::domain::{Channel, Consent, JobId, Purpose};
 
 /// Why the store could not answer. A rejection is never an error; this means "could not run".
@@ -130,6 +130,28 @@ pub struct ConsentChange {
     pub at: DateTime<Utc>,
 }
 
+/// A job's recipients counted against its tenant's quota for one calendar month (UTC).
+#[derive(Debug, Clone, Copy)]
+pub struct QuotaReservation<'a> {
+    pub tenant: &'a TenantId,
+    /// The month as `YYYYMM`, e.g. 202612.
+    pub month: u32,
+    pub job: &'a JobId,
+    pub recipients: u64,
+    /// The tenant's monthly quota.
+    pub limit: u64,
+}
+
+/// What a quota reservation came to; `used` counts every reservation of the month, this
+/// one included when it was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaAnswer {
+    /// Counted (or counted before: a job is counted once).
+    Reserved { used: u64 },
+    /// Not counted: the recipients do not fit in what is left.
+    Exceeded { used: u64 },
+}
+
 /// The state every herald instance must agree on.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
@@ -228,6 +250,24 @@ pub trait StateStore: Send + Sync + 'static {
 
     /// Every key's record, in no particular order.
     async fn api_keys(&self) -> Result<Vec<StoredKey>, StoreError>;
+
+    /// Counts a job's recipients against its tenant's monthly quota unless they would pass
+    /// its limit. Atomic across instances sharing the backend, so two jobs racing for the
+    /// last room cannot both get it; a job already counted for the month is answered as
+    /// reserved without being counted again (a retried submission keeps one reservation).
+    async fn reserve_quota(&self, r: &QuotaReservation<'_>) -> Result<QuotaAnswer, StoreError>;
+
+    /// Gives back a job's reservation (a submission that was not recorded after all); a job
+    /// without one changes nothing.
+    async fn release_quota(
+        &self,
+        tenant: &TenantId,
+        month: u32,
+        job: &JobId,
+    ) -> Result<(), StoreError>;
+
+    /// Recipients counted against a tenant's quota in a month.
+    async fn quota_used(&self, tenant: &TenantId, month: u32) -> Result<u64, StoreError>;
 
     /// Whether the backend answers right now, within its usual timeout: one cheap round trip
     /// for a networked backend, always yes for one inside the process. Readiness and the

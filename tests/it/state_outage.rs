@@ -144,6 +144,30 @@ impl StateStore for Flaky {
         self.check()?;
         self.inner.api_keys().await
     }
+    async fn reserve_quota(
+        &self,
+        r: &herald::store::QuotaReservation<'_>,
+    ) -> Result<herald::store::QuotaAnswer, StoreError> {
+        self.check()?;
+        self.inner.reserve_quota(r).await
+    }
+    async fn release_quota(
+        &self,
+        tenant: &herald::access::TenantId,
+        month: u32,
+        job: &JobId,
+    ) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.release_quota(tenant, month, job).await
+    }
+    async fn quota_used(
+        &self,
+        tenant: &herald::access::TenantId,
+        month: u32,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner.quota_used(tenant, month).await
+    }
     async fn ping(&self) -> Result<(), StoreError> {
         self.check()
     }
@@ -216,6 +240,7 @@ fn setup(contacts: usize, rate: u32) -> Setup {
             &[(provider.name().to_string(), Channel::Sms)],
         ),
         channel_limits: Default::default(),
+        tenant_limits: Default::default(),
         clock: Arc::new(SystemClock),
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),

@@ -10,7 +10,7 @@ use herald::access::{Scope, Scopes, StoredKey, TenantId};
 use herald::domain::{email_entry, push_entry, Channel, Consent, JobId, Purpose};
 use herald::store::{
     CapRequest, CapRule, ConsentChange, EmbeddedStore, FactsQuery, IdempotencyClaim, MemoryStore,
-    StateStore, SuppressionKey,
+    QuotaAnswer, QuotaReservation, StateStore, SuppressionKey,
 };
 
 fn rules() -> Vec<CapRule> {
@@ -437,6 +437,84 @@ async fn api_keys(s: &dyn StateStore) {
     assert!(!stored.accepts(&token));
 }
 
+/// A reservation of `recipients` for `job` against a limit of 100 in December 2026.
+fn quota<'a>(tenant: &'a TenantId, job: &'a JobId, recipients: u64) -> QuotaReservation<'a> {
+    QuotaReservation {
+        tenant,
+        month: 202612,
+        job,
+        recipients,
+        limit: 100,
+    }
+}
+
+async fn quotas(s: &dyn StateStore) {
+    let acme = TenantId::parse("acme").unwrap();
+    let globex = TenantId::parse("globex").unwrap();
+    let (a, b, c) = (JobId::generate(), JobId::generate(), JobId::generate());
+    assert_eq!(s.quota_used(&acme, 202612).await.unwrap(), 0);
+    assert_eq!(
+        s.reserve_quota(&quota(&acme, &a, 60)).await.unwrap(),
+        QuotaAnswer::Reserved { used: 60 }
+    );
+    // The same job again is counted once, whatever it asks.
+    assert_eq!(
+        s.reserve_quota(&quota(&acme, &a, 60)).await.unwrap(),
+        QuotaAnswer::Reserved { used: 60 }
+    );
+    assert_eq!(
+        s.reserve_quota(&quota(&acme, &b, 41)).await.unwrap(),
+        QuotaAnswer::Exceeded { used: 60 },
+        "41 more would pass 100"
+    );
+    assert_eq!(
+        s.reserve_quota(&quota(&acme, &b, 40)).await.unwrap(),
+        QuotaAnswer::Reserved { used: 100 },
+        "exactly the limit fits"
+    );
+    // Another tenant, and another month, count apart.
+    assert_eq!(
+        s.reserve_quota(&quota(&globex, &c, 100)).await.unwrap(),
+        QuotaAnswer::Reserved { used: 100 }
+    );
+    let next_month = QuotaReservation {
+        month: 202701,
+        ..quota(&acme, &c, 100)
+    };
+    assert_eq!(
+        s.reserve_quota(&next_month).await.unwrap(),
+        QuotaAnswer::Reserved { used: 100 }
+    );
+    // Giving back frees the job's recipients, once.
+    s.release_quota(&acme, 202612, &a).await.unwrap();
+    s.release_quota(&acme, 202612, &a).await.unwrap();
+    assert_eq!(s.quota_used(&acme, 202612).await.unwrap(), 40);
+    assert_eq!(s.quota_used(&globex, 202612).await.unwrap(), 100);
+    assert_eq!(s.quota_used(&acme, 202701).await.unwrap(), 100);
+}
+
+/// Ten jobs of 20 race for a quota of 100: exactly five are counted.
+async fn concurrent_quotas(s: Arc<dyn StateStore>) {
+    let tenant = TenantId::parse("race").unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (s, tenant) = (s.clone(), tenant.clone());
+            tokio::spawn(async move {
+                let job = JobId::generate();
+                s.reserve_quota(&quota(&tenant, &job, 20)).await.unwrap()
+            })
+        })
+        .collect();
+    let mut counted = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), QuotaAnswer::Reserved { .. }) {
+            counted += 1;
+        }
+    }
+    assert_eq!(counted, 5);
+    assert_eq!(s.quota_used(&tenant, 202612).await.unwrap(), 100);
+}
+
 fn embedded(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
     let db = redb::Database::create(dir.path().join("herald.redb")).unwrap();
     Arc::new(EmbeddedStore::open(Arc::new(db)).unwrap())
@@ -506,6 +584,18 @@ macro_rules! suite {
                 let (_dir, s) = $make;
                 api_keys(&*s).await;
             }
+
+            #[tokio::test]
+            async fn quotas_count_each_job_once_per_tenant_and_month() {
+                let (_dir, s) = $make;
+                quotas(&*s).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn quotas_hold_under_concurrency() {
+                let (_dir, s) = $make;
+                concurrent_quotas(s).await;
+            }
         }
     };
 }
@@ -556,6 +646,10 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     callback_uses(&*s).await;
     let (_c, s) = store().await;
     api_keys(&*s).await;
+    let (_c, s) = store().await;
+    quotas(&*s).await;
+    let (_c, s) = store().await;
+    concurrent_quotas(s).await;
     // Caps spread over the nodes, and a batch of many contacts is answered in full, even
     // with a second instance racing for the same contacts.
     let (cleanup, s) = cluster.store().await;
@@ -640,8 +734,19 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
             .first_callback_use([5; 32], t + Duration::seconds(300), t)
             .await
             .unwrap());
+        let acme = TenantId::parse("acme").unwrap();
+        s.reserve_quota(&quota(&acme, &j, 70)).await.unwrap();
     }
     let s = embedded(&dir);
+    let acme = TenantId::parse("acme").unwrap();
+    assert_eq!(s.quota_used(&acme, 202612).await.unwrap(), 70);
+    assert_eq!(
+        s.reserve_quota(&quota(&acme, &JobId::generate(), 31))
+            .await
+            .unwrap(),
+        QuotaAnswer::Exceeded { used: 70 },
+        "quota use survives a restart"
+    );
     let f = s
         .recipient_facts(Channel::Sms, &[q("x", 42), q("gone", 1), q("c1", 2)])
         .await

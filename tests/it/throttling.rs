@@ -83,6 +83,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
             &[(provider.name().to_string(), Channel::Sms)],
         ),
         channel_limits: Default::default(),
+        tenant_limits: Default::default(),
         clock: Arc::new(SystemClock),
         config: config.dispatch.clone(),
         max_snapshot_age: chrono::Duration::hours(1),

@@ -6,6 +6,7 @@
 mod local;
 mod shared;
 mod slowdown;
+mod tenants;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 use self::local::LocalLimiter;
 use self::shared::SharedLimiter;
 use self::slowdown::Slowdown;
+pub use self::tenants::TenantLimits;
 use crate::config::{ChannelLimitConfig, StateBackend, StateConfig};
 use crate::domain::Channel;
 use crate::store::{RateBucket, RedisOptions, RedisRateBucket, StoreError};

@@ -12,6 +12,7 @@
 //! | `{P}:v1:consent-since` | sorted set | every change, scored by its time (µs) |
 //! | `{P}:v1:idem:<key>` | string | fingerprint (hex) + job id |
 //! | `{P}:v1:api-keys` | hash | API key id → its stored record (never the token) |
+//! | `{P}:v1:quota:<tenant>:<YYYYMM>` | hash | the month's recipients counted (`used`) and each job's (`job:<id>`) |
 //! | `{P:<contact key>}:v1:cap:<channel>:<purpose>` | sorted set | holder → reservation time |
 //! | `{P:rate:<provider>}:v1:gcra` | string | the provider's GCRA theoretical arrival time (µs) |
 //! | `{P}:v1:work:active`, `{P}:v1:work:done` | set | ids of shared jobs, running or finished |
@@ -182,6 +183,11 @@ impl Keys {
     /// Every API key's record, by key id.
     pub(super) fn api_keys(&self) -> String {
         format!("{{{}}}:v1:api-keys", self.prefix)
+    }
+
+    /// One tenant's quota reservations in one month (`YYYYMM`).
+    pub(super) fn quota(&self, tenant: &crate::access::TenantId, month: u32) -> String {
+        format!("{{{}}}:v1:quota:{tenant}:{month}", self.prefix)
     }
 
     /// Binary-safe: idempotency keys are used as the client sent them.

@@ -8,10 +8,12 @@
 //! Layout and hash tags: [`keys`]. Connections and timeouts: [`conn`]. Caps: [`caps`].
 //! Provider rate limits shared by the fleet: [`rate`] (its own connection, one script call
 //! per block of parts). Jobs, shard leases and outcomes shared by the fleet: [`work`].
+//! Tenants' monthly quotas: [`quota`].
 
 mod caps;
 mod conn;
 mod keys;
+mod quota;
 mod rate;
 mod work;
 
@@ -26,10 +28,10 @@ use self::keys::Keys;
 pub use self::rate::RedisRateBucket;
 pub use self::work::{CommitAnswer, PublishedJob, RedisWork, ShardStats};
 use super::{
-    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts, StateStore,
-    StoreError, SuppressionKey,
+    CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, QuotaAnswer,
+    QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,
 };
-use crate::access::StoredKey;
+use crate::access::{StoredKey, TenantId};
 use crate::config::RedisStateConfig;
 use crate::domain::{Channel, Consent, JobId};
 
@@ -474,6 +476,23 @@ impl StateStore for RedisStore {
             .arg(self.keys.callback_seen(&signature))
             .ignore();
         self.conn.query::<()>(&pipe).await
+    }
+
+    async fn reserve_quota(&self, r: &QuotaReservation<'_>) -> Result<QuotaAnswer, StoreError> {
+        quota::reserve(&self.conn, &self.keys, r).await
+    }
+
+    async fn release_quota(
+        &self,
+        tenant: &TenantId,
+        month: u32,
+        job: &JobId,
+    ) -> Result<(), StoreError> {
+        quota::release(&self.conn, &self.keys, tenant, month, job).await
+    }
+
+    async fn quota_used(&self, tenant: &TenantId, month: u32) -> Result<u64, StoreError> {
+        quota::used(&self.conn, &self.keys, tenant, month).await
     }
 
     /// Markers expire in Redis by themselves.
