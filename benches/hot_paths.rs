@@ -99,6 +99,7 @@ fn job_policy(caps: bool) -> JobPolicy {
     JobPolicy {
         channel: Channel::Sms,
         wechat_account: None,
+        push_platforms: None,
         fields: Arc::new(herald::template::channel::CompiledFields::None),
         purpose: Purpose::Marketing,
         phone_mismatch: PhoneMismatchPolicy::UseSnapshot,

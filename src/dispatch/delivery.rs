@@ -571,6 +571,7 @@ pub(crate) mod test_support {
                 policy: JobPolicy {
                     channel: Channel::Sms,
                     wechat_account: None,
+                    push_platforms: None,
                     purpose: Purpose::Transactional,
                     phone_mismatch: PhoneMismatchPolicy::UseSnapshot,
                     template,

@@ -126,6 +126,10 @@ pub fn plan(
         purpose: spec.purpose,
         phone_mismatch: spec.phone_mismatch,
         wechat_account: spec.wechat_account.clone(),
+        push_platforms: match spec.channel {
+            Channel::Push => dispatcher.router().push_platforms(),
+            _ => None,
+        },
         fields: Arc::new(
             spec.fields
                 .clone()

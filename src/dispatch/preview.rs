@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::dispatcher::Dispatcher;
 use super::job::Job;
 use crate::domain::{Currency, JobStatus};
-use crate::policy::{Decision, PolicyInput, PolicyRunner};
+use crate::policy::{Decision, PolicyInput, PolicyRunner, ReadyMessage};
 use crate::store::{StateStore, StoreError};
 
 /// What a preview answers.
@@ -38,18 +38,20 @@ pub struct Preview {
 }
 
 /// The unit price recipient `i` would pay at the provider the route picks for it now.
-fn routed_price(
-    dispatcher: &Dispatcher,
-    job: &Job,
-    i: u32,
-    region: crate::phone::RegionCode,
-) -> i64 {
+fn routed_price(dispatcher: &Dispatcher, job: &Job, i: u32, m: &ReadyMessage) -> i64 {
     let draw = xxhash_rust::xxh3::xxh3_64(job.audience.contact_id(i).as_bytes());
     let slot = dispatcher
         .router()
-        .choose(job.spec.channel, region, draw, None, &mut Vec::new())
+        .choose_for(
+            job.spec.channel,
+            m.region,
+            m.to.push_platform(),
+            draw,
+            None,
+            &mut Vec::new(),
+        )
         .unwrap_or(job.provider);
-    job.unit_price(slot, region).0
+    job.unit_price(slot, m.region).0
 }
 
 /// Runs the pipeline over `job` (planned with `reserve_caps = false`).
@@ -82,7 +84,7 @@ pub async fn preview(
                 Decision::Send(m) => {
                     eligible += 1;
                     segments += m.parts.parts as u64;
-                    cost += routed_price(dispatcher, job, i, m.region) * i64::from(m.parts.parts);
+                    cost += routed_price(dispatcher, job, i, &m) * i64::from(m.parts.parts);
                 }
                 Decision::Defer(until) => {
                     eligible += 1;
@@ -106,7 +108,7 @@ pub async fn preview(
                 let (p, c) = match d {
                     Decision::Send(m) => (
                         m.parts.parts as u64,
-                        routed_price(dispatcher, job, i, m.region) * i64::from(m.parts.parts),
+                        routed_price(dispatcher, job, i, &m) * i64::from(m.parts.parts),
                     ),
                     _ => (1, 0),
                 };

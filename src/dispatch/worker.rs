@@ -266,7 +266,14 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                 let provider = inner
                     .deps
                     .router
-                    .choose(job.spec.channel, m.region, draw, None, &mut order)
+                    .choose_for(
+                        job.spec.channel,
+                        m.region,
+                        m.to.push_platform(),
+                        draw,
+                        None,
+                        &mut order,
+                    )
                     .unwrap_or(job.provider);
                 let cost = job.unit_price(provider, m.region).times(m.parts.parts);
                 if over_budget || !job.progress.budget.try_reserve(cost.0) {
@@ -514,7 +521,13 @@ fn resend_address(
         Channel::Sms => Some(Address::Phone(journaled_phone)),
         channel => {
             let contact = snapshot.lookup(contact_id)?;
-            address_check::check(&contact, channel, job.policy.wechat_account.as_deref()).ok()
+            address_check::check(
+                &contact,
+                channel,
+                job.policy.wechat_account.as_deref(),
+                job.policy.push_platforms.as_deref(),
+            )
+            .ok()
         }
     }
 }
@@ -616,9 +629,10 @@ async fn reroute(
         }
         let draw = xxhash_rust::xxh3::xxh3_64(job.audience.contact_id(meta.index).as_bytes());
         let router = &inner.deps.router;
-        let to = router.choose(
+        let to = router.choose_for(
             job.spec.channel,
             meta.region,
+            msg.to.push_platform(),
             draw,
             Some(meta.provider),
             &mut order,

@@ -3,16 +3,18 @@
 //! at snapshot load. SMS keeps its phone rules (`phone_check.rs`, `phone_mismatch.rs`).
 
 use super::{phone_check, Verdict};
-use crate::domain::{Address, Channel, Reason};
+use crate::domain::{Address, Channel, PushPlatform, Reason};
 use crate::snapshot::{ContactView, EmailField};
 
 /// The contact's address on `channel`; `wechat_account` picks the official account (`None`:
-/// the default one). A push job goes to the first token the snapshot lists: the contact's
-/// primary device.
+/// the default one). A push job goes to the first token the snapshot lists (the contact's
+/// primary device) of a platform in `push_platforms`, the platforms herald has a provider
+/// for (`None`: any platform).
 pub fn check(
     contact: &ContactView<'_>,
     channel: Channel,
     wechat_account: Option<&str>,
+    push_platforms: Option<&[PushPlatform]>,
 ) -> Result<Address, Verdict> {
     match channel {
         Channel::Email => match contact.email_field() {
@@ -22,7 +24,7 @@ pub fn check(
         },
         Channel::Push => contact
             .push_tokens()
-            .next()
+            .find(|(platform, _)| push_platforms.is_none_or(|p| p.contains(platform)))
             .map(|(platform, token)| Address::Push {
                 platform,
                 token: token.into(),
@@ -42,7 +44,6 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::PushPlatform;
     use crate::phone::RegionCode;
     use crate::snapshot::load_csv;
 
@@ -61,25 +62,25 @@ mod tests {
         assert_eq!(report.rejected_rows, 0, "{:?}", report.errors);
         let full = snap.lookup("full").expect("full");
         assert_eq!(
-            check(&full, Channel::Email, None),
+            check(&full, Channel::Email, None, None),
             Ok(Address::Email("Li@example.com".into()))
         );
         assert_eq!(
-            check(&full, Channel::Push, None),
+            check(&full, Channel::Push, None, None),
             Ok(Address::Push {
                 platform: PushPlatform::Apns,
                 token: apns.clone().into()
             })
         );
         assert_eq!(
-            check(&full, Channel::Wechat, Some("wx1")),
+            check(&full, Channel::Wechat, Some("wx1"), None),
             Ok(Address::Wechat {
                 account: Some("wx1".into()),
                 openid: "oOther".into()
             })
         );
         assert_eq!(
-            check(&full, Channel::Wechat, Some("wx2")),
+            check(&full, Channel::Wechat, Some("wx2"), None),
             Err(Verdict::Reject(Reason::MissingOpenid))
         );
         let bare = snap.lookup("bare").expect("bare");
@@ -89,11 +90,27 @@ mod tests {
             (Channel::Push, Reason::MissingPushToken),
             (Channel::Wechat, Reason::MissingOpenid),
         ] {
-            assert_eq!(check(&bare, channel, None), Err(Verdict::Reject(reason)));
+            assert_eq!(
+                check(&bare, channel, None, None),
+                Err(Verdict::Reject(reason))
+            );
         }
+        // Only the platforms herald has a provider for are reached: the first FCM token when
+        // there is no APNs provider, no token at all when neither is served.
+        assert_eq!(
+            check(&full, Channel::Push, None, Some(&[PushPlatform::Fcm])),
+            Ok(Address::Push {
+                platform: PushPlatform::Fcm,
+                token: "f".repeat(40).into()
+            })
+        );
+        assert_eq!(
+            check(&full, Channel::Push, None, Some(&[])),
+            Err(Verdict::Reject(Reason::MissingPushToken))
+        );
         let broken = snap.lookup("broken").expect("broken");
         assert_eq!(
-            check(&broken, Channel::Email, None),
+            check(&broken, Channel::Email, None, None),
             Err(Verdict::Reject(Reason::InvalidEmail))
         );
     }

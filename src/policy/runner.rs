@@ -64,6 +64,9 @@ pub struct JobPolicy {
     pub phone_mismatch: PhoneMismatchPolicy,
     /// WeChat jobs: the official account whose openids are used (`None`: the default one).
     pub wechat_account: Option<String>,
+    /// Push jobs: the platforms herald has a provider for (`None`: any), so a contact's push
+    /// goes to a token it can reach.
+    pub push_platforms: Option<Vec<crate::domain::PushPlatform>>,
     pub template: Arc<Template>,
     /// Push and WeChat: the template's channel fields, rendered beside the body.
     pub fields: Arc<CompiledFields>,
@@ -125,10 +128,13 @@ impl PolicyRunner {
             };
             let checked = match policy.channel {
                 Channel::Sms => sms_address(policy, input, &contact),
-                channel => {
-                    address_check::check(&contact, channel, policy.wechat_account.as_deref())
-                        .map(|to| (to, RegionCode::UNKNOWN, false))
-                }
+                channel => address_check::check(
+                    &contact,
+                    channel,
+                    policy.wechat_account.as_deref(),
+                    policy.push_platforms.as_deref(),
+                )
+                .map(|to| (to, RegionCode::UNKNOWN, false)),
             };
             match checked {
                 Ok((to, region, corrected)) => survivors.push(Survivor {

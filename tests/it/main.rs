@@ -25,6 +25,7 @@ mod ledger;
 mod openapi;
 mod push_apns;
 mod push_fcm;
+mod push_routing;
 mod push_support;
 mod reconcile;
 mod recovery;

@@ -2,6 +2,9 @@
 //! channel and destination country and orders them (priority, weight, least cost), and each
 //! provider's [`health::Circuit`] takes it out of its routes while it fails.
 //!
+//! A push message goes only to a provider of its device token's platform (an FCM provider
+//! for an FCM token, an APNs provider for an APNs token): [`Router::choose_for`].
+//!
 //! A message moves to another provider only when the one it was sent to certainly did not
 //! take it (`SendOutcome::Unavailable`), under the same message id; a message that may have
 //! been accepted is retried where it was sent, or held in doubt, never sent elsewhere.
@@ -13,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use self::health::{Circuit, CircuitState, HealthView};
 use super::pricing::{PriceTable, ProviderPrices};
-use crate::config::{Config, RouteStrategy};
-use crate::domain::Channel;
+use crate::config::{Config, ProviderKind, RouteStrategy};
+use crate::domain::{Channel, PushPlatform};
 use crate::phone::RegionCode;
 
 /// One line of the route table, resolved to provider slots.
@@ -75,6 +78,17 @@ pub struct Router {
     /// By provider slot.
     circuits: Vec<Circuit>,
     names: Vec<String>,
+    /// By provider slot: the push platform a push provider serves (`None`: any message).
+    platforms: Vec<Option<PushPlatform>>,
+}
+
+/// The push platform a provider of `kind` serves.
+fn platform_of(kind: ProviderKind) -> Option<PushPlatform> {
+    match kind {
+        ProviderKind::Fcm => Some(PushPlatform::Fcm),
+        ProviderKind::Apns => Some(PushPlatform::Apns),
+        _ => None,
+    }
 }
 
 impl Router {
@@ -150,7 +164,31 @@ impl Router {
                 .map(|_| Circuit::new(config.health.clone()))
                 .collect(),
             names: providers.iter().map(|(n, _)| n.clone()).collect(),
+            platforms: providers
+                .iter()
+                .map(|(name, _)| {
+                    config
+                        .providers
+                        .iter()
+                        .find(|p| &p.name == name)
+                        .and_then(|p| platform_of(p.kind))
+                })
+                .collect(),
         }
+    }
+
+    /// The push platforms the routes of the push channel reach, or `None` when one of its
+    /// providers takes any token (a generic HTTP provider, the sandbox).
+    pub fn push_platforms(&self) -> Option<Vec<PushPlatform>> {
+        let mut platforms = Vec::new();
+        for slot in self.slots_for(Channel::Push) {
+            match self.platforms[slot] {
+                None => return None,
+                Some(p) if !platforms.contains(&p) => platforms.push(p),
+                Some(_) => {}
+            }
+        }
+        Some(platforms)
     }
 
     fn route(&self, channel: Channel, region: RegionCode) -> Option<&Route> {
@@ -195,14 +233,33 @@ impl Router {
         avoid: Option<usize>,
         order: &mut Vec<usize>,
     ) -> Option<usize> {
+        self.choose_for(channel, region, None, draw, avoid, order)
+    }
+
+    /// [`Router::choose`] among the providers that serve `platform` (a push message's
+    /// token's); `None` when none of the route does.
+    pub fn choose_for(
+        &self,
+        channel: Channel,
+        region: RegionCode,
+        platform: Option<PushPlatform>,
+        draw: u64,
+        avoid: Option<usize>,
+        order: &mut Vec<usize>,
+    ) -> Option<usize> {
         let route = self.route(channel, region)?;
+        let serves = |s: usize| match (platform, self.platforms[s]) {
+            (Some(wanted), Some(served)) => wanted == served,
+            _ => true,
+        };
         // The common case: one provider, or the first healthy and not to be avoided.
         if let (RouteStrategy::Priority, Some(&first)) = (route.strategy, route.slots.first()) {
-            if Some(first) != avoid && self.circuits[first].is_closed() {
+            if Some(first) != avoid && self.circuits[first].is_closed() && serves(first) {
                 return Some(first);
             }
         }
         route.order(region, draw, order);
+        order.retain(|s| serves(*s));
         let now = Instant::now();
         let healthy = |s: &usize| self.circuits[*s].admits(now);
         order
