@@ -59,6 +59,36 @@ pub struct JobRequest {
     /// Most the job may spend; it stops (`budget_exhausted`) before a send would pass it.
     #[serde(default)]
     pub budget: Option<BudgetRequest>,
+    /// WeChat jobs: the official account whose followers are messaged, as a WeChat
+    /// provider's `wechat.account` names it (the contacts' `account:openid` pairs); absent,
+    /// the default account's openids.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[^:;\\s]+$")]
+    pub wechat_account: Option<String>,
+}
+
+/// Longest official-account name.
+const MAX_WECHAT_ACCOUNT: usize = 64;
+
+/// The job's official account, if it names one validly (only WeChat jobs may).
+fn wechat_account(req: &JobRequest) -> Result<Option<String>, ApiError> {
+    let Some(account) = &req.wechat_account else {
+        return Ok(None);
+    };
+    if req.channel != Channel::Wechat {
+        return Err(ApiError::invalid(
+            "wechat_account",
+            "only a job on channel \"wechat\" names an official account",
+        ));
+    }
+    let bad = |c: char| c == ':' || c == ';' || c.is_whitespace() || c.is_control();
+    if account.is_empty() || account.chars().count() > MAX_WECHAT_ACCOUNT || account.contains(bad) {
+        return Err(ApiError::invalid(
+            "wechat_account",
+            format!("must be 1 to {MAX_WECHAT_ACCOUNT} characters without ':', ';' or spaces"),
+        ));
+    }
+    Ok(Some(account.clone()))
 }
 
 /// A spending limit in micros of the provider's currency.
@@ -322,6 +352,7 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
         None => ApiError::invalid("template.body", e.to_string()),
     })?;
     let written = channel_fields(req)?;
+    let wechat_account = wechat_account(req)?;
     if let Some(at) = req.send_at {
         if at < now - chrono::Duration::days(1) {
             return Err(ApiError::invalid(
@@ -348,7 +379,7 @@ pub fn validate(req: &JobRequest, now: DateTime<Utc>) -> Result<ValidJob, ApiErr
             // Set by the caller from the request's key.
             tenant: Default::default(),
             fields: written,
-            wechat_account: None,
+            wechat_account,
         },
         template: Arc::new(template),
         bodies,

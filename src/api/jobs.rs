@@ -276,7 +276,7 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
             "is not available while instances share work (state.cluster)",
         ));
     }
-    planner::check_channel(&state.dispatcher, valid.spec.channel)
+    planner::check_channel(&state.dispatcher, &valid.spec)
         .map_err(|e| ApiError::unprocessable(e.field(), e.to_string()))?;
     if let Some(budget) = &valid.budget {
         let currency = state

@@ -27,6 +27,8 @@ pub enum PlanError {
     Compliance(Vec<String>),
     #[error("{0}")]
     Fields(String),
+    #[error("no WeChat provider sends for the official account {0:?} (its `wechat.account`)")]
+    NoWechatAccount(String),
 }
 
 impl PlanError {
@@ -37,16 +39,23 @@ impl PlanError {
             PlanError::Variants(_) => "variants",
             PlanError::Compliance(_) => "template.body",
             PlanError::Fields(_) => "template",
+            PlanError::NoWechatAccount(_) => "wechat_account",
         }
     }
 }
 
-/// Checks that the channel can be served, before any audience is read.
-pub fn check_channel(dispatcher: &Dispatcher, channel: Channel) -> Result<(), PlanError> {
+/// Checks that the job's channel (and, for WeChat, its official account) can be served,
+/// before any audience is read.
+pub fn check_channel(dispatcher: &Dispatcher, spec: &JobSpec) -> Result<(), PlanError> {
     dispatcher
-        .provider_for(channel)
-        .map(|_| ())
-        .ok_or(PlanError::NoProvider(channel.as_str()))
+        .provider_for(spec.channel)
+        .ok_or(PlanError::NoProvider(spec.channel.as_str()))?;
+    match &spec.wechat_account {
+        Some(account) if !dispatcher.router().has_wechat_account(account) => {
+            Err(PlanError::NoWechatAccount(account.clone()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A validated request, ready to plan.

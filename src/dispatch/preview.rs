@@ -45,7 +45,7 @@ fn routed_price(dispatcher: &Dispatcher, job: &Job, i: u32, m: &ReadyMessage) ->
         .choose_for(
             job.spec.channel,
             m.region,
-            m.to.push_platform(),
+            Some(&m.to),
             draw,
             None,
             &mut Vec::new(),

@@ -269,7 +269,7 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                     .choose_for(
                         job.spec.channel,
                         m.region,
-                        m.to.push_platform(),
+                        Some(&m.to),
                         draw,
                         None,
                         &mut order,
@@ -632,7 +632,7 @@ async fn reroute(
         let to = router.choose_for(
             job.spec.channel,
             meta.region,
-            msg.to.push_platform(),
+            Some(&msg.to),
             draw,
             Some(meta.provider),
             &mut order,

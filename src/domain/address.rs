@@ -72,14 +72,6 @@ pub enum Address {
 }
 
 impl Address {
-    /// The platform of a push token; `None` for other addresses.
-    pub fn push_platform(&self) -> Option<PushPlatform> {
-        match self {
-            Address::Push { platform, .. } => Some(*platform),
-            _ => None,
-        }
-    }
-
     /// The channel this address is reached on.
     pub fn channel(&self) -> Channel {
         match self {

@@ -45,5 +45,6 @@ mod tracking_links;
 mod ui;
 mod variants;
 mod webhooks;
+mod wechat_accounts;
 mod wechat_api;
 mod wechat_events;

@@ -3,7 +3,8 @@
 //! provider's [`health::Circuit`] takes it out of its routes while it fails.
 //!
 //! A push message goes only to a provider of its device token's platform (an FCM provider
-//! for an FCM token, an APNs provider for an APNs token): [`Router::choose_for`].
+//! for an FCM token, an APNs provider for an APNs token), and a WeChat message for a named
+//! official account only to that account's provider: [`Router::choose_for`].
 //!
 //! A message moves to another provider only when the one it was sent to certainly did not
 //! take it (`SendOutcome::Unavailable`), under the same message id; a message that may have
@@ -17,7 +18,7 @@ use std::time::{Duration, Instant};
 use self::health::{Circuit, CircuitState, HealthView};
 use super::pricing::{PriceTable, ProviderPrices};
 use crate::config::{Config, ProviderKind, RouteStrategy};
-use crate::domain::{Channel, PushPlatform};
+use crate::domain::{Address, Channel, PushPlatform};
 use crate::phone::RegionCode;
 
 /// One line of the route table, resolved to provider slots.
@@ -78,16 +79,46 @@ pub struct Router {
     /// By provider slot.
     circuits: Vec<Circuit>,
     names: Vec<String>,
-    /// By provider slot: the push platform a push provider serves (`None`: any message).
-    platforms: Vec<Option<PushPlatform>>,
+    /// By provider slot: which addresses it can reach.
+    serves: Vec<Serves>,
 }
 
-/// The push platform a provider of `kind` serves.
-fn platform_of(kind: ProviderKind) -> Option<PushPlatform> {
-    match kind {
-        ProviderKind::Fcm => Some(PushPlatform::Fcm),
-        ProviderKind::Apns => Some(PushPlatform::Apns),
-        _ => None,
+/// The addresses a provider can reach, beyond its channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Serves {
+    Any,
+    /// Device tokens of one push platform.
+    Push(PushPlatform),
+    /// Followers of one WeChat official account (`None`: the provider names none).
+    Wechat(Option<String>),
+}
+
+impl Serves {
+    fn of(p: &crate::config::ProviderConfig) -> Serves {
+        match p.kind {
+            ProviderKind::Fcm => Serves::Push(PushPlatform::Fcm),
+            ProviderKind::Apns => Serves::Push(PushPlatform::Apns),
+            ProviderKind::Wechat => {
+                Serves::Wechat(p.wechat.as_ref().and_then(|w| w.account.clone()))
+            }
+            _ => Serves::Any,
+        }
+    }
+
+    /// Whether a message to `to` may go here. A WeChat message for the default account may
+    /// go to any WeChat provider; one for a named account only to that account's.
+    fn reaches(&self, to: &Address) -> bool {
+        match (self, to) {
+            (Serves::Push(served), Address::Push { platform, .. }) => served == platform,
+            (
+                Serves::Wechat(served),
+                Address::Wechat {
+                    account: Some(wanted),
+                    ..
+                },
+            ) => served.as_deref() == Some(&**wanted),
+            _ => true,
+        }
     }
 }
 
@@ -164,17 +195,25 @@ impl Router {
                 .map(|_| Circuit::new(config.health.clone()))
                 .collect(),
             names: providers.iter().map(|(n, _)| n.clone()).collect(),
-            platforms: providers
+            serves: providers
                 .iter()
                 .map(|(name, _)| {
                     config
                         .providers
                         .iter()
                         .find(|p| &p.name == name)
-                        .and_then(|p| platform_of(p.kind))
+                        .map_or(Serves::Any, Serves::of)
                 })
                 .collect(),
         }
+    }
+
+    /// Whether a provider of the WeChat channel's routes sends for official account
+    /// `account`.
+    pub fn has_wechat_account(&self, account: &str) -> bool {
+        self.slots_for(Channel::Wechat)
+            .into_iter()
+            .any(|s| self.serves[s] == Serves::Wechat(Some(account.to_string())))
     }
 
     /// The push platforms the routes of the push channel reach, or `None` when one of its
@@ -182,10 +221,10 @@ impl Router {
     pub fn push_platforms(&self) -> Option<Vec<PushPlatform>> {
         let mut platforms = Vec::new();
         for slot in self.slots_for(Channel::Push) {
-            match self.platforms[slot] {
-                None => return None,
-                Some(p) if !platforms.contains(&p) => platforms.push(p),
-                Some(_) => {}
+            match self.serves[slot] {
+                Serves::Push(p) if !platforms.contains(&p) => platforms.push(p),
+                Serves::Push(_) => {}
+                _ => return None,
             }
         }
         Some(platforms)
@@ -236,22 +275,20 @@ impl Router {
         self.choose_for(channel, region, None, draw, avoid, order)
     }
 
-    /// [`Router::choose`] among the providers that serve `platform` (a push message's
-    /// token's); `None` when none of the route does.
+    /// [`Router::choose`] among the providers that reach `to` (a push token's platform, a
+    /// WeChat account's followers; any provider of the route when `to` is `None`); `None`
+    /// when none of the route does.
     pub fn choose_for(
         &self,
         channel: Channel,
         region: RegionCode,
-        platform: Option<PushPlatform>,
+        to: Option<&Address>,
         draw: u64,
         avoid: Option<usize>,
         order: &mut Vec<usize>,
     ) -> Option<usize> {
         let route = self.route(channel, region)?;
-        let serves = |s: usize| match (platform, self.platforms[s]) {
-            (Some(wanted), Some(served)) => wanted == served,
-            _ => true,
-        };
+        let serves = |s: usize| to.is_none_or(|to| self.serves[s].reaches(to));
         // The common case: one provider, or the first healthy and not to be avoided.
         if let (RouteStrategy::Priority, Some(&first)) = (route.strategy, route.slots.first()) {
             if Some(first) != avoid && self.circuits[first].is_closed() && serves(first) {
