@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
 use crate::app::AppState;
-use crate::callbacks::dialect::wechat::SignedQuery;
+use crate::callbacks::dialect::wechat::{OpenError, SignedQuery};
 use crate::callbacks::dialect::ReceiptDialect;
 use crate::callbacks::receipt::Receipt;
 use crate::callbacks::ProviderCallbacks;
@@ -94,8 +94,10 @@ pub async fn verify_url(
         ("signature" = Option<String>, Query, description = "SHA-1 of the sorted token, timestamp and nonce"),
         ("timestamp" = Option<String>, Query, description = "Unix seconds"),
         ("nonce" = Option<String>, Query, description = "WeChat's nonce"),
+        ("encrypt_type" = Option<String>, Query, description = "`aes` in encrypted (safe) or compatible mode: the event is in the body's `Encrypt`"),
+        ("msg_signature" = Option<String>, Query, description = "Encrypted mode: SHA-1 of the sorted token, timestamp, nonce and `Encrypt`"),
     ),
-    request_body(description = "One event of the account, as WeChat's XML", content((String = "text/xml"))),
+    request_body(description = "One event of the account, as WeChat's XML (in encrypted mode, `<xml><Encrypt>...</Encrypt></xml>`)", content((String = "text/xml"))),
     responses(
         (status = 200, description = "`success`", content_type = "text/plain", body = String),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
@@ -110,10 +112,28 @@ pub async fn event(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (p, _) = verified(&state, &provider, query.as_deref())?;
+    let (p, q) = verified(&state, &provider, query.as_deref())?;
     let limit = events::MAX_EVENT_BYTES.min(state.callbacks.max_body_bytes());
     let bytes = super::body::read_whole(body, limit).await?;
     let text = std::str::from_utf8(&bytes).map_err(|_| ApiError::invalid("body", "not UTF-8"))?;
+    let opened;
+    let text = match q.encrypt_type.as_deref() {
+        None | Some("raw") => text,
+        Some("aes") => {
+            let ReceiptDialect::Wechat(token) = &p.dialect else {
+                return Err(ApiError::not_found("WeChat provider"));
+            };
+            opened = token.open(&q, text).map_err(|e| match e {
+                OpenError::Signature(e) => {
+                    tracing::info!(provider = %p.name, reason = e.code(), "wechat encrypted event refused");
+                    ApiError::unauthenticated(e)
+                }
+                other => ApiError::invalid("body", other.to_string()),
+            })?;
+            opened.as_str()
+        }
+        Some(_) => return Err(ApiError::invalid("encrypt_type", "must be aes or raw")),
+    };
     let event = events::parse(text).map_err(|e| ApiError::invalid("body", e.to_string()))?;
     match event {
         Event::TemplateResult {

@@ -92,6 +92,9 @@ pub struct WechatConfig {
     pub appid_env: String,
     pub secret_env: String,
     pub callback_token_env: String,
+    /// Environment variable of the account's EncodingAESKey (43 characters), for events in
+    /// encrypted ("safe") or compatible mode; unset, only plaintext events are taken.
+    pub encoding_aes_key_env: String,
     /// How long a message waits after 45009 (the account's daily quota is used up).
     pub throttle_retry_ms: u64,
     #[serde(skip)]
@@ -100,6 +103,8 @@ pub struct WechatConfig {
     pub secret: Option<Secret>,
     #[serde(skip)]
     pub callback_token: Option<Secret>,
+    #[serde(skip)]
+    pub encoding_aes_key: Option<Secret>,
 }
 
 impl Default for WechatConfig {
@@ -110,10 +115,12 @@ impl Default for WechatConfig {
             appid_env: "HERALD_WECHAT_APPID".into(),
             secret_env: "HERALD_WECHAT_SECRET".into(),
             callback_token_env: "HERALD_WECHAT_CALLBACK_TOKEN".into(),
+            encoding_aes_key_env: "HERALD_WECHAT_ENCODING_AES_KEY".into(),
             throttle_retry_ms: 600_000,
             appid: None,
             secret: None,
             callback_token: None,
+            encoding_aes_key: None,
         }
     }
 }
@@ -130,6 +137,7 @@ pub(super) fn read_env(p: &mut ProviderConfig, env: &dyn Fn(&str) -> Option<Stri
         w.appid = read(&w.appid_env);
         w.secret = read(&w.secret_env);
         w.callback_token = read(&w.callback_token_env);
+        w.encoding_aes_key = read(&w.encoding_aes_key_env);
     }
 }
 
@@ -215,6 +223,20 @@ pub(super) fn validate(i: usize, p: &ProviderConfig, errs: &mut Vec<String>) {
                 ));
             }
         }
+        if let Some(key) = &w.encoding_aes_key {
+            let key = String::from_utf8_lossy(key.expose());
+            let appid = w
+                .appid
+                .as_ref()
+                .map(|a| String::from_utf8_lossy(a.expose()));
+            let appid = appid.as_deref().unwrap_or("");
+            if let Err(e) = crate::provider::wechat::crypt::MessageKey::new(&key, appid) {
+                errs.push(format!(
+                    "providers[{i}].wechat.encoding_aes_key_env: {:?}: {e}",
+                    w.encoding_aes_key_env
+                ));
+            }
+        }
     }
 }
 
@@ -294,12 +316,31 @@ mod tests {
             errs.iter().any(|e| e.contains("HERALD_WECHAT_SECRET")),
             "{errs:?}"
         );
+        // The EncodingAESKey is optional, but one that is set must be a key.
         c.apply_env(&|k| {
             k.starts_with("HERALD_WECHAT_")
                 .then(|| "s3cret".to_string())
         });
+        let errs = errors(&c);
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("wechat.encoding_aes_key_env") && e.contains("43 characters")),
+            "{errs:?}"
+        );
+        c.apply_env(&|k| match k {
+            "HERALD_WECHAT_ENCODING_AES_KEY" => {
+                Some("kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR".to_string())
+            }
+            k => k
+                .starts_with("HERALD_WECHAT_")
+                .then(|| "s3cret".to_string()),
+        });
         let errs = c.validate().err().unwrap_or_default();
         assert!(!errs.iter().any(|e| e.contains("wechat")), "{errs:?}");
         assert!(!format!("{c:?}").contains("s3cret"), "secrets never print");
+        assert!(
+            !format!("{c:?}").contains("kWxPEV2UEDyxWpmPdKC3"),
+            "secrets never print"
+        );
     }
 }

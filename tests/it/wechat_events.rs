@@ -121,3 +121,121 @@ async fn wechat_events_are_answered_success_and_garbage_is_refused() {
         .expect("send");
     assert_eq!(r.status(), 413);
 }
+
+/// The account's EncodingAESKey (43 characters) in the encrypted-mode test.
+const AES_KEY: &str = "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR";
+
+/// Encrypts `xml` for AppID `appid` as WeChat's message-encryption guide lays it out:
+/// AES-256-CBC over 16 random bytes, the length (big-endian), the message and the AppID,
+/// padded PKCS#7-style to 32-byte blocks, IV the key's first 16 bytes, then Base64.
+fn encrypt(xml: &str, appid: &str) -> String {
+    use aes::cipher::{block_padding::NoPadding, BlockEncryptMut, KeyIvInit};
+    use base64::Engine;
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+    );
+    let key = lenient.decode(format!("{AES_KEY}=")).expect("key");
+    let mut plain = b"0123456789abcdef".to_vec();
+    plain.extend_from_slice(&(xml.len() as u32).to_be_bytes());
+    plain.extend_from_slice(xml.as_bytes());
+    plain.extend_from_slice(appid.as_bytes());
+    let pad = 32 - plain.len() % 32;
+    plain.extend(std::iter::repeat_n(pad as u8, pad));
+    let len = plain.len();
+    let cipher = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key, &key[..16]).expect("cipher");
+    cipher
+        .encrypt_padded_mut::<NoPadding>(&mut plain, len)
+        .expect("whole blocks");
+    base64::engine::general_purpose::STANDARD.encode(plain)
+}
+
+/// `msg_signature`: SHA-1 of the token, timestamp, nonce and `Encrypt`, sorted and joined.
+fn msg_signature(timestamp: &str, nonce: &str, encrypt: &str) -> String {
+    let mut parts = [TOKEN, timestamp, nonce, encrypt];
+    parts.sort_unstable();
+    hex::encode(Sha1::digest(parts.concat().as_bytes()))
+}
+
+#[tokio::test]
+async fn encrypted_mode_events_are_opened_with_the_accounts_key_and_applied() {
+    let g = Gateway::start_on_system_clock(|c| {
+        let mut p = c.providers[0].clone();
+        p.name = "wechat-oa".into();
+        p.kind = ProviderKind::Wechat;
+        p.channel = Channel::Wechat;
+        p.idempotent = false;
+        p.wechat = Some(WechatConfig {
+            base_url: "https://127.0.0.1:9".into(),
+            appid: Some(Secret::new("wx-app")),
+            secret: Some(Secret::new("wx-secret")),
+            callback_token: Some(Secret::new(TOKEN)),
+            encoding_aes_key: Some(Secret::new(AES_KEY)),
+            ..WechatConfig::default()
+        });
+        c.providers.push(p);
+    })
+    .await;
+    g.load_csv(
+        "contact_id,phone,wechat_openid,timezone,wechat_consent\n\
+         fan,+8613123079337,oFan,Asia/Shanghai,opt_in\n",
+    )
+    .await;
+    let unsubscribe = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[oFan]]></FromUserName>\
+        <CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>";
+    let post = |encrypt: String, signature: Option<String>, nonce: &'static str| {
+        let now = chrono::Utc::now().timestamp().to_string();
+        let msg_signature = signature.unwrap_or_else(|| msg_signature(&now, nonce, &encrypt));
+        let url = g.url(&format!(
+            "{ROUTE}?signature={}&timestamp={now}&nonce={nonce}&openid=oFan&encrypt_type=aes&msg_signature={msg_signature}",
+            sign(&now, nonce)
+        ));
+        let body = format!("<xml><ToUserName><![CDATA[gh_1]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>");
+        g.http.post(url).body(body).send()
+    };
+
+    // A forged msg_signature, and a message for another account, change nothing.
+    let r = post(encrypt(unsubscribe, "wx-app"), Some("0".repeat(40)), "n1")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let r = post(encrypt(unsubscribe, "wx-other"), None, "n2")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400);
+    let history: serde_json::Value = g.get_json("/v1/contacts/fan/consent-history").await;
+    assert_eq!(
+        history["changes"].as_array().map(Vec::len),
+        Some(0),
+        "{history}"
+    );
+
+    // The account's own encrypted unsubscribe opts the follower out of WeChat.
+    let r = post(encrypt(unsubscribe, "wx-app"), None, "n3")
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.expect("text"), "success");
+    let history: serde_json::Value = g.get_json("/v1/contacts/fan/consent-history").await;
+    let changes = history["changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(changes.len(), 1, "{history}");
+    assert_eq!(changes[0]["channel"], "wechat");
+    assert_eq!(changes[0]["consent"], "opt_out");
+    g.stop().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_event_to_an_account_without_a_key_is_refused() {
+    let g = gateway().await;
+    let now = chrono::Utc::now().timestamp();
+    let r = g
+        .http
+        .post(g.url(&query(now, "n1", "&encrypt_type=aes&msg_signature=00")))
+        .body("<xml><Encrypt><![CDATA[AAAA]]></Encrypt></xml>")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 401);
+    let body: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "callbacks_not_configured", "{body}");
+}

@@ -74,6 +74,7 @@ impl ReceiptDialect {
             | ProviderKind::Smtp => ReceiptDialect::Herald,
             ProviderKind::Wechat => ReceiptDialect::Wechat(wechat::EventToken::new(
                 p.wechat.as_ref().and_then(|w| w.callback_token.as_ref()),
+                p.wechat.as_ref().and_then(message_key),
                 tolerance_seconds,
             )),
             ProviderKind::Aliyun => {
@@ -139,4 +140,16 @@ impl ReceiptDialect {
             }
         }
     }
+}
+
+/// A WeChat account's message key, when its EncodingAESKey is set (checked at config load).
+fn message_key(
+    w: &crate::config::WechatConfig,
+) -> Option<crate::provider::wechat::crypt::MessageKey> {
+    let key = String::from_utf8_lossy(w.encoding_aes_key.as_ref()?.expose()).into_owned();
+    let appid = w
+        .appid
+        .as_ref()
+        .map(|a| String::from_utf8_lossy(a.expose()).into_owned());
+    crate::provider::wechat::crypt::MessageKey::new(&key, appid.as_deref().unwrap_or("")).ok()
 }

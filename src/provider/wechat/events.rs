@@ -51,6 +51,17 @@ pub enum EventError {
     Missing(&'static str),
 }
 
+/// The `<Encrypt>` text of an encrypted-mode body.
+pub fn encrypted_part(body: &str) -> Result<String, EventError> {
+    let doc = roxmltree::Document::parse(body).map_err(|e| EventError::Xml(e.to_string()))?;
+    doc.root_element()
+        .children()
+        .find(|n| n.is_element() && n.has_tag_name("Encrypt"))
+        .and_then(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .ok_or(EventError::Missing("Encrypt"))
+}
+
 /// Reads one event body (`<xml>...</xml>`). DTDs are refused by the parser, so no entity is
 /// ever expanded.
 pub fn parse(body: &str) -> Result<Event, EventError> {

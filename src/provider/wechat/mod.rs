@@ -8,6 +8,7 @@
 //! more with a new token. Each instance of herald keeps its own token: a fetch by one
 //! retires the others' after WeChat's five-minute overlap, which the refusal path absorbs.
 
+pub mod crypt;
 pub mod events;
 pub mod wire;
 
