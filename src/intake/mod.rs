@@ -163,7 +163,7 @@ impl Intake {
             quota::Reserve {
                 tenant: &job.spec.tenant,
                 job: &job.id,
-                recipients: job.audience.len() as u64,
+                recipients: (job.audience.len() - job.audience.duplicates().len()) as u64,
                 at: job.spec.created_at,
             },
         )
