@@ -33,6 +33,8 @@ pub async fn gateway(
                 price.provider = NAME.to_string();
             }
         }
+        // The system clock's hour must not defer the marketing job.
+        c.policy.quiet_hours.enabled = false;
         c.callbacks.sweep_interval_ms = 20;
         // Two shards per job: three recipients put two in one provider batch.
         c.dispatch.workers = 1;
