@@ -73,12 +73,12 @@ fn routes(metrics: bool) -> Routes {
     let keyed = vec![
         group(
             Scope::SnapshotWrite,
-            true,
+            false,
             new()
                 .routes(routes!(snapshot::put))
                 .routes(routes!(snapshot::patch)),
         ),
-        group(Scope::JobsRead, true, new().routes(routes!(snapshot::get))),
+        group(Scope::JobsRead, false, new().routes(routes!(snapshot::get))),
         group(
             Scope::SuppressionsWrite,
             true,

@@ -23,7 +23,7 @@ impl Callbacks {
         openid: &str,
         consent: Consent,
     ) -> Result<FollowTally, StoreError> {
-        let snapshot = self.snapshots.current();
+        let snapshot = self.books.default_store().current();
         let (account, wanted) = (account.map(str::to_string), openid.to_string());
         let contacts =
             tokio::task::spawn_blocking(move || followers(&snapshot, account.as_deref(), &wanted))

@@ -42,7 +42,7 @@ use crate::config::{Config, MessageIdFormat};
 use crate::dispatch::{AcceptedMessage, Job, SendObserver};
 use crate::domain::{Channel, Consent};
 use crate::phone::{self, RegionCode};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::ContactBooks;
 use crate::store::{ConsentChange, StateStore, StoreError, SuppressionKey};
 
 use inbound::{Inbound, InboundTally};
@@ -98,7 +98,7 @@ pub struct Callbacks {
     index: MessageIndex,
     replay: ReplayGuard,
     store: Arc<dyn StateStore>,
-    snapshots: Arc<SnapshotStore>,
+    books: Arc<ContactBooks>,
     clock: Arc<dyn Clock>,
     default_region: RegionCode,
     sweep_interval: Duration,
@@ -117,7 +117,7 @@ impl Callbacks {
     pub fn new(
         config: &Config,
         store: Arc<dyn StateStore>,
-        snapshots: Arc<SnapshotStore>,
+        books: Arc<ContactBooks>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Callbacks> {
         let c = &config.callbacks;
@@ -158,7 +158,7 @@ impl Callbacks {
             }),
             replay: ReplayGuard::new(store.clone(), secs(c.signature_tolerance_seconds)),
             store,
-            snapshots,
+            books,
             clock,
             default_region: config.snapshot.region(),
             sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
@@ -321,7 +321,7 @@ impl Callbacks {
         if wanted.is_empty() {
             return Ok(tally);
         }
-        let snapshot = self.snapshots.current();
+        let snapshot = self.books.default_store().current();
         let phones: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
         let found = tokio::task::spawn_blocking(move || {
             phones

@@ -37,6 +37,7 @@ mod shutdown;
 mod state_hardening;
 mod state_outage;
 mod store_behaviour;
+mod tenant_books;
 mod tenants;
 mod throttling;
 mod tracking_links;

@@ -20,7 +20,7 @@ use herald::domain::{Channel, Currency, JobId, JobStatus, Purpose};
 use herald::phone::RegionCode;
 use herald::policy::PhoneMismatchPolicy;
 use herald::provider::{OutboundMessage, Provider, SendOutcome};
-use herald::snapshot::{load_csv, SnapshotStore};
+use herald::snapshot::{load_csv, ContactBooks, SnapshotStore};
 use herald::store::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
     StateHealth, StateStore, StoreError, SuppressionKey,
@@ -194,6 +194,8 @@ fn setup(contacts: usize, rate: u32) -> Setup {
     config.policy.quiet_hours.enabled = false;
     let cn = RegionCode(*b"CN");
     let csv = herald_testkit::contacts_csv(contacts);
+    // Nothing is written to the books' directory here.
+    let books_dir = tempfile::tempdir().expect("dir");
     let snapshots = Arc::new(SnapshotStore::empty(cn));
     snapshots
         .replace(load_csv(csv.as_bytes(), Utc::now(), cn).expect("csv").0)
@@ -203,7 +205,7 @@ fn setup(contacts: usize, rate: u32) -> Setup {
     let provider = Arc::new(Counting::default());
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
-        snapshots,
+        books: Arc::new(ContactBooks::with_default(books_dir.path(), snapshots).expect("books")),
         providers: vec![ProviderSlot {
             provider: provider.clone(),
             channel: Channel::Sms,
