@@ -97,6 +97,7 @@ fn bench_snapshot(c: &mut Criterion, snap: &Snapshot) {
 
 fn job_policy(caps: bool) -> JobPolicy {
     JobPolicy {
+        tenant: Default::default(),
         channel: Channel::Sms,
         wechat_account: None,
         fields: Arc::new(herald::template::channel::CompiledFields::None),

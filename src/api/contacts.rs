@@ -44,7 +44,7 @@ pub async fn consent_history(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = id.trim();
-    let changes = state.store.consent_history(id).await?;
+    let changes = state.store.consent_history(&by.tenant, id).await?;
     if changes.is_empty() && state.books.store(&by.tenant).current().lookup(id).is_none() {
         return Err(ApiError::not_found("contact"));
     }

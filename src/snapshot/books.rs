@@ -110,6 +110,26 @@ impl ContactBooks {
         Ok(book)
     }
 
+    /// The default tenant and every tenant with a book, in that order (the default first,
+    /// the others by name).
+    pub fn with_books(&self) -> Vec<TenantId> {
+        let mut all = vec![TenantId::default_tenant()];
+        all.extend(self.tenants());
+        all
+    }
+
+    /// Every book with its tenant, the default one first: what a message naming only a
+    /// number or an openid is looked up in.
+    pub fn all(&self) -> Vec<(TenantId, Arc<SnapshotStore>)> {
+        self.with_books()
+            .into_iter()
+            .map(|t| {
+                let store = self.store(&t);
+                (t, store)
+            })
+            .collect()
+    }
+
     /// The tenants with a book of their own besides the default one, in name order.
     pub fn tenants(&self) -> Vec<TenantId> {
         let mut names: Vec<TenantId> = self.others.read().keys().cloned().collect();

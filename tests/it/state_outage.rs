@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald::access::StoredKey;
+use herald::access::{StoredKey, TenantId};
 use herald::clock::SystemClock;
 use herald::config::{Config, DEFAULT_TOML};
 use herald::dispatch::planner::{plan, PlanRequest};
@@ -49,34 +49,52 @@ impl Flaky {
 impl StateStore for Flaky {
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
         self.check()?;
-        self.inner.recipient_facts(channel, queries).await
+        self.inner.recipient_facts(tenant, channel, queries).await
     }
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError> {
         self.check()?;
-        self.inner.add_suppressions(keys).await
+        self.inner.add_suppressions(tenant, keys).await
     }
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.remove_suppression(key).await
+        self.inner.remove_suppression(tenant, key).await
     }
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.record_consent(changes).await
+        self.inner.record_consent(tenant, changes).await
     }
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
         self.check()?;
-        self.inner.consent_history(contact_id).await
+        self.inner.consent_history(tenant, contact_id).await
     }
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError> {
         self.check()?;
-        self.inner.consent_changes_since(since).await
+        self.inner.consent_changes_since(tenant, since).await
     }
     async fn reserve_caps(
         &self,

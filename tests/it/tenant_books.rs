@@ -261,3 +261,97 @@ async fn each_book_survives_a_restart() {
     );
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suppression_in_one_tenant_does_not_affect_the_other() {
+    let (url, sent) = recording_provider().await;
+    let g = gateway(&url, None).await;
+    let (acme, globex) = (tenant_key(&g, "acme").await, tenant_key(&g, "globex").await);
+    upload(&g, &acme, &book(ACME_C1)).await;
+    upload(&g, &globex, &book(GLOBEX_C1)).await;
+    let r = g
+        .http
+        .put(g.url("/v1/suppressions"))
+        .bearer_auth(&acme)
+        .header("content-type", "application/x-ndjson")
+        .body("{\"contact_id\":\"c1\"}\n")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+
+    let (_, lines) = run(&g, &acme, &["c1"]).await;
+    assert_eq!(lines[0]["reason"], "suppressed", "{lines:?}");
+    let (_, lines) = run(&g, &globex, &["c1"]).await;
+    assert_eq!(lines[0]["outcome"], "sent", "{lines:?}");
+    assert_eq!(destinations(&sent, &lines), [GLOBEX_C1]);
+    // Nor can globex lift acme's entry.
+    let (status, _) = call(&g, &globex, Method::DELETE, "/v1/suppressions/c1", None).await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&g, &acme, Method::DELETE, "/v1/suppressions/c1", None).await;
+    assert_eq!(status, 204);
+    g.stop().await;
+}
+
+const INBOUND: &str = "/v1/callbacks/sandbox/inbound";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_applies_in_every_tenant_whose_book_holds_the_number_and_only_there() {
+    let (url, sent) = recording_provider().await;
+    let g = Gateway::start_with(|c| {
+        herald_testkit::signed::with_callbacks(c);
+        through(&url)(c)
+    })
+    .await;
+    g.load_csv(DEFAULT_BOOK).await;
+    let (acme, globex) = (tenant_key(&g, "acme").await, tenant_key(&g, "globex").await);
+    // The same person is acme's c1 and globex's g7; the default book does not have them.
+    upload(&g, &acme, &book(ACME_C1)).await;
+    let globex_book =
+        format!("contact_id,phone,timezone,sms_consent\ng7,{ACME_C1},Asia/Shanghai,opt_in\n");
+    upload(&g, &globex, &globex_book).await;
+
+    let stop = json!({"from": ACME_C1, "text": "STOP"}).to_string();
+    let (status, tally) = g.post_signed(INBOUND, &stop).await;
+    assert_eq!(status, 200, "{tally}");
+    assert_eq!(tally["opted_out"], 1, "{tally}");
+    for (token, id) in [(&acme, "c1"), (&globex, "g7")] {
+        let path = format!("/v1/contacts/{id}/consent-history");
+        let (status, history) = call(&g, token, Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{history}");
+        assert_eq!(history["changes"][0]["consent"], "opt_out", "{history}");
+        let (_, lines) = run(&g, token, &[id]).await;
+        assert_eq!(lines[0]["reason"], "opted_out", "{lines:?}");
+    }
+    // The installation's contact with another number is untouched.
+    let (_, lines) = run(&g, herald_testkit::KEY, &["d1"]).await;
+    assert_eq!(lines[0]["outcome"], "sent", "{lines:?}");
+
+    // A STOP from a number no book holds yet is kept: the number is suppressed for every
+    // tenant with a book, so it holds once a book adds it.
+    let stranger = "+8613123000077";
+    let stop = json!({"from": stranger, "text": "STOP"}).to_string();
+    let (_, tally) = g.post_signed(INBOUND, &stop).await;
+    assert_eq!(tally["suppressed_unknown_sender"], 1, "{tally}");
+    let patch = g
+        .http
+        .patch(g.url("/v1/contacts"))
+        .bearer_auth(&acme)
+        .header("content-type", "application/x-ndjson")
+        .body(format!(
+            r#"{{"contact_id":"c5","phone":"{stranger}","timezone":"Asia/Shanghai","sms_consent":"opt_in"}}"#
+        ))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(patch.status(), 200);
+    let (_, lines) = run(&g, &acme, &["c5"]).await;
+    assert_eq!(lines[0]["reason"], "suppressed", "{lines:?}");
+    assert!(
+        sent.lock()
+            .iter()
+            .all(|(_, to)| to != ACME_C1 && to != stranger),
+        "nothing went to a number that stopped"
+    );
+    g.stop().await;
+}
