@@ -355,3 +355,47 @@ async fn a_stop_applies_in_every_tenant_whose_book_holds_the_number_and_only_the
     );
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wechat_unfollow_opts_out_the_follower_in_every_tenant_whose_book_holds_it() {
+    let g = crate::wechat_events::gateway().await;
+    g.load_csv(DEFAULT_BOOK).await;
+    let (acme, globex) = (tenant_key(&g, "acme").await, tenant_key(&g, "globex").await);
+    let with_openid = |id: &str, openid: &str| {
+        format!("contact_id,wechat_openid,wechat_consent\n{id},{openid},opt_in\n")
+    };
+    upload(&g, &acme, &with_openid("c1", "o-shared")).await;
+    let globex_book =
+        "contact_id,wechat_openid,wechat_consent\ng1,o-shared,opt_in\ng2,o-other,opt_in\n";
+    upload(&g, &globex, globex_book).await;
+    let unfollow = "<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o-shared]]></FromUserName>\
+        <CreateTime>1</CreateTime><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[unsubscribe]]></Event></xml>";
+    let now = chrono::Utc::now().timestamp();
+    let path = crate::wechat_events::query(now, "t1", "&openid=o-shared");
+    let r = g
+        .http
+        .post(g.url(&path))
+        .body(unfollow)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200);
+    for (token, id) in [(&acme, "c1"), (&globex, "g1")] {
+        let path = format!("/v1/contacts/{id}/consent-history");
+        let (status, history) = call(&g, token, Method::GET, &path, None).await;
+        assert_eq!(status, 200, "{history}");
+        assert_eq!(
+            history["changes"][0]["consent"], "opt_out",
+            "{id}: {history}"
+        );
+        assert_eq!(history["changes"][0]["channel"], "wechat", "{history}");
+    }
+    let path = "/v1/contacts/g2/consent-history";
+    let (_, history) = call(&g, &globex, Method::GET, path, None).await;
+    assert_eq!(
+        history["changes"],
+        json!([]),
+        "another follower is untouched: {history}"
+    );
+    g.stop().await;
+}
