@@ -78,6 +78,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_default_tenant_keeps_its_cap_keys_and_others_have_their_own() {
+        let seed = holder_seed(&JobId::generate());
+        let (default, acme) = (TenantId::default_tenant(), TenantId::parse("acme").unwrap());
+        let globex = TenantId::parse("globex").unwrap();
+        let key = |t: &TenantId| request(t, seed, "c1", Channel::Sms, Purpose::Marketing);
+        // Reservations taken before tenants had their own contacts are still found.
+        assert_eq!(key(&default).contact_key, xxh3_64(b"c1"));
+        assert_ne!(key(&acme).contact_key, key(&default).contact_key);
+        assert_ne!(key(&acme).contact_key, key(&globex).contact_key);
+        assert_eq!(
+            key(&acme).holder,
+            key(&default).holder,
+            "the message names the holder"
+        );
+    }
+
+    #[test]
     fn holders_are_stable_per_job_contact_and_channel() {
         let job = JobId::generate();
         let seed = holder_seed(&job);

@@ -770,6 +770,12 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         .await
         .unwrap();
         s.record_consent(&dflt(), &[opt_out("c1")]).await.unwrap();
+        // Another tenant's entries, with the same number and contact id.
+        let acme = TenantId::parse("acme").unwrap();
+        s.add_suppressions(&acme, &[SuppressionKey::Phone(43)])
+            .await
+            .unwrap();
+        s.record_consent(&acme, &[opt_out("c7")]).await.unwrap();
         assert_eq!(
             s.reserve_caps(&rules(), &[req(5, 1), req(5, 2)], t)
                 .await
@@ -796,6 +802,21 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
     assert!(f[0].suppressed && f[1].suppressed);
     assert_eq!(f[2].consent_override, Some(Consent::OptOut));
     assert_eq!(s.consent_history(&dflt(), "c1").await.unwrap().len(), 1);
+    let acme = TenantId::parse("acme").unwrap();
+    let f = s
+        .recipient_facts(&acme, Channel::Sms, &[q("c7", 43), q("c1", 42)])
+        .await
+        .unwrap();
+    assert!(
+        f[0].suppressed && !f[1].suppressed,
+        "each tenant's own, after a reopen"
+    );
+    assert_eq!(f[0].consent_override, Some(Consent::OptOut));
+    assert_eq!(f[1].consent_override, None);
+    let theirs = s.consent_history(&acme, "c7").await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].contact_id, "c7");
+    assert!(s.consent_history(&dflt(), "c7").await.unwrap().is_empty());
     assert_eq!(
         s.reserve_caps(&rules(), &[req(5, 3)], t).await.unwrap(),
         vec![false],
