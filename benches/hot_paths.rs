@@ -97,6 +97,7 @@ fn bench_snapshot(c: &mut Criterion, snap: &Snapshot) {
 
 fn job_policy(caps: bool) -> JobPolicy {
     JobPolicy {
+        tenant: Default::default(),
         channel: Channel::Sms,
         wechat_account: None,
         push_platforms: None,
@@ -398,7 +399,7 @@ fn bench_whole_job(c: &mut Criterion) {
     };
     use herald::domain::{Currency, JobStatus};
     use herald::provider::sandbox::{Sandbox, SandboxSettings};
-    use herald::snapshot::SnapshotStore;
+    use herald::snapshot::{ContactBooks, SnapshotStore};
 
     const JOB: usize = 50_000;
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -412,12 +413,16 @@ fn bench_whole_job(c: &mut Criterion) {
     sandbox.latency_ms = 0;
     sandbox.transient_failure_rate = 0.0;
     sandbox.permanent_failure_rate = 0.0;
+    // Nothing is written to the books' directory here.
+    let books_dir = tempfile::tempdir().expect("dir");
     let snapshots = Arc::new(SnapshotStore::empty(CN));
     snapshots.replace(snapshot()).expect("snapshot");
     let dispatcher = rt.block_on(async {
         Dispatcher::start(DispatcherDeps {
             store: Arc::new(MemoryStore::new()),
-            snapshots,
+            books: Arc::new(
+                ContactBooks::with_default(books_dir.path(), snapshots).expect("books"),
+            ),
             providers: vec![ProviderSlot {
                 provider: Arc::new(Sandbox::new(SandboxSettings::from_config(&sandbox))),
                 channel: Channel::Sms,

@@ -27,7 +27,7 @@ use crate::intake::Intake;
 use crate::ledger::Ledger;
 use crate::links::Tracking;
 use crate::provider;
-use crate::snapshot::{load_csv, SnapshotFiles, SnapshotStore};
+use crate::snapshot::{load_csv, ContactBooks, SnapshotFiles, SnapshotStore};
 use crate::store::{
     EmbeddedStore, MemoryStore, RedisOptions, RedisStore, StateHealth, StateStore, PROBE_EVERY,
 };
@@ -40,9 +40,9 @@ pub const DATABASE_FILE: &str = "herald.redb";
 pub struct AppState {
     pub config: LoadedConfig,
     pub clock: Arc<dyn Clock>,
-    pub snapshots: Arc<SnapshotStore>,
-    /// The snapshot in use, kept in the data directory for the next start.
-    pub snapshot_files: SnapshotFiles,
+    /// Every tenant's contact book (the default tenant's is the installation's snapshot),
+    /// each kept in the data directory for the next start.
+    pub books: Arc<ContactBooks>,
     pub store: Arc<dyn StateStore>,
     /// Whether the state store answers (probed in the background): `/readyz` and intake.
     pub state_health: Arc<StateHealth>,
@@ -67,8 +67,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Whether the snapshot is older than the configured maximum age.
+    /// Whether the default tenant's snapshot (the one the dispatch gate judges) is older
+    /// than the configured maximum age.
     pub fn snapshot_stale(&self, now: DateTime<Utc>) -> bool {
+        self.snapshot_stale_at(self.books.default_store().as_of(), now)
+    }
+
+    /// Whether a book taken at `as_of` is older than the configured maximum age.
+    pub fn snapshot_stale_at(&self, as_of: DateTime<Utc>, now: DateTime<Utc>) -> bool {
         let max = chrono::Duration::seconds(
             self.config
                 .config
@@ -76,7 +82,7 @@ impl AppState {
                 .max_age_seconds
                 .min(i64::MAX as u64) as i64,
         );
-        now - self.snapshots.current().as_of() > max
+        now - as_of > max
     }
 }
 
@@ -147,20 +153,29 @@ pub async fn build_with_clock(
     let metrics = crate::metrics::install();
     crate::private_files::prepare(std::path::Path::new(&c.server.data_dir))
         .with_context(|| format!("preparing the data dir {}", c.server.data_dir))?;
-    let snapshots = Arc::new(SnapshotStore::empty(c.snapshot.region()));
-    let snapshot_files = SnapshotFiles::new(std::path::Path::new(&c.server.data_dir))
-        .with_context(|| format!("creating the snapshot directory in {}", c.server.data_dir))?;
+    let books = Arc::new(
+        ContactBooks::new(
+            std::path::Path::new(&c.server.data_dir),
+            c.snapshot.region(),
+        )
+        .with_context(|| format!("creating the snapshot directory in {}", c.server.data_dir))?,
+    );
     // The snapshot loads while the journal is read and jobs are planned again: both take
     // seconds at millions of rows, and nothing sends before the snapshot is in (an empty
     // one is stale, so workers hold).
     let snapshot_load = {
-        let (config, snapshots, files, now) = (
-            config.clone(),
-            snapshots.clone(),
-            snapshot_files.clone(),
-            clock.now(),
-        );
-        tokio::task::spawn_blocking(move || load_startup_snapshot(&config, &snapshots, &files, now))
+        let (config, books, now) = (config.clone(), books.clone(), clock.now());
+        tokio::task::spawn_blocking(move || {
+            let default = books.default_book();
+            load_startup_snapshot(&config, &default.store, &default.files, now)?;
+            for (tenant, report) in books
+                .restore_tenants()
+                .context("loading the tenants' contact books kept in the data directory")?
+            {
+                tracing::info!(tenant = %tenant, contacts = report.contacts, "contact book restored from the data directory");
+            }
+            Ok::<_, anyhow::Error>(())
+        })
     };
     let db_path = std::path::Path::new(&c.server.data_dir).join(DATABASE_FILE);
     let db = Arc::new(
@@ -201,7 +216,7 @@ pub async fn build_with_clock(
     // request's path; a background probe keeps it current.
     let state_health = Arc::new(StateHealth::new());
     state_health.spawn_probe(&store, PROBE_EVERY);
-    let callbacks = Callbacks::new(c, store.clone(), snapshots.clone(), clock.clone());
+    let callbacks = Callbacks::new(c, store.clone(), books.clone(), clock.clone());
     if let Some(journal) = &journal {
         callbacks.journal_consent(journal.clone());
     }
@@ -272,7 +287,7 @@ pub async fn build_with_clock(
     };
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
-        snapshots: snapshots.clone(),
+        books: books.clone(),
         providers,
         router,
         channel_limits,
@@ -345,8 +360,7 @@ pub async fn build_with_clock(
     let state = Arc::new(AppState {
         config,
         clock,
-        snapshots,
-        snapshot_files,
+        books,
         store,
         state_health,
         dispatcher,

@@ -61,9 +61,9 @@ pub async fn require_scope(scope: Scope, req: Request, next: Next) -> Result<Res
 }
 
 /// Refuses callers of a tenant other than the default one on installation-wide routes (inside
-/// [`require_key`]): the contact snapshot, consent, suppressions and provider bills are the
-/// installation's, shared by every tenant's jobs, so only the default tenant's keys may read or
-/// change them.
+/// [`require_key`]): provider bills are the installation's (providers are shared by every
+/// tenant), so only the default tenant's keys may reconcile them. Contacts, consent and
+/// suppressions are each tenant's own.
 pub async fn require_default_tenant(req: Request, next: Next) -> Result<Response, ApiError> {
     let default = req
         .extensions()
@@ -73,8 +73,8 @@ pub async fn require_default_tenant(req: Request, next: Next) -> Result<Response
         Ok(next.run(req).await)
     } else {
         Err(ApiError::forbidden(
-            "contacts, consent, suppressions and provider bills belong to the installation: \
-             only keys of the default tenant may read or change them",
+            "provider bills belong to the installation: only keys of the default tenant may \
+             reconcile them",
         ))
     }
 }

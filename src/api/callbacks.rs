@@ -196,13 +196,21 @@ pub async fn bounces(
         },
         error_code: Some(bounce.status.clone()),
     };
+    // The bounced message names its job and so its tenant; looked up before its final
+    // receipt may drop it from the index.
+    let tenant = state.callbacks.tenant_of(p, &bounce.message_id);
     let tally = apply(&state, p, &[receipt]).await?;
     let mut suppressed = 0;
     if let (true, Some(address)) = (bounce.is_hard(), &bounce.recipient) {
-        suppressed = state
-            .store
-            .add_suppressions(&[SuppressionKey::Address(email_entry(address))])
-            .await?;
+        // A message no longer known: the address is dead for every tenant.
+        let tenants = match tenant {
+            Some(t) => vec![t],
+            None => state.callbacks.tenants_with_books(),
+        };
+        let entry = [SuppressionKey::Address(email_entry(address))];
+        for t in &tenants {
+            suppressed = suppressed.max(state.store.add_suppressions(t, &entry).await?);
+        }
     }
     Ok(Json(serde_json::json!({
         "applied": tally.applied,

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::store::ConsentChange;
 
@@ -39,11 +40,12 @@ pub struct ConsentHistory {
 )]
 pub async fn consent_history(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let id = id.trim();
-    let changes = state.store.consent_history(id).await?;
-    if changes.is_empty() && state.snapshots.current().lookup(id).is_none() {
+    let changes = state.store.consent_history(&by.tenant, id).await?;
+    if changes.is_empty() && state.books.store(&by.tenant).current().lookup(id).is_none() {
         return Err(ApiError::not_found("contact"));
     }
     Ok(Json(ConsentHistory {

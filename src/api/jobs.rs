@@ -120,7 +120,7 @@ pub async fn submit(
         false => idempotency_key(&headers)?,
     };
     let (mut submission, fingerprint, findings) =
-        read_submission(&state, &headers, body, query.dry_run).await?;
+        read_submission(&state, &by, &headers, body, query.dry_run).await?;
     submission.spec.tenant = by.tenant.clone();
     if query.dry_run {
         let preview = state.intake.preview(submission).await?;
@@ -159,6 +159,7 @@ pub async fn submit(
 /// answers it with the fingerprint of the body an Idempotency-Key is checked against.
 async fn read_submission(
     state: &AppState,
+    by: &Principal,
     headers: &HeaderMap,
     body: Body,
     dry_run: bool,
@@ -171,7 +172,7 @@ async fn read_submission(
         if content_type.starts_with("application/x-ndjson") {
             read_ndjson(state, body, dry_run).await?
         } else if content_type.starts_with("application/json") {
-            read_json(state, body, dry_run).await?
+            read_json(state, by, body, dry_run).await?
         } else {
             return Err(ApiError::unsupported_media(
                 "application/json or application/x-ndjson",
@@ -299,6 +300,7 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
 
 async fn read_json(
     state: &AppState,
+    by: &Principal,
     body: Body,
     dry_run: bool,
 ) -> Result<(ValidJob, AudienceBuilder, [u8; 32], Vec<Finding>), ApiError> {
@@ -327,7 +329,8 @@ async fn read_json(
         (None, Some(expr)) => {
             let segment = Segment::parse(&expr)
                 .map_err(|e| ApiError::invalid("audience.segment", e.to_string()))?;
-            let snapshot = state.snapshots.current();
+            // A segment selects from the caller's tenant's own contact book.
+            let snapshot = state.books.store(&by.tenant).current();
             for c in snapshot.iter() {
                 if segment.matches(&c) {
                     builder

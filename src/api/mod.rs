@@ -45,8 +45,8 @@ use crate::app::AppState;
 /// that the document does not describe.
 struct Routes {
     /// `/v1` routes behind a bearer API key, by the scope they need; routes of the
-    /// installation (contacts, consent, suppressions, invoices) are marked, only the default
-    /// tenant's keys may use them.
+    /// installation (provider invoices) are marked, only the default tenant's keys may use
+    /// them.
     keyed: Vec<KeyedGroup>,
     /// Provider callbacks (authenticated by their HMAC signature), tracking links (by their
     /// signed tokens), health, readiness, metrics and the document: no API key.
@@ -74,15 +74,15 @@ fn routes(metrics: bool) -> Routes {
     let keyed = vec![
         group(
             Scope::SnapshotWrite,
-            true,
+            false,
             new()
                 .routes(routes!(snapshot::put))
                 .routes(routes!(snapshot::patch)),
         ),
-        group(Scope::JobsRead, true, new().routes(routes!(snapshot::get))),
+        group(Scope::JobsRead, false, new().routes(routes!(snapshot::get))),
         group(
             Scope::SuppressionsWrite,
-            true,
+            false,
             new()
                 .routes(routes!(suppressions::put))
                 .routes(routes!(suppressions::delete)),
@@ -112,7 +112,7 @@ fn routes(metrics: bool) -> Routes {
         ),
         group(
             Scope::ReportsRead,
-            true,
+            false,
             new().routes(routes!(contacts::consent_history)),
         ),
         group(

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio_util::io::SyncIoBridge;
@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::body::{capped_reader, CapFlag};
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::ApiQuery;
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::snapshot::{
     load_csv, load_ndjson, LoadReport, PatchReport, Refused, SnapshotError, UploadFormat,
@@ -113,6 +114,7 @@ fn refused_error(refused: &Refused) -> ApiError {
 )]
 pub async fn put(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     ApiQuery(q): ApiQuery<PutQuery>,
     headers: HeaderMap,
     body: Body,
@@ -125,8 +127,11 @@ pub async fn put(
     }
     let limit = state.config.config.server.max_upload_bytes;
     let (reader, cap) = capped_reader(body, limit)?;
-    let snapshots = state.snapshots.clone();
-    let files = state.snapshot_files.clone();
+    let book = state
+        .books
+        .book_for_write(&by.tenant)
+        .map_err(|_| ApiError::internal("opening the tenant's contact book"))?;
+    let (snapshots, files) = (book.store, book.files);
     let region = state.config.config.snapshot.region();
     let guard = state.config.config.snapshot.upload_guard(q.allow_shrink);
     let result = tokio::task::spawn_blocking(move || {
@@ -183,7 +188,7 @@ pub async fn put(
     Ok(Json(report).into_response())
 }
 
-/// The live snapshot, as `GET /v1/snapshot` shows it.
+/// The caller's tenant's live contact book, as `GET /v1/snapshot` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SnapshotStatus {
     pub version: u64,
@@ -191,7 +196,8 @@ pub struct SnapshotStatus {
     pub as_of: DateTime<Utc>,
     pub contacts: usize,
     pub age_seconds: i64,
-    /// Older than `snapshot.max_age_seconds`: jobs that would send now are refused.
+    /// Older than `snapshot.max_age_seconds`. For the default tenant's book (the one the
+    /// dispatch gate judges), jobs that would send now are held.
     pub stale: bool,
 }
 
@@ -203,15 +209,18 @@ pub struct SnapshotStatus {
     tag = "snapshot",
     responses((status = 200, description = "The live snapshot", body = SnapshotStatus))
 )]
-pub async fn get(State(state): State<Arc<AppState>>) -> Json<SnapshotStatus> {
-    let snap = state.snapshots.current();
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
+) -> Json<SnapshotStatus> {
+    let snap = state.books.store(&by.tenant).current();
     let now = state.clock.now();
     Json(SnapshotStatus {
         version: snap.version(),
         as_of: snap.as_of(),
         contacts: snap.len(),
         age_seconds: (now - snap.as_of()).num_seconds().max(0),
-        stale: state.snapshot_stale(now),
+        stale: state.snapshot_stale_at(snap.as_of(), now),
     })
 }
 
@@ -233,6 +242,7 @@ pub async fn get(State(state): State<Arc<AppState>>) -> Json<SnapshotStatus> {
 )]
 pub async fn patch(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -241,8 +251,11 @@ pub async fn patch(
     }
     let limit = state.config.config.server.max_upload_bytes;
     let (reader, cap) = capped_reader(body, limit)?;
-    let snapshots = state.snapshots.clone();
-    let files = state.snapshot_files.clone();
+    let book = state
+        .books
+        .book_for_write(&by.tenant)
+        .map_err(|_| ApiError::internal("opening the tenant's contact book"))?;
+    let (snapshots, files) = (book.store, book.files);
     let result = tokio::task::spawn_blocking(move || {
         let mut tee = files.tee_patch(SyncIoBridge::new(reader))?;
         let report = snapshots.apply_patch(std::io::BufReader::new(&mut tee))?;

@@ -7,13 +7,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::body::{capped_reader, next_line};
 use super::error::{parse_json, ApiError, ErrorBody};
 use super::extract::ApiPath;
+use crate::access::Principal;
 use crate::app::AppState;
 use crate::domain::{email_entry, normalize_email, normalize_push_token, push_entry, PushPlatform};
 use crate::phone;
@@ -95,7 +96,11 @@ pub struct SuppressionsAdded {
         (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
-pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Response, ApiError> {
+pub async fn put(
+    State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
+    body: Body,
+) -> Result<Response, ApiError> {
     super::health::require_state(&state)?;
     let limit = state.config.config.server.max_upload_bytes;
     let region = state.config.config.snapshot.region();
@@ -123,11 +128,11 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
         batch.push(key);
         lines += 1;
         if batch.len() >= BATCH {
-            added += state.store.add_suppressions(&batch).await?;
+            added += state.store.add_suppressions(&by.tenant, &batch).await?;
             batch.clear();
         }
     }
-    added += state.store.add_suppressions(&batch).await?;
+    added += state.store.add_suppressions(&by.tenant, &batch).await?;
     Ok(Json(SuppressionsAdded { lines, added }).into_response())
 }
 
@@ -147,28 +152,29 @@ pub async fn put(State(state): State<Arc<AppState>>, body: Body) -> Result<Respo
 )]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
+    Extension(by): Extension<Principal>,
     ApiPath(key): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     super::health::require_state(&state)?;
     let region = state.config.config.snapshot.region();
     let mut removed = state
         .store
-        .remove_suppression(&SuppressionKey::ContactId(key.clone()))
+        .remove_suppression(&by.tenant, &SuppressionKey::ContactId(key.clone()))
         .await?;
     if let Ok(p) = phone::parse(&key, region) {
         removed |= state
             .store
-            .remove_suppression(&SuppressionKey::Phone(p.e164))
+            .remove_suppression(&by.tenant, &SuppressionKey::Phone(p.e164))
             .await?;
     }
     if let Ok(e) = normalize_email(&key) {
         removed |= state
             .store
-            .remove_suppression(&SuppressionKey::Address(email_entry(&e)))
+            .remove_suppression(&by.tenant, &SuppressionKey::Address(email_entry(&e)))
             .await?;
     }
     if let Some(k) = push_token_key(&key) {
-        removed |= state.store.remove_suppression(&k).await?;
+        removed |= state.store.remove_suppression(&by.tenant, &k).await?;
     }
     if removed {
         Ok(StatusCode::NO_CONTENT.into_response())

@@ -24,7 +24,7 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
     responses((status = 200, description = "Every metric in the Prometheus text format", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"))
 )]
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let snapshot = state.snapshots.current();
+    let snapshot = state.books.default_store().current();
     crate::metrics::scrape::observe(&crate::metrics::scrape::Sources {
         now: state.clock.now(),
         dispatcher: &state.dispatcher,

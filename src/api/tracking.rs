@@ -104,14 +104,21 @@ pub async fn open(
 }
 
 /// The contact an unsubscribe token names, if the token is genuine and its job known.
-fn unsubscribe_contact(state: &AppState, token: &str) -> Result<String, ApiError> {
+/// The tenant and contact an unsubscribe token names (through its message's job).
+fn unsubscribe_contact(
+    state: &AppState,
+    token: &str,
+) -> Result<(crate::access::TenantId, String), ApiError> {
     state
         .tracking
         .resolve(token)
         .filter(|(job, c)| {
             c.link == UNSUBSCRIBE_LINK && (c.recipient as usize) < job.audience.len()
         })
-        .map(|(job, c)| job.audience.contact_id(c.recipient).to_string())
+        .map(|(job, c)| {
+            let contact = job.audience.contact_id(c.recipient).to_string();
+            (job.spec.tenant.clone(), contact)
+        })
         .ok_or_else(|| ApiError::not_found("unsubscribe link"))
 }
 
@@ -171,7 +178,7 @@ pub async fn unsubscribe(
     State(state): State<Arc<AppState>>,
     ApiPath(token): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let contact_id = unsubscribe_contact(&state, &token)?;
+    let (tenant, contact_id) = unsubscribe_contact(&state, &token)?;
     let change = ConsentChange {
         contact_id,
         channel: Channel::Email,
@@ -179,7 +186,7 @@ pub async fn unsubscribe(
         source: "list_unsubscribe".into(),
         at: state.clock.now(),
     };
-    state.callbacks.record_consent(&[change]).await?;
+    state.callbacks.record_consent(&tenant, &[change]).await?;
     Ok((
         StatusCode::OK,
         [

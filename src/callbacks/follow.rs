@@ -1,6 +1,7 @@
 //! Follows and unfollows of a WeChat official account: the follower's openid is looked up in
 //! the contact snapshot (the contacts whose openid for this account it is) and their WeChat
-//! consent set, as an inbound `STOP` sets SMS consent. Other channels are never touched.
+//! consent set, as an inbound `STOP` sets SMS consent. Other channels are never touched. An
+//! event names only an openid, so it applies in every tenant whose book holds it.
 
 use super::{Callbacks, ProviderCallbacks};
 use crate::domain::Consent;
@@ -15,7 +16,8 @@ pub struct FollowTally {
 }
 
 impl Callbacks {
-    /// Records `consent` for the provider's channel for every contact that has `openid`.
+    /// Records `consent` for the provider's channel for every contact, in every tenant's book,
+    /// that has `openid`.
     pub async fn apply_follow(
         &self,
         provider: &ProviderCallbacks,
@@ -23,41 +25,43 @@ impl Callbacks {
         openid: &str,
         consent: Consent,
     ) -> Result<FollowTally, StoreError> {
-        let snapshot = self.snapshots.current();
+        let books = self.books.all();
         let (account, wanted) = (account.map(str::to_string), openid.to_string());
-        let contacts =
-            tokio::task::spawn_blocking(move || followers(&snapshot, account.as_deref(), &wanted))
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("contact lookup: {e}")))?;
+        let found = tokio::task::spawn_blocking(move || {
+            books
+                .into_iter()
+                .map(|(tenant, store)| {
+                    let contacts = followers(&store.current(), account.as_deref(), &wanted);
+                    (tenant, contacts)
+                })
+                .filter(|(_, contacts)| !contacts.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("contact lookup: {e}")))?;
+        let contacts: usize = found.iter().map(|(_, c)| c.len()).sum();
         tracing::info!(
             provider = %provider.name,
             consent = ?consent,
-            contacts = contacts.len(),
+            contacts,
             "wechat follow event"
         );
         let now = self.clock.now();
         let source = format!("wechat:{}", provider.name);
-        let changes: Vec<ConsentChange> = contacts
-            .into_iter()
-            .map(|contact_id| ConsentChange {
-                contact_id,
-                channel: provider.channel,
-                consent,
-                source: source.clone(),
-                at: now,
-            })
-            .collect();
-        if !changes.is_empty() {
-            self.store.record_consent(&changes).await?;
-            if let Some(journal) = self.consent_log.get() {
-                if let Err(e) = journal.record_consent(&changes).await {
-                    tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
-                }
-            }
+        for (tenant, ids) in found {
+            let changes: Vec<ConsentChange> = ids
+                .into_iter()
+                .map(|contact_id| ConsentChange {
+                    contact_id,
+                    channel: provider.channel,
+                    consent,
+                    source: source.clone(),
+                    at: now,
+                })
+                .collect();
+            self.record_consent(&tenant, &changes).await?;
         }
-        Ok(FollowTally {
-            contacts: changes.len(),
-        })
+        Ok(FollowTally { contacts })
     }
 }
 

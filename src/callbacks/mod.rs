@@ -37,12 +37,13 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::access::TenantId;
 use crate::clock::Clock;
 use crate::config::{Config, MessageIdFormat};
 use crate::dispatch::{AcceptedMessage, Job, SendObserver};
 use crate::domain::{Channel, Consent};
 use crate::phone::{self, RegionCode};
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::ContactBooks;
 use crate::store::{ConsentChange, StateStore, StoreError, SuppressionKey};
 
 use inbound::{Inbound, InboundTally};
@@ -98,7 +99,7 @@ pub struct Callbacks {
     index: MessageIndex,
     replay: ReplayGuard,
     store: Arc<dyn StateStore>,
-    snapshots: Arc<SnapshotStore>,
+    books: Arc<ContactBooks>,
     clock: Arc<dyn Clock>,
     default_region: RegionCode,
     sweep_interval: Duration,
@@ -117,7 +118,7 @@ impl Callbacks {
     pub fn new(
         config: &Config,
         store: Arc<dyn StateStore>,
-        snapshots: Arc<SnapshotStore>,
+        books: Arc<ContactBooks>,
         clock: Arc<dyn Clock>,
     ) -> Arc<Callbacks> {
         let c = &config.callbacks;
@@ -158,7 +159,7 @@ impl Callbacks {
             }),
             replay: ReplayGuard::new(store.clone(), secs(c.signature_tolerance_seconds)),
             store,
-            snapshots,
+            books,
             clock,
             default_region: config.snapshot.region(),
             sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
@@ -293,6 +294,18 @@ impl Callbacks {
         }
     }
 
+    /// The tenant of the job that sent the message `provider` knows as `message_id`, while
+    /// the message is in the index (look it up before applying its final receipt).
+    pub fn tenant_of(&self, provider: &ProviderCallbacks, message_id: &str) -> Option<TenantId> {
+        let key = message_id::key(provider.slot, provider.format, message_id)?;
+        Some(self.index.job_of(key)?.spec.tenant.clone())
+    }
+
+    /// Every tenant with a contact book, the default one first.
+    pub fn tenants_with_books(&self) -> Vec<TenantId> {
+        self.books.with_books()
+    }
+
     /// Applies inbound replies of `provider`: keyword replies change consent at once.
     pub async fn apply_inbound(
         &self,
@@ -321,24 +334,31 @@ impl Callbacks {
         if wanted.is_empty() {
             return Ok(tally);
         }
-        let snapshot = self.snapshots.current();
+        // A reply names only a number: it applies in every tenant whose book holds it.
+        let books = self.books.all();
         let phones: Vec<u64> = wanted.iter().map(|&(_, p)| p).collect();
         let found = tokio::task::spawn_blocking(move || {
             phones
                 .iter()
                 .map(|&p| {
-                    snapshot
-                        .contacts_with_phone(p)
-                        .iter()
-                        .map(|c| c.contact_id().to_string())
-                        .collect::<Vec<_>>()
+                    let mut holders: Vec<(TenantId, String)> = Vec::new();
+                    for (tenant, store) in &books {
+                        let snapshot = store.current();
+                        holders.extend(
+                            snapshot
+                                .contacts_with_phone(p)
+                                .iter()
+                                .map(|c| (tenant.clone(), c.contact_id().to_string())),
+                        );
+                    }
+                    holders
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .map_err(|e| StoreError::Unavailable(format!("contact lookup: {e}")))?;
         let source = format!("inbound:{}", provider.name);
-        let mut changes = Vec::new();
+        let mut changes: Vec<(TenantId, ConsentChange)> = Vec::new();
         let mut suppress = Vec::new();
         for ((intent, e164), contacts) in wanted.into_iter().zip(found) {
             let consent = match intent {
@@ -361,31 +381,44 @@ impl Callbacks {
                 contacts = contacts.len(),
                 "inbound keyword reply"
             );
-            changes.extend(contacts.into_iter().map(|contact_id| ConsentChange {
-                contact_id,
-                channel: provider.channel,
-                consent,
-                source: source.clone(),
-                at: now,
+            changes.extend(contacts.into_iter().map(|(tenant, contact_id)| {
+                let change = ConsentChange {
+                    contact_id,
+                    channel: provider.channel,
+                    consent,
+                    source: source.clone(),
+                    at: now,
+                };
+                (tenant, change)
             }));
         }
-        self.record_consent(&changes).await?;
+        for (tenant, changes) in by_tenant(changes) {
+            self.record_consent(&tenant, &changes).await?;
+        }
         if !suppress.is_empty() {
-            self.store.add_suppressions(&suppress).await?;
+            // A STOP from a number no book holds is never lost: every tenant that has a book
+            // (and the installation) suppresses the number.
+            for tenant in self.books.with_books() {
+                self.store.add_suppressions(&tenant, &suppress).await?;
+            }
         }
         Ok(tally)
     }
 
     /// Applies consent changes (inbound replies, unsubscribe links) across running jobs and
     /// announces them to webhooks.
-    pub async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    pub async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
-        self.store.record_consent(changes).await?;
+        self.store.record_consent(tenant, changes).await?;
         if let Some(journal) = self.consent_log.get() {
             // Applied already; a journal failure loses only the announcement.
-            if let Err(e) = journal.record_consent(changes).await {
+            if let Err(e) = journal.record_consent(tenant, changes).await {
                 tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
             }
         }
@@ -450,4 +483,16 @@ impl SendObserver for Callbacks {
         self.index
             .register(job, &keys, self.clock.now().timestamp());
     }
+}
+
+/// Changes grouped by their tenant, in first-seen order.
+fn by_tenant(changes: Vec<(TenantId, ConsentChange)>) -> Vec<(TenantId, Vec<ConsentChange>)> {
+    let mut groups: Vec<(TenantId, Vec<ConsentChange>)> = Vec::new();
+    for (tenant, change) in changes {
+        match groups.iter_mut().find(|(t, _)| *t == tenant) {
+            Some((_, group)) => group.push(change),
+            None => groups.push((tenant, vec![change])),
+        }
+    }
+    groups
 }

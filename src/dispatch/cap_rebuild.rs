@@ -29,7 +29,7 @@ pub fn reservations(
         let seed = frequency_cap::holder_seed(&job.stored.id);
         let request = |index: u32| {
             let contact = job.audience.contact_id(index);
-            frequency_cap::request(seed, contact, channel, purpose)
+            frequency_cap::request(&job.stored.spec.tenant, seed, contact, channel, purpose)
         };
         for (at, _, item) in &job.settled {
             let at = DateTime::from_timestamp(*at, 0).unwrap_or(now);

@@ -569,6 +569,7 @@ pub(crate) mod test_support {
                     wechat_account: None,
                 },
                 policy: JobPolicy {
+                    tenant: Default::default(),
                     channel: Channel::Sms,
                     wechat_account: None,
                     push_platforms: None,

@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::config::DispatchConfig;
 use crate::domain::{Channel, Currency, Hold, JobId, JobStatus};
 use crate::provider::Provider;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::ContactBooks;
 use crate::store::{StateHealth, StateStore};
 
 /// A provider with its limiter, as jobs use it.
@@ -39,7 +39,8 @@ pub struct ProviderSlot {
 /// What the dispatcher is built from.
 pub struct DispatcherDeps {
     pub store: Arc<dyn StateStore>,
-    pub snapshots: Arc<SnapshotStore>,
+    /// Every tenant's contact book; a job reads its tenant's only.
+    pub books: Arc<ContactBooks>,
     pub providers: Vec<ProviderSlot>,
     /// Which provider each message goes to, and the providers' health.
     pub router: Router,
@@ -194,9 +195,9 @@ impl Dispatcher {
         }
     }
 
-    /// The snapshot store jobs are checked against.
-    pub fn snapshots(&self) -> &Arc<SnapshotStore> {
-        &self.inner.deps.snapshots
+    /// Every tenant's contact book; a job is checked against its tenant's.
+    pub fn books(&self) -> &Arc<ContactBooks> {
+        &self.inner.deps.books
     }
 
     /// The clock jobs are run by.
@@ -612,7 +613,7 @@ impl Inner {
     }
 
     fn snapshot_fresh(&self, now: DateTime<Utc>) -> bool {
-        let snap = self.deps.snapshots.current();
+        let snap = self.deps.books.default_store().current();
         now - snap.as_of() <= self.deps.max_snapshot_age
     }
 

@@ -131,6 +131,7 @@ pub fn plan(
         .map_err(PlanError::Compliance)?
         .for_job(spec.channel, spec.purpose);
     let policy = JobPolicy {
+        tenant: spec.tenant.clone(),
         channel: spec.channel,
         purpose: spec.purpose,
         phone_mismatch: spec.phone_mismatch,

@@ -61,7 +61,7 @@ pub async fn preview(
     job: &Job,
 ) -> Result<Preview, StoreError> {
     let now = dispatcher.clock().now();
-    let snapshot = dispatcher.snapshots().current();
+    let snapshot = dispatcher.books().store(&job.spec.tenant).current();
     let audience = &job.audience;
     let mut rejected: BTreeMap<&'static str, u64> = BTreeMap::new();
     let dups = audience.duplicates().len() as u64;

@@ -340,7 +340,12 @@ async fn apply_fates(
         }
     }
     if !suppress.is_empty() {
-        match inner.deps.store.add_suppressions(&suppress).await {
+        match inner
+            .deps
+            .store
+            .add_suppressions(&job.spec.tenant, &suppress)
+            .await
+        {
             Ok(_) => tracing::info!(
                 provider,
                 count = suppress.len(),
@@ -352,7 +357,12 @@ async fn apply_fates(
         }
     }
     if !opt_outs.is_empty() {
-        match inner.deps.store.record_consent(&opt_outs).await {
+        match inner
+            .deps
+            .store
+            .record_consent(&job.spec.tenant, &opt_outs)
+            .await
+        {
             Ok(()) => tracing::info!(
                 provider,
                 count = opt_outs.len(),

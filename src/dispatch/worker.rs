@@ -213,7 +213,7 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
     if indices.is_empty() {
         return Prepared::Finished;
     }
-    let snapshot = inner.deps.snapshots.current();
+    let snapshot = inner.deps.books.store(&job.spec.tenant).current();
     let audience = &job.audience;
     let inputs: Vec<PolicyInput<'_>> = indices
         .iter()
@@ -469,7 +469,7 @@ pub(super) async fn resend(
     for chunk in items.chunks(batch) {
         seed = seed.wrapping_add(1);
         let now = inner.deps.clock.now();
-        let snapshot = inner.deps.snapshots.current();
+        let snapshot = inner.deps.books.store(&job.spec.tenant).current();
         let mut metas: Vec<Meta> = Vec::with_capacity(chunk.len());
         let mut messages: Vec<OutboundMessage> = Vec::with_capacity(chunk.len());
         for it in chunk {

@@ -13,6 +13,7 @@ use super::{
     address_check, consent, frequency_cap, phone_check, phone_mismatch, render, suppression,
 };
 use super::{PhoneMismatchPolicy, Verdict};
+use crate::access::TenantId;
 use crate::compliance::JobRules;
 use crate::domain::{Address, Channel, Purpose, Reason};
 use crate::phone::RegionCode;
@@ -59,6 +60,8 @@ pub enum Decision {
 
 /// Everything the rules need to know about one job, built once when the job is planned.
 pub struct JobPolicy {
+    /// The job's tenant: its suppressions, consent and cap counters are the ones checked.
+    pub tenant: TenantId,
     pub channel: Channel,
     pub purpose: Purpose,
     pub phone_mismatch: PhoneMismatchPolicy,
@@ -163,7 +166,9 @@ impl PolicyRunner {
         let facts = if queries.is_empty() {
             Vec::new()
         } else {
-            store.recipient_facts(policy.channel, &queries).await?
+            store
+                .recipient_facts(&policy.tenant, policy.channel, &queries)
+                .await?
         };
 
         let mut ready: Vec<(usize, ReadyMessage, &str)> = Vec::with_capacity(survivors.len());
@@ -255,6 +260,7 @@ impl PolicyRunner {
                 .iter()
                 .map(|(_, _, id)| {
                     frequency_cap::request(
+                        &policy.tenant,
                         policy.cap_holder_seed,
                         id,
                         policy.channel,

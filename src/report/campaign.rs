@@ -310,11 +310,21 @@ async fn opted_out_after_send(
     let Some(since) = jobs.iter().filter_map(|j| j.state().started_at).min() else {
         return Ok(0);
     };
-    let changes = store.consent_changes_since(since).await?;
-    let mut opted_out: HashMap<(&str, crate::domain::Channel), DateTime<Utc>> = HashMap::new();
-    for c in changes.iter().filter(|c| c.consent == Consent::OptOut) {
+    // Each job's contacts are its tenant's: their opt-outs are read per tenant.
+    let mut tenants: Vec<&crate::access::TenantId> = jobs.iter().map(|j| &j.spec.tenant).collect();
+    tenants.sort();
+    tenants.dedup();
+    let mut changes = Vec::new();
+    for tenant in tenants {
+        for c in store.consent_changes_since(tenant, since).await? {
+            changes.push((tenant, c));
+        }
+    }
+    type Key<'a> = (&'a crate::access::TenantId, &'a str, crate::domain::Channel);
+    let mut opted_out: HashMap<Key<'_>, DateTime<Utc>> = HashMap::new();
+    for (tenant, c) in changes.iter().filter(|(_, c)| c.consent == Consent::OptOut) {
         opted_out
-            .entry((c.contact_id.as_str(), c.channel))
+            .entry((*tenant, c.contact_id.as_str(), c.channel))
             .or_insert(c.at);
     }
     if opted_out.is_empty() {
@@ -328,7 +338,7 @@ async fn opted_out_after_send(
         for i in 0..job.audience.len() as u32 {
             let contact = job.audience.contact_id(i);
             let after = opted_out
-                .get(&(contact, job.spec.channel))
+                .get(&(&job.spec.tenant, contact, job.spec.channel))
                 .is_some_and(|at| *at >= started);
             if after && job.outcome(i) == RecipientOutcome::Sent {
                 contacts.insert(contact);

@@ -184,7 +184,7 @@ async fn opted_out_contacts(
         return Ok(HashSet::new());
     };
     Ok(store
-        .consent_changes_since(started)
+        .consent_changes_since(&job.spec.tenant, started)
         .await?
         .into_iter()
         .filter(|c| c.consent == Consent::OptOut && c.channel == job.spec.channel)

@@ -19,6 +19,8 @@
 //!   or drops too many live contacts is refused and changes nothing.
 //! - Durability: [`SnapshotFiles`] (`persist.rs`) keeps every accepted upload and patch in
 //!   the data directory and loads them again on start.
+//! - Tenants: [`ContactBooks`] (`books.rs`) gives each tenant a book of its own; the
+//!   default tenant's is the installation's snapshot.
 //! - Reading: [`ContactView`] (`view.rs`) presents a contact the same way whether it was
 //!   loaded or patched, and implements [`crate::segment::SegmentSubject`].
 //!
@@ -36,6 +38,7 @@
 
 mod arena;
 mod batch;
+mod books;
 mod builder;
 mod csv_load;
 mod error;
@@ -59,6 +62,7 @@ mod view;
 #[cfg(test)]
 mod scale_test;
 
+pub use books::{Book, ContactBooks};
 pub use csv_load::load_csv;
 pub use error::{LoadReport, PatchReport, Refused, RowError, SnapshotError, MAX_REPORTED_ERRORS};
 pub use guard::{Refusal, UploadGuard};

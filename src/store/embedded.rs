@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use redb::{Database, ReadableDatabase, ReadableTable, WriteTransaction};
 
+use super::tenant_scope;
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, QuotaAnswer,
     QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,
@@ -347,46 +348,71 @@ impl StateStore for EmbeddedStore {
 
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
-        self.hot.recipient_facts(channel, queries).await
+        self.hot.recipient_facts(tenant, channel, queries).await
     }
 
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
-        self.write(keys.iter().cloned().map(Op::Suppress).collect())
+    // Entries are written to disk in their stored form ([`tenant_scope`]), the form the hot
+    // copy holds and is restored from.
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError> {
+        self.write(
+            keys.iter()
+                .map(|k| Op::Suppress(tenant_scope::suppression(tenant, k)))
+                .collect(),
+        )
+        .await?;
+        self.hot.add_suppressions(tenant, keys).await
+    }
+
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError> {
+        self.write(vec![Op::Unsuppress(tenant_scope::suppression(tenant, key))])
             .await?;
-        self.hot.add_suppressions(keys).await
+        self.hot.remove_suppression(tenant, key).await
     }
 
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
-        self.write(vec![Op::Unsuppress(key.clone())]).await?;
-        self.hot.remove_suppression(key).await
-    }
-
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         let ops = changes
             .iter()
             .map(|c| {
                 let seq = self.history_seq.fetch_add(1, Ordering::SeqCst) + 1;
-                serde_json::to_vec(c)
+                serde_json::to_vec(&tenant_scope::change_in(tenant, c))
                     .map(|json| Op::Consent(seq, json))
                     .map_err(unavailable)
             })
             .collect::<Result<Vec<_>, _>>()?;
         self.write(ops).await?;
-        self.hot.record_consent(changes).await
+        self.hot.record_consent(tenant, changes).await
     }
 
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
-        self.hot.consent_history(contact_id).await
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
+        self.hot.consent_history(tenant, contact_id).await
     }
 
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError> {
-        self.hot.consent_changes_since(since).await
+        self.hot.consent_changes_since(tenant, since).await
     }
 
     async fn reserve_caps(
@@ -652,9 +678,12 @@ mod tests {
             purpose: Purpose::Marketing,
             holder,
         };
-        s.add_suppressions(&[SuppressionKey::Phone(8613123000000)])
-            .await
-            .expect("suppress");
+        s.add_suppressions(
+            &TenantId::default_tenant(),
+            &[SuppressionKey::Phone(8613123000000)],
+        )
+        .await
+        .expect("suppress");
         assert_eq!(
             s.reserve_caps(&rules, &[req(1)], now)
                 .await

@@ -123,6 +123,7 @@ impl StateHealth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::TenantId;
     use crate::domain::{Channel, JobId};
     use crate::store::{
         CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, RecipientFacts,
@@ -181,25 +182,43 @@ mod tests {
         }
         async fn recipient_facts(
             &self,
+            _: &TenantId,
             _: Channel,
             _: &[FactsQuery<'_>],
         ) -> Result<Vec<RecipientFacts>, StoreError> {
             gone()
         }
-        async fn add_suppressions(&self, _: &[SuppressionKey]) -> Result<usize, StoreError> {
+        async fn add_suppressions(
+            &self,
+            _: &TenantId,
+            _: &[SuppressionKey],
+        ) -> Result<usize, StoreError> {
             gone()
         }
-        async fn remove_suppression(&self, _: &SuppressionKey) -> Result<bool, StoreError> {
+        async fn remove_suppression(
+            &self,
+            _: &TenantId,
+            _: &SuppressionKey,
+        ) -> Result<bool, StoreError> {
             gone()
         }
-        async fn record_consent(&self, _: &[ConsentChange]) -> Result<(), StoreError> {
+        async fn record_consent(
+            &self,
+            _: &TenantId,
+            _: &[ConsentChange],
+        ) -> Result<(), StoreError> {
             gone()
         }
-        async fn consent_history(&self, _: &str) -> Result<Vec<ConsentChange>, StoreError> {
+        async fn consent_history(
+            &self,
+            _: &TenantId,
+            _: &str,
+        ) -> Result<Vec<ConsentChange>, StoreError> {
             gone()
         }
         async fn consent_changes_since(
             &self,
+            _: &TenantId,
             _: DateTime<Utc>,
         ) -> Result<Vec<ConsentChange>, StoreError> {
             gone()

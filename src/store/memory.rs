@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
+use super::tenant_scope;
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, QuotaAnswer,
     QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,
@@ -191,6 +192,7 @@ impl StateStore for MemoryStore {
 
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
@@ -203,27 +205,38 @@ impl StateStore for MemoryStore {
         }
         Ok(queries
             .iter()
-            .map(|q| RecipientFacts {
-                suppressed: any_suppressed
-                    && (self.suppressed_phones.contains_key(&q.phone)
-                        || self.suppressed_contacts.contains_key(q.contact_id)
-                        || q.address
-                            .is_some_and(|a| self.suppressed_addresses.contains_key(a))),
-                consent_override: if any_consent {
-                    self.consent
-                        .get(q.contact_id)
-                        .and_then(|c| c[channel.index()])
-                } else {
-                    None
-                },
+            .map(|q| {
+                let contact = tenant_scope::key(tenant, q.contact_id);
+                let phone_suppressed = || match tenant_scope::phone_entry(tenant, q.phone) {
+                    None => self.suppressed_phones.contains_key(&q.phone),
+                    Some(entry) => q.phone != 0 && self.suppressed_addresses.contains_key(&entry),
+                };
+                RecipientFacts {
+                    suppressed: any_suppressed
+                        && (phone_suppressed()
+                            || self.suppressed_contacts.contains_key(&*contact)
+                            || q.address.is_some_and(|a| {
+                                self.suppressed_addresses
+                                    .contains_key(&*tenant_scope::key(tenant, a))
+                            })),
+                    consent_override: if any_consent {
+                        self.consent.get(&*contact).and_then(|c| c[channel.index()])
+                    } else {
+                        None
+                    },
+                }
             })
             .collect())
     }
 
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError> {
         let mut added = 0;
         for k in keys {
-            let new = match k {
+            let new = match &tenant_scope::suppression(tenant, k) {
                 SuppressionKey::Phone(p) => self.suppressed_phones.insert(*p, ()).is_none(),
                 SuppressionKey::ContactId(c) => {
                     self.suppressed_contacts.insert(c.clone(), ()).is_none()
@@ -237,36 +250,51 @@ impl StateStore for MemoryStore {
         Ok(added)
     }
 
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
-        Ok(match key {
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError> {
+        Ok(match &tenant_scope::suppression(tenant, key) {
             SuppressionKey::Phone(p) => self.suppressed_phones.remove(p).is_some(),
             SuppressionKey::ContactId(c) => self.suppressed_contacts.remove(c).is_some(),
             SuppressionKey::Address(a) => self.suppressed_addresses.remove(a).is_some(),
         })
     }
 
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         let mut history = self.consent_history.lock();
         for c in changes {
+            let c = tenant_scope::change_in(tenant, c);
             self.consent.entry(c.contact_id.clone()).or_default()[c.channel.index()] =
                 Some(c.consent);
-            history.push(c.clone());
+            history.push(c);
         }
         Ok(())
     }
 
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
+        let stored = tenant_scope::key(tenant, contact_id);
         Ok(self
             .consent_history
             .lock()
             .iter()
-            .filter(|c| c.contact_id == contact_id)
-            .cloned()
+            .filter(|c| c.contact_id == *stored)
+            .filter_map(|c| tenant_scope::change_out(tenant, c))
             .collect())
     }
 
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError> {
         Ok(self
@@ -274,7 +302,7 @@ impl StateStore for MemoryStore {
             .lock()
             .iter()
             .filter(|c| c.at >= since)
-            .cloned()
+            .filter_map(|c| tenant_scope::change_out(tenant, c))
             .collect())
     }
 
@@ -491,28 +519,43 @@ mod tests {
             source: "inbound:sandbox".into(),
             at: t0 + Duration::seconds(secs),
         };
-        s.record_consent(&[
-            change("a", Consent::OptOut, 0),
-            change("b", Consent::OptOut, 1),
-        ])
+        s.record_consent(
+            &TenantId::default_tenant(),
+            &[
+                change("a", Consent::OptOut, 0),
+                change("b", Consent::OptOut, 1),
+            ],
+        )
         .await
         .unwrap();
-        s.record_consent(&[change("a", Consent::OptIn, 2)])
+        s.record_consent(
+            &TenantId::default_tenant(),
+            &[change("a", Consent::OptIn, 2)],
+        )
+        .await
+        .unwrap();
+        let h = s
+            .consent_history(&TenantId::default_tenant(), "a")
             .await
             .unwrap();
-        let h = s.consent_history("a").await.unwrap();
         assert_eq!(
             h.iter().map(|c| c.consent).collect::<Vec<_>>(),
             [Consent::OptOut, Consent::OptIn]
         );
-        assert_eq!(s.consent_history("zz").await.unwrap(), vec![]);
+        assert_eq!(
+            s.consent_history(&TenantId::default_tenant(), "zz")
+                .await
+                .unwrap(),
+            vec![]
+        );
         let since = s
-            .consent_changes_since(t0 + Duration::seconds(1))
+            .consent_changes_since(&TenantId::default_tenant(), t0 + Duration::seconds(1))
             .await
             .unwrap();
         assert_eq!(since.len(), 2);
         let facts = s
             .recipient_facts(
+                &TenantId::default_tenant(),
                 Channel::Sms,
                 &[FactsQuery {
                     contact_id: "a",

@@ -5,6 +5,10 @@
 //! so the in-memory, embedded (durable, one instance) and Redis (shared by many instances)
 //! backends are interchangeable.
 //!
+//! Suppressions, consent and its history are each tenant's own: the methods that read or
+//! write them take the tenant, and the default tenant's entries are stored as they always
+//! were.
+//!
 //! Every operation takes a batch, so a networked backend can answer a whole batch of
 //! recipients in one round trip instead of one per rule per recipient.
 
@@ -13,6 +17,7 @@ mod health;
 mod memory;
 mod rate_bucket;
 mod redis;
+mod tenant_scope;
 
 pub use embedded::EmbeddedStore;
 pub use health::{StateHealth, PROBE_EVERY};
@@ -155,29 +160,48 @@ pub enum QuotaAnswer {
 /// The state every herald instance must agree on.
 #[async_trait]
 pub trait StateStore: Send + Sync + 'static {
-    /// Facts for each query, in order.
+    /// Facts for each query of `tenant`'s recipients, in order.
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError>;
 
-    /// Adds entries to the suppression list; answers how many were new.
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError>;
+    /// Adds entries to `tenant`'s suppression list; answers how many were new.
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError>;
 
-    /// Removes one entry; answers whether it was present.
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError>;
+    /// Removes one entry of `tenant`'s list; answers whether it was present.
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError>;
 
-    /// Records consent changes (they override the snapshot from now on).
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError>;
+    /// Records consent changes of `tenant`'s contacts (they override its book from now on).
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError>;
 
-    /// Every consent change recorded for a contact, oldest first (the audit trail).
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError>;
+    /// Every consent change recorded for one of `tenant`'s contacts, oldest first (the audit
+    /// trail).
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError>;
 
-    /// Every consent change recorded at or after `since`, oldest first (reports count the
-    /// opt-outs that followed a send).
+    /// Every consent change of `tenant` recorded at or after `since`, oldest first (reports
+    /// count the opt-outs that followed a send).
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError>;
 

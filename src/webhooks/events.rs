@@ -187,7 +187,7 @@ pub fn of_record(
                 }),
             );
         }
-        LogRecord::Consent { items } => {
+        LogRecord::Consent { items, .. } => {
             for c in items {
                 let kind = match c.consent {
                     2 => "contact.opted_out",
@@ -228,6 +228,7 @@ fn tenant_of(dispatcher: &Dispatcher, record: &LogRecord) -> TenantId {
         | LogRecord::Decided { job, .. }
         | LogRecord::BudgetExhausted { job, .. }
         | LogRecord::InDoubt { job, .. } => job,
+        LogRecord::Consent { tenant, .. } => return tenant.clone(),
         _ => return TenantId::default(),
     };
     JobId::parse(job)

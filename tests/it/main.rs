@@ -38,6 +38,7 @@ mod shutdown;
 mod state_hardening;
 mod state_outage;
 mod store_behaviour;
+mod tenant_books;
 mod tenant_limits;
 mod tenants;
 mod throttling;

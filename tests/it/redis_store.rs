@@ -97,25 +97,31 @@ async fn batch_calls_take_one_round_trip_each() {
             address: None,
         })
         .collect();
-    s.add_suppressions(&[
-        SuppressionKey::Phone(8613100000007),
-        SuppressionKey::ContactId("c9".into()),
-    ])
+    s.add_suppressions(
+        &dflt(),
+        &[
+            SuppressionKey::Phone(8613100000007),
+            SuppressionKey::ContactId("c9".into()),
+        ],
+    )
     .await
     .expect("suppress");
-    s.record_consent(&[ConsentChange {
-        contact_id: "c11".into(),
-        channel: Channel::Sms,
-        consent: Consent::OptOut,
-        source: "test".into(),
-        at: Utc::now(),
-    }])
+    s.record_consent(
+        &dflt(),
+        &[ConsentChange {
+            contact_id: "c11".into(),
+            channel: Channel::Sms,
+            consent: Consent::OptOut,
+            source: "test".into(),
+            at: Utc::now(),
+        }],
+    )
     .await
     .expect("consent");
 
     let before = s.round_trips();
     let facts = s
-        .recipient_facts(Channel::Sms, &queries)
+        .recipient_facts(&dflt(), Channel::Sms, &queries)
         .await
         .expect("facts");
     assert_eq!(
@@ -159,7 +165,7 @@ async fn batch_calls_take_one_round_trip_each() {
     const ROUNDS: u32 = 50;
     let started = Instant::now();
     for _ in 0..ROUNDS {
-        s.recipient_facts(Channel::Sms, &queries)
+        s.recipient_facts(&dflt(), Channel::Sms, &queries)
             .await
             .expect("facts");
     }
@@ -236,7 +242,7 @@ async fn a_redis_that_goes_down_answers_unavailable_quickly() {
     let mut opts = options(vec![server.url()], false, &unique_prefix());
     opts.timeout = Duration::from_millis(500);
     let s = RedisStore::connect(opts).await.expect("private Redis");
-    s.add_suppressions(&[SuppressionKey::Phone(1)])
+    s.add_suppressions(&dflt(), &[SuppressionKey::Phone(1)])
         .await
         .expect("up");
     server.kill();
@@ -248,7 +254,7 @@ async fn a_redis_that_goes_down_answers_unavailable_quickly() {
     }];
     let started = Instant::now();
     assert_unavailable(
-        s.recipient_facts(Channel::Sms, &q).await,
+        s.recipient_facts(&dflt(), Channel::Sms, &q).await,
         started,
         "recipient_facts",
     );
@@ -335,4 +341,9 @@ async fn a_redis_that_comes_back_empty_is_noticed_and_not_trusted() {
         .await
         .expect("a restarted instance");
     fresh.ping().await.expect("up");
+}
+
+/// The default tenant, whose entries are stored as before tenants had their own.
+fn dflt() -> herald::access::TenantId {
+    herald::access::TenantId::default_tenant()
 }

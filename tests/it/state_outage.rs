@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use herald::access::StoredKey;
+use herald::access::{StoredKey, TenantId};
 use herald::clock::SystemClock;
 use herald::config::{Config, DEFAULT_TOML};
 use herald::dispatch::planner::{plan, PlanRequest};
@@ -20,7 +20,7 @@ use herald::domain::{Channel, Currency, JobId, JobStatus, Purpose};
 use herald::phone::RegionCode;
 use herald::policy::PhoneMismatchPolicy;
 use herald::provider::{OutboundMessage, Provider, SendOutcome};
-use herald::snapshot::{load_csv, SnapshotStore};
+use herald::snapshot::{load_csv, ContactBooks, SnapshotStore};
 use herald::store::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, MemoryStore, RecipientFacts,
     StateHealth, StateStore, StoreError, SuppressionKey,
@@ -49,34 +49,52 @@ impl Flaky {
 impl StateStore for Flaky {
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
         self.check()?;
-        self.inner.recipient_facts(channel, queries).await
+        self.inner.recipient_facts(tenant, channel, queries).await
     }
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError> {
         self.check()?;
-        self.inner.add_suppressions(keys).await
+        self.inner.add_suppressions(tenant, keys).await
     }
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError> {
         self.check()?;
-        self.inner.remove_suppression(key).await
+        self.inner.remove_suppression(tenant, key).await
     }
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         self.check()?;
-        self.inner.record_consent(changes).await
+        self.inner.record_consent(tenant, changes).await
     }
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
         self.check()?;
-        self.inner.consent_history(contact_id).await
+        self.inner.consent_history(tenant, contact_id).await
     }
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError> {
         self.check()?;
-        self.inner.consent_changes_since(since).await
+        self.inner.consent_changes_since(tenant, since).await
     }
     async fn reserve_caps(
         &self,
@@ -218,6 +236,8 @@ fn setup(contacts: usize, rate: u32) -> Setup {
     config.policy.quiet_hours.enabled = false;
     let cn = RegionCode(*b"CN");
     let csv = herald_testkit::contacts_csv(contacts);
+    // Nothing is written to the books' directory here.
+    let books_dir = tempfile::tempdir().expect("dir");
     let snapshots = Arc::new(SnapshotStore::empty(cn));
     snapshots
         .replace(load_csv(csv.as_bytes(), Utc::now(), cn).expect("csv").0)
@@ -227,7 +247,7 @@ fn setup(contacts: usize, rate: u32) -> Setup {
     let provider = Arc::new(Counting::default());
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: store.clone(),
-        snapshots,
+        books: Arc::new(ContactBooks::with_default(books_dir.path(), snapshots).expect("books")),
         providers: vec![ProviderSlot {
             provider: provider.clone(),
             channel: Channel::Sms,

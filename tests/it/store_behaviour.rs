@@ -52,21 +52,25 @@ fn opt_out(id: &str) -> ConsentChange {
 
 async fn suppressions(s: &dyn StateStore) {
     let added = s
-        .add_suppressions(&[
-            SuppressionKey::Phone(8613123079337),
-            SuppressionKey::ContactId("c2".into()),
-        ])
+        .add_suppressions(
+            &dflt(),
+            &[
+                SuppressionKey::Phone(8613123079337),
+                SuppressionKey::ContactId("c2".into()),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(added, 2);
     assert_eq!(
-        s.add_suppressions(&[SuppressionKey::Phone(8613123079337)])
+        s.add_suppressions(&dflt(), &[SuppressionKey::Phone(8613123079337)])
             .await
             .unwrap(),
         0
     );
     let f = s
         .recipient_facts(
+            &dflt(),
             Channel::Sms,
             &[q("c1", 8613123079337), q("c2", 1), q("c3", 2)],
         )
@@ -77,15 +81,15 @@ async fn suppressions(s: &dyn StateStore) {
         vec![true, true, false]
     );
     assert!(s
-        .remove_suppression(&SuppressionKey::ContactId("c2".into()))
+        .remove_suppression(&dflt(), &SuppressionKey::ContactId("c2".into()))
         .await
         .unwrap());
     assert!(!s
-        .remove_suppression(&SuppressionKey::ContactId("c2".into()))
+        .remove_suppression(&dflt(), &SuppressionKey::ContactId("c2".into()))
         .await
         .unwrap());
     let f = s
-        .recipient_facts(Channel::Sms, &[q("c2", 1)])
+        .recipient_facts(&dflt(), Channel::Sms, &[q("c2", 1)])
         .await
         .unwrap();
     assert!(!f[0].suppressed);
@@ -97,10 +101,13 @@ async fn address_suppressions(s: &dyn StateStore) {
     let email = email_entry("li.wei@example.com");
     let token = push_entry(&"ab".repeat(32));
     assert_eq!(
-        s.add_suppressions(&[
-            SuppressionKey::Address(email.clone()),
-            SuppressionKey::Address(token.clone()),
-        ])
+        s.add_suppressions(
+            &dflt(),
+            &[
+                SuppressionKey::Address(email.clone()),
+                SuppressionKey::Address(token.clone()),
+            ]
+        )
         .await
         .unwrap(),
         2
@@ -115,6 +122,7 @@ async fn address_suppressions(s: &dyn StateStore) {
     let (email_ref, token_ref) = (email.as_str(), token.as_str());
     let f = s
         .recipient_facts(
+            &dflt(),
             Channel::Email,
             &[
                 with("c1", Some(email_ref)),
@@ -129,22 +137,22 @@ async fn address_suppressions(s: &dyn StateStore) {
         vec![true, false, false]
     );
     let f = s
-        .recipient_facts(Channel::Push, &[with("c9", Some(token_ref))])
+        .recipient_facts(&dflt(), Channel::Push, &[with("c9", Some(token_ref))])
         .await
         .unwrap();
     assert!(f[0].suppressed);
     // The contact's phone is not suppressed by its email being so.
     let f = s
-        .recipient_facts(Channel::Sms, &[q("c1", 8613123079337)])
+        .recipient_facts(&dflt(), Channel::Sms, &[q("c1", 8613123079337)])
         .await
         .unwrap();
     assert!(!f[0].suppressed);
     assert!(s
-        .remove_suppression(&SuppressionKey::Address(email.clone()))
+        .remove_suppression(&dflt(), &SuppressionKey::Address(email.clone()))
         .await
         .unwrap());
     let f = s
-        .recipient_facts(Channel::Email, &[with("c1", Some(email_ref))])
+        .recipient_facts(&dflt(), Channel::Email, &[with("c1", Some(email_ref))])
         .await
         .unwrap();
     assert!(!f[0].suppressed);
@@ -152,29 +160,29 @@ async fn address_suppressions(s: &dyn StateStore) {
 
 async fn consent(s: &dyn StateStore) {
     let before = Utc::now() - Duration::seconds(1);
-    s.record_consent(&[opt_out("c1")]).await.unwrap();
+    s.record_consent(&dflt(), &[opt_out("c1")]).await.unwrap();
     let f = s
-        .recipient_facts(Channel::Sms, &[q("c1", 1), q("c9", 2)])
+        .recipient_facts(&dflt(), Channel::Sms, &[q("c1", 1), q("c9", 2)])
         .await
         .unwrap();
     assert_eq!(f[0].consent_override, Some(Consent::OptOut));
     assert_eq!(f[1].consent_override, None);
     let f = s
-        .recipient_facts(Channel::Email, &[q("c1", 1)])
+        .recipient_facts(&dflt(), Channel::Email, &[q("c1", 1)])
         .await
         .unwrap();
     assert_eq!(f[0].consent_override, None, "consent is per channel");
-    assert_eq!(s.consent_history("c1").await.unwrap().len(), 1);
+    assert_eq!(s.consent_history(&dflt(), "c1").await.unwrap().len(), 1);
     let opt_in = ConsentChange {
         consent: Consent::OptIn,
         source: "api".into(),
         ..opt_out("c1")
     };
-    s.record_consent(&[opt_out("c2"), opt_in.clone()])
+    s.record_consent(&dflt(), &[opt_out("c2"), opt_in.clone()])
         .await
         .unwrap();
     let f = s
-        .recipient_facts(Channel::Sms, &[q("c1", 1), q("c2", 2)])
+        .recipient_facts(&dflt(), Channel::Sms, &[q("c1", 1), q("c2", 2)])
         .await
         .unwrap();
     assert_eq!(
@@ -183,20 +191,30 @@ async fn consent(s: &dyn StateStore) {
         "the latest wins"
     );
     assert_eq!(f[1].consent_override, Some(Consent::OptOut));
-    let history = s.consent_history("c1").await.unwrap();
+    let history = s.consent_history(&dflt(), "c1").await.unwrap();
     assert_eq!(
         history.iter().map(|c| c.consent).collect::<Vec<_>>(),
         [Consent::OptOut, Consent::OptIn],
         "the audit trail keeps every change, oldest first"
     );
     assert_eq!(history[1], opt_in);
-    assert_eq!(s.consent_changes_since(before).await.unwrap().len(), 3);
+    assert_eq!(
+        s.consent_changes_since(&dflt(), before)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
     assert!(s
-        .consent_changes_since(Utc::now() + Duration::seconds(60))
+        .consent_changes_since(&dflt(), Utc::now() + Duration::seconds(60))
         .await
         .unwrap()
         .is_empty());
-    assert!(s.consent_history("nobody").await.unwrap().is_empty());
+    assert!(s
+        .consent_history(&dflt(), "nobody")
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn caps(s: &dyn StateStore) {
@@ -515,6 +533,118 @@ async fn concurrent_quotas(s: Arc<dyn StateStore>) {
     assert_eq!(s.quota_used(&tenant, 202612).await.unwrap(), 100);
 }
 
+/// Two tenants' suppressions, consent and cap counters are apart, even for equal contact ids
+/// and numbers; the default tenant's are the installation's as before.
+async fn tenants_apart(s: &dyn StateStore) {
+    let (default, acme) = (dflt(), TenantId::parse("acme").unwrap());
+    let phone = 8613123079337;
+    assert_eq!(
+        s.add_suppressions(&acme, &[SuppressionKey::Phone(phone)])
+            .await
+            .unwrap(),
+        1
+    );
+    s.add_suppressions(&default, &[SuppressionKey::ContactId("c1".into())])
+        .await
+        .unwrap();
+    let email = email_entry("a@example.com");
+    s.add_suppressions(&acme, &[SuppressionKey::Address(email.clone())])
+        .await
+        .unwrap();
+    let facts = |t: TenantId| {
+        let email = email.clone();
+        async move {
+            let queries = [
+                q("c1", phone),
+                q("c2", 0),
+                FactsQuery {
+                    contact_id: "c3",
+                    phone: 0,
+                    address: Some(&email),
+                },
+            ];
+            s.recipient_facts(&t, Channel::Sms, &queries)
+                .await
+                .unwrap()
+                .iter()
+                .map(|f| (f.suppressed, f.consent_override))
+                .collect::<Vec<_>>()
+        }
+    };
+    s.record_consent(&acme, &[opt_out("c2")]).await.unwrap();
+    assert_eq!(
+        facts(default.clone()).await,
+        [(true, None), (false, None), (false, None)],
+        "the default tenant: its own contact c1 only"
+    );
+    assert_eq!(
+        facts(acme.clone()).await,
+        [(true, None), (false, Some(Consent::OptOut)), (true, None)],
+        "acme: its number, its opt-out and its address"
+    );
+    let other = TenantId::parse("globex").unwrap();
+    assert_eq!(
+        facts(other.clone()).await,
+        [(false, None), (false, None), (false, None)]
+    );
+    // Histories and reports read the tenant's own changes, under the ids it gave.
+    let history = s.consent_history(&acme, "c2").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].contact_id, "c2");
+    assert!(s.consent_history(&default, "c2").await.unwrap().is_empty());
+    let since = Utc::now() - Duration::seconds(60);
+    assert_eq!(
+        s.consent_changes_since(&acme, since).await.unwrap().len(),
+        1
+    );
+    assert!(s
+        .consent_changes_since(&default, since)
+        .await
+        .unwrap()
+        .is_empty());
+    // Removing one tenant's entry leaves another's.
+    assert!(!s
+        .remove_suppression(&default, &SuppressionKey::Phone(phone))
+        .await
+        .unwrap());
+    assert!(s
+        .remove_suppression(&acme, &SuppressionKey::Phone(phone))
+        .await
+        .unwrap());
+    assert!(!s
+        .remove_suppression(&acme, &SuppressionKey::ContactId("c1".into()))
+        .await
+        .unwrap());
+    // Cap counters: the same contact id in two tenants does not share a cap.
+    let seed = 7;
+    let d = herald::policy::frequency_cap::request(
+        &default,
+        seed,
+        "c1",
+        Channel::Sms,
+        Purpose::Marketing,
+    );
+    let a =
+        herald::policy::frequency_cap::request(&acme, seed, "c1", Channel::Sms, Purpose::Marketing);
+    assert_ne!(d.contact_key, a.contact_key);
+    let now = Utc::now();
+    for holder in [1, 2] {
+        let r = CapRequest { holder, ..d };
+        assert_eq!(s.reserve_caps(&rules(), &[r], now).await.unwrap(), [true]);
+    }
+    let full = CapRequest { holder: 3, ..d };
+    assert_eq!(
+        s.reserve_caps(&rules(), &[full], now).await.unwrap(),
+        [false]
+    );
+    let theirs = CapRequest { holder: 4, ..a };
+    assert_eq!(
+        s.reserve_caps(&rules(), &[theirs], now).await.unwrap(),
+        [true],
+        "acme's c1 has a counter of its own"
+    );
+}
+
 fn embedded(dir: &tempfile::TempDir) -> Arc<dyn StateStore> {
     let db = redb::Database::create(dir.path().join("herald.redb")).unwrap();
     Arc::new(EmbeddedStore::open(Arc::new(db)).unwrap())
@@ -529,6 +659,12 @@ macro_rules! suite {
             async fn suppressions_by_phone_and_contact() {
                 let (_dir, s) = $make;
                 suppressions(&*s).await;
+            }
+
+            #[tokio::test]
+            async fn suppressions_consent_and_caps_are_each_tenants_own() {
+                let (_dir, s) = $make;
+                tenants_apart(&*s).await;
             }
 
             #[tokio::test]
@@ -633,6 +769,8 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     let (_c, s) = store().await;
     consent(&*s).await;
     let (_c, s) = store().await;
+    tenants_apart(&*s).await;
+    let (_c, s) = store().await;
     caps(&*s).await;
     let (_c, s) = store().await;
     concurrent_caps(s).await;
@@ -676,7 +814,9 @@ async fn the_whole_suite_runs_on_a_redis_cluster() {
     let ids: Vec<String> = (0..512).map(|i| format!("c{i}")).collect();
     let queries: Vec<FactsQuery<'_>> = ids.iter().map(|id| q(id, 1)).collect();
     let started = std::time::Instant::now();
-    s.recipient_facts(Channel::Sms, &queries).await.unwrap();
+    s.recipient_facts(&dflt(), Channel::Sms, &queries)
+        .await
+        .unwrap();
     let facts = started.elapsed();
     let batch: Vec<CapRequest> = (1_000..1_512).map(|c| req(c, 1)).collect();
     let started = std::time::Instant::now();
@@ -714,13 +854,22 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
     let t = Utc::now();
     {
         let s = embedded(&dir);
-        s.add_suppressions(&[
-            SuppressionKey::Phone(42),
-            SuppressionKey::ContactId("gone".into()),
-        ])
+        s.add_suppressions(
+            &dflt(),
+            &[
+                SuppressionKey::Phone(42),
+                SuppressionKey::ContactId("gone".into()),
+            ],
+        )
         .await
         .unwrap();
-        s.record_consent(&[opt_out("c1")]).await.unwrap();
+        s.record_consent(&dflt(), &[opt_out("c1")]).await.unwrap();
+        // Another tenant's entries, with the same number and contact id.
+        let acme = TenantId::parse("acme").unwrap();
+        s.add_suppressions(&acme, &[SuppressionKey::Phone(43)])
+            .await
+            .unwrap();
+        s.record_consent(&acme, &[opt_out("c7")]).await.unwrap();
         assert_eq!(
             s.reserve_caps(&rules(), &[req(5, 1), req(5, 2)], t)
                 .await
@@ -748,12 +897,31 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         "quota use survives a restart"
     );
     let f = s
-        .recipient_facts(Channel::Sms, &[q("x", 42), q("gone", 1), q("c1", 2)])
+        .recipient_facts(
+            &dflt(),
+            Channel::Sms,
+            &[q("x", 42), q("gone", 1), q("c1", 2)],
+        )
         .await
         .unwrap();
     assert!(f[0].suppressed && f[1].suppressed);
     assert_eq!(f[2].consent_override, Some(Consent::OptOut));
-    assert_eq!(s.consent_history("c1").await.unwrap().len(), 1);
+    assert_eq!(s.consent_history(&dflt(), "c1").await.unwrap().len(), 1);
+    let acme = TenantId::parse("acme").unwrap();
+    let f = s
+        .recipient_facts(&acme, Channel::Sms, &[q("c7", 43), q("c1", 42)])
+        .await
+        .unwrap();
+    assert!(
+        f[0].suppressed && !f[1].suppressed,
+        "each tenant's own, after a reopen"
+    );
+    assert_eq!(f[0].consent_override, Some(Consent::OptOut));
+    assert_eq!(f[1].consent_override, None);
+    let theirs = s.consent_history(&acme, "c7").await.unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].contact_id, "c7");
+    assert!(s.consent_history(&dflt(), "c7").await.unwrap().is_empty());
     assert_eq!(
         s.reserve_caps(&rules(), &[req(5, 3)], t).await.unwrap(),
         vec![false],
@@ -777,8 +945,58 @@ async fn the_embedded_store_remembers_everything_across_a_reopen() {
         "a callback applied before the restart is a replay after it"
     );
     // New history entries continue the sequence rather than overwrite old ones.
-    s.record_consent(&[opt_out("c1")]).await.unwrap();
+    s.record_consent(&dflt(), &[opt_out("c1")]).await.unwrap();
     drop(s);
     let s = embedded(&dir);
-    assert_eq!(s.consent_history("c1").await.unwrap().len(), 2);
+    assert_eq!(s.consent_history(&dflt(), "c1").await.unwrap().len(), 2);
+}
+
+/// The default tenant, whose entries are stored as before tenants had their own.
+fn dflt() -> herald::access::TenantId {
+    herald::access::TenantId::default_tenant()
+}
+
+/// The default tenant reads the Redis entries written before tenants had their own contacts:
+/// the same keys, no migration; another tenant does not see them.
+#[tokio::test]
+async fn the_default_tenant_reads_redis_entries_written_before_tenants() {
+    let (cleanup, s) = herald_testkit::redis::shared_store().await;
+    let p = cleanup.prefix.clone();
+    let client = ::redis::Client::open(herald_testkit::redis::SHARED_URL).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let change = serde_json::to_string(&opt_out("c1")).unwrap();
+    let mut pipe = ::redis::pipe();
+    pipe.cmd("SADD")
+        .arg(format!("{{{p}}}:v1:supp:phone"))
+        .arg(8613123079337u64)
+        .ignore();
+    pipe.cmd("SADD")
+        .arg(format!("{{{p}}}:v1:supp:contact"))
+        .arg("c9")
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(format!("{{{p}}}:v1:consent:sms"))
+        .arg("c1")
+        .arg(2)
+        .ignore();
+    pipe.cmd("RPUSH")
+        .arg(format!("{{{p}}}:v1:consent-log:c1"))
+        .arg(&change)
+        .ignore();
+    let () = pipe.query_async(&mut con).await.unwrap();
+    let queries = [q("c1", 8613123079337), q("c9", 0)];
+    let facts = s
+        .recipient_facts(&dflt(), Channel::Sms, &queries)
+        .await
+        .unwrap();
+    assert!(facts[0].suppressed && facts[1].suppressed);
+    assert_eq!(facts[0].consent_override, Some(Consent::OptOut));
+    assert_eq!(s.consent_history(&dflt(), "c1").await.unwrap().len(), 1);
+    let acme = TenantId::parse("acme").unwrap();
+    let facts = s
+        .recipient_facts(&acme, Channel::Sms, &queries)
+        .await
+        .unwrap();
+    assert!(!facts[0].suppressed && !facts[1].suppressed);
+    assert_eq!(facts[0].consent_override, None);
 }

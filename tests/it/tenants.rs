@@ -1,6 +1,7 @@
 //! Tenants and scoped keys through the HTTP API: a key does what its scopes allow and no more,
 //! a revoked key stops working at once, tokens are never stored, and one tenant's jobs,
-//! reports, ledger entries, webhooks and idempotency keys do not exist for another.
+//! reports, ledger entries, webhooks, idempotency keys, contacts and suppressions do not exist
+//! for another.
 
 use std::time::Duration;
 
@@ -190,7 +191,20 @@ async fn one_tenants_objects_do_not_exist_for_another() {
     ];
     let acme = make_key(&g, Some("acme"), &all).await;
     let globex = make_key(&g, Some("globex"), &all).await;
+    // The installation's book is fresh (jobs hold while it is stale); each tenant's jobs go
+    // to its own book.
     g.load_csv(&herald_testkit::contacts_csv(3)).await;
+    for token in [&acme, &globex] {
+        let r = reqwest::Client::new()
+            .put(g.url("/v1/snapshot"))
+            .bearer_auth(token)
+            .header("content-type", "text/csv")
+            .body(herald_testkit::contacts_csv(3))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200);
+    }
 
     // The same Idempotency-Key makes one job per tenant.
     let job = sms_job(
@@ -335,8 +349,8 @@ async fn one_tenants_objects_do_not_exist_for_another() {
         );
     }
 
-    // Contacts are the installation's: another tenant may not replace them.
-    let (status, answer) = call(&g, &acme, Method::PUT, "/v1/snapshot", None).await;
+    // Provider bills are the installation's: another tenant may not reconcile them.
+    let (status, answer) = call(&g, &acme, Method::POST, "/v1/ledger/reconcile", None).await;
     assert_eq!(status, 403, "{answer}");
     // Nor make keys for another tenant.
     let acme_admin = make_key(&g, Some("acme"), &["admin"]).await;
@@ -412,12 +426,32 @@ const ALL_BUT_ADMIN: [&str; 7] = [
 
 /// From the document's route list: every keyed operation answers 403 to a key holding every
 /// scope but the one it names, and 404 (or, for the installation's routes, 403) to another
-/// tenant's key holding every scope, for the first tenant's job, campaign, webhook and key.
+/// tenant's key holding every scope, for the first tenant's job, campaign, webhook, key,
+/// contact and suppression.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_route_needs_its_scope_and_hides_another_tenants_objects() {
     let g = Gateway::start().await;
     g.load_csv(&herald_testkit::contacts_csv(2)).await;
     let acme = make_key(&g, Some("acme"), &["admin"]).await;
+    // acme's own contact c1, suppressed on acme's list.
+    for (path, content_type, body) in [
+        ("/v1/snapshot", "text/csv", herald_testkit::contacts_csv(2)),
+        (
+            "/v1/suppressions",
+            "application/x-ndjson",
+            "{\"contact_id\":\"c1\"}\n".to_string(),
+        ),
+    ] {
+        let r = reqwest::Client::new()
+            .put(g.url(path))
+            .bearer_auth(&acme)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(r.status(), 200, "{path}");
+    }
     let job = sms_job("acme-spring", "Hi", json!([{"contact_id": "c1"}]));
     let (status, created) = call(&g, &acme, Method::POST, "/v1/jobs", Some(job)).await;
     assert_eq!(status, 201, "{created}");
@@ -456,12 +490,9 @@ async fn every_documented_route_needs_its_scope_and_hides_another_tenants_object
     // Another tenant, every scope: the first tenant's objects are not found; the
     // installation's routes are refused.
     let globex = make_key(&g, Some("globex"), &["admin"]).await;
-    let installation = [
-        "/v1/snapshot",
-        "/v1/contacts",
-        "/v1/suppressions",
-        "/v1/ledger/reconcile",
-    ];
+    // Contacts, consent and suppressions are each tenant's own: another tenant's contact
+    // id and suppression entry are not found. Provider bills stay the installation's.
+    let installation = ["/v1/ledger/reconcile"];
     for (method, path, _) in &ops {
         let owned = path.contains('{') || path.starts_with("/v1/contacts/");
         let expected = if installation.iter().any(|p| path.starts_with(p)) {
@@ -491,5 +522,12 @@ async fn every_documented_route_needs_its_scope_and_hides_another_tenants_object
     // The objects are still there for their owner.
     let (status, _) = call(&g, &acme, Method::GET, &format!("/v1/jobs/{job_id}"), None).await;
     assert_eq!(status, 200);
+    let history = "/v1/contacts/c1/consent-history";
+    assert_eq!(call(&g, &acme, Method::GET, history, None).await.0, 200);
+    let suppression = "/v1/suppressions/c1";
+    assert_eq!(
+        call(&g, &acme, Method::DELETE, suppression, None).await.0,
+        204
+    );
     g.stop().await;
 }

@@ -16,7 +16,7 @@ use herald::domain::{Channel, Currency, JobId, JobStatus, Purpose};
 use herald::phone::RegionCode;
 use herald::policy::PhoneMismatchPolicy;
 use herald::provider::{OutboundMessage, Provider, SendOutcome};
-use herald::snapshot::{load_csv, SnapshotStore};
+use herald::snapshot::{load_csv, ContactBooks, SnapshotStore};
 use herald::store::MemoryStore;
 use herald::template::Template;
 
@@ -60,6 +60,8 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
     config.policy.frequency_caps.clear();
     let cn = RegionCode(*b"CN");
     let csv = "contact_id,phone,sms_consent\nc1,+8613123079337,opt_in\nc2,+8613126859660,opt_in\n";
+    // Nothing is written to the books' directory here.
+    let books_dir = tempfile::tempdir().expect("dir");
     let snapshots = Arc::new(SnapshotStore::empty(cn));
     snapshots
         .replace(load_csv(csv.as_bytes(), chrono::Utc::now(), cn).unwrap().0)
@@ -70,7 +72,7 @@ async fn throttled_rounds_do_not_use_up_retry_attempts() {
     });
     let dispatcher = Dispatcher::start(DispatcherDeps {
         store: Arc::new(MemoryStore::new()),
-        snapshots,
+        books: Arc::new(ContactBooks::with_default(books_dir.path(), snapshots).expect("books")),
         providers: vec![ProviderSlot {
             provider: provider.clone(),
             channel: Channel::Sms,

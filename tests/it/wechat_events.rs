@@ -37,7 +37,7 @@ pub async fn gateway() -> Gateway {
     .await
 }
 
-fn query(timestamp: i64, nonce: &str, extra: &str) -> String {
+pub fn query(timestamp: i64, nonce: &str, extra: &str) -> String {
     let ts = timestamp.to_string();
     format!(
         "{ROUTE}?signature={}&timestamp={ts}&nonce={nonce}{extra}",

@@ -19,6 +19,10 @@
 //! after the count), since a job's messages are routed to several: kinds 8 and 9. The kinds 4
 //! and 5 written before routing existed have no provider (their job's first provider) and
 //! are still read.
+//!
+//! `consent` records name the tenant whose contacts changed (`str tenant` after the count):
+//! kind 14. The kind 12 written before tenants had their own contacts has none (the default
+//! tenant) and is still read.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -52,8 +56,10 @@ const KIND_SENDING: u8 = 8;
 const KIND_SETTLED: u8 = 9;
 const KIND_ENGAGED: u8 = 10;
 const KIND_BUDGET_EXHAUSTED: u8 = 11;
-const KIND_CONSENT: u8 = 12;
+/// `consent` without a tenant, as written before tenants had their own; read only.
+const KIND_CONSENT_UNTENANTED: u8 = 12;
 const KIND_IN_DOUBT: u8 = 13;
+const KIND_CONSENT: u8 = 14;
 
 /// What an `engaged` item records: an open, or a click on the link of this number plus one.
 pub const ENGAGED_OPEN: u8 = 0;
@@ -139,8 +145,11 @@ pub enum LogRecord {
         at: i64,
         items: Vec<(u32, u8)>,
     },
-    /// Consent changes from inbound replies, for announcing.
-    Consent { items: Vec<ConsentItem> },
+    /// Consent changes of one tenant's contacts, for announcing to that tenant.
+    Consent {
+        tenant: crate::access::TenantId,
+        items: Vec<ConsentItem>,
+    },
     /// The job stopped at its budget at `at` (Unix seconds).
     BudgetExhausted { job: String, at: i64 },
     /// Outcomes decided without a provider call (rejections; deferrals of a cancelled job),
@@ -260,7 +269,12 @@ fn record_body(stored: &[u8]) -> Result<(u8, Cow<'_, [u8]>), CodecError> {
         | KIND_SENDING_UNROUTED
         | KIND_SETTLED_UNROUTED
         | KIND_BUDGET_EXHAUSTED => Ok((kind, Cow::Borrowed(body))),
-        KIND_DELIVERED | KIND_DECIDED | KIND_WITHDRAWN | KIND_ENGAGED | KIND_CONSENT
+        KIND_DELIVERED
+        | KIND_DECIDED
+        | KIND_WITHDRAWN
+        | KIND_ENGAGED
+        | KIND_CONSENT
+        | KIND_CONSENT_UNTENANTED
         | KIND_IN_DOUBT => Ok((kind, Cow::Owned(decompress(body)?))),
         _ => Err(CodecError::Unreadable("unknown record kind")),
     }
@@ -446,9 +460,11 @@ pub struct ConsentItem {
     pub at: i64,
 }
 
-/// Encodes consent changes (inbound STOP / START replies).
-pub fn encode_consent(items: &[ConsentItem]) -> Vec<u8> {
+/// Encodes consent changes of `tenant`'s contacts (inbound STOP / START replies,
+/// unsubscribes).
+pub fn encode_consent(tenant: &crate::access::TenantId, items: &[ConsentItem]) -> Vec<u8> {
     let mut w = Writer::record(KIND_CONSENT, "", items.len(), items.len() * 48 + 64);
+    w.bytes(tenant.as_str().as_bytes());
     for c in items {
         w.bytes(c.contact_id.as_bytes());
         w.u8(c.channel);
@@ -603,7 +619,12 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
             let (at, items) = read_timed_codes(&mut r, count)?;
             Ok(LogRecord::Delivered { job, at, items })
         }
-        KIND_CONSENT => {
+        KIND_CONSENT | KIND_CONSENT_UNTENANTED => {
+            let tenant = match kind {
+                KIND_CONSENT => crate::access::TenantId::parse(&r.text()?)
+                    .map_err(|_| CodecError::Unreadable("consent record names no tenant"))?,
+                _ => crate::access::TenantId::default_tenant(),
+            };
             let mut items = Vec::with_capacity(count.min(1 << 16));
             for _ in 0..count {
                 items.push(ConsentItem {
@@ -614,7 +635,7 @@ pub fn decode_record(stored: &[u8]) -> Result<LogRecord, CodecError> {
                     at: r.u64()? as i64,
                 });
             }
-            Ok(LogRecord::Consent { items })
+            Ok(LogRecord::Consent { tenant, items })
         }
         KIND_BUDGET_EXHAUSTED => Ok(LogRecord::BudgetExhausted {
             job,
@@ -823,12 +844,32 @@ mod tests {
             source: "inbound:carrier".into(),
             at: 1_764_000_240,
         }];
-        let stored = encode_consent(&consent);
+        let acme = crate::access::TenantId::parse("acme").unwrap();
+        let stored = encode_consent(&acme, &consent);
         assert_eq!(
             decode_record(&stored).unwrap(),
-            LogRecord::Consent { items: consent }
+            LogRecord::Consent {
+                tenant: acme,
+                items: consent.clone()
+            }
         );
         assert_eq!(record_job(&stored).unwrap(), "");
+        // The form written before tenants had their own contacts reads as the default one's.
+        let mut w = Writer::record(KIND_CONSENT_UNTENANTED, "", 1, 64);
+        for c in &consent {
+            w.bytes(c.contact_id.as_bytes());
+            w.u8(c.channel);
+            w.u8(c.consent);
+            w.bytes(c.source.as_bytes());
+            w.u64(c.at as u64);
+        }
+        assert_eq!(
+            decode_record(&w.finish_compressed()).unwrap(),
+            LogRecord::Consent {
+                tenant: crate::access::TenantId::default_tenant(),
+                items: consent
+            }
+        );
         let stored = encode_in_doubt(job.as_str(), 1_764_000_300, &[7, 9]);
         assert_eq!(
             decode_record(&stored).unwrap(),

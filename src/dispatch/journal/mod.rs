@@ -324,10 +324,11 @@ impl Journal {
         Ok(())
     }
 
-    /// Records consent changes from inbound replies, for event webhooks (the state store
-    /// keeps the consent itself).
+    /// Records consent changes of `tenant`'s contacts, for its event webhooks (the state
+    /// store keeps the consent itself).
     pub async fn record_consent(
         &self,
+        tenant: &crate::access::TenantId,
         changes: &[crate::store::ConsentChange],
     ) -> Result<(), JournalError> {
         let items: Vec<codec::ConsentItem> = changes
@@ -343,7 +344,7 @@ impl Journal {
                 at: c.at.timestamp(),
             })
             .collect();
-        let record = codec::encode_consent(&items);
+        let record = codec::encode_consent(tenant, &items);
         self.durable
             .commit(None, vec![record], Vec::new(), Durability::Soon)?
             .wait()

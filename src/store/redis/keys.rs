@@ -10,6 +10,7 @@
 //! | `{P}:v1:consent:<channel>` | hash | contact id → consent code (latest override) |
 //! | `{P}:v1:consent-log:<contact id>` | list | that contact's changes as JSON, oldest first |
 //! | `{P}:v1:consent-since` | sorted set | every change, scored by its time (µs) |
+//! | `{P}:v1:t:<tenant>:supp:…`, `…:consent:…`, `…:consent-log:…`, `…:consent-since` | as above | another tenant's suppressions and consent (the default tenant's are the keys above, as before tenants had their own) |
 //! | `{P}:v1:idem:<key>` | string | fingerprint (hex) + job id |
 //! | `{P}:v1:api-keys` | hash | API key id → its stored record (never the token) |
 //! | `{P}:v1:quota:<tenant>:<YYYYMM>` | hash | the month's recipients counted (`used`) and each job's (`job:<id>`) |
@@ -39,6 +40,9 @@
 //! `SET NX`), so it needs no slot shared with anything; its tag spreads signatures over 256
 //! buckets so a burst of provider callbacks does not land on one node.
 
+use std::borrow::Cow;
+
+use crate::access::TenantId;
 use crate::domain::{Channel, Purpose};
 
 /// The key builder for one prefix.
@@ -153,29 +157,44 @@ impl Keys {
         }
     }
 
-    pub(super) fn suppressed_phones(&self) -> &str {
-        &self.supp_phone
+    /// A key of `tenant`'s directory: the default tenant's is the installation's key as it
+    /// always was; another's carries a `t:<tenant>` segment under the same hash tag, so a
+    /// batch lookup still touches one slot. Tenant names hold no braces.
+    fn of<'a>(&'a self, tenant: &TenantId, fixed: &'a str, rest: &str) -> Cow<'a, str> {
+        match tenant.is_default() {
+            true => Cow::Borrowed(fixed),
+            false => Cow::Owned(format!("{{{}}}:v1:t:{tenant}:{rest}", self.prefix)),
+        }
     }
 
-    pub(super) fn suppressed_contacts(&self) -> &str {
-        &self.supp_contact
+    pub(super) fn suppressed_phones(&self, tenant: &TenantId) -> Cow<'_, str> {
+        self.of(tenant, &self.supp_phone, "supp:phone")
     }
 
-    pub(super) fn suppressed_addresses(&self) -> &str {
-        &self.supp_addr
+    pub(super) fn suppressed_contacts(&self, tenant: &TenantId) -> Cow<'_, str> {
+        self.of(tenant, &self.supp_contact, "supp:contact")
     }
 
-    pub(super) fn consent(&self, channel: Channel) -> &str {
-        &self.consent[channel.index()]
+    pub(super) fn suppressed_addresses(&self, tenant: &TenantId) -> Cow<'_, str> {
+        self.of(tenant, &self.supp_addr, "supp:addr")
     }
 
-    pub(super) fn consent_since(&self) -> &str {
-        &self.consent_since
+    pub(super) fn consent(&self, tenant: &TenantId, channel: Channel) -> Cow<'_, str> {
+        let rest = format!("consent:{}", channel.as_str());
+        self.of(tenant, &self.consent[channel.index()], &rest)
+    }
+
+    pub(super) fn consent_since(&self, tenant: &TenantId) -> Cow<'_, str> {
+        self.of(tenant, &self.consent_since, "consent-since")
     }
 
     /// Binary-safe: contact ids are used as given.
-    pub(super) fn consent_log(&self, contact_id: &str) -> Vec<u8> {
-        let mut k = format!("{{{}}}:v1:consent-log:", self.prefix).into_bytes();
+    pub(super) fn consent_log(&self, tenant: &TenantId, contact_id: &str) -> Vec<u8> {
+        let mut k = match tenant.is_default() {
+            true => format!("{{{}}}:v1:consent-log:", self.prefix),
+            false => format!("{{{}}}:v1:t:{tenant}:consent-log:", self.prefix),
+        }
+        .into_bytes();
         k.extend_from_slice(contact_id.as_bytes());
         k
     }
@@ -231,17 +250,26 @@ mod tests {
     #[test]
     fn directory_keys_share_one_slot_and_caps_one_per_contact() {
         let k = Keys::new("herald");
-        for key in [
-            k.suppressed_phones().as_bytes(),
-            k.suppressed_contacts().as_bytes(),
-            k.suppressed_addresses().as_bytes(),
-            k.consent(Channel::Email).as_bytes(),
-            k.consent_since().as_bytes(),
-            &k.consent_log("c{1}"),
-            &k.idempotency("{evil}"),
-        ] {
-            assert_eq!(tag(key), b"herald");
+        let (default, acme) = (TenantId::default_tenant(), TenantId::parse("acme").unwrap());
+        for t in [&default, &acme] {
+            for key in [
+                k.suppressed_phones(t).as_bytes(),
+                k.suppressed_contacts(t).as_bytes(),
+                k.suppressed_addresses(t).as_bytes(),
+                k.consent(t, Channel::Email).as_bytes(),
+                k.consent_since(t).as_bytes(),
+                &k.consent_log(t, "c{1}"),
+                &k.idempotency("{evil}"),
+            ] {
+                assert_eq!(tag(key), b"herald");
+            }
         }
+        // The default tenant's keys are the ones written before tenants had their own.
+        assert_eq!(k.suppressed_phones(&default), "{herald}:v1:supp:phone");
+        assert_eq!(k.consent(&default, Channel::Sms), "{herald}:v1:consent:sms");
+        assert_eq!(k.consent_log(&default, "c1"), b"{herald}:v1:consent-log:c1");
+        assert_eq!(k.suppressed_phones(&acme), "{herald}:v1:t:acme:supp:phone");
+        assert_eq!(k.consent_since(&acme), "{herald}:v1:t:acme:consent-since");
         let a = k.cap(0xabc, Channel::Sms, Purpose::Marketing);
         let b = k.cap(0xabc, Channel::Email, Purpose::Transactional);
         assert_eq!(a, "{herald:0000000000000abc}:v1:cap:sms:marketing");

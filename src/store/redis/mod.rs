@@ -162,6 +162,7 @@ impl StateStore for RedisStore {
 
     async fn recipient_facts(
         &self,
+        tenant: &TenantId,
         channel: Channel,
         queries: &[FactsQuery<'_>],
     ) -> Result<Vec<RecipientFacts>, StoreError> {
@@ -169,22 +170,25 @@ impl StateStore for RedisStore {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
-        pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_phones());
+        pipe.cmd("SMISMEMBER")
+            .arg(&*self.keys.suppressed_phones(tenant));
         for q in queries {
             pipe.arg(q.phone);
         }
-        pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_contacts());
+        pipe.cmd("SMISMEMBER")
+            .arg(&*self.keys.suppressed_contacts(tenant));
         for q in queries {
             pipe.arg(q.contact_id);
         }
-        pipe.cmd("HMGET").arg(self.keys.consent(channel));
+        pipe.cmd("HMGET").arg(&*self.keys.consent(tenant, channel));
         for q in queries {
             pipe.arg(q.contact_id);
         }
         // Only channels with suppressible addresses pay for the third lookup.
         let with_addresses = queries.iter().any(|q| q.address.is_some());
         if with_addresses {
-            pipe.cmd("SMISMEMBER").arg(self.keys.suppressed_addresses());
+            pipe.cmd("SMISMEMBER")
+                .arg(&*self.keys.suppressed_addresses(tenant));
             for q in queries {
                 // The empty entry is never a member.
                 pipe.arg(q.address.unwrap_or(""));
@@ -226,7 +230,11 @@ impl StateStore for RedisStore {
             .collect()
     }
 
-    async fn add_suppressions(&self, keys: &[SuppressionKey]) -> Result<usize, StoreError> {
+    async fn add_suppressions(
+        &self,
+        tenant: &TenantId,
+        keys: &[SuppressionKey],
+    ) -> Result<usize, StoreError> {
         let phones: Vec<u64> = keys
             .iter()
             .filter_map(|k| match k {
@@ -251,17 +259,17 @@ impl StateStore for RedisStore {
         let mut pipe = redis::pipe();
         if !phones.is_empty() {
             pipe.cmd("SADD")
-                .arg(self.keys.suppressed_phones())
+                .arg(&*self.keys.suppressed_phones(tenant))
                 .arg(&phones);
         }
         if !contacts.is_empty() {
             pipe.cmd("SADD")
-                .arg(self.keys.suppressed_contacts())
+                .arg(&*self.keys.suppressed_contacts(tenant))
                 .arg(&contacts);
         }
         if !addresses.is_empty() {
             pipe.cmd("SADD")
-                .arg(self.keys.suppressed_addresses())
+                .arg(&*self.keys.suppressed_addresses(tenant))
                 .arg(&addresses);
         }
         if pipe.is_empty() {
@@ -271,24 +279,35 @@ impl StateStore for RedisStore {
         Ok(added.into_iter().sum())
     }
 
-    async fn remove_suppression(&self, key: &SuppressionKey) -> Result<bool, StoreError> {
+    async fn remove_suppression(
+        &self,
+        tenant: &TenantId,
+        key: &SuppressionKey,
+    ) -> Result<bool, StoreError> {
         let mut pipe = redis::pipe();
         match key {
-            SuppressionKey::Phone(p) => pipe.cmd("SREM").arg(self.keys.suppressed_phones()).arg(*p),
+            SuppressionKey::Phone(p) => pipe
+                .cmd("SREM")
+                .arg(&*self.keys.suppressed_phones(tenant))
+                .arg(*p),
             SuppressionKey::ContactId(c) => pipe
                 .cmd("SREM")
-                .arg(self.keys.suppressed_contacts())
+                .arg(&*self.keys.suppressed_contacts(tenant))
                 .arg(c.as_str()),
             SuppressionKey::Address(a) => pipe
                 .cmd("SREM")
-                .arg(self.keys.suppressed_addresses())
+                .arg(&*self.keys.suppressed_addresses(tenant))
                 .arg(a.as_str()),
         };
         let (removed,): (usize,) = self.conn.query(&pipe).await?;
         Ok(removed > 0)
     }
 
-    async fn record_consent(&self, changes: &[ConsentChange]) -> Result<(), StoreError> {
+    async fn record_consent(
+        &self,
+        tenant: &TenantId,
+        changes: &[ConsentChange],
+    ) -> Result<(), StoreError> {
         if changes.is_empty() {
             return Ok(());
         }
@@ -302,16 +321,16 @@ impl StateStore for RedisStore {
             member.push(b' ');
             member.extend_from_slice(&entry);
             pipe.cmd("HSET")
-                .arg(self.keys.consent(c.channel))
+                .arg(&*self.keys.consent(tenant, c.channel))
                 .arg(c.contact_id.as_str())
                 .arg(c.consent.to_bits())
                 .ignore();
             pipe.cmd("RPUSH")
-                .arg(self.keys.consent_log(&c.contact_id))
+                .arg(self.keys.consent_log(tenant, &c.contact_id))
                 .arg(entry)
                 .ignore();
             pipe.cmd("ZADD")
-                .arg(self.keys.consent_since())
+                .arg(&*self.keys.consent_since(tenant))
                 .arg(c.at.timestamp_micros())
                 .arg(member)
                 .ignore();
@@ -319,10 +338,14 @@ impl StateStore for RedisStore {
         self.conn.query::<()>(&pipe).await
     }
 
-    async fn consent_history(&self, contact_id: &str) -> Result<Vec<ConsentChange>, StoreError> {
+    async fn consent_history(
+        &self,
+        tenant: &TenantId,
+        contact_id: &str,
+    ) -> Result<Vec<ConsentChange>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("LRANGE")
-            .arg(self.keys.consent_log(contact_id))
+            .arg(self.keys.consent_log(tenant, contact_id))
             .arg(0)
             .arg(-1);
         let (entries,): (Vec<Vec<u8>>,) = self.conn.query(&pipe).await?;
@@ -331,11 +354,12 @@ impl StateStore for RedisStore {
 
     async fn consent_changes_since(
         &self,
+        tenant: &TenantId,
         since: DateTime<Utc>,
     ) -> Result<Vec<ConsentChange>, StoreError> {
         let mut pipe = redis::pipe();
         pipe.cmd("ZRANGE")
-            .arg(self.keys.consent_since())
+            .arg(&*self.keys.consent_since(tenant))
             .arg(since.timestamp_micros())
             .arg("+inf")
             .arg("BYSCORE");

@@ -215,6 +215,59 @@ async fn a_hard_bounce_makes_the_message_undelivered_and_suppresses_the_address(
     .await;
     let (second, _) = run(&g, &email_job("transactional", &["a"])).await;
     assert_eq!(g.recipients(&second).await[0]["reason"], "suppressed");
+    // The bounced message was the default tenant's: another tenant with the same address
+    // in its own book still sends to it.
+    let key: Value = g
+        .req(Method::POST, "/v1/keys")
+        .json(&json!({"name": "t", "tenant": "acme", "scopes": ["jobs:write", "jobs:read", "snapshot:write"]}))
+        .send()
+        .await
+        .expect("key")
+        .json()
+        .await
+        .expect("json");
+    let acme = key["key"].as_str().expect("token").to_string();
+    let upload = g
+        .http
+        .put(g.url("/v1/snapshot"))
+        .bearer_auth(&acme)
+        .header("content-type", "text/csv")
+        .body(CSV)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(upload.status(), 200);
+    let submitted: Value = g
+        .http
+        .post(g.url("/v1/jobs"))
+        .bearer_auth(&acme)
+        .json(&email_job("transactional", &["a"]))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    let acme_job = submitted["id"].as_str().expect("id");
+    let started = std::time::Instant::now();
+    loop {
+        let job: Value = g
+            .http
+            .get(g.url(&format!("/v1/jobs/{acme_job}")))
+            .bearer_auth(&acme)
+            .send()
+            .await
+            .expect("job")
+            .json()
+            .await
+            .expect("json");
+        if job["status"] == "completed" {
+            assert_eq!(job["counts"]["sent"], 1, "{job:#}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{job:#}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Unsigned, it changes nothing.
     let r = g
         .req(Method::POST, "/v1/callbacks/mail/bounces")
