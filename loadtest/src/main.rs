@@ -7,8 +7,10 @@
 //! - `sandbox`: starts a real gateway on loopback with the in-process sandbox provider (rate
 //!   limits off), loads a synthetic snapshot over HTTP, streams an NDJSON job of N recipients,
 //!   and prints snapshot load rate, intake rate, decisions per second and sends per second.
-//! - `email`: one email job through the SMTP provider to an SMTP sink (see [`smtp_sink`]),
-//!   printing emails per second, losses and duplicates.
+//! - `email`, `push`, `wechat`: one job of the channel through herald's providers to an
+//!   in-process sink of that channel ([`smtp_sink`], [`push_sink`], [`wechat_sink`]), printing
+//!   messages per second, CPU seconds, and what the sink lost or took twice (see
+//!   [`channel_run`]).
 //! - `receipts`: sends a job the same way, then POSTs signed delivery-receipt batches back
 //!   over loopback HTTP with several connections and prints receipts per second.
 
@@ -27,6 +29,7 @@ use serde_json::{json, Value};
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+mod channel_run;
 mod child;
 mod cluster;
 mod countries;
@@ -34,17 +37,22 @@ mod cpu;
 mod email_run;
 mod mock;
 mod population;
+mod push_run;
+mod push_sink;
 mod receipts;
 mod report;
 mod run;
 mod scenario;
 mod sendsms;
+mod sink_tally;
 mod smpp_run;
 mod smpp_scenario;
 mod smsc;
 mod smtp_sink;
 mod synth;
 mod way_back;
+mod wechat_run;
+mod wechat_sink;
 
 #[derive(Parser)]
 #[command(
@@ -87,6 +95,12 @@ enum Command {
     SmscSink(smsc::SinkSettings),
     /// One email job of N recipients through the SMTP provider to an in-process SMTP sink.
     Email(email_run::EmailSettings),
+    /// One push job of N devices (FCM and APNs tokens in turn) through the FCM and APNs
+    /// providers to an in-process push sink (HTTPS, HTTP/2, test CA).
+    Push(push_run::PushSettings),
+    /// One WeChat template-message job of N followers through the WeChat provider to an
+    /// in-process WeChat API sink (HTTPS, test CA).
+    Wechat(wechat_run::WechatSettings),
     /// Offers N messages to a Kannel-style `sendsms` HTTP interface (for side-by-side runs).
     Sendsms(sendsms::SendSmsSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.
@@ -200,6 +214,8 @@ fn main() -> anyhow::Result<()> {
         Command::MockProvider(_) | Command::SmscSink(_) => Ok(()),
         Command::Sendsms(settings) => rt.block_on(sendsms::run(settings)),
         Command::Email(settings) => rt.block_on(email_run::run(settings)),
+        Command::Push(settings) => rt.block_on(push_run::run(settings)),
+        Command::Wechat(settings) => rt.block_on(wechat_run::run(settings)),
         Command::Sandbox {
             recipients,
             workers,

@@ -1,6 +1,6 @@
-//! Email over SMTP: a pooled lettre transport on tokio with rustls (STARTTLS, implicit TLS,
-//! or plain to a loopback relay), AUTH when configured, and the MIME of each message built by
-//! `message.rs`.
+//! Email over SMTP: pooled lettre connections on tokio with rustls (STARTTLS, implicit TLS,
+//! or plain to a loopback relay) opened by `pool.rs`, AUTH when configured, and the MIME of
+//! each message built by `message.rs`.
 //!
 //! A batch is sent concurrently over the pool's connections, at most `connections` messages
 //! in flight across all workers, so connections are reused rather than opened per message. The
@@ -11,20 +11,20 @@
 
 pub mod config;
 pub mod message;
+mod pool;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::client::{Certificate, TlsParameters};
 
 use super::{OutboundMessage, Provider, SendOutcome};
 use crate::config::ProviderConfig;
 pub use config::{SmtpConfig, SmtpTls};
 use message::Sender;
+use pool::{Pool, Protection, SendError};
 
 /// Why an SMTP provider could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +42,9 @@ pub enum SmtpError {
 /// The SMTP adapter.
 pub struct SmtpProvider {
     name: String,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    pool: Pool,
     sender: Sender,
-    /// One permit per pooled connection: the pool bounds idle connections only, so sends
-    /// beyond it would each open (and close) a connection of their own.
+    /// One permit per pooled connection, so at most `connections` are ever open.
     in_flight: tokio::sync::Semaphore,
 }
 
@@ -66,9 +65,14 @@ impl SmtpProvider {
             .rsplit_once('@')
             .map_or("herald", |(_, d)| d)
             .to_string();
-        let tls = match smtp.tls {
-            SmtpTls::None => Tls::None,
-            mode => {
+        let protection = match smtp.tls {
+            SmtpTls::None => Protection::None,
+            SmtpTls::Implicit => pool::implicit_tls(&smtp.host, config.ca_file.as_deref())
+                .map_err(|e| match &config.ca_file {
+                    Some(_) => SmtpError::CaFile(e),
+                    None => SmtpError::Tls(e),
+                })?,
+            SmtpTls::Starttls => {
                 let mut params = TlsParameters::builder(smtp.host.clone());
                 if let Some(path) = &config.ca_file {
                     let pem = std::fs::read(path).map_err(|e| SmtpError::CaFile(e.to_string()))?;
@@ -76,28 +80,26 @@ impl SmtpProvider {
                         .map_err(|e| SmtpError::CaFile(e.to_string()))?;
                     params = params.add_root_certificate(cert);
                 }
-                let params = params.build().map_err(|e| SmtpError::Tls(e.to_string()))?;
-                match mode {
-                    SmtpTls::Implicit => Tls::Wrapper(params),
-                    _ => Tls::Required(params),
-                }
+                Protection::Starttls(params.build().map_err(|e| SmtpError::Tls(e.to_string()))?)
             }
         };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-            .port(smtp.port())
-            .tls(tls)
-            .timeout(Some(Duration::from_millis(smtp.timeout_ms)))
-            // A connection goes back to the pool in a task of its own after the send that
-            // used it: room for twice the sends in flight keeps a send that starts meanwhile
-            // from finding the pool full later and closing its new connection.
-            .pool_config(PoolConfig::new().max_size(smtp.connections.saturating_mul(2)));
-        if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
-            let password = String::from_utf8_lossy(password.expose()).into_owned();
-            builder = builder.credentials(Credentials::new(user.clone(), password));
-        }
+        let credentials = match (&smtp.username, &smtp.password) {
+            (Some(user), Some(password)) => {
+                let password = String::from_utf8_lossy(password.expose()).into_owned();
+                Some(Credentials::new(user.clone(), password))
+            }
+            _ => None,
+        };
         Ok(SmtpProvider {
             name: config.name.clone(),
-            transport: builder.build(),
+            pool: Pool {
+                host: smtp.host.clone(),
+                port: smtp.port(),
+                protection,
+                credentials,
+                timeout: Duration::from_millis(smtp.timeout_ms),
+                idle: parking_lot::Mutex::new(Vec::new()),
+            },
             sender: Sender {
                 from,
                 id_domain,
@@ -118,11 +120,16 @@ impl SmtpProvider {
                 error: "the provider is shut down".into(),
             };
         };
-        match self.transport.send(email).await {
-            Ok(_) => SendOutcome::Accepted {
+        let body = email.formatted();
+        match self.pool.send(email.envelope(), &body).await {
+            Ok(()) => SendOutcome::Accepted {
                 provider_message_id: m.id.to_string(),
             },
-            Err(e) => outcome_of(&e),
+            Err(SendError::Smtp(e)) => outcome_of(&e),
+            Err(SendError::Connect(error)) => SendOutcome::Unavailable { error },
+            Err(SendError::Timeout) => SendOutcome::Transient {
+                error: "no answer from the relay in time".into(),
+            },
         }
     }
 }

@@ -36,6 +36,11 @@ impl Relay {
         Relay::start_with(&[cert, key])
     }
 
+    /// Starts the relay speaking TLS from the first byte (SMTPS) with this certificate and key.
+    pub fn start_implicit_tls(cert: &str, key: &str) -> Relay {
+        Relay::start_with(&[cert, key, "implicit"])
+    }
+
     fn start_with(tls: &[&str]) -> Relay {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");

@@ -315,3 +315,17 @@ async fn starttls_to_a_relay_whose_certificate_chains_to_the_ca_file() {
     assert_eq!(got[0]["tls"], true, "sent over STARTTLS");
     assert_eq!(got[0]["authenticated"], true, "AUTH over TLS");
 }
+
+#[tokio::test]
+async fn implicit_tls_to_a_relay_whose_certificate_chains_to_the_ca_file() {
+    let ca = herald_testkit::https::TestCa::new();
+    let (cert, key) = ca.server_files();
+    let relay = Relay::start_implicit_tls(&cert, &key);
+    let g = gateway_with(&relay, SmtpTls::Implicit, Some(ca.ca_file())).await;
+    let (_, done) = run(&g, &email_job("transactional", &["a", "b"])).await;
+    // The relay's port speaks only TLS: a message got through only over a handshake that
+    // checked the relay's certificate against the CA file.
+    assert_eq!(done["counts"]["sent"], 2, "{done:#}");
+    let got = relay.wait_for(2).await;
+    assert_eq!(got[0]["authenticated"], true, "AUTH over implicit TLS");
+}

@@ -52,13 +52,16 @@ def main():
     if len(sys.argv) > 5:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(sys.argv[4], sys.argv[5])
-        tls = {"tls_context": context, "require_starttls": True}
+        if len(sys.argv) > 6 and sys.argv[6] == "implicit":
+            tls = {"ssl_context": context}
+        else:
+            tls = {"tls_context": context, "require_starttls": True}
     controller = Controller(
         Recorder(),
         hostname="127.0.0.1",
         port=port,
         authenticator=authenticator,
-        auth_require_tls=bool(tls),
+        auth_require_tls="tls_context" in tls,
         auth_required=True,
         **tls,
     )
