@@ -317,8 +317,15 @@ async fn the_job_page_in_chromium_shows_the_reports_numbers_only_after_sign_in()
         .click()
         .await
         .expect("submit");
-    let url = c.current_url().await.expect("url");
-    assert_eq!(url.path(), format!("/ui/jobs/{id}"), "{url}");
+    // A click may answer before the form's navigation has finished.
+    let wanted = format!("/ui/jobs/{id}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut url = c.current_url().await.expect("url");
+    while url.path() != wanted && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        url = c.current_url().await.expect("url");
+    }
+    assert_eq!(url.path(), wanted, "{url}");
     assert_eq!(shown(&c, "job.status").await, "completed");
     assert_page_equals_report(&c, &report).await;
 
@@ -382,6 +389,10 @@ async fn the_job_page_in_chromium_shows_the_reports_numbers_only_after_sign_in()
         .click()
         .await
         .expect("sign out");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.current_url().await.expect("url").path() != "/ui/sign-in" && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.goto(&page).await.expect("goto");
     let url = c.current_url().await.expect("url");
     assert_eq!(url.path(), "/ui/sign-in", "{url}");
