@@ -55,6 +55,43 @@ pub fn provider(
     Ok(p)
 }
 
+/// What the `push` and `wechat` commands take: both send to an HTTPS sink.
+#[derive(Debug, clap::Args)]
+pub struct HttpsSinkSettings {
+    /// Recipients in the job (and contacts in the snapshot).
+    #[arg(long, default_value_t = 50_000)]
+    pub recipients: usize,
+    /// Requests each provider keeps in flight.
+    #[arg(long, default_value_t = 32)]
+    pub in_flight: usize,
+    /// Send workers.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// One send in this many (per service) gets a documented transient error (0: none).
+    #[arg(long, default_value_t = 100)]
+    pub refuse_every: u64,
+    /// Give up after this long.
+    #[arg(long, default_value_t = 300)]
+    pub timeout_seconds: u64,
+}
+
+/// A provider of `kind` sending to a sink that trusts `ca`: one message a request, at most
+/// `in_flight` requests at once, never taken as idempotent (these kinds refuse it).
+pub fn sink_provider(
+    name: &str,
+    kind: ProviderKind,
+    channel: Channel,
+    ca: &herald_testkit::https::TestCa,
+    in_flight: usize,
+) -> anyhow::Result<ProviderConfig> {
+    let mut p = provider(name, kind, channel)?;
+    p.ca_file = Some(ca.ca_file());
+    p.max_in_flight = in_flight;
+    p.idempotent = false;
+    p.batch_size = 1;
+    Ok(p)
+}
+
 /// One job to run.
 pub struct Job {
     /// The command's name in the output (`email`, `push`, `wechat`).

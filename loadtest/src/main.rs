@@ -97,10 +97,10 @@ enum Command {
     Email(email_run::EmailSettings),
     /// One push job of N devices (FCM and APNs tokens in turn) through the FCM and APNs
     /// providers to an in-process push sink (HTTPS, HTTP/2, test CA).
-    Push(push_run::PushSettings),
+    Push(channel_run::HttpsSinkSettings),
     /// One WeChat template-message job of N followers through the WeChat provider to an
     /// in-process WeChat API sink (HTTPS, test CA).
-    Wechat(wechat_run::WechatSettings),
+    Wechat(channel_run::HttpsSinkSettings),
     /// Offers N messages to a Kannel-style `sendsms` HTTP interface (for side-by-side runs).
     Sendsms(sendsms::SendSmsSettings),
     /// One job of N recipients through the in-process sandbox provider, rate limits off.

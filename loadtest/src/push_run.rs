@@ -12,28 +12,8 @@ use herald::domain::Channel;
 use herald_testkit::https::TestCa;
 use serde_json::json;
 
-use crate::channel_run::{self, Job};
+use crate::channel_run::{self, HttpsSinkSettings, Job};
 use crate::push_sink::{self, Keys, CLIENT_EMAIL, KEY_ID, PROJECT, TEAM, TOPIC};
-
-/// What to run.
-#[derive(Debug, clap::Args)]
-pub struct PushSettings {
-    /// Devices in the job (and contacts in the snapshot), FCM and APNs in turn.
-    #[arg(long, default_value_t = 50_000)]
-    pub recipients: usize,
-    /// Requests each provider keeps in flight.
-    #[arg(long, default_value_t = 32)]
-    pub in_flight: usize,
-    /// Send workers.
-    #[arg(long, default_value_t = 8)]
-    pub workers: usize,
-    /// One send in this many (per service) gets a transient error (0: none).
-    #[arg(long, default_value_t = 100)]
-    pub refuse_every: u64,
-    /// Give up after this long.
-    #[arg(long, default_value_t = 300)]
-    pub timeout_seconds: u64,
-}
 
 fn snapshot(n: usize) -> Vec<u8> {
     let mut s = Vec::with_capacity(n * 100);
@@ -50,7 +30,7 @@ fn snapshot(n: usize) -> Vec<u8> {
 }
 
 /// Runs it.
-pub async fn run(s: PushSettings) -> anyhow::Result<()> {
+pub async fn run(s: HttpsSinkSettings) -> anyhow::Result<()> {
     let ca = TestCa::new();
     let keys = Keys::new();
     let sink = push_sink::start(&ca, &keys, s.refuse_every).await;
@@ -68,22 +48,26 @@ pub async fn run(s: PushSettings) -> anyhow::Result<()> {
     let p8 = dir.join("apns-key.p8");
     std::fs::write(&p8, &keys.apns_private_pem)?;
 
-    let mut fcm = channel_run::provider("fcm-sink", ProviderKind::Fcm, Channel::Push)?;
-    fcm.ca_file = Some(ca.ca_file());
-    fcm.max_in_flight = s.in_flight;
-    fcm.idempotent = false;
-    fcm.batch_size = 1;
+    let mut fcm = channel_run::sink_provider(
+        "fcm-sink",
+        ProviderKind::Fcm,
+        Channel::Push,
+        &ca,
+        s.in_flight,
+    )?;
     fcm.fcm = Some(FcmConfig {
         base_url: sink.server.url(""),
         service_account_file: account.display().to_string(),
         throttle_retry_ms: 200,
         ..FcmConfig::default()
     });
-    let mut apns = channel_run::provider("apns-sink", ProviderKind::Apns, Channel::Push)?;
-    apns.ca_file = Some(ca.ca_file());
-    apns.max_in_flight = s.in_flight;
-    apns.idempotent = false;
-    apns.batch_size = 1;
+    let mut apns = channel_run::sink_provider(
+        "apns-sink",
+        ProviderKind::Apns,
+        Channel::Push,
+        &ca,
+        s.in_flight,
+    )?;
     apns.apns = Some(ApnsConfig {
         base_url: sink.server.url(""),
         team_id: TEAM.into(),

@@ -10,28 +10,8 @@ use herald::domain::Channel;
 use herald_testkit::https::TestCa;
 use serde_json::json;
 
-use crate::channel_run::{self, Job};
+use crate::channel_run::{self, HttpsSinkSettings, Job};
 use crate::wechat_sink::{self, APPID, SECRET, TEMPLATE};
-
-/// What to run.
-#[derive(Debug, clap::Args)]
-pub struct WechatSettings {
-    /// Followers in the job (and contacts in the snapshot).
-    #[arg(long, default_value_t = 50_000)]
-    pub recipients: usize,
-    /// Requests herald keeps in flight to the API.
-    #[arg(long, default_value_t = 32)]
-    pub in_flight: usize,
-    /// Send workers.
-    #[arg(long, default_value_t = 8)]
-    pub workers: usize,
-    /// One send in this many is answered 45009 (0: none).
-    #[arg(long, default_value_t = 100)]
-    pub refuse_every: u64,
-    /// Give up after this long.
-    #[arg(long, default_value_t = 300)]
-    pub timeout_seconds: u64,
-}
 
 fn snapshot(n: usize) -> Vec<u8> {
     let mut s = Vec::with_capacity(n * 40);
@@ -43,14 +23,16 @@ fn snapshot(n: usize) -> Vec<u8> {
 }
 
 /// Runs it.
-pub async fn run(s: WechatSettings) -> anyhow::Result<()> {
+pub async fn run(s: HttpsSinkSettings) -> anyhow::Result<()> {
     let ca = TestCa::new();
     let (server, tally) = wechat_sink::start(&ca, s.refuse_every).await;
-    let mut p = channel_run::provider("wechat-sink", ProviderKind::Wechat, Channel::Wechat)?;
-    p.ca_file = Some(ca.ca_file());
-    p.max_in_flight = s.in_flight;
-    p.idempotent = false;
-    p.batch_size = 1;
+    let mut p = channel_run::sink_provider(
+        "wechat-sink",
+        ProviderKind::Wechat,
+        Channel::Wechat,
+        &ca,
+        s.in_flight,
+    )?;
     p.wechat = Some(WechatConfig {
         base_url: server.url(""),
         appid: Some(Secret::new(APPID)),
