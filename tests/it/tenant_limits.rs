@@ -39,6 +39,17 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// POSTs `body` to `path` with `token` (and an Idempotency-Key when given).
+async fn post(
+    g: &Gateway,
+    token: &str,
+    path: &str,
+    body: &Value,
+    idempotency_key: Option<&str>,
+) -> (u16, Value) {
+    call(g, token, Method::POST, path, Some(body), idempotency_key).await
+}
+
 fn job_of(first: usize, n: usize) -> Value {
     let audience: Vec<Value> = (first..first + n)
         .map(|i| json!({"contact_id": format!("c{i}")}))
@@ -78,37 +89,13 @@ async fn a_job_past_its_tenants_monthly_quota_is_refused_whole_and_the_count_sur
     assert_eq!(tenant["quota"]["resets_at"], "2026-12-01T00:00:00Z");
 
     // A dry run shows what is left and reserves nothing.
-    let (status, preview) = call(
-        &g,
-        &acme,
-        Method::POST,
-        "/v1/jobs?dry_run=true",
-        Some(&job_of(0, 3)),
-        None,
-    )
-    .await;
+    let (status, preview) = post(&g, &acme, "/v1/jobs?dry_run=true", &job_of(0, 3), None).await;
     assert_eq!(status, 200, "{preview}");
     assert_eq!(preview["quota"]["remaining"], 5);
 
-    let (status, first) = call(
-        &g,
-        &acme,
-        Method::POST,
-        "/v1/jobs",
-        Some(&job_of(0, 3)),
-        Some("acme-first"),
-    )
-    .await;
+    let (status, first) = post(&g, &acme, "/v1/jobs", &job_of(0, 3), Some("acme-first")).await;
     assert_eq!(status, 201, "{first}");
-    let (status, refused) = call(
-        &g,
-        &acme,
-        Method::POST,
-        "/v1/jobs",
-        Some(&job_of(3, 3)),
-        None,
-    )
-    .await;
+    let (status, refused) = post(&g, &acme, "/v1/jobs", &job_of(3, 3), None).await;
     assert_eq!(status, 429, "{refused}");
     assert_eq!(refused["error"]["code"], "quota_exceeded");
     assert_eq!(refused["error"]["field"], "audience");
@@ -124,15 +111,7 @@ async fn a_job_past_its_tenants_monthly_quota_is_refused_whole_and_the_count_sur
     assert_eq!(jobs["jobs"].as_array().map(Vec::len), Some(1), "{jobs}");
 
     // The same request again answers its job and is not counted twice; the rest fits.
-    let (status, again) = call(
-        &g,
-        &acme,
-        Method::POST,
-        "/v1/jobs",
-        Some(&job_of(0, 3)),
-        Some("acme-first"),
-    )
-    .await;
+    let (status, again) = post(&g, &acme, "/v1/jobs", &job_of(0, 3), Some("acme-first")).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], first["id"]);
     // A contact listed twice counts once.
@@ -141,11 +120,11 @@ async fn a_job_past_its_tenants_monthly_quota_is_refused_whole_and_the_count_sur
         .as_array_mut()
         .expect("contacts")
         .push(json!({"contact_id": "c3"}));
-    let (status, second) = call(&g, &acme, Method::POST, "/v1/jobs", Some(&second), None).await;
+    let (status, second) = post(&g, &acme, "/v1/jobs", &second, None).await;
     assert_eq!(status, 201, "{second}");
 
     // The default tenant is the installation's: "*" does not limit it.
-    let (status, _) = call(&g, KEY, Method::POST, "/v1/jobs", Some(&job_of(0, 8)), None).await;
+    let (status, _) = post(&g, KEY, "/v1/jobs", &job_of(0, 8), None).await;
     assert_eq!(status, 201);
     let (_, default) = call(&g, KEY, Method::GET, "/v1/tenant", None, None).await;
     assert_eq!(default, json!({"tenant": "default"}));
@@ -156,15 +135,7 @@ async fn a_job_past_its_tenants_monthly_quota_is_refused_whole_and_the_count_sur
     assert_eq!(status, 200, "{tenant}");
     assert_eq!(tenant["quota"]["used"], 5, "{tenant}");
     assert_eq!(tenant["quota"]["remaining"], 0);
-    let (status, refused) = call(
-        &g,
-        &acme,
-        Method::POST,
-        "/v1/jobs",
-        Some(&job_of(5, 1)),
-        None,
-    )
-    .await;
+    let (status, refused) = post(&g, &acme, "/v1/jobs", &job_of(5, 1), None).await;
     assert_eq!(status, 429, "{refused}");
     g.stop().await;
 }
