@@ -29,7 +29,8 @@ use crate::links::Tracking;
 use crate::provider;
 use crate::snapshot::{load_csv, ContactBooks, SnapshotFiles, SnapshotStore};
 use crate::store::{
-    EmbeddedStore, MemoryStore, RedisOptions, RedisStore, StateHealth, StateStore, PROBE_EVERY,
+    EmbeddedStore, MemoryStore, RedisEvents, RedisOptions, RedisStore, StateHealth, StateStore,
+    PROBE_EVERY,
 };
 use crate::webhooks::Webhooks;
 
@@ -322,8 +323,20 @@ pub async fn build_with_clock(
             );
         }
     }
-    let cluster = match &indexed {
-        Some(indexed) => Some(
+    // With shared work, events for webhooks are kept in Redis streams.
+    let fleet_events = match c.state.cluster.enabled {
+        true => {
+            let events = Arc::new(
+                RedisEvents::open(&RedisOptions::from_config(&c.state.redis))
+                    .context("opening the fleet's event streams")?,
+            );
+            callbacks.stream_consent(events.clone());
+            Some(events)
+        }
+        false => None,
+    };
+    let cluster = match (&indexed, &fleet_events) {
+        (Some(indexed), Some(events)) => Some(
             Cluster::join(
                 c,
                 &c.state.cluster,
@@ -331,11 +344,12 @@ pub async fn build_with_clock(
                 tracking.clone(),
                 indexed.queue(),
                 &shared_marks,
+                events.clone(),
             )
             .await
             .context("joining the cluster")?,
         ),
-        None => None,
+        _ => None,
     };
     snapshot_load
         .await
@@ -348,12 +362,21 @@ pub async fn build_with_clock(
         cluster.clone(),
     );
     // After recovery, so that events of recovered jobs name their campaigns and contacts.
-    let webhooks = match &journal {
-        Some(_) => Some(Arc::new(
+    let webhooks = match (&journal, &fleet_events) {
+        (Some(_), _) => Some(Arc::new(
             Webhooks::start(durable.clone(), dispatcher.clone())
                 .context("starting the webhook deliveries")?,
         )),
-        None => None,
+        (None, Some(events)) => Some(
+            Webhooks::start_fleet(
+                events.clone(),
+                dispatcher.clone(),
+                c.state.cluster.instance_id(),
+            )
+            .await
+            .context("starting the webhook deliveries")?,
+        ),
+        (None, None) => None,
     };
     let keys = ApiKeys::new(&config.config.auth.api_keys, store.clone());
     let ui = crate::ui::Ui::new(&config.config.ui);

@@ -141,14 +141,20 @@ fn webhooks(state: &AppState) -> Result<&Arc<Webhooks>, ApiError> {
     state.webhooks.as_ref().ok_or_else(|| {
         ApiError::unprocessable(
             "webhooks",
-            "event webhooks need the dispatch journal: state.backend = \"embedded\", or \"redis\" without shared work",
+            "event webhooks need durable state: state.backend = \"embedded\" or \"redis\"",
         )
     })
 }
 
 /// The webhooks, when endpoint `id` is the caller's tenant's; another tenant's is not found.
-fn owned<'a>(state: &'a AppState, by: &Principal, id: &str) -> Result<&'a Arc<Webhooks>, ApiError> {
+async fn owned<'a>(
+    state: &'a AppState,
+    by: &Principal,
+    id: &str,
+) -> Result<&'a Arc<Webhooks>, ApiError> {
     let hooks = webhooks(state)?;
+    // In a fleet another instance may have registered or removed it a moment ago.
+    hooks.refresh().await.map_err(store_error)?;
     if hooks.owned_by(id, &by.tenant) {
         Ok(hooks)
     } else {
@@ -184,7 +190,7 @@ fn check_secret(field: &str, secret: &Option<String>) -> Result<(), ApiError> {
             ("DeleteWebhook" = (operation_id = "delete_webhook", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
-        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
 pub async fn register(
@@ -249,14 +255,16 @@ pub async fn register(
     tag = "webhooks",
     responses(
         (status = 200, description = "Every endpoint, without secrets", body = WebhookList),
-        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Extension(by): Extension<Principal>,
 ) -> Result<Response, ApiError> {
-    let all = webhooks(&state)?.list();
+    let hooks = webhooks(&state)?;
+    hooks.refresh().await.map_err(store_error)?;
+    let all = hooks.list();
     let views: Vec<View<'_>> = all
         .iter()
         .filter(|e| e.tenant == by.tenant)
@@ -276,7 +284,7 @@ pub async fn list(
         (status = 204, description = "Stopped and forgotten"),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
 pub async fn delete(
@@ -284,7 +292,7 @@ pub async fn delete(
     Extension(by): Extension<Principal>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    owned(&state, &by, &id)?;
+    owned(&state, &by, &id).await?;
     match webhooks(&state)?.delete(&id).await.map_err(store_error)? {
         true => Ok(StatusCode::NO_CONTENT.into_response()),
         false => Err(ApiError::not_found("webhook")),
@@ -303,7 +311,7 @@ pub async fn delete(
         (status = 200, description = "The new secret", body = Rotated),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
 pub async fn rotate(
@@ -312,7 +320,7 @@ pub async fn rotate(
     ApiPath(id): ApiPath<String>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let hooks = owned(&state, &by, &id)?;
+    let hooks = owned(&state, &by, &id).await?;
     let body = read_whole(body, state.config.config.server.max_json_body_bytes).await?;
     let r: Rotate = match body.iter().all(u8::is_ascii_whitespace) {
         true => Rotate {
@@ -352,7 +360,7 @@ fn time(field: &str, v: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
         (status = 202, description = "The events of that range are queued again", body = Replayed),
         (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
-        (status = 422, description = "Event webhooks need the dispatch journal (`unprocessable`, field `webhooks`)", body = ErrorBody),
+        (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
 pub async fn replay(
@@ -361,7 +369,7 @@ pub async fn replay(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReplayQuery>,
 ) -> Result<Response, ApiError> {
-    let hooks = owned(&state, &by, &id)?;
+    let hooks = owned(&state, &by, &id).await?;
     let from = time("from", q.from.as_deref())?;
     let to = time("to", q.to.as_deref())?;
     if to < from {

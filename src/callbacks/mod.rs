@@ -106,12 +106,20 @@ pub struct Callbacks {
     max_body_bytes: usize,
     /// Where consent changes are journaled for event webhooks, when the journal is kept.
     consent_log: std::sync::OnceLock<crate::dispatch::journal::Journal>,
+    /// Where they are appended for a fleet's event webhooks, when instances share the work.
+    consent_stream: std::sync::OnceLock<Arc<crate::store::RedisEvents>>,
 }
 
 impl Callbacks {
     /// Journals consent changes from now on (for event webhooks).
     pub fn journal_consent(&self, journal: crate::dispatch::journal::Journal) {
         let _ = self.consent_log.set(journal);
+    }
+
+    /// Appends consent changes to the fleet's event streams from now on (for event
+    /// webhooks when instances share the work).
+    pub fn stream_consent(&self, events: Arc<crate::store::RedisEvents>) {
+        let _ = self.consent_stream.set(events);
     }
 
     /// Builds the service from the configuration (secrets already read from the environment).
@@ -165,6 +173,7 @@ impl Callbacks {
             sweep_interval: Duration::from_millis(c.sweep_interval_ms.max(1)),
             max_body_bytes: c.max_body_bytes,
             consent_log: std::sync::OnceLock::new(),
+            consent_stream: std::sync::OnceLock::new(),
         })
     }
 
@@ -421,6 +430,13 @@ impl Callbacks {
             if let Err(e) = journal.record_consent(tenant, changes).await {
                 tracing::warn!(error = %e, "consent changes could not be journaled for webhooks");
             }
+        }
+        if let Some(events) = self.consent_stream.get() {
+            // Not acknowledged until announced: the sender repeats it, which applies again
+            // harmlessly and announces it then.
+            let record = crate::dispatch::journal::consent_record(tenant, changes);
+            let stream = crate::store::EventStream::Contacts(tenant.clone());
+            events.append(&stream, &[record]).await?;
         }
         Ok(())
     }

@@ -41,4 +41,4 @@ pub use job::{Job, JobSpec};
 pub use pricing::PriceTable;
 pub use rate_limit::{ChannelLimits, PartsLimiter, TenantLimits};
 pub use routing::Router;
-pub use share::{SendingMarks, ShardShare, SharedCounts};
+pub use share::{EventNote, SendingMarks, ShardShare, SharedCounts};

@@ -13,6 +13,7 @@ use super::dispatcher::Inner;
 use super::in_doubt::InDoubtSettler;
 use super::job::Job;
 use super::journal::codec::{SettledItem, Settlement};
+use super::share::EventNote;
 use super::simulated_receipts::ReceiptBatch;
 use super::worker::{message_cost, release_caps, Meta};
 use crate::domain::{Address, Consent};
@@ -71,6 +72,8 @@ pub(super) async fn record_outcomes(
     // Answers are only worth recording when the send log keeps them: in memory with the
     // ledger off, nothing would read them, and the sends count at once.
     let keeping = inner.deps.send_log.keeps_answers();
+    // A job shared by a fleet writes its events with its outcomes (see `EventNote`).
+    let shared = job.share().is_some();
     let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
@@ -83,15 +86,19 @@ pub(super) async fn record_outcomes(
                 if charging {
                     charged.push((message.id, unit));
                 }
-                if keeping {
-                    settled.push(SettledItem {
-                        index: meta.index,
-                        settlement: Settlement::Sent,
-                        parts: message.parts,
-                        cost_micros: cost.0,
-                        region: meta.region,
-                        provider_message_id: provider_message_id.clone(),
-                    });
+                let item = (keeping || shared).then(|| SettledItem {
+                    index: meta.index,
+                    settlement: Settlement::Sent,
+                    parts: message.parts,
+                    cost_micros: cost.0,
+                    region: meta.region,
+                    provider_message_id: provider_message_id.clone(),
+                });
+                if let (Some(share), Some(item)) = (job.share(), &item) {
+                    share.note_event(meta.index, settled_event(provider, now, item.clone()));
+                }
+                if let (true, Some(item)) = (keeping, item) {
+                    settled.push(item);
                 }
                 sent.push((meta.index, message.parts, cost.0));
                 cost_total = cost_total.saturating_add(cost.0);
@@ -111,6 +118,10 @@ pub(super) async fn record_outcomes(
             SendOutcome::Permanent { .. } | SendOutcome::Unreachable { .. } => {
                 if let SendOutcome::Unreachable { fate, .. } = &outcome {
                     fates.push((*fate, meta.index, message.to.clone()));
+                }
+                if let Some(share) = job.share() {
+                    let item = failed_item(&meta, &message);
+                    share.note_event(meta.index, settled_event(provider, now, item));
                 }
                 if keeping {
                     settled.push(failed_item(&meta, &message));
@@ -267,6 +278,12 @@ pub(super) fn settle_sent(
         region: message.region,
         provider_message_id: provider_message_id.clone(),
     }];
+    if let Some(share) = job.share() {
+        share.note_event(
+            index,
+            settled_event(message.provider, now, settled[0].clone()),
+        );
+    }
     let entries = match inner.deps.charging {
         true => EntryBatch::of(&[NewEntry {
             kind: EntryKind::Charge,
@@ -294,6 +311,15 @@ pub(super) fn settle_sent(
         job.settle_in_doubt(index, message);
         tracing::info!(job = %job.id, index, "an in-doubt message was settled as sent");
     });
+}
+
+/// A provider's answer as an event of a job a fleet shares.
+fn settled_event(provider: usize, at: DateTime<Utc>, item: SettledItem) -> EventNote {
+    EventNote::Settled {
+        provider: provider as u16,
+        at: at.timestamp(),
+        item,
+    }
 }
 
 pub(super) fn failed_item(meta: &Meta, message: &OutboundMessage) -> SettledItem {

@@ -12,8 +12,24 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::journal::codec::SettledItem;
 use crate::domain::{Reason, RecipientOutcome};
 use crate::store::{OutcomeUpdate, ShardStats};
+
+/// An event waiting to be written with its shard's outcome changes (see
+/// [`crate::webhooks`]): the outcome's commit carries it, so an outcome is never shared
+/// without the event that announces it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventNote {
+    /// A provider's answer: sent (with its id, parts and cost) or failed. `at`: Unix seconds.
+    Settled {
+        provider: u16,
+        at: i64,
+        item: SettledItem,
+    },
+    /// A message a taken-over shard holds in doubt.
+    InDoubt { at: i64, index: u32 },
+}
 
 /// Writes `sending` marks to the shared record before a chunk goes to a provider that cannot
 /// drop repeated ids: an instance taking the shard over then knows which messages may have
@@ -32,6 +48,14 @@ pub struct ShardShare {
     owned: Vec<AtomicBool>,
     /// Recipient index → (shard, position in the shard).
     loc: Vec<(u32, u32)>,
+    /// Shard → recipient indices, by position.
+    members: Vec<Box<[u32]>>,
+    /// Events of each shard waiting for its next commit.
+    events: Vec<Mutex<Vec<EventNote>>>,
+    /// Opens and clicks not written yet: (Unix seconds, recipient, what).
+    engaged: Mutex<Vec<(i64, u32, u8)>>,
+    /// Since when each shard's delivery states wait for their messages' outcomes.
+    deliveries_waiting: Vec<Mutex<Option<Instant>>>,
     lens: Vec<u32>,
     pending: Vec<Mutex<Vec<OutcomeUpdate>>>,
     /// Final delivery states from receipts not written yet: (position, state code).
@@ -119,6 +143,10 @@ impl ShardShare {
         ShardShare {
             owned: shards.iter().map(|_| AtomicBool::new(false)).collect(),
             loc,
+            members: shards.iter().map(|s| Box::from(*s)).collect(),
+            events: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
+            engaged: Mutex::new(Vec::new()),
+            deliveries_waiting: shards.iter().map(|_| Mutex::new(None)).collect(),
             lens: shards.iter().map(|s| s.len() as u32).collect(),
             pending: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
             deliveries: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
@@ -231,6 +259,67 @@ impl ShardShare {
         });
     }
 
+    /// The recipient at position `pos` of shard `k`.
+    pub fn index_at(&self, k: usize, pos: u32) -> Option<u32> {
+        self.members.get(k)?.get(pos as usize).copied()
+    }
+
+    /// Notes an event of recipient `i`, to be written with its shard's next commit. Noted
+    /// before the outcome it announces, so a commit never carries an outcome without it.
+    pub fn note_event(&self, i: u32, note: EventNote) {
+        if let Some(&(k, _)) = self.loc.get(i as usize) {
+            if k != NO_SHARD {
+                self.events[k as usize].lock().push(note);
+            }
+        }
+    }
+
+    /// Takes shard `k`'s unwritten events, oldest first. Taken after its outcome changes.
+    pub fn take_events(&self, k: usize) -> Vec<EventNote> {
+        std::mem::take(&mut *self.events[k].lock())
+    }
+
+    /// Puts back events that could not be written, before any noted since.
+    pub fn put_back_events(&self, k: usize, mut older: Vec<EventNote>) {
+        let mut pending = self.events[k].lock();
+        older.append(&mut pending);
+        *pending = older;
+    }
+
+    /// Notes an open (`what` 0) or a click (1 + the link's number) of recipient `i`.
+    pub fn note_engaged(&self, at: i64, i: u32, what: u8) {
+        self.engaged.lock().push((at, i, what));
+    }
+
+    /// Takes the unwritten opens and clicks.
+    pub fn take_engaged(&self) -> Vec<(i64, u32, u8)> {
+        std::mem::take(&mut *self.engaged.lock())
+    }
+
+    /// Puts back opens and clicks that could not be written.
+    pub fn put_back_engaged(&self, mut older: Vec<(i64, u32, u8)>) {
+        let mut pending = self.engaged.lock();
+        older.append(&mut pending);
+        *pending = older;
+    }
+
+    /// How long shard `k`'s delivery states have waited for their messages' outcomes;
+    /// `waiting` false ends the wait.
+    pub fn deliveries_waited(&self, k: usize, waiting: bool) -> Duration {
+        let mut since = self.deliveries_waiting[k].lock();
+        match (waiting, *since) {
+            (false, _) => {
+                *since = None;
+                Duration::ZERO
+            }
+            (true, Some(t)) => t.elapsed(),
+            (true, None) => {
+                *since = Some(Instant::now());
+                Duration::ZERO
+            }
+        }
+    }
+
     /// Notes recipient `i`'s final delivery state (from a receipt this instance applied).
     pub fn note_delivery(&self, i: u32, state: u8) {
         if let Some(&(k, pos)) = self.loc.get(i as usize) {
@@ -267,6 +356,7 @@ impl ShardShare {
     /// Drops shard `k`'s unwritten changes (its lease was lost: the new holder decides them).
     pub fn forget(&self, k: usize) {
         self.pending[k].lock().clear();
+        self.events[k].lock().clear();
     }
 
     /// How many outcome changes wait to be written, over every shard.
@@ -277,6 +367,7 @@ impl ShardShare {
     /// Whether any shard has changes waiting to be written.
     pub fn has_pending(&self) -> bool {
         self.pending.iter().any(|p| !p.lock().is_empty())
+            || self.events.iter().any(|e| !e.lock().is_empty())
     }
 }
 

@@ -129,6 +129,15 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
     }
 }
 
+/// A job's counts as its report shows them (with shared work, every instance's).
+pub fn counts(job: &Job) -> Counts {
+    let cancelled = match job.state().status {
+        JobStatus::Cancelled => job.remaining(),
+        _ => 0,
+    };
+    shared_counts(job, job.progress.counters.snapshot(job.currency, cancelled))
+}
+
 /// With shared work, the counts every instance wrote (duplicates are found at planning;
 /// `unknown`, opens and clicks stay this instance's own).
 fn shared_counts(job: &Job, local: Counts) -> Counts {

@@ -24,7 +24,8 @@ pub use health::{StateHealth, PROBE_EVERY};
 pub use memory::MemoryStore;
 pub use rate_bucket::{BlockAnswer, BlockRequest, RateBucket};
 pub use redis::{
-    CommitAnswer, PublishedJob, RedisOptions, RedisRateBucket, RedisStore, RedisWork, ShardStats,
+    CommitAnswer, DeliveriesAnswer, EventStream, PublishedJob, RedisEvents, RedisOptions,
+    RedisRateBucket, RedisStore, RedisWork, ShardStats, StreamEntry,
 };
 
 use async_trait::async_trait;

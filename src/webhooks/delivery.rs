@@ -80,7 +80,8 @@ pub fn read_events(
                 return Ok(());
             };
             key_events.clear();
-            events::of_record(&deps.dispatcher, key, &mut n, &decoded, &mut key_events);
+            let place = key.to_string();
+            events::of_record(&deps.dispatcher, &place, &mut n, &decoded, &mut key_events);
             for e in key_events.drain(..) {
                 let k = event_n(&e);
                 if key == from.key && k < from.n {

@@ -61,12 +61,12 @@ fn at(seconds: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(seconds, 0).unwrap_or_default()
 }
 
-/// The events of one journal record of key `key`, numbered from `next` within the key
-/// (advanced past them). Records of jobs this instance no longer knows give their job id and
-/// recipient only.
+/// The events of one journal record read at `place` (a record-log key, or a fleet stream's
+/// entry), numbered from `next` within it (advanced past them): ids `evt_<place>_<n>`.
+/// Records of jobs this instance no longer knows give their job id and recipient only.
 pub fn of_record(
     dispatcher: &Dispatcher,
-    key: u64,
+    place: &str,
     next: &mut u32,
     record: &LogRecord,
     out: &mut Vec<Event>,
@@ -74,7 +74,7 @@ pub fn of_record(
     let tenant = tenant_of(dispatcher, record);
     let mut push = |kind: &'static str, timestamp: DateTime<Utc>, data: Value| {
         out.push(Event {
-            id: format!("evt_{key}_{next}"),
+            id: format!("evt_{place}_{next}"),
             kind,
             timestamp,
             data,
@@ -217,6 +217,35 @@ pub fn of_record(
         }
         LogRecord::Sending { .. } | LogRecord::Withdrawn { .. } => {}
     }
+}
+
+/// The event of a shared job's end (`completed` or `cancelled`), numbered `n` at `place`,
+/// with the counts every instance wrote.
+pub fn job_end(
+    dispatcher: &Dispatcher,
+    place: &str,
+    n: u32,
+    job_id: &str,
+    status: &str,
+    at: DateTime<Utc>,
+) -> Option<Event> {
+    let j = JobId::parse(job_id).and_then(|id| dispatcher.get(&id))?;
+    let (kind, status) = match status {
+        "cancelled" => ("job.cancelled", JobStatus::Cancelled),
+        _ => ("job.completed", JobStatus::Completed),
+    };
+    Some(Event {
+        id: format!("evt_{place}_{n}"),
+        kind,
+        timestamp: at,
+        data: json!({
+            "job_id": job_id,
+            "campaign_id": j.spec.campaign_id,
+            "status": status,
+            "counts": crate::report::job_view::counts(&j),
+        }),
+        tenant: j.spec.tenant.clone(),
+    })
 }
 
 /// The tenant a record's events belong to.

@@ -1,17 +1,21 @@
 //! Event webhooks: endpoints registered over the API receive what happened to messages and
 //! jobs, signed the Standard Webhooks way ([`signature`]), at least once and in order.
 //!
-//! - [`events`]: events are read from the dispatch journal's durable records, so nothing is
-//!   announced that a crash undid and nothing is lost to one.
-//! - [`store`]: endpoints and each one's cursor in the journal, in the embedded database.
+//! - [`events`]: events are read from durable records, so nothing is announced that a crash
+//!   undid and nothing is lost to one: the dispatch journal's records on a single instance,
+//!   the Redis event streams in a fleet ([`fleet`]).
+//! - [`store`]: endpoints and each one's cursor in the journal, in the embedded database (in
+//!   Redis for a fleet).
 //! - [`delivery`]: one task per endpoint: read after its cursor, send, move the cursor on 2xx,
-//!   back off on failure.
+//!   back off on failure. In a fleet every instance runs the task and the holder of the
+//!   endpoint's lease delivers.
 //!
-//! Webhooks need the dispatch journal (`state.backend` embedded, or Redis without shared
-//! work).
+//! Webhooks need the dispatch journal (`state.backend` embedded, or Redis) or a fleet
+//! (`state.cluster`); with memory state there is nothing durable to read events from.
 
 pub mod delivery;
 pub mod events;
+pub mod fleet;
 pub mod signature;
 pub mod store;
 
@@ -21,13 +25,20 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use self::delivery::Deps;
 use self::events::Event;
+use self::fleet::FleetDeps;
 use self::store::{Cursor, Endpoint, EndpointStore, StoreError};
 use crate::access::TenantId;
 use crate::dispatch::Dispatcher;
 use crate::durable::Durable;
 use crate::ledger::Chainer;
+use crate::store::RedisEvents;
+
+/// How often an instance of a fleet reads the registered endpoints again.
+const FLEET_REFRESH: Duration = Duration::from_secs(1);
 
 /// Most events a replay sends.
 pub const MAX_REPLAY_EVENTS: usize = 1_000_000;
@@ -36,8 +47,25 @@ pub const MAX_BATCH: usize = 1_000;
 
 /// The registered endpoints and their delivery tasks.
 pub struct Webhooks {
-    deps: Deps,
+    backend: Backend,
+    http: reqwest::Client,
     running: DashMap<String, (Endpoint, CancellationToken)>,
+}
+
+/// Where events and endpoints are kept.
+enum Backend {
+    /// This instance's journal and embedded database.
+    Journal(Deps),
+    /// A fleet's Redis.
+    Fleet(Arc<FleetDeps>),
+}
+
+fn http_client() -> Result<reqwest::Client, StoreError> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .connect_timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| StoreError::Db(e.to_string()))
 }
 
 /// A registration request, validated.
@@ -57,32 +85,95 @@ impl Webhooks {
         dispatcher: Dispatcher,
     ) -> Result<Webhooks, StoreError> {
         let store = EndpointStore::open(durable.database().clone())?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let http = http_client()?;
         let w = Webhooks {
-            deps: Deps {
+            backend: Backend::Journal(Deps {
                 durable,
                 store,
                 dispatcher,
-                http,
-            },
+                http: http.clone(),
+            }),
+            http,
             running: DashMap::new(),
         };
-        for e in w.deps.store.load()? {
-            w.spawn(e);
+        if let Backend::Journal(deps) = &w.backend {
+            for e in deps.store.load()? {
+                w.spawn(e);
+            }
         }
         Ok(w)
+    }
+
+    /// Starts a fleet's webhooks: every endpoint registered in Redis gets a delivery task
+    /// here (the holder of its lease delivers), and the list is read again every second.
+    pub async fn start_fleet(
+        events: Arc<RedisEvents>,
+        dispatcher: Dispatcher,
+        me: String,
+    ) -> Result<Arc<Webhooks>, StoreError> {
+        let http = http_client()?;
+        let w = Arc::new(Webhooks {
+            backend: Backend::Fleet(Arc::new(FleetDeps {
+                events,
+                dispatcher,
+                http: http.clone(),
+                me,
+            })),
+            http,
+            running: DashMap::new(),
+        });
+        w.refresh().await?;
+        let weak = Arc::downgrade(&w);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(FLEET_REFRESH).await;
+                let Some(w) = weak.upgrade() else { return };
+                if let Err(e) = w.refresh().await {
+                    tracing::debug!(error = %e, "webhook endpoints not read again");
+                }
+            }
+        });
+        Ok(w)
+    }
+
+    /// In a fleet, takes in the endpoints other instances registered, changed or removed.
+    pub async fn refresh(&self) -> Result<(), StoreError> {
+        let Backend::Fleet(deps) = &self.backend else {
+            return Ok(());
+        };
+        let stored = fleet::load(&deps.events).await?;
+        let running: std::collections::HashMap<String, Endpoint> = self
+            .running
+            .iter()
+            .map(|r| (r.key().clone(), r.value().0.clone()))
+            .collect();
+        let (start, stop) = fleet::differences(&running, &stored);
+        for id in stop {
+            if let Some((_, (_, token))) = self.running.remove(&id) {
+                token.cancel();
+            }
+        }
+        for e in start {
+            self.spawn(e);
+        }
+        Ok(())
     }
 
     fn spawn(&self, e: Endpoint) {
         let stop = CancellationToken::new();
         if !e.disabled {
-            tokio::spawn(delivery::run(self.deps.clone(), e.clone(), stop.clone()));
+            match &self.backend {
+                Backend::Journal(deps) => {
+                    tokio::spawn(delivery::run(deps.clone(), e.clone(), stop.clone()));
+                }
+                Backend::Fleet(deps) => {
+                    tokio::spawn(fleet::run(deps.clone(), e.clone(), stop.clone()));
+                }
+            }
         }
-        self.running.insert(e.id.clone(), (e, stop));
+        if let Some((_, old)) = self.running.insert(e.id.clone(), (e, stop)) {
+            old.cancel();
+        }
     }
 
     /// Registers an endpoint: it receives events from now on. Answers it with its secret.
@@ -98,16 +189,22 @@ impl Webhooks {
             disabled: false,
             tenant: new.tenant,
         };
-        let (store, saved) = (self.deps.store.clone(), e.clone());
-        let durable = self.deps.durable.clone();
-        tokio::task::spawn_blocking(move || {
-            // Starts after everything already in the journal.
-            durable.flush().map_err(|e| StoreError::Db(e.to_string()))?;
-            let key = store.last_round()?;
-            store.save(&saved, Some(Cursor { key, n: 0 }))
-        })
-        .await
-        .map_err(|e| StoreError::Db(e.to_string()))??;
+        match &self.backend {
+            Backend::Journal(deps) => {
+                let (store, saved) = (deps.store.clone(), e.clone());
+                let durable = deps.durable.clone();
+                tokio::task::spawn_blocking(move || {
+                    // Starts after everything already in the journal.
+                    durable.flush().map_err(|e| StoreError::Db(e.to_string()))?;
+                    let key = store.last_round()?;
+                    store.save(&saved, Some(Cursor { key, n: 0 }))
+                })
+                .await
+                .map_err(|e| StoreError::Db(e.to_string()))??;
+            }
+            // Starts at its registration time in every stream.
+            Backend::Fleet(deps) => fleet::save(&deps.events, &e).await?,
+        }
         self.spawn(e.clone());
         Ok(e)
     }
@@ -132,10 +229,20 @@ impl Webhooks {
             return Ok(false);
         };
         stop.cancel();
-        let (store, id) = (self.deps.store.clone(), id.to_string());
-        tokio::task::spawn_blocking(move || store.delete(&id))
-            .await
-            .map_err(|e| StoreError::Db(e.to_string()))??;
+        match &self.backend {
+            Backend::Journal(deps) => {
+                let (store, id) = (deps.store.clone(), id.to_string());
+                tokio::task::spawn_blocking(move || store.delete(&id))
+                    .await
+                    .map_err(|e| StoreError::Db(e.to_string()))??;
+            }
+            Backend::Fleet(deps) => {
+                deps.events
+                    .delete_endpoint(id)
+                    .await
+                    .map_err(|e| StoreError::Db(e.to_string()))?;
+            }
+        }
         Ok(true)
     }
 
@@ -157,10 +264,15 @@ impl Webhooks {
         } else {
             e.secrets = vec![secret.clone()];
         }
-        let (store, saved) = (self.deps.store.clone(), e.clone());
-        tokio::task::spawn_blocking(move || store.save(&saved, None))
-            .await
-            .map_err(|e| StoreError::Db(e.to_string()))??;
+        match &self.backend {
+            Backend::Journal(deps) => {
+                let (store, saved) = (deps.store.clone(), e.clone());
+                tokio::task::spawn_blocking(move || store.save(&saved, None))
+                    .await
+                    .map_err(|e| StoreError::Db(e.to_string()))??;
+            }
+            Backend::Fleet(deps) => fleet::save(&deps.events, &e).await?,
+        }
         // The delivery task restarts with the new secrets, from its saved cursor.
         stop.cancel();
         self.spawn(e);
@@ -178,10 +290,40 @@ impl Webhooks {
         let Some(e) = self.running.get(id).map(|r| r.value().0.clone()) else {
             return Ok(None);
         };
-        let deps = self.deps.clone();
+        let events = match &self.backend {
+            Backend::Journal(deps) => Self::journal_range(deps.clone(), &e, from, to).await?,
+            Backend::Fleet(deps) => {
+                fleet::replay_events(deps, &e, from, to, MAX_REPLAY_EVENTS).await?
+            }
+        };
+        let count = events.len();
+        let http = self.http.clone();
+        tokio::spawn(async move {
+            for chunk in events.chunks(e.batch_size.max(1)) {
+                let mut tries = 0;
+                while let Err(error) = delivery::send(&http, &e, chunk).await {
+                    tries += 1;
+                    if tries >= 5 {
+                        tracing::warn!(endpoint = %e.id, %error, "a replay stopped: the endpoint kept failing");
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1 << tries)).await;
+                }
+            }
+        });
+        Ok(Some(count))
+    }
+
+    /// The endpoint's events of `[from, to]` in the journal, from its start.
+    async fn journal_range(
+        deps: Deps,
+        e: &Endpoint,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Event>, StoreError> {
         let types = e.event_types.clone();
         let tenant = e.tenant.clone();
-        let events = tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || {
             deps.durable
                 .flush()
                 .map_err(|e| StoreError::Db(e.to_string()))?;
@@ -206,23 +348,7 @@ impl Webhooks {
             Ok::<_, StoreError>(all)
         })
         .await
-        .map_err(|e| StoreError::Db(e.to_string()))??;
-        let count = events.len();
-        let http = self.deps.http.clone();
-        tokio::spawn(async move {
-            for chunk in events.chunks(e.batch_size.max(1)) {
-                let mut tries = 0;
-                while let Err(error) = delivery::send(&http, &e, chunk).await {
-                    tries += 1;
-                    if tries >= 5 {
-                        tracing::warn!(endpoint = %e.id, %error, "a replay stopped: the endpoint kept failing");
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_secs(1 << tries)).await;
-                }
-            }
-        });
-        Ok(Some(count))
+        .map_err(|e| StoreError::Db(e.to_string()))?
     }
 
     /// Stops every delivery task.

@@ -16,6 +16,7 @@ mod process;
 #[path = "../crash_recovery/provider.rs"]
 #[allow(dead_code)]
 mod provider;
+mod webhooks;
 
 use process::*;
 use provider::*;
@@ -161,6 +162,8 @@ struct Fleet {
     /// Declared first: the processes are killed before their keys and files go.
     instances: Vec<Herald>,
     received: Arc<Received>,
+    /// The fleet's Redis key prefix.
+    prefix: String,
     _cleanup: herald_testkit::redis::Cleanup,
     _dir: tempfile::TempDir,
 }
@@ -186,6 +189,7 @@ impl Fleet {
         Fleet {
             instances,
             received,
+            prefix,
             _cleanup: cleanup,
             _dir: dir,
         }

@@ -1,12 +1,17 @@
 //! The shared-work records in Redis, on one Redis and on a 3-node Redis Cluster: published
 //! jobs read back whole, a shard lease has one holder at a time and runs out, outcome writes
 //! are fenced by the lease and counted once, and the job completes exactly when its last
-//! recipient is settled.
+//! recipient is settled. Events for webhooks go to the job's stream in the same writes: a
+//! fenced write appends none, the job's end is appended once, and a receipt's states wait
+//! for their messages' outcomes.
 
 use std::time::Duration;
 
 use herald::domain::{Reason, RecipientOutcome};
-use herald::store::{CommitAnswer, OutcomeUpdate, PublishedJob, RedisWork, ShardStats};
+use herald::store::{
+    CommitAnswer, DeliveriesAnswer, EventStream, OutcomeUpdate, PublishedJob, RedisEvents,
+    RedisWork, ShardStats,
+};
 use herald_testkit::redis::{options, unique_prefix, Cleanup, RedisCluster, SHARED_URL};
 
 /// The table of final codes, as the cluster passes it.
@@ -37,7 +42,7 @@ fn count(stats: &ShardStats, outcome: RecipientOutcome) -> i64 {
     stats.by_code.get(&outcome.to_code()).copied().unwrap_or(0)
 }
 
-async fn behaves(a: &RedisWork, b: &RedisWork) {
+async fn behaves(a: &RedisWork, b: &RedisWork, events: &RedisEvents) {
     let job = "job_0123";
     let published = PublishedJob {
         spec: b"{\"id\":\"job_0123\"}".to_vec(),
@@ -76,6 +81,7 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
                 update(1, RecipientOutcome::Deferred),
                 update(0, RecipientOutcome::Sent),
             ],
+            &[b"sent 0".to_vec()],
         )
         .await
         .expect("commit");
@@ -89,11 +95,42 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
             &finals,
             1,
             &[update(2, RecipientOutcome::Failed)],
+            &[b"failed 2".to_vec()],
         )
         .await
         .expect("commit");
     assert_eq!(lost, CommitAnswer::LeaseLost);
     assert_eq!(a.codes(job, 0).await.expect("codes"), vec![2, 1]);
+    let stream = EventStream::Job(job.to_string());
+    let written = events.read(&stream, "", 10).await.expect("events");
+    let records: Vec<&[u8]> = written
+        .iter()
+        .flat_map(|e| e.records.iter().map(Vec::as_slice))
+        .collect();
+    assert_eq!(
+        records,
+        vec![b"sent 0".as_slice()],
+        "a fenced write appends no event"
+    );
+
+    // A receipt for a message without a final outcome waits; one for a sent message is
+    // written with its event.
+    assert_eq!(
+        b.record_deliveries(job, 0, &[(0, 1), (1, 1)], b"delivered 0 1", false)
+            .await
+            .expect("deliveries"),
+        DeliveriesAnswer::Waiting(vec![1])
+    );
+    assert_eq!(
+        b.record_deliveries(job, 0, &[(0, 1)], b"delivered 0", false)
+            .await
+            .expect("deliveries"),
+        DeliveriesAnswer::Counted(1)
+    );
+    let after = written.last().map(|e| e.id.clone()).expect("an entry");
+    let next = events.read(&stream, &after, 10).await.expect("events");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].records, vec![b"delivered 0".to_vec()]);
 
     // The deferred recipient is sent later; the shard's counts move with it.
     a.commit(
@@ -106,6 +143,7 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
             update(1, RecipientOutcome::Sent),
             update(2, RecipientOutcome::Rejected(Reason::FrequencyCapped)),
         ],
+        &[],
     )
     .await
     .expect("commit");
@@ -141,6 +179,7 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
                 update(0, RecipientOutcome::Failed),
                 update(1, RecipientOutcome::Sent),
             ],
+            &[],
         )
         .await
         .expect("commit");
@@ -151,6 +190,18 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
     assert_eq!(
         a.set_status(job, "running", None).await.expect("status"),
         "completed"
+    );
+    let ends: Vec<String> = events
+        .read(&stream, "", 100)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| e.job_end)
+        .collect();
+    assert_eq!(
+        ends,
+        vec!["completed".to_string()],
+        "the end is announced once"
     );
     // Finished: off the active list, its records kept for one second here.
     a.retire(job, 1).await.expect("retire");
@@ -169,6 +220,7 @@ async fn behaves(a: &RedisWork, b: &RedisWork) {
             &finals,
             3,
             &[update(2, RecipientOutcome::Failed)],
+            &[],
         )
         .await
         .expect("commit");
@@ -208,7 +260,8 @@ async fn shared_work_on_one_redis() {
     let opts = options(vec![SHARED_URL.to_string()], false, &prefix);
     let a = RedisWork::open(&opts).expect("open");
     let b = RedisWork::open(&opts).expect("open");
-    behaves(&a, &b).await;
+    let events = RedisEvents::open(&opts).expect("open");
+    behaves(&a, &b, &events).await;
 }
 
 #[tokio::test]
@@ -218,5 +271,6 @@ async fn shared_work_on_a_redis_cluster() {
     let opts = options(cluster.urls(), true, &prefix);
     let a = RedisWork::open(&opts).expect("open");
     let b = RedisWork::open(&opts).expect("open");
-    behaves(&a, &b).await;
+    let events = RedisEvents::open(&opts).expect("open");
+    behaves(&a, &b, &events).await;
 }

@@ -15,7 +15,7 @@ use crate::dispatch::counters::JobCounters;
 use crate::dispatch::delivery::{Delivery, ReceiptEffect, ReceiptUpdate};
 use crate::dispatch::in_doubt::{InDoubt, InDoubtSet};
 use crate::dispatch::journal::DeliveryNotes;
-use crate::dispatch::share::ShardShare;
+use crate::dispatch::share::{EventNote, ShardShare};
 use crate::dispatch::DeliveryState;
 use crate::domain::{JobId, JobStatus, Reason, RecipientOutcome};
 
@@ -300,6 +300,9 @@ impl Progress {
         if let Some(notes) = self.delivery_notes.get() {
             notes.note_engaged(job, at, &[(i, what)]);
         }
+        if let Some(share) = self.share.get() {
+            share.note_engaged(at.timestamp(), i, what);
+        }
     }
 
     pub(super) fn journal_deliveries(&self, notes: DeliveryNotes) {
@@ -334,6 +337,10 @@ impl Progress {
             };
         }
         if shared == RecipientOutcome::Sending && !resend {
+            if let Some(share) = self.share.get() {
+                let at = self.clock.now().timestamp();
+                share.note_event(i, EventNote::InDoubt { at, index: i });
+            }
             self.put_code(i, RecipientOutcome::InDoubt.to_code(), 0, 0);
             self.remaining.fetch_sub(1, AcqRel);
             return Adopted::Final;

@@ -205,6 +205,27 @@ impl DeliveryNotes {
     }
 }
 
+/// The `consent` record of `tenant`'s consent changes, as event webhooks read it.
+pub fn consent_record(
+    tenant: &crate::access::TenantId,
+    changes: &[crate::store::ConsentChange],
+) -> Vec<u8> {
+    let items: Vec<codec::ConsentItem> = changes
+        .iter()
+        .map(|c| codec::ConsentItem {
+            contact_id: c.contact_id.clone(),
+            channel: c.channel.index() as u8,
+            consent: match c.consent {
+                crate::domain::Consent::OptOut => 2,
+                _ => 1,
+            },
+            source: c.source.clone(),
+            at: c.at.timestamp(),
+        })
+        .collect();
+    codec::encode_consent(tenant, &items)
+}
+
 /// Handle to the journal; cheap to clone.
 #[derive(Clone)]
 pub struct Journal {
@@ -331,20 +352,7 @@ impl Journal {
         tenant: &crate::access::TenantId,
         changes: &[crate::store::ConsentChange],
     ) -> Result<(), JournalError> {
-        let items: Vec<codec::ConsentItem> = changes
-            .iter()
-            .map(|c| codec::ConsentItem {
-                contact_id: c.contact_id.clone(),
-                channel: c.channel.index() as u8,
-                consent: match c.consent {
-                    crate::domain::Consent::OptOut => 2,
-                    _ => 1,
-                },
-                source: c.source.clone(),
-                at: c.at.timestamp(),
-            })
-            .collect();
-        let record = codec::encode_consent(tenant, &items);
+        let record = consent_record(tenant, changes);
         self.durable
             .commit(None, vec![record], Vec::new(), Durability::Soon)?
             .wait()

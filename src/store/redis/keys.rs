@@ -92,6 +92,12 @@ impl JobKeys {
     pub(super) fn deliveries(&self, shard: u32) -> String {
         format!("{}dlv:{shard}", self.base)
     }
+
+    /// The job's event stream: records announcing its outcomes, receipts, opens and clicks
+    /// and its end, written in the same scripts as what they announce.
+    pub(super) fn events(&self) -> String {
+        format!("{}ev", self.base)
+    }
 }
 
 const CHANNELS: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::Wechat];
@@ -197,6 +203,26 @@ impl Keys {
         .into_bytes();
         k.extend_from_slice(contact_id.as_bytes());
         k
+    }
+
+    /// Every webhook endpoint registered in a fleet, by endpoint id.
+    pub(super) fn webhooks(&self) -> String {
+        format!("{{{}}}:v1:webhooks", self.prefix)
+    }
+
+    /// A fleet webhook endpoint's cursors: per event stream, the last entry delivered.
+    pub(super) fn webhook_cursors(&self, endpoint: &str) -> String {
+        format!("{{{}}}:v1:webhook:{endpoint}:cursors", self.prefix)
+    }
+
+    /// Which instance delivers a fleet webhook endpoint's events.
+    pub(super) fn webhook_lease(&self, endpoint: &str) -> String {
+        format!("{{{}}}:v1:webhook:{endpoint}:lease", self.prefix)
+    }
+
+    /// A tenant's contact events (opt-outs and opt-ins), which belong to no job.
+    pub(super) fn contact_events(&self, tenant: &TenantId) -> String {
+        format!("{{{}}}:v1:events:{tenant}", self.prefix)
     }
 
     /// Every API key's record, by key id.

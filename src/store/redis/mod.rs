@@ -12,6 +12,7 @@
 
 mod caps;
 mod conn;
+mod events;
 mod keys;
 mod quota;
 mod rate;
@@ -24,9 +25,10 @@ use chrono::{DateTime, Utc};
 
 use self::caps::CapScript;
 use self::conn::{unavailable, Conn};
+pub use self::events::{EventStream, RedisEvents, StreamEntry};
 use self::keys::Keys;
 pub use self::rate::RedisRateBucket;
-pub use self::work::{CommitAnswer, PublishedJob, RedisWork, ShardStats};
+pub use self::work::{CommitAnswer, DeliveriesAnswer, PublishedJob, RedisWork, ShardStats};
 use super::{
     CapRequest, CapRule, ConsentChange, FactsQuery, IdempotencyClaim, QuotaAnswer,
     QuotaReservation, RecipientFacts, StateStore, StoreError, SuppressionKey,

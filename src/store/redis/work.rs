@@ -21,17 +21,29 @@ use super::keys::{JobKeys, Keys};
 use super::RedisOptions;
 use crate::store::{OutcomeUpdate, StoreError};
 
-/// KEYS: lease, codes, shard counters, job control. ARGV: holder, a 256-character table of
-/// which codes are final ('1'), now (µs); then per update: position, code, parts, cost.
-/// Answers -1 when another instance holds the lease, -2 when nobody does, else the job's
-/// final count after the call.
+/// KEYS: lease, codes, shard counters, job control, job events. ARGV: holder, a
+/// 256-character table of which codes are final ('1'), now (µs), the number `m` of event
+/// records, the `m` records; then per update: position, code, parts, cost. The event records
+/// are appended to the job's event stream in the same call, so an outcome is never written
+/// without the events that announce it; the job's end is appended there too. Answers -1 when
+/// another instance holds the lease, -2 when nobody does, else the job's final count after
+/// the call.
 const COMMIT_LUA: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if not holder then return -2 end
 if holder ~= ARGV[1] then return -1 end
 local finals = ARGV[2]
+local m = tonumber(ARGV[4])
+if m > 0 then
+  local entry = {}
+  for r = 1, m do
+    entry[#entry + 1] = 'r'
+    entry[#entry + 1] = ARGV[4 + r]
+  end
+  redis.call('XADD', KEYS[5], '*', unpack(entry))
+end
 local hist, dfin, dseg, dcost = {}, 0, 0, 0
-for j = 4, #ARGV, 4 do
+for j = 5 + m, #ARGV, 4 do
   local pos, code = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
   local old = redis.call('GETRANGE', KEYS[2], pos, pos)
   local oc = 0
@@ -60,6 +72,7 @@ local need = tonumber(redis.call('HGET', KEYS[4], 'need') or '-1')
 local status = redis.call('HGET', KEYS[4], 'status')
 if fin >= need and need >= 0 and status ~= 'completed' and status ~= 'cancelled' and status ~= 'failed' then
   redis.call('HSET', KEYS[4], 'status', 'completed', 'finished_at', ARGV[3])
+  redis.call('XADD', KEYS[5], '*', 'j', 'completed')
 end
 return fin
 "#;
@@ -86,21 +99,38 @@ end
 return 1
 "#;
 
-/// KEYS: control. ARGV: status, field, value. Sets a status unless the job already ended.
+/// KEYS: control, job events. ARGV: status, field, value. Sets a status unless the job
+/// already ended; a cancellation is appended to the job's events.
 const STATUS_LUA: &str = r#"
 local s = redis.call('HGET', KEYS[1], 'status')
 if s == 'completed' or s == 'cancelled' or s == 'failed' then return s end
 redis.call('HSET', KEYS[1], 'status', ARGV[1])
 if ARGV[2] ~= '' then redis.call('HSETNX', KEYS[1], ARGV[2], ARGV[3]) end
+if ARGV[1] == 'cancelled' then redis.call('XADD', KEYS[2], '*', 'j', 'cancelled') end
 return ARGV[1]
 "#;
 
-/// KEYS: delivery states, shard counters. ARGV: pairs of position and state code. The first
-/// final state of a message counts; a repeat (another instance applied the same receipt) does
-/// not. Answers how many counted.
+/// KEYS: delivery states, shard counters, outcome codes, job events. ARGV: '1' to write
+/// even for messages without a final outcome, the event record of these states, then pairs
+/// of position and state code. A state is only written once its
+/// message's outcome is: a receipt can reach one instance before the sender wrote that the
+/// message went out, and its event must not come before the `sent` one. So when any message
+/// has no final outcome yet nothing is written and the answer is `{-1, positions...}`;
+/// otherwise the record is appended to the job's events and the first final state of a
+/// message counts (a repeat, another instance applying the same receipt, does not): the
+/// answer is `{counted}`.
 const DELIVERY_LUA: &str = r#"
+local waiting = {-1}
+for j = 3, #ARGV, 2 do
+  local c = redis.call('GETRANGE', KEYS[3], ARGV[j], ARGV[j])
+  local code = 0
+  if #c == 1 then code = string.byte(c) end
+  if code == 0 or code == 1 or code == 5 then waiting[#waiting + 1] = tonumber(ARGV[j]) end
+end
+if #waiting > 1 and ARGV[1] ~= '1' then return waiting end
+if ARGV[2] ~= '' then redis.call('XADD', KEYS[4], '*', 'r', ARGV[2]) end
 local n = 0
-for j = 1, #ARGV, 2 do
+for j = 3, #ARGV, 2 do
   local pos = tonumber(ARGV[j])
   local old = redis.call('GETRANGE', KEYS[1], pos, pos)
   if #old == 0 or string.byte(old) == 0 then
@@ -109,7 +139,7 @@ for j = 1, #ARGV, 2 do
     n = n + 1
   end
 end
-return n
+return {n}
 "#;
 
 /// A job as published for every instance: its stored request and audience chunks.
@@ -139,6 +169,15 @@ pub enum CommitAnswer {
     Unheld,
     /// Written; the job's count of final recipients afterwards.
     Written { finals: i64 },
+}
+
+/// What recording delivery states answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveriesAnswer {
+    /// Written; how many were a message's first final state.
+    Counted(i64),
+    /// Nothing written: these positions' messages have no final outcome yet.
+    Waiting(Vec<u32>),
 }
 
 /// Work sharing's access to Redis.
@@ -245,6 +284,7 @@ impl RedisWork {
             pipe.expire(k.shard(s), ttl).ignore();
             pipe.expire(k.deliveries(s), ttl).ignore();
         }
+        pipe.expire(k.events(), ttl).ignore();
         self.conn.query::<()>(&pipe).await?;
         let mut pipe = redis::pipe();
         pipe.sadd(self.keys.work_done(), id).ignore();
@@ -304,7 +344,8 @@ impl RedisWork {
         let (f, v) = field.map_or((String::new(), String::new()), |(f, v)| {
             (f.to_string(), v.to_string())
         });
-        let keys = vec![self.job(id).control()];
+        let k = self.job(id);
+        let keys = vec![k.control(), k.events()];
         self.run_script(STATUS_LUA, &self.status, &keys, &[status.to_string(), f, v])
             .await
     }
@@ -381,6 +422,8 @@ impl RedisWork {
     }
 
     /// Writes outcome changes of shard `shard`, if the caller still holds its lease.
+    // The script's inputs, one each; a struct would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         id: &str,
@@ -389,17 +432,30 @@ impl RedisWork {
         finals: &str,
         now_micros: i64,
         updates: &[OutcomeUpdate],
+        events: &[Vec<u8>],
     ) -> Result<CommitAnswer, StoreError> {
         let k = self.job(id);
-        let keys = vec![k.lease(shard), k.codes(shard), k.shard(shard), k.control()];
-        let mut args = Vec::with_capacity(3 + updates.len() * 4);
-        args.extend([me.to_string(), finals.to_string(), now_micros.to_string()]);
+        let keys = vec![
+            k.lease(shard),
+            k.codes(shard),
+            k.shard(shard),
+            k.control(),
+            k.events(),
+        ];
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(4 + events.len() + updates.len() * 4);
+        args.extend([
+            me.as_bytes().to_vec(),
+            finals.as_bytes().to_vec(),
+            now_micros.to_string().into_bytes(),
+            events.len().to_string().into_bytes(),
+        ]);
+        args.extend(events.iter().cloned());
         for u in updates {
             args.extend([
-                u.pos.to_string(),
-                u.code.to_string(),
-                u.segments.to_string(),
-                u.cost_micros.to_string(),
+                u.pos.to_string().into_bytes(),
+                u.code.to_string().into_bytes(),
+                u.segments.to_string().into_bytes(),
+                u.cost_micros.to_string().into_bytes(),
             ]);
         }
         let v: i64 = self
@@ -412,21 +468,40 @@ impl RedisWork {
         })
     }
 
-    /// Records final delivery states of shard `shard`'s messages; answers how many counted.
+    /// Records final delivery states of shard `shard`'s messages with `event`, their event
+    /// record (empty for none), once every one of those messages has a final outcome (at
+    /// once with `force`).
     pub async fn record_deliveries(
         &self,
         id: &str,
         shard: u32,
         states: &[(u32, u8)],
-    ) -> Result<i64, StoreError> {
+        event: &[u8],
+        force: bool,
+    ) -> Result<DeliveriesAnswer, StoreError> {
         let k = self.job(id);
-        let keys = vec![k.deliveries(shard), k.shard(shard)];
-        let args: Vec<String> = states
-            .iter()
-            .flat_map(|&(pos, code)| [pos.to_string(), code.to_string()])
-            .collect();
-        self.run_script(DELIVERY_LUA, &self.delivery, &keys, &args)
-            .await
+        let keys = vec![
+            k.deliveries(shard),
+            k.shard(shard),
+            k.codes(shard),
+            k.events(),
+        ];
+        let mut args: Vec<Vec<u8>> = Vec::with_capacity(2 + states.len() * 2);
+        args.push(if force { b"1".to_vec() } else { b"0".to_vec() });
+        args.push(event.to_vec());
+        for &(pos, code) in states {
+            args.extend([pos.to_string().into_bytes(), code.to_string().into_bytes()]);
+        }
+        let answer: Vec<i64> = self
+            .run_script(DELIVERY_LUA, &self.delivery, &keys, &args)
+            .await?;
+        Ok(match answer.split_first() {
+            Some((-1, waiting)) => {
+                DeliveriesAnswer::Waiting(waiting.iter().map(|&p| p as u32).collect())
+            }
+            Some((&n, _)) => DeliveriesAnswer::Counted(n),
+            None => DeliveriesAnswer::Counted(0),
+        })
     }
 
     /// Indexes sent messages by provider and provider message id (value: job id and
@@ -512,12 +587,12 @@ impl RedisWork {
     }
 
     /// Runs a script by hash, and with its body when the server does not know it yet.
-    async fn run_script<T: redis::FromRedisValue>(
+    async fn run_script<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
         &self,
         body: &str,
         script: &redis::Script,
         keys: &[String],
-        args: &[String],
+        args: &[A],
     ) -> Result<T, StoreError> {
         let by_hash = eval("EVALSHA", script.get_hash(), keys, args);
         let first = self.conn.query_each(std::slice::from_ref(&by_hash)).await?;
@@ -543,7 +618,7 @@ impl RedisWork {
 }
 
 /// `EVALSHA hash` or `EVAL body`, with the keys and arguments.
-fn eval(first: &str, script: &str, keys: &[String], args: &[String]) -> Cmd {
+fn eval<A: redis::ToRedisArgs>(first: &str, script: &str, keys: &[String], args: &[A]) -> Cmd {
     let mut cmd = redis::cmd(first);
     cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
     cmd
