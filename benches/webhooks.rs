@@ -2,7 +2,9 @@
 //! instant sandbox while an endpoint on loopback receives `message.sent` events in batches of
 //! 1,000; prints the events per second from the first event received to the last.
 //!
-//! `cargo bench --bench webhooks` (add `-- 500000` for another audience size).
+//! `cargo bench --bench webhooks` (add `-- 500000` for another audience size, `-- fleet` to
+//! run the gateway as a fleet of one sharing its work through the Redis on 127.0.0.1:6379,
+//! where events are read from the jobs' Redis streams instead of the journal).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,6 +55,13 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(200_000);
+    let fleet = std::env::args().skip(1).any(|a| a == "fleet");
+    let prefix = herald_testkit::redis::unique_prefix();
+    // Declared before the gateway: its keys go when the bench ends.
+    let _cleanup = fleet.then(|| herald_testkit::redis::Cleanup {
+        prefix: prefix.clone(),
+        node_urls: vec![herald_testkit::redis::SHARED_URL.to_string()],
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,6 +71,13 @@ fn main() {
         let g = Gateway::start_with(|c| {
             c.policy.frequency_caps.clear();
             c.policy.quiet_hours.enabled = false;
+            if fleet {
+                c.state.backend = herald::config::StateBackend::Redis;
+                c.state.redis.url = herald_testkit::redis::SHARED_URL.to_string();
+                c.state.redis.key_prefix = prefix.clone();
+                c.state.cluster.enabled = true;
+                c.state.cluster.instance_id = "bench-0".into();
+            }
         })
         .await;
         let r = g
@@ -93,8 +109,9 @@ fn main() {
             _ => Duration::ZERO,
         };
         println!(
-            "webhooks: {n} recipients sent in {sent_in:.2?}; {events} message.sent events \
+            "webhooks ({}): {n} recipients sent in {sent_in:.2?}; {events} message.sent events \
              received in batches of 1,000 over {span:.2?}: {:.0} events/s",
+            if fleet { "fleet, Redis streams" } else { "journal" },
             events as f64 / span.as_secs_f64().max(1e-9)
         );
         g.stop().await;
