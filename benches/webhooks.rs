@@ -111,7 +111,11 @@ fn main() {
         println!(
             "webhooks ({}): {n} recipients sent in {sent_in:.2?}; {events} message.sent events \
              received in batches of 1,000 over {span:.2?}: {:.0} events/s",
-            if fleet { "fleet, Redis streams" } else { "journal" },
+            if fleet {
+                "fleet, Redis streams"
+            } else {
+                "journal"
+            },
             events as f64 / span.as_secs_f64().max(1e-9)
         );
         g.stop().await;

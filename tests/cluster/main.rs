@@ -255,6 +255,28 @@ async fn wait_completed(h: &Herald, job: &JobId) -> Value {
     }
 }
 
+/// Posts `body` to a callback route of the fleet's provider, signed with its secret; answers
+/// the status and body.
+async fn post_callback(h: &Herald, route: &str, body: &str) -> (u16, String) {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+        .to_string();
+    let sig = herald::callbacks::signature::sign(CALLBACK_SECRET.as_bytes(), &ts, body.as_bytes());
+    let r = h
+        .http
+        .post(h.url(&format!("/v1/callbacks/cluster-sms/{route}")))
+        .header("x-herald-timestamp", ts)
+        .header("x-herald-signature", sig)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("post a callback");
+    let status = r.status().as_u16();
+    (status, r.text().await.unwrap_or_default())
+}
+
 /// Posts signed `delivered` receipts, in batches of 500, for these provider message ids.
 async fn post_delivered(h: &Herald, ids: &[String]) {
     for batch in ids.chunks(500) {
@@ -265,24 +287,7 @@ async fn post_delivered(h: &Herald, ids: &[String]) {
                 .collect::<Vec<_>>(),
         )
         .expect("receipts json");
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs()
-            .to_string();
-        let sig =
-            herald::callbacks::signature::sign(CALLBACK_SECRET.as_bytes(), &ts, body.as_bytes());
-        let r = h
-            .http
-            .post(h.url("/v1/callbacks/cluster-sms/receipts"))
-            .header("x-herald-timestamp", ts)
-            .header("x-herald-signature", sig)
-            .body(body)
-            .send()
-            .await
-            .expect("post receipts");
-        let status = r.status();
-        let text = r.text().await.unwrap_or_default();
+        let (status, text) = post_callback(h, "receipts", &body).await;
         assert_eq!(status, 200, "receipts: {text}");
         let tally: Value = serde_json::from_str(&text).expect("tally");
         assert_eq!(

@@ -2,7 +2,8 @@
 //! a job another instance accepted and every instance sends, signed, with each message's
 //! `sent` before its `delivered`. The instance delivering the endpoint's events is killed
 //! with SIGKILL halfway through the job; the other takes the delivery over and no event is
-//! lost: every recipient's `message.sent` and `message.delivered` and the job's end arrive.
+//! lost: every recipient's `message.sent` and `message.delivered`, the job's end and a STOP
+//! reply's opt-out arrive.
 
 use super::*;
 
@@ -147,6 +148,14 @@ async fn a_fleet_delivers_every_event_once_its_delivering_instance_is_killed() {
     assert_eq!(count(&view, &["counts", "sent"]), RECIPIENTS as u64);
 
     // Every message the provider took is delivered, the receipts posted to the survivor.
+    // c7 replies STOP to the survivor: announced as the default tenant's opt-out.
+    let (status, text) = post_callback(
+        survivor,
+        "inbound",
+        &json!({"from": "+8613123000007", "text": "STOP"}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200, "inbound: {text}");
     let ids: Vec<String> = received
         .by_id
         .lock()
@@ -163,7 +172,12 @@ async fn a_fleet_delivers_every_event_once_its_delivering_instance_is_killed() {
         let ended = events
             .iter()
             .any(|e| e["type"] == "job.completed" && e["data"]["job_id"] == job.to_string());
-        if sent.len() == RECIPIENTS && delivered.len() == RECIPIENTS && ended {
+        let opted_out = first_of(&events, "contact.opted_out");
+        if sent.len() == RECIPIENTS
+            && delivered.len() == RECIPIENTS
+            && ended
+            && opted_out.contains_key("c7")
+        {
             for (contact, at) in &delivered {
                 assert!(
                     sent[contact] < *at,
@@ -181,10 +195,11 @@ async fn a_fleet_delivers_every_event_once_its_delivering_instance_is_killed() {
         }
         assert!(
             started.elapsed() < EVENTS_TIMEOUT,
-            "after {:?}: {} sent, {} delivered, job end {ended}; instance-{killed} was killed",
+            "after {:?}: {} sent, {} delivered, job end {ended}, opt-outs {:?}; instance-{killed} was killed",
             started.elapsed(),
             sent.len(),
-            delivered.len()
+            delivered.len(),
+            opted_out.keys().collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
