@@ -75,19 +75,20 @@ fn decode(stored: &[u8]) -> Result<Endpoint, StoreError> {
 }
 
 /// The streams `tenant`'s events are in: each job of it this instance knows, and its
-/// contact events.
-fn streams_of(dispatcher: &Dispatcher, tenant: &TenantId) -> Vec<EventStream> {
+/// contact events; each with whether it belongs to a job that ended (its events come
+/// seldom then: late receipts, clicks).
+fn streams_of(dispatcher: &Dispatcher, tenant: &TenantId) -> Vec<(EventStream, bool)> {
     let mut jobs: Vec<_> = dispatcher
         .list()
         .into_iter()
         .filter(|j| j.spec.tenant == *tenant && j.share().is_some())
         .collect();
     jobs.sort_by_key(|j| j.spec.created_at);
-    let mut out: Vec<EventStream> = jobs
+    let mut out: Vec<(EventStream, bool)> = jobs
         .into_iter()
-        .map(|j| EventStream::Job(j.id.to_string()))
+        .map(|j| (EventStream::Job(j.id.to_string()), j.status().is_terminal()))
         .collect();
-    out.push(EventStream::Contacts(tenant.clone()));
+    out.push((EventStream::Contacts(tenant.clone()), false));
     out
 }
 
@@ -116,9 +117,29 @@ pub fn of_entries(
             let at = DateTime::from_timestamp_millis(entry.millis()).unwrap_or_else(Utc::now);
             got.extend(events::job_end(dispatcher, &place, n, job, status, at));
         }
-        out.extend(got.drain(..).map(|e| (entry.id.clone(), e)));
+        out.extend(got.drain(..).map(|mut e| {
+            message_event_id(&mut e);
+            (entry.id.clone(), e)
+        }));
     }
     out
+}
+
+/// Gives a message's event an id of the message and the event's type: a message an
+/// instance sent and another sent again after taking its shard over (the first never wrote
+/// the outcome) is announced twice, from two stream entries, under one id.
+fn message_event_id(e: &mut Event) {
+    let suffix = match e.kind {
+        "message.sent" => "sent",
+        "message.failed" => "failed",
+        "message.in_doubt" => "in_doubt",
+        "message.delivered" => "delivered",
+        "message.undelivered" => "undelivered",
+        _ => return,
+    };
+    if let Some(m) = e.data["message_id"].as_str() {
+        e.id = format!("evt_{m}_{suffix}");
+    }
 }
 
 /// Where a stream's deliveries start for an endpoint without a cursor in it: at the
@@ -130,6 +151,7 @@ fn start_of(endpoint: &Endpoint) -> String {
 /// Runs one endpoint's deliveries, whenever this instance holds its lease, until `stop`.
 pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: CancellationToken) {
     let mut attempt = 0u32;
+    let mut quiet = Quiet::default();
     let mut held_since: Option<Instant> = None;
     while !stop.is_cancelled() {
         match deps
@@ -155,7 +177,7 @@ pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: Cancellatio
                 continue;
             }
         }
-        match deliver_some(&deps, &endpoint).await {
+        match deliver_some(&deps, &endpoint, &mut quiet).await {
             Ok(0) => {
                 sleep_or_stop(&stop, IDLE_POLL).await;
             }
@@ -211,9 +233,20 @@ enum Failure {
     Send(String),
 }
 
+/// How often the stream of a job that ended and had nothing new is read again.
+const QUIET_RECHECK: Duration = Duration::from_secs(5);
+
+/// Streams of ended jobs found without new events, and when.
+#[derive(Default)]
+struct Quiet(HashMap<String, Instant>);
+
 /// Delivers what waits in each of the endpoint's streams (one read each); answers how many
 /// stream entries it got past.
-async fn deliver_some(deps: &FleetDeps, endpoint: &Endpoint) -> Result<usize, Failure> {
+async fn deliver_some(
+    deps: &FleetDeps,
+    endpoint: &Endpoint,
+    quiet: &mut Quiet,
+) -> Result<usize, Failure> {
     let cursors = deps
         .events
         .cursors(&endpoint.id)
@@ -221,9 +254,18 @@ async fn deliver_some(deps: &FleetDeps, endpoint: &Endpoint) -> Result<usize, Fa
         .map_err(|e| Failure::Read(e.to_string()))?;
     let batch = endpoint.batch_size.max(1);
     let mut passed = 0;
-    for stream in streams_of(&deps.dispatcher, &endpoint.tenant) {
+    for (stream, ended) in streams_of(&deps.dispatcher, &endpoint.tenant) {
+        let field = stream.cursor_field();
+        if ended
+            && quiet
+                .0
+                .get(&field)
+                .is_some_and(|t| t.elapsed() < QUIET_RECHECK)
+        {
+            continue;
+        }
         let after = cursors
-            .get(&stream.cursor_field())
+            .get(&field)
             .cloned()
             .unwrap_or_else(|| start_of(endpoint));
         let entries = deps
@@ -231,9 +273,14 @@ async fn deliver_some(deps: &FleetDeps, endpoint: &Endpoint) -> Result<usize, Fa
             .read(&stream, &after, ENTRIES_PER_READ)
             .await
             .map_err(|e| Failure::Read(e.to_string()))?;
+        let entries = until_unsettled_end(&deps.dispatcher, &stream, entries);
         let Some(last) = entries.last().map(|e| e.id.clone()) else {
+            if ended {
+                quiet.0.insert(field, Instant::now());
+            }
             continue;
         };
+        quiet.0.remove(&field);
         let wanted = wanted(endpoint);
         let events: Vec<(String, Event)> = of_entries(&deps.dispatcher, &stream, &entries)
             .into_iter()
@@ -265,6 +312,31 @@ async fn deliver_some(deps: &FleetDeps, endpoint: &Endpoint) -> Result<usize, Fa
     Ok(passed)
 }
 
+/// The entries before a job's end whose final counts this instance has not read yet: the
+/// end is announced with them, once they are (a moment later).
+fn until_unsettled_end(
+    dispatcher: &Dispatcher,
+    stream: &EventStream,
+    mut entries: Vec<StreamEntry>,
+) -> Vec<StreamEntry> {
+    let EventStream::Job(id) = stream else {
+        return entries;
+    };
+    let settled = crate::domain::JobId::parse(id)
+        .and_then(|id| dispatcher.get(&id))
+        .is_none_or(|j| {
+            j.share()
+                .and_then(|s| s.counts())
+                .is_some_and(|c| c.settled)
+        });
+    if !settled {
+        if let Some(end) = entries.iter().position(|e| e.job_end.is_some()) {
+            entries.truncate(end);
+        }
+    }
+    entries
+}
+
 /// Which events an endpoint receives: its tenant's, of its types.
 fn wanted(endpoint: &Endpoint) -> impl Fn(&Event) -> bool + '_ {
     move |e: &Event| {
@@ -284,7 +356,7 @@ pub async fn replay_events(
 ) -> Result<Vec<Event>, StoreError> {
     let wanted = wanted(endpoint);
     let mut out = Vec::new();
-    for stream in streams_of(&deps.dispatcher, &endpoint.tenant) {
+    for (stream, _) in streams_of(&deps.dispatcher, &endpoint.tenant) {
         let mut after: Option<String> = None;
         loop {
             let entries = deps

@@ -122,7 +122,10 @@ impl Webhooks {
             http,
             running: DashMap::new(),
         });
-        w.refresh().await?;
+        // Redis away at start only delays the deliveries: the refresh below keeps trying.
+        if let Err(e) = w.refresh().await {
+            tracing::warn!(error = %e, "webhook endpoints not read yet");
+        }
         let weak = Arc::downgrade(&w);
         tokio::spawn(async move {
             loop {

@@ -184,8 +184,19 @@ async fn a_fleet_delivers_every_event_once_its_delivering_instance_is_killed() {
                     "{contact}: delivered arrived before sent"
                 );
             }
+            let end = events
+                .iter()
+                .find(|e| e["type"] == "job.completed")
+                .expect("the job's end");
+            assert_eq!(
+                end["data"]["counts"]["sent"], RECIPIENTS,
+                "the end carries the fleet's final counts: {end}"
+            );
+            // Repeats (a request cut short by the kill, a message the dead instance sent
+            // whose outcome it never wrote) carry the first one's id.
             let distinct: std::collections::HashSet<&str> =
                 events.iter().filter_map(|e| e["id"].as_str()).collect();
+            assert_eq!(distinct.len(), 2 * RECIPIENTS + 2, "events under two ids");
             println!(
                 "fleet webhooks: {} events ({} distinct ids), {sent_before} before instance-{killed} was killed",
                 events.len(),

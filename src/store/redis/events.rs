@@ -226,16 +226,6 @@ impl RedisEvents {
         self.conn.query(&pipe).await
     }
 
-    /// Drops the cursors of streams that are gone.
-    pub async fn drop_cursors(&self, id: &str, fields: &[String]) -> Result<(), StoreError> {
-        if fields.is_empty() {
-            return Ok(());
-        }
-        let mut pipe = redis::pipe();
-        pipe.hdel(self.keys.webhook_cursors(id), fields).ignore();
-        self.conn.query(&pipe).await
-    }
-
     /// Takes or extends the lease on delivering endpoint `id`'s events for `ttl_ms`;
     /// answers whether `me` holds it.
     pub async fn hold_lease(&self, id: &str, me: &str, ttl_ms: u64) -> Result<bool, StoreError> {
