@@ -152,30 +152,16 @@ fn start_of(endpoint: &Endpoint) -> String {
 pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: CancellationToken) {
     let mut attempt = 0u32;
     let mut quiet = Quiet::default();
-    let mut held_since: Option<Instant> = None;
+    let mut holding = false;
     while !stop.is_cancelled() {
-        match deps
-            .events
-            .hold_lease(&endpoint.id, &deps.me, LEASE_TTL.as_millis() as u64)
-            .await
-        {
-            Ok(true) => {
-                if held_since.is_none() {
-                    tracing::info!(endpoint = %endpoint.id, "delivering this webhook endpoint's events");
-                }
-                held_since.get_or_insert_with(Instant::now);
-            }
-            Ok(false) => {
-                held_since = None;
-                sleep_or_stop(&stop, IDLE_POLL * 3).await;
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(endpoint = %endpoint.id, error = %e, "webhook lease not renewed");
-                held_since = None;
-                sleep_or_stop(&stop, IDLE_POLL * 3).await;
-                continue;
-            }
+        let held = holds_lease(&deps, &endpoint).await;
+        if held && !holding {
+            tracing::info!(endpoint = %endpoint.id, "delivering this webhook endpoint's events");
+        }
+        holding = held;
+        if !held {
+            sleep_or_stop(&stop, IDLE_POLL * 3).await;
+            continue;
         }
         match deliver_some(&deps, &endpoint, &mut quiet).await {
             Ok(0) => {
@@ -209,22 +195,27 @@ pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: Cancellatio
                     .min(MAX_BACKOFF);
                 let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
                 tracing::info!(endpoint = %endpoint.id, %error, attempt, wait_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
-                // The lease is kept through short waits; a long one lets it run out, and
-                // whichever instance takes it next tries again.
+                // The lease is kept through the wait, so the endpoint's backoff is not
+                // restarted by another instance.
                 let mut left = wait;
                 while left > Duration::ZERO && !stop.is_cancelled() {
                     let step = left.min(LEASE_TTL / 3);
                     sleep_or_stop(&stop, step).await;
                     left -= step;
-                    let _ = deps
-                        .events
-                        .hold_lease(&endpoint.id, &deps.me, LEASE_TTL.as_millis() as u64)
-                        .await;
+                    holds_lease(&deps, &endpoint).await;
                 }
             }
         }
     }
     let _ = deps.events.release_lease(&endpoint.id, &deps.me).await;
+}
+
+/// Renews the endpoint's lease; answers whether this instance still holds it.
+async fn holds_lease(deps: &FleetDeps, endpoint: &Endpoint) -> bool {
+    deps.events
+        .hold_lease(&endpoint.id, &deps.me, LEASE_TTL.as_millis() as u64)
+        .await
+        .unwrap_or(false)
 }
 
 /// Why a round of deliveries stopped.
@@ -288,6 +279,11 @@ async fn deliver_some(
             .collect();
         let mut start = 0;
         while start < events.len() {
+            // A slow endpoint can outlast the lease: each request renews it first, and a
+            // lease lost meanwhile ends the round (its new holder goes on from the cursor).
+            if !holds_lease(deps, endpoint).await {
+                return Ok(passed);
+            }
             let end = (start + batch).min(events.len());
             let list: Vec<Event> = events[start..end].iter().map(|(_, e)| e.clone()).collect();
             if let Err(e) = delivery::send(&deps.http, endpoint, &list).await {
