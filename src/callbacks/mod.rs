@@ -436,7 +436,7 @@ impl Callbacks {
             // harmlessly and announces it then.
             let record = crate::dispatch::journal::consent_record(tenant, changes);
             let stream = crate::store::EventStream::Contacts(tenant.clone());
-            events.append(&stream, &[record]).await?;
+            events.append(&stream, None, &[record]).await?;
         }
         Ok(())
     }

@@ -44,6 +44,11 @@ pub struct Cluster {
     work: RedisWork,
     /// The fleet's event streams (opens and clicks are appended here).
     events: Arc<RedisEvents>,
+    /// This process among the fleet's, in the opens and clicks it appends: they are read
+    /// back from the others' only (after a restart, this process's earlier ones too).
+    origin: String,
+    /// Per job, the last entry of its opens and clicks read into it.
+    engaged_read: DashMap<JobId, (String, Instant)>,
     me: String,
     lease_ttl: Duration,
     poll: Duration,
@@ -96,9 +101,12 @@ impl Cluster {
             })
             .collect();
         let me = cluster.instance_id();
+        let origin = format!("{me}/{}", uuid::Uuid::now_v7().simple());
         let c = Arc::new(Cluster {
             work,
             events,
+            origin,
+            engaged_read: DashMap::new(),
             me,
             lease_ttl: Duration::from_millis(cluster.lease_ttl_ms.max(300)),
             poll: Duration::from_millis(cluster.poll_ms.max(50)),
@@ -360,7 +368,8 @@ async fn flush_deliveries(c: &Cluster, job: &Job, k: usize) {
     }
 }
 
-/// Appends the job's opens and clicks to its events.
+/// Appends the job's opens and clicks to its stream of them, for the other instances and
+/// for webhooks.
 async fn flush_engaged(c: &Cluster, job: &Job) {
     let Some(share) = job.share() else { return };
     let noted = share.take_engaged();
@@ -381,8 +390,8 @@ async fn flush_engaged(c: &Cluster, job: &Job) {
         }
         records.push(codec::encode_engaged(job.id.as_str(), at, &items));
     }
-    let stream = EventStream::Job(job.id.to_string());
-    if let Err(e) = c.events.append(&stream, &records).await {
+    let stream = EventStream::Engaged(job.id.to_string());
+    if let Err(e) = c.events.append(&stream, Some(&c.origin), &records).await {
         tracing::debug!(job = %job.id, error = %e, "opens and clicks not written yet");
         share.put_back_engaged(noted);
     }
@@ -428,6 +437,7 @@ async fn run(cluster: std::sync::Weak<Cluster>) {
                 tracing::debug!(error = %e, "could not list the cluster's jobs");
             }
             sync::follow_jobs(&c).await;
+            sync::follow_engaged(&c).await;
         }
     }
 }

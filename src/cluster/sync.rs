@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::Cluster;
-use crate::dispatch::journal::{decode_audience, StoredJob};
+use crate::dispatch::journal::{codec, decode_audience, StoredJob};
 use crate::dispatch::{recovery, Job};
 use crate::domain::{JobId, JobStatus};
 use crate::store::StoreError;
@@ -267,5 +267,67 @@ fn apply_control(c: &Cluster, job: &Job, control: &std::collections::HashMap<Str
             }
         }
         _ => {}
+    }
+}
+
+/// Entries of a job's opens and clicks read at once.
+const ENGAGED_PER_READ: usize = 256;
+
+/// Reads the opens and clicks other instances saw into this instance's copy of each job, so
+/// every instance reports them and a variants rollout decides on all of them. Jobs that
+/// ended are read every [`FINISHED_REFRESH`], for as long as their messages take receipts.
+pub(super) async fn follow_engaged(c: &Cluster) {
+    let jobs: Vec<Arc<Job>> = c.jobs.iter().map(|e| e.value().clone()).collect();
+    let now = c.dispatcher.clock().now();
+    let window = chrono::Duration::seconds(c.index_ttl.min(i64::MAX as u64) as i64);
+    for job in jobs {
+        let state = job.state();
+        if state.finished_at.is_some_and(|t| now - t > window) {
+            continue;
+        }
+        let (mut after, read_at) = c
+            .engaged_read
+            .get(&job.id)
+            .map(|r| r.value().clone())
+            .unwrap_or_else(|| (String::new(), std::time::Instant::now() - FINISHED_REFRESH));
+        if state.status.is_terminal() && read_at.elapsed() < FINISHED_REFRESH {
+            continue;
+        }
+        let stream = crate::store::EventStream::Engaged(job.id.to_string());
+        loop {
+            let entries = match c.events.read(&stream, &after, ENGAGED_PER_READ).await {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::debug!(job = %job.id, error = %e, "opens and clicks not read");
+                    break;
+                }
+            };
+            for entry in &entries {
+                if entry.origin.as_deref() == Some(c.origin.as_str()) {
+                    continue;
+                }
+                for stored in &entry.records {
+                    if let Ok(codec::LogRecord::Engaged { at, items, .. }) =
+                        codec::decode_record(stored)
+                    {
+                        let at = DateTime::from_timestamp(at, 0).unwrap_or(now);
+                        for (i, what) in items {
+                            if (i as usize) < job.audience.len() {
+                                job.restore_engaged(i, what, at);
+                            }
+                        }
+                    }
+                }
+            }
+            let full = entries.len() == ENGAGED_PER_READ;
+            if let Some(last) = entries.last() {
+                after = last.id.clone();
+            }
+            if !full {
+                break;
+            }
+        }
+        c.engaged_read
+            .insert(job.id.clone(), (after, std::time::Instant::now()));
     }
 }

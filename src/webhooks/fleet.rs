@@ -74,9 +74,9 @@ fn decode(stored: &[u8]) -> Result<Endpoint, StoreError> {
     serde_json::from_slice(body).map_err(db_err)
 }
 
-/// The streams `tenant`'s events are in: each job of it this instance knows, and its
-/// contact events; each with whether it belongs to a job that ended (its events come
-/// seldom then: late receipts, clicks).
+/// The streams `tenant`'s events are in: each job of it this instance knows (its events, its
+/// opens and clicks), and its contact events; each with whether it belongs to a job that
+/// ended (its events come seldom then: late receipts, clicks).
 fn streams_of(dispatcher: &Dispatcher, tenant: &TenantId) -> Vec<(EventStream, bool)> {
     let mut jobs: Vec<_> = dispatcher
         .list()
@@ -84,10 +84,12 @@ fn streams_of(dispatcher: &Dispatcher, tenant: &TenantId) -> Vec<(EventStream, b
         .filter(|j| j.spec.tenant == *tenant && j.share().is_some())
         .collect();
     jobs.sort_by_key(|j| j.spec.created_at);
-    let mut out: Vec<(EventStream, bool)> = jobs
-        .into_iter()
-        .map(|j| (EventStream::Job(j.id.to_string()), j.status().is_terminal()))
-        .collect();
+    let mut out: Vec<(EventStream, bool)> = Vec::with_capacity(jobs.len() * 2 + 1);
+    for j in jobs {
+        let ended = j.status().is_terminal();
+        out.push((EventStream::Job(j.id.to_string()), ended));
+        out.push((EventStream::Engaged(j.id.to_string()), ended));
+    }
     out.push((EventStream::Contacts(tenant.clone()), false));
     out
 }
@@ -103,6 +105,7 @@ pub fn of_entries(
     for entry in entries {
         let place = match stream {
             EventStream::Job(job) => format!("{job}_{}", entry.id),
+            EventStream::Engaged(job) => format!("{job}_e{}", entry.id),
             EventStream::Contacts(tenant) => format!("{tenant}_{}", entry.id),
         };
         let mut n = 0u32;

@@ -17,6 +17,7 @@ mod dispatch_control;
 mod edge_hardening;
 mod email;
 mod failover;
+mod fleet_engagement;
 mod http_provider;
 mod inbound_optout;
 mod jobs_api;

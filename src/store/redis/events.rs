@@ -2,10 +2,12 @@
 //! cursors and the lease that lets one instance deliver an endpoint's events.
 //!
 //! A job's events live in a stream under the job's hash tag (`{..job..}:v1:ev`), appended by
-//! the same scripts that write its outcomes, receipts and end ([`super::work`]); they expire
-//! with the job's records. A tenant's contact events live in one stream per tenant, capped
-//! at [`CONTACT_EVENTS_KEPT`] entries. An entry holds journal records (`r` fields, the
-//! journal codec's encoding) or a job's end (`j`: `completed` or `cancelled`).
+//! the same scripts that write its outcomes, receipts and end ([`super::work`]); its opens
+//! and clicks in another (`..:v1:eng`), which every instance reads into its copy of the job.
+//! Both expire with the job's records. A tenant's contact events live in one stream per
+//! tenant, capped at [`CONTACT_EVENTS_KEPT`] entries. An entry holds journal records (`r`
+//! fields, the journal codec's encoding) or a job's end (`j`: `completed` or `cancelled`),
+//! and may name the process that appended it (`i`).
 
 use std::collections::HashMap;
 
@@ -43,6 +45,8 @@ pub struct StreamEntry {
     pub records: Vec<Vec<u8>>,
     /// A job's end: `completed` or `cancelled`.
     pub job_end: Option<String>,
+    /// The process that appended it, when it said.
+    pub origin: Option<String>,
 }
 
 impl StreamEntry {
@@ -56,10 +60,11 @@ impl StreamEntry {
     }
 }
 
-/// Which stream: a job's events, or a tenant's contact events.
+/// Which stream: a job's events, its opens and clicks, or a tenant's contact events.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum EventStream {
     Job(String),
+    Engaged(String),
     Contacts(TenantId),
 }
 
@@ -68,6 +73,7 @@ impl EventStream {
     pub fn cursor_field(&self) -> String {
         match self {
             EventStream::Job(id) => format!("job:{id}"),
+            EventStream::Engaged(id) => format!("eng:{id}"),
             EventStream::Contacts(t) => format!("contacts:{t}"),
         }
     }
@@ -93,14 +99,17 @@ impl RedisEvents {
     fn key(&self, stream: &EventStream) -> String {
         match stream {
             EventStream::Job(id) => self.keys.job(id).events(),
+            EventStream::Engaged(id) => self.keys.job(id).engaged(),
             EventStream::Contacts(t) => self.keys.contact_events(t),
         }
     }
 
-    /// Appends journal records to a stream; answers the entry's id.
+    /// Appends journal records to a stream, naming the process that appends them when
+    /// given; answers the entry's id.
     pub async fn append(
         &self,
         stream: &EventStream,
+        origin: Option<&str>,
         records: &[Vec<u8>],
     ) -> Result<String, StoreError> {
         let mut cmd = redis::cmd("XADD");
@@ -109,6 +118,9 @@ impl RedisEvents {
             cmd.arg("MAXLEN").arg("~").arg(CONTACT_EVENTS_KEPT);
         }
         cmd.arg("*");
+        if let Some(origin) = origin {
+            cmd.arg("i").arg(origin);
+        }
         for r in records {
             cmd.arg("r").arg(r.as_slice());
         }
@@ -299,11 +311,13 @@ fn parse_entries(v: Value) -> Result<Vec<StreamEntry>, StoreError> {
             id,
             records: Vec::new(),
             job_end: None,
+            origin: None,
         };
         for kv in fields.chunks_exact(2) {
             match kv[0].as_slice() {
                 b"r" => entry.records.push(kv[1].clone()),
                 b"j" => entry.job_end = Some(String::from_utf8_lossy(&kv[1]).into_owned()),
+                b"i" => entry.origin = Some(String::from_utf8_lossy(&kv[1]).into_owned()),
                 _ => {}
             }
         }

@@ -98,6 +98,12 @@ impl JobKeys {
     pub(super) fn events(&self) -> String {
         format!("{}ev", self.base)
     }
+
+    /// The job's opens and clicks, appended by whichever instance saw them: every instance
+    /// reads them into its copy of the job, and webhooks announce them.
+    pub(super) fn engaged(&self) -> String {
+        format!("{}eng", self.base)
+    }
 }
 
 const CHANNELS: [Channel; 4] = [Channel::Sms, Channel::Email, Channel::Push, Channel::Wechat];

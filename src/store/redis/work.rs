@@ -285,6 +285,7 @@ impl RedisWork {
             pipe.expire(k.deliveries(s), ttl).ignore();
         }
         pipe.expire(k.events(), ttl).ignore();
+        pipe.expire(k.engaged(), ttl).ignore();
         self.conn.query::<()>(&pipe).await?;
         let mut pipe = redis::pipe();
         pipe.sadd(self.keys.work_done(), id).ignore();
