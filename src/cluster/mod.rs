@@ -232,21 +232,7 @@ async fn flush_shard(c: &Cluster, job: &Job, k: usize) -> bool {
     if updates.is_empty() && events.is_empty() {
         return true;
     }
-    let records = event_records(job, &events);
-    let now = chrono::Utc::now().timestamp_micros();
-    match c
-        .work
-        .commit(
-            job.id.as_str(),
-            k as u32,
-            &c.me,
-            &c.finals,
-            now,
-            &updates,
-            &records,
-        )
-        .await
-    {
+    match commit(c, job, k, &updates, &events).await {
         Ok(CommitAnswer::Written { .. }) => true,
         Ok(CommitAnswer::LeaseLost) => {
             tracing::warn!(job = %job.id, shard = k, dropped = updates.len(), "shard lease lost; its new holder decides these recipients again");
@@ -269,6 +255,30 @@ async fn flush_shard(c: &Cluster, job: &Job, k: usize) -> bool {
             false
         }
     }
+}
+
+/// Writes outcome changes of shard `k` with the events that announce them, fenced by its
+/// lease.
+async fn commit(
+    c: &Cluster,
+    job: &Job,
+    k: usize,
+    updates: &[OutcomeUpdate],
+    events: &[EventNote],
+) -> Result<CommitAnswer, StoreError> {
+    let records = event_records(job, events);
+    let now = chrono::Utc::now().timestamp_micros();
+    c.work
+        .commit(
+            job.id.as_str(),
+            k as u32,
+            &c.me,
+            &c.finals,
+            now,
+            updates,
+            &records,
+        )
+        .await
 }
 
 /// Event notes as journal records: provider answers grouped by provider and second, in
@@ -481,7 +491,6 @@ impl SendingMarks for Marks {
                 });
             }
         }
-        let now = chrono::Utc::now().timestamp_micros();
         for (k, marks) in by_shard {
             // Changes noted earlier go first, so a mark is never overwritten by an older one;
             // their events go with them.
@@ -489,20 +498,7 @@ impl SendingMarks for Marks {
             let events = share.take_events(k);
             let older = updates.len();
             updates.extend(marks);
-            let records = event_records(job, &events);
-            match c
-                .work
-                .commit(
-                    job.id.as_str(),
-                    k as u32,
-                    &c.me,
-                    &c.finals,
-                    now,
-                    &updates,
-                    &records,
-                )
-                .await
-            {
+            match commit(&c, job, k, &updates, &events).await {
                 Ok(CommitAnswer::Written { .. }) => {}
                 Ok(CommitAnswer::LeaseLost) => {
                     share.set_owned(k, false);

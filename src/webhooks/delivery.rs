@@ -20,10 +20,20 @@ use crate::dispatch::Dispatcher;
 use crate::durable::{Durable, DurableError};
 use crate::ledger::Chainer;
 
-/// How long a day of failures is.
-const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
+/// How long a day of failures is: an endpoint failing that long is disabled.
+pub(super) const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The wait before attempt `attempt` (1 and up) at a failing endpoint: exponential from 1 s,
+/// capped at 10 minutes, with full jitter so endpoints recovering together are not hit
+/// together.
+pub(super) fn backoff(attempt: u32) -> Duration {
+    let cap = Duration::from_secs(1)
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(MAX_BACKOFF);
+    rand::thread_rng().gen_range(Duration::ZERO..=cap)
+}
 /// How often an endpoint that is caught up looks for new events.
 const IDLE_POLL: Duration = Duration::from_millis(300);
 /// Journal keys read at once.
@@ -249,16 +259,14 @@ pub async fn run(deps: Deps, mut endpoint: Endpoint, stop: CancellationToken) {
             let _ = tokio::task::spawn_blocking(move || store.save(&e, None)).await;
         }
         attempt = attempt.saturating_add(1);
-        let cap = Duration::from_secs(1)
-            .saturating_mul(1u32 << attempt.min(10))
-            .min(MAX_BACKOFF);
-        let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+        let wait = backoff(attempt);
         tracing::info!(endpoint = %endpoint.id, %error, attempt, wait_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
         sleep_or_stop(&stop, wait).await;
     }
 }
 
-async fn sleep_or_stop(stop: &CancellationToken, d: Duration) {
+/// Sleeps for `d`, or less when `stop` is cancelled first.
+pub(super) async fn sleep_or_stop(stop: &CancellationToken, d: Duration) {
     tokio::select! {
         () = tokio::time::sleep(d) => {}
         () = stop.cancelled() => {}

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use tokio_util::sync::CancellationToken;
 
-use super::delivery;
+use super::delivery::{self, sleep_or_stop};
 use super::events::{self, Event};
 use super::store::{Endpoint, StoreError, ENDPOINT_VERSION};
 use crate::access::TenantId;
@@ -35,10 +34,6 @@ pub const LEASE_TTL: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_millis(300);
 /// Stream entries read at once (an entry holds up to a commit's worth of events).
 const ENTRIES_PER_READ: usize = 64;
-/// How long a day of failures is.
-const GIVE_UP_AFTER: chrono::Duration = chrono::Duration::hours(24);
-/// The longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// What a fleet delivery loop works with.
 pub struct FleetDeps {
@@ -183,7 +178,7 @@ pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: Cancellatio
             Err(Failure::Send(error)) => {
                 let now = Utc::now();
                 let since = *endpoint.failing_since.get_or_insert(now);
-                if now - since > GIVE_UP_AFTER {
+                if now - since > delivery::GIVE_UP_AFTER {
                     endpoint.disabled = true;
                     tracing::warn!(endpoint = %endpoint.id, %error, "webhook endpoint failed for a day; its deliveries stop");
                     let _ = save(&deps.events, &endpoint).await;
@@ -193,10 +188,7 @@ pub async fn run(deps: Arc<FleetDeps>, mut endpoint: Endpoint, stop: Cancellatio
                     let _ = save(&deps.events, &endpoint).await;
                 }
                 attempt = attempt.saturating_add(1);
-                let cap = Duration::from_secs(1)
-                    .saturating_mul(1u32 << attempt.min(10))
-                    .min(MAX_BACKOFF);
-                let wait = rand::thread_rng().gen_range(Duration::ZERO..=cap);
+                let wait = delivery::backoff(attempt);
                 tracing::info!(endpoint = %endpoint.id, %error, attempt, wait_ms = wait.as_millis() as u64, "webhook delivery failed; retrying");
                 // The lease is kept through the wait, so the endpoint's backoff is not
                 // restarted by another instance.
@@ -424,13 +416,6 @@ fn same_delivery(a: &Endpoint, b: &Endpoint) -> bool {
         && a.event_types == b.event_types
         && a.batch_size == b.batch_size
         && a.disabled == b.disabled
-}
-
-async fn sleep_or_stop(stop: &CancellationToken, d: Duration) {
-    tokio::select! {
-        () = tokio::time::sleep(d) => {}
-        () = stop.cancelled() => {}
-    }
 }
 
 #[cfg(test)]

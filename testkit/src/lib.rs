@@ -16,5 +16,6 @@ pub mod loopback;
 pub mod observed;
 pub mod redis;
 pub mod signed;
+pub mod webhook_signature;
 
 pub use gateway::*;

@@ -8,10 +8,6 @@
 use super::*;
 
 use axum::http::HeaderMap;
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 const RECIPIENTS: usize = 3_000;
@@ -26,26 +22,13 @@ struct Hooked {
     bad_signatures: AtomicU64,
 }
 
-/// Checks `webhook-signature` against our own HMAC of `id.timestamp.body`.
-fn signed_right(headers: &HeaderMap, body: &[u8]) -> bool {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let key = STANDARD
-        .decode(SECRET.trim_start_matches("whsec_"))
-        .expect("key");
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("hmac");
-    mac.update(format!("{}.{}.", get("webhook-id"), get("webhook-timestamp")).as_bytes());
-    mac.update(body);
-    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
-    get("webhook-signature").split(' ').any(|s| s == expected)
-}
-
 async fn receiver() -> (String, Arc<Hooked>) {
     let rec = Arc::new(Hooked::default());
     let r = rec.clone();
     let handler = move |headers: HeaderMap, body: Bytes| {
         let r = r.clone();
         async move {
-            if !signed_right(&headers, &body) {
+            if !herald_testkit::webhook_signature::signed_right(SECRET, &headers, &body) {
                 r.bad_signatures.fetch_add(1, Ordering::SeqCst);
                 return StatusCode::UNAUTHORIZED;
             }
@@ -59,13 +42,7 @@ async fn receiver() -> (String, Arc<Hooked>) {
         }
     };
     let app = axum::Router::new().route("/hook", axum::routing::post(handler));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind the receiver");
-    let addr = listener.local_addr().expect("receiver address");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let addr = herald_testkit::loopback::serve(app).await;
     (format!("http://{addr}/hook"), rec)
 }
 
