@@ -203,3 +203,47 @@ fn server_result(v: Value) -> RedisResult<Value> {
         v => Ok(v),
     }
 }
+
+impl Conn {
+    /// Runs a script by hash, and with its body when the server does not know it yet (after
+    /// a restart or failover, or on a node of a cluster that never ran it).
+    pub(super) async fn run_script<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
+        &self,
+        body: &str,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[A],
+    ) -> Result<T, StoreError> {
+        let by_hash = eval("EVALSHA", script.get_hash(), keys, args);
+        let first = self.query_each(std::slice::from_ref(&by_hash)).await?;
+        let value = match first.into_iter().next() {
+            Some(Ok(v)) => v,
+            Some(Err(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                let with_body = eval("EVAL", body, keys, args);
+                let again = self.query_each(std::slice::from_ref(&with_body)).await?;
+                match again.into_iter().next() {
+                    Some(Ok(v)) => v,
+                    Some(Err(e)) => return Err(unavailable(e)),
+                    None => redis::Value::Nil,
+                }
+            }
+            Some(Err(e)) => return Err(unavailable(e)),
+            None => redis::Value::Nil,
+        };
+        redis::from_redis_value(value).map_err(unavailable)
+    }
+}
+
+/// `EVALSHA hash` or `EVAL body`, with the keys and arguments.
+fn eval<A: redis::ToRedisArgs>(
+    first: &str,
+    script: &str,
+    keys: &[String],
+    args: &[A],
+) -> redis::Cmd {
+    let mut cmd = redis::cmd(first);
+    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+    cmd
+}

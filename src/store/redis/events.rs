@@ -241,37 +241,12 @@ impl RedisEvents {
     /// Takes or extends the lease on delivering endpoint `id`'s events for `ttl_ms`;
     /// answers whether `me` holds it.
     pub async fn hold_lease(&self, id: &str, me: &str, ttl_ms: u64) -> Result<bool, StoreError> {
-        let mut cmd = redis::cmd("EVALSHA");
-        let key = self.keys.webhook_lease(id);
-        cmd.arg(self.lease.get_hash())
-            .arg(1)
-            .arg(&key)
-            .arg(me)
-            .arg(ttl_ms);
-        let first = self.conn.query_each(std::slice::from_ref(&cmd)).await?;
-        let v = match first.into_iter().next() {
-            Some(Ok(v)) => v,
-            Some(Err(e))
-                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-            {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(LEASE_LUA).arg(1).arg(&key).arg(me).arg(ttl_ms);
-                match self
-                    .conn
-                    .query_each(std::slice::from_ref(&cmd))
-                    .await?
-                    .into_iter()
-                    .next()
-                {
-                    Some(Ok(v)) => v,
-                    Some(Err(e)) => return Err(unavailable(e)),
-                    None => Value::Nil,
-                }
-            }
-            Some(Err(e)) => return Err(unavailable(e)),
-            None => Value::Nil,
-        };
-        let held: i64 = redis::from_redis_value(v).map_err(unavailable)?;
+        let keys = [self.keys.webhook_lease(id)];
+        let args = [me.to_string(), ttl_ms.to_string()];
+        let held: i64 = self
+            .conn
+            .run_script(LEASE_LUA, &self.lease, &keys, &args)
+            .await?;
         Ok(held == 1)
     }
 

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
+use redis::Cmd;
 
 use super::conn::{unavailable, Conn};
 use super::keys::{JobKeys, Keys};
@@ -347,7 +347,8 @@ impl RedisWork {
         });
         let k = self.job(id);
         let keys = vec![k.control(), k.events()];
-        self.run_script(STATUS_LUA, &self.status, &keys, &[status.to_string(), f, v])
+        self.conn
+            .run_script(STATUS_LUA, &self.status, &keys, &[status.to_string(), f, v])
             .await
     }
 
@@ -396,6 +397,7 @@ impl RedisWork {
         let keys: Vec<String> = shards.iter().map(|&s| k.lease(s)).collect();
         let args = [me.to_string(), ttl_ms.to_string()];
         let out: Vec<i64> = self
+            .conn
             .run_script(RENEW_LUA, &self.renew, &keys, &args)
             .await?;
         Ok(out.into_iter().map(|v| v == 1).collect())
@@ -409,6 +411,7 @@ impl RedisWork {
         let k = self.job(id);
         let keys: Vec<String> = shards.iter().map(|&s| k.lease(s)).collect();
         let _: i64 = self
+            .conn
             .run_script(RELEASE_LUA, &self.release, &keys, &[me.to_string()])
             .await?;
         Ok(())
@@ -460,6 +463,7 @@ impl RedisWork {
             ]);
         }
         let v: i64 = self
+            .conn
             .run_script(COMMIT_LUA, &self.commit, &keys, &args)
             .await?;
         Ok(match v {
@@ -494,6 +498,7 @@ impl RedisWork {
             args.extend([pos.to_string().into_bytes(), code.to_string().into_bytes()]);
         }
         let answer: Vec<i64> = self
+            .conn
             .run_script(DELIVERY_LUA, &self.delivery, &keys, &args)
             .await?;
         Ok(match answer.split_first() {
@@ -586,41 +591,4 @@ impl RedisWork {
             })
             .collect())
     }
-
-    /// Runs a script by hash, and with its body when the server does not know it yet.
-    async fn run_script<T: redis::FromRedisValue, A: redis::ToRedisArgs>(
-        &self,
-        body: &str,
-        script: &redis::Script,
-        keys: &[String],
-        args: &[A],
-    ) -> Result<T, StoreError> {
-        let by_hash = eval("EVALSHA", script.get_hash(), keys, args);
-        let first = self.conn.query_each(std::slice::from_ref(&by_hash)).await?;
-        let value = match first.into_iter().next() {
-            Some(Ok(v)) => v,
-            Some(Err(e)) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                let with_body = eval("EVAL", body, keys, args);
-                let again = self
-                    .conn
-                    .query_each(std::slice::from_ref(&with_body))
-                    .await?;
-                match again.into_iter().next() {
-                    Some(Ok(v)) => v,
-                    Some(Err(e)) => return Err(unavailable(e)),
-                    None => Value::Nil,
-                }
-            }
-            Some(Err(e)) => return Err(unavailable(e)),
-            None => Value::Nil,
-        };
-        redis::from_redis_value(value).map_err(unavailable)
-    }
-}
-
-/// `EVALSHA hash` or `EVAL body`, with the keys and arguments.
-fn eval<A: redis::ToRedisArgs>(first: &str, script: &str, keys: &[String], args: &[A]) -> Cmd {
-    let mut cmd = redis::cmd(first);
-    cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
-    cmd
 }
