@@ -77,7 +77,6 @@ fn wire_error(e: WireError) -> ApiError {
     ),
     responses(
         (status = 200, description = "herald's format: a `ReceiptTally` (`applied`, `duplicates`, `unknown`); a cloud provider's: the acknowledgement it expects", body = Object),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
         (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
         (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -171,7 +170,6 @@ pub(super) async fn apply(
     request_body(description = "One delivery status notification (RFC 3464), as received", content((String = "message/rfc822"), (String = "text/plain"))),
     responses(
         (status = 200, description = "`applied`, `duplicates`, `unknown` and `suppressed` counts", body = Object),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
         (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
         (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -235,7 +233,6 @@ pub async fn bounces(
     request_body(description = "Inbound replies", content((Object = "application/json"))),
     responses(
         (status = 200, description = "What the replies did (`replayed` for a signed request already applied)", body = InboundTally),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
         (status = 404, description = "No such provider (`not_found`)", body = ErrorBody),
         (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),

@@ -33,7 +33,6 @@ pub struct ConsentHistory {
     params(("id" = String, Path, description = "The contact id")),
     responses(
         (status = 200, description = "Every consent change, oldest first", body = ConsentHistory),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such contact (`not_found`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

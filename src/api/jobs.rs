@@ -97,7 +97,6 @@ pub enum Answered<'a> {
             ("ChangeJobStatus" = (operation_id = "change_job_status", parameters(("id" = "$response.body#/id")))),
         )),
         (status = 200, description = "The job this Idempotency-Key already made, or with `dry_run=true` the preview", body = Answered),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 409, description = "`idempotency_conflict`, `idempotency_in_progress`, or `snapshot_stale`", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json or application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "Not possible (`unprocessable`, e.g. no provider for the channel) or a content rule broken (`content_rule`)", body = ErrorBody),
@@ -463,7 +462,6 @@ pub fn missing_job(state: &AppState, id: &JobId) -> ApiError {
     params(("id" = String, Path, description = "The job id (`job_...`)")),
     responses(
         (status = 200, description = "The job", body = JobView),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such job (`not_found`)", body = ErrorBody),
         (status = 503, description = "The job is being restored after a restart (`unavailable`); ask again shortly", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -507,7 +505,6 @@ pub struct JobList<'a> {
     params(ListQuery),
     responses(
         (status = 200, description = "The jobs, newest first", body = JobList),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
     )
 )]
 pub async fn list(
@@ -558,7 +555,6 @@ pub struct ResumeRequest {
     request_body(description = "With `resume` only, optionally: a raised budget", content((ResumeRequest = "application/json"))),
     responses(
         (status = 200, description = "The job after the change", body = JobView),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such job or action (`not_found`)", body = ErrorBody),
         (status = 409, description = "The job's status does not allow it (`invalid_transition`), or a budget-stopped job resumed without a higher budget (`budget_not_raised`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`), or the job is being restored or could not be recorded (`unavailable`); repeat the request", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -635,7 +631,6 @@ pub async fn transition(
     params(("id" = String, Path, description = "The job id")),
     responses(
         (status = 200, description = "One `RecipientLine` a line, in submission order", content_type = "application/x-ndjson", body = String),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such job (`not_found`)", body = ErrorBody),
         (status = 503, description = "The job is being restored after a restart (`unavailable`); ask again shortly", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

@@ -99,7 +99,6 @@ fn request_error(e: KeyRequestError) -> ApiError {
         (status = 201, description = "Made; `key` is shown this once", body = CreatedKey, links(
             ("RevokeKey" = (operation_id = "revoke_api_key", parameters(("id" = "$response.body#/id")))),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
@@ -175,7 +174,6 @@ pub async fn list(
     params(("id" = String, Path, description = "The key's id (the 16 hex digits after `hk_`)")),
     responses(
         (status = 200, description = "Revoked (revoking twice keeps the first time)", body = KeyView),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such key, or another tenant's (`not_found`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

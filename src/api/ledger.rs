@@ -14,7 +14,7 @@ use serde::Deserialize;
 use tokio_stream::wrappers::ReceiverStream;
 use utoipa::IntoParams;
 
-use super::error::{ApiError, ErrorBody};
+use super::error::ApiError;
 use super::extract::ApiQuery;
 use crate::access::Principal;
 use crate::app::AppState;
@@ -105,7 +105,6 @@ fn csv_line(e: &LedgerEntry, out: &mut Vec<u8>) {
             (String = "application/x-ndjson"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
     )
 )]
 pub async fn entries(
@@ -168,7 +167,6 @@ pub async fn entries(
     params(LedgerQuery),
     responses(
         (status = 200, description = "Totals per currency and by campaign, channel, provider, country and month", body = Summary),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
     )
 )]
 pub async fn summary(

@@ -157,6 +157,22 @@ fn add_common(path: &str, op: &mut Operation, keyed: bool) {
             .entry(status.to_string())
             .or_insert(RefOr::T(r));
     };
+    // Every parameter and body is validated; what fails names its field.
+    let has_parameters = op.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    if op.request_body.is_some() {
+        add(
+            "400",
+            error(
+                "A malformed field (`invalid_field`, naming it) or body (`bad_request`)",
+                false,
+            ),
+        );
+    } else if has_parameters {
+        add(
+            "400",
+            error("A malformed field (`invalid_field`, naming it)", false),
+        );
+    }
     if keyed {
         add("401", error("No or wrong API key (`unauthorized`)", false));
     }

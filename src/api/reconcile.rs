@@ -69,7 +69,6 @@ impl ReconcileQuery {
             (Report = "application/json"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 415, description = "Content-Type is not text/csv (`unsupported_media_type`)", body = ErrorBody),
     )
 )]

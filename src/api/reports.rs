@@ -72,7 +72,6 @@ async fn respond(
             (Report = "application/json"),
             (String = "text/csv; charset=utf-8"),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such job (`not_found`)", body = ErrorBody),
         (status = 503, description = "The job is being restored after a restart (`unavailable`), or the state backend does not answer (`state_unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
@@ -100,7 +99,6 @@ pub async fn job(
             (Report = "application/json"),
             (String = "text/csv; charset=utf-8"),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No job of this campaign (`not_found`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

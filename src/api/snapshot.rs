@@ -107,7 +107,6 @@ fn refused_error(refused: &Refused) -> ApiError {
     ),
     responses(
         (status = 200, description = "The snapshot was replaced", body = LoadReport),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 415, description = "Content-Type is not text/csv or application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
         (status = 422, description = "The upload was refused (`snapshot_rejected`, with `refusal`, counts and row `errors`); nothing changed", body = ErrorBody),
     )
@@ -236,7 +235,6 @@ pub async fn get(
     ),
     responses(
         (status = 200, description = "The patch was applied", body = PatchReport),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/x-ndjson (`unsupported_media_type`)", body = ErrorBody),
     )
 )]

@@ -92,7 +92,6 @@ pub struct SuppressionsAdded {
     ),
     responses(
         (status = 200, description = "Every line was added", body = SuppressionsAdded),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )
 )]
@@ -145,7 +144,6 @@ pub async fn put(
     params(("key" = String, Path, description = "A phone number, contact id, email address or push token")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "Not on the list (`not_found`)", body = ErrorBody),
         (status = 503, description = "The state backend does not answer (`state_unavailable`); nothing was accepted", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

@@ -36,7 +36,6 @@ const PIXEL: [u8; 43] = [
     responses(
         (status = 302, description = "To the link the message's template held; the click is recorded",
             headers(("Location" = String, description = "The link"))),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "A forged or altered token, or one naming no link (`not_found`)", body = ErrorBody),
     )
 )]
@@ -74,7 +73,6 @@ pub async fn click(
     params(("token" = String, Path, description = "The signed open token of one email")),
     responses(
         (status = 200, description = "A transparent 1×1 GIF; the open is recorded", content_type = "image/gif", body = Vec<u8>),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
     )
 )]
@@ -131,7 +129,6 @@ fn unsubscribe_contact(
     params(("token" = String, Path, description = "The signed unsubscribe token of one message")),
     responses(
         (status = 200, description = "A page with a button that confirms", content_type = "text/html", body = String),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it)", body = ErrorBody),
         (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
     )
 )]
@@ -169,7 +166,6 @@ pub async fn unsubscribe_page(
     params(("token" = String, Path, description = "The signed unsubscribe token of one message")),
     responses(
         (status = 200, description = "Opted out of email (RFC 8058 one-click; repeating changes nothing)", content_type = "text/html", body = String),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it)", body = ErrorBody),
         (status = 404, description = "A forged or altered token (`not_found`)", body = ErrorBody),
         (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
     )

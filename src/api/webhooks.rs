@@ -189,7 +189,6 @@ fn check_secret(field: &str, secret: &Option<String>) -> Result<(), ApiError> {
             ("ReplayEvents" = (operation_id = "replay_webhook_events", parameters(("id" = "$response.body#/id")))),
             ("DeleteWebhook" = (operation_id = "delete_webhook", parameters(("id" = "$response.body#/id")))),
         )),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
 )]
@@ -282,7 +281,6 @@ pub async fn list(
     params(("id" = String, Path, description = "The endpoint id")),
     responses(
         (status = 204, description = "Stopped and forgotten"),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
         (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
@@ -309,7 +307,6 @@ pub async fn delete(
     request_body(description = "Optional", content((Rotate = "application/json"))),
     responses(
         (status = 200, description = "The new secret", body = Rotated),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
         (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )
@@ -358,7 +355,6 @@ fn time(field: &str, v: Option<&str>) -> Result<DateTime<Utc>, ApiError> {
     params(("id" = String, Path, description = "The endpoint id"), ReplayQuery),
     responses(
         (status = 202, description = "The events of that range are queued again", body = Replayed),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
         (status = 422, description = "Event webhooks need durable state, embedded or Redis (`unprocessable`, field `webhooks`)", body = ErrorBody),
     )

@@ -60,7 +60,6 @@ fn verified<'a>(
     ),
     responses(
         (status = 200, description = "`echostr` as sent", content_type = "text/plain", body = String),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it)", body = ErrorBody),
         (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
         (status = 404, description = "No such WeChat provider (`not_found`)", body = ErrorBody),
     )
@@ -100,7 +99,6 @@ pub async fn verify_url(
     request_body(description = "One event of the account, as WeChat's XML (in encrypted mode, `<xml><Encrypt>...</Encrypt></xml>`)", content((String = "text/xml"))),
     responses(
         (status = 200, description = "`success`", content_type = "text/plain", body = String),
-        (status = 400, description = "A malformed field (`invalid_field`, naming it) or body (`bad_request`)", body = ErrorBody),
         (status = 401, description = "Not authentic: `callbacks_not_configured`, `signature_missing`, `signature_malformed`, `timestamp_out_of_window` or `signature_mismatch`", body = ErrorBody),
         (status = 404, description = "No such WeChat provider (`not_found`)", body = ErrorBody),
         (status = 503, description = "Not recorded durably (`unavailable`) or the state backend does not answer (`state_unavailable`); send it again", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait"))),
