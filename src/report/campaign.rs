@@ -157,21 +157,22 @@ pub async fn build(
     let mut series: BTreeMap<i64, MinuteCounts> = BTreeMap::new();
     let mut links = Vec::new();
     for job in jobs {
-        let c = &job.progress.counters;
+        // With shared work, what every instance wrote (the breakdowns below stay this
+        // instance's own).
+        let remaining = super::job_view::remaining(job);
         let cancelled = if job.status() == JobStatus::Cancelled {
-            job.remaining()
+            remaining
         } else {
             0
         };
-        let counts = c.snapshot(job.currency, cancelled);
+        let counts = super::job_view::counts(job);
         f.audience += counts.audience;
         for (reason, n) in counts.rejected {
             *by_reason.entry(reason).or_default() += n;
         }
         f.deferred += counts.deferred;
         f.cancelled += cancelled;
-        f.pending += job
-            .remaining()
+        f.pending += remaining
             .saturating_sub(counts.deferred)
             .saturating_sub(cancelled);
         f.sent += counts.sent;

@@ -132,10 +132,20 @@ pub fn view(job: &Job, now: DateTime<Utc>) -> JobView<'_> {
 /// A job's counts as its report shows them (with shared work, every instance's).
 pub fn counts(job: &Job) -> Counts {
     let cancelled = match job.state().status {
-        JobStatus::Cancelled => job.remaining(),
+        JobStatus::Cancelled => remaining(job),
         _ => 0,
     };
     shared_counts(job, job.progress.counters.snapshot(job.currency, cancelled))
+}
+
+/// Recipients without a final outcome yet (with shared work, as every instance wrote them).
+pub fn remaining(job: &Job) -> u64 {
+    match job.share().and_then(|s| s.counts()) {
+        Some(shared) => (job.audience.len() as u64)
+            .saturating_sub(job.audience.duplicates().len() as u64)
+            .saturating_sub(shared.finals),
+        None => job.remaining(),
+    }
 }
 
 /// With shared work, the counts every instance wrote (duplicates are found at planning;

@@ -1,6 +1,7 @@
-//! Opens and clicks in a fleet: a click on a tracked link reaches whichever instance the load
-//! balancer picks, and every instance's report of the job must count it (a variants rollout
-//! decides on them too). Two gateways share one Redis key prefix with work sharing on.
+//! Reports in a fleet: a click on a tracked link reaches whichever instance the load balancer
+//! picks, and every instance's report of the job must count it (a variants rollout decides on
+//! them too), with the sends of both instances. Two gateways share one Redis key prefix with
+//! work sharing on.
 
 use std::time::{Duration, Instant};
 
@@ -8,6 +9,8 @@ use herald::config::{Secret, StateBackend};
 use herald_testkit::redis::{unique_prefix, Cleanup, SHARED_URL};
 use herald_testkit::{sms_job, Gateway};
 use serde_json::{json, Value};
+
+const RECIPIENTS: usize = 40;
 
 async fn instance(prefix: &str, name: &str) -> Gateway {
     let (prefix, name) = (prefix.to_string(), name.to_string());
@@ -46,13 +49,17 @@ async fn a_click_on_any_instance_counts_on_every_instance() {
     };
     let a = instance(&prefix, "a").await;
     let b = instance(&prefix, "b").await;
-    let csv = "contact_id,phone,timezone,sms_consent\n\
-               k0,+8613150000000,Asia/Shanghai,opt_in\n\
-               k1,+8613150000001,Asia/Shanghai,opt_in\n\
-               k2,+8613150000002,Asia/Shanghai,opt_in\n";
-    a.load_csv(csv).await;
-    b.load_csv(csv).await;
-    let contacts = json!([{"contact_id": "k0"}, {"contact_id": "k1"}, {"contact_id": "k2"}]);
+    // Enough recipients for the job's shards to be shared by both instances.
+    let mut csv = String::from("contact_id,phone,timezone,sms_consent\n");
+    for i in 0..RECIPIENTS {
+        csv.push_str(&format!("k{i},+86131500{i:05},Asia/Shanghai,opt_in\n"));
+    }
+    a.load_csv(&csv).await;
+    b.load_csv(&csv).await;
+    let contacts: Vec<Value> = (0..RECIPIENTS)
+        .map(|i| json!({ "contact_id": format!("k{i}") }))
+        .collect();
+    let contacts = Value::Array(contacts);
     let (status, body) = a
         .submit(&sms_job(
             "fleet-clicks",
@@ -93,7 +100,7 @@ async fn a_click_on_any_instance_counts_on_every_instance() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Read again later, each click still counts once, on both instances.
+    // Read again later: each click still counts once, and every send counts, on both.
     tokio::time::sleep(Duration::from_millis(600)).await;
     for g in [&a, &b] {
         let r = g
@@ -103,6 +110,8 @@ async fn a_click_on_any_instance_counts_on_every_instance() {
             .expect("report");
         assert_eq!(r.status(), 200);
         let report: Value = r.json().await.expect("report json");
+        assert_eq!(report["funnel"]["sent"], RECIPIENTS, "{report:#}");
+        assert_eq!(report["funnel"]["pending"], 0, "{report:#}");
         assert_eq!(report["funnel"]["clicked"]["total"], 2, "{report:#}");
         assert_eq!(
             report["funnel"]["clicked"]["unique_contacts"], 2,
