@@ -19,7 +19,7 @@ use super::job_request::{
     content_findings, text_variables, validate, BudgetRequest, JobRequest, RecipientRequest,
     ValidJob,
 };
-use crate::access::Principal;
+use crate::access::{Principal, TenantId};
 use crate::app::AppState;
 use crate::compliance::Finding;
 use crate::dispatch::planner;
@@ -169,7 +169,7 @@ async fn read_submission(
         .unwrap_or("application/json");
     let (mut valid, audience, fingerprint, findings) =
         if content_type.starts_with("application/x-ndjson") {
-            read_ndjson(state, body, dry_run).await?
+            read_ndjson(state, &by.tenant, body, dry_run).await?
         } else if content_type.starts_with("application/json") {
             read_json(state, by, body, dry_run).await?
         } else {
@@ -263,7 +263,7 @@ fn check_content(
 }
 
 /// Checks that the job can be dispatched before its audience is read.
-fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
+fn precheck(state: &AppState, valid: &ValidJob, tenant: &TenantId) -> Result<(), ApiError> {
     // Each instance would choose a rollout's winner from its own counts.
     let rollout = valid
         .spec
@@ -288,7 +288,11 @@ fn precheck(state: &AppState, valid: &ValidJob) -> Result<(), ApiError> {
     }
     let now = state.clock.now();
     let scheduled_later = valid.spec.send_at.is_some_and(|t| t > now);
-    if !scheduled_later && state.snapshot_stale(now) {
+    // Judged on the book the job reads: the submitting tenant's. A tenant without a book
+    // has nothing in it to grow old (every recipient is an unknown contact).
+    let stale = state.books.has_book(tenant)
+        && state.snapshot_stale_at(state.books.store(tenant).as_of(), now);
+    if !scheduled_later && stale {
         return Err(ApiError::new(
             ErrorCode::SnapshotStale,
             "the contact snapshot is older than snapshot.max_age_seconds; load a fresh snapshot (PUT /v1/snapshot) before sending",
@@ -309,7 +313,7 @@ async fn read_json(
     let mut req: JobRequest = parse_json(&bytes, "")?;
     let valid = validate(&req, state.clock.now())?;
     let findings = check_content(state, &valid, dry_run)?;
-    precheck(state, &valid)?;
+    precheck(state, &valid, &by.tenant)?;
     let audience = req.audience.take().ok_or_else(|| {
         ApiError::invalid(
             "audience",
@@ -370,6 +374,7 @@ fn push_recipient(
 
 async fn read_ndjson(
     state: &AppState,
+    tenant: &TenantId,
     body: Body,
     dry_run: bool,
 ) -> Result<(ValidJob, AudienceBuilder, [u8; 32], Vec<Finding>), ApiError> {
@@ -397,7 +402,7 @@ async fn read_ndjson(
     }
     let valid = validate(&req, state.clock.now())?;
     let findings = check_content(state, &valid, dry_run)?;
-    precheck(state, &valid)?;
+    precheck(state, &valid, tenant)?;
     let mut builder = AudienceBuilder::new();
     let mut line_no: u64 = 1;
     loop {

@@ -195,8 +195,7 @@ pub struct SnapshotStatus {
     pub as_of: DateTime<Utc>,
     pub contacts: usize,
     pub age_seconds: i64,
-    /// Older than `snapshot.max_age_seconds`. For the default tenant's book (the one the
-    /// dispatch gate judges), jobs that would send now are held.
+    /// Older than `snapshot.max_age_seconds`: the tenant's jobs that would send now are held.
     pub stale: bool,
 }
 

@@ -18,6 +18,7 @@ use super::rate_limit::{ChannelLimits, PartsLimiter};
 use super::routing::Router;
 use super::simulated_receipts::{self, ReceiptBatch};
 use super::{settle, worker};
+use crate::access::TenantId;
 use crate::clock::Clock;
 use crate::config::DispatchConfig;
 use crate::domain::{Channel, Currency, Hold, JobId, JobStatus};
@@ -524,8 +525,8 @@ impl Inner {
         if order.is_empty() {
             return None;
         }
-        let hold = self.hold(now);
-        self.apply_hold(hold, &order);
+        let hold = self.hold();
+        self.apply_hold(hold, &order, now);
         let rot = self.rotation.fetch_add(1, Ordering::Relaxed);
         let n = order.len();
         // Group by priority: within the first priority that has work, rotate.
@@ -554,6 +555,7 @@ impl Inner {
         now: DateTime<Utc>,
         hold: Option<Hold>,
     ) -> Option<super::job::Lease> {
+        let hold = self.hold_of(job, hold, now);
         let runnable = job.with_state(|st| {
             if st.status == JobStatus::Scheduled && job.spec.send_at.is_none_or(|t| t <= now) {
                 st.status = JobStatus::Queued;
@@ -612,35 +614,47 @@ impl Inner {
         }
     }
 
-    fn snapshot_fresh(&self, now: DateTime<Utc>) -> bool {
-        let snap = self.deps.books.default_store().current();
-        now - snap.as_of() <= self.deps.max_snapshot_age
+    /// Whether `tenant`'s book (the one its jobs read) is young enough to send on. A tenant
+    /// without a book has nothing in it to grow old: its jobs found nobody to send to.
+    fn snapshot_fresh(&self, tenant: &TenantId, now: DateTime<Utc>) -> bool {
+        let as_of = match tenant.is_default() {
+            true => self.deps.books.default_store().as_of(),
+            false if !self.deps.books.has_book(tenant) => return true,
+            false => self.deps.books.store(tenant).as_of(),
+        };
+        now - as_of <= self.deps.max_snapshot_age
     }
 
     /// Why no job may send right now, if something holds them all.
-    fn hold(&self, now: DateTime<Utc>) -> Option<Hold> {
-        if !self.snapshot_fresh(now) {
-            Some(Hold::SnapshotStale)
-        } else if !self.deps.state_health.is_up() {
+    fn hold(&self) -> Option<Hold> {
+        if !self.deps.state_health.is_up() {
             Some(Hold::StateUnavailable)
         } else {
             None
         }
     }
 
+    /// Why `job` may not send right now: what holds every job, or its tenant's stale book.
+    fn hold_of(&self, job: &Job, hold: Option<Hold>, now: DateTime<Utc>) -> Option<Hold> {
+        hold.or_else(|| {
+            (!self.snapshot_fresh(&job.spec.tenant, now)).then_some(Hold::SnapshotStale)
+        })
+    }
+
     /// Tells every runnable job when the hold changes. `try_lease` keeps `blocked` current
     /// for the jobs it visits, but a job queued behind a busier one is not visited, and must
     /// not keep reading `blocked` after the hold cleared.
-    fn apply_hold(&self, hold: Option<Hold>, order: &[Arc<Job>]) {
+    fn apply_hold(&self, hold: Option<Hold>, order: &[Arc<Job>], now: DateTime<Utc>) {
         let mut last = self.last_hold.lock();
         if *last == hold {
             return;
         }
         *last = hold;
         for job in order {
+            let held = self.hold_of(job, hold, now);
             job.with_state(|st| {
                 if matches!(st.status, JobStatus::Queued | JobStatus::Running) {
-                    st.blocked = hold.map(Hold::as_str);
+                    st.blocked = held.map(Hold::as_str);
                 }
             });
         }
@@ -698,7 +712,7 @@ async fn watch_holds(inner: std::sync::Weak<Inner>) {
             return;
         };
         let order = inner.order.read().clone();
-        inner.apply_hold(inner.hold(inner.deps.clock.now()), &order);
+        inner.apply_hold(inner.hold(), &order, inner.deps.clock.now());
     }
 }
 

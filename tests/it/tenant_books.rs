@@ -399,3 +399,40 @@ async fn a_wechat_unfollow_opts_out_the_follower_in_every_tenant_whose_book_hold
     );
     g.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_jobs_wait_only_for_its_own_book_to_be_fresh() {
+    let (url, sent) = recording_provider().await;
+    let g = gateway(&url, None).await;
+    let acme = tenant_key(&g, "acme").await;
+    let t0 = herald::clock::Clock::now(&*g.clock);
+    let max_age = chrono::Duration::seconds(86_400);
+
+    // A day and a minute on, the installation's book is stale; acme loads a fresh one, and
+    // its job goes out.
+    g.clock.set(t0 + max_age + chrono::Duration::seconds(60));
+    upload(&g, &acme, &book(ACME_C1)).await;
+    let (_, lines) = run(&g, &acme, &["c1"]).await;
+    assert_eq!(destinations(&sent, &lines), vec![ACME_C1.to_string()]);
+
+    // The installation's own job is refused: its book is the stale one.
+    let job = |contact: &str| sms_job("books", "Hi", json!([{ "contact_id": contact }]));
+    let (status, body) = call(
+        &g,
+        herald_testkit::KEY,
+        Method::POST,
+        "/v1/jobs",
+        Some(job("d1")),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "snapshot_stale");
+
+    // Another day on, acme's book is stale too.
+    g.clock
+        .set(t0 + max_age * 2 + chrono::Duration::seconds(120));
+    let (status, body) = call(&g, &acme, Method::POST, "/v1/jobs", Some(job("c1"))).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "snapshot_stale");
+    g.stop().await;
+}
