@@ -72,8 +72,10 @@ pub(super) async fn record_outcomes(
     // Answers are only worth recording when the send log keeps them: in memory with the
     // ledger off, nothing would read them, and the sends count at once.
     let keeping = inner.deps.send_log.keeps_answers();
-    // A job shared by a fleet writes its events with its outcomes (see `EventNote`).
+    // A job shared by a fleet writes its events with its outcomes (see `EventNote`); the
+    // sends' events are noted together once the chunk is read, before any is recorded sent.
     let shared = job.share().is_some();
+    let mut events: Vec<(u32, EventNote)> = Vec::new();
     let mut settled: Vec<SettledItem> = Vec::new();
     let now = inner.deps.clock.now();
     for ((meta, message), outcome) in metas.into_iter().zip(messages).zip(outcomes) {
@@ -94,8 +96,8 @@ pub(super) async fn record_outcomes(
                     region: meta.region,
                     provider_message_id: provider_message_id.clone(),
                 });
-                if let (Some(share), Some(item)) = (job.share(), &item) {
-                    share.note_event(meta.index, settled_event(provider, now, item.clone()));
+                if let (true, Some(item)) = (shared, &item) {
+                    events.push((meta.index, settled_event(provider, now, item.clone())));
                 }
                 if let (true, Some(item)) = (keeping, item) {
                     settled.push(item);
@@ -151,6 +153,9 @@ pub(super) async fn record_outcomes(
                 retry_messages.push(message);
             }
         }
+    }
+    if let Some(share) = job.share() {
+        share.note_events(events);
     }
     metrics::cost(
         job.spec.channel,

@@ -274,6 +274,29 @@ impl ShardShare {
         }
     }
 
+    /// Notes events of several recipients (a chunk's), one lock per run of one shard.
+    pub fn note_events(&self, notes: Vec<(u32, EventNote)>) {
+        let mut notes = notes.into_iter().peekable();
+        while let Some((i, note)) = notes.next() {
+            let Some(&(k, _)) = self.loc.get(i as usize) else {
+                continue;
+            };
+            if k == NO_SHARD {
+                continue;
+            }
+            let mut list = self.events[k as usize].lock();
+            list.push(note);
+            while let Some((j, _)) = notes.peek() {
+                if self.loc.get(*j as usize).map(|&(s, _)| s) != Some(k) {
+                    break;
+                }
+                if let Some((_, note)) = notes.next() {
+                    list.push(note);
+                }
+            }
+        }
+    }
+
     /// Takes shard `k`'s unwritten events, oldest first. Taken after its outcome changes.
     pub fn take_events(&self, k: usize) -> Vec<EventNote> {
         std::mem::take(&mut *self.events[k].lock())
