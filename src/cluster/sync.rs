@@ -136,7 +136,7 @@ pub(super) async fn look_after_leases(c: &Cluster, live: usize) {
             }
             // What this instance decided while it did not hold the lease (Redis was away)
             // is written first, so it is not decided a second time.
-            if !super::flush_shard(c, &job, k).await {
+            if !super::flush::flush_shard(c, &job, k).await {
                 let _ = c.work.release(job.id.as_str(), &[k as u32], &c.me).await;
                 continue;
             }
