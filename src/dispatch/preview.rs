@@ -39,18 +39,7 @@ pub struct Preview {
 
 /// The unit price recipient `i` would pay at the provider the route picks for it now.
 fn routed_price(dispatcher: &Dispatcher, job: &Job, i: u32, m: &ReadyMessage) -> i64 {
-    let draw = xxhash_rust::xxh3::xxh3_64(job.audience.contact_id(i).as_bytes());
-    let slot = dispatcher
-        .router()
-        .choose_for(
-            job.spec.channel,
-            m.region,
-            Some(&m.to),
-            draw,
-            None,
-            &mut Vec::new(),
-        )
-        .unwrap_or(job.provider);
+    let slot = job.route(dispatcher.router(), i, m.region, &m.to, &mut Vec::new());
     job.unit_price(slot, m.region).0
 }
 

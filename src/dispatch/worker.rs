@@ -262,19 +262,7 @@ async fn prepare(inner: &Arc<Inner>, job: &Arc<Job>, indices: &[u32]) -> Prepare
                 job.record_deferred(i, until);
             }
             Decision::Send(m) => {
-                let draw = xxhash_rust::xxh3::xxh3_64(audience.contact_id(i).as_bytes());
-                let provider = inner
-                    .deps
-                    .router
-                    .choose_for(
-                        job.spec.channel,
-                        m.region,
-                        Some(&m.to),
-                        draw,
-                        None,
-                        &mut order,
-                    )
-                    .unwrap_or(job.provider);
+                let provider = job.route(&inner.deps.router, i, m.region, &m.to, &mut order);
                 let cost = job.unit_price(provider, m.region).times(m.parts.parts);
                 if over_budget || !job.progress.budget.try_reserve(cost.0) {
                     over_budget = true;

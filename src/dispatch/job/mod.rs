@@ -359,6 +359,23 @@ impl Job {
             .share_or_init(|| ShardShare::new(&self.schedule.shard_indices(), self.progress.len()))
     }
 
+    /// The provider slot recipient `i`'s message to `to` in `region` goes to now: the route's
+    /// choice for it (its contact id fixes its draw, so a preview prices what a send will
+    /// pay), or the job's first provider when the route reaches nobody. `order` is scratch.
+    pub fn route(
+        &self,
+        router: &super::routing::Router,
+        i: u32,
+        region: crate::phone::RegionCode,
+        to: &crate::domain::Address,
+        order: &mut Vec<usize>,
+    ) -> usize {
+        let draw = xxhash_rust::xxh3::xxh3_64(self.audience.contact_id(i).as_bytes());
+        router
+            .choose_for(self.spec.channel, region, Some(to), draw, None, order)
+            .unwrap_or(self.provider)
+    }
+
     /// Whether a worker here holds a chunk of shard `k` right now.
     pub fn shard_busy(&self, k: usize) -> bool {
         self.schedule.shard_busy(k)
