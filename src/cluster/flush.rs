@@ -153,7 +153,7 @@ async fn flush_deliveries(c: &Cluster, job: &Job, k: usize) {
     let record = |states: &[(u32, u8)]| {
         let items: Vec<(u32, u8)> = states
             .iter()
-            .filter_map(|&(pos, state)| share.index_at(k, pos).map(|i| (i, state)))
+            .filter_map(|&(pos, state)| job.recipient_at(k, pos).map(|i| (i, state)))
             .collect();
         codec::encode_delivered(job.id.as_str(), chrono::Utc::now().timestamp(), &items)
     };

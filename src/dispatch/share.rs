@@ -48,8 +48,6 @@ pub struct ShardShare {
     owned: Vec<AtomicBool>,
     /// Recipient index → (shard, position in the shard).
     loc: Vec<(u32, u32)>,
-    /// Shard → recipient indices, by position.
-    members: Vec<Box<[u32]>>,
     /// Events of each shard waiting for its next commit.
     events: Vec<Mutex<Vec<EventNote>>>,
     /// Opens and clicks not written yet: (Unix seconds, recipient, what).
@@ -143,7 +141,6 @@ impl ShardShare {
         ShardShare {
             owned: shards.iter().map(|_| AtomicBool::new(false)).collect(),
             loc,
-            members: shards.iter().map(|s| Box::from(*s)).collect(),
             events: shards.iter().map(|_| Mutex::new(Vec::new())).collect(),
             engaged: Mutex::new(Vec::new()),
             deliveries_waiting: shards.iter().map(|_| Mutex::new(None)).collect(),
@@ -257,11 +254,6 @@ impl ShardShare {
             segments,
             cost_micros,
         });
-    }
-
-    /// The recipient at position `pos` of shard `k`.
-    pub fn index_at(&self, k: usize, pos: u32) -> Option<u32> {
-        self.members.get(k)?.get(pos as usize).copied()
     }
 
     /// Notes an event of recipient `i`, to be written with its shard's next commit. Noted

@@ -89,15 +89,15 @@ fn streams_of(dispatcher: &Dispatcher, tenant: &TenantId) -> Vec<(EventStream, b
     out
 }
 
-/// The events of stream entries, in order, each with the id of its entry.
+/// The events of stream entries, in order, each with the place of its entry in `entries`.
 pub fn of_entries(
     dispatcher: &Dispatcher,
     stream: &EventStream,
     entries: &[StreamEntry],
-) -> Vec<(String, Event)> {
+) -> Vec<(usize, Event)> {
     let mut out = Vec::new();
     let mut got = Vec::new();
-    for entry in entries {
+    for (k, entry) in entries.iter().enumerate() {
         let place = match stream {
             EventStream::Job(job) => format!("{job}_{}", entry.id),
             EventStream::Engaged(job) => format!("{job}_e{}", entry.id),
@@ -117,7 +117,7 @@ pub fn of_entries(
         }
         out.extend(got.drain(..).map(|mut e| {
             message_event_id(&mut e);
-            (entry.id.clone(), e)
+            (k, e)
         }));
     }
     out
@@ -268,10 +268,12 @@ async fn deliver_some(
         };
         quiet.0.remove(&field);
         let wanted = wanted(endpoint);
-        let events: Vec<(String, Event)> = of_entries(&deps.dispatcher, &stream, &entries)
-            .into_iter()
-            .filter(|(_, e)| wanted(e))
-            .collect();
+        // Each event with the place of its entry, which the cursor moves past.
+        let (places, events): (Vec<usize>, Vec<Event>) =
+            of_entries(&deps.dispatcher, &stream, &entries)
+                .into_iter()
+                .filter(|(_, e)| wanted(e))
+                .unzip();
         let mut start = 0;
         while start < events.len() {
             // A slow endpoint can outlast the lease: each request renews it first, and a
@@ -280,16 +282,17 @@ async fn deliver_some(
                 return Ok(passed);
             }
             let end = (start + batch).min(events.len());
-            let list: Vec<Event> = events[start..end].iter().map(|(_, e)| e.clone()).collect();
-            if let Err(e) = delivery::send(&deps.http, endpoint, &list).await {
+            let list = &events[start..end];
+            if let Err(e) = delivery::send(&deps.http, endpoint, list).await {
                 crate::metrics::webhook_events(list.len() as u64, false);
                 return Err(Failure::Send(e));
             }
             crate::metrics::webhook_events(list.len() as u64, true);
             // Past the request's last entry when the request carried its last event.
-            let done = &events[end - 1].0;
-            if end < events.len() && events[end].0 != *done {
-                if let Err(e) = deps.events.set_cursor(&endpoint.id, &stream, done).await {
+            let done = places[end - 1];
+            if end < events.len() && places[end] != done {
+                let id = &entries[done].id;
+                if let Err(e) = deps.events.set_cursor(&endpoint.id, &stream, id).await {
                     tracing::warn!(endpoint = %endpoint.id, error = %e, "a webhook cursor could not be saved; events may be sent again");
                 }
             }

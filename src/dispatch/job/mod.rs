@@ -376,6 +376,11 @@ impl Job {
             .unwrap_or(self.provider)
     }
 
+    /// The recipient at position `pos` of shard `k`.
+    pub fn recipient_at(&self, k: usize, pos: u32) -> Option<u32> {
+        self.schedule.shard(k).get(pos as usize).copied()
+    }
+
     /// Whether a worker here holds a chunk of shard `k` right now.
     pub fn shard_busy(&self, k: usize) -> bool {
         self.schedule.shard_busy(k)
